@@ -1,0 +1,236 @@
+"""Loading `seam.yaml` with exact positions.
+
+ruamel.yaml's round-trip loader remembers the line and column of every key and item. We keep them in a
+:class:`SourceMap` (path → position) so that both schema errors and the rules of ``seam check`` can
+point at the offending element, e.g. ``seam.yaml:42:7``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+from otseam.contract.models import Contract
+
+PathKey = tuple[str | int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    line: int  # 1-based
+    column: int  # 1-based
+
+
+@dataclass(slots=True)
+class Problem:
+    """One thing wrong with a contract, with where it is and how to fix it."""
+
+    file: str
+    line: int
+    column: int
+    message: str
+    hint: str = ""
+    path: str = ""
+
+    def __str__(self) -> str:
+        text = f"{self.file}:{self.line}:{self.column}: {self.message}"
+        if self.hint:
+            text += f"\n    fix: {self.hint}"
+        return text
+
+
+class ContractError(Exception):
+    """The contract cannot be used. Carries every problem found, not just the first."""
+
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+@dataclass(slots=True)
+class SourceMap:
+    """Positions of every mapping key and sequence item, by path from the document root."""
+
+    file: str
+    positions: dict[PathKey, Position] = field(default_factory=dict)
+
+    def locate(self, path: Sequence[str | int]) -> Position:
+        """The position of ``path``, or of its nearest ancestor that has one."""
+        key = tuple(path)
+        while key:
+            if key in self.positions:
+                return self.positions[key]
+            key = key[:-1]
+        return self.positions.get((), Position(1, 1))
+
+
+@dataclass(slots=True)
+class LoadedContract:
+    contract: Contract
+    source: SourceMap
+    path: Path
+    raw: Any
+
+    def at(self, path: Sequence[str | int]) -> Position:
+        return self.source.locate(path)
+
+
+def _walk(node: Any, path: PathKey, out: dict[PathKey, Position]) -> None:
+    if isinstance(node, CommentedMap):
+        for key in node:
+            try:
+                line, col = node.lc.key(key)
+            except (KeyError, TypeError):
+                continue
+            out[(*path, str(key))] = Position(line + 1, col + 1)
+            _walk(node[key], (*path, str(key)), out)
+    elif isinstance(node, CommentedSeq):
+        for index, item in enumerate(node):
+            try:
+                line, col = node.lc.item(index)
+            except (KeyError, TypeError, IndexError):
+                continue
+            out[(*path, index)] = Position(line + 1, col + 1)
+            _walk(item, (*path, index), out)
+
+
+def _plain(node: Any) -> Any:
+    """ruamel's round-trip containers → plain dicts and lists for pydantic."""
+    if isinstance(node, dict):
+        return {str(k): _plain(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_plain(v) for v in node]
+    return node
+
+
+# Field aliases in the models (Python name → YAML key) so error paths name what the user wrote.
+_ALIASES = {"from_zone": "from", "to_zone": "to", "security_level": "sl"}
+
+
+def _hint_for(error: dict[str, Any]) -> str:
+    kind = error.get("type", "")
+    loc = error.get("loc", ())
+    last = str(loc[-1]) if loc else ""
+    if kind == "missing":
+        return f"add the key '{last}'"
+    if kind == "extra_forbidden":
+        return f"remove '{last}' or check its spelling against the documented keys"
+    if kind == "literal_error":
+        expected = error.get("ctx", {}).get("expected", "")
+        return f"use one of {expected}"
+    if kind in ("int_parsing", "float_parsing", "int_type", "float_type"):
+        return "write a number"
+    if kind in ("bool_parsing", "bool_type"):
+        return "write true or false"
+    if kind in ("list_type",):
+        return "write a list (one '- item' per line)"
+    if kind in ("dict_type", "model_type", "model_attributes_type"):
+        return "write a mapping (key: value lines)"
+    if kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
+        return "bring the value into the allowed range"
+    return ""
+
+
+def _message_for(error: dict[str, Any]) -> str:
+    msg = str(error.get("msg", "invalid value"))
+    # pydantic prefixes messages of our own validators with "Value error, ".
+    for prefix in ("Value error, ", "Assertion failed, "):
+        if msg.startswith(prefix):
+            msg = msg[len(prefix) :]
+    return msg
+
+
+def _clean_loc(loc: Sequence[Any]) -> PathKey:
+    """pydantic locations include union/function tags; keep only real keys and indexes."""
+    out: list[str | int] = []
+    for part in loc:
+        if isinstance(part, int):
+            out.append(part)
+        elif isinstance(part, str):
+            if "[" in part or part.startswith("function-") or part in ("float", "int", "str", "bool"):
+                continue
+            out.append(_ALIASES.get(part, part))
+    return tuple(out)
+
+
+def _describe(path: PathKey) -> str:
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
+    return text
+
+
+def parse_text(text: str, file: str = "seam.yaml") -> LoadedContract:
+    """Parse and validate contract text. Raises :class:`ContractError` listing every problem."""
+    yaml = YAML(typ="rt")
+    yaml.allow_duplicate_keys = False
+    try:
+        raw = yaml.load(text)
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        problem = (exc.problem or exc.context or "invalid YAML").strip()
+        hint = "check indentation (spaces, not tabs) and quoting around this position"
+        if "duplicate" in problem.lower() or "found duplicate key" in str(exc):
+            hint = "each key may appear once in a mapping: remove or rename the repeated key"
+            problem = "duplicate key"
+        raise ContractError([Problem(file, line, col, f"YAML syntax: {problem}", hint)]) from None
+    except YAMLError as exc:
+        raise ContractError([Problem(file, 1, 1, f"YAML syntax: {exc}", "fix the YAML syntax")]) from None
+
+    positions: dict[PathKey, Position] = {(): Position(1, 1)}
+    _walk(raw, (), positions)
+    source = SourceMap(file, positions)
+    if raw is None:
+        raise ContractError([Problem(file, 1, 1, "the contract is empty", "run 'seam init' for an example")])
+    if not isinstance(raw, dict):
+        raise ContractError([Problem(file, 1, 1, "the contract must be a mapping of sections", "start with 'site:'")])
+    data = _plain(raw)
+    try:
+        contract = Contract.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            loc = _clean_loc(error["loc"])
+            pos = source.locate(loc)
+            problems.append(
+                Problem(
+                    file,
+                    pos.line,
+                    pos.column,
+                    f"{_describe(loc) or 'contract'}: {_message_for(dict(error))}",
+                    _hint_for(dict(error)),
+                    _describe(loc),
+                )
+            )
+        raise ContractError(problems) from None
+    return LoadedContract(contract, source, Path(file), raw)
+
+
+def load(path: str | Path) -> LoadedContract:
+    """Load and validate a contract file."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ContractError(
+            [Problem(str(file), 1, 1, "file not found", "check the path, or run 'seam init' to write one")]
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise ContractError(
+            [Problem(str(file), 1, 1, f"not UTF-8 text ({exc.reason})", "save the file as UTF-8")]
+        ) from None
+    except OSError as exc:
+        raise ContractError([Problem(str(file), 1, 1, f"cannot read: {exc.strerror}", "check permissions")]) from None
+    return parse_text(text, str(file))
+
+
+def iter_problems(error: ContractError) -> Iterator[Problem]:
+    yield from error.problems

@@ -1,0 +1,374 @@
+"""The contract, `seam.yaml`, as pydantic models.
+
+Every model forbids unknown keys: a misspelt key in a plant's contract must be an error, never a
+silently ignored setting. Sections that belong to later plugins (``options``) stay open mappings so
+that a new driver or sink needs no change here.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    model_validator,
+)
+
+from otseam.contract.units import format_duration, parse_duration, parse_rate, parse_size
+
+_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
+
+
+def _check_id(value: str) -> str:
+    if not _ID.match(value):
+        raise ValueError(
+            f"{value!r} is not a valid id: start with a letter, then letters, digits, '-' or '_' (at most 64)"
+        )
+    return value
+
+
+Id = Annotated[str, AfterValidator(_check_id)]
+#: Seconds, written in the file as "500ms", "2s", "5min", ...
+Duration = Annotated[float, BeforeValidator(parse_duration), PlainSerializer(format_duration, return_type=str)]
+#: Events per second, written as "20/s", "6/min".
+Rate = Annotated[float, BeforeValidator(parse_rate)]
+#: Bytes, written as "2GiB", "500MB".
+Size = Annotated[int, BeforeValidator(parse_size)]
+
+
+class Side(StrEnum):
+    OT = "ot"
+    IT = "it"
+    SEAM = "seam"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=False)
+
+
+# --- site and people --------------------------------------------------------------------------------
+
+
+class Site(Strict):
+    """The ISA-95 path that roots every topic and browse path."""
+
+    enterprise: Id
+    site: Id
+    area: Id | None = None
+    line: Id | None = None
+    description: str = ""
+
+    @property
+    def path(self) -> list[str]:
+        return [p for p in (self.enterprise, self.site, self.area, self.line) if p]
+
+
+class Person(Strict):
+    id: Id
+    name: str
+    side: Side
+    role: str
+    contact: str = ""
+
+
+# --- zones and conduits -----------------------------------------------------------------------------
+
+PURDUE_LEVELS = (0, 1, 2, 3, 3.5, 4, 5)
+
+
+def _purdue_level(value: Any) -> float:
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not a Purdue level: use 0, 1, 2, 3, 3.5 (the DMZ), 4 or 5") from None
+    if isinstance(value, bool) or not isinstance(value, int | float) or value not in PURDUE_LEVELS:
+        raise ValueError(f"{value!r} is not a Purdue level: use 0, 1, 2, 3, 3.5 (the DMZ), 4 or 5")
+    return float(value)
+
+
+#: 0 process, 1 basic control, 2 supervisory, 3 site operations, 3.5 the IT/OT DMZ, 4-5 enterprise.
+PurdueLevel = Annotated[float, BeforeValidator(_purdue_level)]
+
+
+class Zone(Strict):
+    id: Id
+    name: str = ""
+    level: PurdueLevel
+    #: IEC 62443 target security level, 1 to 4.
+    security_level: Annotated[int, Field(ge=1, le=4)] = Field(alias="sl")
+    owner: Id | None = None
+    description: str = ""
+
+    @property
+    def side(self) -> Side:
+        if self.level == 3.5:
+            return Side.SEAM
+        return Side.OT if self.level <= 3 else Side.IT
+
+
+class Direction(StrEnum):
+    ONE_WAY = "one-way"
+    TWO_WAY = "two-way"
+
+
+class Conduit(Strict):
+    id: Id
+    from_zone: Id = Field(alias="from")
+    to_zone: Id = Field(alias="to")
+    direction: Direction
+    #: How bytes cross: "tcp", "tls", "serial", "diode" (a one-way UDP link), "mqtt", ...
+    transport: str = "tcp"
+    protocols: list[str] = Field(default_factory=list)
+    ports: list[Annotated[int, Field(ge=1, le=65535)]] = Field(default_factory=list)
+    owner: Id | None = None
+    #: Required by rule ZONE-SL-TWO-WAY when a high-SL zone talks both ways to a lower one.
+    justification: str = ""
+    description: str = ""
+
+
+# --- devices and points -----------------------------------------------------------------------------
+
+
+class RestartTolerance(StrEnum):
+    NONE = "none"  # must never be restarted outside an outage
+    PLANNED = "planned"  # only in a planned window
+    ANY = "any"
+
+
+class Constraints(Strict):
+    """What OT says about the equipment: Seam must live within these, not the other way round."""
+
+    max_request_rate: Rate | None = None
+    pause_between_requests: Duration = 0.0
+    pause_after_connect: Duration = 0.0
+    timeout: Duration = 2.0
+    max_connections: Annotated[int, Field(ge=1)] = 1
+    restart_tolerance: RestartTolerance = RestartTolerance.PLANNED
+    patch_window: str = ""
+    notes: str = ""
+
+
+DataType = Literal["bool", "int16", "uint16", "int32", "uint32", "int64", "uint64", "float32", "float64", "string"]
+
+#: Byte/word order of multi-register values, in the usual letter notation: ABCD is big-endian words
+#: and bytes; CDAB swaps words (common on PLCs); BADC swaps bytes; DCBA is fully little-endian.
+ByteOrder = Literal["ABCD", "CDAB", "BADC", "DCBA"]
+
+
+class Scaling(Strict):
+    """engineering value = raw * factor + offset, applied by the pipeline."""
+
+    factor: float = 1.0
+    offset: float = 0.0
+
+
+class Range(Strict):
+    low: float
+    high: float
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Range:
+        if self.low >= self.high:
+            raise ValueError(f"low ({self.low}) must be less than high ({self.high})")
+        return self
+
+
+_PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
+
+
+class Deadband(Strict):
+    """A change smaller than this is not reported. ``percent`` is of the point's range."""
+
+    absolute: float | None = None
+    percent: float | None = None
+
+
+def _deadband(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError("a deadband is a number (absolute) or a percentage of range such as '0.5%'")
+    if isinstance(value, int | float):
+        return {"absolute": float(value)}
+    if isinstance(value, str):
+        match = _PERCENT.match(value)
+        if match:
+            return {"percent": float(match.group(1))}
+        try:
+            return {"absolute": float(value)}
+        except ValueError:
+            raise ValueError(
+                f"{value!r} is not a deadband: write a number (absolute, in the point's unit) or a "
+                "percentage of the point's range such as '0.5%'"
+            ) from None
+    return value
+
+
+class Alarm(Strict):
+    """A limit alarm: raised after the value stays beyond ``limit`` for ``delay``, cleared once it comes
+    back by more than ``hysteresis``."""
+
+    id: Id
+    kind: Literal["high", "low"]
+    limit: float
+    hysteresis: Annotated[float, Field(ge=0)] = 0.0
+    delay: Duration = 0.0
+    severity: Literal["info", "low", "medium", "high", "critical"] = "high"
+    message: str = ""
+
+
+class Point(Strict):
+    id: Id
+    #: Driver-specific address: "hr:100", "co:5", "hr:7.3" (Modbus); "ns=2;s=Tank.Level" (OPC UA).
+    address: str
+    type: DataType = "float32"
+    byte_order: ByteOrder = "ABCD"
+    #: Registers a string occupies (Modbus) or characters kept.
+    length: Annotated[int, Field(ge=1, le=125)] | None = None
+    scale: Scaling | None = None
+    clamp: Range | None = None
+    #: The engineering range; needed for a percent deadband.
+    range: Range | None = None
+    unit: str = ""
+    description: str = ""
+    deadband: Annotated[Deadband | None, BeforeValidator(_deadband)] = None
+    #: Report at least this often even without a change (report-by-exception heartbeat).
+    heartbeat: Duration | None = None
+    #: Overrides the device's poll interval.
+    poll: Duration | None = None
+    alarms: list[Alarm] = Field(default_factory=list)
+    #: Inherits the device's owner when absent.
+    owner: Id | None = None
+    #: Who uses the value on the IT side (team, application); informs the interface document.
+    consumers: list[str] = Field(default_factory=list)
+    writable: bool = False
+
+
+class Device(Strict):
+    id: Id
+    driver: Id
+    #: "tcp://10.0.0.5:502", "rtu:///dev/ttyUSB0?baudrate=19200&parity=E", "rtu+tcp://host:4001",
+    #: "opc.tcp://host:4840/path".
+    endpoint: str
+    unit: Annotated[int, Field(ge=0, le=255)] | None = None
+    zone: Id
+    owner: Id | None = None
+    description: str = ""
+    vendor: str = ""
+    model: str = ""
+    poll: Duration = 1.0
+    constraints: Constraints = Field(default_factory=Constraints)
+    #: Driver-specific settings, validated by the driver.
+    options: dict[str, Any] = Field(default_factory=dict)
+    points: list[Point] = Field(default_factory=list)
+
+    def point_owner(self, point: Point) -> str | None:
+        return point.owner or self.owner
+
+    def key(self, point: Point) -> str:
+        """The global point key used in samples: ``<device>/<point>``."""
+        return f"{self.id}/{point.id}"
+
+
+# --- sinks, commands, objectives --------------------------------------------------------------------
+
+
+class SinkSpec(Strict):
+    id: Id
+    #: The sink plugin: "historian", "postgres", "sparkplug", "uns_json", "diode_send", ...
+    type: Id
+    #: The conduit the data leaves through; None for sinks that stay in the zone (a local historian).
+    conduit: Id | None = None
+    #: Point keys or glob patterns ("plc1/*"); empty means every point.
+    points: list[str] = Field(default_factory=list)
+    #: Also forward events (alarms, alerts, audit) to this sink.
+    events: bool = True
+    owner: Id | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class ApproverSpec(Strict):
+    side: Side
+    role: str
+
+
+class Command(Strict):
+    """An IT→OT write that may exist. Nothing else can ever be written to a PLC."""
+
+    id: Id
+    #: The point key, "<device>/<point>".
+    point: str
+    description: str = ""
+    range: Range | None = None
+    #: How often the command may be executed.
+    rate: Rate | None = None
+    #: When it may be executed, e.g. "Mon-Fri 06:00-18:00"; empty for any time.
+    window: str = ""
+    conduit: Id | None = None
+    approvers: list[ApproverSpec] = Field(default_factory=list)
+    owner: Id | None = None
+
+
+class SideView(Strict):
+    ot: str
+    it: str
+
+
+class Objective(Strict):
+    id: Id
+    #: What problem the interface solves.
+    problem: str
+    success: SideView
+    failure: SideView
+    owner: Id | None = None
+
+
+class Journal(Strict):
+    path: str = "./seam-data/journal"
+    max_size: Size = 2 * 1024**3
+    max_age: Duration = 7 * 86400.0
+
+
+class Contract(Strict):
+    version: Literal[1] = 1
+    site: Site
+    people: list[Person] = Field(default_factory=list)
+    #: The person with authority when the two sides disagree.
+    seam_owner: Id | None = None
+    zones: list[Zone] = Field(default_factory=list)
+    conduits: list[Conduit] = Field(default_factory=list)
+    devices: list[Device] = Field(default_factory=list)
+    sinks: list[SinkSpec] = Field(default_factory=list)
+    commands: list[Command] = Field(default_factory=list)
+    objectives: list[Objective] = Field(default_factory=list)
+    journal: Journal = Field(default_factory=Journal)
+
+    # Lookups used by rules, drivers and sinks. Built on demand; contracts are small.
+    def person(self, person_id: str | None) -> Person | None:
+        return next((p for p in self.people if p.id == person_id), None)
+
+    def zone(self, zone_id: str | None) -> Zone | None:
+        return next((z for z in self.zones if z.id == zone_id), None)
+
+    def conduit(self, conduit_id: str | None) -> Conduit | None:
+        return next((c for c in self.conduits if c.id == conduit_id), None)
+
+    def device(self, device_id: str | None) -> Device | None:
+        return next((d for d in self.devices if d.id == device_id), None)
+
+    def find_point(self, key: str) -> tuple[Device, Point] | None:
+        device_id, _, point_id = key.partition("/")
+        device = self.device(device_id)
+        if device is None:
+            return None
+        point = next((p for p in device.points if p.id == point_id), None)
+        return (device, point) if point else None
+
+    def point_keys(self) -> list[str]:
+        return [d.key(p) for d in self.devices for p in d.points]

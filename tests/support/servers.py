@@ -1,0 +1,148 @@
+"""Start real servers on free loopback ports for the tests: no mocks of brokers or databases."""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    """A port nobody listens on right now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, kind) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, host: str = "127.0.0.1", timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on {host}:{port} after {timeout}s")
+
+
+@dataclass
+class Mosquitto:
+    host: str
+    port: int
+    process: subprocess.Popen[bytes]
+    config: Path
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def start_again(self) -> None:
+        """Restart on the same port (for broker-outage tests)."""
+        self.stop()
+        self.process = subprocess.Popen(
+            ["mosquitto", "-c", str(self.config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        wait_for_port(self.port)
+
+
+@contextlib.contextmanager
+def mosquitto(extra_config: str = "", port: int | None = None) -> Iterator[Mosquitto]:
+    """A real Mosquitto broker on a free loopback port, anonymous access, MQTT 3.1.1 and 5."""
+    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    if not os.path.exists(binary):
+        raise RuntimeError("mosquitto is not installed: run 'make test' once to install the test tools")
+    port = port or free_port()
+    workdir = Path(tempfile.mkdtemp(prefix="seam-mqtt-"))
+    config = workdir / "mosquitto.conf"
+    config.write_text(
+        f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+        f"max_queued_messages 100000\nmax_inflight_messages 1000\n{extra_config}\n"
+    )
+    process = subprocess.Popen([binary, "-c", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    broker = Mosquitto("127.0.0.1", port, process, config)
+    try:
+        wait_for_port(port)
+        yield broker
+    finally:
+        broker.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@dataclass
+class Postgres:
+    dsn: str
+    port: int
+
+
+def _pg_bin(name: str) -> str:
+    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    if found:
+        return found[-1]
+    path = shutil.which(name)
+    if path:
+        return path
+    raise RuntimeError(f"PostgreSQL's {name} is not installed: run 'make test' once to install the test tools")
+
+
+@contextlib.contextmanager
+def postgres() -> Iterator[Postgres]:
+    """A PostgreSQL server for the tests.
+
+    If ``SEAM_TEST_POSTGRES_DSN`` is set, that server is used. Otherwise a throw-away cluster is created
+    in a temporary directory on a free port. PostgreSQL refuses to run as root, so as root the cluster
+    runs as the ``postgres`` user.
+    """
+    dsn = os.environ.get("SEAM_TEST_POSTGRES_DSN")
+    if dsn:
+        yield Postgres(dsn, 0)
+        return
+    port = free_port()
+    workdir = Path(tempfile.mkdtemp(prefix="seam-pg-"))
+    data = workdir / "data"
+    as_user: list[str] = []
+    if os.geteuid() == 0:
+        shutil.chown(workdir, "postgres", "postgres")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    subprocess.run(
+        [*as_user, _pg_bin("initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8"],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    options = f"-p {port} -k {workdir} -c listen_addresses=127.0.0.1 -c fsync=off"
+    subprocess.run(
+        [
+            *as_user,
+            _pg_bin("pg_ctl"),
+            "-D",
+            str(data),
+            "-o",
+            options,
+            "-l",
+            str(workdir / "log"),
+            "-w",
+            "start",
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        yield Postgres(f"postgresql://postgres@127.0.0.1:{port}/postgres", port)
+    finally:
+        subprocess.run(
+            [*as_user, _pg_bin("pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        shutil.rmtree(workdir, ignore_errors=True)
