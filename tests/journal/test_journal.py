@@ -1,0 +1,326 @@
+"""The journal on a real disk: offsets, cursors, restart, torn tails, retention and overflow."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+import pytest
+
+from otseam.core.plugins import JournalReader, JournalWriter
+from otseam.core.records import Event, Quality, Record, Sample, Severity
+from otseam.journal import Journal, JournalError
+
+
+def samples(start: int, count: int, point: str = "plc1/level") -> list[Record]:
+    return [
+        Sample(point, float(i), Quality.GOOD, 1_700_000_000.0 + i, 1_700_000_000.5 + i)
+        for i in range(start, start + count)
+    ]
+
+
+def test_implements_the_core_protocols(tmp_path: Path) -> None:
+    with Journal.open(tmp_path / "j") as journal:
+        assert isinstance(journal, JournalWriter)
+        assert isinstance(journal.reader("sink"), JournalReader)
+
+
+async def test_offsets_increase_and_records_round_trip(tmp_path: Path) -> None:
+    event = Event(1.5, "alarm", "plc1/level", Severity.HIGH, "level high", {"limit": 90, "tags": ["a"]})
+    mixed: list[Record] = [*samples(0, 3), event, *samples(3, 2)]
+    with Journal.open(tmp_path / "j") as journal:
+        assert journal.last_offset == 0
+        assert journal.append(mixed) == 6
+        assert journal.append(samples(5, 4)) == 10
+        assert journal.append([]) == 10
+        batch = await journal.reader("a").next_batch(max_records=100, max_wait=0)
+    assert batch.source == journal.source
+    assert batch.offsets == list(range(1, 11))
+    assert batch.records[:6] == mixed
+    assert batch.records[3] == event and isinstance(batch.records[3], Event)
+    assert batch.records[0].quality is Quality.GOOD
+    assert batch.records[6:] == samples(5, 4)
+
+
+async def test_values_of_every_type_and_subclass_survive(tmp_path: Path) -> None:
+    class Level(float):
+        pass
+
+    records: list[Record] = [
+        Sample("d/b", True, Quality.STALE, 1.0, 2.0),
+        Sample("d/i", 2**40, Quality.BAD_COMM, 1, 2),
+        Sample("d/s", "running", Quality.UNCERTAIN, 1.0, 2.0),
+        Sample("d/n", None, Quality.BAD_DEVICE, 1.0, 2.0),
+        Sample("d/f", Level(4.25), Quality.GOOD, 1.0, 2.0),
+    ]
+    with Journal.open(tmp_path / "j") as journal:
+        journal.append(records)
+        batch = await journal.reader("a").next_batch(max_wait=0)
+    assert [r.value for r in batch.records] == [True, 2**40, "running", None, 4.25]  # type: ignore[union-attr]
+    assert [type(r.value) for r in batch.records] == [bool, int, str, type(None), float]  # type: ignore[union-attr]
+    assert [r.quality for r in batch.records] == [r.quality for r in records]  # type: ignore[union-attr]
+
+
+def test_refuses_what_it_cannot_store(tmp_path: Path) -> None:
+    with Journal.open(tmp_path / "j") as journal:
+        with pytest.raises(ValueError, match="value must be"):
+            journal.append([Sample("d/x", object(), Quality.GOOD, 1.0, 1.0)])  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="quality"):
+            journal.append([Sample("d/x", 1.0, 42, 1.0, 1.0)])  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="Sample and Event"):
+            journal.append([("not", "a", "record")])  # type: ignore[list-item]
+        assert journal.last_offset == 0
+
+
+async def test_cursor_resumes_after_commit_and_redelivers_uncommitted(tmp_path: Path) -> None:
+    path = tmp_path / "j"
+    with Journal.open(path) as journal:
+        journal.append(samples(0, 10))
+        cursor = journal.reader("historian")
+        first = await cursor.next_batch(max_records=4, max_wait=0)
+        assert first.offsets == [1, 2, 3, 4]
+        again = await cursor.next_batch(max_records=4, max_wait=0)
+        assert again.offsets == [1, 2, 3, 4], "an uncommitted batch is offered again"
+        cursor.commit(first.last_offset)
+        assert (await cursor.next_batch(max_records=4, max_wait=0)).offsets == [5, 6, 7, 8]
+        cursor.commit(6)
+        with pytest.raises(ValueError, match="last offset appended is 10"):
+            cursor.commit(11)
+    with Journal.open(path) as journal:
+        cursor = journal.reader("historian")
+        assert cursor.committed == 6
+        batch = await cursor.next_batch(max_wait=0)
+        assert batch.offsets == [7, 8, 9, 10]
+        assert batch.records == samples(6, 4)
+        other = await journal.reader("mqtt").next_batch(max_wait=0)
+        assert other.offsets[0] == 1, "a new cursor starts at the oldest record"
+        late = journal.reader("late", start="latest")
+        assert (await late.next_batch(max_wait=0)).records == []
+
+
+async def test_reader_wakes_up_on_append(tmp_path: Path) -> None:
+    with Journal.open(tmp_path / "j") as journal:
+        cursor = journal.reader("a")
+        waiting = asyncio.create_task(cursor.next_batch(max_wait=30))
+        await asyncio.sleep(0.05)
+        assert not waiting.done()
+        journal.append(samples(0, 2))
+        batch = await asyncio.wait_for(waiting, 5)
+        assert batch.offsets == [1, 2]
+        empty = await cursor.next_batch(max_wait=0.01)
+        assert empty.offsets == [1, 2], "not committed yet"
+        cursor.commit(2)
+        assert len(await cursor.next_batch(max_wait=0.01)) == 0
+
+
+async def test_append_from_another_thread_wakes_the_reader(tmp_path: Path) -> None:
+    with Journal.open(tmp_path / "j") as journal:
+        cursor = journal.reader("a")
+        waiting = asyncio.create_task(cursor.next_batch(max_wait=30))
+        await asyncio.sleep(0.05)
+        await asyncio.to_thread(journal.append, samples(0, 1))
+        assert (await asyncio.wait_for(waiting, 5)).offsets == [1]
+
+
+async def test_reads_across_segments_and_frames_larger_than_the_batch(tmp_path: Path) -> None:
+    with Journal.open(tmp_path / "j", max_size=1024 * 1024, segment_size=32 * 1024) as journal:
+        for start in range(0, 20_000, 2_000):
+            journal.append(samples(start, 2_000, point=f"plc/p{start}"))
+        assert len(list((tmp_path / "j").glob("*.seg"))) > 3
+        cursor = journal.reader("a")
+        seen: list[Record] = []
+        while True:
+            batch = await cursor.next_batch(max_records=777, max_wait=0)
+            if not batch:
+                break
+            assert batch.offsets == list(range(batch.offsets[0], batch.offsets[0] + len(batch)))
+            seen.extend(batch.records)
+            cursor.commit(batch.last_offset)
+    assert len(seen) == 20_000
+    assert [r.value for r in seen] == [float(i) for i in range(20_000)]  # type: ignore[union-attr]
+
+
+def test_source_id_is_persisted_and_checked(tmp_path: Path) -> None:
+    with Journal.open(tmp_path / "a") as journal:
+        generated = journal.source
+    with Journal.open(tmp_path / "a") as journal:
+        assert journal.source == generated
+    with Journal.open(tmp_path / "b", source="edge-7") as journal:
+        assert journal.source == "edge-7"
+    with pytest.raises(JournalError, match="belongs to source 'edge-7'"):
+        Journal.open(tmp_path / "b", source="edge-8")
+    with pytest.raises(JournalError, match="not valid"):
+        Journal.open(tmp_path / "c", source="../etc")
+
+
+def test_one_process_at_a_time(tmp_path: Path) -> None:
+    with Journal.open(tmp_path / "j"), pytest.raises(JournalError, match="already open"):
+        Journal.open(tmp_path / "j")
+    Journal.open(tmp_path / "j").close()
+
+
+def test_clear_errors_for_bad_settings(tmp_path: Path) -> None:
+    with pytest.raises(JournalError, match="too small"):
+        Journal.open(tmp_path / "j", max_size=1000)
+    with pytest.raises(JournalError, match="quarter"):
+        Journal.open(tmp_path / "j", max_size=1024 * 1024, segment_size=512 * 1024)
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(JournalError, match="cannot use"):
+        Journal.open(blocker / "j")
+    with Journal.open(tmp_path / "k") as journal, pytest.raises(JournalError, match="cursor name"):
+        journal.reader("../../etc/passwd")
+
+
+async def test_torn_tail_is_truncated_on_open(tmp_path: Path) -> None:
+    path = tmp_path / "j"
+    with Journal.open(path) as journal:
+        journal.append(samples(0, 5))
+        journal.append(samples(5, 5))
+    segment = next(path.glob("*.seg"))
+    whole = segment.read_bytes()
+    for cut in (1, 17, 40, len(whole) // 2 - 1):
+        segment.write_bytes(whole[:-cut])
+        with Journal.open(path) as journal:
+            assert journal.last_offset == 5
+            assert segment.stat().st_size == len(whole) // 2
+            batch = await journal.reader("a").next_batch(max_wait=0)
+            assert batch.records == samples(0, 5)
+        segment.write_bytes(whole)
+
+
+async def test_a_flipped_bit_is_detected_and_never_crashes(tmp_path: Path) -> None:
+    path = tmp_path / "j"
+    with Journal.open(path, max_size=1024 * 1024, segment_size=16 * 1024) as journal:
+        for start in range(0, 3000, 100):
+            journal.append(samples(start, 100))
+    segment_files = sorted(path.glob("*.seg"))
+    assert len(segment_files) >= 3
+    damaged = segment_files[0]
+    data = bytearray(damaged.read_bytes())
+    data[len(data) // 2] ^= 0x40
+    damaged.write_bytes(bytes(data))
+    with Journal.open(path) as journal:
+        cursor = journal.reader("a")
+        offsets: list[int] = []
+        records: list[Record] = []
+        while batch := await cursor.next_batch(max_wait=0):
+            offsets.extend(batch.offsets)
+            records.extend(batch.records)
+            cursor.commit(batch.last_offset)
+        assert cursor.dropped > 0
+        lost = set(range(1, 3001)) - set(offsets)
+        assert len(lost) == cursor.dropped
+        assert offsets == sorted(offsets)
+        corrupt = [r for r in records if isinstance(r, Event) and r.kind == "journal.corrupt"]
+        assert corrupt and corrupt[0].data["lost"] == cursor.dropped
+
+
+def test_garbage_files_in_the_directory_never_crash_open(tmp_path: Path) -> None:
+    path = tmp_path / "j"
+    Journal.open(path).close()
+    (path / "00000000000000000001.seg").write_bytes(os.urandom(5000))
+    (path / "notes.txt").write_text("hello")
+    (path / "cursors" / "x.json").write_text("{broken")
+    with Journal.open(path) as journal:
+        assert journal.last_offset == 0
+        assert journal.append(samples(0, 1)) == 1
+
+
+def test_offsets_never_go_back_even_if_segments_are_deleted(tmp_path: Path) -> None:
+    path = tmp_path / "j"
+    with Journal.open(path, max_size=1024 * 1024, segment_size=16 * 1024) as journal:
+        for start in range(0, 3000, 100):
+            journal.append(samples(start, 100))
+        journal.reader("a").commit(3000)
+    for segment in path.glob("*.seg"):
+        segment.unlink()
+    with Journal.open(path) as journal:
+        assert journal.append(samples(0, 1)) > 3000
+
+
+async def test_overflow_drops_oldest_counts_and_tells(tmp_path: Path) -> None:
+    path = tmp_path / "j"
+    with Journal.open(path, max_size=256 * 1024, segment_size=32 * 1024) as journal:
+        slow = journal.reader("slow")
+        fast = journal.reader("fast")
+        for start in range(0, 40_000, 500):
+            journal.append(samples(start, 500))
+            while batch := await fast.next_batch(max_wait=0):
+                fast.commit(batch.last_offset)
+            assert journal.bytes_on_disk <= 256 * 1024
+        disk = sum(p.stat().st_size for p in path.glob("*.seg"))
+        assert disk == journal.bytes_on_disk <= 256 * 1024
+        metrics = journal.metrics()
+        by_name = {c.name: c for c in metrics.cursors}
+        assert by_name["fast"].dropped == 0
+        assert by_name["slow"].dropped > 0
+        assert by_name["slow"].depth == journal.last_offset - journal.first_offset + 1
+        assert by_name["slow"].oldest_unread_age is not None
+        remaining: list[Record] = []
+        while batch := await slow.next_batch(max_records=10_000, max_wait=0):
+            remaining.extend(batch.records)
+            slow.commit(batch.last_offset)
+        overflow = [r for r in remaining if isinstance(r, Event) and r.kind == "journal.overflow"]
+        newest = [e for e in overflow if e.data["cursor"] == "slow"][-1]
+        assert newest.data["total_lost"] == slow.dropped
+        assert len(remaining) + slow.dropped == journal.last_offset, "every record is delivered or counted as lost"
+        assert all(e.data["cursor"] != "fast" for e in overflow)
+    with Journal.open(path, max_size=256 * 1024, segment_size=32 * 1024) as journal:
+        assert journal.reader("slow").dropped == slow.dropped, "loss counts persist"
+
+
+async def test_retention_by_age(tmp_path: Path) -> None:
+    clock = [1_000_000.0]
+    path = tmp_path / "j"
+    with Journal.open(path, max_age=3600, segment_size=16 * 1024, clock=lambda: clock[0]) as journal:
+        cursor = journal.reader("a")
+        for start in range(0, 2000, 100):
+            journal.append(samples(start, 100))
+        segments_before = len(list(path.glob("*.seg")))
+        assert segments_before > 2
+        # Sealed segments are aged by their mtime, the active one by its last append.
+        old = clock[0] - 7200
+        for segment in sorted(path.glob("*.seg"))[:-1]:
+            os.utime(segment, (old, old))
+        journal._segments[0].last_appended_at = old
+        for s in journal._segments[:-1]:
+            s.last_appended_at = old
+        clock[0] += 10
+        journal.expire()
+        assert len(list(path.glob("*.seg"))) == 1
+        assert cursor.dropped > 0
+        batch = await cursor.next_batch(max_records=5000, max_wait=0)
+        assert batch.offsets[0] == journal.first_offset
+        events = [r for r in batch.records if isinstance(r, Event)]
+        assert events and events[0].kind == "journal.overflow" and events[0].data["lost"] == cursor.dropped
+
+
+def test_metrics(tmp_path: Path) -> None:
+    clock = [1000.0]
+    with Journal.open(tmp_path / "j", clock=lambda: clock[0]) as journal:
+        journal.reader("a")
+        journal.append(samples(0, 10))
+        clock[0] = 1012.0
+        journal.append(samples(10, 5))
+        metrics = journal.metrics()
+        assert (metrics.first_offset, metrics.last_offset, metrics.segments) == (1, 15, 1)
+        assert metrics.bytes_on_disk == sum(p.stat().st_size for p in (tmp_path / "j").glob("*.seg"))
+        (cursor,) = metrics.cursors
+        assert (cursor.name, cursor.committed, cursor.depth, cursor.dropped) == ("a", 0, 15, 0)
+        assert cursor.oldest_unread_age == 12.0
+        journal.reader("a").commit(12)
+        (cursor,) = journal.metrics().cursors
+        assert (cursor.depth, cursor.oldest_unread_age) == (3, 0.0)
+
+
+async def test_closed_journal(tmp_path: Path) -> None:
+    journal = Journal.open(tmp_path / "j")
+    cursor = journal.reader("a")
+    waiting = asyncio.create_task(cursor.next_batch(max_wait=30))
+    await asyncio.sleep(0.02)
+    journal.close()
+    assert len(await asyncio.wait_for(waiting, 5)) == 0
+    with pytest.raises(JournalError, match="closed"):
+        journal.append(samples(0, 1))
