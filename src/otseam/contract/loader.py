@@ -7,16 +7,20 @@ point at the offending element, e.g. ``seam.yaml:42:7``.
 
 from __future__ import annotations
 
+import difflib
+import types
+import typing
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
+from otseam.contract.addresses import ADDRESS_EXAMPLES, check_address
 from otseam.contract.models import Contract
 
 PathKey = tuple[str | int, ...]
@@ -82,7 +86,26 @@ class LoadedContract:
         return self.source.locate(path)
 
 
-def _walk(node: Any, path: PathKey, out: dict[PathKey, Position]) -> None:
+#: A contract for a large plant has a few hundred thousand nodes; more than this is an alias bomb
+#: (YAML anchors referencing anchors) and is refused rather than expanded.
+MAX_NODES = 2_000_000
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class _Cyclic(Exception):
+    pass
+
+
+def _walk(node: Any, path: PathKey, out: dict[PathKey, Position], active: set[int]) -> None:
+    if isinstance(node, CommentedMap | CommentedSeq):
+        if id(node) in active:
+            raise _Cyclic
+        active.add(id(node))
+    if len(out) > MAX_NODES:
+        raise _TooLarge
     if isinstance(node, CommentedMap):
         for key in node:
             try:
@@ -90,7 +113,7 @@ def _walk(node: Any, path: PathKey, out: dict[PathKey, Position]) -> None:
             except (KeyError, TypeError):
                 continue
             out[(*path, str(key))] = Position(line + 1, col + 1)
-            _walk(node[key], (*path, str(key)), out)
+            _walk(node[key], (*path, str(key)), out, active)
     elif isinstance(node, CommentedSeq):
         for index, item in enumerate(node):
             try:
@@ -98,15 +121,23 @@ def _walk(node: Any, path: PathKey, out: dict[PathKey, Position]) -> None:
             except (KeyError, TypeError, IndexError):
                 continue
             out[(*path, index)] = Position(line + 1, col + 1)
-            _walk(item, (*path, index), out)
+            _walk(item, (*path, index), out, active)
+    if isinstance(node, CommentedMap | CommentedSeq):
+        active.discard(id(node))
 
 
-def _plain(node: Any) -> Any:
-    """ruamel's round-trip containers → plain dicts and lists for pydantic."""
+def _plain(node: Any, budget: list[int]) -> Any:
+    """ruamel's round-trip containers → plain dicts and lists for pydantic.
+
+    ``budget`` counts nodes left: aliases can make a small file expand into an enormous tree.
+    """
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise _TooLarge
     if isinstance(node, dict):
-        return {str(k): _plain(v) for k, v in node.items()}
+        return {str(k): _plain(v, budget) for k, v in node.items()}
     if isinstance(node, list):
-        return [_plain(v) for v in node]
+        return [_plain(v, budget) for v in node]
     return node
 
 
@@ -121,7 +152,11 @@ def _hint_for(error: dict[str, Any]) -> str:
     if kind == "missing":
         return f"add the key '{last}'"
     if kind == "extra_forbidden":
-        return f"remove '{last}' or check its spelling against the documented keys"
+        close = difflib.get_close_matches(last, _keys_at(loc[:-1]), n=1, cutoff=0.6)
+        if close:
+            return f"did you mean '{close[0]}'? Otherwise remove '{last}' (see docs/contract.md for the keys)"
+        known = ", ".join(sorted(_keys_at(loc[:-1])))
+        return f"remove '{last}' or check its spelling; keys allowed here: {known}" if known else f"remove '{last}'"
     if kind == "literal_error":
         expected = error.get("ctx", {}).get("expected", "")
         return f"use one of {expected}"
@@ -135,10 +170,49 @@ def _hint_for(error: dict[str, Any]) -> str:
         return "write a mapping (key: value lines)"
     if kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
         return "bring the value into the allowed range"
-    return ""
+    if kind in ("string_type", "str_type"):
+        return "write text; quote it if it looks like a number, date or true/false"
+    return f"correct '{last}' as the message says; docs/contract.md describes every key" if last else ""
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """Models inside an annotation such as ``list[Device]``, ``Scaling | None`` or ``Annotated[...]``."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    found: list[type[BaseModel]] = []
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _models_in(typing.get_args(annotation)[0])
+    if origin is not None or isinstance(annotation, types.UnionType):
+        for arg in typing.get_args(annotation):
+            found.extend(_models_in(arg))
+    return found
+
+
+def _keys_at(loc: Sequence[Any]) -> list[str]:
+    """The keys the model at ``loc`` (a pydantic error location) accepts, as written in YAML."""
+    model: type[BaseModel] = Contract
+    for part in loc:
+        if not isinstance(part, str):
+            continue
+        fields = model.model_fields
+        found = fields.get(part) or next((f for f in fields.values() if f.alias == part), None)
+        if found is None:
+            continue
+        models = _models_in(found.annotation)
+        if not models:
+            return []
+        model = models[0]
+    return [info.alias or name for name, info in model.model_fields.items()]
 
 
 def _message_for(error: dict[str, Any]) -> str:
+    loc = error.get("loc", ())
+    last = str(loc[-1]) if loc else ""
+    if error.get("type") == "extra_forbidden":
+        return f"unknown key '{last}'"
+    if error.get("type") == "missing":
+        return f"the required key '{last}' is missing"
     msg = str(error.get("msg", "invalid value"))
     # pydantic prefixes messages of our own validators with "Value error, ".
     for prefix in ("Value error, ", "Assertion failed, "):
@@ -167,12 +241,45 @@ def _describe(path: PathKey) -> str:
     return text
 
 
-def parse_text(text: str, file: str = "seam.yaml") -> LoadedContract:
-    """Parse and validate contract text. Raises :class:`ContractError` listing every problem."""
+def _address_problems(data: Any, source: SourceMap) -> list[Problem]:
+    """Point addresses checked against their device's driver (the models cannot: they need both)."""
+    problems: list[Problem] = []
+    devices = data.get("devices") if isinstance(data, dict) else None
+    if not isinstance(devices, list):
+        return problems
+    for d_index, device in enumerate(devices):
+        if not isinstance(device, dict) or not isinstance(device.get("driver"), str):
+            continue
+        driver = device["driver"]
+        points = device.get("points")
+        if not isinstance(points, list):
+            continue
+        for p_index, point in enumerate(points):
+            if not isinstance(point, dict) or "address" not in point:
+                continue
+            error = check_address(driver, point["address"])
+            if error is None:
+                continue
+            path: PathKey = ("devices", d_index, "points", p_index, "address")
+            pos = source.locate(path)
+            problems.append(
+                Problem(
+                    source.file,
+                    pos.line,
+                    pos.column,
+                    f"{_describe(path)}: {error}",
+                    f"a '{driver}' device takes addresses such as {ADDRESS_EXAMPLES[driver]}",
+                    _describe(path),
+                )
+            )
+    return problems
+
+
+def _read_yaml(text: str, file: str) -> Any:
     yaml = YAML(typ="rt")
     yaml.allow_duplicate_keys = False
     try:
-        raw = yaml.load(text)
+        return yaml.load(text)
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
@@ -183,20 +290,46 @@ def parse_text(text: str, file: str = "seam.yaml") -> LoadedContract:
             problem = "duplicate key"
         raise ContractError([Problem(file, line, col, f"YAML syntax: {problem}", hint)]) from None
     except YAMLError as exc:
-        raise ContractError([Problem(file, 1, 1, f"YAML syntax: {exc}", "fix the YAML syntax")]) from None
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "invalid YAML"
+        raise ContractError([Problem(file, 1, 1, f"YAML syntax: {first}", "fix the YAML syntax")]) from None
+    except RecursionError:
+        raise ContractError([Problem(file, 1, 1, "the YAML is nested too deeply", "flatten the structure")]) from None
+    except (TypeError, ValueError, AttributeError) as exc:
+        # ruamel raises these for valid-looking YAML it cannot represent, e.g. a list used as a key.
+        raise ContractError(
+            [Problem(file, 1, 1, f"YAML that cannot be a contract: {exc}", "use plain keys (text) and values")]
+        ) from None
 
+
+def parse_text(text: str, file: str = "seam.yaml") -> LoadedContract:
+    """Parse and validate contract text. Raises :class:`ContractError` listing every problem."""
+    raw = _read_yaml(text, file)
     positions: dict[PathKey, Position] = {(): Position(1, 1)}
-    _walk(raw, (), positions)
+    try:
+        _walk(raw, (), positions, set())
+        data = _plain(raw, [MAX_NODES])
+    except _Cyclic:
+        raise ContractError(
+            [
+                Problem(
+                    file, 1, 1, "an anchor refers to itself", "a contract cannot contain recursive aliases (&x ... *x)"
+                )
+            ]
+        ) from None
+    except (_TooLarge, RecursionError):
+        raise ContractError(
+            [Problem(file, 1, 1, "the contract expands to too many elements", "avoid chains of YAML aliases")]
+        ) from None
     source = SourceMap(file, positions)
     if raw is None:
         raise ContractError([Problem(file, 1, 1, "the contract is empty", "run 'seam init' for an example")])
     if not isinstance(raw, dict):
         raise ContractError([Problem(file, 1, 1, "the contract must be a mapping of sections", "start with 'site:'")])
-    data = _plain(raw)
+    problems = _address_problems(data, source)
+    contract: Contract | None = None
     try:
         contract = Contract.model_validate(data)
     except ValidationError as exc:
-        problems = []
         for error in exc.errors():
             loc = _clean_loc(error["loc"])
             pos = source.locate(loc)
@@ -210,7 +343,9 @@ def parse_text(text: str, file: str = "seam.yaml") -> LoadedContract:
                     _describe(loc),
                 )
             )
-        raise ContractError(problems) from None
+    if problems or contract is None:
+        problems.sort(key=lambda p: (p.line, p.column))
+        raise ContractError(problems)
     return LoadedContract(contract, source, Path(file), raw)
 
 

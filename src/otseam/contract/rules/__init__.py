@@ -1,0 +1,19 @@
+"""The rules of `seam check`. Importing this package registers every rule."""
+
+from otseam.contract.rules import architecture, data, operations, ownership, references
+from otseam.contract.rules.registry import RULES, Finding, Hit, Rule, Severity, iter_rules, run
+
+__all__ = [
+    "RULES",
+    "Finding",
+    "Hit",
+    "Rule",
+    "Severity",
+    "architecture",
+    "data",
+    "iter_rules",
+    "operations",
+    "ownership",
+    "references",
+    "run",
+]
