@@ -1,0 +1,1 @@
+"""`seam host`: the IT-side Sparkplug B host application (STATE, ingestion, online tracking, rebirths)."""

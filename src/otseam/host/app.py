@@ -1,0 +1,334 @@
+"""The host application: STATE, ingestion of births and data, online state, rebirth requests.
+
+Session bookkeeping follows Sparkplug B 3.0: an NBIRTH opens an edge node session (its bdSeq names
+it), seq numbers must follow each other modulo 256, aliases are declared in births, and an NDEATH only
+counts when its bdSeq matches the session it claims to end (a late Will of an older session is
+ignored). Whenever the story does not add up (a seq gap, an unknown alias, data from a node that never
+was born), the host asks that node for a rebirth with an NCMD, at most once per ``rebirth_interval``.
+
+Scale-out: with ``share_group`` several hosts split the data messages between them through an MQTT 5
+shared subscription, while every host still receives every birth and death (plain subscriptions), so
+each one knows every alias and online state. A shared subscription hands each host only part of the
+sequence, so seq gap detection is off in that mode; storage is idempotent, so the births that every
+host stores are stored once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+
+import aiomqtt
+
+from otseam.host.store import MetricRow, StateRow, Store
+from otseam.sinks.mqtt_common import MqttSettings, make_client
+from otseam.sinks.sparkplug.codec import (
+    BOOLEAN,
+    PayloadError,
+    decode_payload,
+    encode_payload,
+    encode_plain_metric,
+    metric_quality,
+    metric_value,
+)
+
+log = logging.getLogger(__name__)
+
+NAMESPACE = "spBv1.0"
+_SKIP_METRICS = ("bdSeq", "Node Control/")
+
+
+@dataclass(slots=True)
+class NodeSession:
+    bdseq: int | None = None
+    seq: int | None = None
+    online: bool = False
+    #: alias -> (metric name, datatype, device or ''), declared by the births of this session.
+    aliases: dict[int, tuple[str, int, str]] = field(default_factory=dict)
+    #: (device, metric name) -> datatype.
+    datatypes: dict[tuple[str, str], int] = field(default_factory=dict)
+    devices: dict[str, bool] = field(default_factory=dict)
+    last_rebirth_request: float = 0.0
+
+
+@dataclass(slots=True)
+class HostStats:
+    messages: int = 0
+    metrics_stored: int = 0
+    metrics_duplicate: int = 0
+    births: int = 0
+    deaths: int = 0
+    seq_gaps: int = 0
+    unknown_aliases: int = 0
+    rebirth_requests: int = 0
+    malformed: int = 0
+
+
+class HostApp:
+    def __init__(
+        self,
+        settings: MqttSettings,
+        host_id: str,
+        store: Store,
+        *,
+        share_group: str | None = None,
+        rebirth_interval: float = 5.0,
+    ) -> None:
+        if share_group and settings.version != 5:
+            raise ValueError("shared subscriptions (--share-group) need MQTT 5")
+        self.settings = settings
+        self.host_id = host_id
+        self.store = store
+        self.share_group = share_group
+        self.rebirth_interval = rebirth_interval
+        self.nodes: dict[tuple[str, str], NodeSession] = {}
+        self.stats = HostStats()
+        self.online = asyncio.Event()
+        self._stop = asyncio.Event()
+        self.state_topic = f"{NAMESPACE}/STATE/{host_id}"
+
+    def summary(self) -> dict[str, int]:
+        return dataclasses.asdict(self.stats)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    # --- connection -------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Stay connected (brokers in order) until ``stop``; STATE offline is published on the way out."""
+        index = 0
+        failures = 0
+        while not self._stop.is_set():
+            broker = self.settings.brokers[index % len(self.settings.brokers)]
+            try:
+                await self._session(broker)
+                failures = 0
+            except (aiomqtt.MqttError, OSError, TimeoutError) as exc:
+                failures += 1
+                self.online.clear()
+                if failures == 1 or failures % 10 == 0:
+                    log.warning("host %s: broker %s: %s", self.host_id, broker, exc or type(exc).__name__)
+                index += 1
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), timeout=min(30.0, 0.5 * 2 ** min(failures, 6)))
+
+    def _state(self, online: bool, stamp: int) -> bytes:
+        return json.dumps({"online": online, "timestamp": stamp}).encode()
+
+    async def _session(self, broker: object) -> None:
+        from otseam.sinks.mqtt_common import BrokerAddress
+
+        assert isinstance(broker, BrokerAddress)
+        stamp = int(time.time() * 1000)
+        will = aiomqtt.Will(self.state_topic, self._state(False, stamp), qos=1, retain=True)
+        # A persistent session for shared subscribers would keep receiving on behalf of a dead host;
+        # a clean session lets the broker hand its share to the hosts that are alive.
+        client = make_client(self.settings, broker, will=will, client_id=self.settings.client_id, clean=True)
+        async with client:
+            if self.share_group:
+                share = f"$share/{self.share_group}/"
+                for kind in ("NBIRTH", "NDEATH", "DBIRTH", "DDEATH"):
+                    await client.subscribe(f"{NAMESPACE}/+/{kind}/#", qos=1)
+                for kind in ("NDATA", "DDATA"):
+                    await client.subscribe(f"{share}{NAMESPACE}/+/{kind}/#", qos=1)
+            else:
+                await client.subscribe(f"{NAMESPACE}/#", qos=1)
+            # STATE after the subscriptions: an edge node that births on it finds us listening.
+            await client.publish(self.state_topic, self._state(True, stamp), qos=1, retain=True)
+            self.online.set()
+            log.info("host %s: online on %s", self.host_id, broker)
+            listener = asyncio.create_task(self._listen(client))
+            stopper = asyncio.create_task(self._stop.wait())
+            try:
+                done, _ = await asyncio.wait({listener, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                listener.cancel()
+                stopper.cancel()
+                with contextlib.suppress(BaseException):
+                    await listener
+            self.online.clear()
+            if listener in done and listener.exception() is not None:
+                exc = listener.exception()
+                assert exc is not None
+                raise exc
+            # Planned: say we are leaving (retained, like the Will would) before DISCONNECT.
+            with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
+                await client.publish(self.state_topic, self._state(False, stamp), qos=1, retain=True, timeout=2.0)
+
+    async def _listen(self, client: aiomqtt.Client) -> None:
+        async for message in client.messages:
+            payload = message.payload if isinstance(message.payload, bytes) else b""
+            await self.handle(client, str(message.topic), payload)
+
+    # --- messages ---------------------------------------------------------------------------------
+
+    async def handle(self, client: aiomqtt.Client | None, topic: str, payload: bytes) -> None:
+        """One Sparkplug message. Never raises for what a network peer sent."""
+        parts = topic.split("/")
+        if len(parts) < 4 or parts[0] != NAMESPACE or parts[1] == "STATE":
+            return
+        group, kind, node = parts[1], parts[2], parts[3]
+        device = parts[4] if len(parts) > 4 else ""
+        if kind in ("NCMD", "DCMD"):
+            return
+        self.stats.messages += 1
+        try:
+            decoded = decode_payload(payload)
+        except PayloadError as exc:
+            self.stats.malformed += 1
+            if self.stats.malformed == 1 or self.stats.malformed % 1000 == 0:
+                log.warning("host %s: %s on %s (%d so far)", self.host_id, exc, topic, self.stats.malformed)
+            return
+        session = self.nodes.setdefault((group, node), NodeSession())
+        now_ms = int(time.time() * 1000)
+        seq = int(decoded.seq) if decoded.HasField("seq") else None
+        if kind == "NBIRTH":
+            await self._on_nbirth(group, node, session, decoded, seq, now_ms)
+            return
+        if kind == "NDEATH":
+            await self._on_ndeath(group, node, session, decoded, now_ms)
+            return
+        if not session.online:
+            # Data or a device message from a node whose birth we never saw (we started after it did).
+            await self._request_rebirth(client, group, node, session, "no birth seen for this node")
+            return
+        if not self.share_group:
+            self._check_seq(session, seq)
+            if seq is None or session.seq != seq:
+                await self._request_rebirth(client, group, node, session, "seq gap")
+                session.seq = seq
+        if kind == "DBIRTH":
+            self.stats.births += 1
+            session.devices[device] = True
+            await self._store(group, node, device, session, decoded, seq, now_ms, birth=True)
+            await self.store.set_state(StateRow(group, node, device, True, session.bdseq, now_ms))
+        elif kind == "DDEATH":
+            self.stats.deaths += 1
+            session.devices[device] = False
+            await self.store.set_state(StateRow(group, node, device, False, session.bdseq, now_ms))
+        elif kind in ("DDATA", "NDATA"):
+            unknown = await self._store(group, node, device, session, decoded, seq, now_ms, birth=False)
+            if unknown:
+                self.stats.unknown_aliases += unknown
+                await self._request_rebirth(client, group, node, session, f"{unknown} metrics with unknown aliases")
+
+    def _check_seq(self, session: NodeSession, seq: int | None) -> None:
+        expected = None if session.seq is None else (session.seq + 1) % 256
+        if seq is not None and expected is not None and seq == expected:
+            session.seq = seq
+        else:
+            self.stats.seq_gaps += 1
+
+    async def _on_nbirth(
+        self, group: str, node: str, session: NodeSession, decoded: object, seq: int | None, now_ms: int
+    ) -> None:
+        bdseq = None
+        for metric in getattr(decoded, "metrics", []):
+            if metric.name == "bdSeq":
+                value = metric_value(metric)
+                bdseq = int(value) if isinstance(value, int) else None
+        # A new session: forget the previous one's aliases and devices.
+        fresh = NodeSession(bdseq=bdseq, seq=seq if seq is not None else 0, online=True)
+        fresh.last_rebirth_request = session.last_rebirth_request
+        self.nodes[(group, node)] = fresh
+        self.stats.births += 1
+        await self._store(group, node, "", fresh, decoded, seq, now_ms, birth=True)
+        await self.store.set_state(StateRow(group, node, "", True, bdseq, now_ms))
+
+    async def _on_ndeath(self, group: str, node: str, session: NodeSession, decoded: object, now_ms: int) -> None:
+        bdseq = None
+        for metric in getattr(decoded, "metrics", []):
+            if metric.name == "bdSeq":
+                value = metric_value(metric)
+                bdseq = int(value) if isinstance(value, int) else None
+        if session.bdseq is not None and bdseq is not None and bdseq != session.bdseq:
+            log.info(
+                "host %s: ignoring NDEATH of %s/%s bdSeq %s (current session %s)",
+                self.host_id,
+                group,
+                node,
+                bdseq,
+                session.bdseq,
+            )
+            return
+        self.stats.deaths += 1
+        session.online = False
+        for device in session.devices:
+            session.devices[device] = False
+            await self.store.set_state(StateRow(group, node, device, False, session.bdseq, now_ms))
+        await self.store.set_state(StateRow(group, node, "", False, session.bdseq, now_ms))
+
+    async def _store(
+        self,
+        group: str,
+        node: str,
+        device: str,
+        session: NodeSession,
+        decoded: object,
+        seq: int | None,
+        now_ms: int,
+        *,
+        birth: bool,
+    ) -> int:
+        """Store the metrics of a message; returns how many had an alias we do not know."""
+        rows: list[MetricRow] = []
+        unknown = 0
+        payload_ts = int(getattr(decoded, "timestamp", 0)) or now_ms
+        for metric in getattr(decoded, "metrics", []):
+            name = metric.name
+            datatype = int(metric.datatype)
+            owner = device
+            if birth:
+                if metric.HasField("alias"):
+                    session.aliases[int(metric.alias)] = (name, datatype, device)
+                session.datatypes[(device, name)] = datatype
+            elif not name:
+                known = session.aliases.get(int(metric.alias)) if metric.HasField("alias") else None
+                if known is None:
+                    unknown += 1
+                    continue
+                name, datatype, owner = known
+            elif not datatype:
+                datatype = session.datatypes.get((device, name), 0)
+            if name.startswith(_SKIP_METRICS):
+                continue
+            value = metric_value(metric, datatype)
+            if birth and value is None:
+                continue  # a birth declares a metric that has no value yet: nothing to record
+            ts = int(metric.timestamp) if metric.HasField("timestamp") else payload_ts
+            number: float | None = None
+            text: str | None = None
+            if isinstance(value, bool | int | float):
+                number = float(value)
+            elif isinstance(value, str):
+                text = value
+            rows.append(
+                MetricRow(
+                    group, node, owner, name, ts, number, text, datatype, metric_quality(metric),
+                    value is None, session.bdseq, seq, now_ms,
+                )
+            )  # fmt: skip
+        new = await self.store.write(rows)
+        self.stats.metrics_stored += new
+        self.stats.metrics_duplicate += len(rows) - new
+        return unknown
+
+    async def _request_rebirth(
+        self, client: aiomqtt.Client | None, group: str, node: str, session: NodeSession, reason: str
+    ) -> None:
+        now = time.monotonic()
+        if client is None or now - session.last_rebirth_request < self.rebirth_interval:
+            return
+        session.last_rebirth_request = now
+        self.stats.rebirth_requests += 1
+        log.info("host %s: asking %s/%s for a rebirth (%s)", self.host_id, group, node, reason)
+        stamp = int(time.time() * 1000)
+        payload = encode_payload(stamp, [encode_plain_metric("Node Control/Rebirth", BOOLEAN, True, stamp)], None)
+        with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
+            await client.publish(f"{NAMESPACE}/{group}/NCMD/{node}", payload, qos=0, timeout=2.0)
