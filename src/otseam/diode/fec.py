@@ -1,0 +1,113 @@
+"""Forward error correction: a block becomes k data + m parity fragments; any k of them rebuild it.
+
+Reed-Solomon from pyeclib (BSD licence) with Intel ISA-L's Vandermonde backend, which the pyeclib
+wheels bundle. liberasurecode prefixes every fragment with an 80-byte header of its own (original
+size, checksum); we keep it because it lets ``decode`` return exactly the bytes that were encoded.
+
+k is chosen per block from its size, so a block of three samples costs 1 + ``min_parity`` small
+datagrams rather than a full 64-fragment stripe; m is ``ceil(k * overhead)`` but never below
+``min_parity``, which keeps small blocks as robust as large ones.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+
+with warnings.catch_warnings():
+    # pyeclib warns about Jerasure's deprecation at import time; we never use Jerasure.
+    warnings.simplefilter("ignore", FutureWarning)
+    from pyeclib.ec_iface import ECDriver, ECDriverError
+
+BACKEND = "isa_l_rs_vand"
+#: Bytes liberasurecode adds to each fragment (measured with the bundled ISA-L backend, checked at start).
+FRAGMENT_HEADER = 80
+MAX_FRAGMENTS = 255  # k + m travel as one byte each and the index as one byte
+
+
+class FecError(ValueError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class FecSettings:
+    """What both sides must share; part of the configuration fingerprint."""
+
+    max_k: int = 64
+    overhead: float = 0.125
+    min_parity: int = 3
+    #: Largest fragment (liberasurecode header included) that fits one datagram.
+    fragment_size: int = 1430
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.max_k <= 128:
+            raise FecError(f"k must be between 1 and 128, got {self.max_k}")
+        if not 0 <= self.overhead <= 1:
+            raise FecError(f"overhead must be between 0 and 1 (a fraction of k), got {self.overhead}")
+        if not 1 <= self.min_parity <= 32:
+            raise FecError(f"min_parity must be between 1 and 32, got {self.min_parity}")
+        if self.max_k + self.parity_for(self.max_k) > MAX_FRAGMENTS:
+            raise FecError("k plus its parity fragments must not exceed 255")
+        if self.fragment_size <= FRAGMENT_HEADER + 16:
+            raise FecError(f"fragment size {self.fragment_size} leaves no room for data")
+
+    @property
+    def capacity(self) -> int:
+        """Data bytes one fragment carries."""
+        return self.fragment_size - FRAGMENT_HEADER
+
+    @property
+    def max_block(self) -> int:
+        """The largest block (serialised records) one stripe carries."""
+        return self.max_k * self.capacity
+
+    def parity_for(self, k: int) -> int:
+        return max(self.min_parity, math.ceil(k * self.overhead - 1e-9))
+
+    def describe(self) -> str:
+        return f"{BACKEND};k={self.max_k};overhead={self.overhead:g};min_parity={self.min_parity};fragment={self.fragment_size}"
+
+
+class Fec:
+    """Encoder and decoder, with one pyeclib driver per (k, m) pair actually used."""
+
+    def __init__(self, settings: FecSettings) -> None:
+        self.settings = settings
+        self._drivers: dict[tuple[int, int], ECDriver] = {}
+        probe = self._driver(1, 1).encode(b"\x00" * settings.capacity)
+        if len(probe[0]) != settings.fragment_size:
+            raise FecError(
+                f"the installed erasure-code backend adds {len(probe[0]) - settings.capacity} bytes per fragment, "
+                f"not {FRAGMENT_HEADER}: this pyeclib build is not the one Seam was built for"
+            )
+
+    def _driver(self, k: int, m: int) -> ECDriver:
+        driver = self._drivers.get((k, m))
+        if driver is None:
+            driver = ECDriver(k=k, m=m, ec_type=BACKEND)
+            self._drivers[(k, m)] = driver
+        return driver
+
+    def encode(self, block: bytes) -> tuple[int, int, list[bytes]]:
+        """Split ``block`` into k data fragments followed by m parity fragments."""
+        if not block:
+            raise FecError("an empty block cannot be encoded")
+        if len(block) > self.settings.max_block:
+            raise FecError(f"block of {len(block)} bytes exceeds the stripe's {self.settings.max_block}")
+        k = max(1, math.ceil(len(block) / self.settings.capacity))
+        m = self.settings.parity_for(k)
+        fragments: list[bytes] = self._driver(k, m).encode(block)
+        return k, m, fragments
+
+    def decode(self, k: int, m: int, fragments: dict[int, bytes]) -> bytes | None:
+        """Rebuild a block from at least k fragments (by index); None if they do not fit together."""
+        if len(fragments) < k or k + m > MAX_FRAGMENTS or k > self.settings.max_k:
+            return None
+        # Data fragments first: with all k of them present pyeclib only concatenates.
+        chosen = [fragments[i] for i in sorted(fragments)[:k]]
+        try:
+            block: bytes = self._driver(k, m).decode(chosen)
+        except (ECDriverError, ValueError):
+            return None
+        return block

@@ -1,0 +1,402 @@
+"""The IT side of the diode: datagrams in, deduplicated records and diode events into the IT journal.
+
+The receiver never sends: its socket is only read. It trusts nothing before the MAC is checked,
+decodes nothing from a sender whose configuration fingerprint differs from its own, releases blocks
+in sequence order, and counts every block it could not rebuild, exactly, as a ``diode.gap`` event.
+Current values lost in a gap come back with the sender's next periodic snapshot; the snapshot's
+records carry their original journal offsets, so values already written are not written again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from otseam.core.plugins import JournalWriter
+from otseam.core.records import Event, Record, Sample, Severity
+from otseam.diode import blocks, wire
+from otseam.diode.config import DiodeSettings
+from otseam.diode.dedup import OffsetSet
+from otseam.diode.fec import Fec
+from otseam.diode.metrics import ReceiverStats
+
+log = logging.getLogger(__name__)
+
+RECEIVE_BUFFER = 64 * 1024 * 1024
+#: Blocks held while waiting for an earlier one; beyond this the earliest is declared lost.
+MAX_PENDING = 8192
+#: Datagrams handled per wake-up before yielding to the rest of the event loop.
+DRAIN_LIMIT = 2048
+TICK = 0.1
+_SO_RCVBUFFORCE = 33 if sys.platform == "linux" else None
+EVENT_SOURCE = "diode-receive"
+
+
+@dataclass(slots=True)
+class Assembly:
+    k: int
+    m: int
+    flags: int
+    fragments: dict[int, bytes] = field(default_factory=dict)
+    last_time: float = 0.0
+
+
+@dataclass(slots=True)
+class Session:
+    id: int
+    matched: bool
+    next_sequence: int = 0
+    #: Every sequence below this has been sent (from beacons and from the fragments seen).
+    known_sent: int = 0
+    waiting_since: float = 0.0
+    last_heard: float = 0.0
+    pending: dict[int, Assembly] = field(default_factory=dict)
+    done: dict[int, tuple[int, bytes | None]] = field(default_factory=dict)
+
+
+class DiodeReceiver:
+    def __init__(
+        self,
+        listen: tuple[str, int],
+        key: bytes,
+        settings: DiodeSettings,
+        journal: JournalWriter,
+        state_path: Path | None = None,
+    ) -> None:
+        self.listen = listen
+        self.settings = settings
+        self.journal = journal
+        self.stats = ReceiverStats()
+        self._key = key
+        self._fec = Fec(settings.fec)
+        self._fingerprint = settings.fingerprint(key)
+        self._state_path = state_path
+        self.seen = OffsetSet.load(state_path) if state_path else OffsetSet()
+        self._state_dirty = False
+        self.sessions: dict[int, Session] = {}
+        self._sock: socket.socket | None = None
+        self.receive_buffer = 0
+        self._tick: asyncio.Task[None] | None = None
+        self._out: list[Record] = []
+        self._buffer = bytearray(wire.MAX_DATAGRAM + 1)
+        self._link_up = False
+        self._last_beacon = 0.0
+        self._mismatch_reported: dict[bytes, float] = {}
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.setblocking(False)
+        # Most loss on a diode is this buffer overflowing. SO_RCVBUFFORCE (Linux, needs CAP_NET_ADMIN)
+        # goes past net.core.rmem_max; otherwise the kernel silently caps SO_RCVBUF at it.
+        for option in (getattr(socket, "SO_RCVBUFFORCE", _SO_RCVBUFFORCE), socket.SO_RCVBUF):
+            if option is None:
+                continue
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, option, RECEIVE_BUFFER)
+                break
+            except OSError:
+                continue
+        self.receive_buffer = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+        if self.receive_buffer < RECEIVE_BUFFER:
+            log.warning(
+                "diode receive buffer is %d bytes, not the %d asked for: raise net.core.rmem_max "
+                "or run with CAP_NET_ADMIN, or bursts will be lost",
+                self.receive_buffer,
+                RECEIVE_BUFFER,
+            )
+        sock.bind(self.listen)
+        self.listen = sock.getsockname()
+        self._sock = sock
+        asyncio.get_running_loop().add_reader(sock.fileno(), self._drain)
+        self._tick = asyncio.create_task(self._tick_loop(), name="diode-receive-tick")
+
+    async def close(self) -> None:
+        if self._tick:
+            self._tick.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._tick
+        if self._sock is not None:
+            asyncio.get_running_loop().remove_reader(self._sock.fileno())
+            while self._drain() == DRAIN_LIMIT:
+                pass
+            self._sock.close()
+            self._sock = None
+        self._flush()
+        self._save_state()
+
+    # --- the hot path: one wake-up drains the socket ---------------------------------------------
+
+    def _drain(self) -> int:
+        """Handle up to DRAIN_LIMIT queued datagrams; returns how many were read."""
+        sock = self._sock
+        if sock is None:
+            return 0
+        count = 0
+        buffer = self._buffer
+        view = memoryview(buffer)
+        now = time.monotonic()
+        for _ in range(DRAIN_LIMIT):
+            try:
+                size = sock.recv_into(buffer)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:  # never fatal: a receiver must outlive whatever it is sent
+                log.warning("diode receive error: %s", exc)
+                break
+            count += 1
+            self.stats.datagrams += 1
+            self.stats.bytes += size
+            if size > wire.MAX_DATAGRAM:
+                self.stats.rejected[wire.Rejected.SHORT] += 1
+                continue
+            self.datagram(view[:size], now)
+        self._flush()
+        return count
+
+    def datagram(self, data: memoryview, now: float) -> None:
+        header = wire.parse(self._key, data)
+        if isinstance(header, wire.Rejected):
+            self.stats.rejected[header] += 1
+            if header is wire.Rejected.MAC:
+                claimed = wire.peek_beacon_fingerprint(data)
+                if claimed is not None and claimed != self._fingerprint:
+                    self._report_mismatch(claimed, now, authentic=False)
+            return
+        payload = bytes(data[wire.HEADER_SIZE : wire.HEADER_SIZE + header.length])
+        if header.kind is wire.Kind.BEACON:
+            self._beacon(header, payload, now)
+            return
+        session = self.sessions.get(header.session)
+        if session is None or not session.matched:
+            self.stats.unsynchronised += 1
+            return
+        session.last_heard = now
+        self._fragment(session, header, payload, now)
+
+    def _beacon(self, header: wire.Header, payload: bytes, now: float) -> None:
+        beacon = wire.parse_beacon(payload)
+        if beacon is None or beacon.blocks_sent != header.sequence:
+            self.stats.rejected[wire.Rejected.MALFORMED] += 1
+            return
+        self.stats.beacons += 1
+        session = self.sessions.get(header.session)
+        if session is None:
+            matched = beacon.fingerprint == self._fingerprint
+            session = Session(header.session, matched, beacon.blocks_sent, beacon.blocks_sent, now, now)
+            self.sessions[header.session] = session
+            if matched:
+                self.stats.sessions += 1
+                self._event(
+                    "diode.session",
+                    Severity.INFO,
+                    f"diode sender session {header.session:016x} synchronised at block {beacon.blocks_sent}",
+                    {"session": f"{header.session:016x}", "block": beacon.blocks_sent},
+                )
+            else:
+                self._report_mismatch(beacon.fingerprint, now, authentic=True)
+        session.last_heard = now
+        if not session.matched:
+            return
+        self._last_beacon = now
+        self.stats.lag_seconds = max(0.0, time.time() - beacon.sent_at)
+        self._sent_up_to(session, beacon.blocks_sent, now)
+
+    def _sent_up_to(self, session: Session, sent: int, now: float) -> None:
+        if sent > session.known_sent:
+            if session.known_sent <= session.next_sequence:
+                session.waiting_since = now  # we were not waiting for anything until now
+            session.known_sent = sent
+
+    def _fragment(self, session: Session, header: wire.Header, payload: bytes, now: float) -> None:
+        sequence = header.sequence
+        if sequence < session.next_sequence or sequence in session.done:
+            self.stats.surplus += 1
+            return
+        if header.m != self.settings.fec.parity_for(header.k) or header.k > self.settings.fec.max_k:
+            self.stats.rejected[wire.Rejected.MALFORMED] += 1
+            return
+        self._sent_up_to(session, sequence + 1, now)
+        assembly = session.pending.get(sequence)
+        if assembly is None:
+            assembly = Assembly(header.k, header.m, header.flags)
+            session.pending[sequence] = assembly
+            if len(session.pending) > MAX_PENDING:
+                self._declare_lost(session, now, force=True)
+        elif (assembly.k, assembly.m, assembly.flags) != (header.k, header.m, header.flags):
+            self.stats.rejected[wire.Rejected.MALFORMED] += 1
+            return
+        if header.index in assembly.fragments:
+            self.stats.surplus += 1
+            return
+        assembly.fragments[header.index] = payload
+        assembly.last_time = now
+        if len(assembly.fragments) < assembly.k:
+            return
+        del session.pending[sequence]
+        missing_data = sum(1 for i in range(assembly.k) if i not in assembly.fragments)
+        block = self._fec.decode(assembly.k, assembly.m, assembly.fragments)
+        if block is None:
+            self.stats.undecodable += 1
+        elif missing_data:
+            self.stats.recovered += 1
+            self.stats.margin_used.append(missing_data / assembly.m)
+        else:
+            self.stats.direct += 1
+        session.done[sequence] = (assembly.flags, block)
+        self._release(session, now)
+
+    def _release(self, session: Session, now: float) -> None:
+        while session.next_sequence in session.done:
+            flags, block = session.done.pop(session.next_sequence)
+            session.next_sequence += 1
+            session.waiting_since = now
+            if block is None:
+                self._gap(session, session.next_sequence - 1, session.next_sequence - 1, "undecodable")
+            else:
+                self._records(block, snapshot=bool(flags & wire.FLAG_SNAPSHOT))
+
+    def _records(self, payload: bytes, snapshot: bool) -> None:
+        try:
+            block = blocks.decode(payload)
+        except blocks.BlockError as exc:
+            self.stats.bad_blocks += 1
+            self._event("diode.bad_block", Severity.HIGH, f"a diode block could not be decoded: {exc}", {})
+            return
+        seen = self.seen
+        source = block.source
+        accepted = 0
+        latest_ts = 0.0
+        for offset, record in zip(block.offsets, block.records, strict=True):
+            if seen.add(source, offset):
+                self._out.append(record)
+                accepted += 1
+                if isinstance(record, Sample) and record.gateway_ts > latest_ts:
+                    latest_ts = record.gateway_ts
+        self.stats.records += accepted
+        self.stats.duplicates += len(block.records) - accepted
+        if snapshot:
+            self.stats.snapshots += 1
+            self.stats.healed += accepted
+        if accepted:
+            self._state_dirty = True
+        if latest_ts:
+            self.stats.record_lag_seconds = max(0.0, time.time() - latest_ts)
+
+    # --- time-driven decisions ------------------------------------------------------------------
+
+    async def _tick_loop(self) -> None:
+        saved = time.monotonic()
+        while True:
+            await asyncio.sleep(TICK)
+            try:
+                # Datagrams still queued in the socket are not lost: read them all before any
+                # block is given up for lost (a busy event loop must never look like a lossy link).
+                while self._drain() == DRAIN_LIMIT:
+                    pass
+                now = time.monotonic()
+                self.tick(now)
+                if now - saved >= 1.0:
+                    self._save_state()
+                    saved = now
+            except Exception:  # a bug here must be seen, but must not stop the receiver
+                log.exception("diode receiver tick failed")
+
+    def tick(self, now: float) -> None:
+        for session in list(self.sessions.values()):
+            if session.matched:
+                self._declare_lost(session, now)
+            silent = now - session.last_heard
+            if silent > max(10.0, 5 * self.settings.beacon_interval) and len(self.sessions) > 1:
+                # A newer sender has taken over; whatever the old one never completed is lost.
+                if session.matched:
+                    self._declare_lost(session, now, force=True, up_to=session.known_sent)
+                del self.sessions[session.id]
+        link_up = now - self._last_beacon < 3 * self.settings.beacon_interval and self._last_beacon > 0
+        if link_up != self._link_up:
+            self._link_up = link_up
+            self.stats.link_up = link_up
+            self._event(
+                "diode.link",
+                Severity.INFO if link_up else Severity.HIGH,
+                "diode link up: beacons are arriving"
+                if link_up
+                else f"diode link down: no beacon for {3 * self.settings.beacon_interval:g}s; replicas are stale",
+                {"state": "up" if link_up else "down"},
+            )
+        self._flush()
+
+    def _declare_lost(self, session: Session, now: float, force: bool = False, up_to: int | None = None) -> None:
+        """Give up on blocks that can no longer complete, counting each one, and release what follows."""
+        timeout = self.settings.block_timeout
+        while session.next_sequence < session.known_sent and session.next_sequence not in session.done:
+            first = session.next_sequence
+            head = session.pending.get(first)
+            reference = max(session.waiting_since, head.last_time if head else 0.0)
+            if not force and now - reference < timeout:
+                return
+            sequence = first
+            while sequence < session.known_sent and sequence not in session.done:
+                waiting = session.pending.get(sequence)
+                if not force and waiting is not None and now - waiting.last_time < timeout and sequence != first:
+                    break
+                session.pending.pop(sequence, None)
+                sequence += 1
+                if force and up_to is None:
+                    break
+            session.next_sequence = sequence
+            self._gap(session, first, sequence - 1, "beyond FEC repair")
+            self._release(session, now)
+            if force and up_to is None:
+                return
+
+    def _gap(self, session: Session, first: int, last: int, why: str) -> None:
+        count = last - first + 1
+        self.stats.lost += count
+        self.stats.gaps += 1
+        self._event(
+            "diode.gap",
+            Severity.MEDIUM,
+            f"{count} diode block(s) lost ({why}): blocks {first}..{last} of session {session.id:016x}; "
+            "current values return with the next snapshot",
+            {"session": f"{session.id:016x}", "first": first, "last": last, "blocks": count},
+        )
+
+    def _report_mismatch(self, claimed: bytes, now: float, authentic: bool) -> None:
+        self.stats.mismatches += 1
+        last = self._mismatch_reported.get(claimed)
+        if last is not None and now - last < 60.0:
+            return
+        self._mismatch_reported[claimed] = now
+        self._event(
+            "diode.config_mismatch",
+            Severity.HIGH,
+            "a diode sender with a different "
+            + ("configuration" if authentic else "key or configuration")
+            + f" is transmitting (fingerprint {claimed.hex()}, this receiver expects {self._fingerprint.hex()}); "
+            "nothing it sends is decoded. Give both sides the same key file and FEC settings.",
+            {"claimed": claimed.hex(), "expected": self._fingerprint.hex(), "same_key": authentic},
+        )
+
+    # --- output ---------------------------------------------------------------------------------
+
+    def _event(self, kind: str, severity: Severity, message: str, data: dict[str, object]) -> None:
+        log.log(logging.WARNING if severity >= Severity.MEDIUM else logging.INFO, "%s", message)
+        self._out.append(Event(time.time(), kind, EVENT_SOURCE, severity, message, dict(data)))
+
+    def _flush(self) -> None:
+        if self._out:
+            out, self._out = self._out, []
+            self.journal.append(out)
+
+    def _save_state(self) -> None:
+        if self._state_path is not None and self._state_dirty:
+            self.seen.save(self._state_path)
+            self._state_dirty = False

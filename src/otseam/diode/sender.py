@@ -1,0 +1,205 @@
+"""The OT side of the diode: records in, authenticated FEC-protected UDP datagrams out.
+
+One-way by construction: the socket is only ever written to. Nothing here calls recv, listens or
+accepts, and the socket is not connected, so not even an ICMP error from the far side is read back.
+"Delivered" therefore means "sent with forward error correction"; there is no acknowledgement to wait
+for, and none could arrive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import secrets
+import socket
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from otseam.core.records import Record, Sample
+from otseam.diode import blocks, wire
+from otseam.diode.config import DiodeSettings
+from otseam.diode.fec import Fec
+
+#: The first beacons are repeated: a receiver's first packets are the likeliest to be lost (ARP,
+#: a cold socket buffer), and the receiver decodes nothing until it has seen one.
+START_BEACONS = 3
+END_BEACONS = 3
+SEND_BUFFER = 8 * 1024 * 1024
+
+
+class TokenBucket:
+    """Bytes per second with a small burst; callers may go into debt and then sleep it off."""
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._tokens = burst
+        self._stamp = time.monotonic()
+
+    async def take(self, amount: int) -> None:
+        now = time.monotonic()
+        self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
+        self._stamp = now
+        self._tokens -= amount
+        if self._tokens < 0:
+            await asyncio.sleep(-self._tokens / self.rate)
+
+
+@dataclass(slots=True)
+class SenderStats:
+    datagrams: int = 0
+    bytes: int = 0
+    blocks: int = 0
+    snapshots: int = 0
+    records: int = 0
+    send_retries: int = 0
+
+
+class DiodeSender:
+    def __init__(self, target: tuple[str, int], key: bytes, settings: DiodeSettings, bind: str | None = None) -> None:
+        self.target = target
+        self.settings = settings
+        self._key = key
+        self._bind = bind
+        self._fec = Fec(settings.fec)
+        self._fingerprint = settings.fingerprint(key)
+        self.session = secrets.randbits(64)
+        self.next_sequence = 0
+        self.stats = SenderStats()
+        wire_block = (settings.fec.max_k + settings.fec.parity_for(settings.fec.max_k)) * settings.datagram_size
+        self._bucket = TokenBucket(settings.rate, max(settings.rate * 0.01, 2.0 * wire_block))
+        self._sock: socket.socket | None = None
+        self._lock = asyncio.Lock()
+        self._beacons: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.setblocking(False)
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
+        if self._bind:
+            # Only chooses the source address of what we send; this socket is never read.
+            sock.bind((self._bind, 0))
+        self._sock = sock
+        for _ in range(START_BEACONS):
+            await self.send_beacon()
+            await asyncio.sleep(0.02)
+        self._beacons = asyncio.create_task(self._beacon_loop(), name="diode-beacons")
+
+    async def close(self) -> None:
+        if self._beacons:
+            self._beacons.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._beacons
+            self._beacons = None
+        if self._sock is None:
+            return
+        # Repeated so that the receiver learns the last sequence number even if one is lost, and
+        # can count a lost final block instead of waiting for it forever.
+        for _ in range(END_BEACONS):
+            await self.send_beacon()
+            await asyncio.sleep(0.02)
+        self._sock.close()
+        self._sock = None
+
+    async def _beacon_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.beacon_interval)
+            await self.send_beacon()
+
+    async def send_beacon(self) -> None:
+        beacon = wire.Beacon(
+            self._fingerprint,
+            time.time(),
+            self.next_sequence,
+            int(self.settings.snapshot_interval * 1000),
+            int(self.settings.beacon_interval * 1000),
+        )
+        header = wire.Header(wire.Kind.BEACON, 0, 0, 0, 0, self.session, self.next_sequence, wire.BEACON.size)
+        datagram = wire.pack(self._key, header, wire.pack_beacon(beacon))
+        async with self._lock:
+            await self._send([datagram])
+
+    async def send_records(
+        self, source: str, offsets: Sequence[int], records: Sequence[Record], snapshot: bool = False
+    ) -> None:
+        """Send records with their journal offsets; returns once every datagram has left the socket."""
+        for payload in blocks.encode_split(source, offsets, records, self.settings.fec.max_block):
+            await self.send_block(payload, snapshot)
+        self.stats.records += len(records)
+
+    async def send_block(self, payload: bytes, snapshot: bool = False) -> int:
+        """Encode one block, send all its fragments; returns its sequence number."""
+        k, m, fragments = self._fec.encode(payload)
+        flags = wire.FLAG_SNAPSHOT if snapshot else 0
+        async with self._lock:
+            sequence = self.next_sequence
+            self.next_sequence += 1
+            datagrams = [
+                wire.pack(
+                    self._key,
+                    wire.Header(
+                        wire.Kind.DATA if i < k else wire.Kind.PARITY,
+                        flags,
+                        k,
+                        m,
+                        i,
+                        self.session,
+                        sequence,
+                        len(fragment),
+                    ),
+                    fragment,
+                )
+                for i, fragment in enumerate(fragments)
+            ]
+            await self._send(datagrams)
+            self.stats.blocks += 1
+            self.stats.snapshots += snapshot
+        return sequence
+
+    async def _send(self, datagrams: list[bytes]) -> None:
+        sock = self._sock
+        if sock is None:
+            raise RuntimeError("the diode sender is not started")
+        await self._bucket.take(sum(len(d) + 28 for d in datagrams))  # + IPv4 and UDP headers
+        target = self.target
+        sendto = sock.sendto
+        for datagram in datagrams:
+            while True:
+                try:
+                    sendto(datagram, target)
+                    break
+                except (BlockingIOError, InterruptedError):
+                    self.stats.send_retries += 1
+                    await asyncio.sleep(0.0005)
+                except OSError as exc:
+                    if exc.errno != errno.ENOBUFS:
+                        raise
+                    self.stats.send_retries += 1
+                    await asyncio.sleep(0.0005)
+        self.stats.datagrams += len(datagrams)
+        self.stats.bytes += sum(len(d) for d in datagrams)
+
+
+class CurrentValues:
+    """The latest sample of every point, with its journal offset: what a snapshot sends."""
+
+    def __init__(self) -> None:
+        self.source = ""
+        self._latest: dict[str, tuple[int, Sample]] = {}
+
+    def update(self, source: str, offsets: Sequence[int], records: Sequence[Record]) -> None:
+        self.source = source
+        latest = self._latest
+        for offset, record in zip(offsets, records, strict=True):
+            if isinstance(record, Sample):
+                latest[record.point] = (offset, record)
+
+    def __len__(self) -> int:
+        return len(self._latest)
+
+    def snapshot(self) -> tuple[list[int], list[Record]]:
+        items = sorted(self._latest.values(), key=lambda item: item[0])
+        return [o for o, _ in items], [s for _, s in items]

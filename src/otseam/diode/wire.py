@@ -1,0 +1,172 @@
+"""The diode's datagram: a fixed 26-byte header, a payload, a truncated HMAC-SHA256.
+
+Every field is big-endian. The layout is documented with a byte table in docs/diode.md; change both
+together and bump ``VERSION``.
+
+    0   2  magic "SD"
+    2   1  version
+    3   1  type (1 data fragment, 2 parity fragment, 3 beacon)
+    4   1  flags (bit 0: the block is a snapshot of current values)
+    5   1  k, data fragments in this block (0 in a beacon)
+    6   1  m, parity fragments in this block (0 in a beacon)
+    7   1  fragment index, 0 .. k+m-1 (0 in a beacon)
+    8   8  session id, random per sender start
+    16  8  block sequence number (in a beacon: the sequence the next block will take)
+    24  2  payload length
+    26  n  payload
+    26+n 16 HMAC-SHA256(key, bytes 0 .. 26+n), first 16 bytes
+
+The MAC is checked before any other field is trusted, and every length is checked before it is used:
+the receiver faces whatever reaches its port, and a short or forged datagram is counted and dropped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import struct
+from dataclasses import dataclass
+from enum import IntEnum
+
+MAGIC = b"SD"
+VERSION = 1
+HEADER = struct.Struct(">2sBBBBBBQQH")
+HEADER_SIZE = HEADER.size  # 26
+MAC_SIZE = 16
+OVERHEAD = HEADER_SIZE + MAC_SIZE
+#: The largest UDP payload we ever emit or accept (a jumbo frame's worth).
+MAX_DATAGRAM = 9000
+
+FLAG_SNAPSHOT = 0x01
+
+
+class Kind(IntEnum):
+    DATA = 1
+    PARITY = 2
+    BEACON = 3
+
+
+class Rejected(IntEnum):
+    """Why a datagram was dropped; each reason has its own counter on the IT side."""
+
+    SHORT = 1  # shorter than header + MAC, or than its own payload length says
+    MAGIC = 2  # not ours at all
+    VERSION = 3  # ours, but a wire version this receiver does not speak
+    MAC = 4  # wrong key, corrupted or forged
+    MALFORMED = 5  # authentic but inconsistent (type, k, m, index out of range)
+
+
+@dataclass(slots=True, frozen=True)
+class Header:
+    kind: Kind
+    flags: int
+    k: int
+    m: int
+    index: int
+    session: int
+    sequence: int
+    length: int
+
+
+def pack(key: bytes, header: Header, payload: bytes) -> bytes:
+    """One datagram, MAC included."""
+    head = HEADER.pack(
+        MAGIC,
+        VERSION,
+        header.kind,
+        header.flags,
+        header.k,
+        header.m,
+        header.index,
+        header.session,
+        header.sequence,
+        len(payload),
+    )
+    body = head + payload
+    return body + hmac.digest(key, body, "sha256")[:MAC_SIZE]
+
+
+def parse(key: bytes, data: bytes | memoryview) -> Header | Rejected:
+    """Check and decode a datagram's header. The payload is ``data[HEADER_SIZE:HEADER_SIZE + length]``."""
+    size = len(data)
+    if size < OVERHEAD:
+        return Rejected.SHORT
+    magic, version, kind, flags, k, m, index, session, sequence, length = HEADER.unpack_from(data)
+    if magic != MAGIC:
+        return Rejected.MAGIC
+    if version != VERSION:
+        return Rejected.VERSION
+    end = HEADER_SIZE + length
+    if end + MAC_SIZE != size:
+        return Rejected.SHORT
+    expected = hmac.digest(key, data[:end], "sha256")[:MAC_SIZE]
+    if not hmac.compare_digest(expected, data[end:]):
+        return Rejected.MAC
+    if kind == Kind.BEACON:
+        if k or m or index:
+            return Rejected.MALFORMED
+    elif kind in (Kind.DATA, Kind.PARITY):
+        if k < 1 or m < 1 or index >= k + m or (kind == Kind.DATA) != (index < k) or length == 0:
+            return Rejected.MALFORMED
+    else:
+        return Rejected.MALFORMED
+    return Header(Kind(kind), flags, k, m, index, session, sequence, length)
+
+
+def peek_beacon_fingerprint(data: bytes | memoryview) -> bytes | None:
+    """The fingerprint a beacon claims, read WITHOUT checking its MAC.
+
+    Used only to explain a MAC failure ("the other side runs a different key or configuration"): the
+    value is reported, never acted upon.
+    """
+    if len(data) < OVERHEAD + BEACON.size:
+        return None
+    magic, version, kind = struct.unpack_from(">2sBB", data)
+    if magic != MAGIC or version != VERSION or kind != Kind.BEACON:
+        return None
+    return bytes(data[HEADER_SIZE : HEADER_SIZE + FINGERPRINT_SIZE])
+
+
+# --- beacons --------------------------------------------------------------------------------------
+
+FINGERPRINT_SIZE = 16
+#: fingerprint, sender wall clock (seconds, float), blocks sent, snapshot interval (ms), beacon interval (ms)
+BEACON = struct.Struct(">16sdQII")
+
+
+@dataclass(slots=True, frozen=True)
+class Beacon:
+    fingerprint: bytes
+    sent_at: float
+    blocks_sent: int
+    snapshot_interval_ms: int
+    beacon_interval_ms: int
+
+
+def pack_beacon(beacon: Beacon) -> bytes:
+    return BEACON.pack(
+        beacon.fingerprint,
+        beacon.sent_at,
+        beacon.blocks_sent,
+        beacon.snapshot_interval_ms,
+        beacon.beacon_interval_ms,
+    )
+
+
+def parse_beacon(payload: bytes | memoryview) -> Beacon | None:
+    if len(payload) != BEACON.size:
+        return None
+    return Beacon(*BEACON.unpack(payload))
+
+
+def fingerprint(key: bytes, settings: str) -> bytes:
+    """What both sides must agree on, as a hash that reveals neither the key nor needs to.
+
+    The key enters only through its own SHA-256, so the fingerprint can travel in clear beacons.
+    """
+    digest = hashlib.sha256()
+    digest.update(b"seam-diode-fingerprint\x00")
+    digest.update(VERSION.to_bytes(1, "big"))
+    digest.update(hashlib.sha256(key).digest())
+    digest.update(settings.encode())
+    return digest.digest()[:FINGERPRINT_SIZE]
