@@ -1,1 +1,21 @@
-"""Modbus driver."""
+"""Modbus driver: Modbus/TCP, RTU over a serial line, and RTU framing over TCP.
+
+The plugin entry points are :func:`create` (the core calls it for every device with
+``driver: modbus``) and :func:`requests_per_second` (the contract rules use it to check polling stays
+within a device's declared ``max_request_rate``). See README.md in this folder.
+"""
+
+from __future__ import annotations
+
+from otseam.contract.models import Device
+from otseam.core.plugins import Driver, PluginContext
+from otseam.drivers.modbus.config import ModbusConfigError
+from otseam.drivers.modbus.driver import ModbusDriver
+from otseam.drivers.modbus.planner import requests_per_second
+
+__all__ = ["ModbusConfigError", "ModbusDriver", "create", "requests_per_second"]
+
+
+def create(device: Device, ctx: PluginContext) -> Driver:
+    """A driver for ``device``; raises :class:`ModbusConfigError` (a ``ValueError``) for a bad contract entry."""
+    return ModbusDriver(device)
