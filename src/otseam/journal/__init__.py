@@ -6,7 +6,8 @@ storage choice, the durability guarantees and the overflow policy.
 """
 
 from otseam.journal.cursor import Cursor
+from otseam.journal.dedup import Deduplicator
 from otseam.journal.journal import CursorMetrics, Journal, JournalMetrics
 from otseam.journal.state import JournalError
 
-__all__ = ["Cursor", "CursorMetrics", "Journal", "JournalError", "JournalMetrics"]
+__all__ = ["Cursor", "CursorMetrics", "Deduplicator", "Journal", "JournalError", "JournalMetrics"]
