@@ -1,9 +1,170 @@
-"""Subcommands of this package (registered by otseam.cli)."""
+"""`seam run`: run a contract (registered by otseam.cli)."""
 
 from __future__ import annotations
 
+import asyncio
+import ipaddress
+import logging
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
 import typer
+from rich.console import Console
+from rich.logging import RichHandler
+
+from otseam.contract.units import parse_duration
+from otseam.core.http import HttpAddressError, HttpServer, parse_address
+from otseam.core.status import StatusView
+from otseam.core.supervisor import Settings, StartupError, Supervisor
+
+log = logging.getLogger("otseam.run")
+
+TOKEN_ENV = "SEAM_API_TOKEN"
+
+
+@dataclass(slots=True)
+class RunOptions:
+    contract: Path
+    http: tuple[str, int] | None
+    token: str | None
+    settings: Settings
+    status_interval: float
+    live: bool
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"seam run: {message}", err=True)
+    return typer.Exit(2)
+
+
+def _read_token(token_file: Path | None) -> str | None:
+    if token_file is not None:
+        try:
+            token = token_file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise _fail(f"cannot read the token file {token_file}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise _fail(f"the token file {token_file} is not UTF-8 text") from None
+        if not token:
+            raise _fail(f"the token file {token_file} is empty")
+        return token
+    token = os.environ.get(TOKEN_ENV, "").strip()
+    return token or None
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def _setup_logging(verbose: bool, console: Console | None) -> None:
+    level = logging.DEBUG if verbose else logging.INFO
+    root = logging.getLogger()
+    root.handlers.clear()
+    if console is not None:
+        handler: logging.Handler = RichHandler(console=console, show_path=False, rich_tracebacks=False)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(level)
+    # Libraries talk a lot at INFO; their warnings are enough unless debugging.
+    for noisy in ("aiohttp", "asyncua", "pymodbus", "aiomqtt"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
+
+
+async def _main(options: RunOptions, console: Console | None) -> int:
+    supervisor = Supervisor(options.contract, options.settings)
+    http: HttpServer | None = None
+    if options.http is not None:
+        host, port = options.http
+        http = HttpServer(supervisor, host, port, options.token)
+        try:
+            bound = await http.start()
+        except OSError as exc:
+            typer.echo(f"seam run: cannot listen on {host}:{port}: {exc.strerror or exc}", err=True)
+            return 2
+        log.info(
+            "health on http://%s:%d/health, metrics on http://%s:%d/metrics%s",
+            host,
+            bound,
+            host,
+            bound,
+            " (bearer token required)" if options.token else "",
+        )
+        if not options.token and not _is_loopback(host):
+            log.warning(
+                "metrics on %s are readable by anyone who can reach it: set %s or --token-file", host, TOKEN_ENV
+            )
+    view = StatusView(supervisor, console=console if options.live else None, interval=options.status_interval)
+    supervisor.on_tick.append(view.update)
+    try:
+        supervisor.install_signal_handlers()
+        try:
+            await supervisor.start()
+        except StartupError as exc:
+            typer.echo(f"seam run: cannot start {options.contract}:\n{exc}", err=True)
+            return 2
+        view.start()
+        await supervisor.run()
+    finally:
+        view.stop()
+        if http is not None:
+            await http.stop()
+    return 0
 
 
 def register(app: typer.Typer) -> None:
-    """Nothing registered yet."""
+    @app.command("run")
+    def run(
+        contract: Annotated[Path, typer.Argument(help="The contract to run (seam.yaml).")],
+        http: Annotated[
+            str,
+            typer.Option("--http", help="Address of /health and /metrics (host:port, port 0 for any), or 'off'."),
+        ] = "127.0.0.1:9780",
+        token_file: Annotated[
+            Path | None,
+            typer.Option("--token-file", help=f"File holding the bearer token for /metrics (else ${TOKEN_ENV})."),
+        ] = None,
+        drain_timeout: Annotated[
+            str,
+            typer.Option("--drain-timeout", help="On stop, how long sinks may take to deliver what the journal holds."),
+        ] = "30s",
+        status_interval: Annotated[
+            str, typer.Option("--status-interval", help="Without a terminal: how often a status line is logged.")
+        ] = "10s",
+        watch: Annotated[
+            bool, typer.Option("--watch/--no-watch", help="Reload when the contract file changes.")
+        ] = True,
+        verbose: Annotated[
+            bool, typer.Option("--verbose", "-v", help="Debug logging, with plugin tracebacks.")
+        ] = False,
+    ) -> None:
+        """Run the contract: drivers, pipeline, journal and sinks, supervised. SIGHUP reloads, SIGTERM stops."""
+        try:
+            drain = parse_duration(drain_timeout)
+            interval = parse_duration(status_interval)
+        except ValueError as exc:
+            raise _fail(str(exc)) from None
+        address: tuple[str, int] | None = None
+        if http.strip().lower() != "off":
+            try:
+                address = parse_address(http)
+            except HttpAddressError as exc:
+                raise _fail(f"--http: {exc}") from None
+        token = _read_token(token_file)
+        live = sys.stdout.isatty()
+        console = Console() if live else None
+        _setup_logging(verbose, console)
+        options = RunOptions(contract, address, token, Settings(drain_timeout=drain, watch=watch), interval, live)
+        try:
+            code = asyncio.run(_main(options, console))
+        except KeyboardInterrupt:
+            code = 130
+        raise typer.Exit(code)

@@ -1,0 +1,88 @@
+"""The health and metrics endpoint of `seam run`.
+
+``GET /health`` is unauthenticated on purpose: a service manager or load balancer must be able to ask
+"is it alive, and is anything failing" without a secret. It reveals component states and error
+messages, never data values or configuration secrets. ``GET /metrics`` needs ``Authorization: Bearer
+<token>`` when a token is configured. The token is compared in constant time and never logged.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from otseam.core.metrics import build_registry
+
+if TYPE_CHECKING:
+    from otseam.core.supervisor import Supervisor
+
+log = logging.getLogger("otseam.http")
+
+
+class HttpAddressError(ValueError):
+    pass
+
+
+def parse_address(text: str) -> tuple[str, int]:
+    """``"127.0.0.1:9780"`` → (host, port); ``"[::1]:9780"`` for IPv6."""
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not host:
+        raise HttpAddressError(f"{text!r} is not an address: write host:port, e.g. 127.0.0.1:9780")
+    host = host.strip("[]")
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise HttpAddressError(f"{text!r}: the port {port_text!r} is not a number") from None
+    if not 0 <= port <= 65535:
+        raise HttpAddressError(f"{text!r}: the port must be between 0 and 65535")
+    return host, port
+
+
+class HttpServer:
+    def __init__(self, supervisor: Supervisor, host: str, port: int, token: str | None) -> None:
+        self.supervisor = supervisor
+        self.host = host
+        self.port = port
+        self._expected = f"Bearer {token}".encode() if token else None
+        self.registry = build_registry(supervisor)
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> int:
+        """Listen; returns the port actually bound (useful with port 0)."""
+        app = web.Application()
+        app.router.add_get("/health", self._health)
+        app.router.add_get("/metrics", self._metrics)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, self.host, self.port)
+        await site.start()
+        self._runner = runner
+        server = site._server
+        sockets = getattr(server, "sockets", None) or []
+        if sockets:
+            self.port = int(sockets[0].getsockname()[1])
+        return self.port
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def _health(self, request: web.Request) -> web.Response:
+        return web.json_response(self.supervisor.health())
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        if self._expected is not None:
+            given = request.headers.get("Authorization", "").encode()
+            if not hmac.compare_digest(given, self._expected):
+                return web.Response(
+                    status=401,
+                    text="a bearer token is required for /metrics\n",
+                    headers={"WWW-Authenticate": 'Bearer realm="seam"'},
+                )
+        body = generate_latest(self.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -1,0 +1,563 @@
+"""`seam run`: drivers → pipeline → journal → sinks, from one contract, kept running.
+
+* Every driver and every sink is its own supervised task (see components.py): one that fails is
+  restarted with backoff and the others never notice. While a driver is down its points are re-sent as
+  STALE so no consumer takes an old value for a live one.
+* The journal is opened once and stays open for the life of the process. Everything a driver reads is
+  appended before anything else happens to it, so stopping, restarting or reconfiguring any component
+  loses nothing: sinks resume from their committed cursors.
+* Reload (SIGHUP, or the contract file changing on disk): the new contract is loaded and checked in
+  full before anything is touched. If anything is wrong the old contract keeps running and the problems
+  are logged. Otherwise only what changed is stopped and started; unchanged drivers and sinks keep
+  running, and points whose settings did not change keep their state (no re-reported values, no
+  re-raised alarms).
+* SIGTERM or SIGINT: drivers stop, their points are marked stale, sinks deliver what the journal holds
+  (up to the drain timeout), cursors are committed, the journal is closed, and the process exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from otseam.contract.loader import ContractError, LoadedContract, load
+from otseam.contract.models import Contract, Device, SinkSpec
+from otseam.core.components import Component, supervise
+from otseam.core.plugins import (
+    Driver,
+    Emit,
+    PluginContext,
+    PluginNotFound,
+    Sink,
+    create_driver,
+    create_sink,
+)
+from otseam.core.records import Event, Record, Severity
+from otseam.core.sinkrunner import RecordFilter, SinkStats, run_sink
+from otseam.journal import Journal, JournalError, JournalMetrics
+from otseam.pipeline import Pipeline, PipelineConfigError, compile_table
+
+log = logging.getLogger("otseam.supervisor")
+
+
+class StartupError(Exception):
+    """The contract or the environment does not allow starting; the message says what to fix."""
+
+
+@dataclass(slots=True)
+class Plan:
+    """A contract checked and turned into everything needed to run it, before anything is started."""
+
+    loaded: LoadedContract
+    table: dict[str, Any]
+    drivers: dict[str, tuple[Device, str]]
+    sinks: dict[str, tuple[SinkSpec, str]]
+
+    @property
+    def contract(self) -> Contract:
+        return self.loaded.contract
+
+
+@dataclass(slots=True)
+class Settings:
+    drain_timeout: float = 30.0
+    #: Seconds between the housekeeping ticks (heartbeats, file watch, status).
+    tick: float = 1.0
+    #: Watch the contract file's modification time (in addition to SIGHUP).
+    watch: bool = True
+    max_batch: int = 5000
+
+
+@dataclass(slots=True)
+class Counters:
+    reloads_ok: int = 0
+    reloads_failed: int = 0
+    last_reload_error: str = ""
+    driver_failures: dict[str, int] = field(default_factory=dict)
+
+
+def check_contract(loaded: LoadedContract) -> list[str]:
+    """Problems of severity "error" from the rules of ``seam check``, as printable lines."""
+    from otseam.contract import rules
+
+    problems = []
+    for finding in rules.run(loaded):
+        if str(finding.severity) == "error":
+            text = f"{finding.file}:{finding.line}:{finding.column}: {finding.rule}: {finding.message}"
+            if finding.hint:
+                text += f"\n    fix: {finding.hint}"
+            problems.append(text)
+    return problems
+
+
+def _sink_fingerprint(spec: SinkSpec, contract: Contract) -> str:
+    """A sink may build on the site path and on the metadata of the points it carries (a Sparkplug
+    birth certificate lists them), so those are part of what restarts it on reload."""
+    record_filter = RecordFilter(spec.points, spec.events)
+    points = [
+        (device.key(point), point.model_dump(mode="json"))
+        for device in contract.devices
+        for point in device.points
+        if record_filter.wants_point(device.key(point))
+    ]
+    return json.dumps(
+        [spec.model_dump(mode="json"), contract.site.model_dump(mode="json"), points], sort_keys=True, default=str
+    )
+
+
+class Supervisor:
+    def __init__(self, contract_path: str | os.PathLike[str], settings: Settings | None = None) -> None:
+        self.contract_path = Path(contract_path)
+        self.settings = settings or Settings()
+        self.started_ts = time.time()
+        self.state = "starting"
+        self.plan: Plan | None = None
+        self.journal: Journal | None = None
+        self.pipeline: Pipeline | None = None
+        self.data_dir = Path(".")
+        self.components: dict[str, Component] = {}
+        self.sink_stats: dict[str, SinkStats] = {}
+        self.counters = Counters()
+        self.extras: dict[str, Any] = {}
+        self._stop_requested = asyncio.Event()
+        self._reload_requested = asyncio.Event()
+        self._reload_lock = asyncio.Lock()
+        self._watched: tuple[int, int] | None = None
+        self._pending_stat: tuple[int, int] | None = None
+        self._journal_metrics: JournalMetrics | None = None
+        self._journal_metrics_ts = 0.0
+        self.on_tick: list[Callable[[], None]] = []
+
+    # --- planning: everything that can fail, before anything changes -------------------------------
+
+    def prepare(self) -> Plan:
+        """Load, check and compile the contract, and instantiate every plugin once to validate its
+        settings. Raises :class:`StartupError` with every problem found."""
+        try:
+            loaded = load(self.contract_path)
+        except ContractError as exc:
+            raise StartupError(str(exc)) from None
+        problems = check_contract(loaded)
+        if self.journal is None:
+            self.data_dir = self._journal_path(loaded.contract).parent
+        try:
+            table = compile_table(loaded.contract)
+        except PipelineConfigError as exc:
+            problems.extend(str(exc).splitlines())
+        context = self._context(loaded.contract)
+        drivers: dict[str, tuple[Device, str]] = {}
+        for device in loaded.contract.devices:
+            try:
+                create_driver(device, context)
+            except (PluginNotFound, ValueError, TypeError) as exc:
+                problems.append(f"device {device.id}: {exc}")
+            drivers[device.id] = (device, device.model_dump_json())
+        sinks: dict[str, tuple[SinkSpec, str]] = {}
+        for spec in loaded.contract.sinks:
+            try:
+                create_sink(spec, context)
+            except (PluginNotFound, ValueError, TypeError) as exc:
+                problems.append(f"sink {spec.id}: {exc}")
+            sinks[spec.id] = (spec, _sink_fingerprint(spec, loaded.contract))
+        if problems:
+            raise StartupError("\n".join(problems))
+        return Plan(loaded, table, drivers, sinks)
+
+    def _context(self, contract: Contract) -> PluginContext:
+        return PluginContext(contract=contract, data_dir=str(self.data_dir), extras=self.extras)
+
+    def _journal_path(self, contract: Contract) -> Path:
+        path = Path(contract.journal.path)
+        # Relative to the contract file, not to wherever the service manager started us.
+        return path if path.is_absolute() else (self.contract_path.parent / path).resolve()
+
+    # --- running ----------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        plan = self.prepare()
+        journal_path = self._journal_path(plan.contract)
+        try:
+            self.journal = Journal.from_config(plan.contract.journal.model_copy(update={"path": str(journal_path)}))
+        except JournalError as exc:
+            raise StartupError(f"journal: {exc}") from None
+        self.extras["journal"] = self.journal
+        self.pipeline = Pipeline(plan.table)
+        self.plan = plan
+        self._watched = self._stat()
+        for device, fingerprint in plan.drivers.values():
+            self._start_driver(device, fingerprint, plan.contract)
+        for spec, fingerprint in plan.sinks.values():
+            self._start_sink(spec, fingerprint, plan.contract)
+        self.state = "running"
+        log.info(
+            "running %s: %d devices, %d points, %d sinks; journal %s (id %s)",
+            self.contract_path,
+            len(plan.drivers),
+            len(plan.table),
+            len(plan.sinks),
+            journal_path,
+            self.journal.source,
+        )
+
+    def install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self.request_stop)
+        loop.add_signal_handler(signal.SIGINT, self.request_stop)
+        loop.add_signal_handler(signal.SIGHUP, self.request_reload)
+
+    def request_stop(self) -> None:
+        if self._stop_requested.is_set():
+            # A second signal while draining: the person means it. Skip the drain.
+            log.warning("second stop request: stopping without waiting for sinks to drain")
+            for component in self.components.values():
+                if component.task is not None:
+                    component.task.cancel()
+            return
+        log.info("stop requested: stopping drivers, draining sinks (up to %gs)", self.settings.drain_timeout)
+        self._stop_requested.set()
+
+    def request_reload(self) -> None:
+        log.info("reload requested (SIGHUP)")
+        self._reload_requested.set()
+
+    async def run(self) -> None:
+        """Until stopped: heartbeats, reloads, file watch. Returns after a clean shutdown."""
+        if self.plan is None:
+            await self.start()
+        try:
+            while not self._stop_requested.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake(), timeout=self.settings.tick)
+                if self._stop_requested.is_set():
+                    break
+                self._housekeeping()
+                if self._reload_requested.is_set():
+                    self._reload_requested.clear()
+                    await self._reload_guarded()
+                elif self.settings.watch and self._contract_changed():
+                    log.info("%s changed on disk: reloading", self.contract_path)
+                    await self._reload_guarded()
+        finally:
+            await self.shutdown()
+
+    async def _reload_guarded(self) -> None:
+        try:
+            await self.reload()
+        except Exception:
+            # A bug in a reload must not take the running plant interface down with it.
+            log.exception("reload failed unexpectedly; the components shown in /health are what runs now")
+
+    async def _wake(self) -> None:
+        stop = asyncio.ensure_future(self._stop_requested.wait())
+        reload = asyncio.ensure_future(self._reload_requested.wait())
+        try:
+            await asyncio.wait({stop, reload}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+            reload.cancel()
+
+    def _housekeeping(self) -> None:
+        assert self.pipeline is not None
+        beats = self.pipeline.tick()
+        if beats:
+            self._append(beats)
+        for callback in self.on_tick:
+            try:
+                callback()
+            except Exception:
+                log.exception("status update failed")
+
+    def _append(self, records: Sequence[Record]) -> None:
+        assert self.journal is not None
+        if records and not self.journal.closed:
+            self.journal.append(records)
+
+    # --- the file watch ---------------------------------------------------------------------------
+
+    def _stat(self) -> tuple[int, int] | None:
+        try:
+            stat = self.contract_path.stat()
+        except OSError:
+            return None
+        return (stat.st_mtime_ns, stat.st_size)
+
+    def _contract_changed(self) -> bool:
+        """True once the file changed and then stayed the same for one tick: an editor that writes the
+        file in several steps must not get its half-written version loaded."""
+        current = self._stat()
+        if current is None or current == self._watched:
+            self._pending_stat = None
+            return False
+        if current != self._pending_stat:
+            self._pending_stat = current
+            return False
+        self._pending_stat = None
+        return True
+
+    # --- drivers ----------------------------------------------------------------------------------
+
+    def _start_driver(self, device: Device, fingerprint: str, contract: Contract) -> None:
+        previous = self.components.get(f"driver:{device.id}")
+        component = Component("driver", device.id, fingerprint)
+        if previous is not None:
+            component.restarts, component.errors = previous.restarts, previous.errors
+        context = self._context(contract)
+
+        async def body() -> None:
+            driver: Driver = create_driver(device, context)
+            await driver.run(self._emitter(device.id))
+
+        component.task = asyncio.create_task(
+            supervise(component, body, on_failure=self._driver_failed), name=component.name
+        )
+        self.components[component.name] = component
+
+    def _emitter(self, device_id: str) -> Emit:
+        pipeline = self.pipeline
+        journal = self.journal
+        assert pipeline is not None and journal is not None
+
+        async def emit(records: Sequence[Record]) -> None:
+            out = pipeline.process(records)
+            if out:
+                journal.append(out)
+            # Appending is synchronous; yielding here keeps one fast driver from starving the others.
+            await asyncio.sleep(0)
+
+        return emit
+
+    def _driver_failed(self, component: Component, exc: Exception) -> None:
+        assert self.pipeline is not None
+        self.counters.driver_failures[component.id] = self.counters.driver_failures.get(component.id, 0) + 1
+        records: list[Record] = list(self.pipeline.mark_stale(component.id))
+        records.append(
+            Event(
+                time.time(),
+                "device.state",
+                component.id,
+                Severity.MEDIUM,
+                f"driver for {component.id} failed and is being restarted: {component.last_error}",
+                {"device": component.id, "state": "driver-failed", "error": component.last_error},
+            )
+        )
+        self._append(records)
+
+    # --- sinks ------------------------------------------------------------------------------------
+
+    def _start_sink(self, spec: SinkSpec, fingerprint: str, contract: Contract) -> None:
+        previous = self.components.get(f"sink:{spec.id}")
+        component = Component("sink", spec.id, fingerprint)
+        if previous is not None:
+            component.restarts, component.errors = previous.restarts, previous.errors
+        stats = self.sink_stats.setdefault(spec.id, SinkStats(spec.id))
+        record_filter = RecordFilter(spec.points, spec.events)
+        context = self._context(contract)
+        journal = self.journal
+        assert journal is not None
+
+        async def body() -> None:
+            sink: Sink = create_sink(spec, context)
+            reader = journal.reader(spec.id)
+            try:
+                await run_sink(
+                    sink,
+                    reader,
+                    stats=stats,
+                    record_filter=record_filter,
+                    stop=component.stop,
+                    max_records=self.settings.max_batch,
+                )
+            finally:
+                reader.close()
+
+        component.task = asyncio.create_task(supervise(component, body), name=component.name)
+        self.components[component.name] = component
+
+    # --- stopping components ----------------------------------------------------------------------
+
+    async def _stop(self, names: Sequence[str], *, drain: bool, within: float) -> None:
+        """Stop components; sinks asked to drain get ``within`` seconds before they are cancelled."""
+        tasks = []
+        for name in names:
+            component = self.components[name]
+            component.stop.set()
+            if component.task is None:
+                continue
+            if component.kind == "driver" or not drain:
+                component.task.cancel()
+            tasks.append(component.task)
+        if not tasks:
+            return
+        _, pending = await asyncio.wait(tasks, timeout=within)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=15.0)
+        for task in tasks:
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                log.error("%s ended with an error: %s", task.get_name(), task.exception())
+
+    # --- reload -----------------------------------------------------------------------------------
+
+    async def reload(self) -> bool:
+        """Apply the contract file as it is now; keep the running one if it has any problem."""
+        async with self._reload_lock:
+            self._watched = self._stat()
+            assert self.plan is not None and self.pipeline is not None and self.journal is not None
+            try:
+                plan = self.prepare()
+            except StartupError as exc:
+                self.counters.reloads_failed += 1
+                self.counters.last_reload_error = str(exc)
+                log.error("reload refused, still running the previous contract:\n%s", exc)
+                return False
+            old = self.plan
+            if plan.contract.journal != old.contract.journal:
+                log.warning("the journal settings changed: they apply at the next restart of seam run")
+
+            removed_devices = [d for d in old.drivers if d not in plan.drivers]
+            changed_devices = [d for d in old.drivers if d in plan.drivers and plan.drivers[d][1] != old.drivers[d][1]]
+            added_devices = [d for d in plan.drivers if d not in old.drivers]
+            removed_sinks = [s for s in old.sinks if s not in plan.sinks]
+            changed_sinks = [s for s in old.sinks if s in plan.sinks and plan.sinks[s][1] != old.sinks[s][1]]
+            added_sinks = [s for s in plan.sinks if s not in old.sinks]
+
+            await self._stop([f"driver:{d}" for d in removed_devices + changed_devices], drain=False, within=10.0)
+            for device_id in removed_devices:
+                self._append(self.pipeline.mark_stale(device_id))
+                del self.components[f"driver:{device_id}"]
+            # Sinks stop without draining: their cursor keeps the rest for the new instance.
+            await self._stop([f"sink:{s}" for s in removed_sinks + changed_sinks], drain=False, within=10.0)
+            for sink_id in removed_sinks:
+                del self.components[f"sink:{sink_id}"]
+                self.sink_stats.pop(sink_id, None)
+                # A sink taken out of the contract must not hold the journal's depth up forever.
+                self.journal.remove_cursor(sink_id)
+
+            self.pipeline.reconfigure(plan.table)
+            self.plan = plan
+            for device_id in changed_devices + added_devices:
+                device, fingerprint = plan.drivers[device_id]
+                self._start_driver(device, fingerprint, plan.contract)
+            for sink_id in changed_sinks + added_sinks:
+                spec, fingerprint = plan.sinks[sink_id]
+                self._start_sink(spec, fingerprint, plan.contract)
+            self.counters.reloads_ok += 1
+            self.counters.last_reload_error = ""
+            summary = {
+                "devices added": added_devices,
+                "devices changed": changed_devices,
+                "devices removed": removed_devices,
+                "sinks added": added_sinks,
+                "sinks changed": changed_sinks,
+                "sinks removed": removed_sinks,
+            }
+            described = "; ".join(f"{k}: {', '.join(v)}" for k, v in summary.items() if v) or "nothing to restart"
+            log.info("reloaded %s: %s", self.contract_path, described)
+            self._append(
+                [
+                    Event(
+                        time.time(),
+                        "audit.contract",
+                        "supervisor",
+                        Severity.INFO,
+                        f"contract reloaded: {described}",
+                        {k.replace(" ", "_"): v for k, v in summary.items()},
+                    )
+                ]
+            )
+            return True
+
+    # --- shutdown ---------------------------------------------------------------------------------
+
+    async def shutdown(self) -> None:
+        if self.state == "stopped":
+            return
+        self.state = "stopping"
+        drivers = [n for n, c in self.components.items() if c.kind == "driver"]
+        sinks = [n for n, c in self.components.items() if c.kind == "sink"]
+        await self._stop(drivers, drain=False, within=10.0)
+        if self.pipeline is not None and self.journal is not None and not self.journal.closed:
+            for name in drivers:
+                self._append(self.pipeline.mark_stale(self.components[name].id))
+        started = time.monotonic()
+        await self._stop(sinks, drain=True, within=self.settings.drain_timeout)
+        undelivered = {s.sink_id: s for s in self.sink_stats.values()}
+        if self.journal is not None:
+            metrics = self.journal_metrics(fresh=True)
+            behind = {c.name: c.depth for c in metrics.cursors if c.depth > 0 and c.name in undelivered}
+            if behind:
+                log.warning(
+                    "stopped with records not yet delivered (kept in the journal for the next start): %s",
+                    ", ".join(f"{k}: {v}" for k, v in behind.items()),
+                )
+            else:
+                log.info("all sinks drained in %.1fs", time.monotonic() - started)
+            self.journal.close()
+        self.state = "stopped"
+        log.info("stopped")
+
+    # --- what the status, health and metrics views read ------------------------------------------
+
+    def journal_metrics(self, fresh: bool = False) -> JournalMetrics:
+        """Journal numbers, cached for half a second: several views ask at once."""
+        assert self.journal is not None
+        now = time.monotonic()
+        stale = fresh or self._journal_metrics is None or now - self._journal_metrics_ts > 0.5
+        if stale and not self.journal.closed:
+            self._journal_metrics = self.journal.metrics()
+            self._journal_metrics_ts = now
+        assert self._journal_metrics is not None
+        return self._journal_metrics
+
+    def health(self) -> dict[str, object]:
+        components = {name: c.health() for name, c in sorted(self.components.items())}
+        lags: dict[str, int] = {}
+        if self.journal is not None and not self.journal.closed:
+            lags = {c.name: c.depth for c in self.journal_metrics().cursors}
+        for name, entry in components.items():
+            if name.startswith("sink:"):
+                sink_id = name[5:]
+                stats = self.sink_stats.get(sink_id)
+                entry["lag_records"] = lags.get(sink_id, 0)
+                if stats is not None:
+                    entry["delivery_state"] = stats.state
+                    entry["delivered_records"] = stats.delivered_records
+                    entry["delivery_errors"] = stats.errors
+                    if stats.last_error:
+                        entry["last_delivery_error"] = stats.last_error
+        degraded = any(c.state != "running" for c in self.components.values()) or any(
+            s.consecutive_failures > 0 for s in self.sink_stats.values()
+        )
+        status = self.state if self.state != "running" else ("degraded" if degraded else "ok")
+        return {
+            "status": status,
+            "contract": str(self.contract_path),
+            "journal": self.journal.source if self.journal else None,
+            "started": self.started_ts,
+            "reloads": {
+                "ok": self.counters.reloads_ok,
+                "failed": self.counters.reloads_failed,
+                "last_error": self.counters.last_reload_error or None,
+            },
+            "components": components,
+        }
+
+
+async def run_until_stopped(
+    supervisor: Supervisor, before: Callable[[Supervisor], Awaitable[None]] | None = None
+) -> None:
+    """Signal handlers, then the supervisor's main loop."""
+    supervisor.install_signal_handlers()
+    if before is not None:
+        await before(supervisor)
+    await supervisor.run()
