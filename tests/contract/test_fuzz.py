@@ -1,0 +1,97 @@
+"""Fuzzing the loader and the rules: whatever the text, the only failure is a ContractError.
+
+A contract is edited by hand by many people; a typo must never become a traceback in `seam check`,
+and a contract that loads must never crash a rule or the document renderer.
+"""
+
+from __future__ import annotations
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from otseam.contract import ContractError, parse_text
+from otseam.contract.doc import render_html
+from otseam.contract.init import example_text
+from otseam.contract.rules import run
+
+EXAMPLE_LINES = example_text().splitlines(keepends=True)
+YAML_NOISE = st.sampled_from(
+    [":", "-", " ", "  ", "\t", "[", "]", "{", "}", "&a", "*a", "!!", "'", '"', "#", "|", ">", "?", ",", "\n",
+     "0", "3.5", "-1", "1e999", "null", "~", "true", "ns=2;s=", "hr:", "co:99999", "/s", "ms", "GiB", "é", "\x00"]
+)  # fmt: skip
+FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def _use(text: str) -> None:
+    """Load, check and render; only ContractError may escape."""
+    try:
+        loaded = parse_text(text, "fuzz.yaml")
+    except ContractError as exc:
+        assert exc.problems
+        for problem in exc.problems:
+            assert problem.line >= 1 and problem.column >= 1 and problem.message
+        return
+    findings = run(loaded)
+    render_html(loaded, findings)
+
+
+@FAST
+@given(st.text(max_size=400))
+def test_random_text(text: str) -> None:
+    _use(text)
+
+
+@FAST
+@given(st.lists(YAML_NOISE, max_size=60).map("".join))
+def test_yaml_punctuation(text: str) -> None:
+    _use(text)
+
+
+@FAST
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, len(EXAMPLE_LINES) - 1),
+            st.sampled_from(["drop", "dup", "noise", "indent", "dedent"]),
+            YAML_NOISE,
+        ),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_mutated_example(edits: list[tuple[int, str, str]]) -> None:
+    lines = list(EXAMPLE_LINES)
+    for index, action, noise in edits:
+        index %= len(lines)
+        if action == "drop":
+            del lines[index]
+        elif action == "dup":
+            lines.insert(index, lines[index])
+        elif action == "noise":
+            cut = len(lines[index]) // 2
+            lines[index] = lines[index][:cut] + noise + lines[index][cut:]
+        elif action == "indent":
+            lines[index] = "  " + lines[index]
+        else:
+            lines[index] = lines[index].lstrip()
+        if not lines:
+            break
+    _use("".join(lines))
+
+
+@FAST
+@given(
+    st.sampled_from(["devices", "zones", "conduits", "sinks", "commands", "people", "objectives"]),
+    st.integers(0, 4),
+    st.sampled_from(["id", "level", "sl", "from", "to", "zone", "point", "owner", "driver", "points", "conduit"]),
+    st.one_of(st.none(), st.integers(-5, 70000), st.floats(allow_nan=True), st.text(max_size=12), st.booleans()),
+)
+def test_changed_values_in_a_valid_contract(section: str, index: int, key: str, value: object) -> None:
+    from tests.contract.helpers import example, to_text
+
+    data = example()
+    items = data.get(section) or []
+    if items:
+        target = items[index % len(items)]
+        target[key] = value
+    _use(to_text(data))
