@@ -15,6 +15,7 @@ import logging
 import socket
 import sys
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,7 +55,8 @@ class Session:
     next_sequence: int = 0
     #: Every sequence below this has been sent (from beacons and from the fragments seen).
     known_sent: int = 0
-    waiting_since: float = 0.0
+    #: (known_sent, when it was learnt), increasing: the evidence that a block was sent, and when.
+    marks: deque[tuple[int, float]] = field(default_factory=deque)
     last_heard: float = 0.0
     pending: dict[int, Assembly] = field(default_factory=dict)
     done: dict[int, tuple[int, bytes | None]] = field(default_factory=dict)
@@ -190,7 +192,7 @@ class DiodeReceiver:
         session = self.sessions.get(header.session)
         if session is None:
             matched = beacon.fingerprint == self._fingerprint
-            session = Session(header.session, matched, beacon.blocks_sent, beacon.blocks_sent, now, now)
+            session = Session(header.session, matched, beacon.blocks_sent, beacon.blocks_sent, last_heard=now)
             self.sessions[header.session] = session
             if matched:
                 self.stats.sessions += 1
@@ -211,9 +213,8 @@ class DiodeReceiver:
 
     def _sent_up_to(self, session: Session, sent: int, now: float) -> None:
         if sent > session.known_sent:
-            if session.known_sent <= session.next_sequence:
-                session.waiting_since = now  # we were not waiting for anything until now
             session.known_sent = sent
+            session.marks.append((sent, now))  # from now on, blocks below ``sent`` are overdue
 
     def _fragment(self, session: Session, header: wire.Header, payload: bytes, now: float) -> None:
         sequence = header.sequence
@@ -257,7 +258,6 @@ class DiodeReceiver:
         while session.next_sequence in session.done:
             flags, block = session.done.pop(session.next_sequence)
             session.next_sequence += 1
-            session.waiting_since = now
             if block is None:
                 self._gap(session, session.next_sequence - 1, session.next_sequence - 1, "undecodable")
             else:
@@ -334,28 +334,33 @@ class DiodeReceiver:
         self._flush()
 
     def _declare_lost(self, session: Session, now: float, force: bool = False, up_to: int | None = None) -> None:
-        """Give up on blocks that can no longer complete, counting each one, and release what follows."""
+        """Give up on blocks that can no longer complete, counting each one, and release what follows.
+
+        A block is given up ``block_timeout`` after the first evidence that it was sent (a later block's
+        fragment, or a beacon's count) and after its own last fragment, whichever is later; ``force``
+        gives up on the next block now (too many pending), ``up_to`` on everything below it.
+        """
         timeout = self.settings.block_timeout
-        while session.next_sequence < session.known_sent and session.next_sequence not in session.done:
-            first = session.next_sequence
-            head = session.pending.get(first)
-            reference = max(session.waiting_since, head.last_time if head else 0.0)
-            if not force and now - reference < timeout:
-                return
-            sequence = first
+        marks = session.marks
+        while True:
+            first = sequence = session.next_sequence
             while sequence < session.known_sent and sequence not in session.done:
+                while marks and marks[0][0] <= sequence:
+                    marks.popleft()
+                evidence = marks[0][1] if marks else now
                 waiting = session.pending.get(sequence)
-                if not force and waiting is not None and now - waiting.last_time < timeout and sequence != first:
+                deadline = max(evidence, waiting.last_time if waiting else 0.0) + timeout
+                overdue = now >= deadline or (up_to is not None and sequence < up_to)
+                if not (overdue or (force and sequence == first)):
                     break
                 session.pending.pop(sequence, None)
                 sequence += 1
-                if force and up_to is None:
-                    break
+            if sequence == first:
+                return
             session.next_sequence = sequence
             self._gap(session, first, sequence - 1, "beyond FEC repair")
             self._release(session, now)
-            if force and up_to is None:
-                return
+            force = False  # forced: only the one block
 
     def _gap(self, session: Session, first: int, last: int, why: str) -> None:
         count = last - first + 1

@@ -1,0 +1,84 @@
+"""``type: diode_send``: every batch leaves as FEC-protected, authenticated UDP datagrams, one way.
+
+``deliver`` returns once the batch's datagrams have left the socket: on a one-way link nothing can
+acknowledge them, so "delivered" means "sent with forward error correction"; the runner then commits.
+The sink remembers the latest sample of every point and sends all of them as a snapshot every
+``snapshot_interval``, which is how the IT side converges after losses beyond the FEC margin or a
+receiver restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from otseam.core.records import Batch
+from otseam.diode.config import DiodeConfigError, DiodeSettings, load_key
+from otseam.diode.sender import CurrentValues, DiodeSender
+
+log = logging.getLogger(__name__)
+
+
+def parse_target(text: object) -> tuple[str, int]:
+    if not isinstance(text, str) or ":" not in text:
+        raise DiodeConfigError(f"diode target {text!r}: write it as 'host:port', e.g. '192.0.2.10:7400'")
+    host, _, port = text.rpartition(":")
+    if not port.isdigit() or not 1 <= int(port) <= 65535 or not host:
+        raise DiodeConfigError(f"diode target {text!r}: write it as 'host:port' with a port from 1 to 65535")
+    return host.strip("[]"), int(port)
+
+
+class DiodeSendSink:
+    def __init__(self, sender: DiodeSender, name: str = "diode_send") -> None:
+        self.name = name
+        self.sender = sender
+        self.current = CurrentValues()
+        self._snapshots: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self.sender.start()
+        self._snapshots = asyncio.create_task(self._snapshot_loop(), name=f"{self.name}-snapshots")
+
+    async def deliver(self, batch: Batch) -> None:
+        if not batch.records:
+            return
+        self.current.update(batch.source, batch.offsets, batch.records)
+        await self.sender.send_records(batch.source, batch.offsets, batch.records)
+
+    async def send_snapshot(self) -> int:
+        """Send every point's latest value now; returns how many."""
+        offsets, records = self.current.snapshot()
+        if records:
+            await self.sender.send_records(self.current.source, offsets, records, snapshot=True)
+        return len(records)
+
+    async def _snapshot_loop(self) -> None:
+        interval = self.sender.settings.snapshot_interval
+        if interval <= 0:
+            return
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.send_snapshot()
+            except OSError as exc:  # the link's trouble; the next snapshot tries again
+                log.warning("diode snapshot not sent: %s", exc)
+
+    async def close(self) -> None:
+        if self._snapshots:
+            self._snapshots.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._snapshots
+            self._snapshots = None
+        await self.sender.close()
+
+
+def sink_from_options(options: dict[str, Any], name: str = "diode_send") -> DiodeSendSink:
+    """Build from a contract sink's ``options`` (target, key_file, and the settings in docs/diode.md)."""
+    if "target" not in options or "key_file" not in options:
+        raise DiodeConfigError("a diode_send sink needs options 'target' (host:port) and 'key_file'")
+    settings = DiodeSettings.from_options(options)
+    key = load_key(str(options["key_file"]))
+    bind = options.get("bind")
+    return DiodeSendSink(DiodeSender(parse_target(options["target"]), key, settings, bind=bind), name)

@@ -1,0 +1,62 @@
+"""Helpers shared by the diode tests: records to send, and reading back what reached the IT journal."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from otseam.core.records import Event, Quality, Record, Sample
+from otseam.diode.config import DiodeSettings
+from otseam.journal import Journal
+
+KEY = b"a3f1c29e0b7d4e65a3f1c29e0b7d4e65"
+
+
+def settings(**options: object) -> DiodeSettings:
+    base: dict[str, object] = {
+        "rate": "200Mbit/s",
+        "block_timeout": "200ms",
+        "beacon_interval": "200ms",
+        "snapshot_interval": "0s",
+    }
+    base.update(options)
+    return DiodeSettings.from_options(base)
+
+
+def samples(count: int, points: int = 50, first_offset: int = 1) -> tuple[list[int], list[Record]]:
+    """Samples whose gateway timestamp equals their offset, so 'newest' is unambiguous on both sides."""
+    offsets = list(range(first_offset, first_offset + count))
+    records: list[Record] = [
+        Sample(f"plc1/p{o % points}", float(o) * 0.25, Quality.GOOD, float(o), float(o)) for o in offsets
+    ]
+    return offsets, records
+
+
+def read_all(journal: Journal) -> list[Record]:
+    """Everything in the journal from the start, without moving any cursor."""
+    reader = journal.reader("test-check")
+    out: list[Record] = []
+    position = journal.first_offset
+    while True:
+        batch = reader._read(position, 100_000)
+        if not batch.records:
+            return out
+        out.extend(batch.records)
+        position = batch.last_offset + 1
+
+
+def open_journal(path: Path) -> Journal:
+    return Journal.open(path, max_size=256 * 1024 * 1024, sync="none")
+
+
+def latest_by_point(records: list[Record]) -> dict[str, Sample]:
+    latest: dict[str, Sample] = {}
+    for record in records:
+        if isinstance(record, Sample) and (
+            record.point not in latest or record.gateway_ts > latest[record.point].gateway_ts
+        ):
+            latest[record.point] = record
+    return latest
+
+
+def events(records: list[Record], kind: str) -> list[Event]:
+    return [r for r in records if isinstance(r, Event) and r.kind == kind]

@@ -1,0 +1,166 @@
+"""A lossy UDP relay for the diode tests: drops, duplicates, reorders, corrupts and truncates.
+
+It runs in its own thread with its own sockets, so it is a real hop on the path, not a hook inside
+the code under test. Every decision comes from one seeded random generator, and the relay keeps the
+ground truth (which fragments of which block got through intact), so a test can compare the
+receiver's own account of what was lost with what really happened, exactly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import socket
+import threading
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from otseam.diode import wire
+
+_SO_RCVBUFFORCE = 33
+
+
+@dataclass
+class Impairments:
+    drop: float = 0.0
+    duplicate: float = 0.0
+    reorder: float = 0.0
+    corrupt: float = 0.0
+    truncate: float = 0.0
+    #: Let beacons through untouched (to test block loss without also losing synchronisation).
+    spare_beacons: bool = True
+    seed: int = 1
+
+
+@dataclass
+class Truth:
+    forwarded: int = 0
+    dropped: int = 0
+    duplicated: int = 0
+    reordered: int = 0
+    corrupted: int = 0
+    truncated: int = 0
+    #: (session, sequence) -> k, for every block the relay saw at least one fragment of.
+    blocks: dict[tuple[int, int], int] = field(default_factory=dict)
+    #: (session, sequence) -> fragment indexes that reached the receiver unaltered.
+    intact: dict[tuple[int, int], set[int]] = field(default_factory=lambda: defaultdict(set))
+
+    def lost_blocks(self, session: int | None = None) -> list[int]:
+        return sorted(
+            seq
+            for (sess, seq), k in self.blocks.items()
+            if (session is None or sess == session) and len(self.intact.get((sess, seq), ())) < k
+        )
+
+
+class LossyRelay:
+    def __init__(self, target: tuple[str, int], impairments: Impairments) -> None:
+        self.target = target
+        self.impairments = impairments
+        self.truth = Truth()
+        self._rng = random.Random(impairments.seed)
+        self._lock = threading.Lock()
+        self._in = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        with contextlib.suppress(OSError):
+            self._in.setsockopt(socket.SOL_SOCKET, _SO_RCVBUFFORCE, 64 * 1024 * 1024)
+        self._in.bind(("127.0.0.1", 0))
+        self._in.settimeout(0.05)
+        self._out = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.address: tuple[str, int] = self._in.getsockname()
+        self._held: list[tuple[int, bytes]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="lossy-relay", daemon=True)
+
+    def __enter__(self) -> LossyRelay:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    def set(self, **changes: float | bool) -> None:
+        """Change impairment rates while running (e.g. a clean link for the healing snapshot)."""
+        with self._lock:
+            for name, value in changes.items():
+                setattr(self.impairments, name, value)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(5)
+        self._in.close()
+        self._out.close()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data = self._in.recv(65535)
+            except TimeoutError:
+                self._release_held(force=True)
+                continue
+            except OSError:
+                return
+            with self._lock:
+                self._relay(data)
+
+    def _relay(self, data: bytes) -> None:
+        imp, rng, truth = self.impairments, self._rng, self.truth
+        ident = self._identify(data)
+        is_beacon = ident is None
+        spared = is_beacon and imp.spare_beacons
+        if ident is not None:
+            session, seq, k, _ = ident
+            truth.blocks.setdefault((session, seq), k)
+        if not spared and rng.random() < imp.drop:
+            truth.dropped += 1
+            self._release_held()
+            return
+        altered = False
+        if not spared and rng.random() < imp.corrupt:
+            position = rng.randrange(len(data))
+            data = data[:position] + bytes([data[position] ^ (1 << rng.randrange(8))]) + data[position + 1 :]
+            truth.corrupted += 1
+            altered = True
+        if not spared and rng.random() < imp.truncate:
+            data = data[: rng.randrange(len(data))]
+            truth.truncated += 1
+            altered = True
+        if ident is not None and not altered:
+            truth.intact[(ident[0], ident[1])].add(ident[3])
+        copies = 2 if not spared and rng.random() < imp.duplicate else 1
+        truth.duplicated += copies - 1
+        for _ in range(copies):
+            if not spared and rng.random() < imp.reorder:
+                # Held back until one to three later datagrams have gone past it.
+                self._held.append((rng.randint(1, 3), data))
+                truth.reordered += 1
+            else:
+                self._send(data)
+                self._release_held()
+
+    def _release_held(self, force: bool = False) -> None:
+        still: list[tuple[int, bytes]] = []
+        for countdown, data in self._held:
+            if force or countdown <= 1:
+                self._send(data)
+            else:
+                still.append((countdown - 1, data))
+        self._held = still
+
+    def _send(self, data: bytes) -> None:
+        self.truth.forwarded += 1
+        with contextlib.suppress(OSError):
+            self._out.sendto(data, self.target)
+
+    @staticmethod
+    def _identify(data: bytes) -> tuple[int, int, int, int] | None:
+        """(session, sequence, k, index) of a fragment; None for beacons and anything unparseable."""
+        if len(data) < wire.HEADER_SIZE:
+            return None
+        _, _, kind, _, k, _, index, session, sequence, _ = wire.HEADER.unpack_from(data)
+        if kind not in (wire.Kind.DATA, wire.Kind.PARITY):
+            return None
+        return session, sequence, k, index
+
+
+__all__ = ["Impairments", "LossyRelay", "Truth"]
