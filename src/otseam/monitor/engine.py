@@ -140,6 +140,7 @@ class Monitor:
         self.keep_records = keep_records
         self.transactions: list[Transaction] = []
         self.modbus_messages: list[tuple[Endpoints, Message]] = []
+        self.stream_faults: list[tuple[Endpoints, StreamFault]] = []
         self.ua_messages: list[tuple[Endpoints, UaMessage]] = []
         self.modbus_ports = modbus_ports
         self.opcua_ports = opcua_ports
@@ -270,6 +271,8 @@ class Monitor:
             analyzer.feed(data, frame, ts, messages, faults)
             for fault in faults:
                 self.detector.not_modbus(conn.ends, fault)
+                if self.keep_records:
+                    self.stream_faults.append((conn.ends, fault))
             for msg in messages:
                 self._modbus(conn, msg)
         else:
@@ -331,6 +334,7 @@ class Monitor:
         self.transactions = []
         self.ua_messages = []
         self.modbus_messages = []
+        self.stream_faults = []
         self.inventory.changes = []
         return out
 

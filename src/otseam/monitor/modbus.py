@@ -322,7 +322,7 @@ class ModbusStream:
     so memory per flow is bounded whatever the peer sends.
     """
 
-    __slots__ = ("_buf", "framed", "is_request", "synced")
+    __slots__ = ("_buf", "_skipped", "framed", "is_request", "synced")
 
     def __init__(self, is_request: bool, synced: bool) -> None:
         self.is_request = is_request
@@ -333,6 +333,7 @@ class ModbusStream:
         self.synced = synced
         #: Whether this direction ever carried a valid Modbus header.
         self.framed = False
+        self._skipped = 0
 
     def gap(self) -> None:
         """Bytes were lost (capture drop, window overflow): the next bytes may start mid-ADU."""
@@ -349,18 +350,23 @@ class ModbusStream:
                 found = pos
                 while found + 8 <= end and not plausible_header(buf, found):
                     found += 1
-                kind = "malformed" if self.framed else "not-modbus"
+                # Skipping is expected after joining mid-stream or a gap, so it is not a finding by
+                # itself; but more than one whole ADU's worth of bytes without any header is.
                 if found + 8 > end:
-                    # No header starts in what we have: keep a tail that the next segment may complete.
-                    keep = max(pos, end - MBAP_SIZE)
-                    if keep > pos:
-                        faults.append(StreamFault(frame, ts, kind, f"{keep - pos} bytes with no MBAP header"))
+                    keep = max(pos, end - MBAP_SIZE)  # a tail the next segment may complete into a header
+                    self._skipped += keep - pos
                     pos = keep
+                else:
+                    self._skipped += found - pos
+                if self._skipped > MBAP_SIZE + MAX_LENGTH:
+                    kind = "malformed" if self.framed else "not-modbus"
+                    faults.append(StreamFault(frame, ts, kind, f"{self._skipped} bytes without an MBAP header"))
+                    self._skipped = 0
+                if found + 8 > end:
                     break
-                if found > pos:
-                    faults.append(StreamFault(frame, ts, kind, f"skipped {found - pos} bytes to find an MBAP header"))
                 pos = found
                 self.synced = True
+                self._skipped = 0
             tid, proto, length, unit = unpack(buf, pos)
             if proto != 0 or length < 2 or length > MAX_LENGTH:
                 if proto != 0:
