@@ -9,7 +9,7 @@ The control is what a small plant's PLC would do, with hysteresis so nothing cha
 
 * the inlet valve opens below 30 % of Tank1 and closes above 90 %;
 * Pump1 (lead) starts when Tank2 falls below the low setpoint and stops above the high setpoint;
-  Pump2 (lag) starts 0.4 m below the low setpoint and stops half-way between the setpoints;
+  Pump2 (lag) starts 0.1 m below the low setpoint and stops half-way between the setpoints;
 * both pumps stop when Tank1 is nearly empty (dry-run protection) or the motor is too hot, and only
   run while their enable coil is set;
 * chlorine is dosed in proportion to the transferred flow, and the residual in Tank2 follows it with
@@ -45,11 +45,11 @@ SETPOINTS: dict[str, Setpoint] = {
 }
 
 TANK1_HEIGHT = 4.0  # m
-TANK1_AREA = 5.0  # m², so 20 m³
+TANK1_AREA = 3.0  # m², so 12 m³
 TANK2_HEIGHT = 3.0  # m
-TANK2_AREA = 4.0  # m², so 12 m³
+TANK2_AREA = 2.0  # m², so 6 m³
 INLET_FLOW = 45.0  # m³/h with the valve fully open
-PUMP_FLOW = 25.0  # m³/h per pump
+PUMP_FLOW = 40.0  # m³/h per pump
 HYPOCHLORITE = 120.0  # g/L, the dosing solution
 CHLORINE_DECAY = 1e-4  # 1/s, chlorine demand of the water in Tank2
 MOTOR_TAU = 300.0  # s, motor winding temperature time constant
@@ -142,7 +142,7 @@ class WaterPlant:
             self.dry_run_lock = True
         elif self.level1 > 0.8:
             self.dry_run_lock = False
-        start = (self.level_low_sp, self.level_low_sp - 0.4)
+        start = (self.level_low_sp, self.level_low_sp - 0.1)
         stop = (self.level_high_sp, (self.level_low_sp + self.level_high_sp) / 2)
         for i in range(2):
             permitted = self.enable[i] and not self.dry_run_lock and self.motor_temp[i] < MOTOR_TRIP
@@ -158,7 +158,7 @@ class WaterPlant:
         transfer = sum(self.pump_flow)
 
         # Town demand: a slow daily-like swing (compressed to 15 minutes) with noise.
-        demand = 30.0 + 12.0 * math.sin(2 * math.pi * self.time / 900.0) + noise(0, 1.0)
+        demand = 30.0 + 15.0 * math.sin(2 * math.pi * self.time / 900.0) + noise(0, 1.0)
         demand = max(0.0, demand)
 
         # Mass balance (m³/h → m³ per step), limited by what the tanks hold.
