@@ -73,9 +73,9 @@ async def test_coils_discrete_inputs_and_input_registers() -> None:
     points += [{"id": f"d{i}", "address": f"di:{i}", "type": "bool"} for i in (0, 1, 9, 39)]
     points += [{"id": "level", "address": "ir:2", "type": "uint16"}]
     collector = Collector()
-    async with pymodbus_server([sim_device(1, co=coils, di=inputs, ir=[7, 8, 9, 10])], port):
-        async with running(device(f"tcp://127.0.0.1:{port}", points, poll="200ms"), collector):
-            await collector.wait_for(lambda: all(collector.latest(f"plc1/{p['id']}") for p in points))
+    dev = device(f"tcp://127.0.0.1:{port}", points, poll="200ms")
+    async with pymodbus_server([sim_device(1, co=coils, di=inputs, ir=[7, 8, 9, 10])], port), running(dev, collector):
+        await collector.wait_for(lambda: all(collector.latest(f"plc1/{p['id']}") for p in points))
     for i in (0, 1, 3, 17, 33):
         assert collector.latest(f"plc1/c{i}").value is coils[i]  # type: ignore[union-attr]
     for i in (0, 1, 9, 39):
@@ -96,9 +96,9 @@ async def test_neighbouring_points_are_read_in_merged_requests() -> None:
     points = [{"id": f"p{i}", "address": f"hr:{2 * i}"} for i in range(300)]
     port = free_port()
     collector = Collector()
-    async with pymodbus_server([sim_device(1, hr=registers)], port, trace_pdu=trace):
-        async with running(device(f"tcp://127.0.0.1:{port}", points, poll="5s"), collector):
-            await collector.wait_for(lambda: len(collector.samples) >= 300)
+    dev = device(f"tcp://127.0.0.1:{port}", points, poll="5s")
+    async with pymodbus_server([sim_device(1, hr=registers)], port, trace_pdu=trace), running(dev, collector):
+        await collector.wait_for(lambda: len(collector.samples) >= 300)
     assert [collector.latest(f"plc1/p{i}").value for i in range(300)] == [float(i) for i in range(300)]  # type: ignore[union-attr]
     assert seen == [(0, 124), (124, 124), (248, 124), (372, 124), (496, 104)]
 

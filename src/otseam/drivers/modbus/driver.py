@@ -240,7 +240,9 @@ class ModbusDriver:
         out.extend(Sample(k, None, quality, now, now) for k in state.block.decoder.keys)
 
     def _comm_failed(self, out: list[Record]) -> None:
-        delay = backoff_delay(self._failures, min(self._shortest, 1.0), self.options.max_backoff)
+        # The first wait is at least one timeout: on a shared line a probe of a dead unit holds it for a
+        # whole timeout, so the others get at least half the line at once, and more as the wait doubles.
+        delay = backoff_delay(self._failures, max(self._shortest, self.timeout), self.options.max_backoff)
         self._failures += 1
         self._retry_at = time.monotonic() + delay
         for state in self.states:
