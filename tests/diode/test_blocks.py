@@ -1,0 +1,86 @@
+"""Records ⇄ block payloads."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from otseam.core.records import Event, Quality, Record, Sample, Severity
+from otseam.diode import blocks
+
+values = st.one_of(
+    st.none(), st.booleans(), st.integers(min_value=-(2**63), max_value=2**64), st.floats(), st.text(max_size=30)
+)
+sample_st = st.builds(
+    Sample,
+    st.text(min_size=1, max_size=40),
+    values,
+    st.sampled_from(list(Quality)),
+    st.floats(allow_nan=False),
+    st.floats(allow_nan=False),
+)
+event_st = st.builds(
+    Event,
+    st.floats(allow_nan=False),
+    st.text(max_size=20),
+    st.text(max_size=20),
+    st.sampled_from(list(Severity)),
+    st.text(max_size=50),
+    st.dictionaries(st.text(max_size=5), st.integers() | st.text(max_size=5), max_size=3),
+)
+
+
+def same(a: Record, b: Record) -> bool:
+    if isinstance(a, Sample) and isinstance(b, Sample) and isinstance(a.value, float) and math.isnan(a.value):
+        return isinstance(b.value, float) and math.isnan(b.value) and a[2:] == b[2:] and a.point == b.point
+    return a == b and type(a.value if isinstance(a, Sample) else 0) is type(b.value if isinstance(b, Sample) else 0)
+
+
+@settings(max_examples=200)
+@given(st.lists(sample_st | event_st, max_size=40), st.text(max_size=20))
+def test_round_trip(records: list[Record], source: str) -> None:
+    offsets = list(range(100, 100 + len(records)))
+    decoded = blocks.decode(blocks.encode(source, offsets, records))
+    assert decoded.source == source and decoded.offsets == offsets
+    assert all(same(a, b) for a, b in zip(records, decoded.records, strict=True))
+
+
+def test_split_respects_the_size_limit_and_keeps_order() -> None:
+    records: list[Record] = [Sample(f"plc/p{i}", float(i), Quality.GOOD, 1.0, 2.0) for i in range(5000)]
+    parts = blocks.encode_split("ot", list(range(5000)), records, 20_000)
+    assert len(parts) > 5 and all(len(p) <= 20_000 for p in parts)
+    back = [r for p in parts for r in blocks.decode(p).records]
+    assert back == records
+
+
+def test_a_single_record_too_large_for_a_block_is_an_error() -> None:
+    huge: list[Record] = [Sample("p/x", "x" * 5000, Quality.GOOD, 0.0, 0.0)]
+    with pytest.raises(blocks.BlockError):
+        blocks.encode_split("ot", [1], huge, 1000)
+
+
+@given(st.binary(max_size=300))
+def test_garbage_is_a_block_error(data: bytes) -> None:
+    for payload in (data, b"\x01" + data):
+        with contextlib.suppress(blocks.BlockError):  # any other exception fails the test
+            blocks.decode(payload)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"s":"x","o":[1],"r":[[0,"p",1,99,0,0]]}',  # unknown quality
+        b'{"s":"x","o":[1],"r":[[0,"p",[1],0,0,0]]}',  # a list as a value
+        b'{"s":"x","o":[-1],"r":[[0,"p",1,0,0,0]]}',  # a negative offset
+        b'{"s":"x","o":[1,2],"r":[[0,"p",1,0,0,0]]}',  # counts differ
+        b'{"s":"x","o":[1],"r":[[1,0,"k","s",9,"m",{}]]}',  # unknown severity
+        b'{"s":1,"o":[],"r":[]}',  # a number as source
+    ],
+)
+def test_inconsistent_blocks_are_refused(body: bytes) -> None:
+    with pytest.raises(blocks.BlockError):
+        blocks.decode(b"\x01" + body)
