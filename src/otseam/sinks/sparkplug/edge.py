@@ -31,6 +31,7 @@ from otseam.contract.models import SinkSpec
 from otseam.core.plugins import JournalWriter, PluginContext
 from otseam.core.records import Batch, Event, Record, Severity
 from otseam.sinks.mqtt_common import BrokerAddress, make_client
+from otseam.sinks.mqtt_common.sockets import release_stale_writer, socket_fd
 from otseam.sinks.sparkplug.bdseq import BdSeqStore
 from otseam.sinks.sparkplug.codec import PayloadError, decode_payload
 from otseam.sinks.sparkplug.model import REBIRTH, EdgeModel, Message, ms
@@ -214,34 +215,42 @@ class SparkplugSink:
         self._host_online_ts = None
         will = aiomqtt.Will(self.model.topic_ndeath, self.model.death_payload(self.bdseq, ms(time.time())), qos=1)
         client = make_client(self.options.mqtt, broker, will=will, max_incoming=1000)
-        async with client:
-            self.stats.sessions += 1
-            self.stats.broker = str(broker)
-            log.info("sparkplug %s: connected to %s (bdSeq %d)", self.spec.id, broker, self.bdseq)
-            await client.subscribe(self.model.topic_ncmd, qos=1)
-            await client.subscribe(self.model.topic_dcmd, qos=1)
-            if self.options.primary_host_id:
-                await client.subscribe(f"spBv1.0/STATE/{self.options.primary_host_id}", qos=1)
-            else:
-                await self._birth(client)
-            listener = asyncio.create_task(self._listen(client))
-            killer = asyncio.create_task(self._kill_session.wait())
-            try:
-                done, _ = await asyncio.wait({listener, killer}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                listener.cancel()
-                killer.cancel()
-                with contextlib.suppress(BaseException):
-                    await listener
-            self._ready.clear()
-            if listener in done and listener.exception() is not None:
-                exc = listener.exception()
-                if isinstance(exc, _MoveOn):
-                    await self._say_goodbye(client)
-                assert exc is not None
-                raise exc
-            # A planned end (close, or a failed delivery): tell the hosts before leaving.
-            await self._say_goodbye(client)
+        fd: int | None = None
+        try:
+            async with client:
+                fd = socket_fd(client)
+                await self._run_session(client, broker)
+        finally:
+            release_stale_writer(client, fd)
+
+    async def _run_session(self, client: aiomqtt.Client, broker: BrokerAddress) -> None:
+        self.stats.sessions += 1
+        self.stats.broker = str(broker)
+        log.info("sparkplug %s: connected to %s (bdSeq %d)", self.spec.id, broker, self.bdseq)
+        await client.subscribe(self.model.topic_ncmd, qos=1)
+        await client.subscribe(self.model.topic_dcmd, qos=1)
+        if self.options.primary_host_id:
+            await client.subscribe(f"spBv1.0/STATE/{self.options.primary_host_id}", qos=1)
+        else:
+            await self._birth(client)
+        listener = asyncio.create_task(self._listen(client))
+        killer = asyncio.create_task(self._kill_session.wait())
+        try:
+            done, _ = await asyncio.wait({listener, killer}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            listener.cancel()
+            killer.cancel()
+            with contextlib.suppress(BaseException):
+                await listener
+        self._ready.clear()
+        if listener in done and listener.exception() is not None:
+            exc = listener.exception()
+            if isinstance(exc, _MoveOn):
+                await self._say_goodbye(client)
+            assert exc is not None
+            raise exc
+        # A planned end (close, or a failed delivery): tell the hosts before leaving.
+        await self._say_goodbye(client)
 
     async def _say_goodbye(self, client: aiomqtt.Client) -> None:
         """NDEATH before DISCONNECT, so hosts learn at once and not after the keepalive (both versions)."""

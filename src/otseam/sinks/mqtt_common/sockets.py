@@ -1,0 +1,47 @@
+"""A workaround for aiomqtt 2.5 after a connection breaks.
+
+When paho closes a broken socket, aiomqtt removes the socket's reader from the event loop but not a
+writer it registered for pending output. The loop then still holds a writer for that file descriptor
+number; the next connection, which often gets the same number, has its events routed to the dead
+client and stalls. After every session we remove such a writer, but only if it belongs to our own
+(dead) client, so another client in the same event loop that reuses the number is never touched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import aiomqtt
+
+
+def socket_fd(client: aiomqtt.Client) -> int | None:
+    sock = client._client.socket()
+    return sock.fileno() if sock is not None else None
+
+
+def release_stale_writer(client: aiomqtt.Client, fd: int | None) -> None:
+    if fd is None or fd < 0:
+        return
+    loop = asyncio.get_running_loop()
+    selector: Any = getattr(loop, "_selector", None)
+    if selector is None:
+        return
+    try:
+        key = selector.get_key(fd)
+    except (KeyError, ValueError):
+        return
+    for index, handle in enumerate(key.data or ()):
+        callback = getattr(handle, "_callback", None)
+        cells = getattr(callback, "__closure__", None) or ()
+        if any(_cell(c) is client._client for c in cells):
+            with contextlib.suppress(OSError, ValueError):
+                (loop.remove_reader if index == 0 else loop.remove_writer)(fd)
+
+
+def _cell(cell: Any) -> Any:
+    try:
+        return cell.cell_contents
+    except ValueError:
+        return None
