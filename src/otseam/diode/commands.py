@@ -1,9 +1,280 @@
-"""Subcommands of this package (registered by otseam.cli)."""
+"""`seam diode send`, `seam diode receive` and `seam diode keygen`."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
+
+from otseam.contract.loader import ContractError, load
+from otseam.contract.models import Contract, SinkSpec
+from otseam.diode.config import DiodeConfigError, DiodeSettings, load_key, write_new_key
+
+diode_app = typer.Typer(
+    name="diode",
+    help="A one-way link: send the journal through a data diode (OT side), receive it (IT side).",
+    no_args_is_help=True,
+)
+
+log = logging.getLogger("otseam.diode")
+
+
+class _Fail(Exception):
+    """A mistake the user can fix: printed as one line, exit status 2, never a traceback."""
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"seam diode: {message}", err=True)
+    return typer.Exit(2)
+
+
+def _address(text: str, what: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise _Fail(f"{what} {text!r}: write it as host:port, e.g. 127.0.0.1:7400")
+    return host.strip("[]"), int(port)
+
+
+def _options(**values: Any) -> dict[str, Any]:
+    return {name: value for name, value in values.items() if value is not None}
+
+
+def _load_contract(path: str | None) -> Contract | None:
+    if path is None:
+        return None
+    try:
+        return load(path).contract
+    except ContractError as exc:
+        raise _Fail(f"the contract cannot be used:\n{exc}") from None
+    except OSError as exc:
+        raise _Fail(f"cannot read contract {path}: {exc.strerror}") from None
+
+
+def _diode_sink(contract: Contract, sink_id: str | None) -> SinkSpec:
+    candidates = [s for s in contract.sinks if s.type == "diode_send" and (sink_id is None or s.id == sink_id)]
+    if len(candidates) != 1:
+        which = f"named {sink_id!r} " if sink_id else ""
+        raise _Fail(
+            f"the contract has {len(candidates)} diode_send sink(s) {which}: name one with --sink"
+            if candidates
+            else f"the contract has no diode_send sink {which}(type: diode_send)"
+        )
+    return candidates[0]
+
+
+async def _until_stopped(stop: asyncio.Event, duration: float | None) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    if duration is None:
+        await stop.wait()
+    else:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), duration)
+
+
+@diode_app.command("send")
+def send(
+    journal: Annotated[str | None, typer.Option(help="The OT journal directory to read.")] = None,
+    target: Annotated[str | None, typer.Option(help="host:port of the receiver, across the diode.")] = None,
+    key_file: Annotated[str | None, typer.Option("--key-file", help="The pre-shared key file.")] = None,
+    contract: Annotated[str | None, typer.Option(help="Take settings from this contract's diode_send sink.")] = None,
+    sink: Annotated[str | None, typer.Option(help="Which diode_send sink of the contract.")] = None,
+    cursor: Annotated[str, typer.Option(help="Name of this sender's journal cursor.")] = "diode_send",
+    bind: Annotated[str | None, typer.Option(help="Source address to send from.")] = None,
+    rate: Annotated[str | None, typer.Option(help="Wire rate, below the link's, e.g. 800Mbit/s.")] = None,
+    k: Annotated[int | None, typer.Option(help="Most data fragments per FEC block (default 64).")] = None,
+    overhead: Annotated[float | None, typer.Option(help="Parity as a fraction of k (default 0.125).")] = None,
+    min_parity: Annotated[
+        int | None, typer.Option(help="Parity fragments for the smallest blocks (default 3).")
+    ] = None,
+    datagram_size: Annotated[int | None, typer.Option(help="UDP payload bytes (default 1472).")] = None,
+    snapshot_interval: Annotated[str | None, typer.Option(help="How often all current values are sent.")] = None,
+    drain: Annotated[bool, typer.Option(help="Exit once everything in the journal has been sent.")] = False,
+    duration: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
+) -> None:
+    """OT side: send the journal's records through the diode (never reads from the network)."""
+    from otseam.core.sinkrunner import RecordFilter, SinkStats, run_sink
+    from otseam.journal import Journal, JournalError
+    from otseam.sinks.diode_send import sink_from_options
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        loaded = _load_contract(contract)
+        options: dict[str, Any] = {}
+        record_filter = RecordFilter()
+        if loaded is not None:
+            spec = _diode_sink(loaded, sink)
+            options.update(spec.options)
+            record_filter = RecordFilter(spec.points, spec.events)
+            journal = journal or loaded.journal.path
+        options.update(
+            _options(
+                target=target,
+                key_file=key_file,
+                bind=bind,
+                rate=rate,
+                k=k,
+                overhead=overhead,
+                min_parity=min_parity,
+                datagram_size=datagram_size,
+                snapshot_interval=snapshot_interval,
+            )
+        )
+        if journal is None:
+            raise _Fail("say which journal to send: --journal PATH (or --contract seam.yaml)")
+        diode_sink = sink_from_options(options, name=cursor)
+        opened = Journal.open(journal)
+    except (_Fail, DiodeConfigError, JournalError) as exc:
+        raise _fail(str(exc)) from None
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        if drain:
+            stop.set()
+        stats = SinkStats(cursor)
+        runner = asyncio.create_task(
+            run_sink(diode_sink, opened.reader(cursor), stats=stats, record_filter=record_filter, stop=stop)
+        )
+        waiter = asyncio.create_task(_until_stopped(stop, duration))
+        await asyncio.wait({runner, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        stop.set()
+        await runner
+        waiter.cancel()
+        sent = diode_sink.sender.stats
+        log.info(
+            "diode send: %d records in %d blocks, %d datagrams, %d bytes",
+            sent.records,
+            sent.blocks,
+            sent.datagrams,
+            sent.bytes,
+        )
+
+    try:
+        asyncio.run(main())
+    except OSError as exc:
+        raise _fail(f"cannot send to {options.get('target')}: {exc.strerror or exc}") from None
+    finally:
+        opened.close()
+
+
+@diode_app.command("receive")
+def receive(
+    journal: Annotated[str, typer.Option(help="The IT journal directory to write (created if absent).")],
+    listen: Annotated[str, typer.Option(help="host:port to receive on.")],
+    key_file: Annotated[str, typer.Option("--key-file", help="The pre-shared key file.")],
+    state: Annotated[str | None, typer.Option(help="Deduplication state file (default: beside the journal).")] = None,
+    k: Annotated[int | None, typer.Option(help="Most data fragments per FEC block (default 64).")] = None,
+    overhead: Annotated[float | None, typer.Option(help="Parity as a fraction of k (default 0.125).")] = None,
+    min_parity: Annotated[
+        int | None, typer.Option(help="Parity fragments for the smallest blocks (default 3).")
+    ] = None,
+    datagram_size: Annotated[int | None, typer.Option(help="UDP payload bytes (default 1472).")] = None,
+    block_timeout: Annotated[str | None, typer.Option(help="How long an incomplete block may wait.")] = None,
+    metrics: Annotated[str | None, typer.Option(help="Serve Prometheus metrics on host:port.")] = None,
+    modbus_replica: Annotated[
+        str | None, typer.Option(help="Also serve a read-only Modbus/TCP replica on host:port (needs --contract).")
+    ] = None,
+    contract: Annotated[str | None, typer.Option(help="The contract (for the replica's register map).")] = None,
+    duration: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
+) -> None:
+    """IT side: receive from the diode into an IT journal (never sends anything back)."""
+    from otseam.diode.metrics import registry_for
+    from otseam.diode.receiver import DiodeReceiver
+    from otseam.journal import Journal, JournalError
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        settings = DiodeSettings.from_options(
+            _options(
+                k=k,
+                overhead=overhead,
+                min_parity=min_parity,
+                datagram_size=datagram_size,
+                block_timeout=block_timeout,
+            )
+        )
+        key = load_key(key_file)
+        address = _address(listen, "--listen")
+        metrics_address = _address(metrics, "--metrics") if metrics else None
+        replica_address = _address(modbus_replica, "--modbus-replica") if modbus_replica else None
+        loaded = _load_contract(contract)
+        if replica_address and loaded is None:
+            raise _Fail("--modbus-replica needs --contract, for the register map")
+        opened = Journal.open(journal)
+    except (_Fail, DiodeConfigError, JournalError) as exc:
+        raise _fail(str(exc)) from None
+    state_path = Path(state) if state else Path(journal).with_name(Path(journal).name + ".diode-state.json")
+
+    async def main() -> None:
+        from otseam.core.sinkrunner import SinkStats, run_sink
+        from otseam.replica.modbus import ModbusReplica
+
+        receiver = DiodeReceiver(address, key, settings, opened, state_path=state_path)
+        await receiver.start()
+        log.info("diode receive: listening on %s:%d", *receiver.listen)
+        if metrics_address:
+            from prometheus_client import start_http_server
+
+            start_http_server(metrics_address[1], metrics_address[0], registry=registry_for(receiver.stats))
+        stop = asyncio.Event()
+        replica_task = None
+        if replica_address and loaded is not None:
+            replica = ModbusReplica(loaded, opened, replica_address[0], replica_address[1])
+            replica_task = asyncio.create_task(
+                run_sink(replica, opened.reader("modbus_replica"), stats=SinkStats("modbus_replica"), stop=stop)
+            )
+        try:
+            await _until_stopped(stop, duration)
+        finally:
+            stop.set()
+            await receiver.close()
+            if replica_task:
+                replica_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await replica_task
+            s = receiver.stats
+            log.info(
+                "diode receive: %d datagrams, %d records written, %d blocks recovered, %d lost, %d rejected",
+                s.datagrams,
+                s.records,
+                s.recovered,
+                s.lost,
+                sum(s.rejected.values()),
+            )
+
+    try:
+        asyncio.run(main())
+    except OSError as exc:
+        raise _fail(f"cannot listen on {listen}: {exc.strerror or exc}") from None
+    except ValueError as exc:  # a damaged state file or replica layout: the message says what to do
+        raise _fail(str(exc)) from None
+    finally:
+        opened.close()
+
+
+@diode_app.command("keygen")
+def keygen(path: Annotated[str, typer.Argument(help="Where to write the new key (never overwritten).")]) -> None:
+    """Write a new random pre-shared key (copy the same file to both sides, by hand)."""
+    try:
+        write_new_key(path)
+    except FileExistsError:
+        raise _fail(f"{path} exists; a key is never overwritten (remove it first if you mean to)") from None
+    except OSError as exc:
+        raise _fail(f"cannot write {path}: {exc.strerror}") from None
+    typer.echo(f"wrote a new 256-bit key to {path} (mode 0600)")
 
 
 def register(app: typer.Typer) -> None:
-    """Nothing registered yet."""
+    app.add_typer(diode_app, name="diode")
+
+
+if __name__ == "__main__":  # python -m otseam.diode.commands (used by the namespace tests)
+    diode_app(sys.argv[1:])
