@@ -144,9 +144,9 @@ async def run_sink(
     backoff = backoff or Backoff()
     record_filter = record_filter or RecordFilter()
     stop = stop or asyncio.Event()
+    stats.state = "starting"
     try:
-        await _start(sink, stats, backoff, stop)
-        if stats.state == "stopped":
+        if not await _start(sink, stats, backoff, stop):
             return
         stats.state = "running"
         while True:
@@ -171,14 +171,15 @@ async def run_sink(
             await asyncio.shield(asyncio.wait_for(sink.close(), timeout=10.0))
 
 
-async def _start(sink: Sink, stats: SinkStats, backoff: Backoff, stop: asyncio.Event) -> None:
-    """Start the sink, retrying with backoff: a broker that is down at boot is an outage, not a crash."""
+async def _start(sink: Sink, stats: SinkStats, backoff: Backoff, stop: asyncio.Event) -> bool:
+    """Start the sink, retrying with backoff: a broker that is down at boot is an outage, not a crash.
+    False if asked to stop before the sink could be started."""
     while True:
         try:
             await sink.start()
             backoff.reset()
             stats.consecutive_failures = 0
-            return
+            return True
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -189,8 +190,7 @@ async def _start(sink: Sink, stats: SinkStats, backoff: Backoff, stop: asyncio.E
             delay = backoff.next_delay()
             log.warning("sink %s: cannot start (%s); retrying in %.1fs", stats.sink_id, stats.last_error, delay)
             if await _wait_or_stop(stop, delay):
-                stats.state = "stopped"
-                return
+                return False
 
 
 async def _deliver_until_done(
