@@ -222,7 +222,7 @@ def test_garbage_files_in_the_directory_never_crash_open(tmp_path: Path) -> None
     Journal.open(path).close()
     (path / "00000000000000000001.seg").write_bytes(os.urandom(5000))
     (path / "notes.txt").write_text("hello")
-    (path / "cursors" / "x.json").write_text("{broken")
+    (path / "cursors" / "x.cursor").write_text("{broken")
     with Journal.open(path) as journal:
         assert journal.last_offset == 0
         assert journal.append(samples(0, 1)) == 1

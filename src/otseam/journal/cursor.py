@@ -94,7 +94,10 @@ class Cursor:
                 frame = self._frame = loaded
             take = min(limit - len(batch.records), frame.end_offset - position)
             index = position - frame.base_offset
-            batch.records.extend(frame.records[index : index + take])
+            if index == 0 and take == len(frame.records):
+                batch.records.extend(frame.records)
+            else:
+                batch.records.extend(frame.records[index : index + take])
             batch.offsets.extend(range(position, position + take))
             position += take
         return batch

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Literal
 
 from otseam.core.records import Event, Record, Severity
 from otseam.journal import codec, segments
-from otseam.journal.state import CURSOR_NAME, CursorState, JournalError, Meta
+from otseam.journal.state import CURSOR_NAME, CURSOR_SUFFIX, CursorState, JournalError, Meta
 
 if TYPE_CHECKING:
     from otseam.contract.models import Journal as JournalConfig
@@ -199,7 +199,7 @@ class Journal:
     def _load(self) -> None:
         for stray in self.directory.glob(".*.tmp"):
             stray.unlink(missing_ok=True)
-        for path in sorted((self.directory / "cursors").glob("*.json")):
+        for path in sorted((self.directory / "cursors").glob(f"*{CURSOR_SUFFIX}")):
             state = CursorState.load(path)
             if state is None:
                 log.error("cursor file %s is unreadable; that cursor starts again from the oldest record", path)
@@ -419,8 +419,7 @@ class Journal:
             state = self._cursors.get(name)
             if state is None:
                 committed = self.first_offset - 1 if start == "earliest" else self._next - 1
-                state = CursorState(name, self.directory / "cursors" / f"{name}.json", committed)
-                state.save()
+                state = CursorState.create(self.directory / "cursors" / f"{name}{CURSOR_SUFFIX}", committed)
                 self._cursors[name] = state
         return Cursor(self, state)
 
@@ -432,6 +431,7 @@ class Journal:
         with self._lock:
             state = self._cursors.pop(name, None)
             if state is not None:
+                state.close()
                 state.path.unlink(missing_ok=True)
 
     def segment_for(self, offset: int) -> Segment | None:
@@ -522,6 +522,8 @@ class Journal:
                     os.fsync(self._fd)
                 os.close(self._fd)
                 self._fd = -1
+            for state in self._cursors.values():
+                state.close()
             os.close(self._lock_fd)
         self._wake_readers()
 
