@@ -8,15 +8,12 @@ IT/OT DMZ at 3.5 and the enterprise at level 4.
 
 from __future__ import annotations
 
-import io
 import math
 from typing import Any
 
-from ruamel.yaml import YAML
-
 from otseam.contract.units import format_duration
-from otseam.sim.layout import POINTS, UNITS, PlantPoint, opcua_points
-from otseam.sim.opcua_server import ENDPOINT_PATH, contract_type
+from otseam.sim.layout import OPCUA_PATH, POINTS, UNITS, PlantPoint, opcua_contract_type, opcua_points
+from otseam.sim.yaml_text import dump
 
 MAX_REGISTERS_PER_READ = 125
 
@@ -170,7 +167,11 @@ def _scale_devices(endpoint: str, devices: int, points: int, tick: float) -> lis
 def _opcua_device(endpoint: str, tick: float) -> dict[str, Any]:
     points = []
     for point in opcua_points():
-        entry: dict[str, Any] = {"id": point.point_id, "address": f"ns=2;s={point.name}", "type": contract_type(point)}
+        entry: dict[str, Any] = {
+            "id": point.point_id,
+            "address": f"ns=2;s={point.name}",
+            "type": opcua_contract_type(point),
+        }
         if point.low is not None and point.high is not None:
             entry["range"] = {"low": point.low, "high": point.high}
         if point.eng_unit:
@@ -211,7 +212,7 @@ def build_contract(
     else:
         devices = _scale_devices(modbus_endpoint, scale[0], scale[1], tick)
     if opcua_port is not None:
-        devices.append(_opcua_device(f"opc.tcp://{host}:{opcua_port}{ENDPOINT_PATH}", tick))
+        devices.append(_opcua_device(f"opc.tcp://{host}:{opcua_port}{OPCUA_PATH}", tick))
     contract: dict[str, Any] = {
         "version": 1,
         "site": {
@@ -267,14 +268,8 @@ def build_contract(
 
 
 def render(contract: dict[str, Any]) -> str:
-    yaml = YAML(typ="rt")
-    yaml.default_flow_style = False
-    yaml.width = 4096
-    yaml.indent(mapping=2, sequence=4, offset=2)
-    buffer = io.StringIO()
-    buffer.write(
+    header = (
         "# The contract of the simulated plant started by 'seam sim' with the same options.\n"
         "# It describes exactly what the sim serves: endpoints, unit ids, addresses, types and byte orders.\n"
     )
-    yaml.dump(contract, buffer)
-    return buffer.getvalue()
+    return header + dump(contract)

@@ -26,6 +26,8 @@ DataType = Literal["bool", "int16", "uint16", "int32", "uint32", "float32", "str
 ByteOrder = Literal["ABCD", "CDAB", "BADC", "DCBA"]
 
 NAMESPACE_URI = "urn:seam:sim"
+#: The path of the OPC UA endpoint URL, opc.tcp://host:port/seam/sim.
+OPCUA_PATH = "/seam/sim"
 _WORD_START = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 
 
@@ -292,3 +294,10 @@ def opcua_points() -> list[PlantPoint]:
 
 def unit_info(unit: int) -> UnitInfo:
     return next(u for u in UNITS if u.unit == unit)
+
+
+def opcua_contract_type(point: PlantPoint) -> DataType | Literal["float64"]:
+    """The data type of a value on the OPC UA server: engineering values are Doubles there."""
+    if point.type in ("bool", "uint16", "uint32", "string"):
+        return point.type
+    return "float64"

@@ -18,7 +18,7 @@ from typing import Any
 from asyncua import ua
 from asyncua.server.server import Server
 
-from otseam.sim.layout import NAMESPACE_URI, PlantPoint, opcua_points
+from otseam.sim.layout import NAMESPACE_URI, OPCUA_PATH, PlantPoint, opcua_contract_type, opcua_points
 from otseam.sim.process import Value, WaterPlant
 
 log = logging.getLogger(__name__)
@@ -30,20 +30,13 @@ _VARIANT = {
     "string": ua.VariantType.String,
 }
 
-ENDPOINT_PATH = "/seam/sim"
-
 
 def variant_type(point: PlantPoint) -> Any:
     return _VARIANT.get(point.type, ua.VariantType.Double)
 
 
-def contract_type(point: PlantPoint) -> str:
-    """The contract data type of the OPC UA variable (not of the Modbus registers)."""
-    return {"bool": "bool", "uint16": "uint16", "uint32": "uint32", "string": "string"}.get(point.type, "float64")
-
-
 def _convert(point: PlantPoint, value: Value) -> Value:
-    kind = contract_type(point)
+    kind = opcua_contract_type(point)
     if kind == "bool":
         return bool(value)
     if kind in ("uint16", "uint32"):
@@ -66,7 +59,7 @@ class PlantOpcUa:
 
     @property
     def endpoint(self) -> str:
-        return f"opc.tcp://{self.host}:{self.port}{ENDPOINT_PATH}"
+        return f"opc.tcp://{self.host}:{self.port}{OPCUA_PATH}"
 
     async def start(self) -> None:
         server = Server()
