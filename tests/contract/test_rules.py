@@ -259,6 +259,7 @@ PASSING: list[tuple[str, str, Mutation]] = [
     ("ARCH-002", "OT data stays in OT", lambda d: d["sinks"][1].update(conduit="pumping-poll", points=["pump-plc/*"])),
     ("ARCH-003", "command over a two-way conduit", lambda d: None),
     ("ARCH-004", "a one-way transport that is not a diode", _set("conduits.diode-out.transport", "udp")),
+    ("ARCH-004", "a diode upward inside OT", lambda d: _conduit(d, "diode-out").update({"from": "pumping", "to": "supervisory"})),
     ("ARCH-005", "a two-way conduit with modbus", lambda d: None),
     ("ARCH-006", "conduits between declared zones", lambda d: None),
     ("ARCH-007", "justified two-way conduit", lambda d: None),
@@ -361,3 +362,17 @@ def test_request_rate_counts_per_point_poll_overrides() -> None:
     # two points every 2 s, one every 250 ms
     assert rate == pytest.approx(2 * 0.5 + 4.0)
     assert "per point" in how
+
+
+def test_request_rate_uses_the_modbus_planner() -> None:
+    """The Modbus driver merges neighbouring registers into one read; the rule counts its requests."""
+    from otseam.contract.rules.operations import requests_per_second
+
+    data = example()
+    loaded = load_data(data)
+    rate, how = requests_per_second(loaded.contract.devices[0])
+    assert how == "as planned by the driver"
+    # ir:0 and ir:2 are one read, co:0 and hr:10 one each: three requests a second, not four.
+    assert rate == pytest.approx(3.0)
+    _set("devices.pump-plc.constraints.max_request_rate", "3/s")(data)
+    assert "OPS-001" not in rule_ids(data)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from html import escape
 
-from otseam.contract.models import Contract, Direction, Zone
+from otseam.contract.models import Conduit, Contract, Direction, Zone
 
 BAND_HEIGHT = 110
 BOX_WIDTH = 190
@@ -17,6 +17,10 @@ BOX_HEIGHT = 54
 GAP = 40
 LABEL_WIDTH = 150
 MARGIN = 20
+#: Horizontal distance between conduits drawn side by side, and between the lanes at the right.
+PARALLEL_GAP = 56
+LANE_GAP = 22
+LABEL_ROOM = 150
 
 _BAND_FILL = {"ot": "#eef6ee", "seam": "#fff6e0", "it": "#eaf1fb"}
 _LEVEL_NAMES = {
@@ -48,26 +52,79 @@ def _side(level: float) -> str:
     return "seam" if level == 3.5 else ("ot" if level <= 3 else "it")
 
 
-def _edge_point(box: _Box, toward: _Box) -> tuple[float, float]:
-    """Where the line from ``box``'s centre toward ``toward`` leaves the box (top, bottom or side)."""
+def _edge_point(box: _Box, toward: _Box, shift: float = 0.0) -> tuple[float, float]:
+    """Where the line from ``box``'s centre (moved sideways by ``shift``) toward ``toward`` leaves the box."""
     dx, dy = toward.cx - box.cx, toward.cy - box.cy
     if dx == 0 and dy == 0:
         return box.cx, box.cy
     sx = (BOX_WIDTH / 2) / abs(dx) if dx else float("inf")
     sy = (BOX_HEIGHT / 2) / abs(dy) if dy else float("inf")
     scale = min(sx, sy)
-    return box.cx + dx * scale, box.cy + dy * scale
+    x, y = box.cx + dx * scale, box.cy + dy * scale
+    # Parallel conduits between the same two zones are drawn side by side, not on top of each other.
+    if abs(dy) * (BOX_WIDTH / 2) >= abs(dx) * (BOX_HEIGHT / 2):
+        x += shift
+    else:
+        y += shift / 3
+    return x, y
+
+
+def _conduit_shape(
+    conduit: Conduit, src: _Box, dst: _Box, shift: float, lane_x: float | None, lane_dy: float
+) -> tuple[str, tuple[float, float, str]]:
+    """SVG geometry of a conduit and where its label goes (x, y, anchor).
+
+    Conduits between neighbouring bands are straight lines. One that skips a band would cut through the
+    zones in between, so it runs out to a lane at the right of the diagram, along it, and back in.
+    """
+    if lane_x is None:
+        x1, y1 = _edge_point(src, dst, shift)
+        x2, y2 = _edge_point(dst, src, shift)
+        geometry = f'<line x1="{x1:.1f}" y1="{y1:.1f}" x2="{x2:.1f}" y2="{y2:.1f}"'
+        if shift < 0:
+            return geometry, ((x1 + x2) / 2 - 6, (y1 + y2) / 2, "end")
+        return geometry, ((x1 + x2) / 2 + 6, (y1 + y2) / 2, "start")
+    y1, y2 = src.cy + lane_dy, dst.cy + lane_dy
+    points = [
+        (src.x + BOX_WIDTH, y1),
+        (lane_x, y1),
+        (lane_x, y2),
+        (dst.x + BOX_WIDTH, y2),
+    ]
+    geometry = '<polyline fill="none" points="' + " ".join(f"{x:.1f},{y:.1f}" for x, y in points) + '"'
+    return geometry, (lane_x + 6, (y1 + y2) / 2, "start")
 
 
 def render_svg(contract: Contract) -> str:
     levels = sorted({z.level for z in contract.zones}, reverse=True)
     by_level: dict[float, list[Zone]] = {level: [z for z in contract.zones if z.level == level] for level in levels}
+    row_of = {level: row for row, level in enumerate(levels)}
     widest = max((len(zs) for zs in by_level.values()), default=1)
-    width = MARGIN * 2 + LABEL_WIDTH + widest * (BOX_WIDTH + GAP)
+    zones_right = MARGIN + LABEL_WIDTH + widest * (BOX_WIDTH + GAP) - GAP
+
+    boxes: dict[str, _Box] = {}
+    zone_rows: dict[str, int] = {}
+    for row, level in enumerate(levels):
+        top = MARGIN + row * BAND_HEIGHT
+        for col, zone in enumerate(by_level[level]):
+            box = _Box(MARGIN + LABEL_WIDTH + col * (BOX_WIDTH + GAP), top + (BAND_HEIGHT - 6 - BOX_HEIGHT) / 2)
+            boxes.setdefault(zone.id, box)
+            zone_rows.setdefault(zone.id, row_of[level])
+
+    drawable = [
+        c
+        for c in contract.conduits
+        if c.from_zone in boxes and c.to_zone in boxes and boxes[c.from_zone] is not boxes[c.to_zone]
+    ]
+    pair_count: dict[frozenset[str], int] = {}
+    for c in drawable:
+        pair = frozenset((c.from_zone, c.to_zone))
+        pair_count[pair] = pair_count.get(pair, 0) + 1
+    lanes = sum(1 for c in drawable if abs(zone_rows[c.from_zone] - zone_rows[c.to_zone]) > 1)
+    width = zones_right + LANE_GAP * (lanes + 1) + (LABEL_ROOM if lanes else 0) + MARGIN
     height = MARGIN * 2 + max(len(levels), 1) * BAND_HEIGHT
 
     parts: list[str] = []
-    boxes: dict[str, _Box] = {}
     for row, level in enumerate(levels):
         top = MARGIN + row * BAND_HEIGHT
         parts.append(
@@ -76,16 +133,20 @@ def render_svg(contract: Contract) -> str:
         )
         name = _LEVEL_NAMES.get(level, f"Level {level:g}")
         parts.append(f'<text x="{MARGIN + 10}" y="{top + 22}" class="band">{escape(name)}</text>')
-        for col, zone in enumerate(by_level[level]):
-            box = _Box(MARGIN + LABEL_WIDTH + col * (BOX_WIDTH + GAP), top + (BAND_HEIGHT - 6 - BOX_HEIGHT) / 2)
-            boxes.setdefault(zone.id, box)
 
-    for conduit in contract.conduits:
-        src, dst = boxes.get(conduit.from_zone), boxes.get(conduit.to_zone)
-        if src is None or dst is None or src is dst:
-            continue
-        x1, y1 = _edge_point(src, dst)
-        x2, y2 = _edge_point(dst, src)
+    drawn_of_pair: dict[frozenset[str], int] = {}
+    lane = 0
+    for conduit in drawable:
+        src, dst = boxes[conduit.from_zone], boxes[conduit.to_zone]
+        pair = frozenset((conduit.from_zone, conduit.to_zone))
+        k = drawn_of_pair.get(pair, 0)
+        drawn_of_pair[pair] = k + 1
+        shift = (k - (pair_count[pair] - 1) / 2) * PARALLEL_GAP
+        lane_x: float | None = None
+        if abs(zone_rows[conduit.from_zone] - zone_rows[conduit.to_zone]) > 1:
+            lane += 1
+            lane_x = zones_right + lane * LANE_GAP
+        geometry, (lx, ly, anchor) = _conduit_shape(conduit, src, dst, shift, lane_x, ((lane % 3) - 1) * 12)
         diode = conduit.transport.strip().lower() == "diode"
         markers = 'marker-end="url(#arrow)"'
         if conduit.direction == Direction.TWO_WAY:
@@ -93,12 +154,12 @@ def render_svg(contract: Contract) -> str:
         css = "conduit diode" if diode else ("conduit one-way" if conduit.direction == Direction.ONE_WAY else "conduit")
         label = conduit.id + (" (diode)" if diode else "")
         parts.append(
-            f'<line x1="{x1:.1f}" y1="{y1:.1f}" x2="{x2:.1f}" y2="{y2:.1f}" class="{css}" {markers}>'
+            f'{geometry} class="{css}" {markers}>'
             f"<title>{escape(conduit.id)}: {escape(conduit.from_zone)} → {escape(conduit.to_zone)}, "
-            f"{escape(str(conduit.direction))}</title></line>"
+            f"{escape(str(conduit.direction))}</title></{geometry[1 : geometry.index(' ')]}>"
         )
         parts.append(
-            f'<text x="{(x1 + x2) / 2 + 6:.1f}" y="{(y1 + y2) / 2:.1f}" class="conduit-label">{escape(label)}</text>'
+            f'<text x="{lx:.1f}" y="{ly:.1f}" text-anchor="{anchor}" class="conduit-label">{escape(label)}</text>'
         )
 
     for zone in contract.zones:

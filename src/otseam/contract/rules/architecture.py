@@ -93,7 +93,7 @@ def no_command_over_one_way(loaded: LoadedContract) -> Iterator[Hit]:
 @rule(
     "ARCH-004",
     Severity.ERROR,
-    "A diode is one-way and points from OT to IT",
+    "A diode is one-way and points from OT toward IT (to a higher Purdue level)",
     "set 'direction: one-way' and make 'from' the OT-side zone and 'to' the zone nearer IT",
 )
 def diode_is_one_way_out(loaded: LoadedContract) -> Iterator[Hit]:
@@ -104,7 +104,9 @@ def diode_is_one_way_out(loaded: LoadedContract) -> Iterator[Hit]:
         if conduit.direction != Direction.ONE_WAY:
             yield Hit(("conduits", i, "direction"), f"diode conduit '{conduit.id}' is declared {conduit.direction}")
         levels = conduit_levels(contract, conduit)
-        if levels and not (is_ot(levels[0]) and levels[1] > levels[0] and not is_ot(levels[1])):
+        # Upward from inside OT: out of the plant toward IT. A diode between two OT levels (a safety
+        # system feeding supervisory) is common and fine; a diode into OT from above never is.
+        if levels and not (is_ot(levels[0]) and levels[1] > levels[0]):
             yield Hit(
                 ("conduits", i, "from"),
                 f"diode conduit '{conduit.id}' runs from level {levels[0]:g} to level {levels[1]:g}; a diode "
