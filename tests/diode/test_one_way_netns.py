@@ -1,0 +1,134 @@
+"""One-way by construction: sender and receiver in two network namespaces joined by a veth pair.
+
+tcpdump captures every frame on the OT side's interface for the whole run; the test then checks that
+each one came from the OT side. Static ARP on the OT side, ARP off and IPv6 off on the IT side, so the
+operating system has no reason of its own to send anything either (as on a hardware diode, where the
+IT side's transmit fibre does not exist). The /30 exists only inside these two namespaces.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from otseam.core.records import Quality, Sample
+from otseam.journal import Journal
+
+OT_ADDRESS, IT_ADDRESS = "10.203.77.1", "10.203.77.2"
+SEAM = str(Path(sys.executable).parent / "seam")
+
+
+def run(*args: str) -> str:
+    return subprocess.run(args, check=True, capture_output=True, text=True).stdout
+
+
+def mac_of(namespace: str, device: str) -> str:
+    match = re.search(r"link/ether ([0-9a-f:]{17})", run("ip", "-n", namespace, "link", "show", device))
+    assert match
+    return match.group(1)
+
+
+@contextlib.contextmanager
+def namespace_pair() -> Iterator[tuple[str, str, str, str]]:
+    tag = secrets.token_hex(3)
+    ot, it, ot_dev, it_dev = f"seam-ot-{tag}", f"seam-it-{tag}", f"vo{tag}", f"vi{tag}"
+    try:
+        run("ip", "netns", "add", ot)
+        run("ip", "netns", "add", it)
+        for ns in (ot, it):
+            run("ip", "netns", "exec", ns, "sysctl", "-q", "-w", "net.ipv6.conf.all.disable_ipv6=1")
+            run("ip", "netns", "exec", ns, "sysctl", "-q", "-w", "net.ipv6.conf.default.disable_ipv6=1")
+        run("ip", "link", "add", ot_dev, "netns", ot, "type", "veth", "peer", "name", it_dev, "netns", it)
+        run("ip", "-n", ot, "addr", "add", f"{OT_ADDRESS}/30", "dev", ot_dev)
+        run("ip", "-n", it, "addr", "add", f"{IT_ADDRESS}/30", "dev", it_dev)
+        run("ip", "-n", it, "link", "set", it_dev, "arp", "off")
+        run("ip", "-n", ot, "neigh", "add", IT_ADDRESS, "lladdr", mac_of(it, it_dev), "dev", ot_dev, "nud", "permanent")
+        run("ip", "-n", ot, "link", "set", ot_dev, "up")
+        run("ip", "-n", it, "link", "set", it_dev, "up")
+        yield ot, it, ot_dev, it_dev
+    finally:
+        for ns in (ot, it):
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
+
+
+def wait_for_text(path: Path, text: str, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and text in path.read_text(errors="replace"):
+            return
+        time.sleep(0.05)
+    raise AssertionError(
+        f"{text!r} never appeared in {path}: {path.read_text(errors='replace') if path.exists() else ''}"
+    )
+
+
+def test_nothing_ever_travels_from_the_it_side(tmp_path: Path) -> None:
+    key = tmp_path / "key"
+    key.write_text(secrets.token_hex(32))
+    with Journal.open(tmp_path / "ot", source="edge-ot") as journal:
+        journal.append([Sample(f"plc1/p{i % 40}", float(i), Quality.GOOD, 1.0, float(i)) for i in range(30_000)])
+    pcap, capture_log, receiver_log = tmp_path / "ot.pcap", tmp_path / "tcpdump.log", tmp_path / "receiver.log"
+    processes: list[subprocess.Popen[bytes]] = []
+    with namespace_pair() as (ot, it, ot_dev, it_dev):
+        ot_mac, it_mac = mac_of(ot, ot_dev), mac_of(it, it_dev)
+        try:
+            with capture_log.open("wb") as out:
+                tcpdump = subprocess.Popen(
+                    ["ip", "netns", "exec", ot, "tcpdump", "-i", ot_dev, "-n", "-U", "-w", str(pcap)],
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                )
+            processes.append(tcpdump)
+            wait_for_text(capture_log, "listening on")
+            with receiver_log.open("wb") as out:
+                receiver = subprocess.Popen(
+                    ["ip", "netns", "exec", it, SEAM, "diode", "receive", "--journal", str(tmp_path / "it"),
+                     "--listen", f"{IT_ADDRESS}:7400", "--key-file", str(key)],
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                )  # fmt: skip
+            processes.append(receiver)
+            wait_for_text(receiver_log, "listening on")
+            sender = subprocess.run(
+                ["ip", "netns", "exec", ot, SEAM, "diode", "send", "--journal", str(tmp_path / "ot"),
+                 "--target", f"{IT_ADDRESS}:7400", "--key-file", str(key), "--bind", OT_ADDRESS,
+                 "--rate", "200Mbit/s", "--drain"],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )  # fmt: skip
+            assert sender.returncode == 0, sender.stderr
+            time.sleep(1.0)  # the tail, and a few more seconds of the IT side having nothing to say
+            receiver.send_signal(signal.SIGTERM)
+            assert receiver.wait(15) == 0, receiver_log.read_text()
+            time.sleep(0.2)
+            tcpdump.send_signal(signal.SIGINT)
+            tcpdump.wait(10)
+        finally:
+            for process in processes:
+                if process.poll() is None:
+                    process.kill()
+                    process.wait()
+    frames = subprocess.run(
+        ["tcpdump", "-r", str(pcap), "-n", "-e"], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    sources = [line.split()[1] for line in frames]
+    assert len(frames) > 700  # the whole transfer was captured
+    assert set(sources) == {ot_mac}, f"frames not from the OT side: {[f for f in frames if ot_mac not in f][:5]}"
+    assert it_mac not in sources
+    # Every frame is one of our datagrams, OT address to the receiver's port: no ARP, no ICMP, no IPv6.
+    assert all(f": {OT_ADDRESS}." in f and f"> {IT_ADDRESS}.7400: UDP" in f for f in frames)
+    with Journal.open(tmp_path / "it") as journal:
+        reader = journal.reader("check")
+        batch = reader._read(journal.first_offset, 100_000)
+    assert [r.gateway_ts for r in batch.records if isinstance(r, Sample)] == [float(i) for i in range(30_000)]
+    assert "30000 records written" in receiver_log.read_text()
+    assert os.path.getsize(pcap) > 0
