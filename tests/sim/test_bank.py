@@ -106,7 +106,7 @@ def test_unmapped_holes_and_exception_ranges() -> None:
     assert bank.handle_pdu(1, bytes.fromhex("03 0002 0002")) == bytes.fromhex("03 04 0066 0067")
 
 
-@settings(max_examples=3000, deadline=None)
+@settings(max_examples=1500, deadline=None)
 @given(st.integers(0, 255), st.binary(min_size=0, max_size=253))
 def test_any_pdu_gets_a_well_formed_answer_or_none(unit_id: int, pdu: bytes) -> None:
     bank, _ = make_bank()
@@ -120,7 +120,7 @@ def test_any_pdu_gets_a_well_formed_answer_or_none(unit_id: int, pdu: bytes) -> 
         assert len(answer) == 2 and answer[1] in (1, 2, 3, 4)
 
 
-@settings(max_examples=1000, deadline=None)
+@settings(max_examples=500, deadline=None)
 @given(st.sampled_from([1, 2, 3, 4, 5, 6, 15, 16, 43]), st.binary(min_size=0, max_size=252))
 def test_known_functions_with_random_bodies(function: int, body: bytes) -> None:
     bank, _ = make_bank()

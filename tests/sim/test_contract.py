@@ -120,15 +120,6 @@ async def test_every_modbus_point_reads_the_process_value_the_contract_says(plan
     assert checked == sum(len(d.points) for d in contract.devices) == 33
 
 
-async def test_contract_names_the_ports_actually_bound() -> None:
-    async with SimPlant(modbus_port=0, opcua_port=0, tick=None) as sim:
-        contract = parse_text(sim.contract_yaml()).contract
-        assert contract.devices[0].endpoint == f"tcp://127.0.0.1:{sim.modbus_port}"
-        assert contract.devices[-1].endpoint == sim.opcua_endpoint
-        conduit = contract.conduit("control-to-edge")
-        assert conduit is not None and conduit.ports == [sim.modbus_port, sim.opcua_port]
-
-
 def test_rendered_yaml_reads_back_as_the_same_data() -> None:
     for contract in (build_contract(), build_contract(opcua_port=None, scale=(2, 20), tick=0.5)):
         assert YAML(typ="safe").load(render(contract)) == contract

@@ -9,15 +9,20 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import pytest_asyncio
 from asyncua import Client, ua
 
+from otseam.contract import parse_text
 from otseam.sim.layout import opcua_points
 from otseam.sim.plant import SimPlant
+
+# One OPC UA server for the module: asyncua takes seconds to build its address space.
+pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 NODE_MODULES = Path(__file__).resolve().parents[1] / "interop" / "node_modules"
 
 
-@pytest.fixture
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def opcua_plant() -> AsyncIterator[SimPlant]:
     async with SimPlant(modbus_port=0, opcua_port=0, tick=None, seed=4) as sim:
         for _ in range(20):
@@ -85,3 +90,11 @@ async def test_node_opcua_browses_reads_and_writes(opcua_plant: SimPlant) -> Non
     assert variables["ns=2;s=Plant.Name"]["value"] == "SEAM-SIM-WTP"
     await opcua_plant.step()
     assert opcua_plant.process.level_high_sp == 2.2
+
+
+async def test_contract_names_the_ports_actually_bound(opcua_plant: SimPlant) -> None:
+    contract = parse_text(opcua_plant.contract_yaml()).contract
+    assert contract.devices[0].endpoint == f"tcp://127.0.0.1:{opcua_plant.modbus_port}"
+    assert contract.devices[-1].endpoint == opcua_plant.opcua_endpoint
+    conduit = contract.conduit("control-to-edge")
+    assert conduit is not None and conduit.ports == [opcua_plant.modbus_port, opcua_plant.opcua_port]
