@@ -163,11 +163,24 @@ def test_init_interactive_asks_again_after_a_bad_answer(tmp_path: Path) -> None:
     assert plc is not None and plc.constraints.max_request_rate == 20.0 and plc.poll == 1.0
 
 
-def test_init_interactive_keeps_defaults_on_empty_answers(tmp_path: Path) -> None:
+def test_init_interactive_keeps_offered_defaults_on_empty_answers(tmp_path: Path) -> None:
+    # Only the objectives have no default: they must be the plant's own words.
+    answers = ["", "", *ANSWERS[2:7], *[""] * (len(ANSWERS) - 7)]
     path = tmp_path / "seam.yaml"
-    result = runner.invoke(APP, ["init", "-i", str(path)], input="\n" * len(ANSWERS))
+    result = runner.invoke(APP, ["init", "-i", str(path)], input="\n".join(answers) + "\n")
     assert result.exit_code == 0, result.output
-    assert load(path).contract.model_dump() == load(write(tmp_path, example_text(), "ref.yaml")).contract.model_dump()
+    written = load(path).contract
+    reference = load(write(tmp_path, example_text(), "ref.yaml")).contract
+    assert written.objectives[0].problem == ANSWERS[2]
+    assert written.people == reference.people and written.devices == reference.devices
+    assert written.site == reference.site
+
+
+def test_init_interactive_insists_on_the_objectives(tmp_path: Path) -> None:
+    path = tmp_path / "seam.yaml"
+    result = runner.invoke(APP, ["init", "-i", str(path)], input="acme\nplant\n\n\n\n")
+    assert result.exit_code == 2
+    assert not path.exists()
 
 
 def test_init_interactive_input_ends_early_writes_nothing(tmp_path: Path) -> None:

@@ -20,6 +20,8 @@ YAML_NOISE = st.sampled_from(
      "0", "3.5", "-1", "1e999", "null", "~", "true", "ns=2;s=", "hr:", "co:99999", "/s", "ms", "GiB", "é", "\x00"]
 )  # fmt: skip
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+#: Each example here dumps, loads, checks and renders a whole contract: fewer of them.
+WHOLE = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def _use(text: str) -> None:
@@ -79,7 +81,7 @@ def test_mutated_example(edits: list[tuple[int, str, str]]) -> None:
     _use("".join(lines))
 
 
-@FAST
+@WHOLE
 @given(
     st.sampled_from(["devices", "zones", "conduits", "sinks", "commands", "people", "objectives"]),
     st.integers(0, 4),

@@ -135,6 +135,22 @@ def test_alias_bomb_is_refused_not_expanded() -> None:
     assert "too many" in caught.value.problems[0].message
 
 
+def test_anchors_and_aliases_are_welcome() -> None:
+    text = replace_once(
+        "    constraints:\n      max_request_rate: 5/s\n      restart_tolerance: planned\n",
+        "    constraints: *pump-limits\n",
+    )
+    text = text.replace(
+        "    constraints:\n      max_request_rate: 10/s\n",
+        "    constraints: &pump-limits\n      max_request_rate: 10/s\n",
+    )
+    loaded = parse_text(text)
+    first, second = loaded.contract.devices
+    assert second.constraints == first.constraints
+    # Elements under an alias are located at the alias, where the user would look.
+    assert loaded.at(("devices", 1, "constraints", "timeout")).line == line_of(text, "constraints: *pump-limits")
+
+
 def test_missing_and_unreadable_files(tmp_path: Path) -> None:
     with pytest.raises(ContractError, match="file not found"):
         load(tmp_path / "absent.yaml")

@@ -77,7 +77,7 @@ def init(
         raise typer.Exit(EXIT_FINDINGS)
     if interactive:
         try:
-            text = interview(lambda question, default: str(typer.prompt(question, default=default)), err.print)
+            text = interview(lambda question, default: str(typer.prompt(question, default=default or None)), err.print)
         except (AnswersEnded, typer.Abort, EOFError) as exc:
             err.print(
                 f"[red]stopped before all questions were answered[/red] ({exc or 'end of input'}); nothing written"

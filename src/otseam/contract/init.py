@@ -26,7 +26,8 @@ def example_text() -> str:
     return resources.files("otseam.contract").joinpath("example.yaml").read_text(encoding="utf-8")
 
 
-#: Asks one question: (question, default) → answer. The CLI passes typer.prompt; tests drive the CLI.
+#: Asks one question: (question, default) → answer; an empty default means none is offered. The CLI
+#: passes typer.prompt; tests drive the CLI.
 Ask = Callable[[str, str], str]
 #: Says something to the person answering (section headings, corrections).
 Say = Callable[[str], None]
@@ -96,11 +97,12 @@ def interview(ask: Ask, say: Say) -> str:
     say("1. Why this interface exists (write it together: OT and IT in the same room)")
     doc["site"]["enterprise"] = q("Company id (used in every topic)", doc["site"]["enterprise"], _valid_id)
     doc["site"]["site"] = q("Site id", doc["site"]["site"], _valid_id)
-    objective["problem"] = q("What problem does this interface solve?", objective["problem"])
-    objective["success"]["ot"] = q("What does success look like for OT?", objective["success"]["ot"])
-    objective["success"]["it"] = q("What does success look like for IT?", objective["success"]["it"])
-    objective["failure"]["ot"] = q("What does failure look like for OT?", objective["failure"]["ot"])
-    objective["failure"]["it"] = q("What does failure look like for IT?", objective["failure"]["it"])
+    # No example answers offered here: these are the plant's own words or nothing.
+    objective["problem"] = q("What problem does this interface solve?", "")
+    objective["success"]["ot"] = q("What does success look like for OT?", "")
+    objective["success"]["it"] = q("What does success look like for IT?", "")
+    objective["failure"]["ot"] = q("What does failure look like for OT?", "")
+    objective["failure"]["it"] = q("What does failure look like for IT?", "")
 
     say("2. Who owns what")
     for person_id, side in (("ot-lead", "OT"), ("it-lead", "IT"), ("seam-lead", "the interface (seam owner)")):

@@ -86,9 +86,10 @@ class LoadedContract:
         return self.source.locate(path)
 
 
-#: A contract for a large plant has a few hundred thousand nodes; more than this is an alias bomb
-#: (YAML anchors referencing anchors) and is refused rather than expanded.
-MAX_NODES = 2_000_000
+#: A contract for a large plant has a few hundred thousand nodes. Past this, the file is an alias bomb
+#: (anchors referring to anchors, a small file expanding to billions of nodes) and is refused before
+#: anything is expanded.
+MAX_NODES = 1_000_000
 
 
 class _TooLarge(Exception):
@@ -99,13 +100,32 @@ class _Cyclic(Exception):
     pass
 
 
-def _walk(node: Any, path: PathKey, out: dict[PathKey, Position], active: set[int]) -> None:
-    if isinstance(node, CommentedMap | CommentedSeq):
-        if id(node) in active:
-            raise _Cyclic
-        active.add(id(node))
-    if len(out) > MAX_NODES:
+def _expanded_size(node: Any, memo: dict[int, int], active: set[int]) -> int:
+    """How many nodes ``node`` becomes once aliases are expanded, counted without expanding them."""
+    if not isinstance(node, dict | list):
+        return 1
+    key = id(node)
+    if key in memo:
+        return memo[key]
+    if key in active:
+        raise _Cyclic
+    active.add(key)
+    children = node.values() if isinstance(node, dict) else node
+    total = 1 + sum(_expanded_size(child, memo, active) for child in children)
+    active.discard(key)
+    if total > MAX_NODES:
         raise _TooLarge
+    memo[key] = total
+    return total
+
+
+def _walk(node: Any, path: PathKey, out: dict[PathKey, Position], seen: set[int]) -> None:
+    # A container reached again through an alias is not walked again: its positions are those of the
+    # anchor, and elements below the alias are located at the alias itself.
+    if isinstance(node, CommentedMap | CommentedSeq):
+        if id(node) in seen:
+            return
+        seen.add(id(node))
     if isinstance(node, CommentedMap):
         for key in node:
             try:
@@ -113,7 +133,7 @@ def _walk(node: Any, path: PathKey, out: dict[PathKey, Position], active: set[in
             except (KeyError, TypeError):
                 continue
             out[(*path, str(key))] = Position(line + 1, col + 1)
-            _walk(node[key], (*path, str(key)), out, active)
+            _walk(node[key], (*path, str(key)), out, seen)
     elif isinstance(node, CommentedSeq):
         for index, item in enumerate(node):
             try:
@@ -121,23 +141,15 @@ def _walk(node: Any, path: PathKey, out: dict[PathKey, Position], active: set[in
             except (KeyError, TypeError, IndexError):
                 continue
             out[(*path, index)] = Position(line + 1, col + 1)
-            _walk(item, (*path, index), out, active)
-    if isinstance(node, CommentedMap | CommentedSeq):
-        active.discard(id(node))
+            _walk(item, (*path, index), out, seen)
 
 
-def _plain(node: Any, budget: list[int]) -> Any:
-    """ruamel's round-trip containers → plain dicts and lists for pydantic.
-
-    ``budget`` counts nodes left: aliases can make a small file expand into an enormous tree.
-    """
-    budget[0] -= 1
-    if budget[0] < 0:
-        raise _TooLarge
+def _plain(node: Any) -> Any:
+    """ruamel's round-trip containers → plain dicts and lists for pydantic (sizes checked beforehand)."""
     if isinstance(node, dict):
-        return {str(k): _plain(v, budget) for k, v in node.items()}
+        return {str(k): _plain(v) for k, v in node.items()}
     if isinstance(node, list):
-        return [_plain(v, budget) for v in node]
+        return [_plain(v) for v in node]
     return node
 
 
@@ -306,8 +318,9 @@ def parse_text(text: str, file: str = "seam.yaml") -> LoadedContract:
     raw = _read_yaml(text, file)
     positions: dict[PathKey, Position] = {(): Position(1, 1)}
     try:
+        _expanded_size(raw, {}, set())
         _walk(raw, (), positions, set())
-        data = _plain(raw, [MAX_NODES])
+        data = _plain(raw)
     except _Cyclic:
         raise ContractError(
             [

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from otseam.contract.loader import Problem
-from otseam.contract.rules.registry import Finding, Severity
+from otseam.contract.rules.registry import SEVERITY_ORDER, Finding, Severity
 
 #: Exit status of `seam check`: warnings count as findings, info alone does not.
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_UNUSABLE = 0, 1, 2
@@ -46,8 +46,10 @@ def print_findings(console: Console, findings: Sequence[Finding], file: str) -> 
             )
             if f.hint:
                 console.print(f"      fix: {escape(f.hint)}", style="dim")
-    counts = ", ".join(
-        f"{sum(1 for f in findings if f.severity == s)} {s}" for s in (Severity.ERROR, Severity.WARNING, Severity.INFO)
+    n_errors, n_warnings, n_info = (sum(1 for f in findings if f.severity == s) for s in SEVERITY_ORDER)
+    counts = (
+        f"{n_errors} error{'s' if n_errors != 1 else ''}, {n_warnings} warning{'s' if n_warnings != 1 else ''}, "
+        f"{n_info} info"
     )
     console.print(f"{escape(file)}: {counts}")
 
