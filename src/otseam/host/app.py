@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 import aiomqtt
 
 from otseam.host.store import MetricRow, StateRow, Store
-from otseam.sinks.mqtt_common import MqttSettings, make_client
+from otseam.sinks.mqtt_common import BrokerAddress, MqttSettings, make_client
+from otseam.sinks.mqtt_common.sockets import release_stale_writer, socket_fd
 from otseam.sinks.sparkplug.codec import (
     BOOLEAN,
     PayloadError,
@@ -121,45 +122,50 @@ class HostApp:
     def _state(self, online: bool, stamp: int) -> bytes:
         return json.dumps({"online": online, "timestamp": stamp}).encode()
 
-    async def _session(self, broker: object) -> None:
-        from otseam.sinks.mqtt_common import BrokerAddress
-
-        assert isinstance(broker, BrokerAddress)
+    async def _session(self, broker: BrokerAddress) -> None:
         stamp = int(time.time() * 1000)
         will = aiomqtt.Will(self.state_topic, self._state(False, stamp), qos=1, retain=True)
         # A persistent session for shared subscribers would keep receiving on behalf of a dead host;
         # a clean session lets the broker hand its share to the hosts that are alive.
         client = make_client(self.settings, broker, will=will, client_id=self.settings.client_id, clean=True)
-        async with client:
-            if self.share_group:
-                share = f"$share/{self.share_group}/"
-                for kind in ("NBIRTH", "NDEATH", "DBIRTH", "DDEATH"):
-                    await client.subscribe(f"{NAMESPACE}/+/{kind}/#", qos=1)
-                for kind in ("NDATA", "DDATA"):
-                    await client.subscribe(f"{share}{NAMESPACE}/+/{kind}/#", qos=1)
-            else:
-                await client.subscribe(f"{NAMESPACE}/#", qos=1)
-            # STATE after the subscriptions: an edge node that births on it finds us listening.
-            await client.publish(self.state_topic, self._state(True, stamp), qos=1, retain=True)
-            self.online.set()
-            log.info("host %s: online on %s", self.host_id, broker)
-            listener = asyncio.create_task(self._listen(client))
-            stopper = asyncio.create_task(self._stop.wait())
-            try:
-                done, _ = await asyncio.wait({listener, stopper}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                listener.cancel()
-                stopper.cancel()
-                with contextlib.suppress(BaseException):
-                    await listener
-            self.online.clear()
-            if listener in done and listener.exception() is not None:
-                exc = listener.exception()
-                assert exc is not None
-                raise exc
-            # Planned: say we are leaving (retained, like the Will would) before DISCONNECT.
-            with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
-                await client.publish(self.state_topic, self._state(False, stamp), qos=1, retain=True, timeout=2.0)
+        fd: int | None = None
+        try:
+            async with client:
+                fd = socket_fd(client)
+                await self._run_session(client, stamp, broker)
+        finally:
+            release_stale_writer(client, fd)
+
+    async def _run_session(self, client: aiomqtt.Client, stamp: int, broker: BrokerAddress) -> None:
+        if self.share_group:
+            share = f"$share/{self.share_group}/"
+            for kind in ("NBIRTH", "NDEATH", "DBIRTH", "DDEATH"):
+                await client.subscribe(f"{NAMESPACE}/+/{kind}/#", qos=1)
+            for kind in ("NDATA", "DDATA"):
+                await client.subscribe(f"{share}{NAMESPACE}/+/{kind}/#", qos=1)
+        else:
+            await client.subscribe(f"{NAMESPACE}/#", qos=1)
+        # STATE after the subscriptions: an edge node that births on it finds us listening.
+        await client.publish(self.state_topic, self._state(True, stamp), qos=1, retain=True)
+        self.online.set()
+        log.info("host %s: online on %s", self.host_id, broker)
+        listener = asyncio.create_task(self._listen(client))
+        stopper = asyncio.create_task(self._stop.wait())
+        try:
+            done, _ = await asyncio.wait({listener, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            listener.cancel()
+            stopper.cancel()
+            with contextlib.suppress(BaseException):
+                await listener
+        self.online.clear()
+        if listener in done and listener.exception() is not None:
+            exc = listener.exception()
+            assert exc is not None
+            raise exc
+        # Planned: say we are leaving (retained, like the Will would) before DISCONNECT.
+        with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
+            await client.publish(self.state_topic, self._state(False, stamp), qos=1, retain=True, timeout=2.0)
 
     async def _listen(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:

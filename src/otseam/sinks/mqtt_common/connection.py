@@ -13,6 +13,7 @@ import logging
 import aiomqtt
 
 from otseam.sinks.mqtt_common.settings import MqttSettings, make_client
+from otseam.sinks.mqtt_common.sockets import release_stale_writer, socket_fd
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +23,7 @@ class MqttConnection:
         self.settings = settings
         self.will = will
         self._client: aiomqtt.Client | None = None
+        self._fd: int | None = None
         self._next_broker = 0
         self.connects = 0
 
@@ -40,6 +42,7 @@ class MqttConnection:
                 continue
             self._next_broker = (self._next_broker + attempt) % len(brokers)
             self._client = client
+            self._fd = socket_fd(client)
             self.connects += 1
             log.info("connected to %s", broker)
             return client
@@ -50,6 +53,7 @@ class MqttConnection:
         if client is not None:
             with contextlib.suppress(Exception):
                 await client.__aexit__(None, None, None)
+            release_stale_writer(client, self._fd)
 
     async def close(self) -> None:
         await self.drop()

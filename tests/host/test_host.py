@@ -1,0 +1,250 @@
+"""`seam host` against a real Mosquitto: Tahu's edge node, our edge node, rebirths, scale-out."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from otseam.contract.models import SinkSpec
+from otseam.core.plugins import PluginContext
+from otseam.core.records import Batch, Quality, Sample
+from otseam.host.app import HostApp
+from otseam.host.store import SqliteStore
+from otseam.sinks import sparkplug
+from otseam.sinks.mqtt_common import parse_mqtt_options
+from otseam.sinks.sparkplug import codec
+from tests.sinks.sparkplug.support import INTEROP, capture, contract, publish_raw, wait_until
+from tests.support import servers
+
+SEAM = str(Path(sys.executable).with_name("seam"))
+
+
+class HostProcess:
+    def __init__(self, *args: str) -> None:
+        self.process = subprocess.Popen(
+            [SEAM, "host", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1
+        )
+        line = self.process.stdout.readline() if self.process.stdout else ""
+        if "online" not in line:
+            self.process.kill()
+            raise AssertionError(
+                f"seam host did not come online: {line!r} {self.process.stderr.read() if self.process.stderr else ''}"
+            )
+
+    def stop(self) -> str:
+        """SIGTERM, then the summary it prints."""
+        self.process.send_signal(signal.SIGTERM)
+        out, err = self.process.communicate(timeout=20)
+        assert self.process.returncode == 0, err
+        return out
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.wait()
+
+
+def rows(db: Path, sql: str) -> list[tuple[Any, ...]]:
+    with sqlite3.connect(db) as conn:
+        return list(conn.execute(sql))
+
+
+def make_sink(tmp_path: Path, port: int, **options: Any) -> sparkplug.SparkplugSink:
+    spec = SinkSpec(
+        id="spb",
+        type="sparkplug",
+        options={
+            "brokers": [f"127.0.0.1:{port}"],
+            "group_id": "plant",
+            "edge_node_id": "edge1",
+            "startup_delay": 0,
+            **options,
+        },
+    )
+    return sparkplug.create(spec, PluginContext(contract(), str(tmp_path)))
+
+
+def flow(start: int, count: int) -> Batch:
+    now = time.time()
+    return Batch("j", list(range(start, start + count)),
+                 [Sample("plc1/flow", float(i), Quality.GOOD, 1_700_000_000 + i / 1000, now) for i in range(start, start + count)])  # fmt: skip
+
+
+def start_tahu_edge(port: int, messages: int) -> subprocess.Popen[str]:
+    """Eclipse Tahu's JavaScript edge node: group tahu, node node7, device dev1."""
+    return subprocess.Popen(
+        ["node", str(INTEROP / "sparkplug_edge.js"), f"mqtt://127.0.0.1:{port}", "tahu", "node7", "dev1", str(messages)],
+        cwd=INTEROP, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def broker() -> Iterator[servers.Mosquitto]:
+    with servers.mosquitto() as b:
+        yield b
+
+
+async def test_host_ingests_tahus_edge_node_and_tracks_its_state(tmp_path: Path, broker: servers.Mosquitto) -> None:
+    db = tmp_path / "host.db"
+    host = HostProcess("--broker", f"127.0.0.1:{broker.port}", "--host-id", "scada", "--db", str(db))
+    async with capture(broker.port, "spBv1.0/STATE/#") as cap:
+        await cap.wait_for(lambda: len(cap.messages) == 1)
+        state = cap.messages[0]
+        assert state.retain and state.qos == 1 and json.loads(state.payload)["online"] is True
+        edge = start_tahu_edge(broker.port, 200)
+        try:
+            assert edge.stdout is not None and edge.stdout.readline().strip() == "done 200"
+            query = "SELECT count(*) FROM sparkplug_metrics WHERE group_id='tahu' AND device='dev1'"
+            await wait_until(lambda: rows(db, query)[0][0] == 402, within=20, what="births and 200 DDATA stored")
+            assert rows(db, "SELECT online FROM sparkplug_state WHERE edge_node='node7' AND device=''") == [(1,)]
+        finally:
+            assert edge.stdin is not None
+            edge.stdin.close()  # Tahu's client stops: NDEATH
+            edge.wait(10)
+        await wait_until(
+            lambda: rows(db, "SELECT online FROM sparkplug_state WHERE edge_node='node7' AND device='dev1'") == [(0,)],
+            what="node death marks its devices offline",
+        )
+        values = rows(db, "SELECT metric, value FROM sparkplug_metrics WHERE device='dev1' ORDER BY ts_ms, metric")
+        counts = [v for m, v in values if m == "count"]
+        levels = [v for m, v in values if m == "level"]
+        assert counts == [0.0] + [float(-i) for i in range(1, 201)], "Int32 negatives decoded"
+        assert levels == [0.0] + [i * 0.5 for i in range(1, 201)]
+        assert rows(db, "SELECT count(*) FROM sparkplug_metrics WHERE edge_node='node7' AND device=''") == [(1,)]
+        host.kill()  # kill -9: the broker publishes the Will, retained
+        await cap.wait_for(lambda: len(cap.messages) == 2)
+        assert json.loads(cap.messages[1].payload)["online"] is False
+    async with capture(broker.port, "spBv1.0/STATE/#") as late:
+        await late.wait_for(lambda: len(late.messages) == 1)
+        assert late.messages[0].retain and json.loads(late.messages[0].payload)["online"] is False
+
+
+async def test_host_asks_for_rebirth_on_a_seq_gap_and_an_unknown_alias(
+    tmp_path: Path, broker: servers.Mosquitto
+) -> None:
+    store = SqliteStore(str(tmp_path / "h.db"))
+    settings_ = parse_mqtt_options({"brokers": [f"127.0.0.1:{broker.port}"]}, default_client_id="seam-host-h")
+    host = HostApp(settings_, "h", store, rebirth_interval=0.0)
+    running = asyncio.create_task(host.run())
+    await host.online.wait()
+    sink = make_sink(tmp_path, broker.port)
+    try:
+        async with capture(broker.port) as cap:
+            await sink.start()
+            await sink.deliver(flow(0, 5))
+            await wait_until(lambda: host.stats.metrics_stored == 5)
+            assert host.stats.rebirth_requests == 0
+            # A DDATA whose seq skips ahead: something was lost in between.
+            metric = codec.MetricCodec.build("", codec.DOUBLE, 1, True)  # alias 1: plc1/level
+            gap = codec.encode_payload(1, [metric.encode(metric.data_head, 1.0, Quality.GOOD, 1)], 200)
+            publish_raw(broker.port, "spBv1.0/plant/DDATA/edge1/plc1", gap)
+            await cap.wait_for(lambda: len(cap.of("NBIRTH")) == 2)
+            assert host.stats.seq_gaps == 1 and host.stats.rebirth_requests == 1
+            (ncmd,) = cap.of("NCMD")
+            assert codec.decode_payload(ncmd.payload).metrics[0].name == "Node Control/Rebirth"
+            await wait_until(lambda: host.nodes[("plant", "edge1")].seq == len(contract().devices))
+            # The right next seq but an alias nobody declared.
+            seq = (host.nodes[("plant", "edge1")].seq or 0) + 1
+            unknown = codec.MetricCodec.build("", codec.DOUBLE, 999, True)
+            odd = codec.encode_payload(1, [unknown.encode(unknown.data_head, 1.0, Quality.GOOD, 1)], seq)
+            publish_raw(broker.port, "spBv1.0/plant/DDATA/edge1/plc1", odd)
+            await cap.wait_for(lambda: len(cap.of("NBIRTH")) == 3)
+            assert host.stats.unknown_aliases == 1
+            # Data keeps flowing in the new session, and nothing was stored twice.
+            await sink.deliver(flow(5, 5))
+            await wait_until(lambda: host.stats.metrics_stored == 11, what="the new session's data stored")
+    finally:
+        await sink.close()
+        host.stop()
+        await running
+        await store.close()
+    flow_rows = "SELECT count(*), min(value), max(value) FROM sparkplug_metrics WHERE metric='flow'"
+    assert rows(tmp_path / "h.db", flow_rows) == [(10, 0.0, 9.0)]
+
+
+async def test_two_hosts_share_the_data_and_store_it_once(
+    tmp_path: Path, broker: servers.Mosquitto, pg_server: servers.Postgres
+) -> None:
+    with psycopg.connect(pg_server.dsn, autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS sparkplug_metrics, sparkplug_state")
+    common = ["--broker", f"127.0.0.1:{broker.port}", "--dsn", pg_server.dsn, "--share-group", "historians"]
+    first = HostProcess(*common, "--host-id", "hist-a")
+    second = HostProcess(*common, "--host-id", "hist-b")
+    sink = make_sink(tmp_path, broker.port, max_metrics_per_message=20, report_by_exception=False)
+    await sink.start()
+    total = 2000
+    for start in range(0, total, 250):
+        await sink.deliver(flow(start, 250))
+    # Replay everything in a new session (as after a crash): new bdSeq, new seq numbers, same values.
+    await sink.close()
+    await sink.start()
+    for start in range(0, total, 500):
+        await sink.deliver(flow(start, 500))
+    await sink.close()
+
+    def stored() -> int:
+        with psycopg.connect(pg_server.dsn) as conn:
+            row = conn.execute("SELECT count(*) FROM sparkplug_metrics WHERE metric='flow'").fetchone()
+            return int(row[0]) if row else 0
+
+    await wait_until(lambda: stored() == total, within=30, what="every value stored")
+    await asyncio.sleep(0.5)
+    assert stored() == total
+    summaries = [json.loads(first.stop().splitlines()[-1].split("stopped ", 1)[1].replace("'", '"')),
+                 json.loads(second.stop().splitlines()[-1].split("stopped ", 1)[1].replace("'", '"'))]  # fmt: skip
+    # Both hosts took a share of the data; together they stored each value exactly once.
+    assert all(s["metrics_stored"] > 0 for s in summaries)
+    assert sum(s["metrics_stored"] for s in summaries) == total
+    assert sum(s["metrics_duplicate"] for s in summaries) >= total
+    with psycopg.connect(pg_server.dsn) as conn:
+        distinct = conn.execute("SELECT count(DISTINCT value) FROM sparkplug_metrics WHERE metric='flow'").fetchone()
+    assert distinct == (total,)
+
+
+def test_seam_host_refuses_bad_arguments_with_one_line() -> None:
+    cases = [
+        (["--broker", "127.0.0.1:1", "--host-id", "h"], "give exactly one of --db"),
+        (["--broker", "127.0.0.1:99999", "--host-id", "h", "--db", "x.db"], "port must be a number"),
+        (["--broker", "127.0.0.1:1", "--host-id", "a/b", "--db", "x.db"], "--host-id"),
+        (["--broker", "127.0.0.1:1", "--host-id", "h", "--db", "x.db", "--share-group", "g", "--mqtt-version", "3.1.1"], "MQTT 5"),
+        (["--broker", "127.0.0.1:1", "--host-id", "h", "--db", "x.db", "--tls-ca", "/nonexistent.pem"], "no file"),
+    ]  # fmt: skip
+    for args, message in cases:
+        result = subprocess.run([SEAM, "host", *args], capture_output=True, text=True, timeout=30)
+        assert result.returncode == 2, (args, result)
+        assert message in result.stderr and "Traceback" not in result.stderr, result.stderr
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    topic=st.sampled_from(
+        ["spBv1.0/g/NBIRTH/n", "spBv1.0/g/DDATA/n/d", "spBv1.0/g/DBIRTH/n/d", "spBv1.0/g/NDEATH/n", "spBv1.0/x", "a/b"]
+    ),
+    payload=st.binary(max_size=300),
+)
+def test_hostile_payloads_never_crash_the_host(tmp_path: Path, topic: str, payload: bytes) -> None:
+    async def run() -> None:
+        store = SqliteStore(str(tmp_path / "fuzz.db"))
+        host = HostApp(parse_mqtt_options({"brokers": ["127.0.0.1:1"]}, default_client_id="x"), "h", store)
+        await host.handle(None, topic, payload)
+        await store.close()
+
+    asyncio.run(run())
+
+
+def test_environment_has_node() -> None:
+    assert subprocess.run(["node", "--version"], capture_output=True, check=False).returncode == 0
+    assert os.path.isdir(INTEROP / "node_modules" / "sparkplug-client")
