@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from html import escape
 
-from otseam.contract.models import Conduit, Contract, Direction, Zone
+from otseam.contract.models import Contract, Direction, Zone
 
 BAND_HEIGHT = 110
 BOX_WIDTH = 190
@@ -70,12 +70,13 @@ def _edge_point(box: _Box, toward: _Box, shift: float = 0.0) -> tuple[float, flo
 
 
 def _conduit_shape(
-    conduit: Conduit, src: _Box, dst: _Box, shift: float, lane_x: float | None, lane_dy: float
+    src: _Box, dst: _Box, shift: float, lane_x: float | None, lane: int
 ) -> tuple[str, tuple[float, float, str]]:
     """SVG geometry of a conduit and where its label goes (x, y, anchor).
 
     Conduits between neighbouring bands are straight lines. One that skips a band would cut through the
-    zones in between, so it runs out to a lane at the right of the diagram, along it, and back in.
+    zones in between, so it leaves its zone through the free strip above or below the box, runs along a
+    lane at the right of the diagram, and comes back in the same way.
     """
     if lane_x is None:
         x1, y1 = _edge_point(src, dst, shift)
@@ -84,15 +85,16 @@ def _conduit_shape(
         if shift < 0:
             return geometry, ((x1 + x2) / 2 - 6, (y1 + y2) / 2, "end")
         return geometry, ((x1 + x2) / 2 + 6, (y1 + y2) / 2, "start")
-    y1, y2 = src.cy + lane_dy, dst.cy + lane_dy
-    points = [
-        (src.x + BOX_WIDTH, y1),
-        (lane_x, y1),
-        (lane_x, y2),
-        (dst.x + BOX_WIDTH, y2),
-    ]
+    upward = dst.y < src.y
+    gap = 6 + 6 * (lane % 3)  # within the strip between a box and its band's edge
+    sx = src.x + BOX_WIDTH - 14 - 8 * (lane % 4)
+    dx = dst.x + BOX_WIDTH - 14 - 8 * (lane % 4)
+    src_edge, dst_edge = (src.y, dst.y + BOX_HEIGHT) if upward else (src.y + BOX_HEIGHT, dst.y)
+    y_out = src_edge - gap if upward else src_edge + gap
+    y_in = dst_edge + gap if upward else dst_edge - gap
+    points = [(sx, src_edge), (sx, y_out), (lane_x, y_out), (lane_x, y_in), (dx, y_in), (dx, dst_edge)]
     geometry = '<polyline fill="none" points="' + " ".join(f"{x:.1f},{y:.1f}" for x, y in points) + '"'
-    return geometry, (lane_x + 6, (y1 + y2) / 2, "start")
+    return geometry, (lane_x + 6, (y_out + y_in) / 2, "start")
 
 
 def render_svg(contract: Contract) -> str:
@@ -146,7 +148,7 @@ def render_svg(contract: Contract) -> str:
         if abs(zone_rows[conduit.from_zone] - zone_rows[conduit.to_zone]) > 1:
             lane += 1
             lane_x = zones_right + lane * LANE_GAP
-        geometry, (lx, ly, anchor) = _conduit_shape(conduit, src, dst, shift, lane_x, ((lane % 3) - 1) * 12)
+        geometry, (lx, ly, anchor) = _conduit_shape(src, dst, shift, lane_x, lane)
         diode = conduit.transport.strip().lower() == "diode"
         markers = 'marker-end="url(#arrow)"'
         if conduit.direction == Direction.TWO_WAY:

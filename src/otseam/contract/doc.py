@@ -87,6 +87,7 @@ def _owned_by(contract: Contract, person_id: str) -> list[str]:
     things += [f"point {d.key(p)}" for d in contract.devices for p in d.points if p.owner == person_id]
     things += [f"sink {s.id}" for s in contract.sinks if s.owner == person_id]
     things += [f"command {c.id}" for c in contract.commands if c.owner == person_id]
+    things += [f"objective {o.id}" for o in contract.objectives if o.owner == person_id]
     return things
 
 

@@ -374,6 +374,10 @@ def load(path: str | Path) -> LoadedContract:
         raise ContractError(
             [Problem(str(file), 1, 1, "file not found", "check the path, or run 'seam init' to write one")]
         ) from None
+    except IsADirectoryError:
+        raise ContractError(
+            [Problem(str(file), 1, 1, "this is a directory", "give the path of the contract file, e.g. seam.yaml")]
+        ) from None
     except UnicodeDecodeError as exc:
         raise ContractError(
             [Problem(str(file), 1, 1, f"not UTF-8 text ({exc.reason})", "save the file as UTF-8")]
