@@ -20,7 +20,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
-from otseam.contract.addresses import ADDRESS_EXAMPLES, check_address
+from otseam.contract.addresses import address_hint, check_address
 from otseam.contract.models import Contract
 
 PathKey = tuple[str | int, ...]
@@ -280,7 +280,7 @@ def _address_problems(data: Any, source: SourceMap) -> list[Problem]:
                     pos.line,
                     pos.column,
                     f"{_describe(path)}: {error}",
-                    f"a '{driver}' device takes addresses such as {ADDRESS_EXAMPLES[driver]}",
+                    address_hint(driver),
                     _describe(path),
                 )
             )

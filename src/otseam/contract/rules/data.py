@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from otseam.contract.addresses import ADDRESS_PARSERS
+from otseam.contract.addresses import ADDRESS_PARSERS, parser_for
 from otseam.contract.loader import LoadedContract
 from otseam.contract.rules.registry import Hit, Severity, rule
 from otseam.contract.units import parse_modbus_address
@@ -62,11 +62,12 @@ def percent_deadband_needs_range(loaded: LoadedContract) -> Iterator[Hit]:
     "DATA-003",
     Severity.WARNING,
     "Every device uses a driver whose addresses Seam can check",
-    f"known address syntaxes: {', '.join(sorted(ADDRESS_PARSERS))}; other drivers validate addresses when they start",
+    f"built in: {', '.join(sorted(ADDRESS_PARSERS))}; a driver package can expose parse_address(text) to be checked "
+    "too; until then the driver validates its addresses when it starts",
 )
 def driver_addresses_checked(loaded: LoadedContract) -> Iterator[Hit]:
     for i, device in enumerate(loaded.contract.devices):
-        if device.driver not in ADDRESS_PARSERS and device.points:
+        if device.points and parser_for(device.driver) is None:
             yield Hit(
                 ("devices", i, "driver"),
                 f"addresses of device '{device.id}' (driver '{device.driver}') were not checked",
