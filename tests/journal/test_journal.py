@@ -324,3 +324,28 @@ async def test_closed_journal(tmp_path: Path) -> None:
     assert len(await asyncio.wait_for(waiting, 5)) == 0
     with pytest.raises(JournalError, match="closed"):
         journal.append(samples(0, 1))
+
+
+async def test_resuming_anywhere_in_a_large_segment(tmp_path: Path) -> None:
+    """Finding an offset uses the sparse index (one entry per 256 KiB), built on open for old segments."""
+    path = tmp_path / "j"
+    clock = [5000.0]
+    with Journal.open(
+        path, max_size=256 * 1024 * 1024, segment_size=8 * 1024 * 1024, clock=lambda: clock[0]
+    ) as journal:
+        for start in range(0, 200_000, 100):
+            clock[0] = 5000.0 + start
+            journal.append(samples(start, 100))
+        journal.append(samples(200_000, 10))  # rotates nothing, but the file is several index strides long
+    assert (path / "00000000000000000001.seg").stat().st_size > 4 * 256 * 1024
+    for committed in (0, 1, 99, 100, 12_345, 150_001, 199_999):
+        with Journal.open(path, clock=lambda: 300_000.0) as journal:
+            cursor = journal.reader(f"c{committed}")
+            if committed:
+                cursor.commit(committed)
+            batch = await cursor.next_batch(max_records=3, max_wait=0)
+            assert batch.offsets == [committed + 1, committed + 2, committed + 3]
+            assert [r.value for r in batch.records] == [float(committed), float(committed + 1), float(committed + 2)]  # type: ignore[union-attr]
+            (metric,) = [c for c in journal.metrics().cursors if c.name == f"c{committed}"]
+            appended = 5000.0 + (committed // 100) * 100
+            assert metric.oldest_unread_age == 300_000.0 - appended

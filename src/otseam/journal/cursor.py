@@ -123,7 +123,9 @@ class Cursor:
         except FileNotFoundError:
             return max(offset + 1, self._journal.first_offset)
         self._segment = segment
-        for position, header, ok in segments.iter_frames(segment.path, segment.base_offset, verify=False):
+        start, expected = self._journal.frame_near(segment, offset)
+        frames = segments.iter_frames(segment.path, segment.base_offset, verify=False, start=start, expected=expected)
+        for position, header, ok in frames:
             if not ok:
                 break
             if header.end_offset > offset:
@@ -194,8 +196,11 @@ def appended_at(journal: Journal, offset: int) -> float | None:
     segment = journal.segment_for(offset)
     if segment is None:
         return None
+    start, expected = journal.frame_near(segment, offset)
     try:
-        for _, header, ok in segments.iter_frames(segment.path, segment.base_offset, verify=False):
+        for _, header, ok in segments.iter_frames(
+            segment.path, segment.base_offset, verify=False, start=start, expected=expected
+        ):
             if not ok:
                 return None
             if header.end_offset > offset:

@@ -67,6 +67,8 @@ class Segment:
     size: int
     #: When the last frame was appended (wall clock); for sealed segments read from the file's mtime.
     last_appended_at: float
+    #: Built as the active segment is written, or on first use for a segment found on disk.
+    index: segments.SparseIndex | None = None
 
 
 @dataclass(slots=True)
@@ -227,7 +229,8 @@ class Journal:
 
     def _recover_tail(self) -> None:
         active = self._segments[-1]
-        result = segments.scan(active.path, active.base_offset)
+        active.index = segments.SparseIndex()
+        result = segments.scan(active.path, active.base_offset, index=active.index)
         if result.torn:
             log.warning(
                 "journal %s: truncating a torn tail of %d bytes in %s (a crash interrupted a write; every record "
@@ -247,7 +250,7 @@ class Journal:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         os.close(fd)
         segments.fsync_directory(self.directory)
-        segment = Segment(base_offset, path, base_offset, 0, self._clock())
+        segment = Segment(base_offset, path, base_offset, 0, self._clock(), segments.SparseIndex())
         self._segments.append(segment)
         self._bases.append(base_offset)
         return segment
@@ -290,11 +293,13 @@ class Journal:
 
     def _write(self, records: Sequence[Record], now: float) -> int:
         frames: list[bytes] = []
+        bases: list[int] = []
         offset = self._next
         for kind, run in codec.split_runs(records):
             for start in range(0, len(run), MAX_FRAME_RECORDS):
                 chunk = run[start : start + MAX_FRAME_RECORDS]
                 frames.append(segments.build_frame(offset, len(chunk), kind, now, codec.encode(kind, chunk)))
+                bases.append(offset)
                 offset += len(chunk)
         data = b"".join(frames)
         active = self._segments[-1]
@@ -309,6 +314,11 @@ class Journal:
             with contextlib.suppress(OSError):
                 os.ftruncate(self._fd, active.size)
             raise JournalError(f"the journal could not write to {active.path}: {exc.strerror}") from None
+        if active.index is not None:
+            position = active.size
+            for base, frame in zip(bases, frames, strict=True):
+                active.index.note(base, position, now)
+                position += len(frame)
         active.size += len(data)
         active.end_offset = offset
         active.last_appended_at = now
@@ -442,6 +452,22 @@ class Journal:
                 return None
             segment = self._segments[index]
             return segment if offset < segment.end_offset else None
+
+    def frame_near(self, segment: Segment, offset: int) -> tuple[int, int]:
+        """``(file position, base offset)`` of a frame at or shortly before ``offset`` in ``segment``.
+
+        Sealed segments found on disk get their index on first use (one pass over the file headers).
+        """
+        index = segment.index
+        if index is None:
+            index = segments.SparseIndex()
+            try:
+                segments.scan(segment.path, segment.base_offset, verify=False, index=index)
+            except OSError:
+                return 0, segment.base_offset
+            segment.index = index
+        position, base = index.floor(offset)
+        return (position, base) if base >= 0 else (0, segment.base_offset)
 
     def next_offset(self) -> int:
         return self._next

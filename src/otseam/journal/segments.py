@@ -19,6 +19,7 @@ written; opening the journal truncates the tail back to the last whole frame.
 
 from __future__ import annotations
 
+import bisect
 import os
 import struct
 import zlib
@@ -88,6 +89,35 @@ def plausible(header: FrameHeader, expected_offset: int | None) -> bool:
     return expected_offset is None or header.base_offset == expected_offset
 
 
+#: One index entry per this many bytes of segment: bounded memory (8k entries for 2 GiB), and finding
+#: any offset reads at most this much of a file.
+INDEX_STRIDE = 256 * 1024
+
+
+class SparseIndex:
+    """Where some frames of a segment start: ``(base offset, file position, appended at)`` every ~256 KiB."""
+
+    __slots__ = ("offsets", "positions", "times")
+
+    def __init__(self) -> None:
+        self.offsets: list[int] = []
+        self.positions: list[int] = []
+        self.times: list[float] = []
+
+    def note(self, base_offset: int, position: int, appended_at: float) -> None:
+        if not self.positions or position - self.positions[-1] >= INDEX_STRIDE:
+            self.offsets.append(base_offset)
+            self.positions.append(position)
+            self.times.append(appended_at)
+
+    def floor(self, offset: int) -> tuple[int, int]:
+        """``(file position, base offset)`` of the last indexed frame starting at or before ``offset``."""
+        index = bisect.bisect_right(self.offsets, offset) - 1
+        if index < 0:
+            return 0, -1
+        return self.positions[index], self.offsets[index]
+
+
 @dataclass(slots=True)
 class ScanResult:
     """What walking a segment found: the whole frames, and where they end."""
@@ -106,7 +136,7 @@ class ScanResult:
         return self.valid_size < self.file_size
 
 
-def scan(path: Path, base_offset: int, *, verify: bool = True) -> ScanResult:
+def scan(path: Path, base_offset: int, *, verify: bool = True, index: SparseIndex | None = None) -> ScanResult:
     """Walk the frames of a segment, stopping at the first frame that is torn, corrupt or out of sequence."""
     first_at: float | None = None
     last_at: float | None = None
@@ -118,6 +148,8 @@ def scan(path: Path, base_offset: int, *, verify: bool = True) -> ScanResult:
         if first_at is None:
             first_at = header.appended_at
         last_at = header.appended_at
+        if index is not None:
+            index.note(header.base_offset, position, header.appended_at)
         expected = header.end_offset
         valid = position + header.size
     return ScanResult(base_offset, expected, valid, path.stat().st_size, first_at, last_at)
