@@ -25,7 +25,7 @@ def _status(plant: object) -> str:
 
     assert isinstance(plant, SimPlant)
     stats = plant.modbus.stats
-    text = f"tick {plant.ticks}: {stats.connections} Modbus client(s), {stats.requests} requests"
+    text = f"tick {plant.ticks}: {stats.connections} Modbus client(s), {stats.requests} request(s)"
     if plant.scale is not None:
         return f"{text}, cycle {plant.scale.cycle}"
     values = plant.process.values()
@@ -48,7 +48,10 @@ async def _serve(plant: object) -> None:
         units = ", ".join(str(u) for u in plant.unit_ids)
         typer.echo(f"seam sim: Modbus/TCP on {plant.host}:{plant.modbus_port}, unit ids {units}", err=True)
         if plant.opcua_endpoint:
-            typer.echo(f"seam sim: OPC UA on {plant.opcua_endpoint} (namespace urn:seam:sim)", err=True)
+            typer.echo(
+                f"seam sim: OPC UA on {plant.opcua_endpoint} (namespace urn:seam:sim, security policy None)",
+                err=True,
+            )
         typer.echo(
             f"seam sim: seed {plant.seed}, tick {plant.tick}s; 'seam sim --contract' prints the matching "
             "contract. Ctrl-C stops.",
@@ -105,6 +108,8 @@ def sim(
         return
     logging.basicConfig(level=logging.WARNING, format="seam sim: %(levelname)s %(name)s: %(message)s")
     logging.getLogger("otseam.sim").setLevel(logging.INFO)
+    # asyncua warns at start-up that the None security policy is in use: the banner already says so.
+    logging.getLogger("asyncua").setLevel(logging.ERROR)
     try:
         asyncio.run(_serve(plant))
     except OSError as exc:
