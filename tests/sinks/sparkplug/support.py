@@ -8,8 +8,10 @@ import contextlib
 import datetime
 import json
 import os
+import shutil
 import subprocess
-from collections.abc import AsyncIterator, Iterable
+import tempfile
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from otseam.contract.models import Contract
+from tests.support import servers
 
 REPO = Path(__file__).resolve().parents[3]
 INTEROP = REPO / "tests" / "interop"
@@ -252,3 +255,22 @@ def make_pki(directory: Path) -> Pki:
     # Mosquitto may run as another user when started as root: let it read the server key.
     os.chmod(pki.server_key, 0o644)
     return pki
+
+
+@contextlib.contextmanager
+def tls_mosquitto() -> Iterator[tuple[servers.Mosquitto, int, int, Pki]]:
+    """A broker with a plain listener, a TLS listener and a mutual-TLS listener (client cert required)."""
+    # Not under pytest's tmp_path: Mosquitto started as root drops to its own user, which must read these.
+    directory = Path(tempfile.mkdtemp(prefix="seam-pki-"))
+    directory.chmod(0o755)
+    pki = make_pki(directory)
+    tls_port, mtls_port = servers.free_port(), servers.free_port()
+    files = f"cafile {pki.ca}\ncertfile {pki.server_cert}\nkeyfile {pki.server_key}\n"
+    extra = f"listener {tls_port} 127.0.0.1\n{files}listener {mtls_port} 127.0.0.1\n{files}require_certificate true\n"
+    try:
+        with servers.mosquitto(extra_config=extra) as broker:
+            servers.wait_for_port(tls_port)
+            servers.wait_for_port(mtls_port)
+            yield broker, tls_port, mtls_port, pki
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)

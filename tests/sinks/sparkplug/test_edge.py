@@ -15,13 +15,15 @@ import pytest
 from otseam.contract.models import SinkSpec
 from otseam.core.plugins import PluginContext
 from otseam.core.records import Batch, Quality, Sample
+from otseam.host.app import HostApp
+from otseam.host.store import SqliteStore
 from otseam.sinks import sparkplug
-from otseam.sinks.mqtt_common import MqttConfigError
+from otseam.sinks.mqtt_common import MqttConfigError, parse_mqtt_options
 from otseam.sinks.sparkplug import codec
 from otseam.sinks.sparkplug.edge import SparkplugSink
 from tests.support import servers
 
-from .support import capture, contract, publish_raw, tahu_decode, wait_until
+from .support import capture, contract, publish_raw, tahu_decode, tls_mosquitto, wait_until
 
 
 def make_sink(tmp_path: Path, port: int | list[int], **options: Any) -> SparkplugSink:
@@ -240,6 +242,44 @@ async def test_deliver_raises_while_the_broker_is_down_and_resumes_after(tmp_pat
         values = [m.double_value for d in cap.of("DDATA") for m in codec.decode_payload(d.payload).metrics]
         assert values == [float(i) for i in range(10, 20)]
         assert sink.stats.sessions == 2
+
+
+async def test_edge_and_host_over_mutual_tls(tmp_path: Path) -> None:
+    with tls_mosquitto() as (broker, _tls_port, mtls_port, pki):
+        tls = {"ca": str(pki.ca), "cert": str(pki.client_cert), "key": str(pki.client_key)}
+        store = SqliteStore(str(tmp_path / "h.db"))
+        host = HostApp(
+            parse_mqtt_options({"brokers": [f"mqtts://127.0.0.1:{mtls_port}"], "tls": tls}, default_client_id="h"),
+            "scada",
+            store,
+        )
+        running = asyncio.create_task(host.run())
+        await host.online.wait()
+        sink = make_sink(
+            tmp_path, mtls_port, brokers=[f"mqtts://127.0.0.1:{mtls_port}"], tls=tls, primary_host_id="scada"
+        )
+        await sink.start()
+        await sink.deliver(samples(0, 100))
+        await wait_until(lambda: host.stats.metrics_stored == 100, what="100 values over mutual TLS")
+        await sink.close()
+        host.stop()
+        await running
+        await store.close()
+        assert sink.stats.broker.startswith("mqtts://")
+        # The same edge without its certificate never gets a session.
+        bare = make_sink(
+            tmp_path / "bare",
+            mtls_port,
+            brokers=[f"mqtts://127.0.0.1:{mtls_port}"],
+            tls={"ca": str(pki.ca)},
+            timeout=1.0,
+        )
+        await bare.start()
+        with pytest.raises(ConnectionError):
+            await bare.deliver(samples(0, 1))
+        await bare.close()
+        assert bare.stats.sessions == 0
+        assert broker.port != mtls_port
 
 
 @pytest.mark.parametrize(
