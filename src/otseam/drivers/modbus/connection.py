@@ -74,6 +74,13 @@ class Connection:
     def connected(self) -> bool:
         return self.link is not None and not self.link.closed
 
+    def quiet_for(self) -> float:
+        """Seconds since anything arrived on the line (infinite when not connected)."""
+        link = self.link
+        if link is None or link.closed:
+            return float("inf")
+        return time.monotonic() - link.last_received
+
     async def request(self, unit: int, pdu: bytes, answer_within: float) -> bytes:
         link = await self._ensure_link()
         if self.settings.pause_between_requests > 0:

@@ -7,7 +7,9 @@ share its connection (connection.py). What a plant can rely on:
   logged and polling resumes.
 * A device that stops answering has its points emitted as STALE, carrying the last value and that
   value's original source timestamp (BAD_COMM without a value if it never answered), at the latest two
-  poll intervals after its last answer. A stale value is never re-sent as fresh.
+  poll intervals after its last answer when the line has fallen silent, else when its read times out
+  or fails. (A device whose reads merely wait behind others on a busy shared line is not called
+  stale: its values keep their true source timestamps.) A stale value is never re-sent as fresh.
 * A unit that times out is skipped for an exponential, jittered backoff period, then probed with one
   read; it never holds up another device for longer than one timeout per backoff period.
 * ``device.state`` events mark the transitions between online and offline.
@@ -43,6 +45,7 @@ log = logging.getLogger("otseam.drivers.modbus")
 SPLITTABLE = frozenset({0x02, 0x03})
 
 Outcome = Literal["ok", "comm", "point"]
+_new_tuple = tuple.__new__
 
 
 @dataclass(slots=True)
@@ -187,8 +190,14 @@ class ModbusDriver:
             log.info("%s: %s answers again", self._label, block.label)
             state.last_error = ""
         state.last_values, state.last_ts, state.bad = values, ts, None
-        good = Quality.GOOD
-        out.extend(map(Sample, block.decoder.keys, values, repeat(good), repeat(ts), repeat(ts)))
+        # tuple.__new__ over zip runs in C: twice as fast as calling the NamedTuple's Python __new__.
+        out.extend(
+            map(
+                _new_tuple,
+                repeat(Sample),
+                zip(block.decoder.keys, values, repeat(Quality.GOOD), repeat(ts), repeat(ts)),
+            )
+        )
         return "ok"
 
     def _note(self, state: BlockState, error: str) -> None:
@@ -226,11 +235,12 @@ class ModbusDriver:
         keys = state.block.decoder.keys
         if state.last_values is None:
             state.bad = Quality.BAD_COMM
-            out.extend(Sample(k, None, Quality.BAD_COMM, now, now) for k in keys)
+            nothing: repeat[Value] = repeat(None)
+            fields = zip(keys, nothing, repeat(Quality.BAD_COMM), repeat(now), repeat(now))
         else:
             state.bad = Quality.STALE
-            ts = state.last_ts
-            out.extend(Sample(k, v, Quality.STALE, ts, now) for k, v in zip(keys, state.last_values, strict=True))
+            fields = zip(keys, state.last_values, repeat(Quality.STALE), repeat(state.last_ts), repeat(now))
+        out.extend(map(_new_tuple, repeat(Sample), fields))
 
     def _bad(self, state: BlockState, quality: Quality, out: list[Record]) -> None:
         if state.bad is quality:
@@ -281,8 +291,11 @@ class ModbusDriver:
             await asyncio.sleep(self._shortest / 2)
             now = time.monotonic()
             out: list[Record] = []
+            connection = self._connection
+            quiet = connection.quiet_for() if connection is not None else float("inf")
             for state in self.states:
-                if now - self._last_answer > 2 * state.block.interval:
+                interval = state.block.interval
+                if now - self._last_answer > 2 * interval and quiet > interval:
                     self._stale(state, out)
             if out:
                 async with self._emit_lock:

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from typing import Protocol
 
 from otseam.drivers.modbus.config import Endpoint
@@ -46,6 +47,8 @@ class RequestTimeout(TimeoutError):
 
 class Link(Protocol):
     closed: bool
+    #: time.monotonic() of the last bytes received: tells a silent line from a busy one.
+    last_received: float
 
     async def request(self, unit: int, pdu: bytes, answer_within: float) -> bytes: ...
 
@@ -64,10 +67,16 @@ class TcpLink:
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, label: str, max_in_flight: int
     ) -> None:
         self.closed = False
+        self.last_received = time.monotonic()
         self._reader = reader
         self._writer = writer
         self._label = label
         self._pending: dict[int, tuple[int, asyncio.Future[bytes]]] = {}
+        #: Transaction ids we gave up on (timeout, cancellation): a late answer to one is expected.
+        self._abandoned: dict[int, None] = {}
+        #: Requests written in one turn of the event loop leave in one send(): with pipelining that is
+        #: one system call for many requests instead of one each.
+        self._outbox: list[bytes] = []
         self._next_tid = 0
         self._window = asyncio.Semaphore(max_in_flight)
         self._task = asyncio.get_running_loop().create_task(self._read_loop(), name=f"modbus-read {label}")
@@ -83,11 +92,22 @@ class TcpLink:
             # A timer per request is cheaper than asyncio.wait_for, which wraps every await in a task.
             timer = loop.call_later(answer_within, _expire, future)
             try:
-                self._writer.write(mbap_frame(tid, unit, pdu))
+                if not self._outbox:
+                    loop.call_soon(self._flush)
+                self._outbox.append(mbap_frame(tid, unit, pdu))
                 return await future
             finally:
                 timer.cancel()
                 self._pending.pop(tid, None)
+                if not future.done() or future.exception() is not None:
+                    self._abandoned[tid] = None
+                    if len(self._abandoned) > 256:
+                        del self._abandoned[next(iter(self._abandoned))]
+
+    def _flush(self) -> None:
+        if self._outbox and not self.closed:
+            self._writer.write(b"".join(self._outbox))
+        self._outbox.clear()
 
     async def _read_loop(self) -> None:
         reason: BaseException | None = None
@@ -99,8 +119,12 @@ class TcpLink:
                     # Without a trustworthy length the stream cannot be resynchronised: start over.
                     raise FrameError(f"MBAP header with protocol id {protocol} and length {length}")
                 pdu = await self._reader.readexactly(length - 1)
+                self.last_received = time.monotonic()
                 entry = self._pending.get(tid)
                 if entry is None:
+                    if tid in self._abandoned:
+                        log.debug("%s: late response to transaction %d, already given up; dropped", self._label, tid)
+                        continue
                     log.warning(
                         "%s: response with transaction id %d that no request waits for; dropped", self._label, tid
                     )
@@ -149,6 +173,7 @@ class RtuLink:
 
     def __init__(self, write: _Writer, label: str, silence: float) -> None:
         self.closed = False
+        self.last_received = time.monotonic()
         self._write = write
         self._label = label
         self._silence = silence
@@ -158,6 +183,7 @@ class RtuLink:
         self._on_close: list[_Closer] = []
 
     def feed(self, data: bytes) -> None:
+        self.last_received = time.monotonic()
         self._buffer += data
         self._arrived.set()
 
