@@ -6,8 +6,8 @@ A size is DEVICESxPOINTS: the example contract of `seam init` with its pump PLC 
 each copy carrying POINTS points. There is no second implementation of Seam's rules to race against, so
 the peer figure is the floor every tool reading the same file pays: parsing the YAML alone, with
 ruamel.yaml's round-trip loader (which keeps line numbers, as we must) and its safe loader (which
-does not; pure Python here, as no C YAML library is installed). Figures are the best of --repeat runs
-(at most two for files over 10,000 lines), in milliseconds.
+does not; pure Python here, as no C YAML library is installed). Figures are CPU time of this process,
+the best of --repeat runs (at most two for files over 10,000 lines), in milliseconds.
 """
 
 from __future__ import annotations
@@ -60,14 +60,17 @@ def build(devices: int, points: int) -> str:
 
 
 def best_ms(actions: dict[str, Callable[[], object]], repeat: int) -> dict[str, float]:
-    """Best time of each action over ``repeat`` rounds. The actions take turns within a round, so a
-    neighbour's burst of CPU on this shared machine hurts them alike instead of one of them."""
+    """Best CPU time of each action over ``repeat`` rounds, in milliseconds.
+
+    CPU time of this process rather than wall time, and the actions take turns within a round: the
+    machine is shared, and a neighbour's burst should neither count as ours nor hurt one action only.
+    """
     best = dict.fromkeys(actions, float("inf"))
     for _ in range(repeat):
         for name, action in actions.items():
-            start = time.perf_counter()
+            start = time.process_time()
             action()
-            best[name] = min(best[name], (time.perf_counter() - start) * 1000)
+            best[name] = min(best[name], (time.process_time() - start) * 1000)
     return best
 
 

@@ -135,6 +135,30 @@ def test_alias_bomb_is_refused_not_expanded() -> None:
     assert "too many" in caught.value.problems[0].message
 
 
+def test_deep_nesting_is_refused_before_parsing_with_its_position() -> None:
+    with pytest.raises(ContractError) as caught:
+        parse_text("site: " + "[" * 5000 + "]" * 5000 + "\n")
+    [problem] = caught.value.problems
+    assert (problem.line, problem.column) == (1, 6 + 65)
+    assert "nested too deeply" in problem.message
+
+
+def test_brackets_in_text_and_comments_do_not_count_as_nesting() -> None:
+    brackets = "[" * 100
+    text = replace_once("  description: Drinking water", f'  description: "{brackets} Drinking water')
+    text = text.replace("treated-water pumping.\n", 'treated-water pumping."\n', 1)
+    text = text.replace("version: 1\n", f"version: 1  # {brackets}\n")
+    text = text.replace("message: Clearwell low, check treated-water pumps", f"message: 'it''s {brackets}'")
+    text = text.replace(
+        "    role: control engineer\n", f"    role: control engineer\n    contact: operator's desk {'{' * 3}\n"
+    )
+    loaded = parse_text(text)
+    assert loaded.contract.site.description.startswith(brackets)
+    # After the apostrophe in "operator's", real nesting is still counted.
+    with pytest.raises(ContractError, match="nested too deeply"):
+        parse_text(text + "x: " + "[" * 70 + "]" * 70 + "\n")
+
+
 def test_anchors_and_aliases_are_welcome() -> None:
     text = replace_once(
         "    constraints:\n      max_request_rate: 5/s\n      restart_tolerance: planned\n",

@@ -287,7 +287,70 @@ def _address_problems(data: Any, source: SourceMap) -> list[Problem]:
     return problems
 
 
+#: No contract nests flow collections ([...] and {...}) this deep. YAML's scanner slows down
+#: quadratically with nesting, so a pathological file is refused before parsing rather than after
+#: minutes of work.
+MAX_FLOW_DEPTH = 64
+
+
+def _flow_too_deep(text: str) -> tuple[int, int] | None:
+    """Line and column (1-based) where flow nesting exceeds :data:`MAX_FLOW_DEPTH`, if it does.
+
+    Brackets inside quoted scalars and comments do not count. A quote only opens a scalar where YAML
+    allows one to start, so the apostrophe in "operator's" is not mistaken for one.
+    """
+    depth, quote, line, col, prev = 0, "", 1, 0, "\n"
+    index = 0
+    while index < len(text):
+        char = text[index]
+        col += 1
+        if char == "\n":
+            line, col = line + 1, 0
+        if quote:
+            if quote == '"' and char == "\\":
+                index += 2
+                col += 1
+                prev = "x"
+                continue
+            if char == quote:
+                if quote == "'" and text[index + 1 : index + 2] == "'":
+                    index += 2
+                    col += 1
+                    continue
+                quote = ""
+        elif char in "'\"" and prev in " \t\n[{,:-?":
+            quote = char
+        elif char == "#" and prev in " \t\n":
+            end = text.find("\n", index)
+            if end < 0:
+                break
+            index, prev = end, "x"
+            col -= 1
+            continue
+        elif char in "[{":
+            depth += 1
+            if depth > MAX_FLOW_DEPTH:
+                return line, col
+        elif char in "]}":
+            depth = max(depth - 1, 0)
+        prev = char
+        index += 1
+    return None
+
+
 def _read_yaml(text: str, file: str) -> Any:
+    deep = _flow_too_deep(text)
+    if deep is not None:
+        raise ContractError(
+            [
+                Problem(
+                    file,
+                    *deep,
+                    "the YAML is nested too deeply",
+                    f"nest lists and mappings at most {MAX_FLOW_DEPTH} deep",
+                )
+            ]
+        )
     yaml = YAML(typ="rt")
     yaml.allow_duplicate_keys = False
     try:
