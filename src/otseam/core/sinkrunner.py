@@ -26,6 +26,9 @@ from otseam.core.records import Batch, Event, Record, Sample
 
 log = logging.getLogger(__name__)
 
+#: Records per delivery unless the sink says otherwise (``max_batch`` attribute) or the caller does.
+DEFAULT_MAX_BATCH = 5000
+
 
 class RecordFilter:
     """Which records a sink wants, from the ``points`` patterns and ``events`` flag of its spec.
@@ -130,18 +133,25 @@ async def run_sink(
     stats: SinkStats,
     record_filter: RecordFilter | None = None,
     stop: asyncio.Event | None = None,
-    max_records: int = 5000,
+    max_records: int | None = None,
     max_wait: float = 0.5,
     backoff: Backoff | None = None,
     clock: Callable[[], float] = time.time,
 ) -> None:
     """Deliver everything from ``reader`` to ``sink`` until cancelled or ``stop`` is set.
 
+    ``max_records`` bounds a batch; by default it is the sink's own ``max_batch`` attribute if it has one
+    (a sink whose delivery ends in an fsync or a transaction wants large batches to catch up after an
+    outage), else :data:`DEFAULT_MAX_BATCH`.
+
     When ``stop`` is set the runner drains: it keeps delivering until the journal has nothing more for
     this cursor, then closes the sink and returns. Cancelling instead returns at once; whatever was being
     delivered is not committed and will be offered again next time (sinks deduplicate by offset).
     """
     backoff = backoff or Backoff()
+    if max_records is None:
+        preferred = getattr(sink, "max_batch", None)
+        max_records = preferred if isinstance(preferred, int) and preferred > 0 else DEFAULT_MAX_BATCH
     record_filter = record_filter or RecordFilter()
     stop = stop or asyncio.Event()
     stats.state = "starting"

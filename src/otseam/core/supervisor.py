@@ -74,7 +74,8 @@ class Settings:
     tick: float = 1.0
     #: Watch the contract file's modification time (in addition to SIGHUP).
     watch: bool = True
-    max_batch: int = 5000
+    #: Records per delivery; None lets each sink choose (its ``max_batch``), else the runner's default.
+    max_batch: int | None = None
 
 
 @dataclass(slots=True)

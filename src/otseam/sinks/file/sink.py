@@ -13,11 +13,12 @@ import asyncio
 import json
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from otseam.contract.models import SinkSpec
-from otseam.core.records import Batch, Event, Record
+from otseam.core.records import Batch, Event, Quality, Record, Sample
 
 _OPTIONS = {"path", "fsync"}
 
@@ -54,7 +55,77 @@ def record_to_json(source: str, offset: int, record: Record) -> dict[str, Any]:
     }
 
 
+class LineEncoder:
+    """Samples to JSON lines without building a dict per record.
+
+    After a sink outage the backlog goes through here at several times the ingest rate, and
+    ``json.dumps`` of a dict per record was the slowest step. The line is assembled from pieces that
+    are JSON already: point keys and sources are encoded once and cached, floats use ``repr`` (valid
+    JSON for finite values), and anything unusual falls back to ``json.dumps``. A test checks that
+    every line parses back to what :func:`record_to_json` gives.
+    """
+
+    def __init__(self) -> None:
+        self._keys: dict[str, str] = {}
+        self._labels = {q: json.dumps(q.label) for q in Quality}
+        self._middles: dict[str, str] = {}
+
+    def _key(self, text: str) -> str:
+        encoded = self._keys.get(text)
+        if encoded is None:
+            encoded = json.dumps(text)
+            if len(self._keys) < 1_000_000:
+                self._keys[text] = encoded
+        return encoded
+
+    def lines(self, source: str, offsets: Sequence[int], records: Sequence[Record], done: int) -> list[str]:
+        head = f'{{"source":{self._key(source)},"offset":'
+        labels = self._labels
+        middles = self._middles
+        out: list[str] = []
+        append = out.append
+        for offset, record in zip(offsets, records, strict=True):
+            if offset <= done:
+                continue
+            if record.__class__ is not Sample:
+                append(json.dumps(record_to_json(source, offset, record), separators=(",", ":"), default=str))
+                continue
+            point, value, quality, source_ts, gateway_ts = record
+            middle = middles.get(point)
+            if middle is None:
+                middle = self._middle(point)
+            cls = value.__class__
+            if cls is float:
+                # x - x is 0.0 for every finite float and NaN for NaN and the infinities.
+                text = repr(value) if value - value == 0.0 else "null"  # type: ignore[operator]
+            elif cls is int:
+                text = str(value)
+            elif value is None:
+                text = "null"
+            elif cls is bool:
+                text = "true" if value else "false"
+            else:
+                text = json.dumps(value, default=str)
+            source_text = repr(source_ts)
+            gateway_text = source_text if gateway_ts == source_ts else repr(gateway_ts)
+            append(
+                f'{head}{offset}{middle}{text},"quality":{labels[quality]},'
+                f'"source_ts":{source_text},"gateway_ts":{gateway_text}}}'
+            )
+        return out
+
+    def _middle(self, point: str) -> str:
+        middle = f',"type":"sample","point":{self._key(point)},"value":'
+        if len(self._middles) < 1_000_000:
+            self._middles[point] = middle
+        return middle
+
+
 class FileSink:
+    #: Records per delivery the sink runner should offer. Each delivery ends with an fsync, which on a
+    #: busy disk can take a few hundred milliseconds: large batches let a backlog drain at disk speed.
+    max_batch = 50_000
+
     def __init__(self, spec: SinkSpec, data_dir: str) -> None:
         unknown = set(spec.options) - _OPTIONS
         if unknown:
@@ -71,6 +142,7 @@ class FileSink:
         #: Highest offset written, per journal source.
         self.written: dict[str, int] = {}
         self._good_size: int | None = None
+        self._encoder = LineEncoder()
 
     async def start(self) -> None:
         await asyncio.to_thread(self._start)
@@ -98,11 +170,7 @@ class FileSink:
         if not batch.records:
             return
         done = self.written.get(batch.source, -1)
-        lines = [
-            json.dumps(record_to_json(batch.source, offset, record), separators=(",", ":"), default=str)
-            for offset, record in zip(batch.offsets, batch.records, strict=True)
-            if offset > done
-        ]
+        lines = self._encoder.lines(batch.source, batch.offsets, batch.records, done)
         if not lines:
             return
         await asyncio.to_thread(self._write, ("\n".join(lines) + "\n").encode())
