@@ -349,3 +349,26 @@ async def test_resuming_anywhere_in_a_large_segment(tmp_path: Path) -> None:
             (metric,) = [c for c in journal.metrics().cursors if c.name == f"c{committed}"]
             appended = 5000.0 + (committed // 100) * 100
             assert metric.oldest_unread_age == 300_000.0 - appended
+
+
+async def test_memory_stays_flat_however_far_behind_the_reader_is(tmp_path: Path) -> None:
+    import tracemalloc
+
+    with Journal.open(tmp_path / "j", max_size=256 * 1024 * 1024, segment_size=2 * 1024 * 1024) as journal:
+        for start in range(0, 300_000, 1000):
+            journal.append(samples(start, 1000, point=f"plc/p{start % 7}"))
+        assert journal.bytes_on_disk > 8 * 1024 * 1024
+        cursor = journal.reader("behind")
+        tracemalloc.start()
+        try:
+            count = 0
+            while batch := await cursor.next_batch(max_records=1000, max_wait=0):
+                count += len(batch)
+                cursor.commit(batch.last_offset)
+                del batch
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    assert count == 300_000
+    # One decoded frame and one batch at a time: well under a megabyte, against 8+ MB of backlog.
+    assert peak < 1024 * 1024, peak

@@ -34,7 +34,7 @@ _CRC_FROM = 8
 #: A frame larger than this is corrupt by definition (a batch is thousands of records, not millions).
 MAX_PAYLOAD = 256 * 1024 * 1024
 SUFFIX = ".seg"
-_SCAN_CHUNK = 1 << 20
+_SCAN_CHUNK = 64 * 1024
 
 
 def segment_name(base_offset: int) -> str:
@@ -160,7 +160,7 @@ def iter_frames(
 ) -> Iterator[tuple[int, FrameHeader, bool]]:
     """Yield ``(file position, header, ok)`` per frame; the last one yielded may be ``ok=False``, then it stops.
 
-    The file is read in 1 MiB chunks so that memory stays flat whatever the segment size.
+    The file is read in 64 KiB chunks (or one frame, if larger) so that memory stays flat whatever the segment size.
     """
     next_offset = base_offset if expected is None else expected
     with open(path, "rb") as file:
