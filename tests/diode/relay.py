@@ -54,8 +54,15 @@ class Truth:
 
 
 class LossyRelay:
-    def __init__(self, target: tuple[str, int], impairments: Impairments) -> None:
+    def __init__(
+        self,
+        target: tuple[str, int],
+        impairments: Impairments,
+        listen: tuple[str, int] = ("127.0.0.1", 0),
+        keep_truth: bool = True,
+    ) -> None:
         self.target = target
+        self.keep_truth = keep_truth
         self.impairments = impairments
         self.truth = Truth()
         self._rng = random.Random(impairments.seed)
@@ -63,7 +70,7 @@ class LossyRelay:
         self._in = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         with contextlib.suppress(OSError):
             self._in.setsockopt(socket.SOL_SOCKET, _SO_RCVBUFFORCE, 64 * 1024 * 1024)
-        self._in.bind(("127.0.0.1", 0))
+        self._in.bind(listen)
         self._in.settimeout(0.05)
         self._out = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.address: tuple[str, int] = self._in.getsockname()
@@ -105,10 +112,9 @@ class LossyRelay:
 
     def _relay(self, data: bytes) -> None:
         imp, rng, truth = self.impairments, self._rng, self.truth
-        ident = self._identify(data)
-        is_beacon = ident is None
-        spared = is_beacon and imp.spare_beacons
-        if ident is not None:
+        ident = self._identify(data) if self.keep_truth or imp.spare_beacons else None
+        spared = imp.spare_beacons and ident is None and data[3:4] == bytes([wire.Kind.BEACON])
+        if ident is not None and self.keep_truth:
             session, seq, k, _ = ident
             truth.blocks.setdefault((session, seq), k)
         if not spared and rng.random() < imp.drop:
@@ -125,7 +131,7 @@ class LossyRelay:
             data = data[: rng.randrange(len(data))]
             truth.truncated += 1
             altered = True
-        if ident is not None and not altered:
+        if ident is not None and self.keep_truth and not altered:
             truth.intact[(ident[0], ident[1])].add(ident[3])
         copies = 2 if not spared and rng.random() < imp.duplicate else 1
         truth.duplicated += copies - 1

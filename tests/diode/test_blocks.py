@@ -84,3 +84,16 @@ def test_garbage_is_a_block_error(data: bytes) -> None:
 def test_inconsistent_blocks_are_refused(body: bytes) -> None:
     with pytest.raises(blocks.BlockError):
         blocks.decode(b"\x01" + body)
+
+
+def test_sample_runs_use_the_columnar_format_and_flag_consecutive_offsets() -> None:
+    records: list[Record] = [Sample(f"plc/p{i}", float(i), Quality.GOOD, 1.0, 2.0) for i in range(100)]
+    payload = blocks.encode("ot", list(range(10, 110)), records)
+    assert payload[0] == blocks.FORMAT_SAMPLES
+    decoded = blocks.decode(payload)
+    assert decoded.consecutive and decoded.records == records
+    gappy = blocks.decode(blocks.encode("ot", [*range(10, 60), *range(70, 120)], records))
+    assert not gappy.consecutive and gappy.records == records
+    for cut in (1, 5, 9, 50, len(payload) - 1):
+        with pytest.raises(blocks.BlockError):
+            blocks.decode(payload[:cut])

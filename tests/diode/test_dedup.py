@@ -45,3 +45,21 @@ def test_a_damaged_state_file_gives_a_remedy(tmp_path: Path) -> None:
     (tmp_path / "state.json").write_text("{not json")
     with pytest.raises(ValueError, match="move it aside"):
         OffsetSet.load(tmp_path / "state.json")
+
+
+@given(
+    st.lists(st.tuples(st.integers(min_value=0, max_value=200), st.integers(min_value=0, max_value=20)), max_size=60)
+)
+def test_runs_agree_with_single_offsets(runs: list[tuple[int, int]]) -> None:
+    model: set[int] = set()
+    seen = OffsetSet()
+    for first, length in runs:
+        last = first + length
+        if seen.add_run("a", first, last):
+            assert not model & set(range(first, last + 1))  # only ever taken when all of it is new
+            model |= set(range(first, last + 1))
+        else:
+            for offset in range(first, last + 1):
+                assert seen.add("a", offset) == (offset not in model)
+                model.add(offset)
+    assert all(seen.contains("a", o) == (o in model) for o in range(0, 222))

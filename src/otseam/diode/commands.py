@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import signal
 import sys
@@ -184,6 +185,9 @@ def receive(
     ] = None,
     contract: Annotated[str | None, typer.Option(help="The contract (for the replica's register map).")] = None,
     duration: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
+    stats_file: Annotated[
+        str | None, typer.Option("--stats-file", help="Write the receiver's counters here as JSON on exit.")
+    ] = None,
 ) -> None:
     """IT side: receive from the diode into an IT journal (never sends anything back)."""
     from otseam.diode.metrics import registry_for
@@ -241,6 +245,8 @@ def receive(
                 with contextlib.suppress(asyncio.CancelledError):
                     await replica_task
             s = receiver.stats
+            if stats_file:
+                await asyncio.to_thread(Path(stats_file).write_text, json.dumps(s.as_dict(), indent=1))
             log.info(
                 "diode receive: %d datagrams, %d records written, %d blocks recovered, %d lost, %d rejected",
                 s.datagrams,

@@ -48,6 +48,23 @@ class OffsetSet:
                 del starts[1], ends[1]
         return True
 
+    def add_run(self, source: str, first: int, last: int) -> bool:
+        """Record ``first..last`` at once if all of it is beyond everything seen; False (nothing
+        recorded) otherwise, and the caller goes offset by offset."""
+        starts = self._starts.setdefault(source, [])
+        ends = self._ends.setdefault(source, [])
+        if ends and first < ends[-1]:
+            return False
+        if ends and first == ends[-1]:
+            ends[-1] = last + 1
+        else:
+            starts.append(first)
+            ends.append(last + 1)
+            if len(starts) > self.max_intervals:
+                ends[0] = ends[1]
+                del starts[1], ends[1]
+        return True
+
     def contains(self, source: str, offset: int) -> bool:
         starts = self._starts.get(source, [])
         i = bisect.bisect_right(starts, offset) - 1

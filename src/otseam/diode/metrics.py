@@ -38,6 +38,11 @@ class ReceiverStats:
     gaps: int = 0
     bad_blocks: int = 0
     records: int = 0
+    #: Bytes of decoded blocks released in order (the application payload the link carried).
+    block_bytes: int = 0
+    #: Wall-clock times of the first and the latest write of records to the journal.
+    first_write: float = 0.0
+    last_write: float = 0.0
     duplicates: int = 0
     snapshots: int = 0
     healed: int = 0
@@ -48,6 +53,18 @@ class ReceiverStats:
     record_lag_seconds: float = 0.0
     #: Fraction of the parity used by recent recovered blocks (1.0 = the margin was exhausted).
     margin_used: deque[float] = field(default_factory=lambda: deque(maxlen=1024))
+
+    def as_dict(self) -> dict[str, object]:
+        """Plain values, for a JSON summary."""
+        out: dict[str, object] = {}
+        for name in self.__dataclass_fields__:
+            value = getattr(self, name)
+            if name == "rejected":
+                value = {reason.name.lower(): count for reason, count in value.items()}
+            elif name == "margin_used":
+                name, value = "margin_used_max", self.margin_used_max
+            out[name] = value
+        return out
 
     @property
     def margin_used_max(self) -> float:

@@ -78,6 +78,8 @@ class DiodeReceiver:
         self._key = key
         self._fec = Fec(settings.fec)
         self._fingerprint = settings.fingerprint(key)
+        #: The parity a block of k data fragments must have, by k: anything else is not our configuration.
+        self._parity = [settings.fec.parity_for(k) for k in range(settings.fec.max_k + 1)]
         self._state_path = state_path
         self.seen = OffsetSet.load(state_path) if state_path else OffsetSet()
         self._state_dirty = False
@@ -173,7 +175,7 @@ class DiodeReceiver:
                     self._report_mismatch(claimed, now, authentic=False)
             return
         payload = bytes(data[wire.HEADER_SIZE : wire.HEADER_SIZE + header.length])
-        if header.kind is wire.Kind.BEACON:
+        if header.kind == wire.Kind.BEACON:
             self._beacon(header, payload, now)
             return
         session = self.sessions.get(header.session)
@@ -221,7 +223,7 @@ class DiodeReceiver:
         if sequence < session.next_sequence or sequence in session.done:
             self.stats.surplus += 1
             return
-        if header.m != self.settings.fec.parity_for(header.k) or header.k > self.settings.fec.max_k:
+        if header.k > self.settings.fec.max_k or header.m != self._parity[header.k]:
             self.stats.rejected[wire.Rejected.MALFORMED] += 1
             return
         self._sent_up_to(session, sequence + 1, now)
@@ -234,10 +236,10 @@ class DiodeReceiver:
         elif (assembly.k, assembly.m, assembly.flags) != (header.k, header.m, header.flags):
             self.stats.rejected[wire.Rejected.MALFORMED] += 1
             return
-        if header.index in assembly.fragments:
+        if header.fragment in assembly.fragments:
             self.stats.surplus += 1
             return
-        assembly.fragments[header.index] = payload
+        assembly.fragments[header.fragment] = payload
         assembly.last_time = now
         if len(assembly.fragments) < assembly.k:
             return
@@ -261,6 +263,7 @@ class DiodeReceiver:
             if block is None:
                 self._gap(session, session.next_sequence - 1, session.next_sequence - 1, "undecodable")
             else:
+                self.stats.block_bytes += len(block)
                 self._records(block, snapshot=bool(flags & wire.FLAG_SNAPSHOT))
 
     def _records(self, payload: bytes, snapshot: bool) -> None:
@@ -272,23 +275,26 @@ class DiodeReceiver:
             return
         seen = self.seen
         source = block.source
-        accepted = 0
-        latest_ts = 0.0
-        for offset, record in zip(block.offsets, block.records, strict=True):
-            if seen.add(source, offset):
-                self._out.append(record)
-                accepted += 1
-                if isinstance(record, Sample) and record.gateway_ts > latest_ts:
-                    latest_ts = record.gateway_ts
+        records = block.records
+        if block.consecutive and seen.add_run(source, block.offsets[0], block.offsets[-1]):
+            accepted = len(records)  # the usual case: the next run of offsets, all new
+            self._out.extend(records)
+        else:
+            accepted = 0
+            for offset, record in zip(block.offsets, records, strict=True):
+                if seen.add(source, offset):
+                    self._out.append(record)
+                    accepted += 1
         self.stats.records += accepted
-        self.stats.duplicates += len(block.records) - accepted
+        self.stats.duplicates += len(records) - accepted
         if snapshot:
             self.stats.snapshots += 1
             self.stats.healed += accepted
         if accepted:
             self._state_dirty = True
-        if latest_ts:
-            self.stats.record_lag_seconds = max(0.0, time.time() - latest_ts)
+        newest = records[-1] if records else None
+        if isinstance(newest, Sample):
+            self.stats.record_lag_seconds = max(0.0, time.time() - newest.gateway_ts)
 
     # --- time-driven decisions ------------------------------------------------------------------
 
@@ -400,6 +406,9 @@ class DiodeReceiver:
         if self._out:
             out, self._out = self._out, []
             self.journal.append(out)
+            self.stats.last_write = time.time()
+            if not self.stats.first_write:
+                self.stats.first_write = self.stats.last_write
 
     def _save_state(self) -> None:
         if self._state_path is not None and self._state_dirty:

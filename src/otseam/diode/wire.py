@@ -27,6 +27,8 @@ import hmac
 import struct
 from dataclasses import dataclass
 from enum import IntEnum
+from functools import partial
+from typing import NamedTuple
 
 MAGIC = b"SD"
 VERSION = 1
@@ -46,6 +48,9 @@ class Kind(IntEnum):
     BEACON = 3
 
 
+_DATA, _PARITY, _BEACON = int(Kind.DATA), int(Kind.PARITY), int(Kind.BEACON)
+
+
 class Rejected(IntEnum):
     """Why a datagram was dropped; each reason has its own counter on the IT side."""
 
@@ -56,13 +61,12 @@ class Rejected(IntEnum):
     MALFORMED = 5  # authentic but inconsistent (type, k, m, index out of range)
 
 
-@dataclass(slots=True, frozen=True)
-class Header:
-    kind: Kind
+class Header(NamedTuple):
+    kind: int  # a Kind value
     flags: int
     k: int
     m: int
-    index: int
+    fragment: int  # index of this fragment in its block, 0 .. k+m-1
     session: int
     sequence: int
     length: int
@@ -77,13 +81,17 @@ def pack(key: bytes, header: Header, payload: bytes) -> bytes:
         header.flags,
         header.k,
         header.m,
-        header.index,
+        header.fragment,
         header.session,
         header.sequence,
         len(payload),
     )
     body = head + payload
     return body + hmac.digest(key, body, "sha256")[:MAC_SIZE]
+
+
+#: Builds the NamedTuple in C: this runs once per datagram received.
+_new_header = partial(tuple.__new__, Header)
 
 
 def parse(key: bytes, data: bytes | memoryview) -> Header | Rejected:
@@ -102,15 +110,15 @@ def parse(key: bytes, data: bytes | memoryview) -> Header | Rejected:
     expected = hmac.digest(key, data[:end], "sha256")[:MAC_SIZE]
     if not hmac.compare_digest(expected, data[end:]):
         return Rejected.MAC
-    if kind == Kind.BEACON:
-        if k or m or index:
+    if kind in (_DATA, _PARITY):
+        if k < 1 or m < 1 or index >= k + m or (kind == _DATA) != (index < k) or length == 0:
             return Rejected.MALFORMED
-    elif kind in (Kind.DATA, Kind.PARITY):
-        if k < 1 or m < 1 or index >= k + m or (kind == Kind.DATA) != (index < k) or length == 0:
+    elif kind == _BEACON:
+        if k or m or index:
             return Rejected.MALFORMED
     else:
         return Rejected.MALFORMED
-    return Header(Kind(kind), flags, k, m, index, session, sequence, length)
+    return _new_header((kind, flags, k, m, index, session, sequence, length))
 
 
 def peek_beacon_fingerprint(data: bytes | memoryview) -> bytes | None:

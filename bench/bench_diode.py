@@ -1,0 +1,317 @@
+"""The software data diode against pydiode, on the same path, with the same data volume and the same loss.
+
+Paths: loopback (127.0.0.1), and two network namespaces joined by a veth pair (needs root; skipped
+with a message otherwise). Loss: 0%, 1%, 5% random datagram loss, made by the lossy relay of the
+test suite (seeded), which sits in front of the receiver; at 0% there is no relay.
+
+Seam: a sender process generates samples in memory and sends them with DiodeSender (1,472-byte
+datagrams, default FEC: k up to 64, 12.5% parity, at least 3); the receiver is `seam diode receive`
+writing a real IT journal. pydiode: `pydiode send` / `pydiode receive` (its defaults: 65,507-byte
+datagrams on Linux, each chunk sent twice) moving a file of the same size as Seam's payload.
+
+Figures per run: goodput (payload bits per second, from the sender's first datagram to the last
+byte written on the IT side), points per second (Seam), residual loss, CPU seconds per side.
+
+    .venv/bin/python bench/bench_diode.py [--records N] [--paths loopback,netns] [--losses 0,0.01,0.05]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "src"))
+
+BIN = Path(sys.executable).parent
+SEAM_RATE = "3Gbit/s"  # above what either side reaches here: the bucket never throttles
+PYDIODE_BITRATE = str(3_000_000_000)
+
+
+# --- roles run as child processes ---------------------------------------------------------------
+
+
+def make_samples(count: int, value_size: int) -> tuple[list[int], list[Any]]:
+    """Float samples, or (``value_size`` > 0) samples carrying text of that many characters each."""
+    from otseam.core.records import Quality, Sample
+
+    now = time.time()
+    offsets = list(range(1, count + 1))
+    text = "x" * value_size
+    return offsets, [
+        Sample(f"plc{o % 20}/p{o % 1000}", text or o * 0.5, Quality.GOOD, now, now + o * 1e-6) for o in offsets
+    ]
+
+
+def role_sender(args: argparse.Namespace) -> None:
+    import asyncio
+
+    from otseam.diode.config import DiodeSettings
+    from otseam.diode.sender import DiodeSender
+
+    offsets, records = make_samples(args.records, args.value_size)
+    key = Path(args.key).read_bytes().strip()
+    settings = DiodeSettings.from_options({"rate": SEAM_RATE, "datagram_size": args.datagram})
+    host, port = args.target.rsplit(":", 1)
+
+    async def main() -> dict[str, Any]:
+        sender = DiodeSender((host, int(port)), key, settings, bind=args.bind)
+        await sender.start()
+        await asyncio.sleep(0.2)
+        start = time.time()
+        for i in range(0, len(records), 5000):
+            await sender.send_records("bench-edge", offsets[i : i + 5000], records[i : i + 5000])
+        end = time.time()
+        await sender.close()
+        s = sender.stats
+        return {"start": start, "end": end, "datagrams": s.datagrams, "bytes": s.bytes, "blocks": s.blocks}
+
+    print(json.dumps(asyncio.run(main())), flush=True)
+
+
+def role_relay(args: argparse.Namespace) -> None:
+    from tests.diode.relay import Impairments, LossyRelay
+
+    host, port = args.listen.rsplit(":", 1)
+    thost, tport = args.target.rsplit(":", 1)
+    relay = LossyRelay(
+        (thost, int(tport)),
+        Impairments(drop=args.drop, spare_beacons=False, seed=args.seed),
+        listen=(host, int(port)),
+        keep_truth=False,
+    )
+    stop = False
+
+    def finish(*_: object) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGTERM, finish)
+    with relay:
+        print("ready", flush=True)
+        while not stop:
+            time.sleep(0.05)
+    t = relay.truth
+    print(json.dumps({"forwarded": t.forwarded, "dropped": t.dropped}), flush=True)
+
+
+# --- the orchestration ----------------------------------------------------------------------------
+
+
+def cpu_of(process: subprocess.Popen[bytes], timeout: float) -> float:
+    """Wait for a child and return the CPU seconds it used (user + system), from wait4."""
+    deadline = time.monotonic() + timeout
+    while True:
+        pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+        if pid:
+            process.returncode = os.waitstatus_to_exitcode(status)
+            return float(usage.ru_utime + usage.ru_stime)
+        if time.monotonic() > deadline:
+            process.kill()
+            deadline = time.monotonic() + 5
+        time.sleep(0.02)
+
+
+def wait_for(path: Path, text: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and text in path.read_text(errors="replace"):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"{text!r} not seen in {path}")
+
+
+class Path_:
+    """Where the two sides live: plain loopback, or two namespaces."""
+
+    def __init__(self, name: str, ot_ns: str | None = None, it_ns: str | None = None) -> None:
+        self.name, self.ot_ns, self.it_ns = name, ot_ns, it_ns
+        self.it_address = "10.203.77.2" if it_ns else "127.0.0.1"
+        self.ot_address = "10.203.77.1" if ot_ns else "127.0.0.1"
+
+    def ot(self, argv: list[str]) -> list[str]:
+        return ["ip", "netns", "exec", self.ot_ns, *argv] if self.ot_ns else argv
+
+    def it(self, argv: list[str]) -> list[str]:
+        return ["ip", "netns", "exec", self.it_ns, *argv] if self.it_ns else argv
+
+
+def start_relay(path: Path_, work: Path, loss: float, listen_port: int, target_port: int) -> subprocess.Popen[bytes]:
+    log = work / f"relay-{listen_port}.log"
+    relay = subprocess.Popen(
+        path.it([sys.executable, __file__, "--role", "relay", "--listen", f"{path.it_address}:{listen_port}",
+                 "--target", f"127.0.0.1:{target_port}", "--drop", str(loss), "--seed", "7"]),
+        stdout=log.open("wb"), stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    wait_for(log, "ready")
+    return relay
+
+
+def run_seam(
+    path: Path_, work: Path, key: Path, records: int, loss: float, datagram: int, value_size: int
+) -> dict[str, Any]:
+    tag = secrets.token_hex(3)
+    receive_port, relay_port = 7400, 7401
+    stats_file, log = work / f"seam-{tag}.json", work / f"seam-{tag}.log"
+    listen = f"127.0.0.1:{receive_port}" if loss else f"{path.it_address}:{receive_port}"
+    receiver = subprocess.Popen(
+        path.it([str(BIN / "seam"), "diode", "receive", "--journal", str(work / f"it-{tag}"), "--listen", listen,
+                 "--key-file", str(key), "--datagram-size", str(datagram), "--stats-file", str(stats_file)]),
+        stdout=log.open("wb"), stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    wait_for(log, "listening on")
+    relay = start_relay(path, work, loss, relay_port, receive_port) if loss else None
+    target = f"{path.it_address}:{relay_port if loss else receive_port}"
+    sender = subprocess.Popen(
+        path.ot([sys.executable, __file__, "--role", "sender", "--target", target, "--key", str(key),
+                 "--records", str(records), "--datagram", str(datagram), "--bind", path.ot_address,
+                 "--value-size", str(value_size)]),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    sender_cpu = cpu_of(sender, 300)
+    assert sender.stdout is not None
+    sent = json.loads(sender.stdout.read().decode().strip().splitlines()[-1])
+    time.sleep(1.5)
+    if relay:
+        relay.send_signal(signal.SIGTERM)
+        cpu_of(relay, 10)
+    receiver.send_signal(signal.SIGTERM)
+    receiver_cpu = cpu_of(receiver, 20)
+    stats = json.loads(stats_file.read_text())
+    elapsed = max(stats["last_write"] - sent["start"], 1e-9)
+    return {
+        "tool": "seam",
+        "goodput_mbit": stats["block_bytes"] * 8 / elapsed / 1e6,
+        "wire_mbit": sent["bytes"] * 8 / max(sent["end"] - sent["start"], 1e-9) / 1e6,
+        "points_per_s": stats["records"] / elapsed,
+        "residual_loss": 1 - stats["records"] / records,
+        "payload_bytes": stats["block_bytes"],
+        "seconds": elapsed,
+        "cpu_sender": sender_cpu,
+        "cpu_receiver": receiver_cpu,
+        "recovered_blocks": stats["recovered"],
+        "lost_blocks": stats["lost"],
+        "datagrams_sent": sent["datagrams"],
+    }
+
+
+def run_pydiode(path: Path_, work: Path, size: int, loss: float) -> dict[str, Any]:
+    tag = secrets.token_hex(3)
+    receive_port, relay_port = 7500, 7501
+    data = work / f"pyd-in-{tag}"
+    data.write_bytes(os.urandom(size))
+    out = work / f"pyd-out-{tag}"
+    receive_ip = "127.0.0.1" if loss else path.it_address
+    receiver = subprocess.Popen(
+        path.it([str(BIN / "pydiode"), "receive", receive_ip, "--port", str(receive_port)]),
+        stdout=out.open("wb"), stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    time.sleep(0.8)  # pydiode prints nothing when ready; its start-up is well under this
+    relay = start_relay(path, work, loss, relay_port, receive_port) if loss else None
+    start = time.time()
+    sender = subprocess.Popen(
+        path.ot([str(BIN / "pydiode"), "send", path.it_address, path.ot_address,
+                 "--port", str(relay_port if loss else receive_port), "--max-bitrate", PYDIODE_BITRATE]),
+        stdin=data.open("rb"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    sender_cpu = cpu_of(sender, 300)
+    receiver_cpu = cpu_of(receiver, 15)  # pydiode's receiver exits by itself once the transfer ends
+    end = time.time() if receiver.returncode == 0 else float("nan")
+    if relay:
+        relay.send_signal(signal.SIGTERM)
+        cpu_of(relay, 10)
+    received = out.read_bytes()
+    complete = received == data.read_bytes()
+    elapsed = end - start
+    return {
+        "tool": "pydiode",
+        "goodput_mbit": size * 8 / elapsed / 1e6 if complete else 0.0,
+        "residual_loss": 0.0 if complete else 1.0,  # a file either arrives whole or it does not
+        "received_bytes": len(received),
+        "payload_bytes": size,
+        "seconds": elapsed,
+        "cpu_sender": sender_cpu,
+        "cpu_receiver": receiver_cpu,
+        "receiver_exit": receiver.returncode,
+    }
+
+
+@contextlib.contextmanager
+def netns_path() -> Any:
+    from tests.diode.test_one_way_netns import namespace_pair, run
+
+    with namespace_pair() as (ot, it, _ot_dev, _it_dev):
+        run("ip", "-n", it, "link", "set", "lo", "up")
+        run("ip", "-n", ot, "link", "set", "lo", "up")
+        yield Path_("netns", ot, it)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--role", default="main")
+    parser.add_argument("--records", type=int, default=1_000_000)
+    parser.add_argument("--datagram", type=int, default=1472)
+    parser.add_argument("--value-size", type=int, default=0, help="text values of this size (bulk workload)")
+    parser.add_argument("--paths", default="loopback,netns")
+    parser.add_argument("--losses", default="0,0.01,0.05")
+    parser.add_argument("--target", default="")
+    parser.add_argument("--listen", default="")
+    parser.add_argument("--key", default="")
+    parser.add_argument("--bind", default=None)
+    parser.add_argument("--drop", type=float, default=0.0)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--skip-pydiode", action="store_true")
+    args = parser.parse_args()
+    if args.role == "sender":
+        role_sender(args)
+        return 0
+    if args.role == "relay":
+        role_relay(args)
+        return 0
+
+    print(f"machine: {os.cpu_count()} cores; load: {Path('/proc/loadavg').read_text().split()[:3]}", flush=True)
+    work = Path(tempfile.mkdtemp(prefix="seam-bench-diode-"))
+    key = work / "key"
+    key.write_text(secrets.token_hex(32))
+    losses = [float(x) for x in args.losses.split(",")]
+    results: list[dict[str, Any]] = []
+    for path_name in args.paths.split(","):
+        if path_name == "netns" and os.geteuid() != 0:
+            print("netns: skipped (needs root to create network namespaces)")
+            continue
+        context = netns_path() if path_name == "netns" else contextlib.nullcontext(Path_("loopback"))
+        with context as path:
+            for loss in losses:
+                seam = run_seam(path, work, key, args.records, loss, args.datagram, args.value_size)
+                seam.update(path=path.name, loss=loss)
+                results.append(seam)
+                print(json.dumps(seam), flush=True)
+                if not args.skip_pydiode:
+                    peer = run_pydiode(path, work, seam["payload_bytes"], loss)
+                    peer.update(path=path.name, loss=loss)
+                    results.append(peer)
+                    print(json.dumps(peer), flush=True)
+    print()
+    print(f"{'path':9} {'loss':>5} {'tool':8} {'goodput Mbit/s':>15} {'points/s':>10} {'residual':>9} "
+          f"{'cpu send s':>10} {'cpu recv s':>10} {'seconds':>8}")  # fmt: skip
+    for r in results:
+        points = f"{r['points_per_s']:,.0f}" if "points_per_s" in r else "-"
+        print(f"{r['path']:9} {r['loss']:>5.0%} {r['tool']:8} {r['goodput_mbit']:>15.1f} {points:>10} "
+              f"{r['residual_loss']:>9.2%} {r['cpu_sender']:>10.2f} {r['cpu_receiver']:>10.2f} {r['seconds']:>8.2f}")  # fmt: skip
+    print(f"load after: {Path('/proc/loadavg').read_text().split()[:3]}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
