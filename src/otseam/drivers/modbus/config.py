@@ -131,7 +131,7 @@ def parse_options(device: Device) -> Options:
     if isinstance(backoff, bool) or not isinstance(backoff, int | float) or not 0.1 <= backoff <= 3600:
         raise ModbusConfigError(f"device {device.id}: options.max_backoff is seconds from 0.1 to 3600, got {backoff!r}")
     return Options(
-        max_gap=_int_option(raw, "max_gap", 16, 0, MAX_REGISTERS, device.id),
+        max_gap=_int_option(raw, "max_gap", 16, 0, MAX_BITS, device.id),
         max_registers_per_read=_int_option(raw, "max_registers_per_read", MAX_REGISTERS, 1, MAX_REGISTERS, device.id),
         max_bits_per_read=_int_option(raw, "max_bits_per_read", MAX_BITS, 1, MAX_BITS, device.id),
         max_in_flight=_int_option(raw, "max_in_flight", 1, 1, 64, device.id),
