@@ -14,7 +14,7 @@ from ruamel.yaml import YAML
 
 from otseam.contract import parse_text
 from otseam.contract.models import Device, Point
-from otseam.sim.contract import build_contract, render
+from otseam.sim.contract import build_contract, opcua_driver_installed, render
 from otseam.sim.layout import POINTS
 from otseam.sim.plant import SimPlant
 
@@ -32,9 +32,11 @@ def test_seam_sim_contract_loads_and_passes_seam_check(tmp_path: Path) -> None:
     printed = seam("sim", "--contract")
     assert printed.returncode == 0, printed.stderr
     loaded = parse_text(printed.stdout, "sim.yaml").contract
-    assert [d.id for d in loaded.devices] == ["raw-water", "pump-station", "treated-water", "plant-opcua"]
+    # The OPC UA server is a device of the contract only where `seam run` has a driver for it.
+    opcua = ["plant-opcua"] if opcua_driver_installed() else []
+    assert [d.id for d in loaded.devices] == ["raw-water", "pump-station", "treated-water", *opcua]
     assert {d.endpoint for d in loaded.devices[:3]} == {"tcp://127.0.0.1:5020"}
-    assert loaded.devices[3].endpoint == "opc.tcp://127.0.0.1:4840/seam/sim"
+    assert ("not listed as a device" in printed.stdout) is not bool(opcua)
     assert [s.type for s in loaded.sinks] == ["historian"]
     assert loaded.find_point(loaded.commands[0].point) is not None
     path = tmp_path / "seam.yaml"
@@ -129,3 +131,20 @@ def test_rendered_yaml_reads_back_as_the_same_data() -> None:
 def test_any_string_survives_the_yaml_writer(text: str) -> None:
     data = {"description": text, "list": [text, {"name": text}]}
     assert YAML(typ="safe").load(render(data)) == data
+
+
+def test_the_opcua_device_when_asked_for() -> None:
+    contract = parse_text(render(build_contract(opcua_device=True))).contract
+    device = contract.device("plant-opcua")
+    assert device is not None and device.driver == "opcua"
+    assert device.endpoint == "opc.tcp://127.0.0.1:4840/seam/sim"
+    level = next(p for p in device.points if p.id == "tank1-level")
+    assert (level.address, level.type, level.unit) == ("ns=2;s=Tank1.Level", "float64", "m")
+    assert [p.id for p in device.points if p.writable] == [
+        "pump1-enable",
+        "pump2-enable",
+        "tank2-level-high-setpoint",
+        "tank2-level-low-setpoint",
+        "dosing-setpoint",
+    ]
+    assert build_contract(opcua_port=None, opcua_device=True)["devices"][-1]["id"] == "treated-water"

@@ -93,7 +93,7 @@ async def test_node_opcua_browses_reads_and_writes(opcua_plant: SimPlant) -> Non
 
 
 async def test_contract_names_the_ports_actually_bound(opcua_plant: SimPlant) -> None:
-    contract = parse_text(opcua_plant.contract_yaml()).contract
+    contract = parse_text(opcua_plant.contract_yaml(opcua_device=True)).contract
     assert contract.devices[0].endpoint == f"tcp://127.0.0.1:{opcua_plant.modbus_port}"
     assert contract.devices[-1].endpoint == opcua_plant.opcua_endpoint
     conduit = contract.conduit("control-to-edge")

@@ -8,6 +8,7 @@ IT/OT DMZ at 3.5 and the enterprise at level 4.
 
 from __future__ import annotations
 
+import importlib.util
 import math
 from typing import Any
 
@@ -196,22 +197,35 @@ def _opcua_device(endpoint: str, tick: float) -> dict[str, Any]:
     }
 
 
+def opcua_driver_installed() -> bool:
+    """Whether ``seam run`` could poll an OPC UA device here (the driver is a separate plugin)."""
+    return importlib.util.find_spec("otseam.drivers.opcua") is not None
+
+
 def build_contract(
     host: str = "127.0.0.1",
     modbus_port: int = 5020,
     opcua_port: int | None = 4840,
     tick: float = 1.0,
     scale: tuple[int, int] | None = None,
+    opcua_device: bool | None = None,
 ) -> dict[str, Any]:
     """The contract as plain data. ``opcua_port=None`` when the OPC UA server is off; ``scale`` is
-    ``(devices, points)`` in scale mode."""
+    ``(devices, points)`` in scale mode.
+
+    ``opcua_device``: list the OPC UA server as a device. By default only when the OPC UA driver is
+    installed, so that ``seam run`` works on the printed contract as it is; :func:`render` then says
+    in a comment what was left out and why.
+    """
+    if opcua_device is None:
+        opcua_device = opcua_driver_installed()
     modbus_endpoint = f"tcp://{host}:{modbus_port}"
     zones, conduits = _zones_and_conduits(modbus_port, opcua_port)
     if scale is None:
         devices = _plant_modbus_devices(modbus_endpoint, tick)
     else:
         devices = _scale_devices(modbus_endpoint, scale[0], scale[1], tick)
-    if opcua_port is not None:
+    if opcua_port is not None and opcua_device:
         devices.append(_opcua_device(f"opc.tcp://{host}:{opcua_port}{OPCUA_PATH}", tick))
     contract: dict[str, Any] = {
         "version": 1,
@@ -231,7 +245,8 @@ def build_contract(
                 "id": "local-history",
                 "type": "historian",
                 "owner": "ot-control",
-                "options": {"path": "./seam-data/history.sqlite", "retention": "30d"},
+                # Relative to the data directory of "seam run".
+                "options": {"path": "history.db", "retention": "30d"},
             }
         ],
         "objectives": [
@@ -267,9 +282,17 @@ def build_contract(
     return contract
 
 
-def render(contract: dict[str, Any]) -> str:
+def render(contract: dict[str, Any], notes: list[str] | tuple[str, ...] = ()) -> str:
     header = (
         "# The contract of the simulated plant started by 'seam sim' with the same options.\n"
         "# It describes exactly what the sim serves: endpoints, unit ids, addresses, types and byte orders.\n"
     )
+    header += "".join(f"# {note}\n" for note in notes)
     return header + dump(contract)
+
+
+def omitted_opcua_note(endpoint: str) -> str:
+    return (
+        f"The sim's OPC UA server ({endpoint}) is not listed as a device: this installation has no OPC UA "
+        "driver (otseam.drivers.opcua) for 'seam run' to poll it with."
+    )

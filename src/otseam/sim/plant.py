@@ -23,7 +23,8 @@ import socket
 from typing import Any
 
 from otseam.sim.bank import RegisterBank
-from otseam.sim.contract import build_contract, render
+from otseam.sim.contract import build_contract, omitted_opcua_note, render
+from otseam.sim.layout import OPCUA_PATH
 from otseam.sim.modbus_server import ModbusTcpServer
 from otseam.sim.plant_registers import PlantRegisters
 from otseam.sim.process import WaterPlant
@@ -155,10 +156,16 @@ class SimPlant:
                 # Too slow for the tick (an overloaded machine): skip ahead instead of bursting.
                 next_at += tick * int(behind / tick)
 
-    def contract(self) -> dict[str, Any]:
+    def contract(self, opcua_device: bool | None = None) -> dict[str, Any]:
+        """The contract as data; ``opcua_device`` as in :func:`otseam.sim.contract.build_contract`."""
         scale = (self.scale.devices, self.scale.points) if self.scale is not None else None
-        return build_contract(self.host, self.modbus_port, self.opcua_port, self.tick or 1.0, scale)
+        return build_contract(self.host, self.modbus_port, self.opcua_port, self.tick or 1.0, scale, opcua_device)
 
-    def contract_yaml(self) -> str:
+    def contract_yaml(self, opcua_device: bool | None = None) -> str:
         """The contract of this plant, with the ports actually bound."""
-        return render(self.contract())
+        contract = self.contract(opcua_device)
+        notes = []
+        if self.opcua_port is not None and not any(d["driver"] == "opcua" for d in contract["devices"]):
+            endpoint = f"opc.tcp://{self.host}:{self.opcua_port}{OPCUA_PATH}"
+            notes.append(omitted_opcua_note(endpoint))
+        return render(contract, notes)
