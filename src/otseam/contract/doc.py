@@ -256,6 +256,37 @@ def _findings(findings: Sequence[Finding]) -> str:
     return _table(["Severity", "Rule", "Where", "Finding", "How to fix"], rows)
 
 
+def _sign_off(contract: Contract) -> str:
+    """Blank lines to sign on paper: the contract is an agreement, and a printout gets signed."""
+    rows = [
+        [_e(p.name), f'<span class="tag side-{_e(p.side)}">{_e(p.side)}</span>', _e(p.role), "", ""]
+        for p in contract.people
+    ]
+    return _table(["Name", "Side", "Role", "Signature", "Date"], rows)
+
+
+def _summary(contract: Contract, findings: Sequence[Finding]) -> str:
+    points = sum(len(d.points) for d in contract.devices)
+    errors = sum(1 for f in findings if f.severity == "error")
+    warnings = sum(1 for f in findings if f.severity == "warning")
+    state = (
+        '<span class="muted">passes <code>seam check</code></span>'
+        if not errors and not warnings
+        else f'<span class="error">{errors} error(s)</span>, <span class="warning">{warnings} warning(s)</span> '
+        '(see <a href="#open-findings">open findings</a>)'
+    )
+    counts = [
+        (len(contract.zones), "zone"),
+        (len(contract.conduits), "conduit"),
+        (len(contract.devices), "device"),
+        (points, "point"),
+        (len(contract.sinks), "sink"),
+        (len(contract.commands), "command"),
+    ]
+    text = ", ".join(f"{n} {word}{'' if n == 1 else 's'}" for n, word in counts)
+    return f"<p>{text}. {state}</p>"
+
+
 def render_html(loaded: LoadedContract, findings: Sequence[Finding]) -> str:
     c = loaded.contract
     site = " / ".join(c.site.path)
@@ -268,6 +299,7 @@ def render_html(loaded: LoadedContract, findings: Sequence[Finding]) -> str:
         ("What leaves the edge", _sinks(c)),
         ("Commands", _commands(c)),
         ("Open findings", _findings(findings)),
+        ("Sign-off", _sign_off(c)),
     ]
     body = "".join(
         f'<section><h2 id="{_e(title.lower().replace(" ", "-"))}">{_e(title)}</h2>{html}</section>'
@@ -281,5 +313,6 @@ def render_html(loaded: LoadedContract, findings: Sequence[Finding]) -> str:
         f"<h1>Seam interface: {_e(site)}</h1>"
         f'<p class="sub">{_e(c.site.description)}</p>'
         f'<p class="sub">From {_e(loaded.source.file)}. Seam owner: {_person(c, c.seam_owner)}</p>'
+        f"{_summary(c, findings)}"
         f"{body}</body></html>\n"
     )
