@@ -41,6 +41,13 @@ class RawClient:
         pdu = await asyncio.wait_for(self.reader.readexactly(length - 1), wait)
         return transaction, protocol, length, unit, pdu
 
+    async def closed_by_server(self) -> bool:
+        """True once the server has closed the connection (FIN, or RST if bytes were still unread)."""
+        try:
+            return await asyncio.wait_for(self.reader.read(), 5) == b""
+        except ConnectionResetError:
+            return True
+
     async def close(self) -> None:
         self.writer.close()
         with contextlib.suppress(ConnectionError, OSError):

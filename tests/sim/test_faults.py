@@ -55,7 +55,7 @@ async def test_drop_closes_the_connection(plant: SimPlant) -> None:
     plant.modbus.faults.drop = True
     raw = await RawClient.connect(plant.modbus_port)
     await raw.send(mbap(1, 1, READ))
-    assert await asyncio.wait_for(raw.reader.read(), 5) == b""
+    assert await raw.closed_by_server()
     await raw.close()
 
 
@@ -66,7 +66,7 @@ async def test_drop_connections_now(plant: SimPlant) -> None:
         await raw.frame()
     plant.modbus.drop_connections()
     for raw in clients:
-        assert await asyncio.wait_for(raw.reader.read(), 5) == b""
+        assert await raw.closed_by_server()
         await raw.close()
 
 
@@ -217,3 +217,19 @@ def test_hostile_streams_never_hurt_the_server(threaded_plant: SimPlant, chunks:
     # Whatever that was, a well-behaved client is still served correctly.
     reply = exchange(threaded_plant.modbus_port, mbap(77, 1, bytes.fromhex("03 0064 0008")))
     assert reply[:2] == b"\x00\x4d" and reply[9:].rstrip(b"\0") == b"SEAM-SIM-WTP"
+
+
+async def test_connections_beyond_the_limit_are_refused(plant: SimPlant) -> None:
+    plant.modbus.max_connections = 2
+    kept = [await RawClient.connect(plant.modbus_port) for _ in range(2)]
+    for raw in kept:
+        await raw.send(mbap(1, 1, READ))
+        await raw.frame()
+    extra = await RawClient.connect(plant.modbus_port)
+    assert await extra.closed_by_server()
+    assert plant.modbus.stats.refused == 1
+    await extra.close()
+    for raw in kept:  # the ones inside the limit are unaffected
+        await raw.send(mbap(2, 1, READ))
+        assert (await raw.frame())[0] == 2
+        await raw.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import numpy as np
 import pytest
 from pymodbus.client import AsyncModbusTcpClient
@@ -69,3 +71,24 @@ def test_scale_limits_are_explained() -> None:
         ScaleSim(RegisterBank(), 1, 40000)
     with pytest.raises(ValueError, match="both --devices and --points"):
         SimPlant(devices=3)
+
+
+async def test_on_its_own_clock_every_read_matches_the_cycle_it_names() -> None:
+    async with SimPlant(modbus_port=0, opcua=False, tick=0.05, devices=2, points=100, seed=4) as plant:
+        assert plant.scale is not None
+        modbus = AsyncModbusTcpClient("127.0.0.1", port=plant.modbus_port, timeout=3, retries=0)
+        assert await modbus.connect()
+        cycles: set[int] = set()
+        try:
+            for _ in range(2000):  # bounded: stop once several cycles were seen
+                values = await read_all(modbus, 2, 100)
+                cycle = int(values[0])
+                # Images prepared ahead in a thread are swapped in whole: never a mix of two cycles.
+                assert np.array_equal(values, plant.scale.values_at(cycle)[1])
+                cycles.add(cycle)
+                if len(cycles) >= 4:
+                    break
+                await asyncio.sleep(0.01)
+        finally:
+            modbus.close()
+        assert len(cycles) >= 4

@@ -74,6 +74,8 @@ class SimPlant:
         self.opcua: Any = None  # PlantOpcUa, imported lazily: asyncua is slow to import
         self.ticks = 0
         self._task: asyncio.Task[None] | None = None
+        #: Scale mode: the next cycle's register image, computed ahead in a worker thread.
+        self._prepared: tuple[int, Any] | None = None
 
     @property
     def modbus_port(self) -> int:
@@ -130,7 +132,12 @@ class SimPlant:
         """One tick: the process model (or the scale image) moves on, and every server shows it."""
         self.ticks += 1
         if self.scale is not None:
-            self.scale.advance()
+            cycle = self.scale.cycle + 1
+            if self._prepared is not None and self._prepared[0] == cycle:
+                self.scale.install(cycle, self._prepared[1])
+            else:
+                self.scale.advance()
+            self._prepared = None
         else:
             self.process.step()
             assert self.registers is not None
@@ -147,6 +154,9 @@ class SimPlant:
             await asyncio.sleep(max(0.0, next_at - loop.time()))
             try:
                 await self.step()
+                if self.scale is not None:
+                    cycle = self.scale.cycle + 1
+                    self._prepared = (cycle, await asyncio.to_thread(self.scale.image_at, cycle))
             except Exception:
                 # The sim must keep serving even if one tick fails; the log says why.
                 log.exception("simulation tick %d failed", self.ticks)
