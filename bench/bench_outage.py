@@ -144,15 +144,13 @@ def main() -> int:
         out.rename(work / "data" / "out.saved")
         out.write_text("the sink is down")
         outage_start = time.monotonic()
-        before = warm
         print(f"outage: sink down for {args.outage:g}s", flush=True)
         while time.monotonic() - outage_start < args.outage:
             time.sleep(args.every)
-            now = sample("outage")
+            sample("outage")
             if len(samples) % 12 == 0:
                 _, t, rss, m = samples[-1]
                 print(f"  t={t:6.0f}s rss={rss:7.1f} MiB lag={m.get('lag', 0):>10,.0f}", flush=True)
-            before = now
         outage_end = sample("outage")
         outage_seconds = time.monotonic() - outage_start
         ingest_rate = (outage_end["points"] - warm["points"]) / outage_seconds

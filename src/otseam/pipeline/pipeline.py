@@ -25,10 +25,10 @@ cannot be compared, scaled or stored by most historians, and the device did not 
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from otseam.contract.models import Contract
 from otseam.core.records import Quality, Record, Sample
@@ -100,39 +100,44 @@ class Pipeline:
         devices = self.devices
         samples_in = 0
         events = 0
+        reported = 0
+        # Checked at run time below (a driver may hand over anything); Any keeps mypy out of the hot loop.
+        value: Any
         for record in records:
-            if not isinstance(record, Sample):
+            if record.__class__ is not Sample:
                 append(record)
                 events += 1
                 continue
             samples_in += 1
-            slot = table.get(record.point)
+            point, value, quality, source_ts, gateway_ts = record
+            slot = table.get(point)
             if slot is None:
-                self._unknown(record.point)
+                self._unknown(point)
                 continue
-            value = record.value
-            quality = record.quality
-            source_ts = record.source_ts
-            gateway_ts = record.gateway_ts
             stats = devices[slot.device]
             stats.samples += 1
             stats.latency = gateway_ts - source_ts if gateway_ts > source_ts else 0.0
             stats.last_sample_ts = gateway_ts
             slot.last_input_ts = gateway_ts
             reported_now = False
+            unchanged = True  # value and quality are still the driver's: the record can be passed on as is
 
             if slot.numeric and value is not None:
-                if value.__class__ is bool or not isinstance(value, int | float):
+                cls = value.__class__
+                if cls is not float and cls is not int and (cls is bool or not isinstance(value, int | float)):
                     # The driver decoded something that is not a number for a numeric point.
                     value = None
+                    unchanged = False
                     if quality <= _UNCERTAIN:
                         quality = _BAD_CONFIG
-                elif not math.isfinite(value):
+                elif value - value != 0:  # NaN or an infinity (x - x is 0 for every finite number)
                     value = None
+                    unchanged = False
                     if quality <= _UNCERTAIN:
                         quality = _BAD_DEVICE
                 elif slot.scaled:
                     value = value * slot.factor + slot.offset
+                    unchanged = False
 
             if quality > _UNCERTAIN:
                 stats.bad_samples += 1
@@ -140,18 +145,20 @@ class Pipeline:
                     alarms.interrupt(alarm)
             elif slot.numeric and value is not None:
                 low = slot.clamp_low
-                if low is not None and value < low:  # type: ignore[operator]
+                if low is not None and value < low:
                     value = low
+                    unchanged = False
                     if quality is _GOOD:
                         quality = _UNCERTAIN
                 high = slot.clamp_high
-                if high is not None and value > high:  # type: ignore[operator]
+                if high is not None and value > high:
                     value = high
+                    unchanged = False
                     if quality is _GOOD:
                         quality = _UNCERTAIN
-                if quality is not _STALE:
+                if slot.alarms and quality is not _STALE:
                     for alarm in slot.alarms:
-                        event = alarms.evaluate(alarm, slot.key, value, source_ts)  # type: ignore[arg-type]
+                        event = alarms.evaluate(alarm, slot.key, value, source_ts)
                         if event is not None:
                             # The sample that crossed the limit goes first, whatever RBE says.
                             if not reported_now:
@@ -162,9 +169,19 @@ class Pipeline:
                             if event.data["state"] == "raised":
                                 self.alarms_raised += 1
 
-            if not reported_now and (not slot.rbe or self._changed(slot, value, quality, gateway_ts)):
-                self._report(slot, value, quality, source_ts, gateway_ts, out, stats)
+            if reported_now or (slot.rbe and not self._changed(slot, value, quality, gateway_ts)):
+                continue
+            # Reported: inlined rather than a call to _report, this is the hot path.
+            append(record if unchanged else Sample(point, value, quality, source_ts, gateway_ts))
+            slot.reported = True
+            slot.last_value = value
+            slot.last_quality = quality
+            slot.last_source_ts = source_ts
+            slot.last_report_ts = gateway_ts
+            stats.reported += 1
+            reported += 1
         self.samples_in += samples_in
+        self.samples_out += reported
         self.events_out += events
         return out
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from otseam.contract.units import parse_duration
@@ -41,26 +42,52 @@ class Signal:
     state: float = 0.0
 
     def value(self, t: float) -> float:
-        p = self.params
-        shape = self.shape
-        if shape == "sine":
-            return p["offset"] + p["amplitude"] * math.sin(2 * math.pi * t / p["period"] + p["phase"])
-        if shape == "ramp":
-            return p["low"] + (p["high"] - p["low"]) * ((t / p["period"]) % 1.0)
-        if shape == "square":
-            return p["low"] if (t / p["period"]) % 1.0 < 0.5 else p["high"]
-        if shape == "walk":
-            nxt = self.state + self.rng.uniform(-p["step"], p["step"])
-            # Reflect at the bounds so the walk stays in range without sticking to them.
-            if nxt > p["high"]:
-                nxt = 2 * p["high"] - nxt
-            if nxt < p["low"]:
-                nxt = 2 * p["low"] - nxt
-            self.state = min(max(nxt, p["low"]), p["high"])
-            return self.state
-        if shape == "random":
-            return self.rng.uniform(p["low"], p["high"])
-        return p["value"]
+        return _SHAPES[self.shape](self, t)
+
+
+def _sine(s: Signal, t: float) -> float:
+    p = s.params
+    return p["offset"] + p["amplitude"] * math.sin(2 * math.pi * t / p["period"] + p["phase"])
+
+
+def _ramp(s: Signal, t: float) -> float:
+    p = s.params
+    return p["low"] + (p["high"] - p["low"]) * ((t / p["period"]) % 1.0)
+
+
+def _square(s: Signal, t: float) -> float:
+    p = s.params
+    return p["low"] if (t / p["period"]) % 1.0 < 0.5 else p["high"]
+
+
+def _walk(s: Signal, t: float) -> float:
+    p = s.params
+    nxt = s.state + s.rng.uniform(-p["step"], p["step"])
+    # Reflect at the bounds so the walk stays in range without sticking to them.
+    if nxt > p["high"]:
+        nxt = 2 * p["high"] - nxt
+    if nxt < p["low"]:
+        nxt = 2 * p["low"] - nxt
+    s.state = min(max(nxt, p["low"]), p["high"])
+    return s.state
+
+
+def _random(s: Signal, t: float) -> float:
+    return s.rng.uniform(s.params["low"], s.params["high"])
+
+
+def _constant(s: Signal, t: float) -> float:
+    return s.params["value"]
+
+
+_SHAPES: dict[str, Callable[[Signal, float], float]] = {
+    "sine": _sine,
+    "ramp": _ramp,
+    "square": _square,
+    "walk": _walk,
+    "random": _random,
+    "constant": _constant,
+}
 
 
 def parse_signal(address: str, seed: str) -> Signal:
