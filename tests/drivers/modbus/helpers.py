@@ -28,6 +28,9 @@ def device(endpoint: str, points: Sequence[dict[str, Any]], **extra: Any) -> Dev
     return Device.model_validate(data)
 
 
+_NOTHING = object()
+
+
 class Collector:
     """The ``emit`` of a driver under test: keeps everything, lets the test wait for a condition."""
 
@@ -67,6 +70,11 @@ class Collector:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(min(remaining, 0.2)):
                     await self._changed.wait()
+
+    def value(self, key: str) -> object:
+        """The latest value of ``key``; a unique marker when there is none yet."""
+        sample = self.latest(key)
+        return sample.value if sample else _NOTHING
 
     def quality(self, key: str) -> Quality | None:
         sample = self.latest(key)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import struct
+import time
 from collections.abc import AsyncIterator, Callable
 
 CLOSE = b"<close>"
@@ -46,13 +47,20 @@ class Hostile:
         self.responder = responder
         self.requests = 0
         self.connections = 0
+        #: time.monotonic() of each accepted connection.
+        self.connected_at: list[float] = []
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._handlers: set[asyncio.Task[None]] = set()
         self.port = 0
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
+        self.connected_at.append(time.monotonic())
         self._writers.add(writer)
+        task = asyncio.current_task()
+        if task is not None:
+            self._handlers.add(task)
         try:
             while True:
                 header = await reader.readexactly(7)
@@ -84,6 +92,8 @@ class Hostile:
             self._server.close()
             for writer in list(self._writers):
                 writer.close()
+            # Let every connection handler see its socket closed and finish before the loop ends.
+            await asyncio.wait(self._handlers, timeout=2) if self._handlers else None
             await self._server.wait_closed()
 
 

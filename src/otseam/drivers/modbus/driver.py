@@ -160,11 +160,15 @@ class ModbusDriver:
             delay = self._next_request_at - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
-            self._next_request_at = time.monotonic() + self._spacing
         try:
-            pdu = await self._connection.request(
-                self.unit, read_request(block.function, block.start, block.count), self.timeout
-            )
+            try:
+                pdu = await self._connection.request(
+                    self.unit, read_request(block.function, block.start, block.count), self.timeout
+                )
+            finally:
+                # Counted from the end of the exchange: the request left at some moment after we asked
+                # (after a connect, a pause), so counting from the asking could send two too close.
+                self._next_request_at = time.monotonic() + self._spacing
             ts = time.time()
             data = parse_read_response(block.function, block.count, pdu)
             values = block.decoder.decode(data)
