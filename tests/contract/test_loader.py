@@ -80,6 +80,7 @@ def test_unknown_key_without_near_match_lists_allowed_keys() -> None:
         ("        address: ir:2\n", "        address: co:1.2\n", "bit index"),
         ("        address: ns=2;s=Filter1.Headloss\n", "        address: Filter1.Headloss\n", "OPC UA node id"),
         ("        address: ns=2;s=Filter1.Headloss\n", "        address: ns=2;i=abc\n", "numeric identifier"),
+        ("    window: Mon-Fri 06:00-18:00   # while the control room is staffed\n", "    window: weekdays\n", "days"),
     ],
 )
 def test_bad_values_are_reported_where_they_are(old: str, new: str, expect: str) -> None:

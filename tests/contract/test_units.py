@@ -16,6 +16,7 @@ from otseam.contract.units import (
     parse_node_id,
     parse_rate,
     parse_size,
+    parse_window,
 )
 
 
@@ -113,3 +114,49 @@ def test_address_checks_by_driver() -> None:
     for name in ("os.path", "../modbus", "Modbus", "no_such_driver"):
         assert parser_for(name) is None
         assert check_address(name, "anything") is None
+
+
+MONDAY, TUESDAY, WEDNESDAY, FRIDAY, SATURDAY = 0, 1, 2, 4, 5
+
+
+def _at(hours: int, minutes: int = 0) -> int:
+    return hours * 60 + minutes
+
+
+def test_command_windows() -> None:
+    office = parse_window("Mon-Fri 06:00-18:00")
+    assert office.allows(MONDAY, _at(6)) and office.allows(FRIDAY, _at(17, 59))
+    assert not office.allows(MONDAY, _at(18)) and not office.allows(SATURDAY, _at(10))
+    nights = parse_window("Fri-Mon 22:00-06:00")  # wraps over the week end and past midnight
+    assert nights.allows(FRIDAY, _at(23)) and nights.allows(SATURDAY, _at(3)) and nights.allows(TUESDAY, _at(5))
+    assert not nights.allows(WEDNESDAY, _at(3)) and not nights.allows(TUESDAY, _at(23))
+    split = parse_window("Sat,Sun; Mon 08:00-09:00")
+    assert split.allows(SATURDAY, _at(0)) and split.allows(MONDAY, _at(8, 30)) and not split.allows(MONDAY, _at(9))
+    anytime = parse_window("")
+    assert all(anytime.allows(day, minute) for day in range(7) for minute in (0, 719, 1439))
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("Mon-Fri 6-18", "HH:MM-HH:MM"),
+        ("Moon 06:00-07:00", "not a list of days"),
+        ("Mon 24:30-25:00", "not a time of day"),
+        ("Mon 06:00-06:00", "is empty"),
+        ("Mon;;Tue", "empty part"),
+        ("Mon-Fry", "not a day"),
+        (5, "expected a window"),
+    ],
+)
+def test_command_windows_refused(text: object, reason: str) -> None:
+    with pytest.raises(ValueError, match=reason):
+        parse_window(text)
+
+
+@given(st.text(max_size=40))
+def test_command_window_parser_only_raises_value_error(text: str) -> None:
+    try:
+        window = parse_window(text)
+    except ValueError:
+        return
+    window.allows(0, 0)

@@ -21,7 +21,7 @@ from pydantic import (
     model_validator,
 )
 
-from otseam.contract.units import format_duration, parse_duration, parse_rate, parse_size
+from otseam.contract.units import format_duration, parse_duration, parse_rate, parse_size, parse_window
 
 _ID = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
 
@@ -293,6 +293,15 @@ class SinkSpec(Strict):
     options: dict[str, Any] = Field(default_factory=dict)
 
 
+def _check_window(value: str) -> str:
+    parse_window(value)  # raises ValueError with the reason
+    return value
+
+
+#: When a command may run, e.g. "Mon-Fri 06:00-18:00; Sat 08:00-12:00" (see units.parse_window).
+WindowText = Annotated[str, AfterValidator(_check_window)]
+
+
 class ApproverSpec(Strict):
     side: Side
     role: str
@@ -308,8 +317,8 @@ class Command(Strict):
     range: Range | None = None
     #: How often the command may be executed.
     rate: Rate | None = None
-    #: When it may be executed, e.g. "Mon-Fri 06:00-18:00"; empty for any time.
-    window: str = ""
+    #: When it may be executed, e.g. "Mon-Fri 06:00-18:00"; empty for any time. Parse with units.parse_window.
+    window: WindowText = ""
     conduit: Id | None = None
     approvers: list[ApproverSpec] = Field(default_factory=list)
     owner: Id | None = None

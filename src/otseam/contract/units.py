@@ -166,3 +166,94 @@ def parse_node_id(text: object) -> NodeId:
     if kind == "g" and not _GUID.match(ident):
         raise ValueError(f"{text!r}: a GUID identifier (g=) looks like 09087e75-8e5e-499b-954f-f2a9603db28a")
     return NodeId(ns, kind, ident)  # type: ignore[arg-type]
+
+
+# --- command windows --------------------------------------------------------------------------------
+
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_TIME_RANGE = re.compile(r"^(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})$")
+_DAY_LIST = re.compile(r"^[A-Za-z]{3}(?:\s*-\s*[A-Za-z]{3})?(?:\s*,\s*[A-Za-z]{3}(?:\s*-\s*[A-Za-z]{3})?)*$")
+
+
+@dataclass(frozen=True, slots=True)
+class WindowPart:
+    #: Days the part applies to, 0 = Monday.
+    days: frozenset[int]
+    #: Minutes since midnight; ``end`` may be 1440 (24:00). ``end < start`` runs past midnight.
+    start: int
+    end: int
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """When a command may run: ``"Mon-Fri 06:00-18:00; Sat 08:00-12:00"``. Empty means any time."""
+
+    parts: tuple[WindowPart, ...]
+
+    def allows(self, weekday: int, minute: int) -> bool:
+        """Whether a moment (weekday 0 = Monday, minute of the day) falls inside the window."""
+        if not self.parts:
+            return True
+        for part in self.parts:
+            if part.start <= part.end:
+                if weekday in part.days and part.start <= minute < part.end:
+                    return True
+            elif (weekday in part.days and minute >= part.start) or (
+                (weekday - 1) % 7 in part.days and minute < part.end
+            ):
+                return True
+        return False
+
+
+def _parse_days(text: str, whole: str) -> frozenset[int]:
+    if not _DAY_LIST.match(text):
+        raise ValueError(f"{whole!r}: {text!r} is not a list of days; write e.g. 'Mon-Fri' or 'Sat,Sun'")
+    days: set[int] = set()
+    for item in text.split(","):
+        first, _, last = (s.strip().lower() for s in item.partition("-"))
+        for name in (first, last or first):
+            if name not in DAYS:
+                raise ValueError(f"{whole!r}: {name!r} is not a day; use Mon, Tue, Wed, Thu, Fri, Sat, Sun")
+        a, b = DAYS.index(first), DAYS.index(last or first)
+        days.update(range(a, b + 1) if a <= b else [*range(a, 7), *range(0, b + 1)])
+    return frozenset(days)
+
+
+def _parse_minutes(hours: str, minutes: str, whole: str) -> int:
+    h, m = int(hours), int(minutes)
+    if m > 59 or h > 24 or (h == 24 and m):
+        raise ValueError(f"{whole!r}: {hours}:{minutes} is not a time of day (00:00 to 24:00)")
+    return h * 60 + m
+
+
+def parse_window(text: object) -> Window:
+    """``"Mon-Fri 06:00-18:00"``, ``"Sat,Sun 08:00-12:00; Mon-Fri 22:00-06:00"``, ``"Mon-Fri"``, ``""``.
+
+    A time range whose end is before its start runs past midnight into the next day.
+    """
+    if not isinstance(text, str):
+        raise ValueError(f"expected a window such as 'Mon-Fri 06:00-18:00', got {text!r}")
+    parts: list[WindowPart] = []
+    for raw in text.split(";"):
+        chunk = raw.strip()
+        if not chunk:
+            if text.strip():
+                raise ValueError(f"{text!r}: an empty part between ';' separators")
+            continue
+        days_text, _, time_text = chunk.rpartition(" ")
+        match = _TIME_RANGE.match(time_text.strip())
+        if match is None and any(c.isdigit() for c in time_text):
+            raise ValueError(
+                f"{text!r}: {time_text.strip()!r} is not a time range; write HH:MM-HH:MM, e.g. 06:00-18:00"
+            )
+        if match is None:
+            # No time range: the whole part is days, all day long.
+            days_text, start, end = chunk, 0, 24 * 60
+        else:
+            start = _parse_minutes(match.group(1), match.group(2), text)
+            end = _parse_minutes(match.group(3), match.group(4), text)
+            if start == end:
+                raise ValueError(f"{text!r}: a window from {time_text.split('-')[0]} to the same time is empty")
+        days = _parse_days(days_text.strip(), text) if days_text.strip() else frozenset(range(7))
+        parts.append(WindowPart(days, start, end))
+    return Window(tuple(parts))
