@@ -183,6 +183,10 @@ def receive(
     modbus_replica: Annotated[
         str | None, typer.Option(help="Also serve a read-only Modbus/TCP replica on host:port (needs --contract).")
     ] = None,
+    replica_config: Annotated[
+        str | None,
+        typer.Option(help="YAML file with a modbus_replica: mapping (listen, units, remap, quality_policy)."),
+    ] = None,
     contract: Annotated[str | None, typer.Option(help="The contract (for the replica's register map).")] = None,
     duration: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
     stats_file: Annotated[
@@ -208,6 +212,9 @@ def receive(
         key = load_key(key_file)
         address = _address(listen, "--listen")
         metrics_address = _address(metrics, "--metrics") if metrics else None
+        replica_options = _replica_options(replica_config) if replica_config else {}
+        modbus_replica = modbus_replica or replica_options.pop("listen", None)
+        replica_options.pop("listen", None)
         replica_address = _address(modbus_replica, "--modbus-replica") if modbus_replica else None
         loaded = _load_contract(contract)
         if replica_address and loaded is None:
@@ -231,7 +238,7 @@ def receive(
         stop = asyncio.Event()
         replica_task = None
         if replica_address and loaded is not None:
-            replica = ModbusReplica(loaded, opened, replica_address[0], replica_address[1])
+            replica = ModbusReplica(loaded, opened, replica_address[0], replica_address[1], replica_options)
             replica_task = asyncio.create_task(
                 run_sink(replica, opened.reader("modbus_replica"), stats=SinkStats("modbus_replica"), stop=stop)
             )
@@ -264,6 +271,25 @@ def receive(
         raise _fail(str(exc)) from None
     finally:
         opened.close()
+
+
+def _replica_options(path: str) -> dict[str, Any]:
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
+
+    try:
+        document = YAML(typ="safe").load(Path(path).read_text())
+    except OSError as exc:
+        raise _Fail(f"cannot read {path}: {exc.strerror}") from None
+    except YAMLError as exc:
+        raise _Fail(f"{path} is not valid YAML: {exc}") from None
+    section = document.get("modbus_replica") if isinstance(document, dict) else None
+    if not isinstance(section, dict):
+        raise _Fail(f"{path} has no 'modbus_replica:' mapping (see src/otseam/replica/modbus/sample.yaml)")
+    unknown = set(section) - {"listen", "units", "remap", "quality_policy"}
+    if unknown:
+        raise _Fail(f"{path}: unknown modbus_replica option(s) {', '.join(sorted(unknown))}")
+    return dict(section)
 
 
 @diode_app.command("keygen")

@@ -36,8 +36,10 @@ HEADER = struct.Struct(">2sBBBBBBQQH")
 HEADER_SIZE = HEADER.size  # 26
 MAC_SIZE = 16
 OVERHEAD = HEADER_SIZE + MAC_SIZE
-#: The largest UDP payload we ever emit or accept (a jumbo frame's worth).
-MAX_DATAGRAM = 9000
+#: The largest UDP payload over IPv4. 1,472 (one Ethernet frame) is the default; larger datagrams are
+#: fragmented by IP on a 1,500-byte link, where losing one fragment loses the datagram, so they pay off
+#: only with jumbo frames or on loopback.
+MAX_DATAGRAM = 65507
 
 FLAG_SNAPSHOT = 0x01
 

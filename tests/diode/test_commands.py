@@ -1,0 +1,107 @@
+"""`seam diode` as a user runs it: clear errors without tracebacks, and a full run with the replica."""
+
+from __future__ import annotations
+
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from otseam.core.records import Quality, Sample
+from otseam.journal import Journal
+from tests.replica.test_modbus_replica import values
+from tests.support.servers import free_port
+
+SEAM = str(Path(sys.executable).parent / "seam")
+
+CONTRACT = """\
+version: 1
+site: {enterprise: acme, site: works}
+zones:
+  - {id: cell, level: 1, sl: 2}
+devices:
+  - id: plc1
+    driver: modbus
+    endpoint: tcp://10.0.0.5:502
+    zone: cell
+    unit: 1
+    points:
+      - {id: level, address: "hr:100", type: float32}
+  - id: plc2
+    driver: modbus
+    endpoint: tcp://10.0.0.6:502
+    zone: cell
+    unit: 1
+    points:
+      - {id: level, address: "hr:100", type: float32}
+"""
+
+
+def mbpoll(*args: str) -> str:
+    return subprocess.run(["mbpoll", "-m", "tcp", "-1", "-o", "2", *args], capture_output=True, text=True).stdout
+
+
+def seam(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([SEAM, "diode", *args], capture_output=True, text=True, timeout=60)
+
+
+def test_user_mistakes_get_one_line_and_no_traceback(tmp_path: Path) -> None:
+    key = tmp_path / "key"
+    assert seam("keygen", str(key)).returncode == 0
+    assert key.stat().st_mode & 0o077 == 0
+    for args, expected in [
+        (("keygen", str(key)), "never overwritten"),
+        (("receive", "--journal", str(tmp_path / "it"), "--listen", "nowhere", "--key-file", str(key)), "host:port"),
+        (("receive", "--journal", str(tmp_path / "it"), "--listen", "127.0.0.1:1", "--key-file", "nope"), "keygen"),
+        (("receive", "--journal", str(tmp_path / "it"), "--listen", "127.0.0.1:1", "--key-file", str(key),
+          "--k", "500"), "k must be"),
+        (("send", "--journal", str(tmp_path / "ot"), "--target", "127.0.0.1:1", "--key-file", str(key),
+          "--rate", "fast"), "800Mbit/s"),
+        (("send", "--target", "127.0.0.1:1", "--key-file", str(key)), "--journal"),
+    ]:  # fmt: skip
+        result = seam(*args)
+        assert result.returncode == 2, (args, result.stderr)
+        assert expected in result.stderr and "Traceback" not in result.stderr, result.stderr
+
+
+def test_send_and_receive_with_the_modbus_replica(tmp_path: Path) -> None:
+    key = tmp_path / "key"
+    key.write_text(secrets.token_hex(32))
+    (tmp_path / "seam.yaml").write_text(CONTRACT)
+    (tmp_path / "replica.yaml").write_text(
+        f"modbus_replica:\n  listen: 127.0.0.1:{(replica_port := free_port())}\n  units: {{plc2: 2}}\n"
+    )
+    with Journal.open(tmp_path / "ot", source="edge") as journal:
+        journal.append(
+            [Sample("plc1/level", 7.25, Quality.GOOD, 1.0, 1.0), Sample("plc2/level", 3.5, Quality.GOOD, 1.0, 1.0)]
+        )
+    port = free_port(kind=2)  # SOCK_DGRAM
+    log = tmp_path / "receiver.log"
+    receiver = subprocess.Popen(
+        [SEAM, "diode", "receive", "--journal", str(tmp_path / "it"), "--listen", f"127.0.0.1:{port}",
+         "--key-file", str(key), "--contract", str(tmp_path / "seam.yaml"),
+         "--replica-config", str(tmp_path / "replica.yaml")],
+        stdout=log.open("wb"), stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 20
+        while "listening on" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        sent = seam("send", "--journal", str(tmp_path / "ot"), "--target", f"127.0.0.1:{port}",
+                    "--key-file", str(key), "--drain")  # fmt: skip
+        assert sent.returncode == 0, sent.stderr
+        read = ["-p", str(replica_port), "-0", "-r", "100", "-c", "1", "-t", "4:float", "-B", "127.0.0.1"]
+        got: dict[int, str] = {}
+        for _ in range(50):
+            got = values(mbpoll("-a", "1", *read))
+            if got:
+                break
+            time.sleep(0.1)
+        assert got == {100: "7.25"}
+        assert values(mbpoll("-a", "2", *read)) == {100: "3.5"}
+    finally:
+        receiver.send_signal(signal.SIGTERM)
+        receiver.wait(15)
+    assert "2 records written" in log.read_text()
