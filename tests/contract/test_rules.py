@@ -251,6 +251,8 @@ FAILING: list[tuple[str, str, Mutation, str]] = [
         "sinks[0].points[0]",
     ),
     ("REF-004", "device in an undeclared zone", _set("devices.pump-plc.zone", "nowhere"), "devices[0].zone"),
+    ("REF-005", "a misspelt sink type", lambda d: d["sinks"][0].update(type="historain"), "sinks[0].type"),
+    ("REF-005", "a driver that does not exist", _set("devices.pump-plc.driver", "modbuss"), "devices[0].driver"),
 ]
 
 # (rule, case name, mutation): changes the rule must accept.
@@ -297,6 +299,9 @@ PASSING: list[tuple[str, str, Mutation]] = [
     ("REF-002", "command point exists", lambda d: None),
     ("REF-003", "exact key and glob", lambda d: d["sinks"][0].update(points=["pump-plc/outlet_flow", "filter-*/*"])),
     ("REF-004", "devices in declared zones", lambda d: None),
+    ("REF-005", "every driver and sink type Seam ships", lambda d: d["sinks"].extend(
+        {"id": f"s-{t}", "type": t} for t in ("postgres", "sparkplug", "uns_json", "file")
+    )),
 ]  # fmt: skip
 
 
@@ -348,6 +353,13 @@ def _path_key(text: str) -> tuple[str | int, ...]:
             continue
         out.append(int(part[1:-1]) if part.startswith("[") else part)
     return tuple(out)
+
+
+def test_misspelt_plugin_gets_a_suggestion() -> None:
+    data = example()
+    data["sinks"][0]["type"] = "historain"
+    [finding] = [f for f in findings(data) if f.rule == "REF-005"]
+    assert finding.hint == "did you mean 'historian'?"
 
 
 def test_request_rate_counts_per_point_poll_overrides() -> None:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import difflib
+import importlib
+import importlib.util
+import pkgutil
 from collections.abc import Iterator, Sequence
 from fnmatch import fnmatchcase
 from typing import Protocol
@@ -84,3 +88,47 @@ def device_zone_exists(loaded: LoadedContract) -> Iterator[Hit]:
     for i, device in enumerate(contract.devices):
         if contract.zone(device.zone) is None:
             yield Hit(("devices", i, "zone"), f"device '{device.id}' is in zone '{device.zone}', which is not declared")
+
+
+#: Plugins Seam ships (DESIGN.md), whether or not this installation has them yet; anything else must be
+#: installed as a package under otseam.drivers / otseam.sinks to be accepted.
+SHIPPED_DRIVERS = frozenset({"modbus", "opcua", "generator"})
+SHIPPED_SINKS = frozenset({"historian", "postgres", "sparkplug", "uns_json", "diode_send", "file"})
+
+
+def _installed(package: str, name: str) -> bool:
+    try:
+        return importlib.util.find_spec(f"{package}.{name}") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _installed_names(package: str) -> set[str]:
+    try:
+        module = importlib.import_module(package)
+    except ImportError:
+        return set()
+    return {info.name for info in pkgutil.iter_modules(getattr(module, "__path__", []))}
+
+
+@rule(
+    "REF-005",
+    Severity.ERROR,
+    "Every device names a known driver and every sink a known sink type",
+    "check the spelling against the drivers (otseam/drivers) and sinks (otseam/sinks) Seam has",
+)
+def plugins_known(loaded: LoadedContract) -> Iterator[Hit]:
+    contract = loaded.contract
+    for kind, package, shipped, items, key in (
+        ("driver", "otseam.drivers", SHIPPED_DRIVERS, contract.devices, "driver"),
+        ("sink type", "otseam.sinks", SHIPPED_SINKS, contract.sinks, "type"),
+    ):
+        section = "devices" if key == "driver" else "sinks"
+        for i, item in enumerate(items):
+            name = str(getattr(item, key))
+            if name in shipped or _installed(package, name):
+                continue
+            known = sorted(shipped | _installed_names(package))
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"did you mean '{close[0]}'?" if close else f"known: {', '.join(known)}"
+            yield Hit((section, i, key), f"there is no {kind} named '{name}'", hint)
