@@ -80,8 +80,13 @@ def test_a_port_in_use_is_explained() -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        port = taken.getsockname()[1]
-        result = seam("sim", "--modbus-port", str(port), "--no-opcua")
-    assert result.returncode == 2
-    assert "cannot listen on 127.0.0.1" in result.stderr and "--modbus-port" in result.stderr
-    assert "Traceback" not in result.stderr
+        port = str(taken.getsockname()[1])
+        modbus = seam("sim", "--modbus-port", port, "--no-opcua")
+        opcua = seam("sim", "--modbus-port", "0", "--opcua-port", port)
+    for result, what, option in ((modbus, "Modbus/TCP", "--modbus-port"), (opcua, "OPC UA", "--opcua-port")):
+        assert result.returncode == 2
+        lines = result.stderr.strip().splitlines()
+        # One line, naming what failed, where, why, and the option that fixes it.
+        assert len(lines) == 1, result.stderr
+        assert f"cannot listen for {what} on 127.0.0.1:{port}: Address already in use" in lines[0]
+        assert option in lines[0]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import signal
 import sys
@@ -88,7 +89,7 @@ def sim(
     if contract and (modbus_port == 0 or (opcua_port == 0 and not no_opcua)):
         raise _fail("--contract needs fixed ports: the contract must name the port the sim will listen on")
 
-    from otseam.sim.plant import SimPlant
+    from otseam.sim.plant import SimListenError, SimPlant
 
     try:
         plant = SimPlant(
@@ -109,14 +110,20 @@ def sim(
     logging.basicConfig(level=logging.WARNING, format="seam sim: %(levelname)s %(name)s: %(message)s")
     logging.getLogger("otseam.sim").setLevel(logging.INFO)
     # asyncua warns at start-up that the None security policy is in use: the banner already says so.
-    logging.getLogger("asyncua").setLevel(logging.ERROR)
+    logging.getLogger("asyncua").setLevel(logging.CRITICAL)
     try:
         asyncio.run(_serve(plant))
+    except SimListenError as exc:
+        option = "--opcua-port" if exc.what == "OPC UA" else "--modbus-port"
+        if exc.errno == errno.EADDRINUSE:
+            hint = f"is another sim running? Choose another port with {option}"
+        elif exc.errno == errno.EACCES:
+            hint = f"ports below 1024 need privileges: choose a higher one with {option}"
+        else:
+            hint = "check --host: it must be an address of this machine, such as 127.0.0.1"
+        raise _fail(f"{exc.strerror}; {hint}") from None
     except OSError as exc:
-        raise _fail(
-            f"cannot listen on {host} ({exc.strerror or exc}): the port may be in use or need privileges; "
-            "choose others with --modbus-port / --opcua-port"
-        ) from None
+        raise _fail(f"{exc.strerror or exc}") from None
     except KeyboardInterrupt:
         pass
 

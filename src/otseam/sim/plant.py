@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import socket
 from typing import Any
 
@@ -38,6 +39,29 @@ def _pick_free_port(host: str) -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+class SimListenError(OSError):
+    """The sim could not listen where it was asked to."""
+
+    def __init__(self, what: str, host: str, port: int, cause: OSError) -> None:
+        # asyncio's own text repeats the address; the system's words for the errno are enough.
+        if isinstance(cause, socket.gaierror) or not cause.errno or cause.errno < 0:
+            reason = cause.strerror or str(cause)
+        else:
+            reason = os.strerror(cause.errno)
+        super().__init__(cause.errno, f"cannot listen for {what} on {host}:{port}: {reason}")
+        self.what = what
+        self.port = port
+
+
+def _check_bindable(host: str, port: int, what: str) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise SimListenError(what, host, port, exc) from None
 
 
 class SimPlant:
@@ -97,12 +121,18 @@ class SimPlant:
         return sorted(self.bank.units)
 
     async def start(self) -> None:
-        await self.modbus.start()
+        """Start listening. Raises :class:`SimListenError` (an OSError) naming the port that failed."""
+        try:
+            await self.modbus.start()
+        except OSError as exc:
+            raise SimListenError("Modbus/TCP", self.host, self.modbus.port, exc) from None
         try:
             if self._opcua_wanted:
                 from otseam.sim.opcua_server import PlantOpcUa
 
                 port = self._opcua_port or _pick_free_port(self.host)
+                # asyncua logs a traceback of its own when it cannot bind: find out first, cleanly.
+                _check_bindable(self.host, port, "OPC UA")
                 self.opcua = PlantOpcUa(self.process, self.host, port)
                 await self.opcua.start()
         except BaseException:
