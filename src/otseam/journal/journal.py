@@ -126,6 +126,7 @@ class Journal:
         self._next = 1
         self._bytes = 0
         self._last_sync = time.monotonic()
+        self._sync_pending = False
         self._last_age_check = 0.0
         self._cursors: dict[str, CursorState] = {}
         self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
@@ -332,10 +333,34 @@ class Journal:
             return
         if self.sync == "interval":
             moment = time.monotonic()
-            if moment - self._last_sync < self.sync_interval:
+            wait = self.sync_interval - (moment - self._last_sync)
+            if wait > 0:
+                self._schedule_sync(wait)
                 return
             self._last_sync = moment
         os.fdatasync(self._fd)
+
+    def _schedule_sync(self, delay: float) -> None:
+        """Make sure records appended just before the writers go quiet still reach the disk within the
+        interval, instead of waiting for the next append (which may not come for hours)."""
+        if self._sync_pending:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # no event loop in this thread: the next append or close() syncs
+        self._sync_pending = True
+        loop.call_later(delay, self._deferred_sync)
+
+    def _deferred_sync(self) -> None:
+        with self._lock:
+            self._sync_pending = False
+            if self._fd >= 0 and not self._closed:
+                self._last_sync = time.monotonic()
+                try:
+                    os.fdatasync(self._fd)
+                except OSError as exc:
+                    log.error("journal %s: fdatasync failed: %s", self.directory, exc.strerror)
 
     def _rotate(self) -> Segment:
         os.fsync(self._fd)
@@ -489,7 +514,12 @@ class Journal:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
         entry = (loop, future)
-        self._waiters.append(entry)
+        with self._lock:
+            # Checked again under the lock: an append from another thread cannot slip in between the
+            # check and the registration and leave this reader asleep for the whole max_wait.
+            if self._next > after:
+                return True
+            self._waiters.append(entry)
         try:
             await asyncio.wait({future}, timeout=max_wait)
         finally:
@@ -502,7 +532,8 @@ class Journal:
     def _wake_readers(self) -> None:
         if not self._waiters:
             return
-        waiters, self._waiters = self._waiters, []
+        with self._lock:
+            waiters, self._waiters = self._waiters, []
         try:
             running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
