@@ -189,7 +189,7 @@ class Unit:
         self.unmapped.clear()
         self.exceptions.clear()
 
-    def _fault(self, table: Table, start: int, stop: int) -> int:
+    def fault(self, table: Table, start: int, stop: int) -> int:
         """The exception code a protocol fault imposes on this range, or 0."""
         for hole in self.unmapped:
             if hole.overlaps(table, start, stop):
@@ -315,7 +315,7 @@ def _read(unit: Unit, function: int, data: bytes) -> bytes:
     if stop > size:
         return exception(function, ILLEGAL_DATA_ADDRESS)
     if unit.unmapped or unit.exceptions:
-        code = unit._fault(table, address, stop)
+        code = unit.fault(table, address, stop)
         if code:
             return exception(function, code)
     if is_bits:
@@ -330,7 +330,7 @@ def _writable(unit: Unit, table: Table, address: int, quantity: int) -> int:
     stop = address + quantity
     if stop > len(mask) or not bool(mask[address:stop].all()):
         return ILLEGAL_DATA_ADDRESS
-    return unit._fault(table, address, stop)
+    return unit.fault(table, address, stop)
 
 
 _MEI_DEVICE_ID: Final = 0x0E

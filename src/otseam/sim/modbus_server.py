@@ -109,7 +109,7 @@ class _Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         buffer = self.buffer
         buffer += data
-        while len(buffer) >= 7 and self.transport is not None:
+        while len(buffer) >= 7 and self.transport is not None and not self.transport.is_closing():
             transaction, protocol, length, unit = _MBAP.unpack_from(buffer)
             if protocol != 0 or not 2 <= length <= _MAX_LENGTH:
                 self.server.stats.framing_errors += 1
