@@ -372,3 +372,20 @@ async def test_memory_stays_flat_however_far_behind_the_reader_is(tmp_path: Path
     assert count == 300_000
     # One decoded frame and one batch at a time: well under a megabyte, against 8+ MB of backlog.
     assert peak < 1024 * 1024, peak
+
+
+async def test_oversized_batches_are_split_into_frames_readers_accept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from otseam.journal import segments
+
+    monkeypatch.setattr(segments, "MAX_PAYLOAD", 4096)
+    records: list[Record] = [Sample("d/text", "x" * 100 + str(i), Quality.GOOD, 1.0, 1.0) for i in range(200)]
+    with Journal.open(tmp_path / "j") as journal:
+        assert journal.append(records) == 200
+        with pytest.raises(ValueError, match="too large for the journal"):
+            journal.append([Sample("d/text", "y" * 5000, Quality.GOOD, 1.0, 1.0)])
+        batch = await journal.reader("a").next_batch(max_records=1000, max_wait=0)
+    assert batch.records == records
+    frames = list(segments.iter_frames(next((tmp_path / "j").glob("*.seg")), 1))
+    assert len(frames) > 5 and all(ok and header.length <= 4096 for _, header, ok in frames)

@@ -296,12 +296,24 @@ class Journal:
         frames: list[bytes] = []
         bases: list[int] = []
         offset = self._next
-        for kind, run in codec.split_runs(records):
-            for start in range(0, len(run), MAX_FRAME_RECORDS):
-                chunk = run[start : start + MAX_FRAME_RECORDS]
-                frames.append(segments.build_frame(offset, len(chunk), kind, now, codec.encode(kind, chunk)))
-                bases.append(offset)
-                offset += len(chunk)
+        pending = [
+            (kind, run[start : start + MAX_FRAME_RECORDS])
+            for kind, run in codec.split_runs(records)
+            for start in range(0, len(run), MAX_FRAME_RECORDS)
+        ]
+        while pending:
+            kind, chunk = pending.pop(0)
+            payload = codec.encode(kind, chunk)
+            if len(payload) > segments.MAX_PAYLOAD:
+                # Huge text values: halve the frame until it fits (readers refuse larger frames as corrupt).
+                if len(chunk) == 1:
+                    raise ValueError(f"a record of {len(payload)} bytes is too large for the journal")
+                middle = len(chunk) // 2
+                pending[:0] = [(kind, chunk[:middle]), (kind, chunk[middle:])]
+                continue
+            frames.append(segments.build_frame(offset, len(chunk), kind, now, payload))
+            bases.append(offset)
+            offset += len(chunk)
         data = b"".join(frames)
         active = self._segments[-1]
         if active.size and active.size + len(data) > self.segment_size:
