@@ -14,12 +14,12 @@ import logging
 import random
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from otseam.drivers.modbus.config import Endpoint
-from otseam.drivers.modbus.transport import Link, LinkClosed, RequestTimeout, open_link
+from otseam.drivers.modbus.transport import Link, LinkClosed, RequestTimeout, TcpLink, open_link
 
 log = logging.getLogger("otseam.drivers.modbus")
 
@@ -96,8 +96,21 @@ class Connection:
         return await self._send(link, unit, pdu, answer_within)
 
     async def _send(self, link: Link, unit: int, pdu: bytes, answer_within: float) -> bytes:
+        return await self.settle(link, link.request(unit, pdu, answer_within))
+
+    async def submit_all(
+        self, unit: int, pdus: list[bytes], answer_within: float
+    ) -> tuple[Link, list[asyncio.Future[bytes]]]:
+        """Put several requests on the wire at once (Modbus/TCP pipelining); settle each future with
+        :meth:`settle`. Only for links that pipeline and lines without a pause between requests."""
+        link = await self._ensure_link()
+        assert isinstance(link, TcpLink)
+        return link, [link.submit(unit, pdu, answer_within) for pdu in pdus]
+
+    async def settle(self, link: Link, answer: Awaitable[bytes]) -> bytes:
+        """Await one answer and keep the connection's books: half-open detection, dropping a dead link."""
         try:
-            response = await link.request(unit, pdu, answer_within)
+            response = await answer
         except RequestTimeout:
             self.silent_timeouts += 1
             if self.endpoint.framing != "rtu" and self.silent_timeouts >= HALF_OPEN_TIMEOUTS:
@@ -111,6 +124,14 @@ class Connection:
             raise
         self.silent_timeouts = 0
         return response
+
+    @property
+    def pipelines(self) -> bool:
+        return (
+            self.endpoint.framing == "tcp"
+            and self.settings.max_in_flight > 1
+            and not self.settings.pause_between_requests
+        )
 
     def _drop(self, link: Link, reason: str = "") -> None:
         link.close()

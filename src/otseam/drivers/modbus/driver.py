@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from itertools import repeat
 from typing import Literal
@@ -129,8 +130,9 @@ class ModbusDriver:
         if probing:
             due = due[:1]  # one read tells whether the unit is back
         out: list[Record] = []
-        if self.options.max_in_flight > 1 and not self._spacing and not probing:
-            outcomes = await asyncio.gather(*(self._read(s, out) for s in due))
+        assert self._connection is not None
+        if self._connection.pipelines and not self._spacing and not probing:
+            outcomes = await self._read_pipelined(due, out)
         else:
             outcomes = []
             for state in due:
@@ -153,18 +155,34 @@ class ModbusDriver:
 
     # --- one read ------------------------------------------------------------------------------
 
-    async def _read(self, state: BlockState, out: list[Record]) -> Outcome:
+    async def _read_pipelined(self, due: list[BlockState], out: list[Record]) -> list[Outcome]:
+        """All due reads on the wire at once, answers taken in order: no task per request."""
+        assert self._connection is not None
+        requests = [read_request(s.block.function, s.block.start, s.block.count) for s in due]
+        try:
+            link, answers = await self._connection.submit_all(self.unit, requests, self.timeout)
+        except Unavailable as exc:
+            self._note(due[0], f"no answer: {exc}")
+            return ["comm"]
+        outcomes = []
+        for state, answer in zip(due, answers, strict=True):
+            outcomes.append(await self._read(state, out, self._connection.settle(link, answer)))
+        return outcomes
+
+    async def _read(self, state: BlockState, out: list[Record], answer: Awaitable[bytes] | None = None) -> Outcome:
         block = state.block
         assert self._connection is not None
-        if self._spacing:
-            delay = self._next_request_at - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
+        if answer is None:
+            if self._spacing:
+                delay = self._next_request_at - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            answer = self._connection.request(
+                self.unit, read_request(block.function, block.start, block.count), self.timeout
+            )
         try:
             try:
-                pdu = await self._connection.request(
-                    self.unit, read_request(block.function, block.start, block.count), self.timeout
-                )
+                pdu = await answer
             finally:
                 # Counted from the end of the exchange: the request left at some moment after we asked
                 # (after a connect, a pause), so counting from the asking could send two too close.

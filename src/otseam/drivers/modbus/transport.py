@@ -20,6 +20,7 @@ import contextlib
 import logging
 import os
 import time
+from collections import deque
 from typing import Protocol
 
 from otseam.drivers.modbus.config import Endpoint
@@ -55,13 +56,16 @@ class Link(Protocol):
     def close(self) -> None: ...
 
 
-def _expire(future: asyncio.Future[bytes]) -> None:
+def _fail(future: asyncio.Future[bytes], reason: BaseException) -> None:
     if not future.done():
-        future.set_exception(RequestTimeout())
+        future.set_exception(reason)
+        # Its caller may be gone (a cancelled poll): mark the exception seen so asyncio does not warn.
+        future.exception()
 
 
 class TcpLink:
-    """Modbus/TCP. Up to ``max_in_flight`` requests are outstanding, matched back by transaction id."""
+    """Modbus/TCP. Up to ``max_in_flight`` requests are outstanding, matched back by transaction id;
+    more wait in a queue, first come first served, and leave as answers free the window."""
 
     def __init__(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, label: str, max_in_flight: int
@@ -71,38 +75,63 @@ class TcpLink:
         self._reader = reader
         self._writer = writer
         self._label = label
-        self._pending: dict[int, tuple[int, asyncio.Future[bytes]]] = {}
+        self._loop = asyncio.get_running_loop()
+        self._window = max_in_flight
+        #: In flight: transaction id -> (unit, future, timeout timer).
+        self._pending: dict[int, tuple[int, asyncio.Future[bytes], asyncio.TimerHandle]] = {}
+        self._queue: deque[tuple[int, bytes, float, asyncio.Future[bytes]]] = deque()
         #: Transaction ids we gave up on (timeout, cancellation): a late answer to one is expected.
         self._abandoned: dict[int, None] = {}
         #: Requests written in one turn of the event loop leave in one send(): with pipelining that is
         #: one system call for many requests instead of one each.
         self._outbox: list[bytes] = []
         self._next_tid = 0
-        self._window = asyncio.Semaphore(max_in_flight)
-        self._task = asyncio.get_running_loop().create_task(self._read_loop(), name=f"modbus-read {label}")
+        self._task = self._loop.create_task(self._read_loop(), name=f"modbus-read {label}")
+
+    def submit(self, unit: int, pdu: bytes, answer_within: float) -> asyncio.Future[bytes]:
+        """Send (or queue) a request; the future gets the response PDU or the reason there is none.
+
+        No task per request: a driver can put a whole poll cycle on the wire and then await the
+        answers in order, which is what makes pipelining cheap.
+        """
+        future: asyncio.Future[bytes] = self._loop.create_future()
+        if self.closed:
+            future.set_exception(LinkClosed(f"{self._label}: connection closed"))
+        elif len(self._pending) < self._window and not self._queue:
+            self._send(unit, pdu, answer_within, future)
+        else:
+            self._queue.append((unit, pdu, answer_within, future))
+        return future
 
     async def request(self, unit: int, pdu: bytes, answer_within: float) -> bytes:
-        async with self._window:
-            if self.closed:
-                raise LinkClosed(f"{self._label}: connection closed")
-            loop = asyncio.get_running_loop()
-            self._next_tid = tid = (self._next_tid + 1) & 0xFFFF
-            future: asyncio.Future[bytes] = loop.create_future()
-            self._pending[tid] = (unit, future)
-            # A timer per request is cheaper than asyncio.wait_for, which wraps every await in a task.
-            timer = loop.call_later(answer_within, _expire, future)
-            try:
-                if not self._outbox:
-                    loop.call_soon(self._flush)
-                self._outbox.append(mbap_frame(tid, unit, pdu))
-                return await future
-            finally:
-                timer.cancel()
-                self._pending.pop(tid, None)
-                if not future.done() or future.exception() is not None:
-                    self._abandoned[tid] = None
-                    if len(self._abandoned) > 256:
-                        del self._abandoned[next(iter(self._abandoned))]
+        return await self.submit(unit, pdu, answer_within)
+
+    def _send(self, unit: int, pdu: bytes, answer_within: float, future: asyncio.Future[bytes]) -> None:
+        self._next_tid = tid = (self._next_tid + 1) & 0xFFFF
+        # The answer time counts from the wire, not from the queue.
+        timer = self._loop.call_later(answer_within, self._expire, tid)
+        self._pending[tid] = (unit, future, timer)
+        if not self._outbox:
+            self._loop.call_soon(self._flush)
+        self._outbox.append(mbap_frame(tid, unit, pdu))
+
+    def _finish(self, tid: int) -> None:
+        """Free ``tid``'s slot in the window and send what waits."""
+        self._pending.pop(tid, None)
+        while self._queue and len(self._pending) < self._window:
+            unit, pdu, answer_within, future = self._queue.popleft()
+            if not future.done():  # its caller may have been cancelled meanwhile
+                self._send(unit, pdu, answer_within, future)
+
+    def _expire(self, tid: int) -> None:
+        entry = self._pending.get(tid)
+        if entry is None:
+            return
+        self._abandoned[tid] = None
+        if len(self._abandoned) > 256:
+            del self._abandoned[next(iter(self._abandoned))]
+        _fail(entry[1], RequestTimeout())
+        self._finish(tid)
 
     def _flush(self) -> None:
         if self._outbox and not self.closed:
@@ -129,13 +158,15 @@ class TcpLink:
                         "%s: response with transaction id %d that no request waits for; dropped", self._label, tid
                     )
                     continue
-                expected_unit, future = entry
-                if future.done():
-                    continue
-                if unit != expected_unit:
-                    future.set_exception(FrameError(f"response from unit {unit} to a request for unit {expected_unit}"))
-                else:
-                    future.set_result(pdu)
+                expected_unit, future, timer = entry
+                timer.cancel()
+                if not future.done():
+                    if unit != expected_unit:
+                        message = f"response from unit {unit} to a request for unit {expected_unit}"
+                        _fail(future, FrameError(message))
+                    else:
+                        future.set_result(pdu)
+                self._finish(tid)
         except asyncio.IncompleteReadError:
             reason = LinkClosed(f"{self._label}: connection closed by the device")
         except FrameError as exc:
@@ -151,10 +182,13 @@ class TcpLink:
 
     def _shutdown(self, reason: BaseException) -> None:
         self.closed = True
-        for _, future in self._pending.values():
-            if not future.done():
-                future.set_exception(reason)
+        waiting = [entry[1] for entry in self._pending.values()] + [entry[3] for entry in self._queue]
+        for _, _, timer in self._pending.values():
+            timer.cancel()
         self._pending.clear()
+        self._queue.clear()
+        for future in waiting:
+            _fail(future, reason)
         self._writer.close()
 
     def close(self) -> None:
