@@ -123,6 +123,24 @@ def cpu_of(process: subprocess.Popen[bytes], timeout: float) -> float:
         time.sleep(0.02)
 
 
+def cpu_ticks(pid: int) -> int:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def wait_until_idle(pid: int, quiet: float = 1.0, timeout: float = 120.0) -> None:
+    """Until the process has used no CPU for ``quiet`` seconds (its backlog is done)."""
+    deadline = time.monotonic() + timeout
+    last, since = cpu_ticks(pid), time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.1)
+        now_ticks = cpu_ticks(pid)
+        if now_ticks - last > 1:  # the 100 ms beacon tick costs well under a tick
+            last, since = now_ticks, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            return
+
+
 def wait_for(path: Path, text: str, timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -182,7 +200,7 @@ def run_seam(
     sender_cpu = cpu_of(sender, 300)
     assert sender.stdout is not None
     sent = json.loads(sender.stdout.read().decode().strip().splitlines()[-1])
-    time.sleep(1.5)
+    wait_until_idle(receiver.pid)  # a receiver that lags behind is still working: let it finish
     if relay:
         relay.send_signal(signal.SIGTERM)
         cpu_of(relay, 10)

@@ -163,3 +163,29 @@ async def test_forged_and_mismatched_senders_are_reported_and_never_decoded(tmp_
     assert {e.data["same_key"] for e in mismatches} == {True, False}
     assert receiver.stats.rejected[Rejected.MAC] > 0 and receiver.stats.unsynchronised > 0
     journal.close()
+
+
+async def test_closing_counts_what_never_completed_and_releases_what_waited_behind_it(tmp_path: Path) -> None:
+    journal = open_journal(tmp_path / "it")
+    patient = settings(block_timeout="30s")  # only the close may give up here
+    receiver = DiodeReceiver(("127.0.0.1", 0), KEY, patient, journal)
+    await receiver.start()
+    with LossyRelay(receiver.listen, Impairments()) as relay:
+        sender = DiodeSender(relay.address, KEY, patient)
+        await sender.start()
+        offsets, records = samples(300)
+        # The relay is its own thread: let it pass each block before its impairment changes.
+        await sender.send_records("ot-edge", offsets[:100], records[:100])
+        await asyncio.sleep(0.3)
+        relay.set(drop=1.0)
+        await sender.send_records("ot-edge", offsets[100:200], records[100:200])
+        await asyncio.sleep(0.3)
+        relay.set(drop=0.0)
+        await sender.send_records("ot-edge", offsets[200:], records[200:])
+        await asyncio.sleep(0.3)
+        assert receiver.stats.records == 100  # the third block waits behind the lost second one
+        await receiver.close()
+        await sender.close()
+    assert receiver.stats.lost == 1
+    assert [r for r in read_all(journal) if isinstance(r, Sample)] == records[:100] + records[200:]
+    journal.close()

@@ -133,6 +133,11 @@ class DiodeReceiver:
                 pass
             self._sock.close()
             self._sock = None
+        # Whatever is still incomplete will never complete: count it, and release what waited behind it.
+        now = time.monotonic()
+        for session in self.sessions.values():
+            if session.matched:
+                self._declare_lost(session, now, up_to=session.known_sent)
         self._flush()
         self._save_state()
 
