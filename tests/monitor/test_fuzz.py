@@ -107,7 +107,9 @@ def fixtures(pcaps: Path) -> list[bytes]:
     return _fixture_bytes()
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 @given(st.data())
 def test_truncated_real_captures(fixtures: list[bytes], data: st.DataObject) -> None:
     capture = data.draw(st.sampled_from(fixtures))
@@ -115,7 +117,9 @@ def test_truncated_real_captures(fixtures: list[bytes], data: st.DataObject) -> 
     run_capture(capture[:cut])
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 @given(st.data())
 def test_bit_flipped_real_captures(fixtures: list[bytes], data: st.DataObject) -> None:
     capture = bytearray(data.draw(st.sampled_from(fixtures)))
@@ -126,7 +130,9 @@ def test_bit_flipped_real_captures(fixtures: list[bytes], data: st.DataObject) -
 
 
 @FAST
-@given(st.lists(st.tuples(st.integers(0, 0xFFFF), st.integers(0, 255), st.binary(min_size=1, max_size=253)), max_size=6))
+@given(
+    st.lists(st.tuples(st.integers(0, 0xFFFF), st.integers(0, 255), st.binary(min_size=1, max_size=253)), max_size=6)
+)
 def test_random_pdus_over_tcp_are_all_framed(pdus: list[tuple[int, int, bytes]]) -> None:
     """Whatever the PDUs say, correct MBAP framing yields exactly one message per ADU, in order."""
     conv = Conversation().handshake()

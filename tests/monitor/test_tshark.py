@@ -50,7 +50,12 @@ def tshark_rows(path: Path) -> dict[int, list[dict[str, str]]]:
         count = len(per_field[0])
         pdus = []
         for i in range(count):
-            pdus.append({name: (values[i] if i < len(values) else "") for name, values in zip(FIELDS[1:], per_field, strict=True)})
+            pdus.append(
+                {
+                    name: (values[i] if i < len(values) else "")
+                    for name, values in zip(FIELDS[1:], per_field, strict=True)
+                }
+            )
         rows[number] = pdus
     return rows
 

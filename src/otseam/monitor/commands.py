@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import mmap
 import sys
 import time
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ from otseam.core.records import Event, Severity
 from otseam.monitor.allowlist import Policy, PolicyError
 from otseam.monitor.capture import CaptureError, CaptureStats, Frame, read_capture
 from otseam.monitor.engine import Monitor, Observations
+from otseam.monitor.fastpath import analyse_pcap
 from otseam.monitor.inventory import Inventory
 from otseam.monitor.rules import Alert
 
@@ -214,6 +216,10 @@ def _report_capture_problems(stats: CaptureStats, monitor: Monitor) -> None:
 
 def _run_file(monitor: Monitor, path: Path, outputs: _Outputs) -> CaptureStats:
     stats = CaptureStats()
+    if not monitor.keep_records and _run_fast(monitor, path, stats):
+        monitor.finish()
+        outputs.take(monitor.drain(), live=False)
+        return stats
     try:
         for frame in _frames(path, stats):
             monitor.process(frame)
@@ -224,6 +230,15 @@ def _run_file(monitor: Monitor, path: Path, outputs: _Outputs) -> CaptureStats:
     monitor.finish()
     outputs.take(monitor.drain(), live=False)
     return stats
+
+
+def _run_fast(monitor: Monitor, path: Path, stats: CaptureStats) -> bool:
+    """The bulk path for classic pcap files (alerts and inventory only); False if it does not apply."""
+    try:
+        with open(path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as view:
+            return analyse_pcap(monitor, view, stats, name=str(path))
+    except (OSError, ValueError):
+        return False  # empty or unreadable: the per-frame reader gives the user the precise reason
 
 
 async def _run_live(monitor: Monitor, iface: str, outputs: _Outputs, duration: float | None, count: int | None) -> None:
@@ -326,7 +341,7 @@ def register(app: typer.Typer) -> None:
             policy = build_policy(contract, allow_master, baseline, modbus_ports, opcua_ports)
         except PolicyError as exc:
             raise _fail(str(exc)) from None
-        monitor = Monitor(policy, modbus_ports=modbus_ports, opcua_ports=opcua_ports)
+        monitor = Monitor(policy, keep_records=transactions, modbus_ports=modbus_ports, opcua_ports=opcua_ports)
         outputs = _Outputs(fmt, transactions, journal)
         try:
             if pcap is not None:

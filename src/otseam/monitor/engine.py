@@ -235,21 +235,25 @@ class Monitor:
             self.stats.evicted_flows += 1
         flows[key] = (conn, index)
         flows[reverse] = (conn, 1 - index)
+        self.announce(ends, protocol, frame.number, frame.ts, unusual)
+        return conn, index
+
+    def announce(self, ends: Endpoints, protocol: str, frame: int, ts: float, unusual: bool) -> None:
+        """A new connection carrying an industrial protocol: inventory, flow rules, declared devices."""
         self.stats.flows += 1
-        self.inventory.connection(ends.client, ends.server, ends.sport, protocol, frame.ts)
-        self.detector.flow(ends, protocol, frame.number, frame.ts, unusual)
+        self.inventory.connection(ends.client, ends.server, ends.sport, protocol, ts)
+        self.detector.flow(ends, protocol, frame, ts, unusual)
         declared = self.inventory.declared
         if declared is not None and ends.server not in declared:
             self.detector.raise_alert(
                 "INV-001",
                 ends,
-                frame.number,
-                frame.ts,
+                frame,
+                ts,
                 f"{ends.server} serves {protocol} on port {ends.sport} but the contract declares no device there",
                 protocol=protocol,
                 key="undeclared",
             )
-        return conn, index
 
     def _close(self, conn: Connection, index: int, key: tuple[bytes, int, bytes, int]) -> None:
         """Forget an evicted connection: its other direction goes too, its open requests are reported."""

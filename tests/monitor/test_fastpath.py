@@ -1,0 +1,114 @@
+"""The capture fast path reaches exactly the per-frame analyser's alerts, inventory and counters."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import pytest
+
+from otseam.monitor.allowlist import Policy
+from otseam.monitor.capture import CaptureStats, read_capture
+from otseam.monitor.engine import Monitor
+from otseam.monitor.fastpath import analyse_pcap
+from tests.monitor.conftest import FIXTURE_NAMES
+from tests.monitor.pcapgen import Conversation, mbap, pcap_bytes
+
+
+def both(data: bytes, tmp_path: Path, policy: Policy | None = None) -> tuple[Monitor, Monitor]:
+    path = tmp_path / "capture.pcap"
+    path.write_bytes(data)
+    slow = Monitor(policy, keep_records=False)
+    for frame in read_capture(path):
+        slow.process(frame)
+    slow.finish()
+    fast = Monitor(policy, keep_records=False)
+    assert analyse_pcap(fast, data, CaptureStats())
+    fast.finish()
+    return slow, fast
+
+
+def assert_same(slow: Monitor, fast: Monitor) -> None:
+    assert [a.as_dict() for a in fast.detector.alerts] == [a.as_dict() for a in slow.detector.alerts]
+    assert fast.detector.folded == slow.detector.folded
+    assert {k: v.as_dict() for k, v in fast.inventory.assets.items()} == {
+        k: v.as_dict() for k, v in slow.inventory.assets.items()
+    }
+    for name in ("frames", "tcp_segments", "not_tcp", "modbus_messages", "transactions", "flows"):
+        assert getattr(fast.stats, name) == getattr(slow.stats, name), name
+
+
+@pytest.mark.parametrize("name", FIXTURE_NAMES)
+def test_public_captures(pcaps: Path, tmp_path: Path, name: str) -> None:
+    slow, fast = both((pcaps / name).read_bytes(), tmp_path)
+    assert_same(slow, fast)
+
+
+def polling(conv: Conversation, count: int, start_tid: int = 0) -> None:
+    for i in range(count):
+        tid = start_tid + i
+        conv.c(mbap(tid, 1, struct.pack("!BHH", 3, i, 2)))
+        conv.s(mbap(tid, 1, struct.pack("!BBHH", 3, 4, i, i + 1)))
+
+
+def test_mixed_simple_and_awkward_connections(tmp_path: Path) -> None:
+    frames: list[bytes] = []
+    plain = Conversation(cport=41000).handshake()
+    polling(plain, 30)
+    frames += plain.frames
+    # Retransmission on one connection, pipelining on another, an exception burst and writes on a third.
+    retrans = Conversation(cport=41001).handshake()
+    polling(retrans, 3)
+    retrans.frames.append(retrans.frames[-1])
+    frames += retrans.frames
+    pipelined = Conversation(cport=41002).handshake()
+    pipelined.c(mbap(1, 1, b"\x03\x00\x00\x00\x01") + mbap(2, 1, b"\x03\x00\x01\x00\x01"))
+    pipelined.s(mbap(1, 1, b"\x03\x02\x00\x01"))
+    pipelined.s(mbap(2, 1, b"\x03\x02\x00\x02"))
+    frames += pipelined.frames
+    noisy = Conversation(client="10.0.0.66", cport=41003).handshake()
+    for i in range(8):
+        noisy.c(mbap(i, 1, struct.pack("!BHH", 3, 9000 + i, 1)))
+        noisy.s(mbap(i, 1, b"\x83\x02"))
+    for i in range(25):
+        noisy.c(mbap(100 + i, 1, struct.pack("!BHH", 6, 40, i)))
+        noisy.s(mbap(100 + i, 1, struct.pack("!BHH", 6, 40, i)))
+    noisy.c(mbap(200, 1, b"\x08\x00\x04\x00\x00"))
+    frames += noisy.frames
+    mid = Conversation(cport=41004)  # joined mid-stream, no handshake
+    polling(mid, 5, 500)
+    frames += mid.frames
+    # Interleave the connections frame by frame, as a span port would.
+    groups = [plain.frames, retrans.frames, pipelined.frames, noisy.frames, mid.frames]
+    woven: list[bytes] = []
+    for i in range(max(len(g) for g in groups)):
+        woven += [g[i] for g in groups if i < len(g)]
+    slow, fast = both(pcap_bytes(woven), tmp_path)
+    assert {a.rule.id for a in slow.detector.alerts} >= {"MB-009", "MB-019", "MB-003"}
+    assert_same(slow, fast)
+
+    policy = Policy()
+    policy.add_masters(["10.0.0.10"])
+    slow, fast = both(pcap_bytes(woven), tmp_path, policy)
+    assert {"MB-001", "MB-002"} <= {a.rule.id for a in slow.detector.alerts}
+    assert_same(slow, fast)
+
+
+def test_baseline_policy_with_function_not_allowed(tmp_path: Path) -> None:
+    conv = Conversation().handshake()
+    polling(conv, 4)
+    conv.c(mbap(9, 1, b"\x04\x00\x00\x00\x01"))
+    conv.s(mbap(9, 1, b"\x04\x02\x00\x07"))
+    policy = Policy()
+    policy.add_baseline({("10.0.0.10", "10.0.0.20"): {3}})
+    slow, fast = both(pcap_bytes(conv.frames), tmp_path, policy)
+    assert [a.rule.id for a in slow.detector.alerts] == ["MB-022"]
+    assert_same(slow, fast)
+
+
+def test_other_files_are_left_to_the_per_frame_path() -> None:
+    monitor = Monitor(keep_records=False)
+    assert not analyse_pcap(
+        monitor, bytes.fromhex("0a0d0d0a1c0000004d3c2b1a01000000ffffffffffffffff1c000000"), CaptureStats()
+    )
+    assert monitor.stats.frames == 0
