@@ -355,6 +355,14 @@ def _path_key(text: str) -> tuple[str | int, ...]:
     return tuple(out)
 
 
+def test_duplicate_id_names_the_line_of_the_first() -> None:
+    data = example()
+    data["zones"].append(dict(data["zones"][0]))
+    loaded = load_data(data)
+    [finding] = [f for f in findings(data) if f.rule == "REF-001"]
+    assert finding.message.endswith(f"(first on line {loaded.at(('zones', 0, 'id')).line})")
+
+
 def test_misspelt_plugin_gets_a_suggestion() -> None:
     data = example()
     data["sinks"][0]["type"] = "historain"

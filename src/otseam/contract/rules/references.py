@@ -19,14 +19,12 @@ class _HasId(Protocol):
     def id(self) -> str: ...
 
 
-def _duplicates(items: Sequence[_HasId], base: PathKey, what: str) -> Iterator[Hit]:
+def _duplicates(loaded: LoadedContract, items: Sequence[_HasId], base: PathKey, what: str) -> Iterator[Hit]:
     seen: dict[str, int] = {}
     for i, item in enumerate(items):
         if item.id in seen:
-            yield Hit(
-                (*base, i, "id"),
-                f"{what} id '{item.id}' is used again (first at item {seen[item.id] + 1} of this list)",
-            )
+            first = loaded.at((*base, seen[item.id], "id"))
+            yield Hit((*base, i, "id"), f"{what} id '{item.id}' is used again (first on line {first.line})")
         else:
             seen[item.id] = i
 
@@ -39,17 +37,19 @@ def _duplicates(items: Sequence[_HasId], base: PathKey, what: str) -> Iterator[H
 )
 def unique_ids(loaded: LoadedContract) -> Iterator[Hit]:
     c = loaded.contract
-    yield from _duplicates(c.people, ("people",), "person")
-    yield from _duplicates(c.zones, ("zones",), "zone")
-    yield from _duplicates(c.conduits, ("conduits",), "conduit")
-    yield from _duplicates(c.devices, ("devices",), "device")
-    yield from _duplicates(c.sinks, ("sinks",), "sink")
-    yield from _duplicates(c.commands, ("commands",), "command")
-    yield from _duplicates(c.objectives, ("objectives",), "objective")
+    yield from _duplicates(loaded, c.people, ("people",), "person")
+    yield from _duplicates(loaded, c.zones, ("zones",), "zone")
+    yield from _duplicates(loaded, c.conduits, ("conduits",), "conduit")
+    yield from _duplicates(loaded, c.devices, ("devices",), "device")
+    yield from _duplicates(loaded, c.sinks, ("sinks",), "sink")
+    yield from _duplicates(loaded, c.commands, ("commands",), "command")
+    yield from _duplicates(loaded, c.objectives, ("objectives",), "objective")
     for i, device in enumerate(c.devices):
-        yield from _duplicates(device.points, ("devices", i, "points"), f"device '{device.id}' point")
+        yield from _duplicates(loaded, device.points, ("devices", i, "points"), f"device '{device.id}' point")
         for j, point in enumerate(device.points):
-            yield from _duplicates(point.alarms, ("devices", i, "points", j, "alarms"), f"point '{point.id}' alarm")
+            yield from _duplicates(
+                loaded, point.alarms, ("devices", i, "points", j, "alarms"), f"point '{point.id}' alarm"
+            )
 
 
 @rule(
