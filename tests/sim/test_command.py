@@ -49,7 +49,7 @@ def test_runs_serves_and_stops_cleanly_on_sigterm() -> None:
         process.send_signal(signal.SIGTERM)
         out, err = process.communicate(timeout=20)
     assert process.returncode == 0, err
-    assert f"Modbus/TCP on 127.0.0.1:{port}, unit ids 1, 2, 3" in err
+    assert f"Modbus/TCP on 127.0.0.1:{port}, unit ids 1-3" in err
     assert "stopped" in err and "Traceback" not in err
     assert out == ""
 
@@ -90,3 +90,11 @@ def test_a_port_in_use_is_explained() -> None:
         assert len(lines) == 1, result.stderr
         assert f"cannot listen for {what} on 127.0.0.1:{port}: Address already in use" in lines[0]
         assert option in lines[0]
+
+
+def test_unit_ids_are_shown_as_ranges() -> None:
+    from otseam.sim.commands import _ranges
+
+    assert _ranges([1, 2, 3, 7, 9, 10]) == "1-3, 7, 9-10"
+    assert _ranges(list(range(1, 248))) == "1-247"
+    assert _ranges([5]) == "5"

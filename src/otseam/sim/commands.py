@@ -21,6 +21,18 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(2)
 
 
+def _ranges(numbers: list[int]) -> str:
+    """[1, 2, 3, 7] → "1-3, 7": a scale-mode sim has up to 247 unit ids."""
+    parts: list[str] = []
+    for number in numbers:
+        if parts and number - 1 == int(parts[-1].rpartition("-")[2]):
+            first = parts[-1].partition("-")[0]
+            parts[-1] = f"{first}-{number}"
+        else:
+            parts.append(str(number))
+    return ", ".join(parts)
+
+
 def _status(plant: object) -> str:
     from otseam.sim.plant import SimPlant
 
@@ -46,7 +58,7 @@ async def _serve(plant: object) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     async with plant:
-        units = ", ".join(str(u) for u in plant.unit_ids)
+        units = _ranges(plant.unit_ids)
         typer.echo(f"seam sim: Modbus/TCP on {plant.host}:{plant.modbus_port}, unit ids {units}", err=True)
         if plant.opcua_endpoint:
             typer.echo(
