@@ -60,10 +60,30 @@ _DOUBLE = struct.Struct("<d").pack
 _FLOAT = struct.Struct("<f").pack
 
 
+_ONE_BYTE = [bytes((n,)) for n in range(128)]
+
+
 def varint(value: int) -> bytes:
-    """Protobuf base-128 varint of a non-negative integer below 2**64."""
+    """Protobuf base-128 varint of a non-negative integer below 2**64.
+
+    Unrolled for the lengths that dominate: one byte (lengths, small numbers) and six bytes
+    (millisecond timestamps between 2004 and 2109), because this runs once or twice per metric.
+    """
     if value < 0x80:
-        return bytes((value,))
+        return _ONE_BYTE[value]
+    if 0x800000000 <= value < 0x40000000000:
+        return bytes(
+            (
+                (value & 0x7F) | 0x80,
+                ((value >> 7) & 0x7F) | 0x80,
+                ((value >> 14) & 0x7F) | 0x80,
+                ((value >> 21) & 0x7F) | 0x80,
+                ((value >> 28) & 0x7F) | 0x80,
+                value >> 35,
+            )
+        )
+    if value < 0x4000:
+        return bytes(((value & 0x7F) | 0x80, value >> 7))
     out = bytearray()
     while value >= 0x80:
         out.append((value & 0x7F) | 0x80)
@@ -120,7 +140,7 @@ def _int_encoder(low: int, high: int, tag: bytes, mask: int) -> Callable[[Value]
 
 
 def _encode_float(value: Value) -> bytes:
-    if isinstance(value, float | int) and not isinstance(value, bool):
+    if type(value) is float or (isinstance(value, int) and not isinstance(value, bool)):
         try:
             return b"\x65" + _FLOAT(value)
         except OverflowError:
@@ -129,6 +149,8 @@ def _encode_float(value: Value) -> bytes:
 
 
 def _encode_double(value: Value) -> bytes:
+    if type(value) is float:  # the common case first: one type check, no isinstance chain
+        return b"\x69" + _DOUBLE(value)
     if isinstance(value, float | int) and not isinstance(value, bool):
         return b"\x69" + _DOUBLE(float(value))
     raise ValueMismatch(f"{value!r} is not a number")
@@ -183,11 +205,17 @@ class MetricCodec:
 
     def encode(self, head: bytes, value: Value, quality: Quality, ts_ms: int) -> bytes:
         """One complete ``metrics`` entry of a Payload (field 2, length-delimited)."""
-        if value is None:
-            body = head + b"\x18" + varint(ts_ms) + _NULL + QUALITY_PROPERTIES[quality]
-        else:
-            body = head + b"\x18" + varint(ts_ms) + self.encode_value(value) + QUALITY_PROPERTIES[quality]
-        return b"\x12" + varint(len(body)) + body
+        body = b"".join(
+            (
+                head,
+                b"\x18",
+                varint(ts_ms),
+                _NULL if value is None else self.encode_value(value),
+                QUALITY_PROPERTIES[quality],
+            )
+        )
+        size = len(body)
+        return (b"\x12" + _ONE_BYTE[size] if size < 0x80 else b"\x12" + varint(size)) + body
 
 
 def encode_plain_metric(name: str, datatype: int, value: Value, ts_ms: int) -> bytes:
@@ -267,7 +295,17 @@ def metric_quality(metric: Any) -> int | None:
     if not metric.HasField("properties"):
         return None
     props = metric.properties
-    for key, value in zip(props.keys, props.values, strict=False):
-        if key == "Quality" and value.WhichOneof("value") in ("int_value", "long_value"):
-            return int(getattr(value, value.WhichOneof("value")))
+    keys = props.keys
+    # Fast path: Seam (and most SCADA edges) send exactly one property, Quality.
+    if len(keys) == 1 and keys[0] == "Quality" and len(props.values) == 1:
+        value = props.values[0]
+        kind = value.WhichOneof("value")
+        return int(value.int_value if kind == "int_value" else value.long_value) if kind in _INTEGER_KINDS else None
+    for key, value in zip(keys, props.values, strict=False):
+        kind = value.WhichOneof("value")
+        if key == "Quality" and kind in _INTEGER_KINDS:
+            return int(getattr(value, kind))
     return None
+
+
+_INTEGER_KINDS = ("int_value", "long_value")

@@ -175,9 +175,11 @@ class EdgeModel:
         rbe = self.report_by_exception
         limit = self.max_metrics_per_message
 
+        # Devices declared dead; almost always empty, so the per-sample check costs one truth test.
+        offline = {device for device, up in self.online.items() if not up}
+
         def is_online(device: str) -> bool:
-            state = online.get(device)
-            return self.online.get(device, True) if state is None else state
+            return device not in offline
 
         def flush(device: str) -> None:
             metrics = pending.pop(device, None)
@@ -197,7 +199,7 @@ class EdgeModel:
                         log.warning("point %s is not in the contract: not published over Sparkplug", record.point)
                     continue
                 device, codec = entry
-                state: MetricState = (record.value, record.quality, ms(record.source_ts))
+                state: MetricState = (record.value, record.quality, int(record.source_ts * 1000 + 0.5))
                 if rbe:
                     previous = overlay.get(record.point) or committed.get(record.point)
                     # Same value (of the same type) and quality: report by exception says nothing happened.
@@ -210,14 +212,20 @@ class EdgeModel:
                         plan.unchanged += 1
                         continue
                 overlay[record.point] = state
-                if not is_online(device):
+                if offline and device in offline:
                     if record.quality is Quality.GOOD:
                         # A good value from a device we declared dead: it is back. The birth carries it.
                         online[device] = True
+                        offline.discard(device)
                         plan.messages.append(self._device_birth(device, now_ms, {**committed, **overlay}))
                     continue
-                metrics = pending.setdefault(device, [])
-                metrics.append(self._encode(codec, codec.data_head, record.point, state))
+                metrics = pending.get(device)
+                if metrics is None:
+                    metrics = pending[device] = []
+                try:
+                    metrics.append(codec.encode(codec.data_head, record.value, record.quality, state[2]))
+                except ValueMismatch:
+                    metrics.append(self._encode(codec, codec.data_head, record.point, state))
                 if len(metrics) >= limit:
                     flush(device)
             elif isinstance(record, Event) and record.kind == "device.state":
@@ -228,10 +236,12 @@ class EdgeModel:
                 if wanted == "offline" and is_online(device):
                     flush(device)
                     online[device] = False
+                    offline.add(device)
                     payload = encode_payload(ms(record.ts), [], self._next_seq())
                     plan.messages.append(Message(self.device_topic("DDEATH", device), payload, "DDEATH", device))
                 elif wanted == "online" and not is_online(device):
                     online[device] = True
+                    offline.discard(device)
                     plan.messages.append(self._device_birth(device, now_ms, {**committed, **overlay}))
         for device in list(pending):
             flush(device)
