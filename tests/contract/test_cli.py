@@ -241,6 +241,13 @@ def test_doc_lists_open_findings(tmp_path: Path) -> None:
     assert "OPS-005" in result.stdout and "unlimited" in result.stdout
 
 
+def test_doc_never_overwrites_the_contract(tmp_path: Path) -> None:
+    path = write(tmp_path, example_text())
+    result = runner.invoke(APP, ["doc", str(path), "-o", str(tmp_path / "." / "seam.yaml")])
+    assert result.exit_code == 2
+    assert path.read_text() == example_text()
+
+
 def test_doc_of_a_broken_contract_exits_2(tmp_path: Path) -> None:
     result = runner.invoke(APP, ["doc", str(write(tmp_path, "site: [\n"))])
     assert result.exit_code == 2

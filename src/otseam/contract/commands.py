@@ -102,6 +102,9 @@ def doc(
     out: Annotated[Path | None, typer.Option("-o", "--output", help="Write the HTML here instead of stdout.")] = None,
 ) -> None:
     """Render the interface as one self-contained HTML page (diagram, owners, constraints, commands)."""
+    if out is not None and out.resolve() == Path(contract).resolve():
+        _console(stderr=True).print(f"[red]-o {out} is the contract itself[/red]; nothing written. Name an .html file.")
+        raise typer.Exit(EXIT_UNUSABLE)
     try:
         loaded = load(contract)
     except ContractError as exc:
