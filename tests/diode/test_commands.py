@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -36,6 +37,10 @@ devices:
     unit: 1
     points:
       - {id: level, address: "hr:100", type: float32}
+sinks:
+  - id: it-historian
+    type: historian
+    options: {path: it-historian.db}
 """
 
 
@@ -82,7 +87,7 @@ def test_send_and_receive_with_the_modbus_replica(tmp_path: Path) -> None:
     receiver = subprocess.Popen(
         [SEAM, "diode", "receive", "--journal", str(tmp_path / "it"), "--listen", f"127.0.0.1:{port}",
          "--key-file", str(key), "--contract", str(tmp_path / "seam.yaml"),
-         "--replica-config", str(tmp_path / "replica.yaml")],
+         "--replica-config", str(tmp_path / "replica.yaml"), "--sink", "it-historian"],
         stdout=log.open("wb"), stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:
@@ -105,3 +110,6 @@ def test_send_and_receive_with_the_modbus_replica(tmp_path: Path) -> None:
         receiver.send_signal(signal.SIGTERM)
         receiver.wait(15)
     assert "2 records written" in log.read_text()
+    # The historian on the IT side was fed from the IT journal too (each sample once).
+    with sqlite3.connect(tmp_path / "it-historian.db") as db:
+        assert sorted(db.execute("SELECT value FROM samples").fetchall()) == [(3.5,), (7.25,)]

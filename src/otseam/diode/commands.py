@@ -188,6 +188,12 @@ def receive(
         typer.Option(help="YAML file with a modbus_replica: mapping (listen, units, remap, quality_policy)."),
     ] = None,
     contract: Annotated[str | None, typer.Option(help="The contract (for the replica's register map).")] = None,
+    it_sink: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--sink", help="Also run this contract sink (historian, MQTT, ...) from the IT journal; repeatable."
+        ),
+    ] = None,
     duration: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
     stats_file: Annotated[
         str | None, typer.Option("--stats-file", help="Write the receiver's counters here as JSON on exit.")
@@ -219,13 +225,16 @@ def receive(
         loaded = _load_contract(contract)
         if replica_address and loaded is None:
             raise _Fail("--modbus-replica needs --contract, for the register map")
+        sink_specs = _it_sinks(loaded, it_sink or [])
         opened = Journal.open(journal)
     except (_Fail, DiodeConfigError, JournalError) as exc:
         raise _fail(str(exc)) from None
+    data_dir = str(Path(journal).resolve().parent)
     state_path = Path(state) if state else Path(journal).with_name(Path(journal).name + ".diode-state.json")
 
     async def main() -> None:
-        from otseam.core.sinkrunner import SinkStats, run_sink
+        from otseam.core.plugins import PluginContext, create_sink
+        from otseam.core.sinkrunner import RecordFilter, SinkStats, run_sink
         from otseam.replica.modbus import ModbusReplica
 
         receiver = DiodeReceiver(address, key, settings, opened, state_path=state_path)
@@ -237,6 +246,22 @@ def receive(
             start_http_server(metrics_address[1], metrics_address[0], registry=registry_for(receiver.stats))
         stop = asyncio.Event()
         replica_task = None
+        runners = []
+        for spec in sink_specs:
+            # The IT journal is locked by this process, so the IT-side sinks run here, each on its cursor.
+            assert loaded is not None
+            plugin = create_sink(spec, PluginContext(loaded, data_dir))
+            runners.append(
+                asyncio.create_task(
+                    run_sink(
+                        plugin,
+                        opened.reader(spec.id),
+                        stats=SinkStats(spec.id),
+                        record_filter=RecordFilter(spec.points, spec.events),
+                        stop=stop,
+                    )
+                )
+            )
         if replica_address and loaded is not None:
             replica = ModbusReplica(loaded, opened, replica_address[0], replica_address[1], replica_options)
             replica_task = asyncio.create_task(
@@ -247,6 +272,9 @@ def receive(
         finally:
             stop.set()
             await receiver.close()
+            if runners:
+                # Drain: everything the receiver wrote reaches the IT sinks before the process ends.
+                await asyncio.wait(runners, timeout=30)
             if replica_task:
                 replica_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -271,6 +299,20 @@ def receive(
         raise _fail(str(exc)) from None
     finally:
         opened.close()
+
+
+def _it_sinks(contract: Contract | None, names: list[str]) -> list[SinkSpec]:
+    if names and contract is None:
+        raise _Fail("--sink needs --contract, where the sink is declared")
+    specs = []
+    for name in names:
+        spec = next((s for s in contract.sinks if s.id == name), None) if contract else None
+        if spec is None:
+            raise _Fail(f"the contract declares no sink {name!r}")
+        if spec.type == "diode_send":
+            raise _Fail(f"sink {name!r} is a diode sender; it belongs on the OT side")
+        specs.append(spec)
+    return specs
 
 
 def _replica_options(path: str) -> dict[str, Any]:
