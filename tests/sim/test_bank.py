@@ -19,7 +19,7 @@ def make_bank() -> tuple[RegisterBank, list[tuple[int, str, int, int]]]:
     unit.discrete_inputs[[1, 8]] = True
     unit.mark_writable("hr", 4, 3)
     unit.mark_writable("co", 10, 5)
-    bank = RegisterBank([unit], on_write=lambda *w: writes.append(w))  # type: ignore[arg-type]
+    bank = RegisterBank([unit], on_write=lambda *w: writes.append(w))
     return bank, writes
 
 

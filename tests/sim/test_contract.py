@@ -113,7 +113,7 @@ async def test_every_modbus_point_reads_the_process_value_the_contract_says(plan
                 expected = values[name]
                 if isinstance(expected, float):
                     resolution = point.scale.factor if point.scale else 1e-5 * max(1.0, abs(expected))
-                    assert abs(float(got) - expected) <= resolution, (device.id, point.id, got, expected)  # type: ignore[arg-type]
+                    assert abs(float(got) - expected) <= resolution, (device.id, point.id, got, expected)
                 else:
                     assert got == expected, (device.id, point.id, got, expected)
                 checked += 1

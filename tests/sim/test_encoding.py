@@ -36,14 +36,14 @@ def test_known_integer_and_string_vectors() -> None:
     st.sampled_from(["ABCD", "CDAB", "BADC", "DCBA"]),
 )
 def test_float32_round_trips(value: float, order: str) -> None:
-    registers = encode("float32", value, order)  # type: ignore[arg-type]
+    registers = encode("float32", value, order)
     assert all(0 <= r <= 0xFFFF for r in registers)
-    assert decode("float32", registers, order) == value  # type: ignore[arg-type]
+    assert decode("float32", registers, order) == value
 
 
 @given(st.integers(0, 2**32 - 1), st.sampled_from(["ABCD", "CDAB", "BADC", "DCBA"]))
 def test_uint32_round_trips_and_matches_struct(value: int, order: str) -> None:
-    registers = encode("uint32", value, order)  # type: ignore[arg-type]
+    registers = encode("uint32", value, order)
     big = struct.pack(">I", value)
     expected_words = {
         "ABCD": big,
@@ -52,7 +52,7 @@ def test_uint32_round_trips_and_matches_struct(value: int, order: str) -> None:
         "DCBA": big[::-1],
     }[order]
     assert registers == list(struct.unpack(">2H", expected_words))
-    assert decode("uint32", registers, order) == value  # type: ignore[arg-type]
+    assert decode("uint32", registers, order) == value
 
 
 def test_float64_round_trips_in_word_swapped_order() -> None:

@@ -35,10 +35,10 @@ async def test_every_function_with_pymodbus(plant: SimPlant) -> None:
     modbus = await client(plant)
     try:
         ir = await modbus.read_input_registers(0, count=5, device_id=1)
-        assert f32(ir.registers[0:2], "ABCD") == as_f32(float(values["Tank1.Level"]))  # type: ignore[arg-type]
-        assert ir.registers[4] == round(float(values["Tank1.Temperature"]) * 10)  # type: ignore[arg-type]
+        assert f32(ir.registers[0:2], "ABCD") == as_f32(float(values["Tank1.Level"]))
+        assert ir.registers[4] == round(float(values["Tank1.Temperature"]) * 10)
         treated = await modbus.read_input_registers(0, count=2, device_id=3)
-        assert f32(treated.registers, "CDAB") == as_f32(float(values["Tank2.Level"]))  # type: ignore[arg-type]
+        assert f32(treated.registers, "CDAB") == as_f32(float(values["Tank2.Level"]))
         coils = await modbus.read_coils(0, count=10, device_id=2)
         assert coils.bits[0] == values["Pump1.Running"] and coils.bits[1] == values["Pump2.Running"]
         assert coils.bits[8] is True and coils.bits[9] is True  # both pumps enabled at start
@@ -120,10 +120,10 @@ async def test_mbpoll_reads_both_word_orders(plant: SimPlant) -> None:
     )
     tank1, inflow = mbpoll_values(abcd)
     tank2, outflow = mbpoll_values(cdab)
-    assert abs(tank1 - float(values["Tank1.Level"])) < 1e-5  # type: ignore[arg-type]
-    assert abs(inflow - float(values["InletValve.Flow"])) < 1e-4  # type: ignore[arg-type]
-    assert abs(tank2 - float(values["Tank2.Level"])) < 1e-5  # type: ignore[arg-type]
-    assert abs(outflow - float(values["Tank2.Outflow"])) < 1e-4  # type: ignore[arg-type]
+    assert abs(tank1 - float(values["Tank1.Level"])) < 1e-5
+    assert abs(inflow - float(values["InletValve.Flow"])) < 1e-4
+    assert abs(tank2 - float(values["Tank2.Level"])) < 1e-5
+    assert abs(outflow - float(values["Tank2.Outflow"])) < 1e-4
     coils = await mbpoll("-m", "tcp", "-p", port, "-a", "2", "-0", "-r", "8", "-c", "2", "-t", "0", "-1", "127.0.0.1")
     assert mbpoll_values(coils) == [1.0, 1.0]
 
