@@ -1,19 +1,30 @@
 """The journal: a durable, bounded, append-only log of records with increasing offsets.
 
-Storage: segment files, chosen by measurement. ``bench/bench_journal.py`` writes the same encoded
-frames (batches of 1,000 samples) to segment files and to SQLite in WAL mode (one BLOB row per frame,
-``synchronous=NORMAL``); on the 2-core development machine, segment files appended about 1.3x faster
-than SQLite-WAL blobs and read back 1.2x faster, at the same bytes per sample (see docs/bench/journal.md
-for the figures). The codec dominates both, so the gap is not the main reason; these are:
-retention drops a whole file with one ``unlink`` (SQLite needs a DELETE, then VACUUM or a growing
-free list before disk space actually comes back, which matters when the disk is what overflows);
-recovery is a readable 60-line scan with a CRC per frame instead of trusting a B-tree after a torn
-write; and readers stream a file with ``pread`` without holding a database lock against the writer.
+Storage: segment files, chosen by measurement. ``bench/bench_journal.py`` stores the same encoded
+frames (batches of 1,000 samples) in segment files and as BLOB rows in SQLite (WAL, synchronous=NORMAL),
+and also tries the obvious design, one SQLite row per sample. Per CPU-second on one pinned core
+(2,000,000 samples, 2-core VM shared with other work, Python 3.11; docs/bench/journal.md has the run):
+
+    design                 append/s   read/s   bytes/sample
+    codec alone, in RAM    3.06 M     2.60 M   36.9
+    segment files          3.00 M     1.96 M   36.9
+    SQLite-WAL, BLOBs      2.52 M     1.96 M   37.4
+    SQLite, row/sample     0.69 M     0.59 M   48.2
+
+A row per sample is out (4x slower, 30% bigger). Between segments and SQLite BLOBs the codec is most of
+the cost: segments append about 20% faster (one write(2), no B-tree, no WAL checkpoints) and read the
+same. The choice rests on what matters when things go wrong: retention deletes a whole file with one
+unlink (SQLite needs DELETE and then VACUUM or a growing free list before the disk space comes back,
+and disk space is exactly what runs out when the journal overflows); recovery is a short, readable scan
+with a CRC per frame instead of trusting a B-tree after a torn write; readers stream files with pread
+and never hold a lock the writer waits on.
 
 Durability. ``append`` returns once the frame is in the operating system's page cache: from then on
 the records survive a crash or ``kill -9`` of this process. Power-loss safety needs ``fsync``, chosen
 by ``sync``: ``"always"`` (fdatasync every append: slowest, nothing accepted is lost), ``"interval"``
-(the default: at most ``sync_interval`` seconds of accepted records can be lost to a power cut) or
+(the default: at most ``sync_interval`` seconds of accepted records can be lost to a power cut; when
+appends stop, a timer on the appending thread's event loop does the last sync, and without a loop the
+next append or ``close`` does) or
 ``"none"`` (left to the kernel). Sealed segments are always fsynced when the journal rotates.
 
 Bounds. ``max_size`` bounds the bytes on disk and ``max_age`` the age of the oldest segment. When
