@@ -76,3 +76,36 @@ def pcap_bytes(frames: list[bytes], start: float = 1_700_000_000.0, step: float 
 def write_pcap(path: Path, frames: list[bytes], start: float = 1_700_000_000.0, step: float = 0.001) -> Path:
     path.write_bytes(pcap_bytes(frames, start, step))
     return path
+
+
+# --- OPC UA binary chunks (OPC 10000-6, 7.1.2), enough for the analyser's headers ---------------------
+
+UA_POLICY_NONE = "http://opcfoundation.org/UA/SecurityPolicy#None"
+UA_POLICY_BASIC256SHA256 = "http://opcfoundation.org/UA/SecurityPolicy#Basic256Sha256"
+
+
+def _ua_string(text: str | bytes | None) -> bytes:
+    if text is None:
+        return struct.pack("<i", -1)
+    raw = text.encode() if isinstance(text, str) else text
+    return struct.pack("<i", len(raw)) + raw
+
+
+def ua_chunk(kind: bytes, body: bytes, chunk: bytes = b"F") -> bytes:
+    return kind + chunk + struct.pack("<I", 8 + len(body)) + body
+
+
+def ua_hello(url: str) -> bytes:
+    return ua_chunk(b"HEL", struct.pack("<IIIII", 0, 65536, 65536, 0, 0) + _ua_string(url))
+
+
+def ua_open(policy: str, channel: int = 0, request_id: int = 1, body: bytes | None = None) -> bytes:
+    header = struct.pack("<I", channel) + _ua_string(policy) + _ua_string(None) + _ua_string(None)
+    if body is None:  # sequence header, then OpenSecureChannelRequest's encoding id (446) and padding
+        body = struct.pack("<II", 1, request_id) + b"\x01\x00" + struct.pack("<H", 446) + bytes(32)
+    return ua_chunk(b"OPN", header + body)
+
+
+def ua_message(type_id: int, channel: int = 1, request_id: int = 2, chunk: bytes = b"F") -> bytes:
+    node = b"\x01\x00" + struct.pack("<H", type_id) if type_id < 65536 else b"\x02\x00\x00" + struct.pack("<I", type_id)
+    return ua_chunk(b"MSG", struct.pack("<IIII", channel, 1, request_id + 1, request_id) + node + bytes(24), chunk)
