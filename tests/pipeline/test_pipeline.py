@@ -316,3 +316,17 @@ def test_arbitrary_driver_input_never_crashes(readings: list[tuple[object, Quali
             if isinstance(record, Sample) and record.quality <= Quality.UNCERTAIN and record.value is not None:
                 assert -10 <= record.value <= 10  # type: ignore[operator]
         pipe.tick(float(i) + 0.5)
+
+
+def test_device_stats_count_samples_the_driver_could_not_vouch_for() -> None:
+    pipe = pipeline_with({"id": "t"})
+    pipe.process(
+        [
+            sample("t", 1.0, 1),
+            sample("t", 1.0, 2, Quality.UNCERTAIN),
+            sample("t", 1.0, 3, Quality.STALE),
+            sample("t", None, 4, Quality.BAD_COMM),
+        ]
+    )
+    stats = pipe.devices["plc1"]
+    assert (stats.samples, stats.bad_samples, stats.reported) == (4, 2, 4)

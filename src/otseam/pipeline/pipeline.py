@@ -50,7 +50,8 @@ class DeviceStats:
 
     samples: int = 0
     reported: int = 0
-    #: Samples that arrived with a bad quality (no answer, device error, decode impossible).
+    #: Samples the driver could not vouch for: stale (the device stopped answering) or bad (no answer,
+    #: device error, decode impossible). Exported as the device's error count.
     bad_samples: int = 0
     #: gateway_ts - source_ts of the last sample: how old a value is when it reaches Seam.
     latency: float = 0.0
@@ -143,7 +144,9 @@ class Pipeline:
                 stats.bad_samples += 1
                 for alarm in slot.alarms:
                     alarms.interrupt(alarm)
-            elif slot.numeric and value is not None:
+            elif quality is _STALE:
+                stats.bad_samples += 1
+            if quality <= _UNCERTAIN and slot.numeric and value is not None:
                 low = slot.clamp_low
                 if low is not None and value < low:
                     value = low
