@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import math
 import struct
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from otseam.drivers.modbus.decode import Decoder, Slot
@@ -19,6 +20,7 @@ from otseam.drivers.modbus.framing import (
     rtu_frame,
     rtu_response_length,
 )
+from otseam.drivers.modbus.transport import LinkClosed, RequestTimeout, RtuLink
 from tests.drivers.modbus.helpers import encode
 
 RANGES = {
@@ -105,3 +107,52 @@ def test_device_identification_parser_never_crashes(pdu: bytes) -> None:
     except (FrameError, ModbusException):
         return
     assert all(isinstance(v, bytes) for v in objects.values())
+
+
+@settings(max_examples=150, deadline=None)
+@given(reply=st.lists(st.binary(min_size=1, max_size=40), max_size=4))
+def test_rtu_link_takes_only_a_whole_checked_frame_from_random_bytes(reply: list[bytes]) -> None:
+    """Random bytes arriving in random pieces after a read: a clean answer or a clear error, never more."""
+
+    async def scenario() -> None:
+        sent: list[bytes] = []
+        link = RtuLink(sent.append, "fuzz", silence=0.001)
+        loop = asyncio.get_running_loop()
+        for i, piece in enumerate(reply):
+            loop.call_later(0.001 * (i + 1), link.feed, piece)
+        try:
+            pdu = await link.request(9, bytes.fromhex("0300000002"), 0.02)
+        except (FrameError, RequestTimeout, LinkClosed):
+            return
+        finally:
+            link.close()
+        assert sent == [rtu_frame(9, bytes.fromhex("0300000002"))]
+        stream = b"".join(reply)
+        assert stream.startswith(bytes((9,)) + pdu) and len(stream) == len(pdu) + 3
+        check_rtu_crc(stream)
+
+    asyncio.run(scenario())
+
+
+@settings(max_examples=50, deadline=None)
+@given(values=st.lists(st.integers(0, 0xFFFF), min_size=2, max_size=2), cuts=st.lists(st.integers(1, 8), max_size=3))
+def test_rtu_link_reassembles_a_valid_answer_from_any_pieces(values: list[int], cuts: list[int]) -> None:
+    body = bytes((3, 4)) + b"".join(v.to_bytes(2, "big") for v in values)
+    frame = rtu_frame(9, body)
+    pieces, rest = [], frame
+    for cut in cuts:
+        pieces.append(rest[:cut])
+        rest = rest[cut:]
+    pieces.append(rest)
+
+    async def scenario() -> bytes:
+        link = RtuLink(lambda data: None, "pieces", silence=0.001)
+        loop = asyncio.get_running_loop()
+        for i, piece in enumerate(p for p in pieces if p):
+            loop.call_later(0.001 * (i + 1), link.feed, piece)
+        try:
+            return await link.request(9, bytes.fromhex("0300000002"), 0.5)
+        finally:
+            link.close()
+
+    assert asyncio.run(scenario()) == body
