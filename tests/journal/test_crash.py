@@ -42,7 +42,7 @@ class Worker:
             if line.endswith("\n"):
                 self.lines.append(line.strip())
 
-    def wait_for_lines(self, count: int, timeout: float = 20.0) -> None:
+    def wait_for_lines(self, count: int, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
         while len(self.lines) < count and self.process.poll() is None:
             assert time.monotonic() < deadline, "worker produced no output"
