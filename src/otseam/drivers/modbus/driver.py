@@ -191,7 +191,7 @@ class ModbusDriver:
             data = parse_read_response(block.function, block.count, pdu)
             values = block.decoder.decode(data)
         except (RequestTimeout, LinkClosed, Unavailable) as exc:
-            self._note(state, f"no answer: {exc or 'timeout'}")
+            self._note(state, f"no answer: {exc}" if str(exc) else f"no answer within {self.timeout:g}s")
             return "comm"
         except ModbusException as exc:
             if exc.code in GATEWAY_EXCEPTIONS:
