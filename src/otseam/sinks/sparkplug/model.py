@@ -233,7 +233,8 @@ class EdgeModel:
                 if device not in self.device_points:
                     continue
                 wanted = str(record.data.get("state", "")).lower()
-                if wanted == "offline" and is_online(device):
+                # "driver-failed" (the supervisor restarting a crashed driver) means no data either.
+                if wanted in ("offline", "driver-failed") and is_online(device):
                     flush(device)
                     online[device] = False
                     offline.add(device)
