@@ -84,6 +84,8 @@ class LineEncoder:
         middles = self._middles
         out: list[str] = []
         append = out.append
+        last_source = last_gateway = math.nan  # NaN equals nothing: the first sample sets both
+        source_text = gateway_text = ""
         for offset, record in zip(offsets, records, strict=True):
             if offset <= done:
                 continue
@@ -106,8 +108,12 @@ class LineEncoder:
                 text = "true" if value else "false"
             else:
                 text = json.dumps(value, default=str)
-            source_text = repr(source_ts)
-            gateway_text = source_text if gateway_ts == source_ts else repr(gateway_ts)
+            # A driver stamps a whole poll with one time: consecutive samples usually share it.
+            if source_ts != last_source:
+                last_source, source_text = source_ts, repr(source_ts)
+            if gateway_ts != last_gateway:
+                last_gateway = gateway_ts
+                gateway_text = source_text if gateway_ts == source_ts else repr(gateway_ts)
             append(
                 f'{head}{offset}{middle}{text},"quality":{labels[quality]},'
                 f'"source_ts":{source_text},"gateway_ts":{gateway_text}}}'
