@@ -22,6 +22,7 @@ YAML_NOISE = st.sampled_from(
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 #: Each example here dumps, loads, checks and renders a whole contract: fewer of them.
 WHOLE = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+INTERVIEW = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def _use(text: str) -> None:
@@ -97,3 +98,55 @@ def test_changed_values_in_a_valid_contract(section: str, index: int, key: str, 
         target = items[index % len(items)]
         target[key] = value
     _use(to_text(data))
+
+
+@INTERVIEW
+@given(st.lists(st.text(max_size=30), min_size=0, max_size=40))
+def test_interview_with_any_answers_writes_a_contract_that_passes_or_nothing(answers: list[str]) -> None:
+    """Whatever people type (quotes, colons, '#', unicode), the interview either writes a contract that
+    loads and passes `seam check`, or stops without writing anything."""
+    from otseam.contract.init import AnswersEnded, interview
+
+    queue = list(answers)
+
+    def ask(question: str, default: str) -> str:
+        if not queue:
+            raise AnswersEnded("end of input")
+        answer = queue.pop(0)
+        # typer.prompt gives the default for an empty answer; one line per answer.
+        return (answer or default).splitlines()[0] if (answer or default).strip() else ""
+
+    try:
+        text = interview(ask, lambda message: None)
+    except AnswersEnded:
+        return
+    findings = [f for f in run(parse_text(text, "interview.yaml")) if f.severity != "info"]
+    assert findings == []
+
+
+_LINE = st.text(st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp")), min_size=1, max_size=40).filter(
+    lambda s: s.strip() != ""
+)
+_ID_TEXT = st.from_regex(r"\A[A-Za-z][A-Za-z0-9_-]{0,20}\Z")
+
+
+@INTERVIEW
+@given(
+    ids=st.tuples(_ID_TEXT, _ID_TEXT),
+    texts=st.lists(_LINE, min_size=11, max_size=11),
+    rate=st.tuples(st.integers(1, 500), st.sampled_from(["/s", "/min"])),
+    tolerance=st.sampled_from(["none", "planned", "any"]),
+    patch=_LINE,
+)
+def test_interview_with_valid_answers_always_passes_check(
+    ids: tuple[str, str], texts: list[str], rate: tuple[int, str], tolerance: str, patch: str
+) -> None:
+    from otseam.contract.init import interview
+
+    answers = [*ids, *texts, f"{rate[0]}{rate[1]}", tolerance, patch]
+    given_answers = iter(answers)
+    text = interview(lambda question, default: next(given_answers), lambda message: None)
+    loaded = parse_text(text, "interview.yaml")
+    assert [f for f in run(loaded) if f.severity != "info"] == []
+    assert loaded.contract.objectives[0].problem == texts[0].strip()
+    assert loaded.contract.site.path == [ids[0], ids[1]]
