@@ -13,6 +13,7 @@ from otseam.contract import ContractError, parse_text
 from otseam.contract.doc import render_html
 from otseam.contract.init import example_text
 from otseam.contract.rules import run
+from otseam.contract.rules.registry import RULE_FAILED
 
 EXAMPLE_LINES = example_text().splitlines(keepends=True)
 YAML_NOISE = st.sampled_from(
@@ -35,6 +36,7 @@ def _use(text: str) -> None:
             assert problem.line >= 1 and problem.column >= 1 and problem.message
         return
     findings = run(loaded)
+    assert not [f for f in findings if f.message.startswith(RULE_FAILED)]
     render_html(loaded, findings)
 
 

@@ -363,6 +363,20 @@ def test_duplicate_id_names_the_line_of_the_first() -> None:
     assert finding.message.endswith(f"(first on line {loaded.at(('zones', 0, 'id')).line})")
 
 
+def test_a_failing_rule_becomes_a_finding_not_a_traceback() -> None:
+    from otseam.contract.loader import LoadedContract
+    from otseam.contract.rules import Hit, Rule, run
+    from otseam.contract.rules.registry import RULE_FAILED
+
+    def broken(loaded: LoadedContract) -> list[Hit]:
+        raise KeyError("surprise")
+
+    loaded = load_data(example())
+    [finding] = run(loaded, [Rule("TEST-001", Severity.ERROR, "a rule with a bug", "none", broken)])
+    assert finding.rule == "TEST-001" and finding.message.startswith(RULE_FAILED)
+    assert "KeyError" in finding.message and finding.hint
+
+
 def test_misspelt_plugin_gets_a_suggestion() -> None:
     data = example()
     data["sinks"][0]["type"] = "historain"

@@ -68,6 +68,9 @@ class Finding:
 
 RULES: dict[str, Rule] = {}
 
+#: The start of the message of a finding that says a rule itself failed (a bug in Seam, not the contract).
+RULE_FAILED = "this rule could not be applied to the contract"
+
 
 def rule(rule_id: str, severity: Severity, title: str, hint: str) -> Callable[[RuleCheck], RuleCheck]:
     """Register a rule function under a stable id."""
@@ -92,7 +95,11 @@ def run(loaded: LoadedContract, rules: Iterable[Rule] | None = None) -> list[Fin
     """Every finding of every rule, most severe first, then in file order."""
     findings: list[Finding] = []
     for item in rules if rules is not None else RULES.values():
-        for hit in item.check(loaded):
+        try:
+            hits = list(item.check(loaded))
+        except Exception as exc:  # a bug in one rule must not hide the others' findings behind a traceback
+            hits = [Hit((), f"{RULE_FAILED} ({type(exc).__name__}: {exc})", "please report this with the contract")]
+        for hit in hits:
             pos = loaded.at(hit.path)
             findings.append(
                 Finding(
