@@ -141,7 +141,7 @@ def _encode_events(events: Sequence[Event]) -> bytes:
     return marshal.dumps(rows, _MARSHAL_VERSION)
 
 
-def decode(kind: int, payload: bytes, count: int) -> list[Record]:
+def decode(kind: int, payload: bytes | memoryview, count: int) -> list[Record]:
     """A payload back to records; raises :class:`CorruptPayload` if it is not what the header says."""
     try:
         data = marshal.loads(payload)

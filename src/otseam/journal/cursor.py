@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import zlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -22,16 +23,17 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("otseam.journal")
 
+#: Frames are read in chunks of at least this size, so that small frames cost one pread per many.
+_READ_AHEAD = 64 * 1024
+
 
 @dataclass(slots=True)
 class _Frame:
     base_offset: int
+    #: The offset after the frame's last record.
+    end_offset: int
     records: list[Record]
     appended_at: float
-
-    @property
-    def end_offset(self) -> int:
-        return self.base_offset + len(self.records)
 
 
 class Cursor:
@@ -47,6 +49,8 @@ class Cursor:
         self._position = 0
         self._position_offset = -1
         self._frame: _Frame | None = None
+        self._buffer = b""
+        self._buffer_start = 0
 
     @property
     def committed(self) -> int:
@@ -79,10 +83,14 @@ class Cursor:
         return self._read(start, max_records)
 
     def _read(self, start: int, limit: int) -> Batch:
-        batch = Batch(self._journal.source)
+        records: list[Record] = []
+        offsets: list[int] = []
         end = self._journal.next_offset()
         position = start
-        while len(batch.records) < limit and position < end:
+        while position < end:
+            room = limit - len(records)
+            if room <= 0:
+                break
             frame = self._frame
             if frame is None or not frame.base_offset <= position < frame.end_offset:
                 loaded = self._load(position)
@@ -92,15 +100,15 @@ class Cursor:
                     position = max(loaded, self._journal.first_offset)
                     continue
                 frame = self._frame = loaded
-            take = min(limit - len(batch.records), frame.end_offset - position)
+            take = min(room, frame.end_offset - position)
             index = position - frame.base_offset
             if index == 0 and take == len(frame.records):
-                batch.records.extend(frame.records)
+                records.extend(frame.records)
             else:
-                batch.records.extend(frame.records[index : index + take])
-            batch.offsets.extend(range(position, position + take))
+                records.extend(frame.records[index : index + take])
+            offsets.extend(range(position, position + take))
             position += take
-        return batch
+        return Batch(self._journal.source, offsets, records)
 
     def _load(self, offset: int) -> _Frame | int:
         """The frame holding ``offset``, or the offset to continue at when it cannot be read."""
@@ -134,25 +142,47 @@ class Cursor:
                 return None
         return self._lose(offset, segment, "its frame index is unreadable")
 
+    def _fill(self, segment: Segment, position: int, need: int) -> int:
+        """Make the read-ahead buffer hold ``need`` bytes at ``position``; returns their index in it, or -1.
+
+        Reads never go past ``segment.size``, the bytes the writer has completed: the buffer never holds
+        the remains of a failed write that the writer has since cut off and written again.
+        """
+        relative = position - self._buffer_start
+        if relative >= 0 and relative + need <= len(self._buffer):
+            return relative
+        size = min(max(need, _READ_AHEAD), segment.size - position)
+        if size < need:
+            return -1
+        self._buffer = os.pread(self._fd, size, position)
+        self._buffer_start = position
+        return 0 if len(self._buffer) >= need else -1
+
     def _read_frame(self, offset: int) -> _Frame | int:
+        # The hot path of every reader: kept flat, one buffer, no intermediate objects per frame.
         segment = self._segment
         assert segment is not None
-        raw_header = os.pread(self._fd, segments.HEADER_SIZE, self._position)
-        if len(raw_header) < segments.HEADER_SIZE:
+        at = self._fill(segment, self._position, segments.HEADER_SIZE)
+        if at < 0:
             return self._lose(offset, segment, "it ends in the middle of a frame header")
-        header = segments.parse_header(raw_header)
-        if not segments.plausible(header, self._position_offset):
+        length, crc, base, count, kind, appended_at = segments.HEADER.unpack_from(self._buffer, at)
+        if length > segments.MAX_PAYLOAD or count == 0 or base != self._position_offset:
             return self._lose(offset, segment, "a frame header is corrupt")
-        payload = os.pread(self._fd, header.length, self._position + segments.HEADER_SIZE)
-        if len(payload) < header.length or not segments.frame_ok(raw_header, payload, header.crc):
+        size = segments.HEADER_SIZE + length
+        at = self._fill(segment, self._position, size)
+        if at < 0:
+            return self._lose(offset, segment, "it ends in the middle of a frame")
+        view = memoryview(self._buffer)
+        # CRC32 is incremental: one pass over header-after-the-CRC and payload equals the writer's two.
+        if zlib.crc32(view[at + segments.CRC_FROM : at + size]) != crc:
             return self._lose(offset, segment, "a frame fails its checksum")
         try:
-            records = codec.decode(header.kind, payload, header.count)
+            records = codec.decode(kind, view[at + segments.HEADER_SIZE : at + size], count)
         except codec.CorruptPayload as exc:
             return self._lose(offset, segment, str(exc))
-        self._position += header.size
-        self._position_offset = header.end_offset
-        return _Frame(header.base_offset, records, header.appended_at)
+        self._position += size
+        self._position_offset = base + count
+        return _Frame(base, base + count, records, appended_at)
 
     def _lose(self, offset: int, segment: Segment, why: str) -> int:
         """Skip the unreadable rest of ``segment``: count it, say it, and carry on with the next one."""
@@ -181,6 +211,8 @@ class Cursor:
         self._fd = -1
         self._segment = None
         self._position_offset = -1
+        self._buffer = b""
+        self._buffer_start = 0
 
     def close(self) -> None:
         self._close_file()

@@ -30,7 +30,7 @@ from pathlib import Path
 HEADER = struct.Struct("<IIQIB3xd")
 HEADER_SIZE = HEADER.size
 #: The part of the header the CRC covers starts after the length and the CRC.
-_CRC_FROM = 8
+CRC_FROM = 8
 #: A frame larger than this is corrupt by definition (a batch is thousands of records, not millions).
 MAX_PAYLOAD = 256 * 1024 * 1024
 SUFFIX = ".seg"
@@ -69,7 +69,7 @@ class FrameHeader:
 
 def build_frame(base_offset: int, count: int, kind: int, appended_at: float, payload: bytes) -> bytes:
     header = bytearray(HEADER.pack(len(payload), 0, base_offset, count, kind, appended_at))
-    crc = zlib.crc32(payload, zlib.crc32(memoryview(header)[_CRC_FROM:]))
+    crc = zlib.crc32(payload, zlib.crc32(memoryview(header)[CRC_FROM:]))
     struct.pack_into("<I", header, 4, crc)
     return bytes(header) + payload
 
@@ -79,7 +79,7 @@ def parse_header(buffer: bytes | bytearray | memoryview, position: int = 0) -> F
 
 
 def frame_ok(header_bytes: bytes | memoryview, payload: bytes | memoryview, crc: int) -> bool:
-    return zlib.crc32(payload, zlib.crc32(header_bytes[_CRC_FROM:HEADER_SIZE])) == crc
+    return zlib.crc32(payload, zlib.crc32(header_bytes[CRC_FROM:HEADER_SIZE])) == crc
 
 
 def plausible(header: FrameHeader, expected_offset: int | None) -> bool:
