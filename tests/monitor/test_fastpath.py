@@ -112,3 +112,20 @@ def test_other_files_are_left_to_the_per_frame_path() -> None:
         monitor, bytes.fromhex("0a0d0d0a1c0000004d3c2b1a01000000ffffffffffffffff1c000000"), CaptureStats()
     )
     assert monitor.stats.frames == 0
+
+
+@pytest.mark.parametrize("cut", [24, 30, 200, 1001, 5003, -1])
+def test_truncated_captures_read_the_same(pcaps: Path, tmp_path: Path, cut: int) -> None:
+    data = (pcaps / "modbus_test_data_part2.pcap").read_bytes()[:cut]
+    path = tmp_path / "cut.pcap"
+    path.write_bytes(data)
+    slow_stats, fast_stats = CaptureStats(), CaptureStats()
+    slow = Monitor(keep_records=False)
+    for frame in read_capture(path, slow_stats):
+        slow.process(frame)
+    slow.finish()
+    fast = Monitor(keep_records=False)
+    assert analyse_pcap(fast, data, fast_stats, name=str(path))
+    fast.finish()
+    assert fast_stats.problems == slow_stats.problems and fast_stats.frames == slow_stats.frames
+    assert_same(slow, fast)

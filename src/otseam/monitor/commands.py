@@ -186,20 +186,20 @@ def _summary(console: Console, alerts: list[Alert], monitor: Monitor, source: st
         console.print("No alerts.")
         return
     table = Table(title=f"{len(alerts)} alerts ({monitor.detector.folded} repeats folded)")
-    for column in ("frame", "time (UTC)", "rule", "severity", "ATT&CK", "from", "to", "unit", "fc", "message"):
-        table.add_column(column, overflow="fold")
+    table.add_column("frame", no_wrap=True, justify="right")
+    table.add_column("rule", no_wrap=True)
+    table.add_column("severity", no_wrap=True)
+    table.add_column("flow", overflow="fold", max_width=24)
+    table.add_column("what", overflow="fold", min_width=30)
     for a in alerts:
+        unit = "" if a.unit is None else f" unit {a.unit}"
         table.add_row(
             str(a.frame),
-            time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(a.ts)),
-            a.rule.id,
+            f"{a.rule.id}\n{a.rule.attack or ''}",
             a.rule.severity.label,
-            a.rule.attack or "",
-            a.src,
-            f"{a.dst}:{a.dport}",
-            "" if a.unit is None else str(a.unit),
-            "" if a.function is None else str(a.function),
-            a.message + (f" (+{a.folded} more)" if a.folded else ""),
+            f"{a.src}\n-> {a.dst}:{a.dport}{unit}",
+            f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(a.ts))} {a.message}"
+            + (f" (+{a.folded} more)" if a.folded else ""),
         )
     console.print(table)
 
@@ -259,36 +259,27 @@ async def _run_live(monitor: Monitor, iface: str, outputs: _Outputs, duration: f
 
 def _inventory_table(console: Console, inventory: Inventory) -> None:
     table = Table(title=f"{len(inventory.assets)} assets")
-    for column in (
-        "ip",
-        "role",
-        "protocols",
-        "ports",
-        "units",
-        "function codes",
-        "vendor",
-        "product",
-        "revision",
-        "first seen",
-        "last seen",
-        "declared as",
-    ):
-        table.add_column(column, overflow="fold")
+    table.add_column("host", no_wrap=True)
+    table.add_column("role", no_wrap=True)
+    table.add_column("serves", overflow="fold", max_width=26)
+    table.add_column("identity", overflow="fold", min_width=20)
+    table.add_column("seen (UTC)", no_wrap=True)
     for asset in sorted(inventory.assets.values(), key=lambda a: a.ip):
         d = asset.as_dict()
+        serves = " ".join(f"{p}/{'+'.join(d['protocols'])}" for p in d["ports"])
+        if d["unit_ids"]:
+            serves += f" units {','.join(map(str, d['unit_ids']))}"
+        if d["function_codes"]:
+            serves += f" fc {','.join(map(str, d['function_codes']))}"
+        identity = " ".join(x for x in (d["vendor"], d["product"], d["revision"]) if x)
+        if inventory.declared is not None:
+            identity += f" [{d['declared_as'] or 'undeclared'}]"
         table.add_row(
             d["ip"],
             d["role"],
-            ",".join(d["protocols"]),
-            ",".join(map(str, d["ports"])),
-            ",".join(map(str, d["unit_ids"])),
-            ",".join(map(str, d["function_codes"])),
-            d["vendor"] or "",
-            d["product"] or "",
-            d["revision"] or "",
-            time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(d["first_seen"])),
-            time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(d["last_seen"])),
-            d["declared_as"] or ("" if inventory.declared is None else "(undeclared)"),
+            serves.strip(),
+            identity.strip(),
+            f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(d['first_seen']))}\n{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(d['last_seen']))}",
         )
     console.print(table)
 

@@ -59,22 +59,40 @@ def index_pcap(buf: Buffer, stats: CaptureStats, name: str) -> tuple[NDArray, fl
     offsets: list[int] = []
     append = offsets.append
     pos = 24
-    # The only sequential part: each record's length says where the next one starts.
-    while pos + 16 <= size:
-        incl = length_at(buf, pos + 8)[0]
-        if incl > MAX_FRAME:
-            stats.problems.append(f"{name}: record at byte {pos} claims {incl} bytes; stopped reading")
-            break
-        if pos + 16 + incl > size:
-            stats.problems.append(f"{name}: truncated record at byte {pos} ({size - pos - 16} of {incl} bytes)")
-            break
+    last = size - 16
+    # The only sequential part: each record's length says where the next one starts. The lengths are
+    # checked afterwards, column-wise, to keep this loop as short as Python allows.
+    while pos <= last:
         append(pos)
-        pos += 16 + incl
-    else:
-        if pos != size:
+        pos += 16 + length_at(buf, pos + 8)[0]
+    heads = np.asarray(offsets, dtype=np.int64)
+    if len(heads):
+        incl = _rows(np.frombuffer(buf, dtype=np.uint8), heads + 8, 4).view("<u4")[:, 0].astype(np.int64)
+        bad = (incl > MAX_FRAME) | (heads + 16 + incl > size)
+        if bad.any():
+            first = int(np.argmax(bad))
+            at, claimed = int(heads[first]), int(incl[first])
+            if claimed > MAX_FRAME:
+                stats.problems.append(f"{name}: record at byte {at} claims {claimed} bytes; stopped reading")
+            else:
+                stats.problems.append(f"{name}: truncated record at byte {at} ({size - at - 16} of {claimed} bytes)")
+            heads = heads[:first]
+        elif pos != size:
             stats.problems.append(f"{name}: truncated record header at byte {pos}")
-    stats.frames = len(offsets)
-    return np.asarray(offsets, dtype=np.int64), resolution, linktype
+    elif pos != size:
+        stats.problems.append(f"{name}: truncated record header at byte {pos}")
+    stats.frames = len(heads)
+    return heads, resolution, linktype
+
+
+def _rows(b: NDArray, starts: NDArray, width: int) -> NDArray:
+    """``width`` bytes from each start, as an (n, width) array; gathered in slices to bound memory."""
+    out = np.empty((len(starts), width), dtype=np.uint8)
+    span = np.arange(width, dtype=np.int64)
+    step = 1 << 17
+    for i in range(0, len(starts), step):
+        out[i : i + step] = b[starts[i : i + step, None] + span]
+    return out
 
 
 def _u16(b: NDArray, at: NDArray) -> NDArray:
@@ -88,16 +106,6 @@ def _u32be(b: NDArray, at: NDArray) -> NDArray:
         | (b[at + 1].astype(np.int64) << 16)
         | (b[at + 2].astype(np.int64) << 8)
         | b[at + 3]
-    )
-    return value
-
-
-def _u32le(b: NDArray, at: NDArray) -> NDArray:
-    value: NDArray = (
-        b[at].astype(np.int64)
-        | (b[at + 1].astype(np.int64) << 8)
-        | (b[at + 2].astype(np.int64) << 16)
-        | (b[at + 3].astype(np.int64) << 24)
     )
     return value
 
@@ -117,10 +125,9 @@ def analyse_pcap(monitor: Monitor, buf: Buffer, stats: CaptureStats, name: str =
         return False
     b = np.frombuffer(buf, dtype=np.uint8)
     n = len(headers)
-    secs = _u32le(b, headers).astype(np.float64)
-    fracs = _u32le(b, headers + 4).astype(np.float64)
-    ts = secs + fracs * resolution
-    caplen = _u32le(b, headers + 8)
+    record = _rows(b, headers, 16).view("<u4")  # (n, 4): seconds, fraction, included length, original length
+    ts = record[:, 0].astype(np.float64) + record[:, 1].astype(np.float64) * resolution
+    caplen = record[:, 2].astype(np.int64)
     data = headers + 16
 
     # --- Ethernet / IPv4 / TCP, column-wise. Rows failing a check go to the per-frame path. -----------
