@@ -158,10 +158,12 @@ async def test_will_carries_bdseq_which_survives_restarts(tmp_path: Path, broker
         await sink.close()
     births = [codec.decode_payload(m.payload) for m in cap.of("NBIRTH")]
     deaths = [codec.decode_payload(m.payload) for m in cap.of("NDEATH")]
-    assert [b.metrics[0].long_value for b in births] == [0, 1, 2, 3]
+    # Each session one more; a delivery that raced the cut may have cost one more session: still consecutive.
+    bdseqs = [b.metrics[0].long_value for b in births]
+    assert bdseqs == list(range(len(bdseqs))) and len(bdseqs) >= 4
     assert [d.metrics[0].long_value for d in deaths][:3] == [0, 1, 2]
     assert all(m.qos == 1 and not m.retain for m in cap.of("NDEATH"))
-    assert (tmp_path / "sparkplug" / "spb" / "bdseq").read_text().strip() == "3"
+    assert (tmp_path / "sparkplug" / "spb" / "bdseq").read_text().strip() == str(bdseqs[-1])
 
 
 async def test_waits_for_the_primary_host_then_moves_broker_when_it_goes_offline(tmp_path: Path) -> None:
