@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from prometheus_client import generate_latest
+
 from otseam.core.records import Record, Sample
+from otseam.diode.metrics import registry_for
 from otseam.diode.receiver import DiodeReceiver
 from otseam.diode.sender import CurrentValues, DiodeSender
 from otseam.diode.wire import Rejected
@@ -61,6 +64,10 @@ async def test_losses_within_the_fec_margin_are_recovered_completely(tmp_path: P
     assert written == records
     stats = receiver.stats
     assert stats.lost == 0 and stats.recovered > 0
+    exported = generate_latest(registry_for(stats)).decode()
+    assert f'seam_diode_blocks_total{{outcome="recovered"}} {float(stats.recovered)}' in exported
+    assert 'seam_diode_blocks_total{outcome="lost"} 0.0' in exported
+    assert 0 < stats.margin_used_max <= 1 and "seam_diode_fec_margin_used_max" in exported
     # Every altered datagram was refused, and none was taken for data.
     assert stats.rejected[Rejected.MAC] + stats.rejected[Rejected.SHORT] == truth.corrupted + truth.truncated
     journal.close()

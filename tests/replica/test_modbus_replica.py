@@ -7,6 +7,8 @@ import re
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from otseam.contract.models import Contract, Device, Point, Scaling, Site
 from otseam.core.records import Event, Quality, Record, Sample
@@ -146,3 +148,18 @@ def test_overlapping_devices_must_be_remapped() -> None:
         ModbusReplica(plant(), None, port=0, options={"remap": {"plc9/x": "hr:1"}})
     moved = ModbusReplica(plant(), None, port=0, options={"remap": {"plc2/level": "hr:200"}})
     assert {s.key: s.address.address for s in moved.slots}["plc2/level"] == 200
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(min_value=0, max_value=255), st.binary(min_size=1, max_size=253))
+def test_any_request_gets_an_answer_or_silence_never_an_exception(unit: int, pdu: bytes) -> None:
+    replica = ModbusReplica(plant(), None, port=0, options={"units": {"plc2": 2}})
+    replica.apply([good("plc1/level", 1.5)])
+    answer = replica.bank.handle_pdu(unit, pdu)
+    if unit not in (1, 2):
+        assert answer is None
+        return
+    assert answer is not None
+    if pdu[0] in (5, 6, 15, 16, 22, 23):
+        assert answer == bytes([pdu[0] | 0x80, 0x01])
+        assert replica.write_attempts == 1
