@@ -214,6 +214,12 @@ FAILING: list[tuple[str, str, Mutation, str]] = [
         "devices[0].points[1].address",
     ),
     (
+        "DATA-001",
+        "a string past the last register",
+        lambda d: _point(d, "pump-plc", "outlet_flow").update(type="string", length=8, address="ir:65530"),
+        "devices[0].points[1].address",
+    ),
+    (
         "DATA-002",
         "percent deadband without range",
         lambda d: _point(d, "pump-plc", "clearwell_level").pop("range"),

@@ -13,6 +13,13 @@ from otseam.contract.units import parse_modbus_address
 REGISTER_WIDTH = {"int16": 1, "uint16": 1, "int32": 2, "uint32": 2, "float32": 2, "int64": 4, "uint64": 4, "float64": 4}
 
 
+def _width(data_type: str, length: int | None) -> int:
+    """Registers a value occupies: its type's width, or its declared length for a string."""
+    if data_type == "string":
+        return length or 1
+    return REGISTER_WIDTH.get(data_type, 1)
+
+
 @rule(
     "DATA-001",
     Severity.ERROR,
@@ -33,9 +40,7 @@ def modbus_type_fits(loaded: LoadedContract) -> Iterator[Hit]:
                 )
             elif point.type == "string" and point.length is None:
                 yield Hit(("devices", i, "points", j), f"string point '{device.key(point)}' has no 'length'")
-            elif (
-                not bit_sized and point.type in REGISTER_WIDTH and address.address + REGISTER_WIDTH[point.type] > 65536
-            ):
+            elif not bit_sized and address.address + _width(point.type, point.length) > 65536:
                 yield Hit(
                     ("devices", i, "points", j, "address"),
                     f"point '{device.key(point)}' ({point.type}) runs past the last register 65535",
