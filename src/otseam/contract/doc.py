@@ -230,8 +230,8 @@ def _commands(contract: Contract) -> str:
         for c in contract.commands
     ]
     note = (
-        "<p>These are the only writes from IT to OT that can exist. Each one runs only after every listed "
-        "approver has approved it.</p>"
+        "<p>These are the only writes from IT to OT that can exist. The contract requires every listed approver "
+        "to approve each execution.</p>"
     )
     return note + _table(
         ["Command", "Point", "Range", "Rate", "Window", "Conduit", "Approvers"],
