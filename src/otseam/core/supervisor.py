@@ -510,10 +510,11 @@ class Supervisor:
     # --- what the status, health and metrics views read ------------------------------------------
 
     def journal_metrics(self, fresh: bool = False) -> JournalMetrics:
-        """Journal numbers, cached for half a second: several views ask at once."""
+        """Journal numbers, cached for a second: the status line, /health and /metrics all ask, and
+        finding the age of the oldest undelivered record reads the journal."""
         assert self.journal is not None
         now = time.monotonic()
-        stale = fresh or self._journal_metrics is None or now - self._journal_metrics_ts > 0.5
+        stale = fresh or self._journal_metrics is None or now - self._journal_metrics_ts >= 1.0
         if stale and not self.journal.closed:
             self._journal_metrics = self.journal.metrics()
             self._journal_metrics_ts = now
