@@ -113,3 +113,44 @@ def test_send_and_receive_with_the_modbus_replica(tmp_path: Path) -> None:
     # The historian on the IT side was fed from the IT journal too (each sample once).
     with sqlite3.connect(tmp_path / "it-historian.db") as db:
         assert sorted(db.execute("SELECT value FROM samples").fetchall()) == [(3.5,), (7.25,)]
+
+
+def test_send_takes_its_settings_from_the_contract(tmp_path: Path) -> None:
+    """`seam diode send --contract`: the contract's diode_send sink, its point filter and its journal."""
+    key = tmp_path / "key"
+    key.write_text(secrets.token_hex(32))
+    port = free_port(kind=2)
+    (tmp_path / "seam.yaml").write_text(
+        CONTRACT
+        + f"""\
+  - id: to-it
+    type: diode_send
+    points: ["plc1/*"]
+    events: false
+    options: {{target: "127.0.0.1:{port}", key_file: "{key}", rate: 50Mbit/s}}
+journal:
+  path: {tmp_path / "ot"}
+"""
+    )
+    with Journal.open(tmp_path / "ot", source="edge") as journal:
+        journal.append(
+            [Sample("plc1/level", 1.0, Quality.GOOD, 1.0, 1.0), Sample("plc2/level", 2.0, Quality.GOOD, 1.0, 1.0)]
+        )
+    log = tmp_path / "receiver.log"
+    receiver = subprocess.Popen(
+        [SEAM, "diode", "receive", "--journal", str(tmp_path / "it"), "--listen", f"127.0.0.1:{port}",
+         "--key-file", str(key)],
+        stdout=log.open("wb"), stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 20
+        while "listening on" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        sent = seam("send", "--contract", str(tmp_path / "seam.yaml"), "--drain")
+        assert sent.returncode == 0, sent.stderr
+        time.sleep(0.5)
+    finally:
+        receiver.send_signal(signal.SIGTERM)
+        receiver.wait(15)
+    assert "1 records written" in log.read_text()  # plc2 is not in the sink's points
+    assert seam("send", "--contract", str(tmp_path / "seam.yaml"), "--sink", "nope").returncode == 2
