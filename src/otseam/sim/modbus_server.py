@@ -109,25 +109,38 @@ class _Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         buffer = self.buffer
         buffer += data
-        while len(buffer) >= 7 and self.transport is not None and not self.transport.is_closing():
-            transaction, protocol, length, unit = _MBAP.unpack_from(buffer)
+        transport = self.transport
+        size = len(buffer)
+        start = 0
+        # Answers to a burst of pipelined requests go out in one write, and the buffer is trimmed once:
+        # per-frame writes and trims cost more than the reads themselves.
+        ready: list[bytes] = []
+        while size - start >= 7 and transport is not None and not transport.is_closing():
+            transaction, protocol, length, unit = _MBAP.unpack_from(buffer, start)
             if protocol != 0 or not 2 <= length <= _MAX_LENGTH:
                 self.server.stats.framing_errors += 1
-                self.transport.abort()
+                transport.write(b"".join(ready))
+                transport.abort()
+                buffer.clear()
                 return
-            end = 6 + length
-            if len(buffer) < end:
-                return
-            pdu = bytes(buffer[7:end])
-            del buffer[:end]
-            self._answer(transaction, unit, pdu)
+            end = start + 6 + length
+            if size < end:
+                break
+            self._answer(transaction, unit, bytes(buffer[start + 7 : end]), ready)
+            start = end
+        if start:
+            del buffer[:start]
+        if ready and transport is not None and not transport.is_closing():
+            transport.write(b"".join(ready))
 
-    def _answer(self, transaction: int, unit: int, pdu: bytes) -> None:
+    def _answer(self, transaction: int, unit: int, pdu: bytes, ready: list[bytes]) -> None:
         server = self.server
         server.stats.requests += 1
         faults = server.unit_faults.get(unit, server.faults)
         if faults.drop:
             assert self.transport is not None
+            self.transport.write(b"".join(ready))  # what was answered before the drop still goes out
+            ready.clear()
             self.transport.abort()
             return
         if faults.stall:
@@ -144,7 +157,7 @@ class _Connection(asyncio.Protocol):
         if faults.delay > 0:
             asyncio.get_running_loop().call_later(faults.delay, self._send, frame)
         else:
-            self._send(frame)
+            ready.append(frame)
 
     def _send(self, frame: bytes) -> None:
         if self.transport is not None and not self.transport.is_closing():
