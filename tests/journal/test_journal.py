@@ -389,3 +389,34 @@ async def test_oversized_batches_are_split_into_frames_readers_accept(
     assert batch.records == records
     frames = list(segments.iter_frames(next((tmp_path / "j").glob("*.seg")), 1))
     assert len(frames) > 5 and all(ok and header.length <= 4096 for _, header, ok in frames)
+
+
+async def test_offsets_never_reuse_what_a_cursor_committed_even_if_the_data_is_gone(tmp_path: Path) -> None:
+    """After a power cut the cursor file may be newer than the segment: new records must not reuse offsets."""
+    path = tmp_path / "j"
+    with Journal.open(path) as journal:
+        journal.append(samples(0, 50))
+        journal.append(samples(50, 50))
+        cursor = journal.reader("hist")
+        cursor.commit(100)
+    segment = next(path.glob("*.seg"))
+    segment.write_bytes(segment.read_bytes()[: segment.stat().st_size // 2])  # the second frame never reached disk
+    with Journal.open(path) as journal:
+        assert journal.append(samples(100, 3)) == 103
+        batch = await journal.reader("hist").next_batch(max_wait=0)
+        assert batch.offsets == [101, 102, 103]
+        replay = journal.reader("new")
+        seen: list[int] = []
+        while more := await replay.next_batch(max_wait=0):
+            seen.extend(more.offsets)
+            replay.commit(more.last_offset)
+        assert seen[:50] == list(range(1, 51)) and seen[-3:] == [101, 102, 103]
+        assert not set(seen) & set(range(51, 101))
+        assert replay.dropped == 0, "offsets that were never written are not a loss"
+    with Journal.open(path) as journal:
+        replay = journal.reader("again")
+        seen = []
+        while more := await replay.next_batch(max_wait=0):
+            seen.extend(more.offsets)
+            replay.commit(more.last_offset)
+        assert seen == [*range(1, 51), 101, 102, 103] and replay.dropped == 0

@@ -122,16 +122,19 @@ class Cursor:
 
     def _locate(self, offset: int) -> int | None:
         """Position the reader on the frame holding ``offset``; an int is where to continue if it is gone."""
-        segment = self._journal.segment_for(offset)
+        journal = self._journal
+        segment = journal.segment_for(offset)
         if segment is None:
-            return max(offset + 1, self._journal.first_offset)
+            return journal.resume_after(offset)
         self._close_file()
         try:
             self._fd = os.open(segment.path, os.O_RDONLY)
         except FileNotFoundError:
-            return max(offset + 1, self._journal.first_offset)
+            return journal.resume_after(offset)
         self._segment = segment
-        start, expected = self._journal.frame_near(segment, offset)
+        start, expected = journal.frame_near(segment, offset)
+        if offset >= segment.end_offset:
+            return journal.resume_after(offset)  # offsets that were skipped, never written
         frames = segments.iter_frames(segment.path, segment.base_offset, verify=False, start=start, expected=expected)
         for position, header, ok in frames:
             if not ok:

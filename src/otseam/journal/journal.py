@@ -231,10 +231,27 @@ class Journal:
             stat = path.stat()
             end = found[index + 1][0] if index + 1 < len(found) else base
             self._segments.append(Segment(base, path, end, stat.st_size, stat.st_mtime))
+        # Offsets never go back: not below the last rotation, nor below anything a cursor has committed.
+        floor = max([self._meta.floor, *(c.committed + 1 for c in self._cursors.values())])
         if self._segments:
             self._recover_tail()
+            active = self._segments[-1]
+            if floor > active.end_offset:
+                # Records a cursor had already delivered are not on disk (a power cut before the data
+                # reached it, or a file damaged by hand). Reusing their offsets would make receivers
+                # discard new records as repeats, so numbering resumes above them.
+                log.warning(
+                    "journal %s: offsets %d-%d were delivered before but are not on disk; new records start at %d",
+                    self.directory,
+                    active.end_offset,
+                    floor - 1,
+                    floor,
+                )
+                if active.size == 0:
+                    active.path.unlink(missing_ok=True)
+                    self._segments.pop()
+                self._new_segment(floor)
         else:
-            floor = max([self._meta.floor, *(c.committed + 1 for c in self._cursors.values())])
             self._new_segment(floor)
         self._bases = [s.base_offset for s in self._segments]
         self._bytes = sum(s.size for s in self._segments)
@@ -513,12 +530,23 @@ class Journal:
         if index is None:
             index = segments.SparseIndex()
             try:
-                segments.scan(segment.path, segment.base_offset, verify=False, index=index)
+                result = segments.scan(segment.path, segment.base_offset, verify=False, index=index)
             except OSError:
                 return 0, segment.base_offset
             segment.index = index
+            if not result.torn:
+                # A whole segment's true end; it is short of the next segment's start only where offsets
+                # were skipped (see _load). A damaged one keeps the longer end so the damage is counted.
+                segment.end_offset = result.end_offset
         position, base = index.floor(offset)
         return (position, base) if base >= 0 else (0, segment.base_offset)
+
+    def resume_after(self, offset: int) -> int:
+        """Where reading continues when ``offset`` is on no segment: the next segment's start, or the end."""
+        with self._lock:
+            index = bisect.bisect_right(self._bases, offset)
+            following = self._bases[index] if index < len(self._bases) else self._next
+            return max(following, self.first_offset, offset + 1)
 
     def next_offset(self) -> int:
         return self._next
