@@ -242,13 +242,15 @@ def _run_fast(monitor: Monitor, path: Path, stats: CaptureStats) -> bool:
 
 
 async def _run_live(monitor: Monitor, iface: str, outputs: _Outputs, duration: float | None, count: int | None) -> None:
-    from otseam.monitor.live import capture
+    from otseam.monitor.live import capture, open_interface
 
+    sock = open_interface(iface)
+    Console(stderr=True, highlight=False).print(f"capturing on {iface}")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     if duration is not None:
         loop.call_later(duration, stop.set)
-    async for frame in capture(iface, stop):
+    async for frame in capture(sock, iface, stop):
         monitor.process(frame)
         outputs.take(monitor.drain(), live=True)
         if count is not None and frame.number >= count:

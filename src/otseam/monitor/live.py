@@ -42,9 +42,11 @@ def open_interface(name: str) -> socket.socket:
     return sock
 
 
-async def capture(name: str, stop: asyncio.Event | None = None) -> AsyncIterator[Frame]:
-    """Frames from the interface until ``stop`` is set or the task is cancelled."""
-    sock = open_interface(name)
+async def capture(sock: socket.socket, name: str, stop: asyncio.Event | None = None) -> AsyncIterator[Frame]:
+    """Frames from a socket made by :func:`open_interface`, until ``stop`` is set or the task is cancelled.
+
+    The socket is closed at the end.
+    """
     loop = asyncio.get_running_loop()
     ready = asyncio.Event()
     loop.add_reader(sock.fileno(), ready.set)
