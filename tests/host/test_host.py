@@ -23,6 +23,7 @@ from otseam.contract.models import SinkSpec
 from otseam.core.plugins import PluginContext
 from otseam.core.records import Batch, Quality, Sample
 from otseam.host.app import HostApp
+from otseam.host.cli import run_host
 from otseam.host.store import SqliteStore
 from otseam.sinks import sparkplug
 from otseam.sinks.mqtt_common import parse_mqtt_options
@@ -214,18 +215,25 @@ async def test_two_hosts_share_the_data_and_store_it_once(
     assert distinct == (total,)
 
 
-def test_seam_host_refuses_bad_arguments_with_one_line() -> None:
+def test_seam_host_refuses_bad_arguments_with_one_line(capsys: pytest.CaptureFixture[str]) -> None:
     cases = [
-        (["--broker", "127.0.0.1:1", "--host-id", "h"], "give exactly one of --db"),
-        (["--broker", "127.0.0.1:99999", "--host-id", "h", "--db", "x.db"], "port must be a number"),
-        (["--broker", "127.0.0.1:1", "--host-id", "a/b", "--db", "x.db"], "--host-id"),
-        (["--broker", "127.0.0.1:1", "--host-id", "h", "--db", "x.db", "--share-group", "g", "--mqtt-version", "3.1.1"], "MQTT 5"),
-        (["--broker", "127.0.0.1:1", "--host-id", "h", "--db", "x.db", "--tls-ca", "/nonexistent.pem"], "no file"),
+        (dict(brokers=["127.0.0.1:99999"], host_id="h", db="x.db"), "port must be a number"),
+        (dict(brokers=["127.0.0.1:1"], host_id="a/b", db="x.db"), "--host-id"),
+        (dict(brokers=["127.0.0.1:1"], host_id="h", db="x.db", share_group="g", mqtt_version="3.1.1"), "MQTT 5"),
+        (dict(brokers=["127.0.0.1:1"], host_id="h", db="x.db", tls_ca="/nonexistent.pem"), "no file"),
+        (dict(brokers=["127.0.0.1:1"], host_id="h", db="x.db", share_group="a+b"), "--share-group"),
     ]  # fmt: skip
+    defaults: dict[str, Any] = dict(db=None, dsn=None, share_group=None, mqtt_version="5", tls_ca=None,
+                                    tls_cert=None, tls_key=None, username=None, password_env=None)  # fmt: skip
     for args, message in cases:
-        result = subprocess.run([SEAM, "host", *args], capture_output=True, text=True, timeout=30)
-        assert result.returncode == 2, (args, result)
-        assert message in result.stderr and "Traceback" not in result.stderr, result.stderr
+        assert run_host(**{**defaults, **args}) == 2, args
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err, err
+    # And once through the real command line.
+    result = subprocess.run(
+        [SEAM, "host", "--broker", "127.0.0.1:1", "--host-id", "h"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2 and "give exactly one of --db" in result.stderr and "Traceback" not in result.stderr
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -169,7 +169,7 @@ async def test_will_carries_bdseq_which_survives_restarts(tmp_path: Path, broker
 async def test_waits_for_the_primary_host_then_moves_broker_when_it_goes_offline(tmp_path: Path) -> None:
     with servers.mosquitto() as first, servers.mosquitto() as second:
         async with capture(first.port) as cap1, capture(second.port) as cap2:
-            sink = make_sink(tmp_path, [first.port, second.port], primary_host_id="scada")
+            sink = make_sink(tmp_path, [first.port, second.port], primary_host_id="scada", timeout=1.0)
             await sink.start()
             with pytest.raises(ConnectionError):
                 await sink.deliver(samples(0, 1))  # no host yet: nothing may be published
@@ -188,7 +188,7 @@ async def test_waits_for_the_primary_host_then_moves_broker_when_it_goes_offline
             assert sink.stats.broker.endswith(str(first.port))
             publish_raw(first.port, "spBv1.0/STATE/scada", json.dumps({"online": False, "timestamp": stamp}).encode())
             await cap1.wait_for(lambda: len(cap1.of("NDEATH")) == 1)
-            await sink.deliver(samples(3, 1))
+            await deliver_eventually(sink, samples(3, 1))
             await sink.close()
             await cap2.wait_for(lambda: len(cap2.of("NDEATH")) == 1)
     assert sink.stats.broker.endswith(str(second.port))
