@@ -420,3 +420,23 @@ async def test_offsets_never_reuse_what_a_cursor_committed_even_if_the_data_is_g
             seen.extend(more.offsets)
             replay.commit(more.last_offset)
         assert seen == [*range(1, 51), 101, 102, 103] and replay.dropped == 0
+
+
+async def test_a_cursor_before_skipped_offsets_waits_instead_of_spinning(tmp_path: Path) -> None:
+    path = tmp_path / "j"
+    with Journal.open(path) as journal:
+        journal.append(samples(0, 25))
+        journal.append(samples(25, 25))
+        journal.reader("hist").commit(50)
+    segment = next(path.glob("*.seg"))
+    segment.write_bytes(segment.read_bytes()[: segment.stat().st_size // 2])
+    with Journal.open(path) as journal:
+        cursor = journal.reader("late")
+        assert (await cursor.next_batch(max_wait=0)).offsets == list(range(1, 26))
+        cursor.commit(25)
+        waiting = asyncio.create_task(cursor.next_batch(max_wait=30))
+        # If next_batch spun without awaiting, this sleep would never return and the test would hang.
+        await asyncio.sleep(0.05)
+        assert not waiting.done()
+        journal.append(samples(50, 1))
+        assert (await asyncio.wait_for(waiting, 10)).offsets == [51]

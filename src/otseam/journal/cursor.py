@@ -8,6 +8,7 @@ days behind costs disk reads, never RAM.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import zlib
@@ -74,13 +75,24 @@ class Cursor:
             raise ValueError("max_records must be at least 1")
         if self._journal.closed:
             raise JournalError("the journal is closed")
-        start = self._start()
-        if start >= self._journal.next_offset():
-            await self._journal.wait_for_append(start, max_wait)
-            if self._journal.closed:
-                return Batch(self._journal.source)
+        journal = self._journal
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max_wait
+        while True:
             start = self._start()
-        return self._read(start, max_records)
+            end = journal.next_offset()
+            if start < end:
+                batch = self._read(start, max_records)
+                if batch.records:
+                    return batch
+                # Only offsets that can no longer be read lay before the end: wait for new ones.
+                start = end
+            remaining = deadline - loop.time()
+            if remaining <= 0 or journal.closed:
+                return Batch(journal.source)
+            await journal.wait_for_append(start, remaining)
+            if journal.closed:
+                return Batch(journal.source)
 
     def _read(self, start: int, limit: int) -> Batch:
         records: list[Record] = []
