@@ -82,3 +82,13 @@ def test_the_receiver_survives_any_datagram(datagrams: list[bytes], session: int
     rejected = sum(receiver.stats.rejected.values())
     assert rejected == 2 * len(datagrams)
     assert receiver.stats.records == 0
+
+
+def test_a_block_packs_to_the_same_bytes_as_its_fragments_one_by_one() -> None:
+    fragments = [b"one", b"two", b"three", b"four", b"five"]
+    packed = wire.pack_block(KEY, wire.FLAG_SNAPSHOT, 3, 2, 77, 9, fragments)
+    for index, (datagram, fragment) in enumerate(zip(packed, fragments, strict=True)):
+        kind = wire.Kind.DATA if index < 3 else wire.Kind.PARITY
+        header = wire.Header(kind, wire.FLAG_SNAPSHOT, 3, 2, index, 77, 9, len(fragment))
+        assert datagram == wire.pack(KEY, header, fragment)
+        assert wire.parse(KEY, datagram) == header

@@ -80,6 +80,7 @@ class DiodeReceiver:
         self._fingerprint = settings.fingerprint(key)
         #: The parity a block of k data fragments must have, by k: anything else is not our configuration.
         self._parity = [settings.fec.parity_for(k) for k in range(settings.fec.max_k + 1)]
+        self._max_k = settings.fec.max_k
         self._state_path = state_path
         self.seen = OffsetSet.load(state_path) if state_path else OffsetSet()
         self._state_dirty = False
@@ -224,41 +225,44 @@ class DiodeReceiver:
             session.marks.append((sent, now))  # from now on, blocks below ``sent`` are overdue
 
     def _fragment(self, session: Session, header: wire.Header, payload: bytes, now: float) -> None:
-        sequence = header.sequence
+        # Runs for every authentic fragment: locals rather than repeated attribute lookups.
+        _, flags, k, m, index, _, sequence, _ = header
         if sequence < session.next_sequence or sequence in session.done:
             self.stats.surplus += 1
             return
-        if header.k > self.settings.fec.max_k or header.m != self._parity[header.k]:
+        if k > self._max_k or m != self._parity[k]:
             self.stats.rejected[wire.Rejected.MALFORMED] += 1
             return
-        self._sent_up_to(session, sequence + 1, now)
-        assembly = session.pending.get(sequence)
+        if sequence >= session.known_sent:
+            self._sent_up_to(session, sequence + 1, now)
+        pending = session.pending
+        assembly = pending.get(sequence)
         if assembly is None:
-            assembly = Assembly(header.k, header.m, header.flags)
-            session.pending[sequence] = assembly
-            if len(session.pending) > MAX_PENDING:
+            assembly = pending[sequence] = Assembly(k, m, flags)
+            if len(pending) > MAX_PENDING:
                 self._declare_lost(session, now, force=True)
-        elif (assembly.k, assembly.m, assembly.flags) != (header.k, header.m, header.flags):
+        elif assembly.k != k or assembly.flags != flags:  # m follows from k
             self.stats.rejected[wire.Rejected.MALFORMED] += 1
             return
-        if header.fragment in assembly.fragments:
+        fragments = assembly.fragments
+        if index in fragments:
             self.stats.surplus += 1
             return
-        assembly.fragments[header.fragment] = payload
+        fragments[index] = payload
         assembly.last_time = now
-        if len(assembly.fragments) < assembly.k:
+        if len(fragments) < k:
             return
-        del session.pending[sequence]
-        missing_data = sum(1 for i in range(assembly.k) if i not in assembly.fragments)
-        block = self._fec.decode(assembly.k, assembly.m, assembly.fragments)
+        del pending[sequence]
+        missing_data = sum(1 for i in range(k) if i not in fragments)
+        block = self._fec.decode(k, m, fragments)
         if block is None:
             self.stats.undecodable += 1
         elif missing_data:
             self.stats.recovered += 1
-            self.stats.margin_used.append(missing_data / assembly.m)
+            self.stats.margin_used.append(missing_data / m)
         else:
             self.stats.direct += 1
-        session.done[sequence] = (assembly.flags, block)
+        session.done[sequence] = (flags, block)
         self._release(session, now)
 
     def _release(self, session: Session, now: float) -> None:

@@ -137,23 +137,7 @@ class DiodeSender:
         async with self._lock:
             sequence = self.next_sequence
             self.next_sequence += 1
-            datagrams = [
-                wire.pack(
-                    self._key,
-                    wire.Header(
-                        wire.Kind.DATA if i < k else wire.Kind.PARITY,
-                        flags,
-                        k,
-                        m,
-                        i,
-                        self.session,
-                        sequence,
-                        len(fragment),
-                    ),
-                    fragment,
-                )
-                for i, fragment in enumerate(fragments)
-            ]
+            datagrams = wire.pack_block(self._key, flags, k, m, self.session, sequence, fragments)
             await self._send(datagrams)
             self.stats.blocks += 1
             self.stats.snapshots += snapshot

@@ -92,6 +92,23 @@ def pack(key: bytes, header: Header, payload: bytes) -> bytes:
     return body + hmac.digest(key, body, "sha256")[:MAC_SIZE]
 
 
+def pack_block(
+    key: bytes, flags: int, k: int, m: int, session: int, sequence: int, fragments: list[bytes]
+) -> list[bytes]:
+    """All datagrams of one block (data fragments first, then parity), MACs included.
+
+    The same bytes as :func:`pack` for each fragment, in one loop: this runs for every datagram sent.
+    """
+    head, digest, out = HEADER.pack, hmac.digest, []
+    for index, fragment in enumerate(fragments):
+        body = head(
+            MAGIC, VERSION, _DATA if index < k else _PARITY, flags, k, m, index, session, sequence, len(fragment)
+        )
+        body += fragment
+        out.append(body + digest(key, body, "sha256")[:MAC_SIZE])
+    return out
+
+
 #: Builds the NamedTuple in C: this runs once per datagram received.
 _new_header = partial(tuple.__new__, Header)
 
