@@ -101,3 +101,28 @@ def test_damaged_segment_never_crashes_and_yields_only_true_records(data: st.Dat
                 assert record == records[offset - 1], "a damaged frame must never yield a wrong record"
     finally:
         shutil.rmtree(directory, ignore_errors=True)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.binary(max_size=200), st.sampled_from(["cursor", "meta"]))
+def test_garbage_state_files_are_refused_or_ignored_never_crash(garbage: bytes, which: str) -> None:
+    from otseam.journal import JournalError
+
+    directory = Path(tempfile.mkdtemp(prefix="seam-journal-fuzz-"))
+    try:
+        with Journal.open(directory / "j") as journal:
+            journal.append([Sample("d/p", 1.0, Quality.GOOD, 1.0, 1.0)])
+            journal.reader("sink").commit(1)
+        target = directory / "j" / ("cursors/sink.cursor" if which == "cursor" else "journal.json")
+        target.write_bytes(garbage)
+        try:
+            journal = Journal.open(directory / "j")
+        except JournalError as exc:
+            assert which == "meta" and "journal" in str(exc)
+            return
+        with journal:
+            cursor = journal.reader("sink")
+            assert cursor.committed in (0, 1)  # garbage is either refused (start over) or was a valid slot
+            assert journal.append([Sample("d/p", 2.0, Quality.GOOD, 1.0, 1.0)]) == 2
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
