@@ -18,6 +18,14 @@ from otseam.sim.yaml_text import dump
 
 MAX_REGISTERS_PER_READ = 125
 
+#: Who uses a value on the IT side: it tells both teams what depends on a point before it changes.
+CONSUMERS: dict[str, list[str]] = {
+    "Dosing.Residual": ["water-quality reporting", "regulator returns"],
+    "Tank2.Level": ["distribution planning"],
+    "Tank2.DeliveredVolume": ["billing", "leakage analysis"],
+    "Plant.Name": ["asset register"],
+}
+
 
 def _people() -> list[dict[str, Any]]:
     return [
@@ -90,6 +98,8 @@ def _modbus_point(point: PlantPoint) -> dict[str, Any]:
     if point.eng_unit:
         entry["unit"] = point.eng_unit
     entry["description"] = point.description
+    if point.name in CONSUMERS:
+        entry["consumers"] = CONSUMERS[point.name]
     if point.writable:
         entry["writable"] = True
     return entry
@@ -105,8 +115,6 @@ def _plant_modbus_devices(endpoint: str, tick: float) -> list[dict[str, Any]]:
             if entry["id"] in seen:
                 entry["id"] = f"{entry['id']}-bit"
             seen.add(entry["id"])
-        if info.unit == 1:
-            points[-1]["consumers"] = ["asset register"]
         devices.append(
             {
                 "id": info.device_id,
