@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 import signal
 import sqlite3
@@ -13,7 +14,7 @@ from pathlib import Path
 from otseam.core.records import Quality, Sample
 from otseam.journal import Journal
 from tests.replica.test_modbus_replica import values
-from tests.support.servers import free_port
+from tests.support.servers import Mosquitto, free_port
 
 SEAM = str(Path(sys.executable).parent / "seam")
 
@@ -71,10 +72,18 @@ def test_user_mistakes_get_one_line_and_no_traceback(tmp_path: Path) -> None:
         assert expected in result.stderr and "Traceback" not in result.stderr, result.stderr
 
 
-def test_send_and_receive_with_the_modbus_replica(tmp_path: Path) -> None:
+def test_send_and_receive_feed_the_replica_historian_and_mqtt(tmp_path: Path, mqtt_broker: Mosquitto) -> None:
+    """Across the diode, then to the IT side's consumers: Modbus replica, SQLite historian, MQTT (UNS)."""
     key = tmp_path / "key"
     key.write_text(secrets.token_hex(32))
-    (tmp_path / "seam.yaml").write_text(CONTRACT)
+    (tmp_path / "seam.yaml").write_text(
+        CONTRACT
+        + f"""\
+  - id: it-uns
+    type: uns_json
+    options: {{brokers: ["mqtt://127.0.0.1:{mqtt_broker.port}"], retain: true}}
+"""
+    )
     (tmp_path / "replica.yaml").write_text(
         f"modbus_replica:\n  listen: 127.0.0.1:{(replica_port := free_port())}\n  units: {{plc2: 2}}\n"
     )
@@ -87,7 +96,7 @@ def test_send_and_receive_with_the_modbus_replica(tmp_path: Path) -> None:
     receiver = subprocess.Popen(
         [SEAM, "diode", "receive", "--journal", str(tmp_path / "it"), "--listen", f"127.0.0.1:{port}",
          "--key-file", str(key), "--contract", str(tmp_path / "seam.yaml"),
-         "--replica-config", str(tmp_path / "replica.yaml"), "--sink", "it-historian"],
+         "--replica-config", str(tmp_path / "replica.yaml"), "--sink", "it-historian", "--sink", "it-uns"],
         stdout=log.open("wb"), stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:
@@ -106,6 +115,12 @@ def test_send_and_receive_with_the_modbus_replica(tmp_path: Path) -> None:
             time.sleep(0.1)
         assert got == {100: "7.25"}
         assert values(mbpoll("-a", "2", *read)) == {100: "3.5"}
+        retained = subprocess.run(
+            ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(mqtt_broker.port), "-t", "acme/works/plc1/level",
+             "-C", "1", "-W", "10"],
+            capture_output=True, text=True, timeout=20,
+        )  # fmt: skip
+        assert json.loads(retained.stdout)["value"] == 7.25
     finally:
         receiver.send_signal(signal.SIGTERM)
         receiver.wait(15)
