@@ -440,3 +440,13 @@ async def test_a_cursor_before_skipped_offsets_waits_instead_of_spinning(tmp_pat
         assert not waiting.done()
         journal.append(samples(50, 1))
         assert (await asyncio.wait_for(waiting, 10)).offsets == [51]
+
+
+def test_opened_from_the_contract_section(tmp_path: Path) -> None:
+    from otseam.contract.models import Journal as JournalConfig
+
+    config = JournalConfig.model_validate({"path": str(tmp_path / "j"), "max_size": "64MiB", "max_age": "2d"})
+    with Journal.from_config(config, source="edge-1") as journal:
+        assert (journal.max_size, journal.max_age, journal.source) == (64 * 1024**2, 2 * 86400.0, "edge-1")
+        assert journal.segment_size == 4 * 1024**2
+        assert journal.append(samples(0, 2)) == 2

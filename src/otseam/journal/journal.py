@@ -209,9 +209,23 @@ class Journal:
         return journal
 
     @classmethod
-    def from_config(cls, config: JournalConfig, **options: object) -> Journal:
-        """Open the journal a contract's ``journal:`` section describes."""
-        return cls.open(config.path, max_size=config.max_size, max_age=config.max_age, **options)  # type: ignore[arg-type]
+    def from_config(
+        cls,
+        config: JournalConfig,
+        *,
+        source: str | None = None,
+        sync: SyncPolicy = "interval",
+        sync_interval: float = 1.0,
+    ) -> Journal:
+        """Open the journal a contract's ``journal:`` section describes (``path`` as given: resolve it first)."""
+        return cls.open(
+            config.path,
+            max_size=config.max_size,
+            max_age=config.max_age,
+            source=source,
+            sync=sync,
+            sync_interval=sync_interval,
+        )
 
     def _load(self) -> None:
         for stray in self.directory.glob(".*.tmp"):
