@@ -71,7 +71,7 @@ async def test_plain_and_encrypted_sessions(tmp_path: Path) -> None:
     server = Server()
     await server.init()
     server.set_endpoint(f"opc.tcp://127.0.0.1:{port}/seam/")
-    server.set_application_uri("urn:seam:test:server")
+    await server.set_application_uri("urn:seam:test:server")
     server.set_security_policy([ua.SecurityPolicyType.NoSecurity, ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt])
     await server.load_certificate(str(server_cert))
     await server.load_private_key(str(server_key))
