@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import struct
 from pathlib import Path
 
 import pytest
@@ -163,3 +164,17 @@ def test_any_request_gets_an_answer_or_silence_never_an_exception(unit: int, pdu
     if pdu[0] in (5, 6, 15, 16, 22, 23):
         assert answer == bytes([pdu[0] | 0x80, 0x01])
         assert replica.write_attempts == 1
+
+
+def test_last_value_policy_keeps_serving_the_last_value() -> None:
+    replica = ModbusReplica(plant(), None, port=0, options={"units": {"plc2": 2}, "quality_policy": "last-value"})
+    read = bytes([3, 0, 100, 0, 2])  # read holding registers 100..101
+    assert replica.bank.handle_pdu(1, read) == bytes([0x83, 0x04])  # never had a value
+    replica.apply([good("plc1/level", 2.0)])
+    served = replica.bank.handle_pdu(1, read)
+    assert served == bytes([3, 4]) + struct.pack(">f", 2.0)
+    link_down: list[Record] = [Event(2.0, "diode.link", "diode-receive", 3, "down", {"state": "down"})]
+    replica.apply([good("plc1/level", None, Quality.BAD_COMM), *link_down])  # type: ignore[arg-type]
+    assert replica.bank.handle_pdu(1, read) == served
+    with pytest.raises(LayoutError, match="quality_policy"):
+        ModbusReplica(plant(), None, port=0, options={"quality_policy": "optimistic"})
