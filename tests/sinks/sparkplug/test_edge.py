@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from otseam.contract.models import SinkSpec
 from otseam.core.plugins import PluginContext
@@ -302,3 +304,21 @@ def test_bad_options_are_one_clear_error(tmp_path: Path, options: dict[str, Any]
     with pytest.raises(MqttConfigError, match=message) as info:
         sparkplug.create(spec, PluginContext(contract(), str(tmp_path)))
     assert "hunter2" not in str(info.value)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(payload=st.binary(max_size=200), device=st.sampled_from([None, "plc1", "nope"]), state=st.binary(max_size=80))
+def test_hostile_commands_and_state_never_crash_the_edge(
+    tmp_path: Path, payload: bytes, device: str | None, state: bytes
+) -> None:
+    sink = make_sink(tmp_path, 1, primary_host_id="scada")
+
+    async def run() -> None:
+        await sink._on_command(None, payload, device)  # type: ignore[arg-type]
+        await sink._on_state(None, state)  # type: ignore[arg-type]
+
+    asyncio.run(run())
+    # Whatever arrived, nothing but a rebirth request or an audited refusal came of it.
+    assert len(sink.audit_events) == sink.stats.refused_commands
+    assert all(e.kind == "audit" and e.data["action"] == "command.refused" for e in sink.audit_events)
+    assert sink.stats.births == 0 and sink.stats.messages == 0
