@@ -7,9 +7,9 @@ length the protocol does not allow). What it cannot trust, it drops and says so 
 
 Why our own client and not pymodbus' async client: measured with bench/bench_modbus.py (one
 request at a time, 124 registers, decoded, against the same simulator), pymodbus 3.16's
-``AsyncModbusTcpClient`` used about twice the CPU per read of this file (107 against 52 µs on the
-loaded 2-core machine of docs/bench/modbus.md), since it builds a PDU object and a register list per
-response. The target (about 4,000 reads of 125 registers a second, decoded, on one core) leaves no room
+``AsyncModbusTcpClient`` used about twice the CPU per read of this file (93-135 against 43-56 µs on
+the loaded 2-core machine of docs/bench/modbus.md), since it builds a PDU object and a register list
+per response, and it holds a lock around each request, so it cannot pipeline. The target (about 4,000 reads of 125 registers a second, decoded, on one core) leaves no room
 for that. This link also pipelines requests by transaction id and coalesces them into one send, which
 polling many units behind one gateway needs. pymodbus stays in the tests, as an independent server.
 """
