@@ -265,6 +265,7 @@ async def test_overflow_drops_oldest_counts_and_tells(tmp_path: Path) -> None:
         overflow = [r for r in remaining if isinstance(r, Event) and r.kind == "journal.overflow"]
         newest = [e for e in overflow if e.data["cursor"] == "slow"][-1]
         assert newest.data["total_lost"] == slow.dropped
+        assert newest.data["reason"] == "max_size" and "reached max_size" in newest.message
         assert len(remaining) + slow.dropped == journal.last_offset, "every record is delivered or counted as lost"
         assert all(e.data["cursor"] != "fast" for e in overflow)
     with Journal.open(path, max_size=256 * 1024, segment_size=32 * 1024) as journal:
@@ -295,6 +296,7 @@ async def test_retention_by_age(tmp_path: Path) -> None:
         assert batch.offsets[0] == journal.first_offset
         events = [r for r in batch.records if isinstance(r, Event)]
         assert events and events[0].kind == "journal.overflow" and events[0].data["lost"] == cursor.dropped
+        assert events[0].data["reason"] == "max_age" and "older than max_age" in events[0].message
 
 
 def test_metrics(tmp_path: Path) -> None:

@@ -445,7 +445,7 @@ class Journal:
     # --- retention -----------------------------------------------------------------------------------
 
     def _enforce_retention(self, now: float) -> None:
-        losses: dict[str, tuple[int, int, int]] = {}
+        losses: dict[str, tuple[int, int, int, str]] = {}
         while self._bytes > self.max_size and len(self._segments) > 1:
             self._drop_oldest("max_size", losses)
         if now - self._last_age_check >= _AGE_CHECK_INTERVAL:
@@ -461,7 +461,7 @@ class Journal:
             self._last_age_check = 0.0
             self._enforce_retention(self._clock())
 
-    def _drop_oldest(self, reason: str, losses: dict[str, tuple[int, int, int]]) -> None:
+    def _drop_oldest(self, reason: str, losses: dict[str, tuple[int, int, int, str]]) -> None:
         segment = self._segments.pop(0)
         self._bases.pop(0)
         self._bytes -= segment.size
@@ -472,8 +472,8 @@ class Journal:
                 state.dropped += lost
                 state.committed = segment.end_offset - 1
                 state.save()
-                count, low, _ = losses.get(state.name, (0, first_unread, 0))
-                losses[state.name] = (count + lost, low, segment.end_offset - 1)
+                count, low, _, _ = losses.get(state.name, (0, first_unread, 0, reason))
+                losses[state.name] = (count + lost, low, segment.end_offset - 1, reason)
         segment.path.unlink(missing_ok=True)
         log.warning(
             "journal %s: dropped segment %s (offsets %d-%d) because of %s",
@@ -484,18 +484,30 @@ class Journal:
             reason,
         )
 
-    def _report_losses(self, losses: dict[str, tuple[int, int, int]], now: float) -> None:
+    def _report_losses(self, losses: dict[str, tuple[int, int, int, str]], now: float) -> None:
         events: list[Record] = []
-        for name, (count, low, high) in sorted(losses.items()):
+        for name, (count, low, high, reason) in sorted(losses.items()):
+            why = (
+                f"the journal reached max_size ({self.max_size} bytes)"
+                if reason == "max_size"
+                else f"they were older than max_age ({self.max_age:g} s)"
+            )
             message = (
-                f"journal full: cursor {name!r} lost {count} records (offsets {low}-{high}) that were deleted "
-                "before it read them; the sink behind it is too slow or was down too long"
+                f"cursor {name!r} lost {count} records (offsets {low}-{high}): they were deleted before it read "
+                f"them because {why}; the sink behind it is too slow or was down too long"
             )
             log.error("journal %s: %s", self.directory, message)
             # The running total matters: under sustained overflow older overflow events are dropped too,
             # and the newest one must still tell the whole story.
             total = self._cursors[name].dropped if name in self._cursors else count
-            data = {"cursor": name, "lost": count, "total_lost": total, "first_offset": low, "last_offset": high}
+            data = {
+                "cursor": name,
+                "lost": count,
+                "total_lost": total,
+                "first_offset": low,
+                "last_offset": high,
+                "reason": reason,
+            }
             events.append(Event(now, "journal.overflow", f"journal/{name}", Severity.HIGH, message, data))
         self._write(events, now)
 
