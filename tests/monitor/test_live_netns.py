@@ -63,7 +63,20 @@ def test_watch_a_veth_between_namespaces(tmp_path: Path) -> None:
         wait_for_listener(b, 502, time.monotonic() + 20)
         seam = str(Path(sys.executable).parent / "seam")
         watcher = subprocess.Popen(
-            ["ip", "netns", "exec", a, seam, "watch", "--iface", "vseam0", "--format", "jsonl", "--allow-master", "10.199.0.9"],
+            [
+                "ip",
+                "netns",
+                "exec",
+                a,
+                seam,
+                "watch",
+                "--iface",
+                "vseam0",
+                "--format",
+                "jsonl",
+                "--allow-master",
+                "10.199.0.9",
+            ],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             cwd=REPO,
@@ -73,7 +86,25 @@ def test_watch_a_veth_between_namespaces(tmp_path: Path) -> None:
         ready = watcher.stderr.readline()
         assert b"capturing on vseam0" in ready, ready
         poll = subprocess.run(
-            ["ip", "netns", "exec", a, "mbpoll", "-m", "tcp", "-a", "1", "-t", "4", "-r", "1", "-c", "4", "-1", "10.199.0.2"],
+            [
+                "ip",
+                "netns",
+                "exec",
+                a,
+                "mbpoll",
+                "-m",
+                "tcp",
+                "-a",
+                "1",
+                "-t",
+                "4",
+                "-r",
+                "1",
+                "-c",
+                "4",
+                "-1",
+                "10.199.0.2",
+            ],
             capture_output=True,
             text=True,
             timeout=20,
