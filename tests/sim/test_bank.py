@@ -90,6 +90,29 @@ def test_device_identification() -> None:
     assert bank.handle_pdu(1, bytes.fromhex("2b 0e 05 00")) == bytes.fromhex("ab 03")
 
 
+def test_identification_that_does_not_fit_one_pdu_continues() -> None:
+    bank, _ = make_bank()
+    identity = bank.units[1].identity
+    identity.vendor_url = "u" * 60
+    identity.product_name = "p" * 60
+    identity.model_name = "m" * 60
+    identity.application_name = "a" * 60
+    first = bank.handle_pdu(1, bytes.fromhex("2b 0e 02 00"))
+    assert first is not None and len(first) <= 253
+    more, next_id, count = first[4], first[5], first[6]
+    assert (more, count) == (0xFF, next_id) and 3 <= next_id < 7
+    rest = bank.handle_pdu(1, bytes([0x2B, 0x0E, 0x02, next_id]))
+    assert rest is not None and rest[4:6] == b"\x00\x00"
+    # Between the two answers, every object once, in order.
+    ids = []
+    for answer in (first, rest):
+        at = 7
+        for _ in range(answer[6]):
+            ids.append(answer[at])
+            at += 2 + answer[at + 1]
+    assert ids == list(range(7))
+
+
 def test_unmapped_holes_and_exception_ranges() -> None:
     bank, _ = make_bank()
     unit = bank.units[1]

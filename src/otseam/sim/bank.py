@@ -40,6 +40,7 @@ MAX_READ_BITS: Final = 2000
 MAX_READ_REGISTERS: Final = 125
 MAX_WRITE_BITS: Final = 1968
 MAX_WRITE_REGISTERS: Final = 123
+MAX_PDU: Final = 253
 
 _READ_TABLE: Final[dict[int, Table]] = {1: "co", 2: "di", 3: "hr", 4: "ir"}
 
@@ -355,6 +356,18 @@ def _device_identification(unit: Unit, data: bytes) -> bytes:
         wanted = list(range(first, last))
     else:
         return exception(43, ILLEGAL_DATA_VALUE)
-    body = b"".join(bytes((i, len(objects[i]))) + objects[i] for i in wanted)
-    header = bytes((43, _MEI_DEVICE_ID, read_code, _CONFORMITY_REGULAR, 0x00, 0x00, len(wanted)))
-    return header + body
+    # A PDU holds 253 bytes: objects that do not fit are announced with "more follows" and the id to
+    # ask for next, and the client asks again from there.
+    room = MAX_PDU - 7
+    sent: list[bytes] = []
+    next_id = 0
+    for index in wanted:
+        item = bytes((index, len(objects[index]))) + objects[index]
+        if len(item) > room:
+            next_id = index
+            break
+        sent.append(item)
+        room -= len(item)
+    more = 0xFF if next_id else 0x00
+    header = bytes((43, _MEI_DEVICE_ID, read_code, _CONFORMITY_REGULAR, more, next_id, len(sent)))
+    return header + b"".join(sent)
