@@ -116,6 +116,10 @@ class HostApp:
                 if failures == 1 or failures % 10 == 0:
                     log.warning("host %s: broker %s: %s", self.host_id, broker, exc or type(exc).__name__)
                 index += 1
+            except Exception as exc:  # the historian refused a write (database down, disk full, ...)
+                failures += 1
+                self.online.clear()
+                log.error("host %s: cannot store (%s: %s); reconnecting", self.host_id, type(exc).__name__, exc)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), timeout=min(30.0, 0.5 * 2 ** min(failures, 6)))
 
@@ -137,6 +141,7 @@ class HostApp:
             release_stale_writer(client, fd)
 
     async def _run_session(self, client: aiomqtt.Client, stamp: int, broker: BrokerAddress) -> None:
+        client._client.manual_ack_set(True)
         if self.share_group:
             share = f"$share/{self.share_group}/"
             for kind in ("NBIRTH", "NDEATH", "DBIRTH", "DDEATH"):
@@ -168,9 +173,14 @@ class HostApp:
             await client.publish(self.state_topic, self._state(False, stamp), qos=1, retain=True, timeout=2.0)
 
     async def _listen(self, client: aiomqtt.Client) -> None:
+        paho = client._client
         async for message in client.messages:
             payload = message.payload if isinstance(message.payload, bytes) else b""
             await self.handle(client, str(message.topic), payload)
+            # Acknowledged only once stored: a host that falls behind holds the broker back (its inflight
+            # window) instead of queueing in its own memory, and a failed write is never acknowledged.
+            if message.qos > 0:
+                paho.ack(message.mid, message.qos)
 
     # --- messages ---------------------------------------------------------------------------------
 
