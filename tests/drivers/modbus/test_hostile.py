@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 import pytest
@@ -210,3 +211,58 @@ async def test_driver_survives_a_server_that_sends_random_garbage() -> None:
         async with running(dev, collector):
             await collector.wait_for(lambda: server.requests >= 25, what="25 requests of garbage")
     assert collector.samples and all(s.quality is not Quality.GOOD for s in collector.samples)
+
+
+async def test_an_error_in_emit_does_not_end_the_task(caplog: pytest.LogCaptureFixture) -> None:
+    """If whatever takes the samples fails (our own bug, a full disk), polling goes on."""
+    collector = Collector()
+    failures = 0
+
+    async def flaky(records):  # type: ignore[no-untyped-def]
+        nonlocal failures
+        if failures < 2:
+            failures += 1
+            raise RuntimeError("journal refused the write")
+        await collector(records)
+
+    from otseam.core.plugins import PluginContext
+    from otseam.drivers.modbus import create
+
+    async with hostile(answer_registers(lambda a: 3)) as server:
+        dev = device(f"tcp://127.0.0.1:{server.port}", POINT, poll="50ms")
+        task = asyncio.create_task(create(dev, PluginContext(contract=None, data_dir=".")).run(flaky))  # type: ignore[arg-type]
+        try:
+            await collector.wait_for(lambda: collector.quality("plc1/v") is Quality.GOOD)
+            assert not task.done()
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    assert failures == 2
+    assert any("polling continues" in r.getMessage() for r in caplog.records)
+
+
+async def test_only_read_functions_ever_reach_the_device() -> None:
+    """No write path: even points marked writable are only ever read."""
+    functions: set[int] = set()
+    answer = answer_registers(lambda a: 1)
+
+    def respond(tid: int, unit: int, pdu: bytes) -> bytes:
+        functions.add(pdu[0])
+        if pdu[0] in (1, 2):
+            return frame(tid, unit, bytes((pdu[0], 1, 1)))
+        return answer(tid, unit, pdu)
+
+    points = [
+        {"id": "h", "address": "hr:0", "type": "uint16", "writable": True},
+        {"id": "i", "address": "ir:0", "type": "uint16"},
+        {"id": "c", "address": "co:0", "type": "bool", "writable": True},
+        {"id": "d", "address": "di:0", "type": "bool"},
+    ]
+    collector = Collector()
+    async with (
+        hostile(respond) as server,
+        running(device(f"tcp://127.0.0.1:{server.port}", points, poll="50ms"), collector),
+    ):
+        await collector.wait_for(lambda: len(collector.samples) >= 20)
+    assert functions == {1, 2, 3, 4}
