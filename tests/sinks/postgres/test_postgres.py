@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import uuid
 from collections.abc import Iterator
@@ -9,6 +10,8 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from otseam.contract.models import Contract, SinkSpec, Site
 from otseam.core.plugins import PluginContext, Sink, create_sink
@@ -186,3 +189,24 @@ async def test_dsn_from_the_environment(pg_server: Postgres, monkeypatch: pytest
 def test_option_mistakes(options: dict[str, object], message: str) -> None:
     with pytest.raises(HistorianConfigError, match=message):
         make(options)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(texts=st.lists(st.text(max_size=30), min_size=1, max_size=8))
+def test_any_text_round_trips_through_copy(pg_server: Postgres, texts: list[str]) -> None:
+    prefix = "fuzz_"
+    sink = make({"dsn": pg_server.dsn, "table_prefix": prefix})
+    source = f"fuzz-{uuid.uuid4().hex[:8]}"
+    records: list[Record] = [Sample(f"d/{i}", text, Quality.GOOD, T0, T0) for i, text in enumerate(texts)]
+
+    async def deliver() -> None:
+        await sink.deliver(Batch(source, list(range(1, len(records) + 1)), records))
+        await sink.close()
+
+    asyncio.run(deliver())
+    with psycopg.connect(pg_server.dsn) as connection:
+        stored = connection.execute(
+            f'SELECT value_text FROM {prefix}samples WHERE source = %s ORDER BY "offset"', (source,)
+        ).fetchall()
+    expected = [t.encode("utf-8", "replace").decode("utf-8").replace("\x00", "\ufffd") for t in texts]
+    assert [row[0] for row in stored] == expected
