@@ -172,3 +172,21 @@ async def test_from_journal_to_historian_and_back(tmp_path: Path) -> None:
     result = query(tmp_path / "hist.db", "plc1/level", T0, T0 + 3000, limit=5000)
     assert [r.value for r in result.rows] == [float(i) for i in range(3000)]
     assert rows(tmp_path / "hist.db", "SELECT COUNT(*) FROM samples") == [(3000,)]
+
+
+async def test_text_sqlite_cannot_encode_is_replaced_not_retried_forever(tmp_path: Path) -> None:
+    historian = sink(tmp_path)
+    nasty = "bad \udcff byte, nul \x00 kept, ünïcode"
+    records: list[Record] = [
+        Sample("d/text", nasty, Quality.UNCERTAIN, T0, T0),
+        Sample("d/\udcffpoint", 1.0, Quality.GOOD, T0, T0),
+        Event(T0, "alert", "monitor/\udcff", Severity.MEDIUM, nasty, {"raw": nasty}),
+    ]
+    await historian.deliver(Batch("s", [1, 2, 3], records))
+    await historian.close()
+    (row,) = query(tmp_path / "hist.db", "d/text", T0, T0 + 1).rows
+    assert row.value == "bad ? byte, nul \x00 kept, ünïcode"
+    assert rows(tmp_path / "hist.db", "SELECT key FROM points ORDER BY id") == [("d/text",), ("d/?point",)]
+    assert rows(tmp_path / "hist.db", "SELECT origin, message FROM events") == [
+        ("monitor/?", "bad ? byte, nul \x00 kept, ünïcode")
+    ]

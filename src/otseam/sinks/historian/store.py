@@ -53,6 +53,14 @@ _INT64_MIN = -(2**63)
 _INT64_MAX = 2**63 - 1
 
 
+def safe_text(text: str) -> str:
+    """SQLite stores UTF-8: an unpaired surrogate (from bytes decoded with surrogateescape, say) cannot be
+    encoded and would make the whole batch fail again on every retry, stalling the sink. It becomes '?'."""
+    if text.isascii():
+        return text
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
 class HistorianStoreError(RuntimeError):
     pass
 
@@ -104,7 +112,9 @@ class Writer:
         db = self.db
         db.execute("BEGIN IMMEDIATE")
         try:
-            source = self._id("sources", "name", self._sources, batch.source)
+            source = self._sources.get(batch.source)
+            if source is None:
+                source = self._sources[batch.source] = self._id("sources", "name", {}, safe_text(batch.source))
             points = self._points
             sample_rows = []
             event_rows = []
@@ -112,10 +122,12 @@ class Writer:
                 if type(record) is Sample:
                     point = points.get(record.point)
                     if point is None:
-                        point = self._id("points", "key", points, record.point)
+                        point = points[record.point] = self._id("points", "key", {}, safe_text(record.point))
                     value = record.value
                     if type(value) is int and not _INT64_MIN <= value <= _INT64_MAX:
                         value = str(value)  # SQLite integers are 64-bit signed; keep a uint64 exact as text
+                    elif type(value) is str:
+                        value = safe_text(value)
                     sample_rows.append(
                         (source, offset, point, record.source_ts, value, int(record.quality), record.gateway_ts)
                     )
@@ -126,10 +138,10 @@ class Writer:
                             source,
                             offset,
                             record.ts,
-                            record.kind,
-                            record.source,
+                            safe_text(record.kind),
+                            safe_text(record.source),
                             int(record.severity),
-                            record.message,
+                            safe_text(record.message),
                             data,
                         )
                     )
