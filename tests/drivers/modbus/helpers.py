@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import shutil
 import struct
+import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
@@ -82,10 +84,11 @@ class Collector:
 
 
 @contextlib.asynccontextmanager
-async def running(dev: Device, collector: Collector) -> AsyncIterator[None]:
+async def running(dev: Device, collector: Collector, data_dir: str | None = None) -> AsyncIterator[None]:
     from otseam.core.plugins import PluginContext
 
-    driver = create(dev, PluginContext(contract=None, data_dir="."))  # type: ignore[arg-type]
+    folder = data_dir or tempfile.mkdtemp(prefix="seam-modbus-test-")
+    driver = create(dev, PluginContext(contract=None, data_dir=folder))  # type: ignore[arg-type]
     task = asyncio.create_task(driver.run(collector))
     try:
         yield
@@ -94,6 +97,8 @@ async def running(dev: Device, collector: Collector) -> AsyncIterator[None]:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+        if data_dir is None:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 _FORMATS = {

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -213,7 +214,7 @@ async def test_driver_survives_a_server_that_sends_random_garbage() -> None:
     assert collector.samples and all(s.quality is not Quality.GOOD for s in collector.samples)
 
 
-async def test_an_error_in_emit_does_not_end_the_task(caplog: pytest.LogCaptureFixture) -> None:
+async def test_an_error_in_emit_does_not_end_the_task(caplog: pytest.LogCaptureFixture, tmp_path: Path) -> None:
     """If whatever takes the samples fails (our own bug, a full disk), polling goes on."""
     collector = Collector()
     failures = 0
@@ -230,7 +231,7 @@ async def test_an_error_in_emit_does_not_end_the_task(caplog: pytest.LogCaptureF
 
     async with hostile(answer_registers(lambda a: 3)) as server:
         dev = device(f"tcp://127.0.0.1:{server.port}", POINT, poll="50ms")
-        task = asyncio.create_task(create(dev, PluginContext(contract=None, data_dir=".")).run(flaky))  # type: ignore[arg-type]
+        task = asyncio.create_task(create(dev, PluginContext(contract=None, data_dir=str(tmp_path))).run(flaky))  # type: ignore[arg-type]
         try:
             await collector.wait_for(lambda: collector.quality("plc1/v") is Quality.GOOD)
             assert not task.done()

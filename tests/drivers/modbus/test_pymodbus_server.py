@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 
@@ -103,8 +104,9 @@ async def test_neighbouring_points_are_read_in_merged_requests() -> None:
     assert seen == [(0, 124), (124, 124), (248, 124), (372, 124), (496, 104)]
 
 
-async def test_a_refused_block_is_split_and_the_split_remembered() -> None:
-    """Registers 10-19 do not exist: the merged read 0-29 gets exception 02, the driver splits it."""
+async def test_a_refused_block_is_split_and_the_split_remembered(tmp_path: Path) -> None:
+    """Registers 10-19 do not exist: the merged read 0-25 gets exception 02, the driver splits it, and
+    a driver started later with the same data directory never sends the refused read again."""
     seen: list[tuple[int, int]] = []
 
     def trace(sending: bool, pdu):  # type: ignore[no-untyped-def]
@@ -112,8 +114,9 @@ async def test_a_refused_block_is_split_and_the_split_remembered() -> None:
             seen.append((pdu.address, pdu.count))
         return pdu
 
+    port = free_port()
     dev = device(
-        "tcp://127.0.0.1:1",
+        f"tcp://127.0.0.1:{port}",
         [
             {"id": "a", "address": "hr:0", "type": "uint16"},
             {"id": "b", "address": "hr:25", "type": "uint16"},
@@ -122,22 +125,27 @@ async def test_a_refused_block_is_split_and_the_split_remembered() -> None:
         poll="300ms",
         options={"max_gap": 30},
     )
-    port = free_port()
-    dev.endpoint = f"tcp://127.0.0.1:{port}"
     collector = Collector()
     server = sim_device(1, hr_blocks=[(0, [11] * 10), (20, [22] * 10)])
-    async with pymodbus_server([server], port, trace_pdu=trace), running(dev, collector):
-        await collector.wait_for(lambda: collector.quality("plc1/a") is Quality.GOOD)
-        await collector.wait_for(lambda: collector.quality("plc1/b") is Quality.GOOD)
-        await collector.wait_for(lambda: seen.count((0, 1)) >= 3, what="three cycles after the split")
-    assert collector.latest("plc1/a").value == 11  # type: ignore[union-attr]
-    assert collector.latest("plc1/b").value == 22  # type: ignore[union-attr]
-    # The first cycle tried the merged block once; every later cycle uses the two halves.
-    assert seen.count((0, 26)) == 1
-    assert seen.count((25, 1)) >= 3
-    # A single point the device does not have cannot be split: it is a contract problem.
-    ghost = collector.latest("plc1/ghost")
-    assert ghost is not None and ghost.quality is Quality.BAD_CONFIG and ghost.value is None
+    async with pymodbus_server([server], port, trace_pdu=trace):
+        async with running(dev, collector, str(tmp_path)):
+            await collector.wait_for(lambda: collector.quality("plc1/a") is Quality.GOOD)
+            await collector.wait_for(lambda: collector.quality("plc1/b") is Quality.GOOD)
+            await collector.wait_for(lambda: seen.count((0, 1)) >= 3, what="three cycles after the split")
+        assert collector.latest("plc1/a").value == 11  # type: ignore[union-attr]
+        assert collector.latest("plc1/b").value == 22  # type: ignore[union-attr]
+        # The first cycle tried the merged block once; every later cycle uses the two halves.
+        assert seen.count((0, 26)) == 1
+        assert seen.count((25, 1)) >= 3
+        # A single point the device does not have cannot be split: it is a contract problem.
+        ghost = collector.latest("plc1/ghost")
+        assert ghost is not None and ghost.quality is Quality.BAD_CONFIG and ghost.value is None
+
+        seen.clear()
+        again = Collector()
+        async with running(dev, again, str(tmp_path)):
+            await again.wait_for(lambda: seen.count((0, 1)) >= 2 and again.quality("plc1/b") is Quality.GOOD)
+        assert (0, 26) not in seen
 
 
 async def test_stale_with_original_timestamp_then_fresh_after_restart() -> None:

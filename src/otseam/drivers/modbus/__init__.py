@@ -18,4 +18,4 @@ __all__ = ["ModbusConfigError", "ModbusDriver", "create", "requests_per_second"]
 
 def create(device: Device, ctx: PluginContext) -> Driver:
     """A driver for ``device``; raises :class:`ModbusConfigError` (a ``ValueError``) for a bad contract entry."""
-    return ModbusDriver(device)
+    return ModbusDriver(device, ctx.data_dir)

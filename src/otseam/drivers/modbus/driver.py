@@ -38,6 +38,7 @@ from otseam.drivers.modbus.framing import (
     read_request,
 )
 from otseam.drivers.modbus.planner import Block, plan
+from otseam.drivers.modbus.splits import SplitMemory
 from otseam.drivers.modbus.transport import LinkClosed, RequestTimeout
 
 log = logging.getLogger("otseam.drivers.modbus")
@@ -61,12 +62,13 @@ class BlockState:
 
 
 class ModbusDriver:
-    def __init__(self, device: Device) -> None:
+    def __init__(self, device: Device, data_dir: str | None = None) -> None:
         self.device = device
         self.endpoint = parse_endpoint(device.endpoint, device.id)
         self.options = parse_options(device)
         self.unit = unit_of(device, self.endpoint)
-        blocks = plan(device, self.options)
+        self._splits = SplitMemory(data_dir, device.id)
+        blocks = _apply_known_splits(plan(device, self.options), self._splits.refused)
         constraints = device.constraints
         self.timeout = constraints.timeout
         self.settings = LineSettings(
@@ -242,6 +244,7 @@ class ModbusDriver:
                 new.last_ts = state.last_ts
             replacement.append(new)
         self.states[index : index + 1] = replacement
+        self._splits.remember(state.block.label)
         log.info(
             "%s: %s refused (%s); split into %s", self._label, state.block.label, exc, ", ".join(p.label for p in parts)
         )
@@ -322,3 +325,18 @@ class ModbusDriver:
             if out:
                 async with self._emit_lock:
                     await emit(out)
+
+
+def _apply_known_splits(blocks: list[Block], refused: set[str]) -> list[Block]:
+    """Split, before the first request, every read the device refused in an earlier run."""
+    if not refused:
+        return blocks
+    pending, final = list(blocks), []
+    while pending:
+        block = pending.pop(0)
+        parts = block.split() if block.label in refused else [block]
+        if len(parts) > 1:
+            pending[0:0] = parts
+        else:
+            final.append(block)
+    return final
