@@ -452,3 +452,18 @@ def test_opened_from_the_contract_section(tmp_path: Path) -> None:
         assert (journal.max_size, journal.max_age, journal.source) == (64 * 1024**2, 2 * 86400.0, "edge-1")
         assert journal.segment_size == 4 * 1024**2
         assert journal.append(samples(0, 2)) == 2
+
+
+async def test_removed_cursor_and_closed_journal_refuse_commits(tmp_path: Path) -> None:
+    journal = Journal.open(tmp_path / "j")
+    journal.append(samples(0, 3))
+    cursor = journal.reader("gone")
+    journal.remove_cursor("gone")
+    with pytest.raises(JournalError, match="was removed"):
+        cursor.commit(1)
+    assert journal.cursors() == []
+    again = journal.reader("gone")
+    assert again.committed == 0, "a removed cursor comes back from the start"
+    journal.close()
+    with pytest.raises(JournalError, match="closed"):
+        again.commit(1)

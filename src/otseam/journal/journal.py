@@ -579,6 +579,10 @@ class Journal:
 
     def _commit(self, state: CursorState, offset: int) -> None:
         with self._lock:
+            if self._closed:
+                raise JournalError("the journal is closed")
+            if self._cursors.get(state.name) is not state:
+                raise JournalError(f"cursor {state.name!r} was removed from the journal")
             if offset >= self._next:
                 raise ValueError(f"cannot commit offset {offset}: the last offset appended is {self._next - 1}")
             if offset > state.committed:
