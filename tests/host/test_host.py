@@ -180,7 +180,7 @@ async def test_two_hosts_share_the_data_and_store_it_once(
     tmp_path: Path, broker: servers.Mosquitto, pg_server: servers.Postgres
 ) -> None:
     with psycopg.connect(pg_server.dsn, autocommit=True) as conn:
-        conn.execute("DROP TABLE IF EXISTS sparkplug_metrics, sparkplug_state")
+        conn.execute("DROP TABLE IF EXISTS sparkplug_metrics, sparkplug_state, sparkplug_sessions")
     common = ["--broker", f"127.0.0.1:{broker.port}", "--dsn", pg_server.dsn, "--share-group", "historians"]
     first = HostProcess(*common, "--host-id", "hist-a")
     second = HostProcess(*common, "--host-id", "hist-b")
@@ -256,3 +256,28 @@ def test_hostile_payloads_never_crash_the_host(tmp_path: Path, topic: str, paylo
 def test_environment_has_node() -> None:
     assert subprocess.run(["node", "--version"], capture_output=True, check=False).returncode == 0
     assert os.path.isdir(INTEROP / "node_modules" / "sparkplug-client")
+
+
+async def test_kill_minus_9_of_the_host_loses_nothing(tmp_path: Path, broker: servers.Mosquitto) -> None:
+    """The broker keeps the host's session: what it queued, or sent without an ack, arrives after a restart."""
+    db = tmp_path / "host.db"
+    args = ("--broker", f"127.0.0.1:{broker.port}", "--host-id", "scada", "--db", str(db))
+    host = HostProcess(*args)
+    sink = make_sink(tmp_path, broker.port, max_metrics_per_message=20)
+    await sink.start()
+    total = 3000
+    query = "SELECT count(*) FROM sparkplug_metrics WHERE metric='flow'"
+    try:
+        for start in range(0, 1000, 100):
+            await sink.deliver(flow(start, 100))
+        await wait_until(lambda: rows(db, query)[0][0] >= 300, what="the host to be storing")
+        host.kill()  # kill -9, possibly in the middle of a write
+        for start in range(1000, total, 100):
+            await sink.deliver(flow(start, 100))  # the broker acknowledges and queues for the dead host
+        host = HostProcess(*args)
+        await wait_until(lambda: rows(db, query)[0][0] == total, within=30, what="every value after the restart")
+    finally:
+        await sink.close()
+        host.stop()
+    values = [v for (v,) in rows(db, "SELECT value FROM sparkplug_metrics WHERE metric='flow' ORDER BY ts_ms")]
+    assert values == [float(i) for i in range(total)]

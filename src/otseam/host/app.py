@@ -56,6 +56,30 @@ class NodeSession:
     devices: dict[str, bool] = field(default_factory=dict)
     last_rebirth_request: float = 0.0
 
+    def snapshot(self) -> str:
+        return json.dumps(
+            {
+                "bdseq": self.bdseq,
+                "online": self.online,
+                "aliases": [[a, *v] for a, v in self.aliases.items()],
+                "datatypes": [[d, m, t] for (d, m), t in self.datatypes.items()],
+                "devices": self.devices,
+            }
+        )
+
+    @classmethod
+    def restore(cls, text: str) -> NodeSession:
+        """A session saved by a previous run; seq unknown until the next message."""
+        data = json.loads(text)
+        return cls(
+            bdseq=data["bdseq"],
+            seq=None,
+            online=bool(data["online"]),
+            aliases={int(a): (str(n), int(t), str(d)) for a, n, t, d in data["aliases"]},
+            datatypes={(str(d), str(m)): int(t) for d, m, t in data["datatypes"]},
+            devices={str(k): bool(v) for k, v in data["devices"].items()},
+        )
+
 
 @dataclass(slots=True)
 class HostStats:
@@ -79,6 +103,7 @@ class HostApp:
         *,
         share_group: str | None = None,
         rebirth_interval: float = 5.0,
+        session_expiry: int = 3600,
     ) -> None:
         if share_group and settings.version != 5:
             raise ValueError("shared subscriptions (--share-group) need MQTT 5")
@@ -87,6 +112,9 @@ class HostApp:
         self.store = store
         self.share_group = share_group
         self.rebirth_interval = rebirth_interval
+        #: Seconds the broker keeps this host's session (and queues its messages) while it is away;
+        #: 0 for a clean session each time.
+        self.session_expiry = session_expiry
         self.nodes: dict[tuple[str, str], NodeSession] = {}
         self.stats = HostStats()
         self.online = asyncio.Event()
@@ -101,8 +129,20 @@ class HostApp:
 
     # --- connection -------------------------------------------------------------------------------
 
+    async def restore(self) -> None:
+        """Pick up the node sessions a previous run knew (births are not repeated for a restarted host)."""
+        for group, node, snapshot in await self.store.load_sessions():
+            try:
+                self.nodes[(group, node)] = NodeSession.restore(snapshot)
+            except (ValueError, KeyError, TypeError) as exc:
+                log.warning("host %s: ignoring the saved session of %s/%s: %s", self.host_id, group, node, exc)
+
+    async def _save(self, group: str, node: str, session: NodeSession) -> None:
+        await self.store.save_session(group, node, session.snapshot())
+
     async def run(self) -> None:
         """Stay connected (brokers in order) until ``stop``; STATE offline is published on the way out."""
+        await self.restore()
         index = 0
         failures = 0
         while not self._stop.is_set():
@@ -129,9 +169,16 @@ class HostApp:
     async def _session(self, broker: BrokerAddress) -> None:
         stamp = int(time.time() * 1000)
         will = aiomqtt.Will(self.state_topic, self._state(False, stamp), qos=1, retain=True)
-        # A persistent session for shared subscribers would keep receiving on behalf of a dead host;
-        # a clean session lets the broker hand its share to the hosts that are alive.
-        client = make_client(self.settings, broker, will=will, client_id=self.settings.client_id, clean=True)
+        # A persistent session (client id from the host id): what the broker queued for this host while
+        # it was down, or had sent without an acknowledgement when it died, arrives when it is back.
+        client = make_client(
+            self.settings,
+            broker,
+            will=will,
+            client_id=self.settings.client_id,
+            clean=not self.session_expiry,
+            session_expiry=self.session_expiry,
+        )
         fd: int | None = None
         try:
             async with client:
@@ -224,10 +271,12 @@ class HostApp:
             session.devices[device] = True
             await self._store(group, node, device, session, decoded, seq, now_ms, birth=True)
             await self.store.set_state(StateRow(group, node, device, True, session.bdseq, now_ms))
+            await self._save(group, node, session)
         elif kind == "DDEATH":
             self.stats.deaths += 1
             session.devices[device] = False
             await self.store.set_state(StateRow(group, node, device, False, session.bdseq, now_ms))
+            await self._save(group, node, session)
         elif kind in ("DDATA", "NDATA"):
             unknown = await self._store(group, node, device, session, decoded, seq, now_ms, birth=False)
             if unknown:
@@ -235,6 +284,9 @@ class HostApp:
                 await self._request_rebirth(client, group, node, session, f"{unknown} metrics with unknown aliases")
 
     def _check_seq(self, session: NodeSession, seq: int | None) -> None:
+        if session.seq is None and seq is not None:
+            session.seq = seq  # a restored session: the first message sets the reference
+            return
         expected = None if session.seq is None else (session.seq + 1) % 256
         if seq is not None and expected is not None and seq == expected:
             session.seq = seq
@@ -256,6 +308,7 @@ class HostApp:
         self.stats.births += 1
         await self._store(group, node, "", fresh, decoded, seq, now_ms, birth=True)
         await self.store.set_state(StateRow(group, node, "", True, bdseq, now_ms))
+        await self._save(group, node, fresh)
 
     async def _on_ndeath(self, group: str, node: str, session: NodeSession, decoded: object, now_ms: int) -> None:
         bdseq = None
@@ -279,6 +332,7 @@ class HostApp:
             session.devices[device] = False
             await self.store.set_state(StateRow(group, node, device, False, session.bdseq, now_ms))
         await self.store.set_state(StateRow(group, node, "", False, session.bdseq, now_ms))
+        await self._save(group, node, session)
 
     async def _store(
         self,

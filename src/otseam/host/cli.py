@@ -26,6 +26,7 @@ def run_host(
     tls_key: str | None,
     username: str | None,
     password_env: str | None,
+    session_expiry: int = 3600,
 ) -> int:
     """Returns the process exit code; every mistake a user can make ends in one clear line."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
@@ -49,16 +50,20 @@ def run_host(
             raise MqttConfigError("--share-group needs MQTT 5 (shared subscriptions); drop --mqtt-version 3.1.1")
         if share_group is not None and (not share_group or any(c in share_group for c in "/+#")):
             raise MqttConfigError(f"--share-group {share_group!r} must be non-empty without '/', '+' or '#'")
+        if not 0 <= session_expiry <= 2**32 - 1:
+            raise MqttConfigError("--session-expiry is a number of seconds from 0 (a clean session) to 4294967295")
     except MqttConfigError as exc:
         print(f"seam host: {exc}", file=sys.stderr)
         return 2
     try:
-        return asyncio.run(_main(settings, host_id, db, dsn, share_group))
+        return asyncio.run(_main(settings, host_id, db, dsn, share_group, session_expiry))
     except KeyboardInterrupt:
         return 0
 
 
-async def _main(settings: object, host_id: str, db: str | None, dsn: str | None, share_group: str | None) -> int:
+async def _main(
+    settings: object, host_id: str, db: str | None, dsn: str | None, share_group: str | None, session_expiry: int
+) -> int:
     from otseam.sinks.mqtt_common import MqttSettings
 
     assert isinstance(settings, MqttSettings)
@@ -67,7 +72,7 @@ async def _main(settings: object, host_id: str, db: str | None, dsn: str | None,
     except Exception as exc:  # a wrong path or an unreachable database: say which, no traceback
         print(f"seam host: cannot open the historian: {exc}", file=sys.stderr)
         return 2
-    app = HostApp(settings, host_id, store, share_group=share_group)
+    app = HostApp(settings, host_id, store, share_group=share_group, session_expiry=session_expiry)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):

@@ -54,6 +54,12 @@ class Store(Protocol):
 
     async def set_state(self, row: StateRow) -> None: ...
 
+    async def save_session(self, group_id: str, edge_node: str, snapshot: str) -> None:
+        """Keep what a restarted host needs to read a node's data without a new birth (JSON)."""
+        ...
+
+    async def load_sessions(self) -> list[tuple[str, str, str]]: ...
+
     async def close(self) -> None: ...
 
 
@@ -77,6 +83,17 @@ CREATE TABLE IF NOT EXISTS sparkplug_metrics (
     received_ms BIGINT NOT NULL,
     PRIMARY KEY (group_id, edge_node, device, metric, ts_ms)
 )"""
+_SESSIONS_DDL = """
+CREATE TABLE IF NOT EXISTS sparkplug_sessions (
+    group_id TEXT NOT NULL,
+    edge_node TEXT NOT NULL,
+    snapshot TEXT NOT NULL,
+    PRIMARY KEY (group_id, edge_node)
+)"""
+_SAVE_SESSION = (
+    "INSERT INTO sparkplug_sessions (group_id, edge_node, snapshot) VALUES ({p},{p},{p}) "
+    "ON CONFLICT (group_id, edge_node) DO UPDATE SET snapshot=excluded.snapshot"
+)
 _STATE_DDL = """
 CREATE TABLE IF NOT EXISTS sparkplug_state (
     group_id TEXT NOT NULL,
@@ -100,6 +117,7 @@ class SqliteStore:
         # Clustered on the idempotency key: one B-tree instead of a table plus an index, about twice as fast.
         self._db.execute(_METRICS_DDL + " WITHOUT ROWID")
         self._db.execute(_STATE_DDL)
+        self._db.execute(_SESSIONS_DDL)
         self._lock = asyncio.Lock()
 
     def _write(self, rows: Sequence[MetricRow]) -> int:
@@ -135,6 +153,18 @@ class SqliteStore:
         async with self._lock:
             await asyncio.to_thread(self._set_state, row)
 
+    async def save_session(self, group_id: str, edge_node: str, snapshot: str) -> None:
+        async with self._lock:
+            sql = _SAVE_SESSION.format(p="?")
+            await asyncio.to_thread(self._db.execute, sql, (group_id, edge_node, snapshot))
+
+    async def load_sessions(self) -> list[tuple[str, str, str]]:
+        async with self._lock:
+            cursor = await asyncio.to_thread(
+                self._db.execute, "SELECT group_id, edge_node, snapshot FROM sparkplug_sessions"
+            )
+            return [(str(g), str(n), str(s)) for g, n, s in cursor.fetchall()]
+
     async def close(self) -> None:
         async with self._lock:
             self._db.close()
@@ -160,6 +190,7 @@ class PostgresStore:
             await cursor.execute("SELECT pg_advisory_xact_lock(5727)")
             await cursor.execute(_METRICS_DDL)
             await cursor.execute(_STATE_DDL)
+            await cursor.execute(_SESSIONS_DDL)
         await connection.commit()
         return cls(connection)
 
@@ -188,6 +219,20 @@ class PostgresStore:
                     row,
                 )
             await self._conn.commit()
+
+    async def save_session(self, group_id: str, edge_node: str, snapshot: str) -> None:
+        async with self._lock:
+            async with self._conn.cursor() as cursor:
+                await cursor.execute(_SAVE_SESSION.format(p="%s"), (group_id, edge_node, snapshot))
+            await self._conn.commit()
+
+    async def load_sessions(self) -> list[tuple[str, str, str]]:
+        async with self._lock:
+            async with self._conn.cursor() as cursor:
+                await cursor.execute("SELECT group_id, edge_node, snapshot FROM sparkplug_sessions")
+                rows = await cursor.fetchall()
+            await self._conn.commit()
+            return [(str(g), str(n), str(s)) for g, n, s in rows]
 
     async def close(self) -> None:
         async with self._lock:

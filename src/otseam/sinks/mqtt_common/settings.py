@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import aiomqtt
-from paho.mqtt.client import MQTT_CLEAN_START_FIRST_ONLY
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 DEFAULT_PORT = 1883
 DEFAULT_TLS_PORT = 8883
@@ -197,16 +198,24 @@ def make_client(
     client_id: str | None = None,
     clean: bool = True,
     max_incoming: int = 0,
+    session_expiry: int = 0,
 ) -> aiomqtt.Client:
     """An unconnected aiomqtt client for ``broker`` (enter it with ``async with``).
 
+    ``clean=False`` resumes the broker's session for this client id (MQTT 5: kept for
+    ``session_expiry`` seconds after a disconnect), so what was queued or unacknowledged for it while
+    it was away is delivered when it returns.
     ``max_incoming`` bounds the queue of received messages not yet handled (0: unbounded); a sink
     receives only a few commands, a host application must not drop data, so each chooses.
     """
     tls = settings.tls if (broker.tls or settings.tls) else None
     kwargs: dict[str, Any] = {}
     if settings.version == 5:
-        kwargs["clean_start"] = True if clean else MQTT_CLEAN_START_FIRST_ONLY
+        kwargs["clean_start"] = clean
+        if session_expiry:
+            connect = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            connect.SessionExpiryInterval = session_expiry
+            kwargs["properties"] = connect
     else:
         kwargs["clean_session"] = clean
     return aiomqtt.Client(

@@ -27,6 +27,10 @@ def register(app: typer.Typer) -> None:
         password_env: Annotated[
             str | None, typer.Option("--password-env", help="environment variable holding the MQTT password")
         ] = None,
+        session_expiry: Annotated[
+            int,
+            typer.Option("--session-expiry", help="seconds the broker queues for this host while it is away; 0: clean"),
+        ] = 3600,
     ) -> None:
         """Run the IT-side Sparkplug B host application: STATE, ingestion into a historian, rebirths."""
         from otseam.host.cli import run_host
@@ -43,5 +47,6 @@ def register(app: typer.Typer) -> None:
             tls_key=tls_key,
             username=username,
             password_env=password_env,
+            session_expiry=session_expiry,
         )
         raise typer.Exit(code)
