@@ -86,13 +86,38 @@ def index_pcap(buf: Buffer, stats: CaptureStats, name: str) -> tuple[NDArray, fl
 
 
 def _rows(b: NDArray, starts: NDArray, width: int) -> NDArray:
-    """``width`` bytes from each start, as an (n, width) array; gathered in slices to bound memory."""
-    out = np.empty((len(starts), width), dtype=np.uint8)
-    span = np.arange(width, dtype=np.int64)
-    step = 1 << 17
+    """``width`` bytes from each start, as an (n, width) array (starts must leave ``width`` bytes)."""
+    windows = np.lib.stride_tricks.sliding_window_view(b, width)
+    rows: NDArray = windows[starts]
+    return rows
+
+
+def _columns(b: NDArray, starts: NDArray, width: int) -> NDArray:
+    """``width`` bytes from each start as a (width, n) array: byte k of every row is one contiguous column.
+
+    Rows are copied whole through a sliding-window view (no per-byte index arrays). A start too close to
+    the end of the buffer is moved back; callers only use the bytes that lie within each frame.
+    """
+    out = np.empty((width, len(starts)), dtype=np.uint8)
+    if len(b) < width:
+        out.fill(0)
+        return out
+    windows = np.lib.stride_tricks.sliding_window_view(b, width)
+    starts = np.minimum(starts, len(b) - width)
+    step = 1 << 16
     for i in range(0, len(starts), step):
-        out[i : i + step] = b[starts[i : i + step, None] + span]
+        out[:, i : i + step] = windows[starts[i : i + step]].T
     return out
+
+
+def _be16(columns: NDArray, at: int) -> NDArray:
+    value: NDArray = (columns[at].astype(np.int64) << 8) | columns[at + 1]
+    return value
+
+
+def _be32(columns: NDArray, at: int) -> NDArray:
+    value: NDArray = (_be16(columns, at) << 16) | _be16(columns, at + 2)
+    return value
 
 
 def _u16(b: NDArray, at: NDArray) -> NDArray:
@@ -135,26 +160,35 @@ def analyse_pcap(monitor: Monitor, buf: Buffer, stats: CaptureStats, name: str =
     candidates = np.flatnonzero(caplen >= 54)
     o = data[candidates]
     cl = caplen[candidates]
-    ok = (_u16(b, o + 12) == 0x0800) & ((b[o + 14] >> 4) == 4) & (b[o + 23] == 6)
-    ihl = (b[o + 14] & 0x0F).astype(np.int64) * 4
-    ok &= (ihl >= 20) & (14 + ihl + 20 <= cl) & ((_u16(b, o + 20) & 0x3FFF) == 0)
+    # The first 54 bytes of each frame (Ethernet, a 20-byte IPv4 header, a 20-byte TCP header), one
+    # gather, transposed so that each header byte is a contiguous column.
+    h = _columns(b, o, 54)
+    ihl = (h[14] & 0x0F).astype(np.int64) * 4
+    ok = (_be16(h, 12) == 0x0800) & ((h[14] >> 4) == 4) & (h[23] == 6)
+    ok &= (ihl >= 20) & (14 + ihl + 20 <= cl) & ((_be16(h, 20) & 0x3FFF) == 0)
     sel = np.flatnonzero(ok)
-    candidates, o, cl, ihl = candidates[sel], o[sel], cl[sel], ihl[sel]
-    total = _u16(b, o + 16)
+    candidates, o, cl, ihl, h = candidates[sel], o[sel], cl[sel], ihl[sel], h[:, sel]
+    total = _be16(h, 16)
     end = np.where((total >= ihl) & (14 + total <= cl), 14 + total, cl)
     tcp = 14 + ihl
-    doff = (b[o + tcp + 12] >> 4).astype(np.int64) * 4
+    src = _be32(h, 26)
+    dst = _be32(h, 30)
+    sport, dport, seq = _be16(h, 34), _be16(h, 36), _be32(h, 38)
+    doff = (h[46] >> 4).astype(np.int64) * 4
+    flags = h[47].copy()
+    options = np.flatnonzero(ihl != 20)  # IP options shift the TCP header: read those few from the frame
+    if len(options):
+        at = o[options] + tcp[options]
+        sport[options], dport[options], seq[options] = _u16(b, at), _u16(b, at + 2), _u32be(b, at + 4)
+        doff[options] = (b[at + 12] >> 4).astype(np.int64) * 4
+        flags[options] = b[at + 13]
     ok = (doff >= 20) & (tcp + doff <= end)
-    sel = np.flatnonzero(ok)
-    candidates, o, end, tcp, doff = candidates[sel], o[sel], end[sel], tcp[sel], doff[sel]
-    sport = _u16(b, o + tcp)
-    dport = _u16(b, o + tcp + 2)
     known = np.asarray(sorted(monitor.modbus_ports | monitor.opcua_ports), dtype=np.int64)
     c2s = np.isin(dport, known)
     s2c = ~c2s & np.isin(sport, known)
     server_port = np.where(c2s, dport, sport)
-    modbus = (c2s | s2c) & np.isin(server_port, np.asarray(sorted(monitor.modbus_ports), dtype=np.int64))
-    sel = np.flatnonzero(modbus)
+    ok &= (c2s | s2c) & np.isin(server_port, np.asarray(sorted(monitor.modbus_ports), dtype=np.int64))
+    sel = np.flatnonzero(ok)
     candidates, o, end, tcp, doff, sport, dport, c2s = (
         candidates[sel],
         o[sel],
@@ -165,10 +199,7 @@ def analyse_pcap(monitor: Monitor, buf: Buffer, stats: CaptureStats, name: str =
         dport[sel],
         c2s[sel],
     )
-    src = _u32be(b, o + 26)
-    dst = _u32be(b, o + 30)
-    seq = _u32be(b, o + tcp + 4)
-    flags = b[o + tcp + 13]
+    src, dst, seq, flags = src[sel], dst[sel], seq[sel], flags[sel]
     payload = o + tcp + doff
     plen = end - tcp - doff
 
@@ -196,13 +227,15 @@ def analyse_pcap(monitor: Monitor, buf: Buffer, stats: CaptureStats, name: str =
     tid = np.zeros_like(plen)
     unit = np.zeros_like(plen)
     d = np.flatnonzero(has_data & (plen >= 8))
-    p = payload[d]
-    mlen[d] = _u16(b, p + 4)
-    fc[d] = b[p + 7]
-    tid[d] = _u16(b, p)
-    unit[d] = b[p + 6]
+    mbap = _columns(b, payload[d], 9)  # the MBAP header, the function code and a response's byte count
+    mlen[d] = _be16(mbap, 4)
+    fc[d] = mbap[7]
+    tid[d] = _be16(mbap, 0)
+    unit[d] = mbap[6]
     proto = np.ones_like(plen)
-    proto[d] = _u16(b, p + 2)
+    proto[d] = _be16(mbap, 2)
+    byte_count = np.full_like(plen, -1)
+    byte_count[d] = np.where(plen[d] >= 9, mbap[8], -1)
     framed = (proto == 0) & (mlen + 6 == plen) & (mlen >= 2) & (mlen <= 254) & ((fc & 0x7F) != 0)
     bad = (has_data & ~framed) | (syn & has_data)
 
@@ -278,10 +311,7 @@ def analyse_pcap(monitor: Monitor, buf: Buffer, stats: CaptureStats, name: str =
     m_conn = conn[m]
     req = c2s[m]
     req_routine = req & read & (mlen[m] == 6) & requests_routine[m_conn] & (((routine_fc[m_conn] >> shift) & 1) == 1)
-    count = np.zeros(len(m), dtype=np.int64)
-    has_count = plen[m] >= 9
-    count[has_count] = b[payload[m][has_count] + 8]
-    resp_routine = ~req & read & (count == mlen[m] - 3)
+    resp_routine = ~req & read & (byte_count[m] == mlen[m] - 3)
     notable = m[~(req_routine | resp_routine)]
 
     # --- inventory in bulk, counters ---------------------------------------------------------------------
