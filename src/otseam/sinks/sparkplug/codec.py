@@ -290,22 +290,32 @@ def metric_value(metric: Any, datatype: int | None = None) -> Value:
     return None
 
 
+_QUALITY_CACHE: dict[bytes, int | None] = {}
+
+
 def metric_quality(metric: Any) -> int | None:
-    """The OPC-style "Quality" property of a metric, if present."""
+    """The OPC-style "Quality" property of a metric, if present.
+
+    Reading a property set through the protobuf runtime builds several wrapper objects per metric;
+    the serialised set is one short byte string, and a plant has only a handful of distinct ones, so
+    the answer is cached per byte string (bounded: unusual sets are decoded every time).
+    """
     if not metric.HasField("properties"):
         return None
-    props = metric.properties
-    keys = props.keys
-    # Fast path: Seam (and most SCADA edges) send exactly one property, Quality.
-    if len(keys) == 1 and keys[0] == "Quality" and len(props.values) == 1:
-        value = props.values[0]
+    key = metric.properties.SerializeToString()
+    try:
+        return _QUALITY_CACHE[key]
+    except KeyError:
+        pass
+    code = _read_quality(metric.properties)
+    if len(_QUALITY_CACHE) < 1024:
+        _QUALITY_CACHE[key] = code
+    return code
+
+
+def _read_quality(props: Any) -> int | None:
+    for key, value in zip(props.keys, props.values, strict=False):
         kind = value.WhichOneof("value")
-        return int(value.int_value if kind == "int_value" else value.long_value) if kind in _INTEGER_KINDS else None
-    for key, value in zip(keys, props.values, strict=False):
-        kind = value.WhichOneof("value")
-        if key == "Quality" and kind in _INTEGER_KINDS:
+        if key == "Quality" and kind in ("int_value", "long_value"):
             return int(getattr(value, kind))
     return None
-
-
-_INTEGER_KINDS = ("int_value", "long_value")
