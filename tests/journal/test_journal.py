@@ -467,3 +467,13 @@ async def test_removed_cursor_and_closed_journal_refuse_commits(tmp_path: Path) 
     journal.close()
     with pytest.raises(JournalError, match="closed"):
         again.commit(1)
+
+
+def test_warns_when_the_disk_cannot_hold_max_size(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING", logger="otseam.journal"), Journal.open(tmp_path / "j", max_size=2**60):
+        pass
+    assert any("lower journal.max_size or free space" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="otseam.journal"), Journal.open(tmp_path / "k", max_size=1024 * 1024):
+        pass
+    assert not caplog.records

@@ -269,9 +269,28 @@ class Journal:
             self._new_segment(floor)
         self._bases = [s.base_offset for s in self._segments]
         self._bytes = sum(s.size for s in self._segments)
+        self._check_free_space()
         active = self._segments[-1]
         self._fd = os.open(active.path, os.O_WRONLY | os.O_APPEND)
         self._next = active.end_offset
+
+    def _check_free_space(self) -> None:
+        """max_size is a promise only if the disk can hold it: a full disk makes appends fail instead of
+        dropping the oldest records in order. Say so at start-up, while someone can still act."""
+        try:
+            stats = os.statvfs(self.directory)
+        except OSError:
+            return
+        available = stats.f_bavail * stats.f_frsize
+        if self._bytes + available < self.max_size:
+            log.warning(
+                "journal %s: max_size is %d bytes but the disk has only %d bytes free (plus %d in use by the "
+                "journal): lower journal.max_size or free space, or appends will fail when the disk fills",
+                self.directory,
+                self.max_size,
+                available,
+                self._bytes,
+            )
 
     def _recover_tail(self) -> None:
         active = self._segments[-1]
