@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import logging
 import secrets
 import socket
 import time
@@ -21,6 +22,8 @@ from otseam.core.records import Record, Sample
 from otseam.diode import blocks, wire
 from otseam.diode.config import DiodeSettings
 from otseam.diode.fec import Fec
+
+log = logging.getLogger(__name__)
 
 #: The first beacons are repeated: a receiver's first packets are the likeliest to be lost (ARP,
 #: a cold socket buffer), and the receiver decodes nothing until it has seen one.
@@ -107,7 +110,10 @@ class DiodeSender:
     async def _beacon_loop(self) -> None:
         while True:
             await asyncio.sleep(self.settings.beacon_interval)
-            await self.send_beacon()
+            try:
+                await self.send_beacon()
+            except OSError as exc:  # a link or route that is down: keep beaconing once it is back
+                log.warning("diode beacon not sent: %s", exc)
 
     async def send_beacon(self) -> None:
         beacon = wire.Beacon(
