@@ -204,8 +204,7 @@ async def test_two_hosts_share_the_data_and_store_it_once(
     await wait_until(lambda: stored() == total, within=30, what="every value stored")
     await asyncio.sleep(0.5)
     assert stored() == total
-    summaries = [json.loads(first.stop().splitlines()[-1].split("stopped ", 1)[1].replace("'", '"')),
-                 json.loads(second.stop().splitlines()[-1].split("stopped ", 1)[1].replace("'", '"'))]  # fmt: skip
+    summaries = [json.loads(h.stop().splitlines()[-1].split("stopped ", 1)[1]) for h in (first, second)]
     # Both hosts took a share of the data; together they stored each value exactly once.
     assert all(s["metrics_stored"] > 0 for s in summaries)
     assert sum(s["metrics_stored"] for s in summaries) == total

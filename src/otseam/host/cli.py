@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import signal
 import sys
 
 from otseam.host.app import HostApp
 from otseam.host.store import open_store
-from otseam.sinks.mqtt_common import MqttConfigError, parse_mqtt_options
+from otseam.sinks.mqtt_common import MqttConfigError, MqttSettings, parse_mqtt_options
 
 
 def run_host(
@@ -62,11 +63,8 @@ def run_host(
 
 
 async def _main(
-    settings: object, host_id: str, db: str | None, dsn: str | None, share_group: str | None, session_expiry: int
+    settings: MqttSettings, host_id: str, db: str | None, dsn: str | None, share_group: str | None, session_expiry: int
 ) -> int:
-    from otseam.sinks.mqtt_common import MqttSettings
-
-    assert isinstance(settings, MqttSettings)
     try:
         store = await open_store(db, dsn)
     except Exception as exc:  # a wrong path or an unreachable database: say which, no traceback
@@ -88,5 +86,5 @@ async def _main(
     finally:
         announcer.cancel()
         await store.close()
-        print(f"seam host {host_id}: stopped {app.summary()}", flush=True)
+        print(f"seam host {host_id}: stopped {json.dumps(app.summary())}", flush=True)
     return 0
