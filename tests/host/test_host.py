@@ -28,7 +28,7 @@ from otseam.host.store import SqliteStore
 from otseam.sinks import sparkplug
 from otseam.sinks.mqtt_common import parse_mqtt_options
 from otseam.sinks.sparkplug import codec
-from tests.sinks.sparkplug.support import INTEROP, capture, contract, publish_raw, wait_until
+from tests.sinks.sparkplug.support import INTEROP, capture, contract, publish_raw, tls_mosquitto, wait_until
 from tests.support import servers
 
 SEAM = str(Path(sys.executable).with_name("seam"))
@@ -280,3 +280,24 @@ async def test_kill_minus_9_of_the_host_loses_nothing(tmp_path: Path, broker: se
         host.stop()
     values = [v for (v,) in rows(db, "SELECT value FROM sparkplug_metrics WHERE metric='flow' ORDER BY ts_ms")]
     assert values == [float(i) for i in range(total)]
+
+
+async def test_seam_host_over_mutual_tls_with_mqtt_311(tmp_path: Path) -> None:
+    with tls_mosquitto() as (_broker, _tls_port, mtls_port, pki):
+        db = tmp_path / "host.db"
+        host = HostProcess(
+            "--broker", f"mqtts://127.0.0.1:{mtls_port}", "--host-id", "scada", "--db", str(db),
+            "--mqtt-version", "3.1.1", "--tls-ca", str(pki.ca), "--tls-cert", str(pki.client_cert),
+            "--tls-key", str(pki.client_key),
+        )  # fmt: skip
+        tls = {"ca": str(pki.ca), "cert": str(pki.client_cert), "key": str(pki.client_key)}
+        sink = make_sink(tmp_path, mtls_port, brokers=[f"mqtts://127.0.0.1:{mtls_port}"], tls=tls,
+                         mqtt_version="3.1.1", primary_host_id="scada")  # fmt: skip
+        await sink.start()
+        try:
+            await sink.deliver(flow(0, 50))
+            query = "SELECT count(*) FROM sparkplug_metrics WHERE metric='flow'"
+            await wait_until(lambda: rows(db, query) == [(50,)], what="50 values over mutual TLS and MQTT 3.1.1")
+        finally:
+            await sink.close()
+            host.stop()
