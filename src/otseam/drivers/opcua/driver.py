@@ -1,0 +1,497 @@
+"""The driver for one OPC UA server (one contract device).
+
+What a plant can rely on:
+
+* ``run`` never returns and never raises for a device fault. A lost link, a Bad status on the
+  subscription, a server that stops answering Publish requests, a restart of the server: each ends the
+  connection, the points go STALE (last value, its original source timestamp) and the driver connects
+  again after an exponential, jittered backoff. The session is re-activated rather than replaced when
+  the server still holds it, so reconnects never pile up sessions on the server.
+* Subscribe mode (default): one subscription per device, publishing interval = the device's poll,
+  monitored items created in batches (one CreateMonitoredItems call per ``max_items_per_call``
+  nodes), sampling interval per point. The server sends a keep-alive every interval, so silence is
+  noticed by a watchdog within two publishing intervals.
+* Poll mode: all nodes due in a cycle are read with one Read call per ``max_nodes_per_read`` nodes.
+* A node the server does not have is BAD_CONFIG for that point only; a value of the wrong type is
+  BAD_CONFIG, never passed on; Bad/Uncertain statuses become qualities (see convert.py).
+* No write path: the driver only reads and subscribes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+import math
+import random
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from otseam.contract.models import Device
+from otseam.contract.units import NodeId
+from otseam.core.plugins import Emit
+from otseam.core.records import Event, Quality, Record, Sample, Severity, Value
+from otseam.drivers.opcua._ua import ua
+from otseam.drivers.opcua.config import Options, PointSpec, parse_endpoint, parse_options, point_specs
+from otseam.drivers.opcua.convert import converter, decode, status_name, status_quality
+from otseam.drivers.opcua.session import Session
+
+log = logging.getLogger("otseam.drivers.opcua")
+
+# asyncua's client logs each lost link with a traceback of its own; this driver reports every fault in
+# plain words, once. Anyone who configured asyncua's logging keeps their setting.
+_asyncua_client_log = logging.getLogger("asyncua.client")
+if _asyncua_client_log.level == logging.NOTSET:
+    _asyncua_client_log.setLevel(logging.CRITICAL)
+
+_GOOD = Quality.GOOD
+_UNCERTAIN = Quality.UNCERTAIN
+_STALE = Quality.STALE
+_BAD_COMM = Quality.BAD_COMM
+_BAD_CONFIG = Quality.BAD_CONFIG
+_FILTER_REFUSED = frozenset(
+    {
+        ua.StatusCodes.BadMonitoredItemFilterUnsupported,
+        ua.StatusCodes.BadFilterNotAllowed,
+        ua.StatusCodes.BadDeadbandFilterInvalid,
+    }
+)
+
+
+@dataclass(slots=True)
+class _Due:
+    """A group of points polled at one interval, and when it is next due."""
+
+    at: float
+    interval: float
+    indexes: list[int]
+
+
+class Fault(Exception):
+    """The connection cannot go on; the message says why, in words for the log."""
+
+
+def to_ua_node(node: NodeId) -> ua.NodeId:
+    """The contract's node id as asyncua's, built directly (a string id may contain ';' or '=')."""
+    if node.kind == "i":
+        return ua.NodeId(int(node.identifier), node.namespace, ua.NodeIdType.Numeric)
+    if node.kind == "g":
+        return ua.NodeId(uuid.UUID(node.identifier), node.namespace, ua.NodeIdType.Guid)
+    if node.kind == "b":
+        return ua.NodeId(base64.b64decode(node.identifier), node.namespace, ua.NodeIdType.ByteString)
+    return ua.NodeId(node.identifier, node.namespace, ua.NodeIdType.String)
+
+
+def backoff_delay(failures: int, base: float, ceiling: float) -> float:
+    """Exponential backoff with jitter: many gateways restarting at once must not reconnect in step."""
+    delay: float = min(ceiling, base * 2.0 ** min(failures, 20))
+    return delay * random.uniform(0.5, 1.0)
+
+
+def _chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+class OpcUaDriver:
+    def __init__(self, device: Device) -> None:
+        self.device = device
+        self.url = device.endpoint.strip()
+        self.host, self.port = parse_endpoint(self.url, device.id)
+        self.options: Options = parse_options(device)
+        self.specs: list[PointSpec] = point_specs(device)
+        for spec in self.specs:
+            try:
+                to_ua_node(spec.node)
+            except ValueError as exc:
+                raise ValueError(f"device {device.id}: node id {spec.node}: {exc}") from None
+        self.timeout = device.constraints.timeout
+        self.interval = device.poll
+        self._label = f"{device.id} ({self.url})"
+        count = len(self.specs)
+        self._keys = [s.key for s in self.specs]
+        self._convert: list[Callable[[Any], object]] = [converter(s.type, s.length) for s in self.specs]
+        self._nodes = [to_ua_node(s.node) for s in self.specs]
+        #: The quality last emitted per point (None: nothing yet), the last usable value and its time.
+        self.quality: list[Quality | None] = [None] * count
+        self.last_value: list[Value] = [None] * count
+        self.last_ts: list[float] = [0.0] * count
+        self._emit_lock = asyncio.Lock()
+        self._emit: Emit | None = None
+        self._online: bool | None = None
+        self._last_error = ""
+        self._subscription_id: int | None = None
+        self._last_publish = 0.0
+        self._fault: str = ""
+        self._fault_event = asyncio.Event()
+        self._data_seen = False
+        self.session: Session | None = None
+        #: Revised by the server at subscription time.
+        self.publishing_interval = self.interval
+        self.keepalive_count = 1
+
+    # --- the task ------------------------------------------------------------------------------
+
+    async def run(self, emit: Emit) -> None:
+        self._emit = emit
+        if not self.specs:
+            log.warning("%s: no points to read", self._label)
+            await asyncio.Event().wait()
+        session = Session(self.url, self.options, self.timeout, self.device.id)
+        self.session = session
+        failures = 0
+        try:
+            while True:
+                try:
+                    await self._connected(session)
+                except asyncio.CancelledError:
+                    raise
+                except Fault as exc:
+                    self._note(str(exc))
+                except (OSError, TimeoutError, ua.UaError) as exc:
+                    self._note(_describe(exc, self.timeout))
+                except Exception:
+                    # Our own bug or an unexpected answer: say so loudly, and carry on.
+                    log.exception("%s: unexpected error; reconnecting", self._label)
+                await self._went_away()
+                await session.drop()
+                if self._data_seen:
+                    failures = 0
+                    self._data_seen = False
+                delay = backoff_delay(failures, 1.0, self.options.max_backoff)
+                failures += 1
+                log.info("%s: reconnecting in %.1fs", self._label, delay)
+                await asyncio.sleep(delay)
+        finally:
+            self._subscription_id = None
+            await session.close()
+
+    async def _connected(self, session: Session) -> None:
+        self._fault = ""
+        self._fault_event.clear()
+        reused = await asyncio.wait_for(session.open(), 4 * self.timeout)
+        log.info("%s: session %s", self._label, "re-activated" if reused else "created")
+        items, reads = await self._server_limits(session)
+        if self.options.mode == "poll":
+            await self._poll(session, reads)
+        else:
+            await self._subscribe(session, reused, items)
+            await self._watch(session)
+
+    async def _server_limits(self, session: Session) -> tuple[int, int]:
+        """The smaller of our option and what the server publishes as its per-call limits."""
+        items, reads = self.options.max_items_per_call, self.options.max_nodes_per_read
+        ids = [
+            ua.NodeId(ua.ObjectIds.Server_ServerCapabilities_OperationLimits_MaxMonitoredItemsPerCall),
+            ua.NodeId(ua.ObjectIds.Server_ServerCapabilities_OperationLimits_MaxNodesPerRead),
+        ]
+        try:
+            values = await session.uasession.read_attributes(ids, ua.AttributeIds.Value)
+        except ua.UaStatusCodeError:
+            return items, reads
+        limits = []
+        for value in values:
+            raw = value.Value.Value if value.Value is not None and value.StatusCode.is_good() else None
+            limits.append(raw if isinstance(raw, int) and not isinstance(raw, bool) and raw > 0 else None)
+        return min(items, limits[0] or items), min(reads, limits[1] or reads)
+
+    # --- subscribe mode ------------------------------------------------------------------------
+
+    async def _subscribe(self, session: Session, reused: bool, per_call: int) -> None:
+        uasession = session.uasession
+        old = self._subscription_id
+        self._subscription_id = None
+        if reused and old is not None:
+            # The re-activated session still holds the old subscription: start afresh so every point
+            # gets its current value again.
+            with contextlib.suppress(Exception):
+                await uasession.delete_subscriptions([old])
+        interval_ms = self.interval * 1000
+        # The server must keep the subscription through a session timeout's worth of silence.
+        lifetime = max(3, math.ceil(self.options.session_timeout * 1000 / interval_ms))
+        params = ua.CreateSubscriptionParameters(
+            RequestedPublishingInterval=interval_ms,
+            RequestedLifetimeCount=lifetime,
+            RequestedMaxKeepAliveCount=1,
+            MaxNotificationsPerPublish=0,
+            PublishingEnabled=True,
+            Priority=0,
+        )
+        result = await uasession.create_subscription(params, self._on_publish)
+        self._subscription_id = result.SubscriptionId
+        self.publishing_interval = result.RevisedPublishingInterval / 1000 or self.interval
+        self.keepalive_count = max(1, int(result.RevisedMaxKeepAliveCount))
+        self._last_publish = time.monotonic()
+        pending = list(range(len(self.specs)))
+        with_filter = True
+        refused_filters: list[int] = []
+        while pending:
+            batch = pending[:per_call]
+            try:
+                results = await self._create_items(uasession, batch, with_filter)
+            except ua.UaStatusCodeError as exc:
+                if (
+                    exc.code in (ua.StatusCodes.BadTooManyOperations, ua.StatusCodes.BadEncodingLimitsExceeded)
+                    and per_call > 1
+                ):
+                    per_call = max(1, per_call // 2)
+                    log.info(
+                        "%s: the server refused %d items in one call; trying %d", self._label, len(batch), per_call
+                    )
+                    continue
+                raise
+            pending = pending[len(batch) :]
+            out: list[Record] = []
+            now = time.time()
+            for index, status in zip(batch, results, strict=False):
+                code = status.StatusCode.value
+                if code & 0x80000000 == 0:
+                    continue
+                if with_filter and code & 0xFFFF0000 in _FILTER_REFUSED and self.specs[index].deadband is not None:
+                    refused_filters.append(index)
+                    continue
+                self._bad_point(index, code, now, out)
+            if out:
+                await self._emit_records(out)
+            if not pending and refused_filters:
+                log.info(
+                    "%s: the server refused the deadband filter of %d item(s); they report every change and "
+                    "the pipeline applies the deadband",
+                    self._label,
+                    len(refused_filters),
+                )
+                pending, refused_filters, with_filter = refused_filters, [], False
+        log.info(
+            "%s: subscribed to %d node(s), publishing every %gs",
+            self._label,
+            len(self.specs),
+            self.publishing_interval,
+        )
+
+    async def _create_items(self, uasession: Any, batch: list[int], with_filter: bool) -> list[Any]:
+        requests = []
+        publishing_ms = self.publishing_interval * 1000
+        for index in batch:
+            spec = self.specs[index]
+            sampling_ms = spec.interval * 1000
+            item_filter = None
+            if with_filter and self.options.server_deadband and spec.deadband is not None:
+                kind, amount = spec.deadband
+                item_filter = ua.DataChangeFilter(
+                    Trigger=ua.DataChangeTrigger.StatusValue,
+                    DeadbandType=ua.DeadbandType.Absolute if kind == "absolute" else ua.DeadbandType.Percent,
+                    DeadbandValue=amount,
+                )
+            parameters = ua.MonitoringParameters(
+                ClientHandle=index,
+                SamplingInterval=sampling_ms,
+                # A point sampled faster than we publish keeps every sample the contract asked for.
+                QueueSize=max(1, math.ceil(publishing_ms / sampling_ms)) if sampling_ms < publishing_ms else 1,
+                DiscardOldest=True,
+            )
+            if item_filter is not None:
+                parameters.Filter = item_filter
+            requests.append(
+                ua.MonitoredItemCreateRequest(
+                    ItemToMonitor=ua.ReadValueId(NodeId=self._nodes[index], AttributeId=ua.AttributeIds.Value),
+                    MonitoringMode=ua.MonitoringMode.Reporting,
+                    RequestedParameters=parameters,
+                )
+            )
+        params = ua.CreateMonitoredItemsParameters(
+            SubscriptionId=self._subscription_id,
+            TimestampsToReturn=ua.TimestampsToReturn.Both,
+            ItemsToCreate=requests,
+        )
+        results: list[Any] = await uasession.create_monitored_items(params)
+        if len(results) != len(batch):
+            raise Fault(f"the server answered {len(results)} results for {len(batch)} monitored items")
+        return results
+
+    async def _on_publish(self, result: ua.PublishResult) -> None:
+        """Called by asyncua's publish loop for each Publish response (data, status or keep-alive)."""
+        subscription = result.SubscriptionId
+        if subscription != self._subscription_id:
+            return
+        self._last_publish = time.monotonic()
+        message = result.NotificationMessage
+        data = message.NotificationData if message is not None else None
+        if not data:
+            return
+        received = time.time()
+        out: list[Record] = []
+        count = len(self.specs)
+        convert = self._convert
+        for notification in data:
+            if isinstance(notification, ua.DataChangeNotification):
+                for item in notification.MonitoredItems or ():
+                    index = item.ClientHandle
+                    if not 0 <= index < count:
+                        continue  # not a handle we gave: ignore rather than guess
+                    value, quality, ts = decode(item.Value, convert[index], received)
+                    self._record(index, value, quality, ts, received, out)
+            elif isinstance(notification, ua.StatusChangeNotification):
+                code = notification.Status.value if notification.Status is not None else 0
+                if code & 0x80000000:
+                    self._fault = f"the server reported {status_name(code)} for the subscription"
+                    self._fault_event.set()
+        if out:
+            self._data_seen = True
+            async with self._emit_lock:
+                # A response still in flight when the connection was given up must not undo STALE.
+                if subscription == self._subscription_id and self._emit is not None:
+                    await self._emit(out)
+            self._last_publish = time.monotonic()
+
+    async def _watch(self, session: Session) -> None:
+        """Return never; raise :class:`Fault` when the subscription or the link fails."""
+        # With a keep-alive every interval, two intervals of silence mean the server or the link is gone.
+        allowed = self.publishing_interval * (self.keepalive_count + 1)
+        if self.keepalive_count > 1:
+            log.info(
+                "%s: the server sends keep-alives only every %d publishing intervals; silence is noticed after %.1fs",
+                self._label,
+                self.keepalive_count,
+                allowed,
+            )
+        check = max(0.05, min(self.publishing_interval / 4, 1.0))
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._fault_event.wait(), check)
+            if self._fault:
+                raise Fault(self._fault)
+            if session.lost.is_set():
+                raise Fault("the server closed the connection")
+            silent = time.monotonic() - self._last_publish
+            if silent > allowed and not self._emit_lock.locked():
+                raise Fault(
+                    f"no Publish response for {silent:.1f}s (publishing interval {self.publishing_interval:g}s)"
+                )
+
+    # --- poll mode -----------------------------------------------------------------------------
+
+    async def _poll(self, session: Session, per_read: int) -> None:
+        groups: dict[float, list[int]] = {}
+        for spec in self.specs:
+            groups.setdefault(spec.interval, []).append(spec.index)
+        now = time.monotonic()
+        schedule = [_Due(now, interval, indexes) for interval, indexes in sorted(groups.items())]
+        uasession = session.uasession
+        while True:
+            now = time.monotonic()
+            wake = min(entry.at for entry in schedule)
+            if wake > now:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(session.lost.wait(), wake - now)
+            if session.lost.is_set():
+                raise Fault("the server closed the connection")
+            now = time.monotonic()
+            for entry in schedule:
+                if entry.at > now:
+                    continue
+                for chunk in _chunks(entry.indexes, per_read):
+                    await self._read(uasession, chunk)
+                entry.at += entry.interval
+                if entry.at <= time.monotonic():  # fell behind: skip missed cycles instead of bursting
+                    entry.at = time.monotonic() + entry.interval
+
+    async def _read(self, uasession: Any, chunk: Sequence[int]) -> None:
+        params = ua.ReadParameters(
+            MaxAge=0,
+            TimestampsToReturn=ua.TimestampsToReturn.Both,
+            NodesToRead=[ua.ReadValueId(NodeId=self._nodes[i], AttributeId=ua.AttributeIds.Value) for i in chunk],
+        )
+        try:
+            results = await asyncio.wait_for(uasession.read(params), self.timeout)
+        except TimeoutError:
+            raise Fault(f"no answer to a Read within {self.timeout:g}s") from None
+        if len(results) != len(chunk):
+            raise Fault(f"the server answered {len(results)} values for {len(chunk)} nodes")
+        received = time.time()
+        out: list[Record] = []
+        convert = self._convert
+        for index, data in zip(chunk, results, strict=True):
+            value, quality, ts = decode(data, convert[index], received)
+            self._record(index, value, quality, ts, received, out)
+        self._data_seen = True
+        await self._emit_records(out)
+
+    # --- qualities and events --------------------------------------------------------------------
+
+    def _record(
+        self, index: int, value: Value, quality: Quality, ts: float, received: float, out: list[Record]
+    ) -> None:
+        if self._online is not True:
+            self._online = True
+            log.info("%s: online", self._label)
+            out.append(self._state_event("online", Severity.INFO))
+            self._last_error = ""
+        if quality <= _UNCERTAIN:
+            self.last_value[index] = value
+            self.last_ts[index] = ts
+        self.quality[index] = quality
+        out.append(Sample(self._keys[index], value, quality, ts, received))
+
+    def _bad_point(self, index: int, code: int, now: float, out: list[Record]) -> None:
+        quality = status_quality(code)
+        spec = self.specs[index]
+        log.warning("%s: %s (%s): %s", self._label, spec.key, spec.node, status_name(code))
+        self.quality[index] = quality
+        out.append(Sample(self._keys[index], None, quality, now, now))
+
+    async def _went_away(self) -> None:
+        """Every point that had a value becomes STALE (value and time kept), the rest BAD_COMM."""
+        out: list[Record] = []
+        async with self._emit_lock:
+            self._subscription_id = None
+            now = time.time()
+            for index, quality in enumerate(self.quality):
+                if quality is _BAD_CONFIG or quality is _STALE or quality is _BAD_COMM:
+                    continue
+                if quality is not None and quality <= _UNCERTAIN:
+                    self.quality[index] = _STALE
+                    out.append(Sample(self._keys[index], self.last_value[index], _STALE, self.last_ts[index], now))
+                else:
+                    self.quality[index] = _BAD_COMM
+                    out.append(Sample(self._keys[index], None, _BAD_COMM, now, now))
+            if self._online is not False:
+                self._online = False
+                log.warning("%s: offline", self._label)
+                out.append(self._state_event("offline", Severity.MEDIUM))
+            if out and self._emit is not None:
+                await self._emit(out)
+
+    async def _emit_records(self, out: list[Record]) -> None:
+        async with self._emit_lock:
+            if self._emit is not None:
+                await self._emit(out)
+
+    def _note(self, error: str) -> None:
+        """Log a connection problem once, not at every retry."""
+        if error != self._last_error:
+            log.warning("%s: %s", self._label, error)
+            self._last_error = error
+
+    def _state_event(self, state: str, severity: Severity) -> Event:
+        return Event(
+            time.time(),
+            "device.state",
+            self.device.id,
+            severity,
+            f"{self.device.id} is {state}",
+            {"state": state, "endpoint": self.url},
+        )
+
+
+def _describe(exc: BaseException, timeout: float) -> str:
+    if isinstance(exc, TimeoutError):
+        return f"no answer within {timeout:g}s"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused (is the server running, and is this its port?)"
+    if isinstance(exc, ua.UaStatusCodeError):
+        return f"the server answered {status_name(exc.code)}"
+    text = str(exc) or exc.__class__.__name__
+    return text
