@@ -215,6 +215,20 @@ async def test_a_flipped_bit_is_detected_and_never_crashes(tmp_path: Path) -> No
         assert offsets == sorted(offsets)
         corrupt = [r for r in records if isinstance(r, Event) and r.kind == "journal.corrupt"]
         assert corrupt and corrupt[0].data["lost"] == cursor.dropped
+        # Reading the damage again (a fresh cursor object, as after a sink restart) counts it once only.
+        again = journal.reader("b")
+        while batch := await again.next_batch(max_wait=0):
+            again.commit(batch.last_offset)
+        dropped_once = again.dropped
+        journal.remove_cursor("b")
+        third = journal.reader("c")
+        first = await third.next_batch(max_records=100_000, max_wait=0)
+        last = journal.last_offset
+        repeat = await journal.reader("c").next_batch(max_records=100_000, max_wait=0)
+        assert journal.last_offset == last, "no second event for the same damage"
+        assert repeat.offsets == [*first.offsets, last] and third.dropped == dropped_once
+        corrupt_events = [r for r in repeat.records if isinstance(r, Event) and r.data.get("cursor") == "c"]
+        assert len(corrupt_events) == 1
 
 
 def test_garbage_files_in_the_directory_never_crash_open(tmp_path: Path) -> None:

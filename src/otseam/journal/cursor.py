@@ -206,9 +206,12 @@ class Cursor:
             journal._seal_after_corruption()
         resume = max(segment.end_offset, offset + 1)
         lost = resume - offset
+        self._close_file()
+        if (offset, resume) in self._state.reported_damage:
+            return resume
+        self._state.reported_damage.add((offset, resume))
         self._state.dropped += lost
         self._state.save()
-        self._close_file()
         message = (
             f"journal segment {segment.path.name} is damaged ({why}): cursor {self.name!r} skips {lost} records "
             f"(offsets {offset}-{resume - 1})"

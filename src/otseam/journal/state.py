@@ -16,7 +16,7 @@ import socket
 import struct
 import uuid
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -117,6 +117,9 @@ class CursorState:
     dropped: int = 0
     _sequence: int = 0
     _fd: int = -1
+    #: Damaged ranges already counted and reported in this process, so that reading them again (a sink
+    #: that failed and asks again) neither counts them twice nor raises a second event.
+    reported_damage: set[tuple[int, int]] = field(default_factory=set)
 
     @classmethod
     def create(cls, path: Path, committed: int) -> CursorState:
