@@ -57,10 +57,19 @@ def test_split_respects_the_size_limit_and_keeps_order() -> None:
     assert back == records
 
 
-def test_a_single_record_too_large_for_a_block_is_an_error() -> None:
-    huge: list[Record] = [Sample("p/x", "x" * 5000, Quality.GOOD, 0.0, 0.0)]
-    with pytest.raises(blocks.BlockError):
-        blocks.encode_split("ot", [1], huge, 1000)
+def test_a_record_too_large_for_any_block_is_replaced_by_an_event_with_its_offset() -> None:
+    huge: list[Record] = [
+        Sample("p/a", 1.0, Quality.GOOD, 0.0, 0.0),
+        Sample("p/x", "x" * 5000, Quality.GOOD, 0.0, 7.0),
+        Sample("p/b", 2.0, Quality.GOOD, 0.0, 0.0),
+    ]
+    parts = blocks.encode_split("ot", [1, 2, 3], huge, 1000)
+    decoded = [blocks.decode(p) for p in parts]
+    assert [o for b in decoded for o in b.offsets] == [1, 2, 3]
+    records = [r for b in decoded for r in b.records]
+    assert records[0] == huge[0] and records[2] == huge[2]
+    assert isinstance(records[1], Event) and records[1].kind == "diode.record_too_large"
+    assert records[1].source == "p/x" and records[1].data["limit"] == 1000
 
 
 @given(st.binary(max_size=300))

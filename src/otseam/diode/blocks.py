@@ -119,12 +119,28 @@ def encode_split(source: str, offsets: Sequence[int], records: Sequence[Record],
         if len(encoded) <= max_size:
             out.append(encoded)
         elif len(chunk) == 1:
-            raise BlockError(f"one record encodes to {len(encoded)} bytes, more than a block carries ({max_size})")
+            # A record larger than a whole block cannot cross. Retrying would block the sink forever,
+            # dropping it silently would lose it: an event takes its offset and says what happened.
+            out.append(encode(source, chunk_offsets, [_too_large(chunk[0], len(encoded), max_size)]))
         else:
             half = len(chunk) // 2
             out.extend(encode_split(source, chunk_offsets[:half], chunk[:half], max_size))
             out.extend(encode_split(source, chunk_offsets[half:], chunk[half:], max_size))
     return out
+
+
+def _too_large(record: Record, size: int, limit: int) -> Event:
+    origin = record.point if isinstance(record, Sample) else record.source
+    what = "sample" if isinstance(record, Sample) else f"{record.kind} event"
+    return Event(
+        record.gateway_ts if isinstance(record, Sample) else record.ts,
+        "diode.record_too_large",
+        origin[:200],
+        Severity.HIGH,
+        f"a {what} of {origin[:200]} encodes to {size} bytes, more than one diode block carries ({limit}); "
+        "it was not sent. Raise k or datagram_size on both sides, or shrink the record at its source.",
+        {"bytes": size, "limit": limit},
+    )
 
 
 def _number(value: Any) -> float:

@@ -51,6 +51,11 @@ class FecSettings:
             raise FecError("k plus its parity fragments must not exceed 255")
         if self.fragment_size <= FRAGMENT_HEADER + 16:
             raise FecError(f"fragment size {self.fragment_size} leaves no room for data")
+        if self.max_block < 4096:
+            # Below this even one event explaining an oversized record would not fit a block.
+            raise FecError(
+                f"k × fragment data ({self.max_block} bytes) must be at least 4096: raise k or datagram_size"
+            )
 
     @property
     def capacity(self) -> int:
