@@ -16,6 +16,7 @@ from otseam.core.records import Event
 from otseam.journal import Journal
 from otseam.monitor import commands
 from tests.monitor.conftest import FIXTURE_NAMES, REPO
+from tests.monitor.pcapgen import Conversation, mbap, pcap_bytes
 
 EXPECTED = Path(__file__).parent / "expected"
 REQUIRED = {"ts", "frame", "src", "dst", "unit", "function", "rule", "attack", "severity", "message"}
@@ -84,6 +85,22 @@ def test_inventory_json(cli: typer.Typer, pcaps: Path) -> None:
     assert only["first_seen"] <= only["last_seen"]
     code, out, _err = invoke(cli, "inventory", "--pcap", str(pcaps / "modbus_test_data_part1.pcap"))
     assert code == 0 and "10.0.0.57" in out and "master" in out
+
+
+def test_hostile_device_identity_cannot_drive_the_terminal(cli: typer.Typer, tmp_path: Path) -> None:
+    vendor = b"[bold red]ACME[/]\x1b[2J\x07"
+    objects = bytes([0, len(vendor)]) + vendor + bytes([1, 3]) + b"PLC" + bytes([2, 3]) + b"1.0"
+    conv = Conversation().handshake()
+    conv.c(mbap(1, 1, b"\x2b\x0e\x01\x00"))
+    conv.s(mbap(1, 1, b"\x2b\x0e\x01\x01\x00\x00\x03" + objects))
+    path = tmp_path / "identity.pcap"
+    path.write_bytes(pcap_bytes(conv.frames))
+    code, out, _err = invoke(cli, "inventory", "--pcap", str(path))
+    assert code == 0
+    assert "\x1b" not in out and "\x07" not in out
+    assert "[bold" in out and "ACME[/]" in out and "\\x1b" in out  # shown literally, not interpreted
+    code, out, _err = invoke(cli, "inventory", "--pcap", str(path), "--format", "json")
+    assert json.loads(out)["assets"][1]["vendor"] == vendor.decode("latin-1")
 
 
 def test_alerts_and_inventory_go_to_the_journal(cli: typer.Typer, pcaps: Path, tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from otseam.core.records import Event, Severity
@@ -29,7 +30,7 @@ EXIT_UNUSABLE = 2
 
 
 def _err(message: str) -> None:
-    Console(stderr=True, soft_wrap=True, highlight=False).print(f"[red]error:[/red] {message}")
+    Console(stderr=True, soft_wrap=True, highlight=False).print(f"[red]error:[/red] {_safe(message)}")
 
 
 def _fail(message: str) -> typer.Exit:
@@ -168,9 +169,17 @@ class _Outputs:
             self.journal.close()
 
 
+def _safe(text: object) -> str:
+    """Text from the wire made safe for a terminal: no control characters, no rich markup."""
+    raw = str(text)
+    if not raw.isprintable():
+        raw = "".join(c if c.isprintable() or c == "\n" else f"\\x{ord(c):02x}" for c in raw)
+    return escape(raw)
+
+
 def _alert_line(alert: Alert) -> str:
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(alert.ts))
-    return (
+    return _safe(
         f"{when} frame {alert.frame} {alert.rule.id} {alert.rule.severity.label} {alert.rule.attack or '-'} "
         f"{alert.src} -> {alert.dst}:{alert.dport} {alert.message}"
     )
@@ -179,7 +188,7 @@ def _alert_line(alert: Alert) -> str:
 def _summary(console: Console, alerts: list[Alert], monitor: Monitor, source: str) -> None:
     stats = monitor.stats
     console.print(
-        f"{source}: {stats.frames} frames, {stats.modbus_messages} Modbus messages, "
+        f"{_safe(source)}: {stats.frames} frames, {stats.modbus_messages} Modbus messages, "
         f"{stats.transactions} transactions, {stats.opcua_messages} OPC UA chunks, {stats.flows} connections"
     )
     if not alerts:
@@ -198,7 +207,7 @@ def _summary(console: Console, alerts: list[Alert], monitor: Monitor, source: st
             f"{a.rule.id}\n{a.rule.attack or ''}",
             a.rule.severity.label,
             f"{a.src}\n-> {a.dst}:{a.dport}{unit}",
-            f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(a.ts))} {a.message}"
+            _safe(f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(a.ts))} {a.message}")
             + (f" (+{a.folded} more)" if a.folded else ""),
         )
     console.print(table)
@@ -206,7 +215,7 @@ def _summary(console: Console, alerts: list[Alert], monitor: Monitor, source: st
 
 def _report_capture_problems(stats: CaptureStats, monitor: Monitor) -> None:
     for problem in stats.problems:
-        Console(stderr=True, soft_wrap=True, highlight=False).print(f"[yellow]warning:[/yellow] {problem}")
+        Console(stderr=True, soft_wrap=True, highlight=False).print(f"[yellow]warning:[/yellow] {_safe(problem)}")
     if monitor.stats.internal_errors:
         _err(
             f"{monitor.stats.internal_errors} frames could not be analysed (a bug, please report): "
@@ -252,7 +261,7 @@ async def _run_live(monitor: Monitor, iface: str, outputs: _Outputs, duration: f
     from otseam.monitor.live import capture, open_interface
 
     sock = open_interface(iface)
-    Console(stderr=True, highlight=False).print(f"capturing on {iface}")
+    Console(stderr=True, highlight=False).print(f"capturing on {_safe(iface)}")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     if duration is not None:
@@ -287,7 +296,7 @@ def _inventory_table(console: Console, inventory: Inventory) -> None:
             d["ip"],
             d["role"],
             serves.strip(),
-            identity.strip(),
+            _safe(identity.strip()),
             f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(d['first_seen']))}\n{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(d['last_seen']))}",
         )
     console.print(table)
