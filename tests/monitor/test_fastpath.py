@@ -6,6 +6,8 @@ import struct
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from otseam.monitor.allowlist import Policy
 from otseam.monitor.capture import CaptureStats, read_capture
@@ -128,4 +130,40 @@ def test_truncated_captures_read_the_same(pcaps: Path, tmp_path: Path, cut: int)
     assert analyse_pcap(fast, data, fast_stats, name=str(path))
     fast.finish()
     assert fast_stats.problems == slow_stats.problems and fast_stats.frames == slow_stats.frames
+    assert_same(slow, fast)
+
+
+@settings(
+    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
+@given(st.data())
+def test_bit_flipped_captures_agree(pcaps: Path, tmp_path: Path, data: st.DataObject) -> None:
+    """Corrupt captures never raise in the fast path, and both paths still agree on everything."""
+    name = data.draw(st.sampled_from(FIXTURE_NAMES))
+    capture = bytearray((pcaps / name).read_bytes())
+    flips = data.draw(st.lists(st.integers(min_value=24 * 8, max_value=len(capture) * 8 - 1), min_size=1, max_size=30))
+    for bit in flips:
+        capture[bit // 8] ^= 1 << (bit % 8)
+    slow, fast = both(bytes(capture), tmp_path)
+    assert fast.stats.internal_errors == 0
+    assert_same(slow, fast)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
+@given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 0xFFFF), st.binary(min_size=1, max_size=20)), max_size=12))
+def test_random_modbus_conversations_agree(tmp_path: Path, script: list[tuple[int, int, bytes]]) -> None:
+    """Requests, responses, retransmissions and junk in random order: both paths agree."""
+    conv = Conversation().handshake()
+    for action, tid, pdu in script:
+        if action == 0:
+            conv.c(mbap(tid, 1, pdu))
+        elif action == 1:
+            conv.s(mbap(tid, 1, pdu))
+        elif action == 2 and len(conv.frames) > 2:
+            conv.frames.append(conv.frames[-1])
+        else:
+            conv.c(pdu)
+    slow, fast = both(pcap_bytes(conv.frames), tmp_path)
     assert_same(slow, fast)
