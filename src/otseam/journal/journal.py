@@ -6,17 +6,17 @@ and also tries the obvious design, one SQLite row per sample. Per CPU-second on 
 (2,000,000 samples, 2-core VM shared with other work, Python 3.11; docs/bench/journal.md has the run):
 
     design                 append/s   read/s   bytes/sample
-    codec alone, in RAM    3.45 M     2.72 M   36.9
-    segment files          3.08 M     1.92 M   36.9
-    SQLite-WAL, BLOBs      2.67 M     1.78 M   37.4
-    SQLite, row/sample     0.64 M     0.68 M   48.2
+    codec alone, in RAM    3.13 M     2.67 M   36.9
+    segment files          3.11 M     1.90 M   36.9
+    SQLite-WAL, BLOBs      2.67 M     2.01 M   37.4
+    SQLite, row/sample     0.69 M     0.64 M   48.2
 
 With batches of 10 samples instead of 1,000, segments append 0.87 M/s and read 0.96 M/s, SQLite BLOBs
 0.56 M/s and 0.91 M/s.
 
 A row per sample is out (3-5x slower, 30% bigger). Between segments and SQLite BLOBs the codec is most
 of the cost: segments append 15-55% faster (one write(2), no B-tree, no WAL checkpoints) and read about
-the same (within 10%). The choice rests on what matters when things go wrong: retention deletes a whole file with one
+the same (within 10%, either way, from run to run). The choice rests on what matters when things go wrong: retention deletes a whole file with one
 unlink (SQLite needs DELETE and then VACUUM or a growing free list before the disk space comes back,
 and disk space is exactly what runs out when the journal overflows); recovery is a short, readable scan
 with a CRC per frame instead of trusting a B-tree after a torn write; readers stream files with pread
