@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -47,6 +49,12 @@ def test_run_delivers_answers_health_and_metrics_and_stops_cleanly(workdir: Path
         run.wait_started()
         run.wait_for(lambda: len(records(workdir)) > 30, "records in the file")
 
+        # Garbage and a half-open request on the HTTP port: answered or dropped, never a crash.
+        for junk in (b"\x00\xff\x16\x03\x01 not http\r\n\r\n", b"GET /health HTTP/1.1\r\nHost: x\r\n" + b"A" * 70000):
+            with socket.create_connection(("127.0.0.1", run.port), timeout=5) as sock:
+                sock.sendall(junk)
+                with contextlib.suppress(OSError):
+                    sock.recv(1024)
         health = run.health()
         assert health["status"] == "ok"
         assert health["components"]["driver:gen1"]["state"] == "running"

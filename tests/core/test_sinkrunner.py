@@ -13,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from otseam.contract.models import SinkSpec
+from otseam.core.http import HttpAddressError, parse_address
 from otseam.core.records import Event, Quality, Sample, Severity
 from otseam.core.sinkrunner import Backoff, RecordFilter, SinkStats, run_sink
 from otseam.journal import Journal
@@ -199,3 +200,12 @@ def test_backoff_stays_within_its_bounds(base: float, cap: float, attempts: int)
         assert base <= delay <= max(base, min(cap, base * 2**n))
     backoff.reset()
     assert backoff.next_delay() == pytest.approx(base)
+
+
+@given(st.text(max_size=40))
+def test_http_address_parser_only_raises_its_own_error(text: str) -> None:
+    try:
+        host, port = parse_address(text)
+    except HttpAddressError:
+        return
+    assert 0 <= port <= 65535 and host

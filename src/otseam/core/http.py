@@ -42,6 +42,27 @@ def parse_address(text: str) -> tuple[str, int]:
     return host, port
 
 
+class _OneLineBadRequests(logging.Filter):
+    """aiohttp logs a malformed request (a port scan, a too-long header) with a full traceback. To an
+    operator that reads like Seam crashed; it did not. One warning line says what happened instead,
+    with the client's text cut short so hostile input cannot flood the log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None and not logging.getLogger().isEnabledFor(logging.DEBUG):
+            exc = record.exc_info[1]
+            detail = f"{type(exc).__name__}: {exc}".replace("\n", " ")[:200]
+            record.msg = "%s (%s); the connection was closed"
+            record.args = (record.getMessage(), detail)
+            record.exc_info = None
+            record.exc_text = None
+            record.levelno = logging.WARNING
+            record.levelname = "WARNING"
+        return True
+
+
+_FILTER = _OneLineBadRequests()
+
+
 class HttpServer:
     def __init__(self, supervisor: Supervisor, host: str, port: int, token: str | None) -> None:
         self.supervisor = supervisor
@@ -53,6 +74,9 @@ class HttpServer:
 
     async def start(self) -> int:
         """Listen; returns the port actually bound (useful with port 0)."""
+        server_log = logging.getLogger("aiohttp.server")
+        if _FILTER not in server_log.filters:
+            server_log.addFilter(_FILTER)
         app = web.Application()
         app.router.add_get("/health", self._health)
         app.router.add_get("/metrics", self._metrics)
