@@ -202,6 +202,7 @@ def analyse_pcap(monitor: Monitor, buf: Buffer, stats: CaptureStats, name: str =
     src, dst, seq, flags = src[sel], dst[sel], seq[sel], flags[sel]
     payload = o + tcp + doff
     plen = end - tcp - doff
+    del h, o, cl, ihl, total, end, tcp, doff, ok, sel, s2c, server_port  # memory: only what follows needs
 
     # --- connections ---------------------------------------------------------------------------------
     client = np.where(c2s, src, dst)
@@ -217,7 +218,9 @@ def analyse_pcap(monitor: Monitor, buf: Buffer, stats: CaptureStats, name: str =
     conn_sorted = np.cumsum(starts) - 1
     conn = np.empty_like(conn_sorted)
     conn[order] = conn_sorted
+    del key1, key2, k1, k2, src, dst, dport
     nconn = int(conn_sorted[-1]) + 1 if len(order) else 0
+    del conn_sorted
 
     # --- per-segment simplicity -------------------------------------------------------------------------
     has_data = plen > 0
@@ -266,6 +269,8 @@ def analyse_pcap(monitor: Monitor, buf: Buffer, stats: CaptureStats, name: str =
     wrong |= later & (is_req == prev_req)
     wrong |= later & ~is_req & (tid[m_order] != prev_tid)
     bad[m_order[wrong]] = True
+    del relevant, direction, group, r_order, g, nxt, same, broken, msgs, m_order, mc, is_req, first, wrong
+    del later, prev_req, prev_tid, proto, framed, mbap, d
 
     conn_bad = np.bincount(conn[bad], minlength=nconn) > 0 if nconn else np.zeros(0, dtype=bool)
     in_fast = ~conn_bad[conn]
