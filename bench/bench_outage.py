@@ -73,6 +73,12 @@ def rss_mib(pid: int) -> float:
     return int(match.group(1)) / 1024 if match else float("nan")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of the process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def scrape(port: int) -> dict[str, float]:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
         body = response.read().decode()
@@ -144,6 +150,7 @@ def main() -> int:
         out.rename(work / "data" / "out.saved")
         out.write_text("the sink is down")
         outage_start = time.monotonic()
+        outage_cpu_start = cpu_seconds(process.pid)
         print(f"outage: sink down for {args.outage:g}s", flush=True)
         while time.monotonic() - outage_start < args.outage:
             time.sleep(args.every)
@@ -153,11 +160,13 @@ def main() -> int:
                 print(f"  t={t:6.0f}s rss={rss:7.1f} MiB lag={m.get('lag', 0):>10,.0f}", flush=True)
         outage_end = sample("outage")
         outage_seconds = time.monotonic() - outage_start
+        outage_cpu = cpu_seconds(process.pid) - outage_cpu_start
         ingest_rate = (outage_end["points"] - warm["points"]) / outage_seconds
 
         out.unlink()
         (work / "data" / "out.saved").rename(out)
         drain_start = time.monotonic()
+        drain_cpu_start = cpu_seconds(process.pid)
         backlog = outage_end["lag"]
         delivered_at_start = outage_end["delivered"]
         caught_up = None
@@ -168,6 +177,7 @@ def main() -> int:
                 caught_up = m
                 break
         drain_seconds = time.monotonic() - drain_start
+        drain_cpu = cpu_seconds(process.pid) - drain_cpu_start
         if caught_up is None:
             print("the backlog did not drain within the time allowed", flush=True)
             return 1
@@ -195,6 +205,11 @@ def main() -> int:
             "drain_seconds": round(drain_seconds, 1),
             "drain_rate_records_per_s": round(drain_rate),
             "drain_over_ingest": round(drain_rate / ingest_rate, 2),
+            # The machine is shared: how much of one core seam run got, and the rates per CPU-second.
+            "cpu_share_during_outage": round(outage_cpu / outage_seconds, 2),
+            "cpu_share_during_drain": round(drain_cpu / drain_seconds, 2),
+            "ingest_cpu_seconds_per_10k_samples": round(outage_cpu / outage_seconds / ingest_rate * 10_000, 3),
+            "drain_records_per_cpu_second": round((caught_up["delivered"] - delivered_at_start) / drain_cpu),
             "exit_code": code,
             "file_records": with_offsets,
             "load_average_end": round(os.getloadavg()[0], 2),
