@@ -101,8 +101,9 @@ def parse_endpoint(text: str, device_id: str) -> tuple[str, int]:
     if parts.scheme != "opc.tcp":
         raise OpcUaConfigError(f"device {device_id}: endpoint {text!r} is not an OPC UA endpoint; {hint}")
     if parts.username or parts.password:
+        # The endpoint is not repeated: it holds a password.
         raise OpcUaConfigError(
-            f"device {device_id}: endpoint {text!r} carries credentials; put the user in options.username and "
+            f"device {device_id}: the endpoint carries credentials (user:password@); put the user in options.username and "
             "the password in an environment variable (options.password_env) or a file (options.password_file)"
         )
     try:

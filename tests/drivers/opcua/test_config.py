@@ -1,0 +1,153 @@
+"""Contract checks of the OPC UA driver (clear errors, no traceback) and value conversion, fuzzed."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from asyncua import ua
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from otseam.contract.models import Device
+from otseam.core.records import Quality
+from otseam.drivers.opcua import OpcUaConfigError, create, parse_address, requests_per_second
+from otseam.drivers.opcua.convert import converter, decode, status_quality
+from tests.drivers.opcua.helpers import device
+
+POINTS = """\
+      - {id: a, address: "ns=2;s=A", type: float64}
+      - {id: b, address: "ns=2;i=7", type: int32, poll: 2s}
+      - {id: c, address: "i=2258", type: string, poll: 2s}
+"""
+
+
+def make(options: str = "{}", endpoint: str = "opc.tcp://127.0.0.1:4840/x", points: str = POINTS) -> Device:
+    return device(endpoint, points=points, poll="1s", options=options)
+
+
+@pytest.mark.parametrize(
+    ("options", "endpoint", "message"),
+    [
+        ("{mode: stream}", "opc.tcp://h:4840", "options.mode is 'subscribe' or 'poll'"),
+        ("{max_items_per_call: 0}", "opc.tcp://h:4840", "options.max_items_per_call must be a whole number"),
+        ("{max_nodes_per_read: true}", "opc.tcp://h:4840", "options.max_nodes_per_read must be a whole number"),
+        ("{bogus: 1}", "opc.tcp://h:4840", "unknown OPC UA option(s) bogus"),
+        ("{session_timeout: 500ms}", "opc.tcp://h:4840", "options.session_timeout is a duration"),
+        ("{max_backoff: soon}", "opc.tcp://h:4840", "options.max_backoff"),
+        ("{security_policy: Basic128}", "opc.tcp://h:4840", "options.security_policy must be one of"),
+        ("{security_policy: Basic256Sha256}", "opc.tcp://h:4840", "needs options.certificate and options.private_key"),
+        ("{security_policy: None, security_mode: Sign}", "opc.tcp://h:4840", "do not go together"),
+        ("{password_env: PW}", "opc.tcp://h:4840", "a password needs options.username"),
+        ("{username: op, password_file: /nonexistent/pw}", "opc.tcp://h:4840", "no file at"),
+        ("{}", "tcp://h:502", "is not an OPC UA endpoint"),
+        ("{}", "opc.tcp://op:secret@h:4840", "carries credentials"),
+        ("{}", "opc.tcp://h:99999", "invalid port"),
+    ],
+)
+def test_bad_settings_get_a_clear_message(options: str, endpoint: str, message: str) -> None:
+    with pytest.raises(OpcUaConfigError) as caught:
+        create(make(options, endpoint), None)  # type: ignore[arg-type]
+    assert message in str(caught.value)
+    assert "device ua" in str(caught.value)
+    assert "secret" not in str(caught.value)  # a password in a URL is never repeated
+
+
+def test_requests_per_second_and_addresses() -> None:
+    # Subscribe: one Publish per publishing interval, however many points.
+    assert requests_per_second(make()) == 1.0
+    # Poll: one Read per interval group and chunk (1 at 1s, 2 at 2s -> one read each).
+    assert requests_per_second(make("{mode: poll}")) == pytest.approx(1.5)
+    assert requests_per_second(make("{mode: poll, max_nodes_per_read: 1}")) == pytest.approx(2.0)
+    assert str(parse_address("ns=2;s=Tank1.Level")) == "ns=2;s=Tank1.Level"
+    with pytest.raises(ValueError, match="not an OPC UA node id"):
+        parse_address("hr:100")
+
+
+def test_statuses_map_to_qualities() -> None:
+    assert status_quality(0) is Quality.GOOD
+    assert status_quality(ua.StatusCodes.UncertainLastUsableValue) is Quality.UNCERTAIN
+    assert status_quality(ua.StatusCodes.BadNodeIdUnknown) is Quality.BAD_CONFIG
+    assert status_quality(ua.StatusCodes.BadNoCommunication) is Quality.BAD_COMM
+    assert status_quality(ua.StatusCodes.BadSensorFailure) is Quality.BAD_DEVICE
+    # Info bits in the low word do not change the meaning.
+    assert status_quality(ua.StatusCodes.BadNodeIdUnknown | 0x0400) is Quality.BAD_CONFIG
+
+
+def test_timestamps_source_then_server_then_receipt() -> None:
+    source = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    server = datetime(2026, 1, 2, 3, 4, 6, tzinfo=UTC)
+    convert = converter("float64")
+    both = ua.DataValue(ua.Variant(1.5), SourceTimestamp=source, ServerTimestamp=server)
+    assert decode(both, convert, 99.0) == (1.5, Quality.GOOD, source.timestamp())
+    only_server = ua.DataValue(ua.Variant(1.5), ServerTimestamp=server)
+    assert decode(only_server, convert, 99.0)[2] == server.timestamp()
+    unset = ua.DataValue(ua.Variant(1.5), SourceTimestamp=datetime(1601, 1, 1, tzinfo=UTC))
+    assert decode(unset, convert, 99.0)[2] == 99.0
+
+
+@pytest.mark.parametrize(
+    ("kind", "raw", "expected"),
+    [
+        ("bool", True, True),
+        ("bool", 0, False),
+        ("bool", 1.0, None),
+        ("int16", 32767, 32767),
+        ("int16", 32768, None),
+        ("uint16", -1, None),
+        ("uint32", 7.0, 7),
+        ("int32", 7.5, None),
+        ("int64", True, None),
+        ("float32", 3, 3.0),
+        ("float64", "3.0", None),
+        ("float64", [1.0, 2.0], None),
+        ("string", "abc", "abc"),
+        ("string", 12, None),
+    ],
+)
+def test_conversion_to_the_contract_type(kind: str, raw: object, expected: object) -> None:
+    value, quality, _ = decode(ua.DataValue(ua.Variant(raw)), converter(kind), 1.0)
+    assert value == expected and type(value) is type(expected)
+    assert quality is (Quality.GOOD if expected is not None else Quality.BAD_CONFIG)
+
+
+_ANY = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(),
+    st.text(),
+    st.binary(),
+    st.lists(st.integers(), min_size=1, max_size=3),
+    st.datetimes(),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    kind=st.sampled_from(
+        ["bool", "int16", "uint16", "int32", "uint32", "int64", "uint64", "float32", "float64", "string"]
+    ),
+    raw=_ANY,
+    status=st.integers(min_value=0, max_value=2**32 - 1),
+    ts=st.one_of(st.none(), st.datetimes(timezones=st.just(UTC))),
+)
+def test_any_value_and_status_becomes_a_quality_never_an_exception(
+    kind: str, raw: object, status: int, ts: datetime | None
+) -> None:
+    data = ua.DataValue(
+        ua.Variant(raw) if raw is not None else None, StatusCode=ua.StatusCode(status), SourceTimestamp=ts
+    )
+    value, quality, source_ts = decode(data, converter(kind, 4), 5.0)
+    assert isinstance(quality, Quality)
+    assert isinstance(source_ts, float)
+    if quality > Quality.UNCERTAIN:
+        assert value is None
+    elif kind == "string":
+        assert isinstance(value, str) and len(value) <= 4
+    elif kind == "bool":
+        assert isinstance(value, bool)
+    elif kind.startswith(("int", "uint")):
+        assert type(value) is int
+    else:
+        assert type(value) is float
