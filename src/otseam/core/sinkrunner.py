@@ -88,7 +88,9 @@ class Backoff:
     """
 
     base: float = 0.5
-    cap: float = 30.0
+    #: A sink that comes back waits at most this long for the next attempt: with a backlog building at
+    #: 10,000 samples/s, every second of waiting is 10,000 more records to catch up.
+    cap: float = 10.0
     attempt: int = 0
 
     def next_delay(self) -> float:
