@@ -7,7 +7,8 @@ Figures, all from one run on this machine:
   2. ingest: metrics/s from the broker through `seam host` into SQLite (idempotent inserts), the
      host's CPU and peak RSS.
   3. latency: journal append -> received by `seam host`, p50/p99, at a steady 10,000 metrics/s.
-  4. peer: Eclipse Tahu's JavaScript codec (npm sparkplug-payload) with mqtt.js publishing the same
+  4. UNS: the plain JSON publisher, one retained QoS 1 message per sample, messages/s.
+  5. peer: Eclipse Tahu's JavaScript codec (npm sparkplug-payload) with mqtt.js publishing the same
      DDATA shape at QoS 1, metrics/s; and each side's payload encoding alone.
 
 Run: .venv/bin/python bench/bench_mqtt.py [--records N]
@@ -123,6 +124,26 @@ async def publish_from_journal(data_dir: Path, port: int, total: int, **options:
     await asyncio.gather(runner, return_exceptions=True)
     journal.close()
     return {"metrics": float(total), "wall": wall, "cpu": cpu, "messages": float(sink.stats.messages)}
+
+
+async def publish_uns(data_dir: Path, port: int, total: int) -> dict[str, float]:
+    """The UNS publisher: one JSON message per sample, retained, QoS 1, through the sink runner."""
+    from otseam.sinks import uns_json
+
+    journal = Journal.open(data_dir / "journal", sync="none")
+    for start in range(1, total + 1, 50_000):
+        journal.append(records(start, min(50_000, total - start + 1)))
+    spec = SinkSpec(id="uns", type="uns_json", options={"brokers": [f"127.0.0.1:{port}"], "timeout": 30.0})
+    sink = uns_json.create(spec, PluginContext(contract(), str(data_dir)))
+    reader = journal.reader("uns")
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    runner = asyncio.create_task(run_sink(sink, reader, stats=SinkStats("uns"), max_records=5000, max_wait=0.05))
+    await until(lambda: reader.committed >= total, "uns publish", 0.01)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    runner.cancel()
+    await asyncio.gather(runner, return_exceptions=True)
+    journal.close()
+    return {"metrics": float(total), "wall": wall, "cpu": cpu}
 
 
 def count(db: Path) -> int:
@@ -264,6 +285,13 @@ async def main() -> None:
             f"publisher CPU {pub['cpu'] / pub['wall'] * 100:.0f}% of one core = "
             f"{pub['metrics'] / pub['cpu']:,.0f} metrics per CPU-second, peak RSS {rss:.0f} MiB, "
             f"broker CPU {broker_cpu / pub['wall'] * 100:.0f}%)",
+            flush=True,
+        )
+        uns = await publish_uns(work / "uns", broker.port, 100_000)
+        print(
+            f"publish journal->broker (UNS)   : {uns['metrics'] / uns['wall']:>12,.0f} messages/s  "
+            f"(one JSON message per sample, retained, QoS 1; {uns['metrics']:,.0f} in {uns['wall']:.2f} s, "
+            f"CPU {uns['cpu'] / uns['wall'] * 100:.0f}% = {uns['metrics'] / uns['cpu']:,.0f} per CPU-second)",
             flush=True,
         )
         ing = await ingest(broker.port, work, args.ingest_records)

@@ -31,6 +31,7 @@ from otseam.contract.models import SinkSpec
 from otseam.core.plugins import JournalWriter, PluginContext
 from otseam.core.records import Batch, Event, Record, Severity
 from otseam.sinks.mqtt_common import BrokerAddress, make_client
+from otseam.sinks.mqtt_common.publish import publish_all
 from otseam.sinks.mqtt_common.sockets import release_stale_writer, socket_fd
 from otseam.sinks.sparkplug.bdseq import BdSeqStore
 from otseam.sinks.sparkplug.codec import PayloadError, decode_payload
@@ -146,17 +147,13 @@ class SparkplugSink:
 
     async def _publish(self, client: aiomqtt.Client, messages: Sequence[Message]) -> None:
         """Publish in order and wait for every acknowledgement (QoS 1) with a bound."""
-        qos = self.options.mqtt.qos
-        timeout = self.options.mqtt.timeout
-        # Each publish hands its packet to paho synchronously, in this order; the waiting for PUBACKs
-        # then overlaps, so a batch costs one round trip, not one per message.
-        waits = [asyncio.ensure_future(client.publish(m.topic, m.payload, qos=qos, timeout=timeout)) for m in messages]
-        try:
-            await asyncio.gather(*waits)
-        except BaseException:
-            for wait in waits:
-                wait.cancel()
-            raise
+        # One round trip per batch, not one per message: every packet goes out, then one wait.
+        await publish_all(
+            client,
+            ((m.topic, m.payload, False) for m in messages),
+            qos=self.options.mqtt.qos,
+            within=self.options.mqtt.timeout,
+        )
         self.stats.messages += len(messages)
         self.stats.metrics += sum(m.metrics for m in messages)
 

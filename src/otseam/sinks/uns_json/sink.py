@@ -19,7 +19,6 @@ spelling and are sent as ``null`` with their quality.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 from collections.abc import Mapping
@@ -32,6 +31,7 @@ from otseam.core.plugins import PluginContext
 from otseam.core.records import Batch, Event, Sample
 from otseam.sinks.mqtt_common import MqttConfigError, MqttSettings, parse_mqtt_options
 from otseam.sinks.mqtt_common.connection import MqttConnection
+from otseam.sinks.mqtt_common.publish import publish_all
 
 _CONNECTION_KEYS = {
     "broker",
@@ -140,16 +140,14 @@ class UnsJsonSink:
             return
         messages = [self.encode(batch.source, o, r) for o, r in zip(batch.offsets, batch.records, strict=True)]
         client = await self.connection.client()
-        qos, retain, timeout = self.options.mqtt.qos, self.options.retain, self.options.mqtt.timeout
-        waits = [
-            asyncio.ensure_future(client.publish(topic, payload, qos=qos, retain=retain, timeout=timeout))
-            for topic, payload in messages
-        ]
         try:
-            await asyncio.gather(*waits)
+            await publish_all(
+                client,
+                ((topic, payload, self.options.retain) for topic, payload in messages),
+                qos=self.options.mqtt.qos,
+                within=self.options.mqtt.timeout,
+            )
         except BaseException:
-            for wait in waits:
-                wait.cancel()
             # A connection that failed once is not trusted again: the retry starts on a fresh one.
             await self.connection.drop()
             raise
