@@ -6,7 +6,7 @@ import struct
 
 import pytest
 
-from otseam.contract.loader import parse_text
+from otseam.contract.loader import ContractError, parse_text
 from otseam.monitor.allowlist import Policy, PolicyError
 from otseam.monitor.capture import CaptureStats, iter_frames
 from otseam.monitor.engine import Monitor
@@ -149,9 +149,8 @@ devices:
     driver: modbus
     endpoint: tcp://10.0.0.20:502
     zone: cell
-    options:
-      monitor:
-        allowed_masters: [10.0.0.10]
+    monitor:
+      allowed_masters: [10.0.0.10]
     points:
       - {id: flow, address: "hr:0", type: uint16}
       - {id: setpoint, address: "hr:10", type: uint16, writable: true}
@@ -192,10 +191,10 @@ def test_undeclared_device() -> None:
     assert monitor.inventory.assets["10.0.0.99"].declared_as is None
 
 
-def test_bad_contract_options_are_clear_errors() -> None:
-    with pytest.raises(PolicyError, match="not an IP address"):
+def test_bad_contract_allow_lists_are_clear_errors_with_positions() -> None:
+    with pytest.raises(ContractError, match=r"seam.yaml:12:\d+: .*'plc-gateway' is not an IP address"):
         contract_policy(CONTRACT.replace("[10.0.0.10]", "[plc-gateway]"))
-    with pytest.raises(PolicyError, match="allowed_functions"):
+    with pytest.raises(ContractError, match=r"monitor.allowed_functions\[0\]"):
         contract_policy(CONTRACT.replace("allowed_masters: [10.0.0.10]", "allowed_functions: [read]"))
     with pytest.raises(PolicyError, match="not an IP address"):
         Policy().add_masters(["10.0.0.300"])

@@ -7,6 +7,7 @@ that a new driver or sink needs no change here.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -250,6 +251,27 @@ class Point(Strict):
     writable: bool = False
 
 
+def _ip_address(value: Any) -> str:
+    try:
+        return str(ipaddress.ip_address(str(value).strip()))
+    except ValueError:
+        raise ValueError(
+            f"{value!r} is not an IP address: write the address the monitor will see on the wire, e.g. 10.20.3.5 "
+            "(host names are not resolved: a passive monitor sends no DNS queries)"
+        ) from None
+
+
+class MonitorPolicy(Strict):
+    """What the passive monitor (``seam watch``) accepts on the wire for this device.
+
+    Zones and conduits carry no addresses, so the hosts allowed to act as Modbus/OPC UA masters of a
+    device are listed here. Function codes are derived from the device's points unless listed.
+    """
+
+    allowed_masters: list[Annotated[str, BeforeValidator(_ip_address)]] = Field(default_factory=list)
+    allowed_functions: list[Annotated[int, Field(ge=1, le=127)]] | None = None
+
+
 class Device(Strict):
     id: Id
     driver: Id
@@ -266,6 +288,8 @@ class Device(Strict):
     constraints: Constraints = Field(default_factory=Constraints)
     #: Driver-specific settings, validated by the driver.
     options: dict[str, Any] = Field(default_factory=dict)
+    #: The passive monitor's allow-list for this device.
+    monitor: MonitorPolicy = Field(default_factory=MonitorPolicy)
     points: list[Point] = Field(default_factory=list)
 
     def point_owner(self, point: Point) -> str | None:

@@ -4,10 +4,10 @@ It comes from one or more of three places, merged:
 
 * the contract (``seam watch --contract seam.yaml``). Each declared device whose endpoint names an IP
   address (``tcp://10.0.0.5:502``, ``opc.tcp://10.0.0.9:4840``) is a server that may be reached on that
-  port. Its masters are the addresses listed in the device's ``options.monitor.allowed_masters`` (Seam's
+  port. Its masters are the addresses listed in the device's ``monitor.allowed_masters`` (Seam's
   edge gateway, the SCADA server). Its function codes follow from its points: ``co:`` points allow 1,
   ``di:`` 2, ``hr:`` 3 and ``ir:`` 4; writable coil and register points, or points named by a command,
-  add 5/15 and 6/16. ``options.monitor.allowed_functions`` (a list of codes) replaces that derivation.
+  add 5/15 and 6/16. ``monitor.allowed_functions`` (a list of codes) replaces that derivation.
   Host names in endpoints are not resolved (a passive monitor must not send DNS queries): use addresses.
 * flags: ``--allow-master IP`` (repeatable) allows a master towards every server, every function.
 * a baseline capture (``--baseline FILE``): every client/server pair seen in it, with the function codes
@@ -108,25 +108,11 @@ class Policy:
             host, port = parsed
             server = self.declared.setdefault(host, DeclaredServer(device.id))
             server.ports.add(port)
-            options = device.options.get("monitor") or {}
-            if not isinstance(options, dict):
-                raise PolicyError(
-                    f"device {device.id}: options.monitor must be a mapping (allowed_masters, allowed_functions)"
-                )
-            masters = options.get("allowed_masters") or []
-            if not isinstance(masters, list):
-                raise PolicyError(f"device {device.id}: options.monitor.allowed_masters must be a list of IP addresses")
-            for text in masters:
-                server.masters.add(_address(str(text), f"device {device.id} options.monitor.allowed_masters"))
-            explicit = options.get("allowed_functions")
+            # Addresses and codes were validated (with file positions) when the contract was loaded.
+            server.masters.update(device.monitor.allowed_masters)
+            explicit = device.monitor.allowed_functions
             if explicit is not None:
-                try:
-                    codes = {int(code) for code in explicit}
-                except (TypeError, ValueError):
-                    raise PolicyError(
-                        f"device {device.id}: options.monitor.allowed_functions must be a list of function codes"
-                    ) from None
-                server.functions = (server.functions or set()) | codes
+                server.functions = (server.functions or set()) | set(explicit)
             elif device.driver == "modbus":
                 codes = set()
                 for point in device.points:
