@@ -100,6 +100,15 @@ def check_contract(loaded: LoadedContract) -> list[str]:
     return problems
 
 
+def _plugin_problem(exc: Exception) -> str:
+    """Plugins report bad settings as ValueError (or PluginNotFound); anything else is a plugin bug,
+    named as such so the operator knows the contract may be fine."""
+    if isinstance(exc, PluginNotFound | ValueError):
+        return str(exc)
+    log.debug("plugin failure details", exc_info=exc)
+    return f"the plugin failed to load its settings ({type(exc).__name__}: {exc}); run with --verbose and report it"
+
+
 def _sink_fingerprint(spec: SinkSpec, contract: Contract) -> str:
     """A sink may build on the site path and on the metadata of the points it carries (a Sparkplug
     birth certificate lists them), so those are part of what restarts it on reload."""
@@ -150,6 +159,7 @@ class Supervisor:
         problems = check_contract(loaded)
         if self.journal is None:
             self.data_dir = self._journal_path(loaded.contract).parent
+        table: dict[str, Any] = {}
         try:
             table = compile_table(loaded.contract)
         except PipelineConfigError as exc:
@@ -159,15 +169,15 @@ class Supervisor:
         for device in loaded.contract.devices:
             try:
                 create_driver(device, context)
-            except (PluginNotFound, ValueError, TypeError) as exc:
-                problems.append(f"device {device.id}: {exc}")
+            except Exception as exc:
+                problems.append(f"device {device.id}: {_plugin_problem(exc)}")
             drivers[device.id] = (device, device.model_dump_json())
         sinks: dict[str, tuple[SinkSpec, str]] = {}
         for spec in loaded.contract.sinks:
             try:
                 create_sink(spec, context)
-            except (PluginNotFound, ValueError, TypeError) as exc:
-                problems.append(f"sink {spec.id}: {exc}")
+            except Exception as exc:
+                problems.append(f"sink {spec.id}: {_plugin_problem(exc)}")
             sinks[spec.id] = (spec, _sink_fingerprint(spec, loaded.contract))
         if problems:
             raise StartupError("\n".join(problems))
