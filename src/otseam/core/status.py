@@ -105,7 +105,7 @@ class StatusView:
             ("seam run ", "bold"),
             (str(sup.contract_path), "cyan"),
             f"   {self.rates.value:,.0f} points/s   journal depth {depth:,} (oldest {age:.1f}s)   ",
-            (sup.health()["status"].__str__(), "bold"),
+            (str(sup.health()["status"]), "bold"),
         )
         devices = Table(title="devices", title_justify="left", expand=False)
         for column in ("device", "state", "samples", "reported", "bad", "latency", "restarts", "last error"):
