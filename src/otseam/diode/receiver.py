@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
 import socket
 import sys
@@ -21,7 +22,7 @@ from pathlib import Path
 
 from otseam.core.plugins import JournalWriter
 from otseam.core.records import Event, Record, Sample, Severity
-from otseam.diode import blocks, wire
+from otseam.diode import blocks, mmsg, wire
 from otseam.diode.config import DiodeSettings
 from otseam.diode.dedup import OffsetSet
 from otseam.diode.fec import Fec
@@ -34,9 +35,23 @@ RECEIVE_BUFFER = 64 * 1024 * 1024
 MAX_PENDING = 8192
 #: Datagrams handled per wake-up before yielding to the rest of the event loop.
 DRAIN_LIMIT = 2048
+#: Datagrams read per system call (recvmmsg), or per pass of recv_into where that is missing.
+BATCH = 64
+#: Records are written to the IT journal in batches of at least this many, or after FLUSH_INTERVAL
+#: (each journal append has a fixed cost: a frame, a checksum, a write).
+FLUSH_RECORDS = 20_000
+FLUSH_INTERVAL = 0.05
 TICK = 0.1
 _SO_RCVBUFFORCE = 33 if sys.platform == "linux" else None
 EVENT_SOURCE = "diode-receive"
+_DATA, _PARITY, _BEACON = int(wire.Kind.DATA), int(wire.Kind.PARITY), int(wire.Kind.BEACON)
+_SHORT, _MAGIC, _VERSION, _MAC, _MALFORMED = (
+    wire.Rejected.SHORT,
+    wire.Rejected.MAGIC,
+    wire.Rejected.VERSION,
+    wire.Rejected.MAC,
+    wire.Rejected.MALFORMED,
+)
 
 
 @dataclass(slots=True)
@@ -44,7 +59,9 @@ class Assembly:
     k: int
     m: int
     flags: int
-    fragments: dict[int, bytes] = field(default_factory=dict)
+    #: By fragment index, k data then m parity; None until that fragment arrives.
+    fragments: list[bytes | None]
+    count: int = 0
     last_time: float = 0.0
 
 
@@ -70,12 +87,20 @@ class DiodeReceiver:
         settings: DiodeSettings,
         journal: JournalWriter,
         state_path: Path | None = None,
+        batched: bool | None = None,
     ) -> None:
+        """``batched``: read with recvmmsg (None: wherever it is available; False: recv_into, one
+        datagram per call, the portable path)."""
         self.listen = listen
         self.settings = settings
         self.journal = journal
         self.stats = ReceiverStats()
         self._key = key
+        self._mac = wire.Mac(key)
+        self._batched = mmsg.available() if batched is None else batched
+        self._batch: mmsg.BatchReceiver | None = None
+        #: One byte more than a datagram of ours can be, so that a longer one shows as too long.
+        self._slot = settings.datagram_size + 1
         self._fec = Fec(settings.fec)
         self._fingerprint = settings.fingerprint(key)
         #: The parity a block of k data fragments must have, by k: anything else is not our configuration.
@@ -89,7 +114,9 @@ class DiodeReceiver:
         self.receive_buffer = 0
         self._tick: asyncio.Task[None] | None = None
         self._out: list[Record] = []
-        self._buffer = bytearray(wire.MAX_DATAGRAM + 1)
+        self._last_flush = 0.0
+        self._buffer = bytearray(self._slot * BATCH)
+        self._sizes = [0] * BATCH
         self._link_up = False
         self._last_beacon = 0.0
         self._mismatch_reported: dict[bytes, float] = {}
@@ -119,6 +146,8 @@ class DiodeReceiver:
             )
         sock.bind(self.listen)
         self.listen = sock.getsockname()
+        if self._batched:
+            self._batch = mmsg.BatchReceiver(sock, self._slot, BATCH)
         self._sock = sock
         asyncio.get_running_loop().add_reader(sock.fileno(), self._drain)
         self._tick = asyncio.create_task(self._tick_loop(), name="diode-receive-tick")
@@ -130,10 +159,11 @@ class DiodeReceiver:
                 await self._tick
         if self._sock is not None:
             asyncio.get_running_loop().remove_reader(self._sock.fileno())
-            while self._drain() == DRAIN_LIMIT:
+            while self._drain() >= DRAIN_LIMIT:
                 pass
             self._sock.close()
             self._sock = None
+            self._batch = None
         # Whatever is still incomplete will never complete: count it, and release what waited behind it.
         now = time.monotonic()
         for session in self.sessions.values():
@@ -145,70 +175,205 @@ class DiodeReceiver:
     # --- the hot path: one wake-up drains the socket ---------------------------------------------
 
     def _drain(self) -> int:
-        """Handle up to DRAIN_LIMIT queued datagrams; returns how many were read."""
+        """Handle the queued datagrams, up to about DRAIN_LIMIT; returns how many were read."""
         sock = self._sock
         if sock is None:
             return 0
         count = 0
-        buffer = self._buffer
-        view = memoryview(buffer)
         now = time.monotonic()
-        for _ in range(DRAIN_LIMIT):
+        batch = self._batch
+        while count < DRAIN_LIMIT:
             try:
-                size = sock.recv_into(buffer)
-            except (BlockingIOError, InterruptedError):
-                break
+                if batch is not None:
+                    got = batch.receive()
+                    view, sizes = batch.view, batch.sizes
+                else:
+                    got = self._receive_one_by_one(sock)
+                    view, sizes = memoryview(self._buffer), self._sizes
             except OSError as exc:  # never fatal: a receiver must outlive whatever it is sent
                 log.warning("diode receive error: %s", exc)
                 break
-            count += 1
-            self.stats.datagrams += 1
-            self.stats.bytes += size
-            if size > wire.MAX_DATAGRAM:
-                self.stats.rejected[wire.Rejected.SHORT] += 1
-                continue
-            self.datagram(view[:size], now)
-        self._flush()
+            if not got:
+                break
+            count += got
+            self._handle(view, self._slot, sizes, got, now)
+        if len(self._out) >= FLUSH_RECORDS or now - self._last_flush >= FLUSH_INTERVAL:
+            self._flush()
         return count
 
+    def _receive_one_by_one(self, sock: socket.socket) -> int:
+        """recv_into, one datagram per call, into the same layout recvmmsg fills."""
+        view, slot, sizes = memoryview(self._buffer), self._slot, self._sizes
+        got = 0
+        while got < BATCH:
+            try:
+                sizes[got] = sock.recv_into(view[got * slot : (got + 1) * slot], slot)
+            except (BlockingIOError, InterruptedError):
+                break
+            got += 1
+        return got
+
     def datagram(self, data: memoryview, now: float) -> None:
-        header = wire.parse(self._key, data)
-        if isinstance(header, wire.Rejected):
-            self.stats.rejected[header] += 1
-            if header is wire.Rejected.MAC:
-                claimed = wire.peek_beacon_fingerprint(data)
+        """One datagram, through the same checks as a batch (used for single datagrams and fuzzing)."""
+        self._handle(data, len(data) + 1, [len(data)], 1, now)
+
+    def _handle(self, view: memoryview, slot: int, sizes: list[int], count: int, now: float) -> None:
+        """The hot path: datagram ``i`` is ``view[i * slot : i * slot + sizes[i]]``.
+
+        Everything a datagram needs is inline here (no header object, no call per datagram while
+        fragments of one block follow each other), because this runs 85,000 times a second at a
+        gigabit. The checks and their order are the ones documented in docs/diode.md: length, magic,
+        version, exact size, MAC, then consistency; nothing is trusted before the MAC.
+        """
+        stats = self.stats
+        rejected = stats.rejected
+        unpack = wire.HEADER.unpack_from
+        inner_copy, outer_copy, equal = self._mac.inner.copy, self._mac.outer.copy, hmac.compare_digest
+        header_size, mac_size, limit = wire.HEADER_SIZE, wire.MAC_SIZE, self._slot - 1
+        magic_ours, version_ours, data_kind, parity_kind = wire.MAGIC, wire.VERSION, _DATA, _PARITY
+        parity, max_k = self._parity, self._max_k
+        # The block being filled: consecutive fragments of one block skip the lookups.
+        current: Assembly | None = None
+        current_session: Session | None = None
+        current_sequence = -1
+        stats.datagrams += count
+        for i in range(count):
+            size = sizes[i]
+            if size < wire.OVERHEAD or size > limit:
+                rejected[_SHORT] += 1
+                continue
+            stats.bytes += size
+            start = i * slot
+            magic, version, kind, flags, k, m, index, session_id, sequence, length = unpack(view, start)
+            if magic != magic_ours:
+                rejected[_MAGIC] += 1
+                continue
+            if version != version_ours:
+                rejected[_VERSION] += 1
+                continue
+            end = start + header_size + length
+            if end + mac_size != start + size:
+                rejected[_SHORT] += 1
+                continue
+            inner = inner_copy()
+            inner.update(view[start:end])
+            outer = outer_copy()
+            outer.update(inner.digest())
+            if not equal(outer.digest()[:mac_size], view[end : end + mac_size]):
+                rejected[_MAC] += 1
+                claimed = wire.peek_beacon_fingerprint(view[start : start + size])
                 if claimed is not None and claimed != self._fingerprint:
                     self._report_mismatch(claimed, now, authentic=False)
-            return
-        payload = bytes(data[wire.HEADER_SIZE : wire.HEADER_SIZE + header.length])
-        if header.kind == wire.Kind.BEACON:
-            self._beacon(header, payload, now)
-            return
-        session = self.sessions.get(header.session)
-        if session is None or not session.matched:
-            self.stats.unsynchronised += 1
-            return
-        session.last_heard = now
-        self._fragment(session, header, payload, now)
+                continue
+            if kind != data_kind and kind != parity_kind:
+                if kind == _BEACON and not (k or m or index):
+                    self._beacon(session_id, sequence, bytes(view[start + header_size : end]), now)
+                else:
+                    rejected[_MALFORMED] += 1
+                continue
+            if k < 1 or m < 1 or index >= k + m or (kind == data_kind) != (index < k) or length == 0:
+                rejected[_MALFORMED] += 1
+                continue
+            payload = bytes(view[start + header_size : end])
+            if (
+                current is not None
+                and sequence == current_sequence
+                and current_session is not None
+                and session_id == current_session.id
+                and k == current.k
+                and flags == current.flags
+            ):
+                fragments = current.fragments
+                if fragments[index] is not None:
+                    stats.surplus += 1
+                    continue
+                fragments[index] = payload
+                current.count += 1
+                current.last_time = now
+                if current.count >= k:
+                    self._complete(current_session, sequence, current, now)
+                    current = None
+                continue
+            current = None
+            session = self.sessions.get(session_id)
+            if session is None or not session.matched:
+                stats.unsynchronised += 1
+                continue
+            session.last_heard = now
+            if k > max_k or m != parity[k]:
+                rejected[_MALFORMED] += 1
+                continue
+            assembly = self._fragment(session, flags, k, m, index, sequence, payload, now)
+            if assembly is not None:
+                current, current_session, current_sequence = assembly, session, sequence
 
-    def _beacon(self, header: wire.Header, payload: bytes, now: float) -> None:
+    def _fragment(
+        self, session: Session, flags: int, k: int, m: int, index: int, sequence: int, payload: bytes, now: float
+    ) -> Assembly | None:
+        """An authentic fragment that starts a block or comes from another one than the previous
+        datagram; returns the block's assembly if it still waits for fragments."""
+        if sequence < session.next_sequence or sequence in session.done:
+            self.stats.surplus += 1
+            return None
+        if sequence >= session.known_sent:
+            self._sent_up_to(session, sequence + 1, now)
+        pending = session.pending
+        assembly = pending.get(sequence)
+        if assembly is None:
+            assembly = pending[sequence] = Assembly(k, m, flags, [None] * (k + m))
+            if len(pending) > MAX_PENDING:
+                self._declare_lost(session, now, force=True)
+                if sequence not in pending:
+                    return None
+        elif assembly.k != k or assembly.flags != flags:  # m follows from k
+            self.stats.rejected[wire.Rejected.MALFORMED] += 1
+            return None
+        fragments = assembly.fragments
+        if fragments[index] is not None:
+            self.stats.surplus += 1
+            return assembly
+        fragments[index] = payload
+        assembly.count += 1
+        assembly.last_time = now
+        if assembly.count < k:
+            return assembly
+        self._complete(session, sequence, assembly, now)
+        return None
+
+    def _complete(self, session: Session, sequence: int, assembly: Assembly, now: float) -> None:
+        """k fragments are in: rebuild the block, then release whatever is now in order."""
+        del session.pending[sequence]
+        k, m, fragments = assembly.k, assembly.m, assembly.fragments
+        missing_data = fragments[:k].count(None)
+        block = self._fec.decode(k, m, {i: f for i, f in enumerate(fragments) if f is not None})
+        if block is None:
+            self.stats.undecodable += 1
+        elif missing_data:
+            self.stats.recovered += 1
+            self.stats.margin_used.append(missing_data / m)
+        else:
+            self.stats.direct += 1
+        session.done[sequence] = (assembly.flags, block)
+        self._release(session, now)
+
+    def _beacon(self, session_id: int, sequence: int, payload: bytes, now: float) -> None:
         beacon = wire.parse_beacon(payload)
-        if beacon is None or beacon.blocks_sent != header.sequence:
+        if beacon is None or beacon.blocks_sent != sequence:
             self.stats.rejected[wire.Rejected.MALFORMED] += 1
             return
         self.stats.beacons += 1
-        session = self.sessions.get(header.session)
+        session = self.sessions.get(session_id)
         if session is None:
             matched = beacon.fingerprint == self._fingerprint
-            session = Session(header.session, matched, beacon.blocks_sent, beacon.blocks_sent, last_heard=now)
-            self.sessions[header.session] = session
+            session = Session(session_id, matched, beacon.blocks_sent, beacon.blocks_sent, last_heard=now)
+            self.sessions[session_id] = session
             if matched:
                 self.stats.sessions += 1
                 self._event(
                     "diode.session",
                     Severity.INFO,
-                    f"diode sender session {header.session:016x} synchronised at block {beacon.blocks_sent}",
-                    {"session": f"{header.session:016x}", "block": beacon.blocks_sent},
+                    f"diode sender session {session_id:016x} synchronised at block {beacon.blocks_sent}",
+                    {"session": f"{session_id:016x}", "block": beacon.blocks_sent},
                 )
             else:
                 self._report_mismatch(beacon.fingerprint, now, authentic=True)
@@ -223,47 +388,6 @@ class DiodeReceiver:
         if sent > session.known_sent:
             session.known_sent = sent
             session.marks.append((sent, now))  # from now on, blocks below ``sent`` are overdue
-
-    def _fragment(self, session: Session, header: wire.Header, payload: bytes, now: float) -> None:
-        # Runs for every authentic fragment: locals rather than repeated attribute lookups.
-        _, flags, k, m, index, _, sequence, _ = header
-        if sequence < session.next_sequence or sequence in session.done:
-            self.stats.surplus += 1
-            return
-        if k > self._max_k or m != self._parity[k]:
-            self.stats.rejected[wire.Rejected.MALFORMED] += 1
-            return
-        if sequence >= session.known_sent:
-            self._sent_up_to(session, sequence + 1, now)
-        pending = session.pending
-        assembly = pending.get(sequence)
-        if assembly is None:
-            assembly = pending[sequence] = Assembly(k, m, flags)
-            if len(pending) > MAX_PENDING:
-                self._declare_lost(session, now, force=True)
-        elif assembly.k != k or assembly.flags != flags:  # m follows from k
-            self.stats.rejected[wire.Rejected.MALFORMED] += 1
-            return
-        fragments = assembly.fragments
-        if index in fragments:
-            self.stats.surplus += 1
-            return
-        fragments[index] = payload
-        assembly.last_time = now
-        if len(fragments) < k:
-            return
-        del pending[sequence]
-        missing_data = sum(1 for i in range(k) if i not in fragments)
-        block = self._fec.decode(k, m, fragments)
-        if block is None:
-            self.stats.undecodable += 1
-        elif missing_data:
-            self.stats.recovered += 1
-            self.stats.margin_used.append(missing_data / m)
-        else:
-            self.stats.direct += 1
-        session.done[sequence] = (flags, block)
-        self._release(session, now)
 
     def _release(self, session: Session, now: float) -> None:
         while session.next_sequence in session.done:
@@ -314,7 +438,7 @@ class DiodeReceiver:
             try:
                 # Datagrams still queued in the socket are not lost: read them all before any
                 # block is given up for lost (a busy event loop must never look like a lossy link).
-                while self._drain() == DRAIN_LIMIT:
+                while self._drain() >= DRAIN_LIMIT:
                     pass
                 now = time.monotonic()
                 self.tick(now)
@@ -412,6 +536,7 @@ class DiodeReceiver:
         self._out.append(Event(time.time(), kind, EVENT_SOURCE, severity, message, dict(data)))
 
     def _flush(self) -> None:
+        self._last_flush = time.monotonic()
         if self._out:
             out, self._out = self._out, []
             self.journal.append(out)

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from otseam.core.records import Record, Sample
-from otseam.diode import blocks, wire
+from otseam.diode import blocks, mmsg, wire
 from otseam.diode.config import DiodeSettings
 from otseam.diode.fec import Fec
 
@@ -61,11 +61,27 @@ class SenderStats:
 
 
 class DiodeSender:
-    def __init__(self, target: tuple[str, int], key: bytes, settings: DiodeSettings, bind: str | None = None) -> None:
+    def __init__(
+        self,
+        target: tuple[str, int],
+        key: bytes,
+        settings: DiodeSettings,
+        bind: str | None = None,
+        batched: bool | None = None,
+    ) -> None:
+        """``batched``: send a block with sendmmsg (None: wherever it is available; False: sendto per
+        datagram, the portable path)."""
         self.target = target
         self.settings = settings
         self._key = key
+        self._mac = wire.Mac(key)
         self._bind = bind
+        self._batched = mmsg.available() if batched is None else batched
+        self._batch: mmsg.BatchSender | None = None
+        #: Where a block's datagrams are packed: the batch sender's own buffer, or this one for sendto.
+        self._slot = settings.datagram_size
+        self._buffer = bytearray()
+        self._address: tuple[str, int] = target
         self._fec = Fec(settings.fec)
         self._fingerprint = settings.fingerprint(key)
         self.session = secrets.randbits(64)
@@ -85,6 +101,14 @@ class DiodeSender:
         if self._bind:
             # Only chooses the source address of what we send; this socket is never read.
             sock.bind((self._bind, 0))
+        # Resolved once: sendto with a host name would look it up again for every datagram.
+        self._address = (socket.gethostbyname(self.target[0]), self.target[1])
+        most = self.settings.fec.max_k + self.settings.fec.parity_for(self.settings.fec.max_k)
+        if self._batched:
+            self._batch = mmsg.BatchSender(sock, self._address, self._slot, most)
+            self._buffer = self._batch.buffer
+        else:
+            self._buffer = bytearray(self._slot * most)
         self._sock = sock
         for _ in range(START_BEACONS):
             await self.send_beacon()
@@ -106,6 +130,7 @@ class DiodeSender:
             await asyncio.sleep(0.02)
         self._sock.close()
         self._sock = None
+        self._batch = None
 
     async def _beacon_loop(self) -> None:
         while True:
@@ -126,7 +151,10 @@ class DiodeSender:
         header = wire.Header(wire.Kind.BEACON, 0, 0, 0, 0, self.session, self.next_sequence, wire.BEACON.size)
         datagram = wire.pack(self._key, header, wire.pack_beacon(beacon))
         async with self._lock:
+            await self._bucket.take(len(datagram) + 28)
             await self._send([datagram])
+            self.stats.datagrams += 1
+            self.stats.bytes += len(datagram)
 
     async def send_records(
         self, source: str, offsets: Sequence[int], records: Sequence[Record], snapshot: bool = False
@@ -141,20 +169,43 @@ class DiodeSender:
         k, m, fragments = self._fec.encode(payload)
         flags = wire.FLAG_SNAPSHOT if snapshot else 0
         async with self._lock:
+            if self._sock is None:
+                raise RuntimeError("the diode sender is not started")
             sequence = self.next_sequence
             self.next_sequence += 1
-            datagrams = wire.pack_block(self._key, flags, k, m, self.session, sequence, fragments)
-            await self._send(datagrams)
+            lengths = wire.pack_block_into(
+                self._mac, self._buffer, self._slot, flags, k, m, self.session, sequence, fragments
+            )
+            await self._bucket.take(sum(lengths) + 28 * len(lengths))  # + IPv4 and UDP headers
+            if self._batch is not None:
+                await self._send_batch(self._batch, lengths)
+            else:
+                view, slot = memoryview(self._buffer), self._slot
+                await self._send([view[i * slot : i * slot + length] for i, length in enumerate(lengths)])
+            self.stats.datagrams += len(lengths)
+            self.stats.bytes += sum(lengths)
             self.stats.blocks += 1
             self.stats.snapshots += snapshot
         return sequence
 
-    async def _send(self, datagrams: list[bytes]) -> None:
+    async def _send_batch(self, batch: mmsg.BatchSender, lengths: list[int]) -> None:
+        """A block's datagrams, already packed in the batch buffer, in as few sendmmsg calls as the
+        socket's queue allows."""
+        batch.set_lengths(lengths)
+        first, total = 0, len(lengths)
+        while first < total:
+            sent = batch.send(first, total - first)
+            if not sent:  # the send queue is full: let the kernel drain it
+                self.stats.send_retries += 1
+                await asyncio.sleep(0.0005)
+            first += sent
+
+    async def _send(self, datagrams: Sequence[bytes | memoryview]) -> None:
+        """sendto, one datagram per call: beacons, and blocks where sendmmsg is not available."""
         sock = self._sock
         if sock is None:
             raise RuntimeError("the diode sender is not started")
-        await self._bucket.take(sum(len(d) + 28 for d in datagrams))  # + IPv4 and UDP headers
-        target = self.target
+        target = self._address
         sendto = sock.sendto
         for datagram in datagrams:
             while True:
@@ -169,8 +220,6 @@ class DiodeSender:
                         raise
                     self.stats.send_retries += 1
                     await asyncio.sleep(0.0005)
-        self.stats.datagrams += len(datagrams)
-        self.stats.bytes += sum(len(d) for d in datagrams)
 
 
 class CurrentValues:
