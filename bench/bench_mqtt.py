@@ -271,7 +271,14 @@ async def main() -> None:
     parser.add_argument("--peer-records", type=int, default=300_000)
     args = parser.parse_args()
     print(f"load before: {os.getloadavg()}  cpus: {os.cpu_count()}", flush=True)
-    with tempfile.TemporaryDirectory(prefix="seam-bench-mqtt-") as tmp, servers.mosquitto() as broker:
+    # TCP_NODELAY on the broker: without it Mosquitto's acknowledgements wait for Nagle's algorithm and
+    # the client's delayed ACK (about 40 ms per round trip on Linux), which is what a deployment should
+    # configure too (see the sinks' READMEs).
+    nodelay = "set_tcp_nodelay true"
+    with (
+        tempfile.TemporaryDirectory(prefix="seam-bench-mqtt-") as tmp,
+        servers.mosquitto(extra_config=nodelay) as broker,
+    ):
         work = Path(tmp)
         rate = encode_only(200_000)
         print(f"encode only (Seam, Python)      : {rate:>12,.0f} metrics/s", flush=True)

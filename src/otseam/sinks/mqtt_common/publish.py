@@ -3,7 +3,9 @@
 aiomqtt's ``publish`` waits for one message at a time and, with thousands in flight, walks the list
 of every pending call on each new one (and logs a warning for each past ten): fine for a handful,
 quadratic for a journal batch. Here each message is handed to paho directly, in order, and one event
-fires when the last PUBACK of the batch arrived. An MQTT 5 PUBACK with a failure reason code (not
+fires when the last PUBACK of the batch arrived. paho itself rescans all its unacknowledged messages on
+every PUBACK, so at most ``WINDOW`` messages are handed over unacknowledged at a time; the window
+refills as acknowledgements arrive (a sliding window, not a round trip per chunk). An MQTT 5 PUBACK with a failure reason code (not
 authorised, quota exceeded, ...) counts as a refusal: the batch raises and is not committed.
 """
 
@@ -21,6 +23,10 @@ class PublishRefused(aiomqtt.MqttError):
     """The broker answered a publication with a failure reason code (MQTT 5)."""
 
 
+#: Unacknowledged messages handed to paho at most; refilled when half of them are acknowledged.
+WINDOW = 64
+
+
 class _Acks:
     """Outstanding message ids of one client, cleared by paho's on_publish (chained to aiomqtt's)."""
 
@@ -28,6 +34,7 @@ class _Acks:
         self.waiting: set[int] = set()
         self.refused: list[str] = []
         self.done = asyncio.Event()
+        self.space = asyncio.Event()
         paho = client._client
         previous: Any = paho.on_publish
 
@@ -38,6 +45,8 @@ class _Acks:
                 self.waiting.discard(mid)
                 if getattr(reason_code, "is_failure", False):
                     self.refused.append(str(reason_code))
+                if len(self.waiting) <= WINDOW // 2:
+                    self.space.set()
                 if not self.waiting:
                     self.done.set()
 
@@ -69,28 +78,37 @@ async def publish_all(
     """
     acks = _acks(client)
     paho = client._client
-    infos = []
+    disconnected: asyncio.Future[Any] = client._disconnected
+    acks.waiting.clear()
+    acks.refused.clear()
+    count = 0
     for topic, payload, retain in messages:
+        if len(acks.waiting) >= WINDOW:
+            acks.space.clear()
+            await _wait(acks, acks.space, disconnected, within)
         info = paho.publish(topic, payload, qos, retain)
         if info.rc != MQTT_ERR_SUCCESS:
             raise aiomqtt.MqttCodeError(info.rc, "Could not publish message")
-        infos.append(info)
-    acks.done.clear()
-    acks.refused.clear()
-    acks.waiting.update(info.mid for info in infos if not info.is_published())
+        if not info.is_published():
+            acks.waiting.add(info.mid)
+        count += 1
     if acks.waiting:
-        disconnected: asyncio.Future[Any] = client._disconnected
-        waiter: asyncio.Future[Any] = asyncio.ensure_future(acks.done.wait())
-        try:
-            await asyncio.wait([waiter, disconnected], timeout=within, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            waiter.cancel()
-        if acks.waiting:
-            count = len(acks.waiting)
-            acks.waiting.clear()
-            if disconnected.done():
-                raise aiomqtt.MqttError(f"connection lost with {count} publications unacknowledged")
-            raise aiomqtt.MqttError(f"{count} publications not acknowledged within {within:g}s")
+        acks.done.clear()
+        await _wait(acks, acks.done, disconnected, within)
     if acks.refused:
         raise PublishRefused(f"the broker refused {len(acks.refused)} publications: {acks.refused[0]}")
-    return len(infos)
+    return count
+
+
+async def _wait(acks: _Acks, event: asyncio.Event, disconnected: asyncio.Future[Any], within: float) -> None:
+    waiter: asyncio.Future[Any] = asyncio.ensure_future(event.wait())
+    try:
+        await asyncio.wait([waiter, disconnected], timeout=within, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+    if not event.is_set():
+        count = len(acks.waiting)
+        acks.waiting.clear()
+        if disconnected.done():
+            raise aiomqtt.MqttError(f"connection lost with {count} publications unacknowledged")
+        raise aiomqtt.MqttError(f"{count} publications not acknowledged within {within:g}s")
