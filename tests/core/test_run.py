@@ -78,6 +78,7 @@ def test_run_delivers_answers_health_and_metrics_and_stops_cleanly(workdir: Path
         assert metric(body, "seam_device_latency_seconds", 'device="gen1"') >= 0
         assert metric(body, "seam_device_errors_total", 'device="gen1"') == 0
         assert metric(body, "process_resident_memory_bytes") > 0
+        assert metric(body, "seam_points_per_second") > 0
     finally:
         code = run.stop()
     assert code == 0, run.output

@@ -32,6 +32,7 @@ class SeamCollector:
         yield from self._sinks()
         yield from self._journal()
         pipeline = sup.pipeline
+        yield _gauge("seam_points_per_second", "Samples read per second over the last second", sup.points_rate.value)
         if pipeline is not None:
             yield _counter("seam_events", "Events appended (alarms, device state, audit)", pipeline.events_out)
             yield _counter("seam_alarms_raised", "Limit alarms raised", pipeline.alarms_raised)

@@ -24,26 +24,11 @@ log = logging.getLogger("otseam.status")
 _STATE_STYLE = {"running": "green", "draining": "cyan", "restarting": "red", "retrying": "red", "stopped": "dim"}
 
 
-class Rates:
-    """Points per second from a counter, over the interval since the previous reading."""
-
-    def __init__(self) -> None:
-        self._last: tuple[float, int] | None = None
-        self.value = 0.0
-
-    def update(self, count: int, now: float) -> float:
-        if self._last is not None and now > self._last[0]:
-            self.value = (count - self._last[1]) / (now - self._last[0])
-        self._last = (now, count)
-        return self.value
-
-
 class StatusView:
     def __init__(self, supervisor: Supervisor, *, console: Console | None = None, interval: float = 10.0) -> None:
         self.supervisor = supervisor
         self.console = console
         self.interval = interval
-        self.rates = Rates()
         self._live: Live | None = None
         self._last_line = 0.0
 
@@ -64,9 +49,6 @@ class StatusView:
 
     def update(self) -> None:
         now = time.monotonic()
-        pipeline = self.supervisor.pipeline
-        if pipeline is not None:
-            self.rates.update(pipeline.samples_in, now)
         if self._live is not None:
             self._live.update(self.render())
         elif now - self._last_line >= self.interval:
@@ -94,7 +76,7 @@ class StatusView:
             f"{sink_id} {stats.state} lag {lags.get(sink_id, 0)}" for sink_id, stats in sorted(sup.sink_stats.items())
         )
         return (
-            f"status: devices {up}/{len(drivers)} up, {self.rates.value:.0f} points/s, "
+            f"status: devices {up}/{len(drivers)} up, {self.supervisor.points_rate.value:.0f} points/s, "
             f"journal depth {depth} (oldest {age:.1f}s), sinks: {sinks or 'none'}"
         )
 
@@ -104,7 +86,7 @@ class StatusView:
         head = Text.assemble(
             ("seam run ", "bold"),
             (str(sup.contract_path), "cyan"),
-            f"   {self.rates.value:,.0f} points/s   journal depth {depth:,} (oldest {age:.1f}s)   ",
+            f"   {self.supervisor.points_rate.value:,.0f} points/s   journal depth {depth:,} (oldest {age:.1f}s)   ",
             (str(sup.health()["status"]), "bold"),
         )
         devices = Table(title="devices", title_justify="left", expand=False)

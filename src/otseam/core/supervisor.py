@@ -124,6 +124,20 @@ def _sink_fingerprint(spec: SinkSpec, contract: Contract) -> str:
     )
 
 
+class Rates:
+    """Points per second from a counter, over the interval since the previous reading."""
+
+    def __init__(self) -> None:
+        self._last: tuple[float, int] | None = None
+        self.value = 0.0
+
+    def update(self, count: int, now: float) -> float:
+        if self._last is not None and now > self._last[0]:
+            self.value = (count - self._last[1]) / (now - self._last[0])
+        self._last = (now, count)
+        return self.value
+
+
 class Supervisor:
     def __init__(self, contract_path: str | os.PathLike[str], settings: Settings | None = None) -> None:
         self.contract_path = Path(contract_path)
@@ -146,6 +160,8 @@ class Supervisor:
         self._journal_metrics: JournalMetrics | None = None
         self._journal_metrics_ts = 0.0
         self.on_tick: list[Callable[[], None]] = []
+        #: Samples read per second, over the last tick.
+        self.points_rate = Rates()
 
     # --- planning: everything that can fail, before anything changes -------------------------------
 
@@ -278,6 +294,7 @@ class Supervisor:
 
     def _housekeeping(self) -> None:
         assert self.pipeline is not None
+        self.points_rate.update(self.pipeline.samples_in, time.monotonic())
         beats = self.pipeline.tick()
         if beats:
             self._append(beats)
