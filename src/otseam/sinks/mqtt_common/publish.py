@@ -12,6 +12,7 @@ authorised, quota exceeded, ...) counts as a refusal: the batch raises and is no
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import Iterable
 from typing import Any
 
@@ -53,18 +54,15 @@ class _Acks:
         paho.on_publish = on_publish
 
 
-_TRACKERS: dict[int, tuple[aiomqtt.Client, _Acks]] = {}
+#: One tracker per client, forgotten with the client.
+_TRACKERS: weakref.WeakKeyDictionary[aiomqtt.Client, _Acks] = weakref.WeakKeyDictionary()
 
 
 def _acks(client: aiomqtt.Client) -> _Acks:
-    entry = _TRACKERS.get(id(client))
-    if entry is None or entry[0] is not client:
-        # Keyed by id() with the client kept alongside, so a reused id never maps to a dead client.
-        if len(_TRACKERS) > 64:
-            _TRACKERS.clear()
-        entry = (client, _Acks(client))
-        _TRACKERS[id(client)] = entry
-    return entry[1]
+    acks = _TRACKERS.get(client)
+    if acks is None:
+        acks = _TRACKERS[client] = _Acks(client)
+    return acks
 
 
 async def publish_all(
