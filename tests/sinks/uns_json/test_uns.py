@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,7 @@ from otseam.core.plugins import PluginContext
 from otseam.core.records import Batch, Event, Quality, Sample, Severity
 from otseam.sinks import uns_json
 from otseam.sinks.mqtt_common import MqttConfigError
+from otseam.sinks.mqtt_common.publish import PublishRefused
 from otseam.sinks.uns_json.sink import UnsJsonSink
 from tests.sinks.sparkplug.support import Pki, capture, contract, make_pki, tls_mosquitto
 from tests.support import servers
@@ -163,3 +166,28 @@ def test_password_comes_from_the_environment_and_never_shows(tmp_path: Path, mon
     sink = uns_json.create(spec, PluginContext(contract(), str(tmp_path)))
     assert sink.options.mqtt.password == "s3cret-value"
     assert "s3cret-value" not in repr(sink.options) and "s3cret-value" not in repr(sink.options.mqtt)
+
+
+@pytest.fixture
+def acl_broker() -> Iterator[servers.Mosquitto]:
+    """A broker whose ACL lets us write under .../plc1/ only (outside tmp_path: Mosquitto may drop root)."""
+    acl = Path(tempfile.mkdtemp(prefix="seam-acl-"))
+    acl.chmod(0o755)
+    (acl / "acl").write_text("topic read #\ntopic write acme/plant1/water/filters/plc1/#\n")
+    (acl / "acl").chmod(0o644)
+    try:
+        with servers.mosquitto(extra_config=f"acl_file {acl / 'acl'}") as broker:
+            yield broker
+    finally:
+        shutil.rmtree(acl, ignore_errors=True)
+
+
+async def test_a_publication_the_broker_refuses_is_not_acknowledged_as_delivered(
+    tmp_path: Path, acl_broker: servers.Mosquitto
+) -> None:
+    """MQTT 5 PUBACK with "not authorized": the batch raises, so the sink runner does not commit it."""
+    sink = make(tmp_path, acl_broker.port)
+    await sink.deliver(Batch("e", [1], [batch().records[0]]))  # plc1: allowed
+    with pytest.raises(PublishRefused, match="authori"):
+        await sink.deliver(batch())  # plc2 and the event: refused by the ACL
+    await sink.close()
