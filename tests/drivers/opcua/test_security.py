@@ -96,7 +96,11 @@ async def test_a_wrong_password_is_a_device_problem_not_a_crash(
     points = '      - {id: state, address: "i=2259", type: int32}\n'
     collector = Collector()
     task = await run_driver(
-        device(endpoint, points=points, options="{username: seam-reader, password_env: SEAM_TEST_UA_PASSWORD}"),
+        device(
+            endpoint,
+            points=points,
+            options="{username: seam-reader, password_env: SEAM_TEST_UA_PASSWORD, max_backoff: 1s}",
+        ),
         collector,
     )
     try:

@@ -11,6 +11,7 @@ import pytest_asyncio
 from otseam.contract import parse_text
 from otseam.contract.models import Deadband, Device, Point
 from otseam.core.records import Quality
+from otseam.drivers.opcua import OpcUaDriver
 from otseam.sim.layout import opcua_points
 from otseam.sim.plant import SimPlant
 from tests.drivers.opcua.helpers import Collector, run_driver, stop_driver
@@ -112,3 +113,25 @@ async def test_a_deadband_is_passed_to_the_server(plant: SimPlant) -> None:
         for task in tasks:
             await stop_driver(task)
     assert len(with_band.samples(key)) == 1
+
+
+async def test_a_subscription_the_server_drops_is_noticed_and_made_again(plant: SimPlant) -> None:
+    """Lesson 2 of other gateways: a subscription that dies on the server must not stop data silently."""
+    driver = OpcUaDriver(sim_device(plant))
+    collector = Collector()
+    task = asyncio.get_running_loop().create_task(driver.run(collector.emit))
+    service = plant.opcua._server.iserver.subscription_service
+    try:
+        await matches_after_steps(plant, collector)
+        first = driver.subscription_id
+        assert first is not None and set(service.subscriptions) == {first}
+        await service.delete_subscriptions([first])
+        key = "plant-opcua/tank1-temperature"
+        await collector.wait(lambda: collector.quality(key) is Quality.STALE, "STALE once the subscription is gone")
+        stale = collector.latest(key)
+        assert stale is not None and stale.value == collector.samples(key)[-2].value
+        await matches_after_steps(plant, collector)
+        assert driver.subscription_id not in (None, first)
+        assert set(service.subscriptions) == {driver.subscription_id}
+    finally:
+        await stop_driver(task)

@@ -133,6 +133,11 @@ class OpcUaDriver:
         self.publishing_interval = self.interval
         self.keepalive_count = 1
 
+    @property
+    def subscription_id(self) -> int | None:
+        """The server's id of the current subscription (None while disconnected or polling)."""
+        return self._subscription_id
+
     # --- the task ------------------------------------------------------------------------------
 
     async def run(self, emit: Emit) -> None:
