@@ -150,18 +150,19 @@ class HostApp:
             try:
                 await self._session(broker)
                 failures = 0
+                continue
             except (aiomqtt.MqttError, OSError, TimeoutError) as exc:
                 failures += 1
-                self.online.clear()
                 if failures == 1 or failures % 10 == 0:
                     log.warning("host %s: broker %s: %s", self.host_id, broker, exc or type(exc).__name__)
                 index += 1
             except Exception as exc:  # the historian refused a write (database down, disk full, ...)
                 failures += 1
-                self.online.clear()
                 log.error("host %s: cannot store (%s: %s); reconnecting", self.host_id, type(exc).__name__, exc)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), timeout=min(30.0, 0.5 * 2 ** min(failures, 6)))
+            self.online.clear()
+            # Back off before the next attempt, whichever side failed: never a busy loop.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=min(30.0, 0.5 * 2 ** min(failures, 6)))
 
     def _state(self, online: bool, stamp: int) -> bytes:
         return json.dumps({"online": online, "timestamp": stamp}).encode()
