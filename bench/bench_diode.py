@@ -69,15 +69,39 @@ def role_sender(args: argparse.Namespace) -> None:
         sender = DiodeSender((host, int(port)), key, settings, bind=args.bind)
         await sender.start()
         await asyncio.sleep(0.2)
-        start = time.time()
+        start, cpu = time.time(), time.process_time()
         for i in range(0, len(records), 5000):
             await sender.send_records("bench-edge", offsets[i : i + 5000], records[i : i + 5000])
-        end = time.time()
+        end, cpu = time.time(), time.process_time() - cpu
         await sender.close()
         s = sender.stats
-        return {"start": start, "end": end, "datagrams": s.datagrams, "bytes": s.bytes, "blocks": s.blocks}
+        return {
+            "start": start,
+            "end": end,
+            "cpu": cpu,
+            "datagrams": s.datagrams,
+            "bytes": s.bytes,
+            "blocks": s.blocks,
+            "retries": s.send_retries,
+        }
 
     print(json.dumps(asyncio.run(main())), flush=True)
+
+
+def role_pydiode(size: int, argv: list[str]) -> None:
+    """pydiode itself, with its datagram size set to ``size`` before it is imported.
+
+    pydiode has no option for it: the size is a module constant (65,507 on Linux; 1,472, one
+    Ethernet frame, on macOS), so this sets the constant exactly as pydiode does on macOS.
+    """
+    import pydiode.common as common
+
+    common.UDP_MAX_BYTES = size
+    common.MAX_PAYLOAD = size - common.PACKET_HEADER.size
+    from pydiode.pydiode import main as pydiode_main
+
+    sys.argv = ["pydiode", *argv]
+    pydiode_main()
 
 
 def role_relay(args: argparse.Namespace) -> None:
@@ -126,6 +150,13 @@ def cpu_of(process: subprocess.Popen[bytes], timeout: float) -> float:
 def cpu_ticks(pid: int) -> int:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    return cpu_ticks(pid) / TICK
 
 
 def wait_until_idle(pid: int, quiet: float = 1.0, timeout: float = 120.0) -> None:
@@ -191,6 +222,8 @@ def run_seam(
     wait_for(log, "listening on")
     relay = start_relay(path, work, loss, relay_port, receive_port) if loss else None
     target = f"{path.it_address}:{relay_port if loss else receive_port}"
+    receiver_before = cpu_seconds(receiver.pid)
+    relay_before = cpu_seconds(relay.pid) if relay else 0.0
     sender = subprocess.Popen(
         path.ot([sys.executable, __file__, "--role", "sender", "--target", target, "--key", str(key),
                  "--records", str(records), "--datagram", str(datagram), "--bind", path.ot_address,
@@ -201,7 +234,10 @@ def run_seam(
     assert sender.stdout is not None
     sent = json.loads(sender.stdout.read().decode().strip().splitlines()[-1])
     wait_until_idle(receiver.pid)  # a receiver that lags behind is still working: let it finish
+    receiver_transfer = cpu_seconds(receiver.pid) - receiver_before
+    relay_transfer = 0.0
     if relay:
+        relay_transfer = cpu_seconds(relay.pid) - relay_before
         relay.send_signal(signal.SIGTERM)
         cpu_of(relay, 10)
     receiver.send_signal(signal.SIGTERM)
@@ -218,13 +254,21 @@ def run_seam(
         "seconds": elapsed,
         "cpu_sender": sender_cpu,
         "cpu_receiver": receiver_cpu,
+        "cpu_sender_transfer": sent["cpu"],
+        "cpu_receiver_transfer": receiver_transfer,
+        "cpu_relay_transfer": relay_transfer,
+        "send_retries": sent["retries"],
         "recovered_blocks": stats["recovered"],
         "lost_blocks": stats["lost"],
         "datagrams_sent": sent["datagrams"],
     }
 
 
-def run_pydiode(path: Path_, work: Path, size: int, loss: float) -> dict[str, Any]:
+def pydiode_command(datagram: int, argv: list[str]) -> list[str]:
+    return [sys.executable, __file__, "--role", "pydiode", str(datagram), *argv]
+
+
+def run_pydiode(path: Path_, work: Path, size: int, loss: float, datagram: int) -> dict[str, Any]:
     tag = secrets.token_hex(3)
     receive_port, relay_port = 7500, 7501
     data = work / f"pyd-in-{tag}"
@@ -232,15 +276,15 @@ def run_pydiode(path: Path_, work: Path, size: int, loss: float) -> dict[str, An
     out = work / f"pyd-out-{tag}"
     receive_ip = "127.0.0.1" if loss else path.it_address
     receiver = subprocess.Popen(
-        path.it([str(BIN / "pydiode"), "receive", receive_ip, "--port", str(receive_port)]),
+        path.it(pydiode_command(datagram, ["receive", receive_ip, "--port", str(receive_port)])),
         stdout=out.open("wb"), stderr=subprocess.DEVNULL,
     )  # fmt: skip
     time.sleep(0.8)  # pydiode prints nothing when ready; its start-up is well under this
     relay = start_relay(path, work, loss, relay_port, receive_port) if loss else None
     start = time.time()
     sender = subprocess.Popen(
-        path.ot([str(BIN / "pydiode"), "send", path.it_address, path.ot_address,
-                 "--port", str(relay_port if loss else receive_port), "--max-bitrate", PYDIODE_BITRATE]),
+        path.ot(pydiode_command(datagram, ["send", path.it_address, path.ot_address,
+                 "--port", str(relay_port if loss else receive_port), "--max-bitrate", PYDIODE_BITRATE])),
         stdin=data.open("rb"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     sender_cpu = cpu_of(sender, 300)
@@ -253,7 +297,7 @@ def run_pydiode(path: Path_, work: Path, size: int, loss: float) -> dict[str, An
     complete = received == data.read_bytes()
     elapsed = end - start
     return {
-        "tool": "pydiode",
+        "tool": f"pydiode/{datagram}",
         "goodput_mbit": size * 8 / elapsed / 1e6 if complete else 0.0,
         "residual_loss": 0.0 if complete else 1.0,  # a file either arrives whole or it does not
         "received_bytes": len(received),
@@ -275,7 +319,34 @@ def netns_path() -> Any:
         yield Path_("netns", ot, it)
 
 
+def summarise(results: list[dict[str, Any]]) -> None:
+    print()
+    print(f"{'path':9} {'loss':>5} {'tool':14} {'Mbit/s':>8} {'points/s':>10} {'residual':>9} "
+          f"{'cpu send':>8} {'cpu recv':>8} {'cpu relay':>9} {'Mbit/cpu-s':>10} {'seconds':>7}  vs Seam")  # fmt: skip
+    seam_by_run = {(r["path"], r["loss"]): r for r in results if r["tool"] == "seam"}
+    for r in results:
+        points = f"{r['points_per_s']:,.0f}" if "points_per_s" in r else "-"
+        send_cpu = r.get("cpu_sender_transfer", r["cpu_sender"])
+        receive_cpu = r.get("cpu_receiver_transfer", r["cpu_receiver"])
+        per_cpu = r["payload_bytes"] * 8 / 1e6 / max(send_cpu + receive_cpu, 1e-9) if r["residual_loss"] < 1 else 0.0
+        seam = seam_by_run.get((r["path"], r["loss"]))
+        ratio = ""
+        if r["tool"] != "seam" and seam is not None:
+            ratio = f"Seam {seam['goodput_mbit'] / r['goodput_mbit']:.2f}x" if r["goodput_mbit"] > 0 else "peer failed"
+        print(f"{r['path']:9} {r['loss']:>5.0%} {r['tool']:14} {r['goodput_mbit']:>8.1f} {points:>10} "
+              f"{r['residual_loss']:>9.2%} {send_cpu:>8.2f} {receive_cpu:>8.2f} {r.get('cpu_relay_transfer', 0.0):>9.2f} "
+              f"{per_cpu:>10.0f} {r['seconds']:>7.2f}  {ratio}")  # fmt: skip
+    print(
+        "cpu: seconds of each process; for Seam over the transfer only (start-up and sample generation excluded; "
+        "with start-up: see the JSON lines), for pydiode the whole process. Mbit/cpu-s: payload per CPU-second "
+        "of sender plus receiver."
+    )
+
+
 def main() -> int:
+    if sys.argv[1:3] == ["--role", "pydiode"]:
+        role_pydiode(int(sys.argv[3]), sys.argv[4:])
+        return 0
     parser = argparse.ArgumentParser()
     parser.add_argument("--role", default="main")
     parser.add_argument("--records", type=int, default=1_000_000)
@@ -283,6 +354,7 @@ def main() -> int:
     parser.add_argument("--value-size", type=int, default=0, help="text values of this size (bulk workload)")
     parser.add_argument("--paths", default="loopback,netns")
     parser.add_argument("--losses", default="0,0.01,0.05")
+    parser.add_argument("--pydiode-datagrams", default="65507,1472", help="pydiode runs, by datagram size")
     parser.add_argument("--target", default="")
     parser.add_argument("--listen", default="")
     parser.add_argument("--key", default="")
@@ -299,10 +371,12 @@ def main() -> int:
         return 0
 
     print(f"machine: {os.cpu_count()} cores; load: {Path('/proc/loadavg').read_text().split()[:3]}", flush=True)
+    print(f"started {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}", flush=True)
     work = Path(tempfile.mkdtemp(prefix="seam-bench-diode-"))
     key = work / "key"
     key.write_text(secrets.token_hex(32))
     losses = [float(x) for x in args.losses.split(",")]
+    peer_sizes = [] if args.skip_pydiode else [int(x) for x in args.pydiode_datagrams.split(",")]
     results: list[dict[str, Any]] = []
     for path_name in args.paths.split(","):
         if path_name == "netns" and os.geteuid() != 0:
@@ -315,19 +389,14 @@ def main() -> int:
                 seam.update(path=path.name, loss=loss)
                 results.append(seam)
                 print(json.dumps(seam), flush=True)
-                if not args.skip_pydiode:
-                    peer = run_pydiode(path, work, seam["payload_bytes"], loss)
+                for size in peer_sizes:
+                    peer = run_pydiode(path, work, seam["payload_bytes"], loss, size)
                     peer.update(path=path.name, loss=loss)
                     results.append(peer)
                     print(json.dumps(peer), flush=True)
-    print()
-    print(f"{'path':9} {'loss':>5} {'tool':8} {'goodput Mbit/s':>15} {'points/s':>10} {'residual':>9} "
-          f"{'cpu send s':>10} {'cpu recv s':>10} {'seconds':>8}")  # fmt: skip
-    for r in results:
-        points = f"{r['points_per_s']:,.0f}" if "points_per_s" in r else "-"
-        print(f"{r['path']:9} {r['loss']:>5.0%} {r['tool']:8} {r['goodput_mbit']:>15.1f} {points:>10} "
-              f"{r['residual_loss']:>9.2%} {r['cpu_sender']:>10.2f} {r['cpu_receiver']:>10.2f} {r['seconds']:>8.2f}")  # fmt: skip
+    summarise(results)
     print(f"load after: {Path('/proc/loadavg').read_text().split()[:3]}")
+    print(f"ended {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}")
     return 0
 
 

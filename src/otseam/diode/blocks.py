@@ -1,13 +1,21 @@
 """Records ⇄ block payloads: what one FEC stripe carries before it is split into fragments.
 
 Two formats, chosen per run of records. A run of samples (the bulk of the traffic) is columnar,
-format 2: the point keys (and the values, unless they are all floats) as one compact JSON document,
-the other columns as packed little-endian arrays, so that encoding and decoding run in C rather than
-once per record:
+format 3: the source and the table of distinct point keys as one compact JSON document, every other
+column as a packed little-endian array, so that encoding and decoding run in C rather than once per
+record:
 
-    tag=2 | u32 count | u32 json length | {"s": source, "p": [point, ...], "v": [value, ...] or null}
-          | offsets int64[count] | quality uint8[count] | source_ts float64[count]
-          | gateway_ts float64[count] | values float64[count] (only when "v" is null)
+    tag=3 | u32 count | u32 json length | u8 value kind
+          | {"s": source, "p": [distinct point, ...], "v": [value, ...] or null}
+          | point uint32[count] (index into "p") | offsets int64[count] | quality uint8[count]
+          | source_ts float64[count] | gateway_ts float64[count]
+          | values: kind 1 (all floats): float64[count]
+                    kind 2 (all text): length in characters uint32[count], u32 n, UTF-8 text (n bytes)
+                    kind 0 (anything else): none here, the values are "v" in the JSON document
+
+The point table matters twice: a block carries each key once, and the decoded samples share one
+string object per key, which the IT journal's encoder then writes once per frame. The text column
+matters for long string values, which JSON would escape-scan character by character on both sides.
 
 Anything else (events, or samples mixed with events) is format 1, one-byte tag then compact JSON:
 
@@ -23,6 +31,7 @@ a counted, reported block error, never a wrong value in a historian.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import struct
 import sys
@@ -37,8 +46,10 @@ import numpy as np
 from otseam.core.records import Event, Quality, Record, Sample, Severity
 
 FORMAT_JSON = 1
-FORMAT_SAMPLES = 2
-_COLUMNS = struct.Struct("<II")
+FORMAT_SAMPLES = 3
+_COLUMNS = struct.Struct("<IIB")
+_LENGTH = struct.Struct("<I")
+VALUES_JSON, VALUES_FLOAT, VALUES_TEXT = 0, 1, 2
 _QUALITIES = list(Quality)
 _SCALARS = {bool, int, float, str, type(None)}
 _SWAP = sys.byteorder != "little"
@@ -82,19 +93,29 @@ def encode(source: str, offsets: Sequence[int], records: Sequence[Record]) -> by
 
 def _encode_samples(source: str, offsets: Sequence[int], samples: Sequence[Sample]) -> bytes:
     points, values, qualities, source_ts, gateway_ts = zip(*samples, strict=True)
-    floats = set(map(type, values)) == {float}
-    meta = _encoder.encode({"s": source, "p": points, "v": None if floats else values}).encode()
+    table = list(dict.fromkeys(points))
+    position = {point: index for index, point in enumerate(table)}
+    kinds = set(map(type, values))
+    value_kind, value_columns = VALUES_JSON, []
+    if kinds == {float}:
+        value_kind, value_columns = VALUES_FLOAT, [_packed("d", values)]
+    elif kinds == {str}:
+        with contextlib.suppress(UnicodeEncodeError):  # a lone surrogate: JSON below carries it
+            text = "".join(values).encode()
+            value_kind = VALUES_TEXT
+            value_columns = [_packed("I", list(map(len, values))), _LENGTH.pack(len(text)), text]
+    meta = _encoder.encode({"s": source, "p": table, "v": values if value_kind == VALUES_JSON else None}).encode()
     parts = [
         bytes([FORMAT_SAMPLES]),
-        _COLUMNS.pack(len(samples), len(meta)),
+        _COLUMNS.pack(len(samples), len(meta), value_kind),
         meta,
+        _packed("I", list(map(position.__getitem__, points))),
         _packed("q", offsets),
         bytes(qualities),
         _packed("d", source_ts),
         _packed("d", gateway_ts),
+        *value_columns,
     ]
-    if floats:
-        parts.append(_packed("d", values))
     return b"".join(parts)
 
 
@@ -188,10 +209,30 @@ def _column(payload: bytes, start: int, count: int, dtype: str) -> tuple[list[An
     return column.tolist(), end
 
 
+def _text_column(payload: bytes, position: int, count: int) -> tuple[list[str], int]:
+    lengths, position = _array(payload, position, count, "<u4")
+    if position + _LENGTH.size > len(payload):
+        raise BlockError("block is shorter than its text column")
+    (size,) = _LENGTH.unpack_from(payload, position)
+    position += _LENGTH.size
+    if position + size > len(payload):
+        raise BlockError("block is shorter than its text column")
+    try:
+        text = payload[position : position + size].decode()
+    except UnicodeDecodeError:
+        raise BlockError("block text is not UTF-8") from None
+    ends = np.cumsum(lengths, dtype=np.uint64)
+    if int(ends[-1]) != len(text):
+        raise BlockError("block text lengths do not add up")
+    starts = ends - lengths
+    # Slices of one decoded string, made in C: no Python frame per value.
+    return list(map(text.__getitem__, map(slice, starts.tolist(), ends.tolist()))), position + size
+
+
 def _decode_samples(payload: bytes) -> Block:
     if len(payload) < 1 + _COLUMNS.size:
         raise BlockError("block is shorter than its header")
-    count, meta_length = _COLUMNS.unpack_from(payload, 1)
+    count, meta_length, value_kind = _COLUMNS.unpack_from(payload, 1)
     start = 1 + _COLUMNS.size
     if count == 0 or start + meta_length > len(payload):
         raise BlockError("block header does not fit the block")
@@ -201,16 +242,25 @@ def _decode_samples(payload: bytes) -> Block:
         raise BlockError(f"block is not valid JSON: {exc}") from None
     if not isinstance(meta, dict):
         raise BlockError("block is not a mapping")
-    source, points, values = meta.get("s"), meta.get("p"), meta.get("v")
-    if not isinstance(points, list) or len(points) != count or set(map(type, points)) != {str}:
-        raise BlockError("block point keys do not match its count")
+    source, table, values = meta.get("s"), meta.get("p"), meta.get("v")
+    if not isinstance(table, list) or not table or set(map(type, table)) != {str}:
+        raise BlockError("block point table is not a list of keys")
     position = start + meta_length
+    indexes, position = _array(payload, position, count, "<u4")
+    if int(indexes.max()) >= len(table):
+        raise BlockError("block point index beyond its table")
     offset_array, position = _array(payload, position, count, "<i8")
     qualities, position = _column(payload, position, count, "u1")
     source_ts, position = _column(payload, position, count, "<f8")
     gateway_ts, position = _column(payload, position, count, "<f8")
-    if values is None:
+    if value_kind != VALUES_JSON and values is not None:
+        raise BlockError("block values are in two places")
+    if value_kind == VALUES_FLOAT:
         values, position = _column(payload, position, count, "<f8")
+    elif value_kind == VALUES_TEXT:
+        values, position = _text_column(payload, position, count)
+    elif value_kind != VALUES_JSON:
+        raise BlockError(f"unknown value column kind {value_kind}")
     elif not isinstance(values, list) or len(values) != count or not set(map(type, values)) <= _SCALARS:
         raise BlockError("block values do not match its count")
     if position != len(payload):
@@ -221,6 +271,7 @@ def _decode_samples(payload: bytes) -> Block:
     if max(qualities) >= len(_QUALITIES):
         raise BlockError(f"unknown quality {max(qualities)}")
     quality = map(_QUALITIES.__getitem__, qualities)
+    points = map(table.__getitem__, indexes.tolist())
     # tuple.__new__ through map builds the NamedTuples in C, without a Python frame per sample.
     records: list[Record] = list(map(_new_sample, zip(points, values, quality, source_ts, gateway_ts, strict=True)))
     return Block(_text(source), offset_array.tolist(), records, consecutive)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import signal
@@ -239,6 +240,9 @@ def receive(
 
         receiver = DiodeReceiver(address, key, settings, opened, state_path=state_path)
         await receiver.start()
+        # Everything imported and built so far lives as long as the process: keep it out of the
+        # collector's full passes, which otherwise walk it again and again while samples stream in.
+        gc.freeze()
         log.info("diode receive: listening on %s:%d", *receiver.listen)
         if metrics_address:
             from prometheus_client import start_http_server
