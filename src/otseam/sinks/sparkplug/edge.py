@@ -189,6 +189,9 @@ class SparkplugSink:
                     log.warning("sparkplug %s: broker %s: %s", self.spec.id, broker, exc or type(exc).__name__)
                 if len(brokers) > 1:
                     index += 1
+            except Exception as exc:  # a bug must not end the edge node for good: log it, back off, retry
+                failures += 1
+                log.exception("sparkplug %s: session on %s failed: %s", self.spec.id, broker, exc)
             finally:
                 self._ready.clear()
                 self._client = None
