@@ -293,8 +293,9 @@ class OpcUaDriver:
             parameters = ua.MonitoringParameters(
                 ClientHandle=index,
                 SamplingInterval=sampling_ms,
-                # A point sampled faster than we publish keeps every sample the contract asked for.
-                QueueSize=max(1, math.ceil(publishing_ms / sampling_ms)) if sampling_ms < publishing_ms else 1,
+                # Room for two publishing intervals of samples: every sample the contract asked for
+                # survives a Publish answered late (a busy client or server), not only the last one.
+                QueueSize=2 * max(1, math.ceil(publishing_ms / sampling_ms)),
                 DiscardOldest=True,
             )
             if item_filter is not None:
