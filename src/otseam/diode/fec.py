@@ -12,8 +12,11 @@ datagrams rather than a full 64-fragment stripe; m is ``ceil(k * overhead)`` but
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from dataclasses import dataclass
+
+from otseam.diode import isal
 
 with warnings.catch_warnings():
     # pyeclib warns about Jerasure's deprecation at import time; we never use Jerasure.
@@ -86,6 +89,18 @@ class Fec:
                 f"the installed erasure-code backend adds {len(probe[0]) - settings.capacity} bytes per fragment, "
                 f"not {FRAGMENT_HEADER}: this pyeclib build is not the one Seam was built for"
             )
+        self._recovery = isal.available()
+        if self._recovery is not None:
+            # Rebuilding with ISA-L directly must give exactly what pyeclib gives, or it is not used.
+            block = os.urandom(settings.max_block - 7)
+            k, m, fragments = self.encode(block)
+            if not isal.agrees(self._recovery, block, k, m, fragments):
+                self._recovery = None
+
+    @property
+    def direct_recovery(self) -> bool:
+        """True when lost data fragments are rebuilt with cached ISA-L tables rather than by pyeclib."""
+        return self._recovery is not None
 
     def _driver(self, k: int, m: int) -> ECDriver:
         driver = self._drivers.get((k, m))
@@ -109,6 +124,10 @@ class Fec:
         """Rebuild a block from at least k fragments (by index); None if they do not fit together."""
         if len(fragments) < k or k + m > MAX_FRAGMENTS or k > self.settings.max_k:
             return None
+        if self._recovery is not None and not all(i in fragments for i in range(k)):
+            rebuilt = self._recovery.decode(k, m, fragments)
+            if rebuilt is not None:
+                return rebuilt
         # Data fragments first: with all k of them present pyeclib only concatenates.
         chosen = [fragments[i] for i in sorted(fragments)[:k]]
         try:

@@ -1,0 +1,156 @@
+"""Rebuilding lost data fragments with Intel ISA-L directly, keeping the decode tables between blocks.
+
+pyeclib (through liberasurecode) inverts a k x k matrix over GF(2^8) for every block that lost a data
+fragment: about 1.5 ms for k = 64 here, 21 us for each of the block's 72 datagrams, which at 1% random
+loss (almost every other block needs parity) is more than everything else the receiver does. The
+inverse depends only on which fragments arrived, and with random loss the same few patterns recur, so
+this module computes each pattern's tables once and keeps them; rebuilding a fragment is then one
+``ec_encode_data`` pass, a few microseconds.
+
+It calls the ISA-L library that the pyeclib wheels bundle (the same code liberasurecode uses for the
+``isa_l_rs_vand`` backend), through ctypes; no compiled code of our own. The parity matrix is ISA-L's
+``gf_gen_rs_matrix``, exactly as liberasurecode builds it, and liberasurecode's 80-byte fragment header
+gives each fragment's data size and the block's original size. :class:`Recovery` checks itself against
+pyeclib when it is created, and ``Fec`` falls back to pyeclib whenever it is unavailable or disagrees.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import struct
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+#: liberasurecode's fragment header: index, data size, backend metadata size, original block size.
+_HEADER = struct.Struct("<IIIQ")
+HEADER_SIZE = 80
+#: Distinct arrival patterns whose tables are kept (each k = 64 table is 32 * 64 * (lost) bytes).
+CACHE_PATTERNS = 4096
+
+
+def _library() -> Any | None:
+    candidates: list[str] = []
+    try:
+        import pyeclib
+
+        bundled = Path(pyeclib.__file__).resolve().parent.parent / "pyeclib.libs"
+        candidates += sorted(str(p) for p in bundled.glob("libisal*.so*"))
+    except ImportError:
+        pass
+    system = ctypes.util.find_library("isal")
+    if system:
+        candidates.append(system)
+    for candidate in candidates:
+        try:
+            lib = ctypes.CDLL(candidate)
+            lib.gf_gen_rs_matrix.argtypes = [ctypes.c_char_p, ctypes.c_int, ctypes.c_int]
+            lib.gf_invert_matrix.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_int]
+            lib.gf_invert_matrix.restype = ctypes.c_int
+            lib.ec_init_tables.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_char_p]
+            lib.ec_encode_data.argtypes = [
+                ctypes.c_int,
+                ctypes.c_int,
+                ctypes.c_int,
+                ctypes.c_char_p,
+                ctypes.c_void_p,
+                ctypes.c_void_p,
+            ]
+            return lib
+        except (OSError, AttributeError):
+            continue
+    return None
+
+
+class Recovery:
+    """Rebuild a block from any k of its k + m fragments, as liberasurecode's ISA-L backend would."""
+
+    def __init__(self) -> None:
+        lib = _library()
+        if lib is None:
+            raise OSError("the ISA-L library is not available")
+        self._lib = lib
+        self._matrices: dict[tuple[int, int], bytes] = {}
+        self._tables: dict[tuple[int, int, tuple[int, ...]], tuple[Any, tuple[int, ...]]] = {}
+
+    def _matrix(self, k: int, m: int) -> bytes:
+        matrix = self._matrices.get((k, m))
+        if matrix is None:
+            buffer = ctypes.create_string_buffer((k + m) * k)
+            self._lib.gf_gen_rs_matrix(buffer, k + m, k)
+            matrix = self._matrices[(k, m)] = buffer.raw
+        return matrix
+
+    def _decode_tables(self, k: int, m: int, used: tuple[int, ...]) -> tuple[Any, tuple[int, ...]] | None:
+        """Tables that turn the fragments ``used`` (k indexes) into the data fragments missing from them."""
+        key = (k, m, used)
+        cached = self._tables.get(key)
+        if cached is not None:
+            return cached
+        matrix = self._matrix(k, m)
+        rows = b"".join(matrix[i * k : (i + 1) * k] for i in used)
+        inverse = ctypes.create_string_buffer(k * k)
+        if self._lib.gf_invert_matrix(rows, inverse, k) != 0:
+            return None  # not every Vandermonde submatrix is invertible; pyeclib then decides
+        present = set(used)
+        missing = tuple(i for i in range(k) if i not in present)
+        wanted = b"".join(inverse.raw[i * k : (i + 1) * k] for i in missing)
+        tables = ctypes.create_string_buffer(32 * k * len(missing))
+        self._lib.ec_init_tables(k, len(missing), wanted, tables)
+        if len(self._tables) >= CACHE_PATTERNS:
+            self._tables.clear()
+        self._tables[key] = (tables, missing)
+        return tables, missing
+
+    def decode(self, k: int, m: int, fragments: dict[int, bytes]) -> bytes | None:
+        """The block, or None if these fragments do not fit together (the caller then asks pyeclib)."""
+        used = tuple(sorted(fragments)[:k])
+        if len(used) < k or used[-1] >= k + m:
+            return None
+        first = fragments[used[0]]
+        if len(first) < HEADER_SIZE:
+            return None
+        _, size, _, original = _HEADER.unpack_from(first)
+        length = HEADER_SIZE + size
+        if original > size * k or any(len(fragments[i]) != length for i in used):
+            return None
+        chunks: list[bytes | Any] = [None] * k
+        if used[k - 1] >= k:  # some data fragment is missing
+            found = self._decode_tables(k, m, used)
+            if found is None:
+                return None
+            tables, missing = found
+            # One copy of the k fragments in a row is cheaper than asking ctypes for k addresses.
+            joined = b"".join([fragments[i] for i in used])
+            base = _address(joined) + HEADER_SIZE
+            pointers = (ctypes.c_void_p * k)(*range(base, base + k * length, length))
+            outputs = [ctypes.create_string_buffer(size) for _ in missing]
+            targets = (ctypes.c_void_p * len(missing))(*(ctypes.addressof(o) for o in outputs))
+            self._lib.ec_encode_data(size, k, len(missing), tables, pointers, targets)
+            for index, output in zip(missing, outputs, strict=True):
+                chunks[index] = output.raw
+        for index in range(k):
+            if chunks[index] is None:
+                chunks[index] = memoryview(fragments[index])[HEADER_SIZE:]
+        return b"".join(chunks)[:original]
+
+
+def _address(data: bytes) -> int:
+    return ctypes.cast(ctypes.c_char_p(data), ctypes.c_void_p).value or 0
+
+
+def available() -> Recovery | None:
+    try:
+        return Recovery()
+    except OSError:
+        return None
+
+
+def agrees(recovery: Recovery, reference: bytes, k: int, m: int, fragments: Sequence[bytes]) -> bool:
+    """Does ISA-L, called directly, rebuild what pyeclib rebuilds, for a few losses?"""
+    for lost in ((0,), (k - 1,), tuple(range(min(m, k)))):
+        subset = {i: f for i, f in enumerate(fragments) if i not in lost}
+        if recovery.decode(k, m, subset) != reference:
+            return False
+    return True
