@@ -1,0 +1,73 @@
+"""sendmmsg/recvmmsg batches and the one-datagram-per-call fallback carry the same data, either way round."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from pathlib import Path
+
+import pytest
+
+from otseam.core.records import Sample
+from otseam.diode import mmsg, wire
+from otseam.diode.receiver import DiodeReceiver
+from otseam.diode.sender import DiodeSender
+from otseam.diode.wire import Rejected
+from tests.diode.harness import KEY, open_journal, read_all, samples, settings
+from tests.diode.relay import Impairments, LossyRelay
+
+
+def test_batches_are_available_on_this_linux_machine() -> None:
+    # Otherwise the batched runs below would silently test the fallback twice.
+    assert mmsg.available()
+
+
+@pytest.mark.parametrize(
+    ("send_batched", "receive_batched"), [(True, True), (False, False), (True, False), (False, True)]
+)
+async def test_both_paths_deliver_the_same_records_through_the_lossy_relay(
+    tmp_path: Path, send_batched: bool, receive_batched: bool
+) -> None:
+    journal = open_journal(tmp_path / "it")
+    receiver = DiodeReceiver(("127.0.0.1", 0), KEY, settings(), journal, batched=receive_batched)
+    await receiver.start()
+    assert (receiver._batch is not None) is receive_batched
+    impairments = Impairments(drop=0.01, duplicate=0.02, reorder=0.02, corrupt=0.005, truncate=0.005, seed=3)
+    with LossyRelay(receiver.listen, impairments) as relay:
+        sender = DiodeSender(relay.address, KEY, settings(), batched=send_batched)
+        await sender.start()
+        assert (sender._batch is not None) is send_batched
+        offsets, records = samples(40_000)
+        for start in range(0, len(records), 4000):
+            await sender.send_records("ot-edge", offsets[start : start + 4000], records[start : start + 4000])
+        await sender.close()
+        await asyncio.sleep(0.6)
+    await receiver.close()
+    truth = relay.truth
+    assert truth.dropped and truth.corrupted and truth.truncated and truth.duplicated and truth.reordered
+    assert truth.lost_blocks() == []
+    assert [r for r in read_all(journal) if isinstance(r, Sample)] == records
+    stats = receiver.stats
+    assert stats.lost == 0 and stats.recovered > 0
+    assert stats.rejected[Rejected.MAC] + stats.rejected[Rejected.SHORT] == truth.corrupted + truth.truncated
+    # Every datagram the relay forwarded was read, whichever way it was read.
+    assert stats.datagrams == truth.forwarded
+    journal.close()
+
+
+@pytest.mark.parametrize("batched", [True, False])
+async def test_a_datagram_longer_than_ours_is_refused_whole_on_both_paths(tmp_path: Path, batched: bool) -> None:
+    journal = open_journal(tmp_path / "it")
+    receiver = DiodeReceiver(("127.0.0.1", 0), KEY, settings(), journal, batched=batched)
+    await receiver.start()
+    header = wire.Header(wire.Kind.DATA, 0, 1, 3, 0, 5, 0, 0)
+    oversized = wire.pack(KEY, header._replace(length=3000), b"x" * 3000)  # authentic, but 3,042 bytes
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        for _ in range(3):
+            sock.sendto(oversized, receiver.listen)
+            sock.sendto(b"SD", receiver.listen)
+        await asyncio.sleep(0.3)
+    await receiver.close()
+    assert receiver.stats.datagrams == 6
+    assert receiver.stats.rejected[Rejected.SHORT] == 6  # never read as a 1,473-byte truncated piece
+    journal.close()
