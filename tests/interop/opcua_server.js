@@ -13,7 +13,7 @@
 //   ns=2;s=Doubtful       Double 7.5 with status UncertainLastUsableValue
 //   ns=2;i=100000+k         Double k + Counter, k < NODES (default 0): many changing nodes for the benchmark
 // Every value carries a source timestamp of when it changed.
-// Reads commands on stdin: "sessions" prints "SESSIONS <current session count>".
+// Reads commands on stdin: "sessions" prints "SESSIONS <current session count> <subscription count>".
 // Prints "ready" once listening.
 "use strict";
 const { OPCUAServer, Variant, DataType, StatusCodes, DataValue } = require("node-opcua");
@@ -81,7 +81,7 @@ async function main() {
   process.stdin.on("data", (text) => {
     for (const line of text.split("\n")) {
       if (line.trim() === "sessions") {
-        process.stdout.write(`SESSIONS ${server.currentSessionCount}\n`);
+        process.stdout.write(`SESSIONS ${server.currentSessionCount} ${server.currentSubscriptionCount}\n`);
       }
     }
   });

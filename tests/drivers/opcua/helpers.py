@@ -144,13 +144,16 @@ class NodeServer:
                 return line
         raise AssertionError(f"{what} failed:\n{''.join(seen[-30:])}")
 
-    def sessions(self) -> int:
-        """The server's own count of open sessions."""
+    def counts(self) -> tuple[int, int]:
+        """The server's own count of open sessions and of subscriptions."""
         assert self.process is not None and self.process.stdin is not None
         self.process.stdin.write("sessions\n")
         self.process.stdin.flush()
         line = self._expect(lambda text: text.startswith("SESSIONS "), 10, "session count")
-        return int(line.split()[1])
+        return int(line.split()[1]), int(line.split()[2])
+
+    def sessions(self) -> int:
+        return self.counts()[0]
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

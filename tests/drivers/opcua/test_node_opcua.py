@@ -104,7 +104,7 @@ async def test_reconnects_reuse_the_session_instead_of_leaking_one(node_server: 
     """A link that drops (the server keeps running) must not leave a session behind on each reconnect."""
     relay = Relay(node_server.port)
     await relay.start()
-    before = node_server.sessions()
+    before, subscriptions_before = node_server.counts()
     collector = Collector()
     endpoint = f"opc.tcp://127.0.0.1:{relay.port}/seam/test"
     task = await run_driver(device(endpoint, options="{max_backoff: 1s}"), collector)
@@ -115,7 +115,8 @@ async def test_reconnects_reuse_the_session_instead_of_leaking_one(node_server: 
             await collector.wait(lambda: collector.quality("ua/counter") is Quality.STALE, f"STALE after cut {cut + 1}")
             await collector.wait(lambda: good(collector, "ua/counter"), f"GOOD after cut {cut + 1}", within=30)
         assert relay.connections >= 4
-        assert node_server.sessions() == before + 1
+        # One session, re-activated each time, and one subscription: the old one was deleted.
+        assert node_server.counts() == (before + 1, subscriptions_before + 1)
     finally:
         await stop_driver(task)
         await relay.stop()

@@ -124,6 +124,8 @@ class OpcUaDriver:
         self._online: bool | None = None
         self._last_error = ""
         self._subscription_id: int | None = None
+        #: The subscription of a connection given up: deleted if the session comes back with it.
+        self._previous_subscription: int | None = None
         self._last_publish = 0.0
         self._fault: str = ""
         self._fault_event = asyncio.Event()
@@ -207,8 +209,7 @@ class OpcUaDriver:
 
     async def _subscribe(self, session: Session, reused: bool, per_call: int) -> None:
         uasession = session.uasession
-        old = self._subscription_id
-        self._subscription_id = None
+        old, self._previous_subscription = self._previous_subscription, None
         if reused and old is not None:
             # The re-activated session still holds the old subscription: start afresh so every point
             # gets its current value again.
@@ -452,6 +453,8 @@ class OpcUaDriver:
         """Every point that had a value becomes STALE (value and time kept), the rest BAD_COMM."""
         out: list[Record] = []
         async with self._emit_lock:
+            if self._subscription_id is not None:
+                self._previous_subscription = self._subscription_id
             self._subscription_id = None
             now = time.time()
             for index, quality in enumerate(self.quality):
