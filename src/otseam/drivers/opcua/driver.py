@@ -147,6 +147,15 @@ class OpcUaDriver:
         if not self.specs:
             log.warning("%s: no points to read", self._label)
             await asyncio.Event().wait()
+        security = self.options.security
+        if security.username and security.policy == "None":
+            # Whether the password is encrypted then depends on the server's user token policy.
+            log.warning(
+                "%s: security_policy None: the password of user %r may cross the network unencrypted; "
+                "use security_policy Basic256Sha256 with security_mode SignAndEncrypt",
+                self._label,
+                security.username,
+            )
         session = Session(self.url, self.options, self.timeout, self.device.id)
         self.session = session
         failures = 0
