@@ -163,7 +163,9 @@ class NodeServer:
 
 
 class Relay:
-    """A TCP relay on loopback; ``cut()`` drops every connection through it, as a failing link would."""
+    """A TCP relay on loopback. ``cut()`` drops every connection through it, as a failing link would;
+    ``frozen = True`` silently swallows everything while keeping the connections open (a half-open link,
+    a hung server)."""
 
     def __init__(self, target_port: int) -> None:
         self.target_port = target_port
@@ -171,6 +173,7 @@ class Relay:
         self._server: asyncio.Server | None = None
         self._writers: list[asyncio.StreamWriter] = []
         self.connections = 0
+        self.frozen = False
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
@@ -188,11 +191,17 @@ class Relay:
         async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
             with contextlib.suppress(OSError, asyncio.CancelledError):
                 while data := await source.read(65536):
+                    if self.frozen:
+                        continue
                     sink.write(data)
                     await sink.drain()
             sink.close()
 
         await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    @property
+    def open_connections(self) -> int:
+        return sum(1 for writer in self._writers if not writer.is_closing()) // 2
 
     def cut(self) -> None:
         for writer in self._writers:

@@ -63,11 +63,12 @@ async def test_values_types_and_qualities(node_server: NodeServer, mode: str) ->
     assert len(collector.events("online")) == 1 and not collector.events("offline")
 
 
-async def test_server_restart_goes_stale_then_good_with_one_session() -> None:
+@pytest.mark.parametrize("mode", ["subscribe", "poll"])
+async def test_server_restart_goes_stale_then_good_with_one_session(mode: str) -> None:
     server = NodeServer()
     server.start()
     collector = Collector()
-    task = await run_driver(device(server.endpoint, options="{max_backoff: 1s}"), collector)
+    task = await run_driver(device(server.endpoint, options=f"{{max_backoff: 1s, mode: {mode}}}"), collector)
     try:
         await collector.wait(lambda: good(collector, "ua/counter"), "first values")
         assert server.sessions() == 1
@@ -126,3 +127,24 @@ async def test_reconnects_reuse_the_session_instead_of_leaking_one(node_server: 
             break
         await asyncio.sleep(0.2)
     assert node_server.sessions() == before
+
+
+async def test_a_silent_link_is_noticed_by_the_watchdog(node_server: NodeServer) -> None:
+    """The connection stays open but nothing comes back (a hung server, a half-open link): no socket
+    error will ever say so, only the missing Publish responses."""
+    relay = Relay(node_server.port)
+    await relay.start()
+    collector = Collector()
+    endpoint = f"opc.tcp://127.0.0.1:{relay.port}/seam/test"
+    task = await run_driver(device(endpoint, options="{max_backoff: 1s}"), collector)
+    try:
+        await collector.wait(lambda: good(collector, "ua/counter"), "first values")
+        relay.frozen = True
+        assert relay.open_connections == 1
+        await collector.wait(lambda: collector.quality("ua/counter") is Quality.STALE, "STALE on silence")
+        assert len(collector.events("offline")) == 1
+        relay.frozen = False
+        await collector.wait(lambda: good(collector, "ua/counter"), "GOOD once the link answers again", within=30)
+    finally:
+        await stop_driver(task)
+        await relay.stop()
