@@ -513,7 +513,5 @@ def _describe(exc: BaseException, timeout: float) -> str:
         return f"the server answered {status_name(exc.code)}"
     text = str(exc) or exc.__class__.__name__
     if isinstance(exc, ConnectionError):
-        return (
-            f"the connection closed before a session was up ({text}): is this an OPC UA server, and is its port right?"
-        )
+        return f"the connection closed ({text})"
     return text
