@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from asyncua import ua
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from otseam.contract import parse_text
 from otseam.contract.models import Device
 from otseam.core.records import Quality
 from otseam.drivers.opcua import OpcUaConfigError, create, parse_address, requests_per_second
 from otseam.drivers.opcua.convert import converter, decode, status_quality
-from tests.drivers.opcua.helpers import device
+from tests.drivers.opcua.helpers import HEAD, device
 
 POINTS = """\
       - {id: a, address: "ns=2;s=A", type: float64}
@@ -151,3 +154,22 @@ def test_any_value_and_status_becomes_a_quality_never_an_exception(
         assert type(value) is int
     else:
         assert type(value) is float
+
+
+def test_the_sample_configuration_is_understood() -> None:
+    """Every key of sample.yaml is known: the only complaint is that its certificate files are not here."""
+    sample = Path(__file__).resolve().parents[3] / "src" / "otseam" / "drivers" / "opcua" / "sample.yaml"
+    text = sample.read_text().replace("devices:\n", "", 1)
+    contract = parse_text(HEAD.replace("devices:\n", "devices:\n" + text)).contract
+    with pytest.raises(
+        OpcUaConfigError, match=re.escape("options.certificate: no file at '/etc/seam/pki/seam-client.der'")
+    ):
+        create(contract.devices[0], None)  # type: ignore[arg-type]
+    contract.devices[0].options = {
+        k: v
+        for k, v in contract.devices[0].options.items()
+        if k not in ("security_policy", "security_mode", "certificate", "private_key", "server_certificate")
+    }
+    driver = create(contract.devices[0], None)  # type: ignore[arg-type]
+    assert [spec.interval for spec in driver.specs] == [1.0, 1.0, 10.0, 1.0, 0.25]  # type: ignore[attr-defined]
+    assert driver.specs[0].deadband == ("absolute", 0.01)  # type: ignore[attr-defined]
