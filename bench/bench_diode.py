@@ -114,6 +114,7 @@ def role_relay(args: argparse.Namespace) -> None:
         Impairments(drop=args.drop, spare_beacons=False, seed=args.seed),
         listen=(host, int(port)),
         keep_truth=False,
+        batched=not args.relay_one_by_one,
     )
     stop = False
 
@@ -196,11 +197,14 @@ class Path_:
         return ["ip", "netns", "exec", self.it_ns, *argv] if self.it_ns else argv
 
 
+RELAY_OPTIONS: list[str] = []
+
+
 def start_relay(path: Path_, work: Path, loss: float, listen_port: int, target_port: int) -> subprocess.Popen[bytes]:
     log = work / f"relay-{listen_port}.log"
     relay = subprocess.Popen(
         path.it([sys.executable, __file__, "--role", "relay", "--listen", f"{path.it_address}:{listen_port}",
-                 "--target", f"127.0.0.1:{target_port}", "--drop", str(loss), "--seed", "7"]),
+                 "--target", f"127.0.0.1:{target_port}", "--drop", str(loss), "--seed", "7", *RELAY_OPTIONS]),
         stdout=log.open("wb"), stderr=subprocess.STDOUT,
     )  # fmt: skip
     wait_for(log, "ready")
@@ -362,6 +366,9 @@ def main() -> int:
     parser.add_argument("--drop", type=float, default=0.0)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--skip-pydiode", action="store_true")
+    parser.add_argument(
+        "--relay-one-by-one", action="store_true", help="the lossy relay forwards one datagram per system call"
+    )
     args = parser.parse_args()
     if args.role == "sender":
         role_sender(args)
@@ -370,6 +377,8 @@ def main() -> int:
         role_relay(args)
         return 0
 
+    if args.relay_one_by_one:
+        RELAY_OPTIONS.append("--relay-one-by-one")
     print(f"machine: {os.cpu_count()} cores; load: {Path('/proc/loadavg').read_text().split()[:3]}", flush=True)
     print(f"started {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}", flush=True)
     work = Path(tempfile.mkdtemp(prefix="seam-bench-diode-"))

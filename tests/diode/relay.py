@@ -65,8 +65,10 @@ class LossyRelay:
         impairments: Impairments,
         listen: tuple[str, int] = ("127.0.0.1", 0),
         keep_truth: bool = True,
+        batched: bool | None = None,
     ) -> None:
         self.target = target
+        self.batched = mmsg.available() if batched is None else batched
         self.keep_truth = keep_truth
         self.impairments = impairments
         self.truth = Truth()
@@ -104,7 +106,7 @@ class LossyRelay:
         self._out.close()
 
     def _run(self) -> None:
-        if mmsg.available():
+        if self.batched:
             self._run_batched()
             return
         while not self._stop.is_set():
@@ -152,6 +154,9 @@ class LossyRelay:
                     if draw() < drop:
                         self.truth.dropped += 1
                         continue
+                    # The draws _relay makes for a datagram it forwards (corrupt, truncate, duplicate,
+                    # reorder): a seeded run drops the same datagrams whichever way it forwards them.
+                    draw(), draw(), draw(), draw()
                     size, at = sizes[i], len(lengths) * _SLOT
                     out[at : at + size] = view[i * _SLOT : i * _SLOT + size]
                     lengths.append(size)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import random
 import socket
 from pathlib import Path
 
@@ -71,3 +73,38 @@ async def test_a_datagram_longer_than_ours_is_refused_whole_on_both_paths(tmp_pa
     assert receiver.stats.datagrams == 6
     assert receiver.stats.rejected[Rejected.SHORT] == 6  # never read as a 1,473-byte truncated piece
     journal.close()
+
+
+@pytest.mark.parametrize("batched", [True, False])
+def test_the_relay_drops_the_same_datagrams_on_both_of_its_paths(batched: bool) -> None:
+    """A seeded benchmark run must lose the same datagrams for every tool and whatever the relay's path."""
+    with (
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sink,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as src,
+    ):
+        sink.bind(("127.0.0.1", 0))
+        arrived: list[int] = []
+
+        def collect(wait: float) -> None:
+            # Read as we go: the sink's socket buffer holds only a few hundred of these.
+            sink.settimeout(wait)
+            with contextlib.suppress(TimeoutError):
+                while True:
+                    arrived.append(int.from_bytes(sink.recv(2000)[:4], "big"))
+
+        impairments = Impairments(drop=0.05, spare_beacons=False, seed=7)
+        with LossyRelay(sink.getsockname(), impairments, keep_truth=False, batched=batched) as relay:
+            for number in range(2000):
+                src.sendto(number.to_bytes(4, "big") * 100, relay.address)
+                if number % 50 == 49:
+                    collect(0.02)
+            collect(0.5)
+    reference = random.Random(7)
+    expected = []
+    for number in range(2000):
+        if reference.random() < 0.05:
+            continue
+        expected.append(number)
+        for _ in range(4):
+            reference.random()
+    assert arrived == expected and relay.truth.dropped == 2000 - len(expected)
