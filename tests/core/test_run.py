@@ -117,7 +117,7 @@ def test_sink_outage_resumes_without_loss_or_duplicates(workdir: Path) -> None:
     assert_complete(workdir, records(workdir))
 
 
-def test_sighup_starts_an_added_device_and_keeps_the_rest_running(workdir: Path) -> None:
+def test_sighup_starts_added_devices_and_points_and_keeps_the_rest_running(workdir: Path) -> None:
     write(workdir, contract(generator("gen1", [FLOW]), file_sink()))
     run = SeamRun(workdir, "--no-watch")
     try:
@@ -135,13 +135,21 @@ def test_sighup_starts_an_added_device_and_keeps_the_rest_running(workdir: Path)
             lambda: any(line.get("point") == "gen1/flow" and line["offset"] > first_temp for line in records(workdir)),
             "gen1 still flowing after the reload",
         )
+
+        # A point added to a running device: that device's driver restarts with it, gen2 does not.
+        since2 = run.health()["components"]["driver:gen2"]["since"]
+        write(workdir, contract(generator("gen1", [FLOW, LEVEL]) + generator("gen2", [TEMP]), file_sink()))
+        run.signal(signal.SIGHUP)
+        run.wait_for(lambda: any(line.get("point") == "gen1/level" for line in records(workdir)), "gen1's new point")
+        assert run.health()["components"]["driver:gen2"]["since"] == since2
     finally:
         code = run.stop()
     assert code == 0, run.output
     lines = records(workdir)
     assert_complete(workdir, lines)
-    audit = [line for line in lines if line.get("kind") == "audit.contract"]
-    assert len(audit) == 1 and audit[0]["data"]["devices_added"] == ["gen2"]
+    audit = [line["data"] for line in lines if line.get("kind") == "audit.contract"]
+    assert [a["devices_added"] for a in audit] == [["gen2"], []]
+    assert audit[1]["devices_changed"] == ["gen1"]
 
 
 def test_broken_contract_on_reload_keeps_the_old_one_running(workdir: Path) -> None:
