@@ -8,6 +8,7 @@ In one run:
   * Seam's OPC UA driver, in its own process, subscribes to all of them (publishing interval = the
     interval) and counts the GOOD samples it emits: start-up time until every node has delivered its
     first value, then values/s, CPU% of one core and resident memory over ``--seconds``;
+  * the same driver in poll mode: every node read once per interval, one Read call per 1,000 nodes;
   * the peer, in its own process, from the same server: asyncua's high-level client (what most Python
     gateways use), one subscription, ``subscribe_data_change`` on the whole list of nodes, a handler
     counting notifications; the same figures;
@@ -83,7 +84,9 @@ class Meter:
         }
 
 
-async def worker_seam(endpoint: str, nodes: int, interval: float, sampling_ms: float, seconds: float) -> dict[str, Any]:
+async def worker_seam(
+    endpoint: str, nodes: int, interval: float, sampling_ms: float, seconds: float, mode: str = "subscribe"
+) -> dict[str, Any]:
     from otseam.contract.models import Device, Point
     from otseam.core.records import Quality, Record, Sample
     from otseam.drivers.opcua import create
@@ -95,6 +98,10 @@ async def worker_seam(endpoint: str, nodes: int, interval: float, sampling_ms: f
     ]
     device = Device(id="bench", driver="opcua", endpoint=endpoint, zone="z", poll=f"{interval:g}s", points=points)  # type: ignore[arg-type]
     device.constraints.timeout = 10.0
+    device.options = {"mode": mode}
+    if mode == "poll":
+        for point in points:
+            point.poll = None  # every node read once per interval
     meter = Meter(nodes)
     index = {f"bench/n{k}": k for k in range(nodes)}
     good = Quality.GOOD
@@ -179,14 +186,18 @@ def main() -> None:
         default=0.0,
         help="sampling interval in ms for both clients (default: half the interval)",
     )
-    parser.add_argument("--worker", choices=["seam", "asyncua"])
+    parser.add_argument("--worker", choices=["seam", "seam-poll", "asyncua"])
     parser.add_argument("--endpoint")
     args = parser.parse_args()
     # Sampling exactly at the change rate aliases (a change can fall between two samples): sample twice as often.
     args.sampling = args.sampling or args.interval * 500
     if args.worker:
-        work = worker_seam if args.worker == "seam" else worker_asyncua
-        print(json.dumps(asyncio.run(work(args.endpoint, args.nodes, args.interval, args.sampling, args.seconds))))
+        sizes = (args.endpoint, args.nodes, args.interval, args.sampling, args.seconds)
+        if args.worker == "asyncua":
+            result = asyncio.run(worker_asyncua(*sizes))
+        else:
+            result = asyncio.run(worker_seam(*sizes, mode="poll" if args.worker == "seam-poll" else "subscribe"))
+        print(json.dumps(result))
         return
 
     port = free_port()
@@ -211,7 +222,7 @@ def main() -> None:
         print(f"both clients: publishing interval {args.interval:g}s, sampling interval {args.sampling:g}ms")
         print(f"load before: {os.getloadavg()[0]:.2f} (1-min average), {os.cpu_count()} cores")
         results = {}
-        for kind in ("seam", "asyncua"):
+        for kind in ("seam", "seam-poll", "asyncua"):
             cpu0, wall0 = server_cpu(server.pid), time.monotonic()
             results[kind] = run_worker(kind, endpoint, args)
             results[kind]["server_cpu_percent"] = round(
@@ -220,7 +231,11 @@ def main() -> None:
         expected = args.nodes / args.interval
         print(f"\nexpected: {expected:,.0f} values/s ({args.nodes} nodes / {args.interval:g}s)")
         print(f"{'client':<38}{'start-up s':>11}{'values/s':>10}{'CPU %':>7}{'RSS MB':>8}{'server CPU %':>14}")
-        names = {"seam": "Seam opcua driver (subscribe)", "asyncua": "asyncua high-level client (peer)"}
+        names = {
+            "seam": "Seam opcua driver (subscribe)",
+            "seam-poll": "Seam opcua driver (poll, 1 Read/1,000)",
+            "asyncua": "asyncua high-level client (peer)",
+        }
         for kind, result in results.items():
             if "error" in result:
                 print(f"{names[kind]:<38}error: {result['error']}")
