@@ -208,10 +208,12 @@ class OpcUaDriver:
             values = await session.uasession.read_attributes(ids, ua.AttributeIds.Value)
         except ua.UaStatusCodeError:
             return items, reads
-        limits = []
-        for value in values:
-            raw = value.Value.Value if value.Value is not None and value.StatusCode.is_good() else None
-            limits.append(raw if isinstance(raw, int) and not isinstance(raw, bool) and raw > 0 else None)
+        limits: list[int | None] = [None, None]
+        for slot, value in enumerate(values[:2]):
+            variant = getattr(value, "Value", None)
+            raw = getattr(variant, "Value", None) if _code(value) & 0x80000000 == 0 else None
+            if isinstance(raw, int) and not isinstance(raw, bool) and raw > 0:
+                limits[slot] = raw
         return min(items, limits[0] or items), min(reads, limits[1] or reads)
 
     # --- subscribe mode ------------------------------------------------------------------------
@@ -262,7 +264,7 @@ class OpcUaDriver:
             out: list[Record] = []
             now = time.time()
             for index, status in zip(batch, results, strict=False):
-                code = status.StatusCode.value
+                code = _code(status)
                 if code & 0x80000000 == 0:
                     continue
                 if with_filter and code & 0xFFFF0000 in _FILTER_REFUSED and self.specs[index].deadband is not None:
@@ -329,6 +331,15 @@ class OpcUaDriver:
 
     async def _on_publish(self, result: ua.PublishResult) -> None:
         """Called by asyncua's publish loop for each Publish response (data, status or keep-alive)."""
+        try:
+            await self._publish_received(result)
+        except Exception:
+            # asyncua would swallow it (its client logs are quiet): say so here, and start afresh.
+            log.exception("%s: unexpected error handling a Publish response; reconnecting", self._label)
+            self._fault = "a Publish response could not be handled"
+            self._fault_event.set()
+
+    async def _publish_received(self, result: ua.PublishResult) -> None:
         subscription = result.SubscriptionId
         if subscription != self._subscription_id:
             return
@@ -502,6 +513,13 @@ class OpcUaDriver:
             f"{self.device.id} is {state}",
             {"state": state, "endpoint": self.url},
         )
+
+
+def _code(result: Any) -> int:
+    """The status code value of a result or DataValue; a missing one counts as Good (the OPC UA default)."""
+    status = getattr(result, "StatusCode", None)
+    value = getattr(status, "value", 0)
+    return value if isinstance(value, int) else 0
 
 
 def _describe(exc: BaseException, timeout: float) -> str:
