@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 import pytest_asyncio
+from asyncua import ua
 
 from otseam.contract import parse_text
 from otseam.contract.models import Deadband, Device, Point
@@ -133,5 +134,26 @@ async def test_a_subscription_the_server_drops_is_noticed_and_made_again(plant: 
         await matches_after_steps(plant, collector)
         assert driver.subscription_id not in (None, first)
         assert set(service.subscriptions) == {driver.subscription_id}
+    finally:
+        await stop_driver(task)
+
+
+async def test_a_bad_status_change_on_the_subscription_starts_afresh(plant: SimPlant) -> None:
+    """A StatusChangeNotification with a Bad status (BadTimeout: the server let the subscription
+    expire) arrives in a Publish response; it is handed to the driver the way asyncua's publish loop
+    hands every response over."""
+    driver = OpcUaDriver(sim_device(plant))
+    collector = Collector()
+    task = asyncio.get_running_loop().create_task(driver.run(collector.emit))
+    try:
+        await matches_after_steps(plant, collector)
+        first = driver.subscription_id
+        status = ua.StatusChangeNotification(Status=ua.StatusCode(ua.StatusCodes.BadTimeout))
+        message = ua.NotificationMessage(NotificationData=[status])
+        await driver._on_publish(ua.PublishResult(SubscriptionId=first, NotificationMessage=message))
+        key = "plant-opcua/tank1-temperature"
+        await collector.wait(lambda: collector.quality(key) is Quality.STALE, "STALE after the Bad status")
+        await matches_after_steps(plant, collector)
+        assert driver.subscription_id not in (None, first)
     finally:
         await stop_driver(task)
