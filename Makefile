@@ -53,7 +53,7 @@ unit: setup
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile
 
 demo: venv
-	$(BIN)/seam sim
+	$(BIN)/seam demo
 
 bench: setup
 	$(BIN)/python -m bench

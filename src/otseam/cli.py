@@ -22,6 +22,7 @@ app = typer.Typer(
 COMMAND_MODULES = [
     "otseam.contract.commands",  # check, init, doc
     "otseam.sim.commands",  # sim
+    "otseam.demo.commands",  # demo
     "otseam.core.commands",  # run
     "otseam.sinks.historian.commands",  # query
     "otseam.drivers.modbus.commands",  # discover

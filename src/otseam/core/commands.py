@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import ipaddress
 import logging
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
@@ -62,7 +64,7 @@ def _is_loopback(host: str) -> bool:
         return host == "localhost"
 
 
-def _setup_logging(verbose: bool, console: Console | None) -> None:
+def setup_logging(verbose: bool, console: Console | None) -> None:
     level = logging.DEBUG if verbose else logging.INFO
     root = logging.getLogger()
     root.handlers.clear()
@@ -79,9 +81,15 @@ def _setup_logging(verbose: bool, console: Console | None) -> None:
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
 
 
-async def _main(options: RunOptions, console: Console | None) -> int:
+async def serve(
+    options: RunOptions,
+    console: Console | None,
+    on_started: Callable[[Supervisor, tuple[str, int] | None], None] | None = None,
+) -> int:
+    """Run one supervisor until it stops; ``on_started`` is called once everything runs (``seam demo``)."""
     supervisor = Supervisor(options.contract, options.settings)
     http: HttpServer | None = None
+    bound_address: tuple[str, int] | None = None
     if options.http is not None:
         host, port = options.http
         http = HttpServer(supervisor, host, port, options.token)
@@ -90,6 +98,7 @@ async def _main(options: RunOptions, console: Console | None) -> int:
         except OSError as exc:
             typer.echo(f"seam run: cannot listen on {host}:{port}: {exc.strerror or exc}", err=True)
             return 2
+        bound_address = (host, bound)
         log.info(
             "health on http://%s:%d/health, metrics on http://%s:%d/metrics%s",
             host,
@@ -111,6 +120,13 @@ async def _main(options: RunOptions, console: Console | None) -> int:
         except StartupError as exc:
             typer.echo(f"seam run: cannot start {options.contract}:\n{exc}", err=True)
             return 2
+        # Everything built at start-up (contract models, compiled tables, plugins) lives as long as the
+        # process. Moving it out of the collector's reach keeps full collections from walking it again
+        # and again: measured on the Modbus benchmark, without this they took over half the CPU.
+        gc.collect()
+        gc.freeze()
+        if on_started is not None:
+            on_started(supervisor, bound_address)
         view.start()
         await supervisor.run()
     finally:
@@ -161,10 +177,10 @@ def register(app: typer.Typer) -> None:
         token = _read_token(token_file)
         live = sys.stdout.isatty()
         console = Console() if live else None
-        _setup_logging(verbose, console)
+        setup_logging(verbose, console)
         options = RunOptions(contract, address, token, Settings(drain_timeout=drain, watch=watch), interval, live)
         try:
-            code = asyncio.run(_main(options, console))
+            code = asyncio.run(serve(options, console))
         except KeyboardInterrupt:
             code = 130
         raise typer.Exit(code)

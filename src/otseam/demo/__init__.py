@@ -1,0 +1,1 @@
+"""`seam demo`: the simulated plant and the whole edge running on it, on embedded defaults."""
