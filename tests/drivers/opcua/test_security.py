@@ -113,3 +113,22 @@ async def test_a_wrong_password_is_a_device_problem_not_a_crash(
     finally:
         await stop_driver(task)
         await server.stop()
+
+
+async def test_a_missing_password_is_said_plainly(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.delenv("SEAM_TEST_UA_ABSENT", raising=False)
+    caplog.set_level(logging.WARNING, logger="otseam.drivers.opcua")
+    points = '      - {id: state, address: "i=2259", type: int32}\n'
+    options = "{username: seam-reader, password_env: SEAM_TEST_UA_ABSENT, max_backoff: 200ms}"
+    collector = Collector()
+    task = await run_driver(device(f"opc.tcp://127.0.0.1:{free_port()}/x", points=points, options=options), collector)
+    try:
+        await collector.wait(lambda: "is not available" in caplog.text, "the reason in the log")
+    finally:
+        await stop_driver(task)
+    assert (
+        "the password for user 'seam-reader' is not available (environment variable SEAM_TEST_UA_ABSENT)" in caplog.text
+    )
+    assert collector.quality("ua/state") is Quality.BAD_COMM

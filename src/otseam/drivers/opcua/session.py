@@ -60,7 +60,7 @@ class Session:
             self._username = security.username
             password = security.password()
             if password is None:
-                raise ConnectionError(
+                raise PermissionError(
                     f"the password for user {security.username!r} is not available "
                     f"({'environment variable ' + security.password_env if security.password_env else 'password file'})"
                 )
