@@ -235,14 +235,14 @@ class DiodeReceiver:
         # The block being filled: consecutive fragments of one block skip the lookups.
         current: Assembly | None = None
         current_session: Session | None = None
-        current_sequence = -1
-        stats.datagrams += count
+        current_id = current_sequence = -1
+        received = surplus = 0
         for i in range(count):
             size = sizes[i]
             if size < wire.OVERHEAD or size > limit:
                 rejected[_SHORT] += 1
                 continue
-            stats.bytes += size
+            received += size
             start = i * slot
             magic, version, kind, flags, k, m, index, session_id, sequence, length = unpack(view, start)
             if magic != magic_ours:
@@ -274,24 +274,19 @@ class DiodeReceiver:
             if k < 1 or m < 1 or index >= k + m or (kind == data_kind) != (index < k) or length == 0:
                 rejected[_MALFORMED] += 1
                 continue
-            payload = bytes(view[start + header_size : end])
-            if (
-                current is not None
-                and sequence == current_sequence
-                and current_session is not None
-                and session_id == current_session.id
-                and k == current.k
-                and flags == current.flags
-            ):
+            if sequence == current_sequence and session_id == current_id and current is not None:
+                if k != current.k or m != current.m or flags != current.flags:
+                    rejected[_MALFORMED] += 1
+                    continue
                 fragments = current.fragments
                 if fragments[index] is not None:
-                    stats.surplus += 1
+                    surplus += 1
                     continue
-                fragments[index] = payload
+                fragments[index] = bytes(view[start + header_size : end])
                 current.count += 1
-                current.last_time = now
                 if current.count >= k:
-                    self._complete(current_session, sequence, current, now)
+                    current.last_time = now
+                    self._complete(current_session, sequence, current, now)  # type: ignore[arg-type]
                     current = None
                 continue
             current = None
@@ -303,9 +298,13 @@ class DiodeReceiver:
             if k > max_k or m != parity[k]:
                 rejected[_MALFORMED] += 1
                 continue
+            payload = bytes(view[start + header_size : end])
             assembly = self._fragment(session, flags, k, m, index, sequence, payload, now)
             if assembly is not None:
-                current, current_session, current_sequence = assembly, session, sequence
+                current, current_session, current_id, current_sequence = assembly, session, session_id, sequence
+        stats.datagrams += count
+        stats.bytes += received
+        stats.surplus += surplus
 
     def _fragment(
         self, session: Session, flags: int, k: int, m: int, index: int, sequence: int, payload: bytes, now: float
