@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Iterator
 
@@ -148,3 +149,22 @@ async def test_a_silent_link_is_noticed_by_the_watchdog(node_server: NodeServer)
     finally:
         await stop_driver(task)
         await relay.stop()
+
+
+async def test_a_deadband_filter_the_server_refuses_is_dropped_not_fatal(
+    node_server: NodeServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A percent deadband needs an EURange on the server; node-opcua's Level has none and refuses the
+    filter. The item is created again without it (the pipeline applies the deadband) and values flow."""
+    points = '      - {id: level, address: "ns=2;s=Level", type: float64, deadband: "1%"}\n'
+    collector = Collector()
+    caplog.set_level(logging.INFO, logger="otseam.drivers.opcua")
+    task = await run_driver(device(node_server.endpoint, points=points), collector)
+    try:
+        await collector.wait(
+            lambda: len({s.value for s in collector.samples("ua/level") if s.quality is Quality.GOOD}) >= 3,
+            "Level changing without the refused filter",
+        )
+    finally:
+        await stop_driver(task)
+    assert "refused the deadband filter of 1 item(s)" in caplog.text
