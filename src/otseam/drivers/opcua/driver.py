@@ -281,6 +281,8 @@ class OpcUaDriver:
                     len(refused_filters),
                 )
                 pending, refused_filters, with_filter = refused_filters, [], False
+        # Creating many items can take longer than the watchdog allows: its clock starts now.
+        self._last_publish = time.monotonic()
         log.info(
             "%s: subscribed to %d node(s), publishing every %gs",
             self._label,
