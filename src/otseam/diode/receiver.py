@@ -37,10 +37,12 @@ MAX_PENDING = 8192
 DRAIN_LIMIT = 2048
 #: Datagrams read per system call (recvmmsg), or per pass of recv_into where that is missing.
 BATCH = 64
-#: Records are written to the IT journal in batches of at least this many, or after FLUSH_INTERVAL
-#: (each journal append has a fixed cost: a frame, a checksum, a write).
+#: Records are written to the IT journal in batches of at least this many, or FLUSH_INTERVAL after the
+#: previous write while datagrams keep coming, or FLUSH_IDLE after the socket ran dry (each journal
+#: append has a fixed cost: a frame, a checksum, a write; a receiver that keeps up wakes up often).
 FLUSH_RECORDS = 20_000
 FLUSH_INTERVAL = 0.05
+FLUSH_IDLE = 0.005
 TICK = 0.1
 _SO_RCVBUFFORCE = 33 if sys.platform == "linux" else None
 EVENT_SOURCE = "diode-receive"
@@ -115,6 +117,7 @@ class DiodeReceiver:
         self._tick: asyncio.Task[None] | None = None
         self._out: list[Record] = []
         self._last_flush = 0.0
+        self._idle_flush: asyncio.TimerHandle | None = None
         self._buffer = bytearray(self._slot * BATCH)
         self._sizes = [0] * BATCH
         self._link_up = False
@@ -199,6 +202,8 @@ class DiodeReceiver:
             self._handle(view, self._slot, sizes, got, now)
         if len(self._out) >= FLUSH_RECORDS or now - self._last_flush >= FLUSH_INTERVAL:
             self._flush()
+        elif self._out and count < DRAIN_LIMIT and self._idle_flush is None:
+            self._idle_flush = asyncio.get_running_loop().call_later(FLUSH_IDLE, self._flush)
         return count
 
     def _receive_one_by_one(self, sock: socket.socket) -> int:
@@ -535,6 +540,9 @@ class DiodeReceiver:
         self._out.append(Event(time.time(), kind, EVENT_SOURCE, severity, message, dict(data)))
 
     def _flush(self) -> None:
+        if self._idle_flush is not None:
+            self._idle_flush.cancel()
+            self._idle_flush = None
         self._last_flush = time.monotonic()
         if self._out:
             out, self._out = self._out, []
