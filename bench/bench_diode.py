@@ -2,17 +2,23 @@
 
 Paths: loopback (127.0.0.1), and two network namespaces joined by a veth pair (needs root; skipped
 with a message otherwise). Loss: 0%, 1%, 5% random datagram loss, made by the lossy relay of the
-test suite (seeded), which sits in front of the receiver; at 0% there is no relay.
+test suite (seed 7; it drops the same datagrams whichever tool crosses it, and whether it forwards
+them in batches or one by one), which sits in front of the receiver; at 0% there is no relay.
 
 Seam: a sender process generates samples in memory and sends them with DiodeSender (1,472-byte
-datagrams, default FEC: k up to 64, 12.5% parity, at least 3); the receiver is `seam diode receive`
-writing a real IT journal. pydiode: `pydiode send` / `pydiode receive` (its defaults: 65,507-byte
-datagrams on Linux, each chunk sent twice) moving a file of the same size as Seam's payload.
+datagrams unless --datagram says otherwise, default FEC: k up to 64, 12.5% parity, at least 3); the
+receiver is `seam diode receive` writing a real IT journal. pydiode: `pydiode send` / `pydiode
+receive` moving a file of exactly the size of Seam's payload, once with its Linux default of
+65,507-byte datagrams and once with 1,472-byte datagrams (--pydiode-datagrams), each chunk sent
+twice (its default redundancy) and --max-bitrate 3 Gbit/s (no effective limit).
 
 Figures per run: goodput (payload bits per second, from the sender's first datagram to the last
-byte written on the IT side), points per second (Seam), residual loss, CPU seconds per side.
+byte written on the IT side), points per second (Seam), residual loss, CPU seconds per side (Seam:
+over the transfer only; pydiode: whole processes), payload per CPU-second of sender plus receiver,
+and Seam's goodput as a multiple of each pydiode configuration's in the same loss and path.
 
-    .venv/bin/python bench/bench_diode.py [--records N] [--paths loopback,netns] [--losses 0,0.01,0.05]
+    .venv/bin/python bench/bench_diode.py [--records N] [--value-size BYTES] [--datagram BYTES]
+        [--paths loopback,netns] [--losses 0,0.01,0.05] [--pydiode-datagrams 65507,1472]
 """
 
 from __future__ import annotations
