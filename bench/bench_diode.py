@@ -2,7 +2,7 @@
 
 Paths: loopback (127.0.0.1), and two network namespaces joined by a veth pair (needs root; skipped
 with a message otherwise). Loss: 0%, 1%, 5% random datagram loss, made by the lossy relay of the
-test suite (seed 7; it drops the same datagrams whichever tool crosses it, and whether it forwards
+test suite (seed 7, then 8, 9, ... for each --repeat; it drops the same datagrams whichever tool crosses it, and whether it forwards
 them in batches or one by one), which sits in front of the receiver; at 0% there is no relay.
 
 Seam: a sender process generates samples in memory and sends them with DiodeSender (1,472-byte
@@ -28,7 +28,9 @@ import contextlib
 import json
 import os
 import secrets
+import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -206,11 +208,13 @@ class Path_:
 RELAY_OPTIONS: list[str] = []
 
 
-def start_relay(path: Path_, work: Path, loss: float, listen_port: int, target_port: int) -> subprocess.Popen[bytes]:
+def start_relay(
+    path: Path_, work: Path, loss: float, listen_port: int, target_port: int, seed: int
+) -> subprocess.Popen[bytes]:
     log = work / f"relay-{listen_port}.log"
     relay = subprocess.Popen(
         path.it([sys.executable, __file__, "--role", "relay", "--listen", f"{path.it_address}:{listen_port}",
-                 "--target", f"127.0.0.1:{target_port}", "--drop", str(loss), "--seed", "7", *RELAY_OPTIONS]),
+                 "--target", f"127.0.0.1:{target_port}", "--drop", str(loss), "--seed", str(seed), *RELAY_OPTIONS]),
         stdout=log.open("wb"), stderr=subprocess.STDOUT,
     )  # fmt: skip
     wait_for(log, "ready")
@@ -218,19 +222,19 @@ def start_relay(path: Path_, work: Path, loss: float, listen_port: int, target_p
 
 
 def run_seam(
-    path: Path_, work: Path, key: Path, records: int, loss: float, datagram: int, value_size: int
+    path: Path_, work: Path, key: Path, records: int, loss: float, datagram: int, value_size: int, seed: int
 ) -> dict[str, Any]:
     tag = secrets.token_hex(3)
     receive_port, relay_port = 7400, 7401
     stats_file, log = work / f"seam-{tag}.json", work / f"seam-{tag}.log"
     listen = f"127.0.0.1:{receive_port}" if loss else f"{path.it_address}:{receive_port}"
     receiver = subprocess.Popen(
-        path.it([str(BIN / "seam"), "diode", "receive", "--journal", str(work / f"it-{tag}"), "--listen", listen,
+        path.it([str(BIN / "seam"), "diode", "receive", "--journal", str(work / "journals" / f"it-{tag}"), "--listen", listen,
                  "--key-file", str(key), "--datagram-size", str(datagram), "--stats-file", str(stats_file)]),
         stdout=log.open("wb"), stderr=subprocess.STDOUT,
     )  # fmt: skip
     wait_for(log, "listening on")
-    relay = start_relay(path, work, loss, relay_port, receive_port) if loss else None
+    relay = start_relay(path, work, loss, relay_port, receive_port, seed) if loss else None
     target = f"{path.it_address}:{relay_port if loss else receive_port}"
     receiver_before = cpu_seconds(receiver.pid)
     relay_before = cpu_seconds(relay.pid) if relay else 0.0
@@ -278,19 +282,20 @@ def pydiode_command(datagram: int, argv: list[str]) -> list[str]:
     return [sys.executable, __file__, "--role", "pydiode", str(datagram), *argv]
 
 
-def run_pydiode(path: Path_, work: Path, size: int, loss: float, datagram: int) -> dict[str, Any]:
+def run_pydiode(path: Path_, work: Path, size: int, loss: float, datagram: int, seed: int) -> dict[str, Any]:
     tag = secrets.token_hex(3)
     receive_port, relay_port = 7500, 7501
-    data = work / f"pyd-in-{tag}"
+    (work / "journals").mkdir(exist_ok=True)
+    data = work / "journals" / f"pyd-in-{tag}"
     data.write_bytes(os.urandom(size))
-    out = work / f"pyd-out-{tag}"
+    out = work / "journals" / f"pyd-out-{tag}"
     receive_ip = "127.0.0.1" if loss else path.it_address
     receiver = subprocess.Popen(
         path.it(pydiode_command(datagram, ["receive", receive_ip, "--port", str(receive_port)])),
         stdout=out.open("wb"), stderr=subprocess.DEVNULL,
     )  # fmt: skip
     time.sleep(0.8)  # pydiode prints nothing when ready; its start-up is well under this
-    relay = start_relay(path, work, loss, relay_port, receive_port) if loss else None
+    relay = start_relay(path, work, loss, relay_port, receive_port, seed) if loss else None
     start = time.time()
     sender = subprocess.Popen(
         path.ot(pydiode_command(datagram, ["send", path.it_address, path.ot_address,
@@ -329,24 +334,49 @@ def netns_path() -> Any:
         yield Path_("netns", ot, it)
 
 
+def _row_figures(r: dict[str, Any]) -> dict[str, float]:
+    send_cpu = r.get("cpu_sender_transfer", r["cpu_sender"])
+    receive_cpu = r.get("cpu_receiver_transfer", r["cpu_receiver"])
+    delivered = r["residual_loss"] < 1
+    return {
+        "goodput": r["goodput_mbit"],
+        "points": r.get("points_per_s", 0.0),
+        "residual": r["residual_loss"],
+        "send_cpu": send_cpu,
+        "receive_cpu": receive_cpu,
+        "relay_cpu": r.get("cpu_relay_transfer", 0.0),
+        "per_cpu": r["payload_bytes"] * 8 / 1e6 / max(send_cpu + receive_cpu, 1e-9) if delivered else 0.0,
+        "failed": 0.0 if delivered else 1.0,
+    }
+
+
 def summarise(results: list[dict[str, Any]]) -> None:
-    print()
-    print(f"{'path':9} {'loss':>5} {'tool':14} {'Mbit/s':>8} {'points/s':>10} {'residual':>9} "
-          f"{'cpu send':>8} {'cpu recv':>8} {'cpu relay':>9} {'Mbit/cpu-s':>10} {'seconds':>7}  vs Seam")  # fmt: skip
-    seam_by_run = {(r["path"], r["loss"]): r for r in results if r["tool"] == "seam"}
+    """One line per path, loss and tool: the median of the repeats (a failed transfer counts as 0 Mbit/s),
+    with the range of goodput when there was more than one run."""
+    groups: dict[tuple[str, float, str], list[dict[str, float]]] = {}
     for r in results:
-        points = f"{r['points_per_s']:,.0f}" if "points_per_s" in r else "-"
-        send_cpu = r.get("cpu_sender_transfer", r["cpu_sender"])
-        receive_cpu = r.get("cpu_receiver_transfer", r["cpu_receiver"])
-        per_cpu = r["payload_bytes"] * 8 / 1e6 / max(send_cpu + receive_cpu, 1e-9) if r["residual_loss"] < 1 else 0.0
-        seam = seam_by_run.get((r["path"], r["loss"]))
+        groups.setdefault((r["path"], r["loss"], r["tool"]), []).append(_row_figures(r))
+
+    def median(rows: list[dict[str, float]], name: str) -> float:
+        return float(statistics.median(row[name] for row in rows))
+
+    print()
+    print(f"{'path':9} {'loss':>5} {'tool':14} {'runs':>4} {'Mbit/s':>8} {'range':>13} {'points/s':>10} "
+          f"{'residual':>9} {'failed':>6} {'cpu send':>8} {'cpu recv':>8} {'cpu relay':>9} {'Mbit/cpu-s':>10}  vs Seam")  # fmt: skip
+    for (path, loss, tool), rows in groups.items():
+        goodput = median(rows, "goodput")
+        low, high = min(row["goodput"] for row in rows), max(row["goodput"] for row in rows)
+        seam_rows = groups.get((path, loss, "seam"))
         ratio = ""
-        if r["tool"] != "seam" and seam is not None:
-            ratio = f"Seam {seam['goodput_mbit'] / r['goodput_mbit']:.2f}x" if r["goodput_mbit"] > 0 else "peer failed"
-        print(f"{r['path']:9} {r['loss']:>5.0%} {r['tool']:14} {r['goodput_mbit']:>8.1f} {points:>10} "
-              f"{r['residual_loss']:>9.2%} {send_cpu:>8.2f} {receive_cpu:>8.2f} {r.get('cpu_relay_transfer', 0.0):>9.2f} "
-              f"{per_cpu:>10.0f} {r['seconds']:>7.2f}  {ratio}")  # fmt: skip
+        if tool != "seam" and seam_rows:
+            ratio = f"Seam {median(seam_rows, 'goodput') / goodput:.2f}x" if goodput > 0 else "peer failed"
+        points = f"{median(rows, 'points'):,.0f}" if tool == "seam" else "-"
+        failed = sum(int(row["failed"]) for row in rows)
+        print(f"{path:9} {loss:>5.0%} {tool:14} {len(rows):>4} {goodput:>8.1f} {f'{low:.0f}-{high:.0f}':>13} {points:>10} "
+              f"{max(row['residual'] for row in rows):>9.2%} {failed:>6} {median(rows, 'send_cpu'):>8.2f} "
+              f"{median(rows, 'receive_cpu'):>8.2f} {median(rows, 'relay_cpu'):>9.2f} {median(rows, 'per_cpu'):>10.0f}  {ratio}")  # fmt: skip
     print(
+        "Medians over the runs; residual is the worst run; failed counts pydiode transfers that did not arrive whole. "
         "cpu: seconds of each process; for Seam over the transfer only (start-up and sample generation excluded; "
         "with start-up: see the JSON lines), for pydiode the whole process. Mbit/cpu-s: payload per CPU-second "
         "of sender plus receiver."
@@ -372,6 +402,7 @@ def main() -> int:
     parser.add_argument("--drop", type=float, default=0.0)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--skip-pydiode", action="store_true")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each configuration (medians reported)")
     parser.add_argument(
         "--relay-one-by-one", action="store_true", help="the lossy relay forwards one datagram per system call"
     )
@@ -400,15 +431,18 @@ def main() -> int:
         context = netns_path() if path_name == "netns" else contextlib.nullcontext(Path_("loopback"))
         with context as path:
             for loss in losses:
-                seam = run_seam(path, work, key, args.records, loss, args.datagram, args.value_size)
-                seam.update(path=path.name, loss=loss)
-                results.append(seam)
-                print(json.dumps(seam), flush=True)
-                for size in peer_sizes:
-                    peer = run_pydiode(path, work, seam["payload_bytes"], loss, size)
-                    peer.update(path=path.name, loss=loss)
-                    results.append(peer)
-                    print(json.dumps(peer), flush=True)
+                for repeat in range(args.repeat):
+                    seed = 7 + repeat  # each repeat its own drop pattern, the same for every tool
+                    seam = run_seam(path, work, key, args.records, loss, args.datagram, args.value_size, seed)
+                    seam.update(path=path.name, loss=loss)
+                    results.append(seam)
+                    print(json.dumps(seam), flush=True)
+                    for size in peer_sizes:
+                        peer = run_pydiode(path, work, seam["payload_bytes"], loss, size, seed)
+                        peer.update(path=path.name, loss=loss)
+                        results.append(peer)
+                        print(json.dumps(peer), flush=True)
+                    shutil.rmtree(work / "journals", ignore_errors=True)
     summarise(results)
     print(f"load after: {Path('/proc/loadavg').read_text().split()[:3]}")
     print(f"ended {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}")
