@@ -159,6 +159,16 @@ class Constraints(Strict):
 
 DataType = Literal["bool", "int16", "uint16", "int32", "uint32", "int64", "uint64", "float32", "float64", "string"]
 
+#: The value range of each integer data type, for checks wherever a value meets a declared type.
+INTEGER_RANGES: dict[str, tuple[int, int]] = {
+    "int16": (-(2**15), 2**15 - 1),
+    "uint16": (0, 2**16 - 1),
+    "int32": (-(2**31), 2**31 - 1),
+    "uint32": (0, 2**32 - 1),
+    "int64": (-(2**63), 2**63 - 1),
+    "uint64": (0, 2**64 - 1),
+}
+
 #: Byte/word order of multi-register values, in the usual letter notation: ABCD is big-endian words
 #: and bytes; CDAB swaps words (common on PLCs); BADC swaps bytes; DCBA is fully little-endian.
 ByteOrder = Literal["ABCD", "CDAB", "BADC", "DCBA"]

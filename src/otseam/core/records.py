@@ -85,6 +85,14 @@ class Event(NamedTuple):
 Record = Sample | Event
 
 
+def device_state(device_id: str, state: str, severity: Severity, **details: Any) -> Event:
+    """The event a driver emits when its device goes ``online`` or ``offline``.
+
+    One shape for every driver, because sinks act on it (Sparkplug sends DBIRTH/DDEATH).
+    """
+    return Event(now(), "device.state", device_id, severity, f"{device_id} is {state}", {"state": state, **details})
+
+
 def now() -> float:
     """Wall-clock time in seconds since the epoch, the timestamp unit used everywhere."""
     return time.time()

@@ -27,7 +27,7 @@ from typing import Literal
 
 from otseam.contract.models import Device
 from otseam.core.plugins import Emit
-from otseam.core.records import Event, Quality, Record, Sample, Severity, Value
+from otseam.core.records import Event, Quality, Record, Sample, Severity, Value, device_state
 from otseam.drivers.modbus.config import parse_endpoint, parse_options, unit_of
 from otseam.drivers.modbus.connection import Connection, LineSettings, Unavailable, backoff_delay, registry
 from otseam.drivers.modbus.framing import (
@@ -301,14 +301,7 @@ class ModbusDriver:
                 state.next_due = min(state.next_due, now)
 
     def _state_event(self, state: str, severity: Severity) -> Event:
-        return Event(
-            time.time(),
-            "device.state",
-            self.device.id,
-            severity,
-            f"{self.device.id} is {state}",
-            {"state": state, "endpoint": self.endpoint.key, "unit": self.unit},
-        )
+        return device_state(self.device.id, state, severity, endpoint=self.endpoint.key, unit=self.unit)
 
     async def _watchdog(self, emit: Emit) -> None:
         """Marks points stale even while a read is still waiting for its timeout."""

@@ -12,18 +12,9 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from otseam.contract.models import Contract, Device, Point
+from otseam.contract.models import INTEGER_RANGES, Contract, Device, Point
 from otseam.contract.units import ModbusAddress, ModbusTable, parse_modbus_address
 from otseam.sim.encoding import encode, register_count
-
-_INT_RANGES = {
-    "int16": (-(2**15), 2**15 - 1),
-    "uint16": (0, 2**16 - 1),
-    "int32": (-(2**31), 2**31 - 1),
-    "uint32": (0, 2**32 - 1),
-    "int64": (-(2**63), 2**63 - 1),
-    "uint64": (0, 2**64 - 1),
-}
 
 
 class LayoutError(ValueError):
@@ -64,8 +55,8 @@ class Slot:
         raw = (float(value) - self.offset) / self.factor if self.factor else float("nan")
         if not math.isfinite(raw) and self.type not in ("float32", "float64"):
             return None
-        if self.type in _INT_RANGES:
-            low, high = _INT_RANGES[self.type]
+        if self.type in INTEGER_RANGES:
+            low, high = INTEGER_RANGES[self.type]
             number = round(raw)
             if not low <= number <= high:
                 return None

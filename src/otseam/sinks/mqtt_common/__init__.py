@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import NoReturn
 
 from otseam.sinks.mqtt_common.settings import (
+    CONNECTION_KEYS,
     BrokerAddress,
     MqttConfigError,
     MqttSettings,
@@ -18,6 +19,7 @@ from otseam.sinks.mqtt_common.settings import (
 )
 
 __all__ = [
+    "CONNECTION_KEYS",
     "BrokerAddress",
     "MqttConfigError",
     "MqttSettings",

@@ -156,6 +156,25 @@ def _version(raw: object) -> int:
     raise MqttConfigError(f"mqtt_version {raw!r} is not supported: use 5 or 3.1.1")
 
 
+#: The option keys parse_mqtt_options reads; every MQTT sink accepts these besides its own.
+CONNECTION_KEYS = frozenset(
+    {
+        "broker",
+        "brokers",
+        "mqtt_version",
+        "client_id",
+        "username",
+        "password",
+        "password_file",
+        "password_env",
+        "tls",
+        "qos",
+        "keepalive",
+        "timeout",
+    }
+)
+
+
 def parse_mqtt_options(options: Mapping[str, Any], *, default_client_id: str) -> MqttSettings:
     """The connection part of a sink's options (the rest belongs to the sink)."""
     raw_brokers = options.get("brokers", options.get("broker"))

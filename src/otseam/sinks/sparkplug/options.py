@@ -8,26 +8,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from otseam.contract.units import parse_duration
-from otseam.sinks.mqtt_common import MqttConfigError, MqttSettings, parse_mqtt_options
+from otseam.sinks.mqtt_common import CONNECTION_KEYS, MqttConfigError, MqttSettings, parse_mqtt_options
 
 #: Sparkplug ids are topic levels: no MQTT wildcards, no level separator, not empty.
 _SPARKPLUG_ID = re.compile(r"^[^/+#]{1,128}$")
 
-_KNOWN = {
-    # connection (mqtt_common)
-    "broker",
-    "brokers",
-    "mqtt_version",
-    "client_id",
-    "username",
-    "password",
-    "password_file",
-    "password_env",
-    "tls",
-    "qos",
-    "keepalive",
-    "timeout",
-    # Sparkplug
+_KNOWN = CONNECTION_KEYS | {
     "group_id",
     "edge_node_id",
     "primary_host_id",

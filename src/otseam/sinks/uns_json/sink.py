@@ -29,25 +29,11 @@ from typing import Any
 from otseam.contract.models import SinkSpec
 from otseam.core.plugins import PluginContext
 from otseam.core.records import Batch, Event, Sample
-from otseam.sinks.mqtt_common import MqttConfigError, MqttSettings, parse_mqtt_options
+from otseam.sinks.mqtt_common import CONNECTION_KEYS, MqttConfigError, MqttSettings, parse_mqtt_options
 from otseam.sinks.mqtt_common.connection import MqttConnection
 from otseam.sinks.mqtt_common.publish import publish_all
 
-_CONNECTION_KEYS = {
-    "broker",
-    "brokers",
-    "mqtt_version",
-    "client_id",
-    "username",
-    "password",
-    "password_file",
-    "password_env",
-    "tls",
-    "qos",
-    "keepalive",
-    "timeout",
-}
-_KNOWN = _CONNECTION_KEYS | {"retain", "timestamps", "topic_prefix"}
+_KNOWN = CONNECTION_KEYS | {"retain", "timestamps", "topic_prefix"}
 _LEVEL_FORBIDDEN = set("+#\x00")
 
 
