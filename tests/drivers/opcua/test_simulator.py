@@ -157,3 +157,35 @@ async def test_a_bad_status_change_on_the_subscription_starts_afresh(plant: SimP
         assert driver.subscription_id not in (None, first)
     finally:
         await stop_driver(task)
+
+
+@pytest.mark.parametrize("mode", ["subscribe", "poll"])
+async def test_a_stop_that_coincides_with_a_fault_still_stops_the_driver(plant: SimPlant, mode: str) -> None:
+    """The stop and the wake-up the driver was waiting for (the link dropping, a Bad subscription status)
+    arrive in the same turn of the event loop. On Python 3.11 ``asyncio.wait_for`` then returned normally
+    and dropped the cancellation: the driver reconnected and went on for ever, and whoever stopped it
+    waited for ever. The stop must win, every time."""
+    for _ in range(3):
+        driver = OpcUaDriver(sim_device(plant, mode=mode))
+        collector = Collector()
+        task = asyncio.get_running_loop().create_task(driver.run(collector.emit))
+        try:
+            await matches_after_steps(plant, collector)
+            session = driver.session
+            assert session is not None
+            if mode == "poll":
+                session.lost.set()  # what the transport does when the server closes the connection
+            else:
+                status = ua.StatusChangeNotification(Status=ua.StatusCode(ua.StatusCodes.BadTimeout))
+                message = ua.NotificationMessage(NotificationData=[status])
+                await driver._on_publish(
+                    ua.PublishResult(SubscriptionId=driver.subscription_id, NotificationMessage=message)
+                )
+            task.cancel()
+            # Bounded so that a driver which ignores the stop fails here instead of hanging the run.
+            done, _ = await asyncio.wait({task}, timeout=20)
+            assert task in done, "the driver ran on after it was cancelled"
+            assert task.cancelled()
+        finally:
+            if not task.done():
+                await stop_driver(task)

@@ -188,7 +188,8 @@ class OpcUaDriver:
     async def _connected(self, session: Session) -> None:
         self._fault = ""
         self._fault_event.clear()
-        reused = await asyncio.wait_for(session.open(), 4 * self.timeout)
+        async with asyncio.timeout(4 * self.timeout):
+            reused = await session.open()
         log.info("%s: session %s", self._label, "re-activated" if reused else "created")
         items, reads = await self._server_limits(session)
         if self.options.mode == "poll":
@@ -388,8 +389,7 @@ class OpcUaDriver:
             )
         check = max(0.05, min(self.publishing_interval / 4, 1.0))
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._fault_event.wait(), check)
+            await _wait_briefly(self._fault_event, check)
             if self._fault:
                 raise Fault(self._fault)
             if session.lost.is_set():
@@ -413,8 +413,7 @@ class OpcUaDriver:
             now = time.monotonic()
             wake = min(entry.at for entry in schedule)
             if wake > now:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(session.lost.wait(), wake - now)
+                await _wait_briefly(session.lost, wake - now)
             if session.lost.is_set():
                 raise Fault("the server closed the connection")
             now = time.monotonic()
@@ -434,7 +433,8 @@ class OpcUaDriver:
             NodesToRead=[ua.ReadValueId(NodeId=self._nodes[i], AttributeId=ua.AttributeIds.Value) for i in chunk],
         )
         try:
-            results = await asyncio.wait_for(uasession.read(params), self.timeout)
+            async with asyncio.timeout(self.timeout):
+                results = await uasession.read(params)
         except TimeoutError:
             raise Fault(f"no answer to a Read within {self.timeout:g}s") from None
         if len(results) != len(chunk):
@@ -515,6 +515,18 @@ class OpcUaDriver:
             f"{self.device.id} is {state}",
             {"state": state, "endpoint": self.url},
         )
+
+
+async def _wait_briefly(event: asyncio.Event, seconds: float) -> None:
+    """Wait for the event, at most ``seconds``.
+
+    Not ``asyncio.wait_for``: on Python 3.11 it returns normally when the task is cancelled in the very
+    iteration its inner wait completes, and the cancellation is lost. A driver stopped at that moment
+    went on polling for ever and its stop never returned. ``asyncio.timeout`` keeps every cancellation.
+    """
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await event.wait()
 
 
 def _code(result: Any) -> int:

@@ -108,7 +108,8 @@ class Session:
                     await client.activate_session(self._username, self._password)
                 except BaseException:
                     with contextlib.suppress(Exception):
-                        await asyncio.wait_for(client.uaclient.close_session(True), self.timeout)
+                        async with asyncio.timeout(self.timeout):
+                            await client.uaclient.close_session(True)
                     raise
                 self.sessions_created += 1
             self._token = client.uaclient.session.authentication_token
@@ -157,10 +158,15 @@ class Session:
 
     async def _stop_renew(self) -> None:
         task, self._renew = self._renew, None
-        if task is not None and not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if task is None or task.done():
+            return
+        task.cancel()
+        # asyncio.wait raises neither the renewal's own CancelledError nor its error, and unlike
+        # suppressing CancelledError around ``await task`` it never swallows a cancellation aimed at us
+        # (a driver stopped at this moment would otherwise run on).
+        done, _ = await asyncio.wait({task}, timeout=self.timeout)
+        if not done:
+            log.warning("%s: the secure channel renewal did not stop within %gs; leaving it", self.label, self.timeout)
 
     async def drop(self) -> None:
         """The link is gone (or hangs): drop the socket, keep the session's token for re-activation."""
@@ -175,18 +181,37 @@ class Session:
             self._token = token
 
     async def close(self) -> None:
-        """Orderly end: close the session on the server (deleting its subscriptions), then the channel."""
+        """Orderly end: close the session on the server (deleting its subscriptions), then the channel.
+
+        Each request waits at most the device timeout: a server or link that stops answering must not
+        hold up a stopping gateway. Past it the connection is abandoned (the socket aborted) and the
+        server drops the session when its timeout runs out.
+        """
         await self._stop_renew()
         client = self.client
+        step = "CloseSession"
         try:
             if client.uaclient.protocol is not None and not client.uaclient.protocol.is_closed:
-                await asyncio.wait_for(client.uaclient.close_session(True), self.timeout)
-                await asyncio.wait_for(client.close_secure_channel(), self.timeout)
+                async with asyncio.timeout(self.timeout):
+                    await client.uaclient.close_session(True)
+                step = "CloseSecureChannel"
+                async with asyncio.timeout(self.timeout):
+                    await client.close_secure_channel()
+        except TimeoutError:
+            log.warning("%s: no answer to %s within %gs; abandoning the connection", self.label, step, self.timeout)
+            self._abort_transport()
         except Exception as exc:  # the server may be gone already; the socket is closed below anyway
             log.debug("%s: closing the session: %s", self.label, exc)
         finally:
             client.disconnect_socket()
             self._token = None
+
+    def _abort_transport(self) -> None:
+        """Drop the socket without flushing: a peer that stopped reading would keep a closing one open."""
+        protocol = self.client.uaclient.protocol
+        transport = getattr(protocol, "transport", None)
+        if isinstance(transport, asyncio.Transport):
+            transport.abort()
 
     @property
     def uasession(self) -> Any:
