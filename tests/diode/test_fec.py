@@ -70,3 +70,10 @@ def test_fragments_that_do_not_fit_together_are_left_to_pyeclib() -> None:
     mixed = {i: fragments[i] for i in range(1, k + 1)}
     mixed[1] = others[1]  # a fragment of another block, of another size
     assert RECOVERY.decode(k, m, mixed) is None
+    swapped = {i: fragments[i] for i in range(1, k + 1)}
+    swapped[1], swapped[2] = swapped[2], swapped[1]  # the right bytes under the wrong index
+    assert RECOVERY.decode(k, m, swapped) is None
+    _, _, longer = DEFAULT.encode(os.urandom(20_001))  # same k and fragment size, other block size
+    other = {i: fragments[i] for i in range(1, k + 1)}
+    other[3] = longer[3]
+    assert len(longer[3]) == len(fragments[3]) and RECOVERY.decode(k, m, other) is None

@@ -157,8 +157,15 @@ class Recovery:
             return None
         _, size, _, original = _HEADER.unpack_from(first)
         length = HEADER_SIZE + size
-        if original > size * k or any(len(fragments[i]) != length for i in used):
+        if original > size * k:
             return None
+        for index in used:  # each fragment says which one it is and of what block size: all must agree
+            fragment = fragments[index]
+            if len(fragment) != length:
+                return None
+            claimed, claimed_size, _, claimed_original = _HEADER.unpack_from(fragment)
+            if claimed != index or claimed_size != size or claimed_original != original:
+                return None
         chunks: list[bytes | Any] = [None] * k
         if used[k - 1] >= k:  # some data fragment is missing
             found = self._decode_tables(k, m, used)
