@@ -215,6 +215,10 @@ class DiodeReceiver:
                 sizes[got] = sock.recv_into(view[got * slot : (got + 1) * slot], slot)
             except (BlockingIOError, InterruptedError):
                 break
+            except OSError:
+                if got:  # handle what was read; the error comes back on the next call
+                    break
+                raise
             got += 1
         return got
 
