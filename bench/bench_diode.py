@@ -303,7 +303,7 @@ def run_pydiode(path: Path_, work: Path, size: int, loss: float, datagram: int, 
         stdin=data.open("rb"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     sender_cpu = cpu_of(sender, 300)
-    receiver_cpu = cpu_of(receiver, 15)  # pydiode's receiver exits by itself once the transfer ends
+    receiver_cpu = cpu_of(receiver, 5)  # pydiode's receiver exits by itself once the transfer ends; else killed
     end = time.time() if receiver.returncode == 0 else float("nan")
     if relay:
         relay.send_signal(signal.SIGTERM)
