@@ -7,7 +7,7 @@ from pathlib import Path
 
 from otseam.monitor.capture import read_capture
 from otseam.monitor.engine import Monitor, Transaction
-from otseam.monitor.reassembly import MAX_PENDING_SEGMENTS, TcpDirection
+from otseam.monitor.reassembly import MAX_PENDING_SEGMENTS, Chunk, TcpDirection
 from tests.monitor.pcapgen import Conversation, mbap, write_pcap
 
 
@@ -97,8 +97,15 @@ def test_out_of_order_segments_are_reordered(tmp_path: Path) -> None:
         conv.c(stream[start:end], seq=base + start)
     conv.cseq = base + len(stream)
     conv.s(read_response(1, [10]) + read_response(2, [20]) + read_response(3, [30]))
-    monitor = analyse(write_pcap(tmp_path / "ooo.pcap", conv.frames))
+    path = write_pcap(tmp_path / "ooo.pcap", conv.frames)
+    monitor = analyse(path)
     assert matched(monitor) == [(1, 1, [10]), (2, 2, [20]), (3, 3, [30])]
+    # Each request is reported at the frame that brought its last byte, and at that frame's time, even
+    # when that frame arrived early and waited for the hole before it to be filled: 1 ends in the middle
+    # piece (frame 5), 2 and 3 in the last piece, which came first (frame 3).
+    times = {f.number: f.ts for f in read_capture(path)}
+    requests = [t.request for t in monitor.transactions if t.request]
+    assert [(r.frame, r.ts) for r in requests] == [(5, times[5]), (3, times[3]), (3, times[3])]
 
 
 def test_flow_joined_mid_stream_resynchronises(tmp_path: Path) -> None:
@@ -154,15 +161,17 @@ def test_direction_bounds_pending_memory() -> None:
     delivered = []
     # A peer that only ever sends segments beyond a hole: held up to the bound, then the hole is given up.
     for i in range(MAX_PENDING_SEGMENTS * 3):
-        delivered.extend(direction.feed(1000 + i * 10, b"x" * 10))
+        delivered.extend(direction.feed(1000 + i * 10, b"x" * 10, i + 1, float(i)))
     assert len(direction._pending) <= MAX_PENDING_SEGMENTS
     assert direction.gaps >= 1
-    assert any(gap for _data, gap in delivered)
+    assert any(chunk.gap for chunk in delivered)
+    # What the given-up hole lets go still carries the frame and time of the segment that brought it.
+    assert [(c.frame, c.ts) for c in delivered] == [(i + 1, float(i)) for i in range(len(delivered))]
 
 
 def test_sequence_wraps_around() -> None:
     direction = TcpDirection()
     direction.syn(0xFFFFFFF0)
-    first = direction.feed(0xFFFFFFF1, b"a" * 20)
-    second = direction.feed((0xFFFFFFF1 + 20) % (1 << 32), b"b" * 5)
-    assert first == [(b"a" * 20, False)] and second == [(b"b" * 5, False)]
+    first = direction.feed(0xFFFFFFF1, b"a" * 20, 2, 0.5)
+    second = direction.feed((0xFFFFFFF1 + 20) % (1 << 32), b"b" * 5, 3, 0.75)
+    assert first == [Chunk(b"a" * 20, False, 2, 0.5)] and second == [Chunk(b"b" * 5, False, 3, 0.75)]

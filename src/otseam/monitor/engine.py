@@ -21,7 +21,7 @@ from otseam.monitor.inventory import Change, Inventory
 from otseam.monitor.modbus import EXCEPTION_NAMES, FUNCTION_NAMES, Message, ModbusStream, StreamFault, plausible_header
 from otseam.monitor.opcua import UaChannel, UaMessage, UaStream, looks_like_opcua
 from otseam.monitor.packet import TCP_FIN, TCP_RST, TCP_SYN, decode_tcp, ip_text
-from otseam.monitor.reassembly import TcpDirection
+from otseam.monitor.reassembly import Chunk, TcpDirection
 from otseam.monitor.rules import Alert, Detector, Endpoints
 
 MODBUS_PORTS = frozenset({502, 802})
@@ -147,7 +147,6 @@ class Monitor:
         self.max_flows = max_flows
         self._flows: OrderedDict[tuple[bytes, int, bytes, int], tuple[Connection, int]] = OrderedDict()
         self._ignored: set[tuple[bytes, int, bytes, int]] = set()
-        self._last_ts = 0.0
 
     # --- input ----------------------------------------------------------------------------------
 
@@ -167,7 +166,6 @@ class Monitor:
             return
         self.stats.tcp_segments += 1
         ts = frame.ts
-        self._last_ts = ts
         key = (seg.src, seg.sport, seg.dst, seg.dport)
         entry = self._flows.get(key)
         if entry is None:
@@ -183,12 +181,14 @@ class Monitor:
         if seg.flags & TCP_SYN:
             direction.syn(seg.seq)
             return
+        # Each chunk keeps the frame and time of the segment that carried it: data held behind a hole
+        # and released by a later segment is still reported where it crossed the wire.
         if seg.payload:
-            for data, gap in direction.feed(seg.seq, seg.payload):
-                self._deliver(conn, index, data, gap, frame.number, ts)
+            for chunk in direction.feed(seg.seq, seg.payload, frame.number, ts):
+                self._deliver(conn, index, chunk)
         if seg.flags & (TCP_FIN | TCP_RST):
-            for data, gap in direction.flush():
-                self._deliver(conn, index, data, gap, frame.number, ts)
+            for chunk in direction.flush():
+                self._deliver(conn, index, chunk)
 
     def _new_connection(
         self, key: tuple[bytes, int, bytes, int], flags: int, payload: bytes, frame: Frame
@@ -261,7 +261,8 @@ class Monitor:
         self._flows.pop((dst, dport, src, sport), None)
         self._flush_pending(conn)
 
-    def _deliver(self, conn: Connection, index: int, data: bytes, gap: bool, frame: int, ts: float) -> None:
+    def _deliver(self, conn: Connection, index: int, chunk: Chunk) -> None:
+        data, gap, frame, ts = chunk
         analyzer = conn.analyzers[index]
         if analyzer is None:
             synced = conn.directions[index].saw_syn and not gap
@@ -285,8 +286,8 @@ class Monitor:
             analyzer.feed(data, frame, ts, ua, problems)
             for problem in problems:
                 self.detector.opcua_problem(conn.ends, frame, ts, problem)
-            for chunk in ua:
-                self._opcua(conn, chunk, index == 0)
+            for ua_message in ua:
+                self._opcua(conn, ua_message, index == 0)
 
     def _modbus(self, conn: Connection, msg: Message) -> None:
         self.stats.modbus_messages += 1
@@ -348,8 +349,8 @@ class Monitor:
         """The capture ended: release held segments and report requests that were never answered."""
         seen: set[int] = set()
         for conn, index in list(self._flows.values()):
-            for data, gap in conn.directions[index].flush():
-                self._deliver(conn, index, data, gap, self.stats.frames, self._last_ts)
+            for chunk in conn.directions[index].flush():
+                self._deliver(conn, index, chunk)
             if id(conn) not in seen:
                 seen.add(id(conn))
                 self._flush_pending(conn)

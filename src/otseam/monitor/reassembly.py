@@ -4,9 +4,15 @@ Handles what span ports really deliver: retransmissions (the same bytes again, d
 the new part kept), out-of-order segments (held in a bounded window until the hole is filled) and lost
 segments (after the window overflows, the hole is declared a gap and the analyser resynchronises).
 A flow whose SYN we never saw starts at the first segment with data.
+
+Every piece of data released keeps the frame number and capture time of the segment that carried it, not
+of the segment that happened to release it: a request held behind a hole and let go when the hole is
+filled, on FIN, or at the end of the capture is still reported at the frame and time it crossed the wire.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 #: Out-of-order segments held per direction before a hole is declared lost.
 MAX_PENDING_SEGMENTS = 64
@@ -18,19 +24,27 @@ MAX_AHEAD = 1 << 20
 _MOD = 1 << 32
 
 
-class TcpDirection:
-    """Sequence tracking for one direction. ``feed`` returns the in-order data it can release.
+class Chunk(NamedTuple):
+    """In-order stream data and where it came from."""
 
-    Each item is ``(data, gap_before)``; ``gap_before`` is True when bytes before ``data`` were lost,
-    so the analyser must not assume ``data`` starts on a message boundary.
-    """
+    data: bytes
+    #: True when bytes before ``data`` were lost: it need not start on a message boundary.
+    gap: bool
+    #: The frame that carried these bytes, and its capture time.
+    frame: int
+    ts: float
+
+
+class TcpDirection:
+    """Sequence tracking for one direction. ``feed`` returns the in-order :class:`Chunk` s it can release."""
 
     __slots__ = ("_pending", "_pending_bytes", "duplicates", "gaps", "next_seq", "saw_syn")
 
     def __init__(self) -> None:
         self.next_seq: int | None = None
         self.saw_syn = False
-        self._pending: dict[int, bytes] = {}
+        # Held out-of-order segments by sequence number: payload, frame number, capture time.
+        self._pending: dict[int, tuple[bytes, int, float]] = {}
         self._pending_bytes = 0
         self.duplicates = 0
         self.gaps = 0
@@ -41,17 +55,18 @@ class TcpDirection:
         self._pending.clear()
         self._pending_bytes = 0
 
-    def feed(self, seq: int, payload: bytes) -> list[tuple[bytes, bool]]:
+    def feed(self, seq: int, payload: bytes, frame: int, ts: float) -> list[Chunk]:
+        """A data segment carried by ``frame`` at capture time ``ts``."""
         expected = self.next_seq
         if expected is None:
             self.next_seq = (seq + len(payload)) % _MOD
-            return [(payload, False)]
+            return [Chunk(payload, False, frame, ts)]
         offset = (seq - expected) % _MOD
         if offset == 0:
             self.next_seq = (expected + len(payload)) % _MOD
             if not self._pending:
-                return [(payload, False)]
-            out = [(payload, False)]
+                return [Chunk(payload, False, frame, ts)]
+            out = [Chunk(payload, False, frame, ts)]
             self._drain(out)
             return out
         if offset >= _MOD - MAX_AHEAD:  # behind: a retransmission, or an overlap with new bytes
@@ -60,34 +75,34 @@ class TcpDirection:
                 self.duplicates += 1
                 return []
             self.next_seq = (expected + len(payload) - behind) % _MOD
-            out = [(payload[behind:], False)]
+            out = [Chunk(payload[behind:], False, frame, ts)]
             self._drain(out)
             return out
         fits = len(self._pending) < MAX_PENDING_SEGMENTS and self._pending_bytes + len(payload) <= MAX_PENDING_BYTES
         if offset < MAX_AHEAD and fits:
             if seq not in self._pending:
-                self._pending[seq] = payload
+                self._pending[seq] = (payload, frame, ts)
                 self._pending_bytes += len(payload)
             else:
                 self.duplicates += 1
             return []
         # The hole will not be filled within our bounds: give it up and carry on from what we hold.
-        return self._skip_hole(seq, payload)
+        return self._skip_hole(seq, payload, frame, ts)
 
-    def _skip_hole(self, seq: int, payload: bytes) -> list[tuple[bytes, bool]]:
+    def _skip_hole(self, seq: int, payload: bytes, frame: int, ts: float) -> list[Chunk]:
         self.gaps += 1
-        self._pending[seq] = payload
+        self._pending[seq] = (payload, frame, ts)
         self._pending_bytes += len(payload)
         expected = self.next_seq if self.next_seq is not None else seq
         first = min(self._pending, key=lambda s: (s - expected) % _MOD)
-        data = self._pending.pop(first)
+        data, held_frame, held_ts = self._pending.pop(first)
         self._pending_bytes -= len(data)
         self.next_seq = (first + len(data)) % _MOD
-        out = [(data, True)]
+        out = [Chunk(data, True, held_frame, held_ts)]
         self._drain(out)
         return out
 
-    def _drain(self, out: list[tuple[bytes, bool]]) -> None:
+    def _drain(self, out: list[Chunk]) -> None:
         pending = self._pending
         while pending:
             expected = self.next_seq
@@ -96,11 +111,11 @@ class TcpDirection:
             for seq in list(pending):
                 offset = (seq - expected) % _MOD
                 if offset == 0 or offset >= _MOD - MAX_AHEAD:
-                    data = pending.pop(seq)
+                    data, frame, ts = pending.pop(seq)
                     self._pending_bytes -= len(data)
                     behind = 0 if offset == 0 else _MOD - offset
                     if behind < len(data):
-                        out.append((data[behind:], False))
+                        out.append(Chunk(data[behind:], False, frame, ts))
                         self.next_seq = (expected + len(data) - behind) % _MOD
                     else:
                         self.duplicates += 1
@@ -109,18 +124,18 @@ class TcpDirection:
             if not progressed:
                 return
 
-    def flush(self) -> list[tuple[bytes, bool]]:
+    def flush(self) -> list[Chunk]:
         """At the end of a capture or on FIN: release what is held, gaps and all."""
-        out: list[tuple[bytes, bool]] = []
+        out: list[Chunk] = []
         while self._pending:
             expected = self.next_seq if self.next_seq is not None else 0
             first = min(self._pending, key=lambda s: (s - expected) % _MOD)
-            data = self._pending.pop(first)
+            data, frame, ts = self._pending.pop(first)
             self._pending_bytes -= len(data)
             gap = (first - expected) % _MOD != 0
             if gap:
                 self.gaps += 1
             self.next_seq = (first + len(data)) % _MOD
-            out.append((data, gap))
+            out.append(Chunk(data, gap, frame, ts))
             self._drain(out)
         return out
