@@ -151,6 +151,32 @@ async def test_a_silent_link_is_noticed_by_the_watchdog(node_server: NodeServer)
         await relay.stop()
 
 
+async def test_stopping_on_a_silent_link_abandons_the_connection(
+    node_server: NodeServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A stop while the server has stopped answering: CloseSession gets no answer, so the driver waits
+    the device timeout, says so in one line, drops the socket and returns; it never waits for ever."""
+    relay = Relay(node_server.port)
+    await relay.start()
+    collector = Collector()
+    caplog.set_level(logging.INFO, logger="otseam.drivers.opcua")
+    endpoint = f"opc.tcp://127.0.0.1:{relay.port}/seam/test"
+    task = await run_driver(device(endpoint), collector)
+    try:
+        await collector.wait(lambda: good(collector, "ua/counter"), "first values")
+        relay.frozen = True
+        task.cancel()
+        # Bounded so that a stop that waits for ever fails here instead of hanging the run.
+        done, _ = await asyncio.wait({task}, timeout=30)
+        assert task in done and task.cancelled()
+        assert caplog.text.count("no answer to CloseSession within 2s; abandoning the connection") == 1
+        await collector.wait(lambda: relay.open_connections == 0, "the abandoned connection closed")
+    finally:
+        if not task.done():
+            await stop_driver(task)
+        await relay.stop()
+
+
 async def test_a_deadband_filter_the_server_refuses_is_dropped_not_fatal(
     node_server: NodeServer, caplog: pytest.LogCaptureFixture
 ) -> None:
