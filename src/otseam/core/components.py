@@ -94,7 +94,9 @@ async def supervise(
                     log.exception("%s: handling the failure failed too", component.name)
             component.state = "restarting"
             try:
-                await asyncio.wait_for(component.stop.wait(), timeout=delay)
+                # Not wait_for: on Python 3.11 it can lose a cancellation (see sinkrunner._wait_or_stop).
+                async with asyncio.timeout(delay):
+                    await component.stop.wait()
             except TimeoutError:
                 component.restarts += 1
                 continue

@@ -265,8 +265,11 @@ def _newest_gateway_ts(records: Sequence[Record]) -> float | None:
 
 async def _wait_or_stop(stop: asyncio.Event, delay: float) -> bool:
     """Sleep ``delay`` seconds; True if ``stop`` was set meanwhile."""
+    # asyncio.timeout rather than wait_for: on Python 3.11, wait_for can drop a cancellation that lands
+    # in the same loop turn as the wait completes, and a supervisor's stop would then be lost.
     try:
-        await asyncio.wait_for(stop.wait(), timeout=delay)
+        async with asyncio.timeout(delay):
+            await stop.wait()
     except TimeoutError:
         return False
     return True

@@ -263,7 +263,8 @@ class Supervisor:
         try:
             while not self._stop_requested.is_set():
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake(), timeout=self.settings.tick)
+                    async with asyncio.timeout(self.settings.tick):
+                        await self._wake()
                 if self._stop_requested.is_set():
                     break
                 self._housekeeping()

@@ -162,7 +162,8 @@ class HostApp:
             self.online.clear()
             # Back off before the next attempt, whichever side failed: never a busy loop.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), timeout=min(30.0, 0.5 * 2 ** min(failures, 6)))
+                async with asyncio.timeout(min(30.0, 0.5 * 2 ** min(failures, 6))):
+                    await self._stop.wait()
 
     def _state(self, online: bool, stamp: int) -> bytes:
         return json.dumps({"online": online, "timestamp": stamp}).encode()

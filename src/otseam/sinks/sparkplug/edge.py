@@ -141,7 +141,8 @@ class SparkplugSink:
         if self._session_task is None:
             raise NotConnected("the Sparkplug sink was not started")
         try:
-            await asyncio.wait_for(self._ready.wait(), timeout=self.options.mqtt.timeout)
+            async with asyncio.timeout(self.options.mqtt.timeout):
+                await self._ready.wait()
         except TimeoutError:
             raise NotConnected(f"no Sparkplug session within {self.options.mqtt.timeout:g}s") from None
 
@@ -198,7 +199,8 @@ class SparkplugSink:
 
     async def _sleep_unless_closing(self, delay: float) -> bool:
         try:
-            await asyncio.wait_for(self._kill_session.wait(), timeout=delay)
+            async with asyncio.timeout(delay):
+                await self._kill_session.wait()
         except TimeoutError:
             return False
         if self._closing:
