@@ -12,6 +12,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from otseam.contract.models import INTEGER_RANGES
 from otseam.core.records import Quality, Value
 from otseam.drivers.opcua._ua import ua
 
@@ -51,14 +52,6 @@ _STATUS_MASK = 0xFFFF0000
 #: Timestamps before this are "not set" (DateTime 0 decodes to 1601-01-01).
 _EARLIEST = 86400.0
 
-_INT_RANGES = {
-    "int16": (-(2**15), 2**15 - 1),
-    "uint16": (0, 2**16 - 1),
-    "int32": (-(2**31), 2**31 - 1),
-    "uint32": (0, 2**32 - 1),
-    "int64": (-(2**63), 2**63 - 1),
-    "uint64": (0, 2**64 - 1),
-}
 
 _WRONG = object()
 
@@ -133,7 +126,7 @@ def converter(kind: str, length: int | None = None) -> Callable[[Any], object]:
         return _as_float
     if kind == "string":
         return _make_string(length)
-    low, high = _INT_RANGES[kind]
+    low, high = INTEGER_RANGES[kind]
     return _make_int(low, high)
 
 

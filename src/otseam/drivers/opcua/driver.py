@@ -34,7 +34,7 @@ from typing import Any
 from otseam.contract.models import Device
 from otseam.contract.units import NodeId
 from otseam.core.plugins import Emit
-from otseam.core.records import Event, Quality, Record, Sample, Severity, Value
+from otseam.core.records import Event, Quality, Record, Sample, Severity, Value, device_state
 from otseam.drivers.opcua._ua import ua
 from otseam.drivers.opcua.config import Options, PointSpec, parse_endpoint, parse_options, point_specs
 from otseam.drivers.opcua.convert import converter, decode, status_name, status_quality
@@ -507,14 +507,7 @@ class OpcUaDriver:
             self._last_error = error
 
     def _state_event(self, state: str, severity: Severity) -> Event:
-        return Event(
-            time.time(),
-            "device.state",
-            self.device.id,
-            severity,
-            f"{self.device.id} is {state}",
-            {"state": state, "endpoint": self.url},
-        )
+        return device_state(self.device.id, state, severity, endpoint=self.url)
 
 
 async def _wait_briefly(event: asyncio.Event, seconds: float) -> None:
