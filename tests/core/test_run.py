@@ -243,7 +243,11 @@ def test_startup_problems_are_clear_messages_not_tracebacks(workdir: Path) -> No
     bad_http = seam("run", str(workdir / "seam.yaml"), "--http", "localhost", cwd=workdir)
     assert bad_http.returncode == 2 and "host:port" in bad_http.stderr
 
-    for result in (missing, bad_point, no_driver, bad_http):
+    # Deny by default: metrics beyond this machine need a token.
+    exposed = seam("run", str(workdir / "seam.yaml"), "--http", "0.0.0.0:0", cwd=workdir)
+    assert exposed.returncode == 2 and "without a token" in exposed.stderr
+
+    for result in (missing, bad_point, no_driver, bad_http, exposed):
         assert "Traceback" not in result.stderr + result.stdout
 
 

@@ -169,3 +169,52 @@ journal:
         receiver.wait(15)
     assert "1 records written" in log.read_text()  # plc2 is not in the sink's points
     assert seam("send", "--contract", str(tmp_path / "seam.yaml"), "--sink", "nope").returncode == 2
+
+
+def test_metrics_are_it_side_only_and_denied_by_default(tmp_path: Path) -> None:
+    """/metrics needs the bearer token when one is set, /health never does, and without a token the
+    receiver refuses to serve metrics anywhere but loopback."""
+    import urllib.error
+    import urllib.request
+
+    key = tmp_path / "key"
+    key.write_text(secrets.token_hex(32))
+    common = ("receive", "--journal", str(tmp_path / "it"), "--key-file", str(key))
+    refused = seam(*common, "--listen", f"127.0.0.1:{free_port()}", "--metrics", "0.0.0.0:0")
+    assert refused.returncode == 2 and "without a token" in refused.stderr, refused.stderr
+    assert "Traceback" not in refused.stderr
+
+    token = secrets.token_hex(16)
+    token_file = tmp_path / "token"
+    token_file.write_text(token)
+    port = free_port()
+    process = subprocess.Popen(
+        [SEAM, "diode", *common, "--listen", f"127.0.0.1:{free_port()}", "--metrics", f"127.0.0.1:{port}",
+         "--token-file", str(token_file)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        health = None
+        while health is None and time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{base}/health", timeout=2) as response:
+                    health = json.load(response)
+            except OSError:
+                time.sleep(0.2)
+        assert health is not None and health["status"] == "ok" and "datagrams" in health["receiver"]
+        try:
+            urllib.request.urlopen(f"{base}/metrics", timeout=2)
+            raise AssertionError("/metrics answered without the token")
+        except urllib.error.HTTPError as exc:
+            assert exc.code == 401
+        request = urllib.request.Request(f"{base}/metrics", headers={"Authorization": f"Bearer {token}"})
+        with urllib.request.urlopen(request, timeout=2) as response:
+            assert "seam_diode_link_up" in response.read().decode()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=30)
+    assert token not in output and "Traceback" not in output

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import ipaddress
 import logging
-import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,13 +16,12 @@ from rich.console import Console
 from rich.logging import RichHandler
 
 from otseam.contract.units import parse_duration
-from otseam.core.http import HttpAddressError, HttpServer, parse_address
+from otseam.core.http import TOKEN_ENV, HttpAddressError, HttpServer, check_exposure, parse_address, read_token
+from otseam.core.metrics import build_registry
 from otseam.core.status import StatusView
 from otseam.core.supervisor import Settings, StartupError, Supervisor
 
 log = logging.getLogger("otseam.run")
-
-TOKEN_ENV = "SEAM_API_TOKEN"
 
 
 @dataclass(slots=True)
@@ -40,28 +37,6 @@ class RunOptions:
 def _fail(message: str) -> typer.Exit:
     typer.echo(f"seam run: {message}", err=True)
     return typer.Exit(2)
-
-
-def _read_token(token_file: Path | None) -> str | None:
-    if token_file is not None:
-        try:
-            token = token_file.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise _fail(f"cannot read the token file {token_file}: {exc.strerror}") from None
-        except UnicodeDecodeError:
-            raise _fail(f"the token file {token_file} is not UTF-8 text") from None
-        if not token:
-            raise _fail(f"the token file {token_file} is empty")
-        return token
-    token = os.environ.get(TOKEN_ENV, "").strip()
-    return token or None
-
-
-def _is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
 
 
 def setup_logging(verbose: bool, console: Console | None) -> None:
@@ -92,7 +67,7 @@ async def serve(
     bound_address: tuple[str, int] | None = None
     if options.http is not None:
         host, port = options.http
-        http = HttpServer(supervisor, host, port, options.token)
+        http = HttpServer(supervisor.health, build_registry(supervisor), host, port, options.token)
         try:
             bound = await http.start()
         except OSError as exc:
@@ -107,10 +82,6 @@ async def serve(
             bound,
             " (bearer token required)" if options.token else "",
         )
-        if not options.token and not _is_loopback(host):
-            log.warning(
-                "metrics on %s are readable by anyone who can reach it: set %s or --token-file", host, TOKEN_ENV
-            )
     view = StatusView(supervisor, console=console if options.live else None, interval=options.status_interval)
     supervisor.on_tick.append(view.update)
     try:
@@ -174,7 +145,12 @@ def register(app: typer.Typer) -> None:
                 address = parse_address(http)
             except HttpAddressError as exc:
                 raise _fail(f"--http: {exc}") from None
-        token = _read_token(token_file)
+        try:
+            token = read_token(token_file)
+            if address is not None:
+                check_exposure(address[0], token)
+        except HttpAddressError as exc:
+            raise _fail(str(exc)) from None
         live = sys.stdout.isatty()
         console = Console() if live else None
         setup_logging(verbose, console)

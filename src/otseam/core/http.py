@@ -1,30 +1,68 @@
-"""The health and metrics endpoint of `seam run`.
+"""The health and metrics endpoint of Seam's long-running processes (`seam run`, `seam diode receive`).
 
 ``GET /health`` is unauthenticated on purpose: a service manager or load balancer must be able to ask
 "is it alive, and is anything failing" without a secret. It reveals component states and error
 messages, never data values or configuration secrets. ``GET /metrics`` needs ``Authorization: Bearer
 <token>`` when a token is configured. The token is compared in constant time and never logged.
+
+Deny by default: without a token, the endpoint may only listen on a loopback address, where only
+processes on the same machine can reach it. Anything wider needs a token (:func:`check_exposure`).
 """
 
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import logging
-from typing import TYPE_CHECKING
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-
-from otseam.core.metrics import build_registry
-
-if TYPE_CHECKING:
-    from otseam.core.supervisor import Supervisor
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 log = logging.getLogger("otseam.http")
 
 
+#: Where the bearer token comes from when no --token-file is given.
+TOKEN_ENV = "SEAM_API_TOKEN"
+
+
 class HttpAddressError(ValueError):
     pass
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def read_token(token_file: Path | None) -> str | None:
+    """The bearer token from ``token_file``, else from ``$SEAM_API_TOKEN``; None when neither is set.
+    Raises :class:`HttpAddressError` with a message for the user when the file cannot be used."""
+    if token_file is not None:
+        try:
+            token = token_file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise HttpAddressError(f"cannot read the token file {token_file}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise HttpAddressError(f"the token file {token_file} is not UTF-8 text") from None
+        if not token:
+            raise HttpAddressError(f"the token file {token_file} is empty")
+        return token
+    return os.environ.get(TOKEN_ENV, "").strip() or None
+
+
+def check_exposure(host: str, token: str | None) -> None:
+    """Refuse to serve metrics beyond this machine without a token."""
+    if token is None and not is_loopback(host):
+        raise HttpAddressError(
+            f"refusing to serve /metrics on {host} without a token: set {TOKEN_ENV} or --token-file, "
+            "or listen on a loopback address such as 127.0.0.1"
+        )
 
 
 def parse_address(text: str) -> tuple[str, int]:
@@ -64,12 +102,22 @@ _FILTER = _OneLineBadRequests()
 
 
 class HttpServer:
-    def __init__(self, supervisor: Supervisor, host: str, port: int, token: str | None) -> None:
-        self.supervisor = supervisor
+    """``/health`` from ``health()`` and ``/metrics`` from ``registry``, on one address."""
+
+    def __init__(
+        self,
+        health: Callable[[], Mapping[str, Any]],
+        registry: CollectorRegistry,
+        host: str,
+        port: int,
+        token: str | None,
+    ) -> None:
+        check_exposure(host, token)
+        self.health = health
         self.host = host
         self.port = port
         self._expected = f"Bearer {token}".encode() if token else None
-        self.registry = build_registry(supervisor)
+        self.registry = registry
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> int:
@@ -97,7 +145,7 @@ class HttpServer:
             self._runner = None
 
     async def _health(self, request: web.Request) -> web.Response:
-        return web.json_response(self.supervisor.health())
+        return web.json_response(dict(self.health()))
 
     async def _metrics(self, request: web.Request) -> web.Response:
         if self._expected is not None:

@@ -16,6 +16,7 @@ import typer
 
 from otseam.contract.loader import ContractError, load
 from otseam.contract.models import Contract, SinkSpec
+from otseam.core.http import HttpAddressError, HttpServer, check_exposure, read_token
 from otseam.diode.config import DiodeConfigError, DiodeSettings, load_key, write_new_key
 
 diode_app = typer.Typer(
@@ -180,7 +181,13 @@ def receive(
     ] = None,
     datagram_size: Annotated[int | None, typer.Option(help="UDP payload bytes (default 1472).")] = None,
     block_timeout: Annotated[str | None, typer.Option(help="How long an incomplete block may wait.")] = None,
-    metrics: Annotated[str | None, typer.Option(help="Serve Prometheus metrics on host:port.")] = None,
+    metrics: Annotated[
+        str | None, typer.Option(help="Serve /metrics (Prometheus) and /health on host:port; IT side only.")
+    ] = None,
+    token_file: Annotated[
+        Path | None,
+        typer.Option("--token-file", help="Bearer token for /metrics (else $SEAM_API_TOKEN); required off loopback."),
+    ] = None,
     modbus_replica: Annotated[
         str | None, typer.Option(help="Also serve a read-only Modbus/TCP replica on host:port (needs --contract).")
     ] = None,
@@ -219,6 +226,9 @@ def receive(
         key = load_key(key_file)
         address = _address(listen, "--listen")
         metrics_address = _address(metrics, "--metrics") if metrics else None
+        token = read_token(token_file)
+        if metrics_address:
+            check_exposure(metrics_address[0], token)
         replica_options = _replica_options(replica_config) if replica_config else {}
         modbus_replica = modbus_replica or replica_options.pop("listen", None)
         replica_options.pop("listen", None)
@@ -228,7 +238,7 @@ def receive(
             raise _Fail("--modbus-replica needs --contract, for the register map")
         sink_specs = _it_sinks(loaded, it_sink or [])
         opened = Journal.open(journal)
-    except (_Fail, DiodeConfigError, JournalError) as exc:
+    except (_Fail, DiodeConfigError, JournalError, HttpAddressError) as exc:
         raise _fail(str(exc)) from None
     data_dir = str(Path(journal).resolve().parent)
     state_path = Path(state) if state else Path(journal).with_name(Path(journal).name + ".diode-state.json")
@@ -244,10 +254,18 @@ def receive(
         # collector's full passes, which otherwise walk it again and again while samples stream in.
         gc.freeze()
         log.info("diode receive: listening on %s:%d", *receiver.listen)
+        http = None
         if metrics_address:
-            from prometheus_client import start_http_server
-
-            start_http_server(metrics_address[1], metrics_address[0], registry=registry_for(receiver.stats))
+            stats = receiver.stats
+            http = HttpServer(
+                lambda: {"status": "ok", "receiver": stats.as_dict()},
+                registry_for(stats),
+                metrics_address[0],
+                metrics_address[1],
+                token,
+            )
+            bound = await http.start()
+            log.info("diode receive: metrics on http://%s:%d/metrics", metrics_address[0], bound)
         stop = asyncio.Event()
         replica_task = None
         runners = []
@@ -276,6 +294,8 @@ def receive(
         finally:
             stop.set()
             await receiver.close()
+            if http is not None:
+                await http.stop()
             if runners:
                 # Drain: everything the receiver wrote reaches the IT sinks before the process ends.
                 await asyncio.wait(runners, timeout=30)
