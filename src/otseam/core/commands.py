@@ -67,7 +67,11 @@ async def serve(
     bound_address: tuple[str, int] | None = None
     if options.http is not None:
         host, port = options.http
-        http = HttpServer(supervisor.health, build_registry(supervisor), host, port, options.token)
+        try:
+            http = HttpServer(supervisor.health, build_registry(supervisor), host, port, options.token)
+        except HttpAddressError as exc:
+            typer.echo(f"seam: {exc}", err=True)
+            return 2
         try:
             bound = await http.start()
         except OSError as exc:

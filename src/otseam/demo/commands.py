@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 
 from otseam.core.commands import RunOptions, serve, setup_logging
-from otseam.core.http import HttpAddressError, parse_address
+from otseam.core.http import HttpAddressError, check_exposure, parse_address, read_token
 from otseam.core.supervisor import Settings, Supervisor
 from otseam.sim.plant import SimListenError, SimPlant
 
@@ -53,7 +53,7 @@ async def _demo(directory: Path, http: tuple[str, int] | None, seed: int, opcua:
         options = RunOptions(
             contract=contract,
             http=http,
-            token=None,
+            token=read_token(None),
             settings=Settings(drain_timeout=10.0, watch=True),
             status_interval=10.0,
             live=console is not None,
@@ -85,6 +85,7 @@ def register(app: typer.Typer) -> None:
         if http.strip().lower() != "off":
             try:
                 address = parse_address(http)
+                check_exposure(address[0], read_token(None))
             except HttpAddressError as exc:
                 typer.echo(f"seam demo: --http: {exc}", err=True)
                 raise typer.Exit(2) from None
