@@ -74,14 +74,17 @@ def test_scale_limits_are_explained() -> None:
 
 
 async def test_on_its_own_clock_every_read_matches_the_cycle_it_names() -> None:
-    async with SimPlant(modbus_port=0, opcua=False, tick=0.05, devices=2, points=100, seed=4) as plant:
+    # 62 float32 points fill one read of 124 registers: the swap is atomic per answer, and this test
+    # asserts exactly that. (With more points a device takes several reads, which may straddle a swap,
+    # as they would on a real PLC.)
+    async with SimPlant(modbus_port=0, opcua=False, tick=0.05, devices=2, points=62, seed=4) as plant:
         assert plant.scale is not None
         modbus = AsyncModbusTcpClient("127.0.0.1", port=plant.modbus_port, timeout=3, retries=0)
         assert await modbus.connect()
         cycles: set[int] = set()
         try:
             for _ in range(2000):  # bounded: stop once several cycles were seen
-                values = await read_all(modbus, 2, 100)
+                values = await read_all(modbus, 2, 62)
                 cycle = int(values[0])
                 # Images prepared ahead in a thread are swapped in whole: never a mix of two cycles.
                 assert np.array_equal(values, plant.scale.values_at(cycle)[1])
