@@ -7,7 +7,9 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 # command:package pairs; a command already on PATH (however it was installed) is not reinstalled.
 SYSTEM_TOOLS := mosquitto:mosquitto initdb:postgresql mbpoll:mbpoll tshark:tshark tcpdump:tcpdump \
-                ip:iproute2 socat:socat node:nodejs npm:npm
+                ip:iproute2 ethtool:ethtool socat:socat node:nodejs npm:npm
+# file:package pairs for what building the diode's C speedups needs (see setup.py).
+BUILD_FILES := /usr/include/openssl/sha.h:libssl-dev
 # Tests run in two processes (the machines have two cores); override with PYTEST_WORKERS=0 to debug.
 PYTEST_WORKERS ?= 2
 
@@ -21,6 +23,10 @@ system-deps:
 	@missing=""; for pair in $(SYSTEM_TOOLS); do cmd=$${pair%%:*}; pkg=$${pair#*:}; \
 		PATH="$$PATH:/usr/sbin:/sbin:$$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | tr '\n' ':')" \
 		command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
+	for pair in $(BUILD_FILES); do [ -e "$${pair%%:*}" ] || missing="$$missing $${pair#*:}"; done; \
+	command -v gcc >/dev/null 2>&1 || missing="$$missing gcc"; \
+	$(PYTHON) -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
+		|| missing="$$missing python3-dev"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing system packages:$$missing"; \
 		SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
@@ -33,7 +39,7 @@ $(BIN)/python:
 	$(BIN)/pip install -q --upgrade pip
 
 venv: $(VENV)/.installed
-$(VENV)/.installed: $(BIN)/python pyproject.toml
+$(VENV)/.installed: $(BIN)/python pyproject.toml setup.py src/otseam/diode/_speedups.c
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@
 

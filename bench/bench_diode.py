@@ -43,7 +43,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "src"))
 
 BIN = Path(sys.executable).parent
-SEAM_RATE = "3Gbit/s"  # above what either side reaches here: the bucket never throttles
+SEAM_RATE = "1.8Gbit/s"  # the default --rate: below what the receiver sustains here, as a deployment sets it
 PYDIODE_BITRATE = str(3_000_000_000)
 
 
@@ -70,7 +70,9 @@ def role_sender(args: argparse.Namespace) -> None:
 
     offsets, records = make_samples(args.records, args.value_size)
     key = Path(args.key).read_bytes().strip()
-    settings = DiodeSettings.from_options({"rate": SEAM_RATE, "datagram_size": args.datagram})
+    settings = DiodeSettings.from_options(
+        {"rate": args.rate, "datagram_size": args.datagram, "offload": not args.no_offload}
+    )
     host, port = args.target.rsplit(":", 1)
 
     async def main() -> dict[str, Any]:
@@ -222,7 +224,16 @@ def start_relay(
 
 
 def run_seam(
-    path: Path_, work: Path, key: Path, records: int, loss: float, datagram: int, value_size: int, seed: int
+    path: Path_,
+    work: Path,
+    key: Path,
+    records: int,
+    loss: float,
+    datagram: int,
+    value_size: int,
+    seed: int,
+    rate: str = SEAM_RATE,
+    offload: bool = True,
 ) -> dict[str, Any]:
     tag = secrets.token_hex(3)
     receive_port, relay_port = 7400, 7401
@@ -230,7 +241,8 @@ def run_seam(
     listen = f"127.0.0.1:{receive_port}" if loss else f"{path.it_address}:{receive_port}"
     receiver = subprocess.Popen(
         path.it([str(BIN / "seam"), "diode", "receive", "--journal", str(work / "journals" / f"it-{tag}"), "--listen", listen,
-                 "--key-file", str(key), "--datagram-size", str(datagram), "--stats-file", str(stats_file)]),
+                 "--key-file", str(key), "--datagram-size", str(datagram), "--stats-file", str(stats_file),
+                 *([] if offload else ["--no-offload"])]),
         stdout=log.open("wb"), stderr=subprocess.STDOUT,
     )  # fmt: skip
     wait_for(log, "listening on")
@@ -241,6 +253,7 @@ def run_seam(
     sender = subprocess.Popen(
         path.ot([sys.executable, __file__, "--role", "sender", "--target", target, "--key", str(key),
                  "--records", str(records), "--datagram", str(datagram), "--bind", path.ot_address,
+                 "--rate", rate, *([] if offload else ["--no-offload"]),
                  "--value-size", str(value_size)]),
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )  # fmt: skip
@@ -391,6 +404,8 @@ def main() -> int:
     parser.add_argument("--role", default="main")
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--datagram", type=int, default=1472)
+    parser.add_argument("--rate", default=SEAM_RATE, help="Seam's wire rate limit (token bucket), e.g. 1.4Gbit/s")
+    parser.add_argument("--no-offload", action="store_true", help="no UDP GSO/GRO on either side")
     parser.add_argument("--value-size", type=int, default=0, help="text values of this size (bulk workload)")
     parser.add_argument("--paths", default="loopback,netns")
     parser.add_argument("--losses", default="0,0.01,0.05")
@@ -433,8 +448,11 @@ def main() -> int:
             for loss in losses:
                 for repeat in range(args.repeat):
                     seed = 7 + repeat  # each repeat its own drop pattern, the same for every tool
-                    seam = run_seam(path, work, key, args.records, loss, args.datagram, args.value_size, seed)
-                    seam.update(path=path.name, loss=loss)
+                    seam = run_seam(
+                        path, work, key, args.records, loss, args.datagram, args.value_size, seed,
+                        rate=args.rate, offload=not args.no_offload,
+                    )  # fmt: skip
+                    seam.update(path=path.name, loss=loss, rate=args.rate, offload=not args.no_offload)
                     results.append(seam)
                     print(json.dumps(seam), flush=True)
                     for size in peer_sizes:

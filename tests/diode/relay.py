@@ -126,7 +126,7 @@ class LossyRelay:
         short path; any other impairment, or keeping the truth, goes through :meth:`_relay` as before."""
         inbound = mmsg.BatchReceiver(self._in, _SLOT, _BATCH)
         outbound = mmsg.BatchSender(self._out, self.target, _SLOT, _BATCH)
-        view, sizes, out = inbound.view, inbound.sizes, outbound.buffer
+        view, out = inbound.view, outbound.buffer
         poller = select.poll()
         poller.register(self._in.fileno(), select.POLLIN)
         while not self._stop.is_set():
@@ -138,6 +138,7 @@ class LossyRelay:
                 got = inbound.receive()
             except OSError:
                 return
+            starts, sizes = inbound.starts, inbound.sizes
             with self._lock:
                 imp = self.impairments
                 plain = not (self.keep_truth or imp.spare_beacons or self._held) and not (
@@ -146,7 +147,7 @@ class LossyRelay:
                 if not plain:
                     for i in range(got):
                         if sizes[i] >= 0:
-                            self._relay(bytes(view[i * _SLOT : i * _SLOT + sizes[i]]))
+                            self._relay(bytes(view[starts[i] : starts[i] + sizes[i]]))
                     continue
                 lengths: list[int] = []
                 draw, drop = self._rng.random, imp.drop
@@ -158,7 +159,7 @@ class LossyRelay:
                     # reorder): a seeded run drops the same datagrams whichever way it forwards them.
                     draw(), draw(), draw(), draw()
                     size, at = sizes[i], len(lengths) * _SLOT
-                    out[at : at + size] = view[i * _SLOT : i * _SLOT + size]
+                    out[at : at + size] = view[starts[i] : starts[i] + size]
                     lengths.append(size)
                 self.truth.forwarded += len(lengths)
             outbound.set_lengths(lengths)

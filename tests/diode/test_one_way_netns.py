@@ -4,6 +4,11 @@ tcpdump captures every frame on the OT side's interface for the whole run; the t
 each one came from the OT side. Static ARP on the OT side, ARP off and IPv6 off on the IT side, so the
 operating system has no reason of its own to send anything either (as on a hardware diode, where the
 IT side's transmit fibre does not exist). The /30 exists only inside these two namespaces.
+
+The veth pair behaves like a physical link without segmentation offload in the card: the OT side's
+kernel cuts the sender's segmented messages (UDP GSO) into separate 1,500-byte frames before they
+reach the link (tcpdump sees those frames), and the IT side's kernel may join them again on receipt
+(GRO, on by default on physical cards). Without this, a veth carries a 64 KiB message as one frame.
 """
 
 from __future__ import annotations
@@ -51,6 +56,8 @@ def namespace_pair() -> Iterator[tuple[str, str, str, str]]:
         run("ip", "-n", it, "addr", "add", f"{IT_ADDRESS}/30", "dev", it_dev)
         run("ip", "-n", it, "link", "set", it_dev, "arp", "off")
         run("ip", "-n", ot, "neigh", "add", IT_ADDRESS, "lladdr", mac_of(it, it_dev), "dev", ot_dev, "nud", "permanent")
+        run("ip", "netns", "exec", ot, "ethtool", "-K", ot_dev, "tx-udp-segmentation", "off")
+        run("ip", "netns", "exec", it, "ethtool", "-K", it_dev, "gro", "on")
         run("ip", "-n", ot, "link", "set", ot_dev, "up")
         run("ip", "-n", it, "link", "set", it_dev, "up")
         yield ot, it, ot_dev, it_dev
@@ -122,6 +129,8 @@ def test_nothing_ever_travels_from_the_it_side(tmp_path: Path) -> None:
     ).stdout.splitlines()
     sources = [line.split()[1] for line in frames]
     assert len(frames) > 700  # the whole transfer was captured
+    # One datagram per frame, none larger than an Ethernet frame, even though the sender segments.
+    assert max(int(re.search(r"length (\d+):", f).group(1)) for f in frames) <= 1514  # type: ignore[union-attr]
     assert set(sources) == {ot_mac}, f"frames not from the OT side: {[f for f in frames if ot_mac not in f][:5]}"
     assert it_mac not in sources
     # Every frame is one of our datagrams, OT address to the receiver's port: no ARP, no ICMP, no IPv6.

@@ -39,9 +39,8 @@ from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
+from itertools import accumulate
 from typing import Any
-
-import numpy as np
 
 from otseam.core.records import Event, Quality, Record, Sample, Severity
 
@@ -197,20 +196,30 @@ def _decode_record(item: Any) -> Record:
     raise BlockError("a record has an unknown shape")
 
 
-def _array(payload: bytes, start: int, count: int, dtype: str) -> tuple[np.ndarray[Any, Any], int]:
-    end = start + count * np.dtype(dtype).itemsize
+#: Column type codes of the block format by size; the array module's sizes are checked once, here.
+_TYPECODES = {"u1": "B", "u4": "I", "i8": "q", "f8": "d"}
+if array("I").itemsize != 4 or array("q").itemsize != 8 or array("d").itemsize != 8:
+    raise ImportError("this platform's C types do not match the diode block format")
+
+
+def _column(payload: bytes, start: int, count: int, kind: str) -> tuple[list[Any], int]:
+    """A little-endian column of ``count`` values of ``kind`` at ``start``, as a list.
+
+    The array module rather than numpy: a block holds tens to thousands of values, where numpy's
+    fixed cost per call (microseconds) weighs more than the work itself.
+    """
+    column = array(_TYPECODES[kind])
+    end = start + count * column.itemsize
     if end > len(payload):
         raise BlockError("block is shorter than its columns")
-    return np.frombuffer(payload, dtype=dtype, count=count, offset=start), end
-
-
-def _column(payload: bytes, start: int, count: int, dtype: str) -> tuple[list[Any], int]:
-    column, end = _array(payload, start, count, dtype)
+    column.frombytes(payload[start:end])
+    if _SWAP:
+        column.byteswap()
     return column.tolist(), end
 
 
 def _text_column(payload: bytes, position: int, count: int) -> tuple[list[str], int]:
-    lengths, position = _array(payload, position, count, "<u4")
+    lengths, position = _column(payload, position, count, "u4")
     if position + _LENGTH.size > len(payload):
         raise BlockError("block is shorter than its text column")
     (size,) = _LENGTH.unpack_from(payload, position)
@@ -221,12 +230,11 @@ def _text_column(payload: bytes, position: int, count: int) -> tuple[list[str], 
         text = payload[position : position + size].decode()
     except UnicodeDecodeError:
         raise BlockError("block text is not UTF-8") from None
-    ends = np.cumsum(lengths, dtype=np.uint64)
-    if int(ends[-1]) != len(text):
+    ends = list(accumulate(lengths))
+    if ends[-1] != len(text):
         raise BlockError("block text lengths do not add up")
-    starts = ends - lengths
     # Slices of one decoded string, made in C: no Python frame per value.
-    return list(map(text.__getitem__, map(slice, starts.tolist(), ends.tolist()))), position + size
+    return list(map(text.__getitem__, map(slice, [0, *ends[:-1]], ends))), position + size
 
 
 def _decode_samples(payload: bytes) -> Block:
@@ -246,17 +254,17 @@ def _decode_samples(payload: bytes) -> Block:
     if not isinstance(table, list) or not table or set(map(type, table)) != {str}:
         raise BlockError("block point table is not a list of keys")
     position = start + meta_length
-    indexes, position = _array(payload, position, count, "<u4")
-    if int(indexes.max()) >= len(table):
+    indexes, position = _column(payload, position, count, "u4")
+    if max(indexes) >= len(table):
         raise BlockError("block point index beyond its table")
-    offset_array, position = _array(payload, position, count, "<i8")
+    offsets, position = _column(payload, position, count, "i8")
     qualities, position = _column(payload, position, count, "u1")
-    source_ts, position = _column(payload, position, count, "<f8")
-    gateway_ts, position = _column(payload, position, count, "<f8")
+    source_ts, position = _column(payload, position, count, "f8")
+    gateway_ts, position = _column(payload, position, count, "f8")
     if value_kind != VALUES_JSON and values is not None:
         raise BlockError("block values are in two places")
     if value_kind == VALUES_FLOAT:
-        values, position = _column(payload, position, count, "<f8")
+        values, position = _column(payload, position, count, "f8")
     elif value_kind == VALUES_TEXT:
         values, position = _text_column(payload, position, count)
     elif value_kind != VALUES_JSON:
@@ -265,16 +273,17 @@ def _decode_samples(payload: bytes) -> Block:
         raise BlockError("block values do not match its count")
     if position != len(payload):
         raise BlockError("block has trailing bytes")
-    if int(offset_array.min()) < 0:
+    if min(offsets) < 0:
         raise BlockError("block offsets are not non-negative integers")
-    consecutive = count == 1 or bool((np.diff(offset_array) == 1).all())
+    first = offsets[0]
+    consecutive = offsets[-1] - first == count - 1 and offsets == list(range(first, first + count))
     if max(qualities) >= len(_QUALITIES):
         raise BlockError(f"unknown quality {max(qualities)}")
     quality = map(_QUALITIES.__getitem__, qualities)
-    points = map(table.__getitem__, indexes.tolist())
+    points = map(table.__getitem__, indexes)
     # tuple.__new__ through map builds the NamedTuples in C, without a Python frame per sample.
     records: list[Record] = list(map(_new_sample, zip(points, values, quality, source_ts, gateway_ts, strict=True)))
-    return Block(_text(source), offset_array.tolist(), records, consecutive)
+    return Block(_text(source), offsets, records, consecutive)
 
 
 def decode(payload: bytes) -> Block:

@@ -44,6 +44,15 @@ def _address(text: str, what: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+#: Both commands take it; either side may turn it off on its own (the datagrams on the link are the same).
+_Offload = Annotated[
+    bool | None,
+    typer.Option(
+        "--offload/--no-offload", help="Let the kernel segment/coalesce runs of datagrams (UDP GSO/GRO; default on)."
+    ),
+]
+
+
 def _options(**values: Any) -> dict[str, Any]:
     return {name: value for name, value in values.items() if value is not None}
 
@@ -99,6 +108,7 @@ def send(
         int | None, typer.Option(help="Parity fragments for the smallest blocks (default 3).")
     ] = None,
     datagram_size: Annotated[int | None, typer.Option(help="UDP payload bytes (default 1472).")] = None,
+    offload: _Offload = None,
     snapshot_interval: Annotated[str | None, typer.Option(help="How often all current values are sent.")] = None,
     drain: Annotated[bool, typer.Option(help="Exit once everything in the journal has been sent.")] = False,
     duration: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
@@ -128,6 +138,7 @@ def send(
                 overhead=overhead,
                 min_parity=min_parity,
                 datagram_size=datagram_size,
+                offload=offload,
                 snapshot_interval=snapshot_interval,
             )
         )
@@ -180,6 +191,7 @@ def receive(
         int | None, typer.Option(help="Parity fragments for the smallest blocks (default 3).")
     ] = None,
     datagram_size: Annotated[int | None, typer.Option(help="UDP payload bytes (default 1472).")] = None,
+    offload: _Offload = None,
     block_timeout: Annotated[str | None, typer.Option(help="How long an incomplete block may wait.")] = None,
     metrics: Annotated[
         str | None, typer.Option(help="Serve /metrics (Prometheus) and /health on host:port; IT side only.")
@@ -220,6 +232,7 @@ def receive(
                 overhead=overhead,
                 min_parity=min_parity,
                 datagram_size=datagram_size,
+                offload=offload,
                 block_timeout=block_timeout,
             )
         )

@@ -86,6 +86,10 @@ class DiodeSettings:
     #: Receiver: how long an incomplete block may wait for its missing fragments.
     block_timeout: float = 0.5
     datagram_size: int = DEFAULT_DATAGRAM
+    #: Let the kernel cut and join runs of equal datagrams (UDP segmentation offload on the sender,
+    #: receive coalescing on the receiver, Linux only). The datagrams on a link are the same either way,
+    #: so the two sides need not agree on it; off, every datagram makes its own trip through the stack.
+    offload: bool = True
 
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> DiodeSettings:
@@ -99,6 +103,7 @@ class DiodeSettings:
             "beacon_interval",
             "snapshot_interval",
             "block_timeout",
+            "offload",
         }
         unknown = sorted(set(options) - known - {"key_file", "target", "bind", "listen"})
         if unknown:
@@ -124,7 +129,10 @@ class DiodeSettings:
         rate = _parse_rate_bits(options.get("rate", "100Mbit/s"))
         if rate < datagram * 10:
             raise DiodeConfigError(f"rate {options.get('rate')!r} is too low to carry even ten datagrams a second")
-        return cls(fec=fec, rate=rate, datagram_size=datagram, **durations)
+        offload = options.get("offload", True)
+        if not isinstance(offload, bool):
+            raise DiodeConfigError(f"offload must be true or false, got {offload!r}")
+        return cls(fec=fec, rate=rate, datagram_size=datagram, offload=offload, **durations)
 
     def fingerprint(self, key: bytes) -> bytes:
         """Only what the receiver must agree with: the key and the FEC layout (not the rate)."""

@@ -8,8 +8,8 @@ this module computes each pattern's tables once and keeps them; rebuilding a fra
 ``ec_encode_data`` pass, a few microseconds.
 
 It calls the ISA-L library that the pyeclib wheels bundle (the same code liberasurecode uses for the
-``isa_l_rs_vand`` backend), through ctypes; no compiled code of our own. The parity matrix is ISA-L's
-``gf_gen_rs_matrix``, exactly as liberasurecode builds it, and liberasurecode's 80-byte fragment header
+``isa_l_rs_cauchy`` backend), through ctypes. The parity matrix is ISA-L's ``gf_gen_cauchy1_matrix``,
+exactly as liberasurecode builds it, and liberasurecode's 80-byte fragment header
 gives each fragment's data size and the block's original size. :class:`Recovery` checks itself against
 pyeclib when it is created, and ``Fec`` falls back to pyeclib whenever it is unavailable or disagrees.
 """
@@ -47,7 +47,7 @@ def _library() -> Any | None:
     for candidate in candidates:
         try:
             lib = ctypes.CDLL(candidate)
-            lib.gf_gen_rs_matrix.argtypes = [ctypes.c_char_p, ctypes.c_int, ctypes.c_int]
+            lib.gf_gen_cauchy1_matrix.argtypes = [ctypes.c_char_p, ctypes.c_int, ctypes.c_int]
             lib.gf_invert_matrix.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int]
             lib.gf_invert_matrix.restype = ctypes.c_int
             lib.ec_init_tables.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_char_p]
@@ -101,7 +101,7 @@ class Recovery:
         matrix = self._matrices.get((k, m))
         if matrix is None:
             buffer = ctypes.create_string_buffer((k + m) * k)
-            self._lib.gf_gen_rs_matrix(buffer, k + m, k)
+            self._lib.gf_gen_cauchy1_matrix(buffer, k + m, k)
             matrix = self._matrices[(k, m)] = buffer.raw
         return matrix
 
@@ -138,7 +138,7 @@ class Recovery:
         square = ctypes.create_string_buffer(bytes(matrix[p * k + c] for p in parity for c in missing), e * e)
         inverse = ctypes.create_string_buffer(e * e)
         if self._lib.gf_invert_matrix(square, inverse, e) != 0:
-            return None  # not every Vandermonde submatrix is invertible; pyeclib then decides
+            return None  # cannot happen with a Cauchy matrix; if it did, pyeclib would decide
         c = np.frombuffer(inverse.raw, dtype=np.uint8).reshape(e, e)
         a = np.frombuffer(matrix, dtype=np.uint8).reshape(k + m, k)[np.array(parity)][:, np.array(data, dtype=np.intp)]
         product = np.zeros((e, k - e), dtype=np.uint8)

@@ -68,13 +68,18 @@ class DiodeSender:
         settings: DiodeSettings,
         bind: str | None = None,
         batched: bool | None = None,
+        compiled: bool | None = None,
     ) -> None:
         """``batched``: send a block with sendmmsg (None: wherever it is available; False: sendto per
-        datagram, the portable path)."""
+        datagram, the portable path). ``compiled``: seal datagrams (and call sendmmsg) with the C
+        speedups (None: wherever they were built; False: the pure-Python reference)."""
         self.target = target
         self.settings = settings
         self._key = key
         self._mac = wire.Mac(key)
+        self._compiled = compiled
+        speedups = wire.speedups(compiled)
+        self._sealer = speedups.Mac(key) if speedups is not None else None
         self._bind = bind
         self._batched = mmsg.available() if batched is None else batched
         self._batch: mmsg.BatchSender | None = None
@@ -105,7 +110,9 @@ class DiodeSender:
         self._address = (socket.gethostbyname(self.target[0]), self.target[1])
         most = self.settings.fec.max_k + self.settings.fec.parity_for(self.settings.fec.max_k)
         if self._batched:
-            self._batch = mmsg.BatchSender(sock, self._address, self._slot, most)
+            self._batch = mmsg.BatchSender(
+                sock, self._address, self._slot, most, compiled=self._compiled, segment=self.settings.offload
+            )
             self._buffer = self._batch.buffer
         else:
             self._buffer = bytearray(self._slot * most)
@@ -173,9 +180,14 @@ class DiodeSender:
                 raise RuntimeError("the diode sender is not started")
             sequence = self.next_sequence
             self.next_sequence += 1
-            lengths = wire.pack_block_into(
-                self._mac, self._buffer, self._slot, flags, k, m, self.session, sequence, fragments
-            )
+            if self._sealer is not None:
+                lengths = self._sealer.pack_block(
+                    self._buffer, self._slot, flags, k, m, self.session, sequence, fragments
+                )
+            else:
+                lengths = wire.pack_block_into(
+                    self._mac, self._buffer, self._slot, flags, k, m, self.session, sequence, fragments
+                )
             await self._bucket.take(sum(lengths) + 28 * len(lengths))  # + IPv4 and UDP headers
             if self._batch is not None:
                 await self._send_batch(self._batch, lengths)

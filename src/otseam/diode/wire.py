@@ -28,6 +28,7 @@ import struct
 from dataclasses import dataclass
 from enum import IntEnum
 from functools import partial
+from types import ModuleType
 from typing import NamedTuple
 
 MAGIC = b"SD"
@@ -208,6 +209,47 @@ def peek_beacon_fingerprint(data: bytes | memoryview) -> bytes | None:
     return bytes(data[HEADER_SIZE : HEADER_SIZE + FINGERPRINT_SIZE])
 
 
+# --- the compiled hot path ---------------------------------------------------------------------------
+
+
+#: What the C checker's ``parse_batch`` returns, item by item (see ``_speedups.c``).
+ITEM_RUN, ITEM_BEACON, ITEM_FOREIGN_BEACON = 1, 2, 3
+
+
+def _load_speedups() -> ModuleType | None:
+    try:
+        from otseam.diode import _speedups
+    except ImportError:  # not built here (no compiler at install time): the Python above does the work
+        return None
+    built = (
+        _speedups.VERSION,
+        _speedups.HEADER_SIZE,
+        _speedups.MAC_SIZE,
+        _speedups.BEACON_PAYLOAD,
+        _speedups.ITEM_RUN,
+        _speedups.ITEM_BEACON,
+        _speedups.ITEM_FOREIGN_BEACON,
+    )
+    if built != (VERSION, HEADER_SIZE, MAC_SIZE, BEACON.size, ITEM_RUN, ITEM_BEACON, ITEM_FOREIGN_BEACON):
+        raise ImportError(
+            f"otseam.diode._speedups was built for another wire layout {built}: reinstall Seam to rebuild it"
+        )
+    return _speedups
+
+
+def speedups(wanted: bool | None = None) -> ModuleType | None:
+    """The C implementation of this module's hot paths (``_speedups.c``), or None for pure Python.
+
+    ``wanted``: None takes it wherever it was built, False never, True insists (an error if it is not
+    built). Both give the same bytes and the same verdicts; the tests hold them to that.
+    """
+    if wanted is False:
+        return None
+    if _SPEEDUPS is None and wanted:
+        raise RuntimeError("the diode's C speedups are not built here: reinstall Seam with a C compiler and OpenSSL")
+    return _SPEEDUPS
+
+
 # --- beacons --------------------------------------------------------------------------------------
 
 FINGERPRINT_SIZE = 16
@@ -251,3 +293,6 @@ def fingerprint(key: bytes, settings: str) -> bytes:
     digest.update(hashlib.sha256(key).digest())
     digest.update(settings.encode())
     return digest.digest()[:FINGERPRINT_SIZE]
+
+
+_SPEEDUPS = _load_speedups()

@@ -1,0 +1,36 @@
+# Types of the compiled module built from _speedups.c (see there and setup.py).
+from collections.abc import Sequence
+
+from typing_extensions import Buffer
+
+VERSION: int
+HEADER_SIZE: int
+MAC_SIZE: int
+BEACON_PAYLOAD: int
+ITEM_RUN: int
+ITEM_BEACON: int
+ITEM_FOREIGN_BEACON: int
+
+class Mac:
+    def __init__(self, key: Buffer) -> None: ...
+    def __call__(self, data: Buffer) -> bytes: ...
+    def pack_block(
+        self,
+        buffer: bytearray,
+        slot: int,
+        flags: int,
+        k: int,
+        m: int,
+        session: int,
+        sequence: int,
+        fragments: list[bytes],
+    ) -> list[int]: ...
+    def parse_batch(
+        self, buffer: Buffer, starts: Sequence[int], sizes: Sequence[int], count: int, limit: int
+    ) -> tuple[int, tuple[int, int, int, int, int], list[tuple[object, ...]]]: ...
+
+def send_batch(
+    fd: int, address: bytes, buffer: Buffer, slot: int, lengths: list[int], first: int, count: int, segment: bool
+) -> int: ...
+def recv_batch(fd: int, buffer: bytearray, slot: int, count: int) -> tuple[list[int], list[int]]: ...
+def enable_coalescing(fd: int) -> bool: ...
