@@ -124,8 +124,10 @@ class LossyRelay:
         """Up to 64 datagrams per system call each way, so that the relay (a Python process on the same
         cores in the benchmark) costs the link as little as possible. Only plain random loss takes the
         short path; any other impairment, or keeping the truth, goes through :meth:`_relay` as before."""
-        inbound = mmsg.BatchReceiver(self._in, _SLOT, _BATCH)
-        outbound = mmsg.BatchSender(self._out, self.target, _SLOT, _BATCH)
+        # The kernel's segmentation and coalescing on both of its sockets, as the diode's own ends use
+        # them: the relay still drops, corrupts or delays datagram by datagram.
+        inbound = mmsg.BatchReceiver(self._in, _SLOT, _BATCH, coalesce=True)
+        outbound = mmsg.BatchSender(self._out, self.target, _SLOT, _BATCH, segment=True)
         view, out = inbound.view, outbound.buffer
         poller = select.poll()
         poller.register(self._in.fileno(), select.POLLIN)
@@ -149,7 +151,7 @@ class LossyRelay:
                         if sizes[i] >= 0:
                             self._relay(bytes(view[starts[i] : starts[i] + sizes[i]]))
                     continue
-                lengths: list[int] = []
+                kept: list[int] = []
                 draw, drop = self._rng.random, imp.drop
                 for i in range(got):
                     if draw() < drop:
@@ -158,20 +160,27 @@ class LossyRelay:
                     # The draws _relay makes for a datagram it forwards (corrupt, truncate, duplicate,
                     # reorder): a seeded run drops the same datagrams whichever way it forwards them.
                     draw(), draw(), draw(), draw()
+                    kept.append(i)
+                self.truth.forwarded += len(kept)
+            # A coalesced receive can hold more datagrams than the outbound buffer: forward in slices.
+            for chunk in range(0, len(kept), _BATCH):
+                lengths: list[int] = []
+                for i in kept[chunk : chunk + _BATCH]:
                     size, at = sizes[i], len(lengths) * _SLOT
+                    if size < 0:  # longer than any UDP datagram: nothing to forward
+                        continue
                     out[at : at + size] = view[starts[i] : starts[i] + size]
                     lengths.append(size)
-                self.truth.forwarded += len(lengths)
-            outbound.set_lengths(lengths)
-            first = 0
-            while first < len(lengths) and not self._stop.is_set():
-                try:
-                    sent = outbound.send(first, len(lengths) - first)
-                except OSError:
-                    break
-                if not sent:
-                    time.sleep(0.0002)
-                first += sent
+                outbound.set_lengths(lengths)
+                first = 0
+                while first < len(lengths) and not self._stop.is_set():
+                    try:
+                        sent = outbound.send(first, len(lengths) - first)
+                    except OSError:
+                        return
+                    if not sent:
+                        time.sleep(0.0002)
+                    first += sent
 
     def _relay(self, data: bytes) -> None:
         imp, rng, truth = self.impairments, self._rng, self.truth
