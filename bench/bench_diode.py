@@ -6,8 +6,11 @@ test suite (seed 7, then 8, 9, ... for each --repeat; it drops the same datagram
 them in batches or one by one), which sits in front of the receiver; at 0% there is no relay.
 
 Seam: a sender process generates samples in memory and sends them with DiodeSender (1,472-byte
-datagrams unless --datagram says otherwise, default FEC: k up to 64, 12.5% parity, at least 3); the
-receiver is `seam diode receive` writing a real IT journal. pydiode: `pydiode send` / `pydiode
+datagrams unless --datagram says otherwise, default FEC: k up to 64, 12.5% parity, at least 3; the
+compiled hot path and kernel segmentation/coalescing unless --no-offload; a token-bucket rate of
+--rate, default 1.8 Gbit/s on the wire, below what one receiving core sustains here: nothing can slow
+a one-way sender down, so a deployment sets this below the receiver's capacity); the receiver is
+`seam diode receive` writing a real IT journal. pydiode: `pydiode send` / `pydiode
 receive` moving a file of exactly the size of Seam's payload, once with its Linux default of
 65,507-byte datagrams and once with 1,472-byte datagrams (--pydiode-datagrams), each chunk sent
 twice (its default redundancy) and --max-bitrate 3 Gbit/s (no effective limit).
@@ -18,7 +21,8 @@ over the transfer only; pydiode: whole processes), payload per CPU-second of sen
 and Seam's goodput as a multiple of each pydiode configuration's in the same loss and path.
 
     .venv/bin/python bench/bench_diode.py [--records N] [--value-size BYTES] [--datagram BYTES]
-        [--paths loopback,netns] [--losses 0,0.01,0.05] [--pydiode-datagrams 65507,1472]
+        [--rate 1.8Gbit/s] [--no-offload] [--paths loopback,netns] [--losses 0,0.01,0.05]
+        [--pydiode-datagrams 65507,1472]
 """
 
 from __future__ import annotations
@@ -433,6 +437,8 @@ def main() -> int:
         RELAY_OPTIONS.append("--relay-one-by-one")
     print(f"machine: {os.cpu_count()} cores; load: {Path('/proc/loadavg').read_text().split()[:3]}", flush=True)
     print(f"started {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}", flush=True)
+    print(f"Seam: rate limit {args.rate}, kernel offload {'off' if args.no_offload else 'on'}, "
+          f"datagrams of {args.datagram} bytes", flush=True)  # fmt: skip
     work = Path(tempfile.mkdtemp(prefix="seam-bench-diode-"))
     key = work / "key"
     key.write_text(secrets.token_hex(32))
