@@ -65,6 +65,24 @@ store64(unsigned char *p, uint64_t v)
     }
 }
 
+/* An "O&" converter for a 64-bit unsigned field: refuses what does not fit (PyArg's "K" would silently
+ * keep the low 64 bits of any integer, negative ones included, and seal a datagram nobody asked for). */
+static int
+to_u64(PyObject *object, void *out)
+{
+    PyObject *number = PyNumber_Index(object); /* a TypeError for anything but an integer */
+    if (number == NULL)
+        return 0;
+    unsigned long long value = PyLong_AsUnsignedLongLong(number);
+    Py_DECREF(number);
+    if (value == (unsigned long long)-1 && PyErr_Occurred()) {
+        PyErr_SetString(PyExc_ValueError, "session and sequence must be between 0 and 2**64 - 1");
+        return 0;
+    }
+    *(unsigned long long *)out = value;
+    return 1;
+}
+
 /* --- Mac: HMAC-SHA256 truncated to 16 bytes, with both padded key blocks hashed once -------------- */
 
 typedef struct {
@@ -143,8 +161,8 @@ Mac_pack_block(MacObject *self, PyObject *args)
     int flags, k, m;
     unsigned long long session, sequence;
     PyObject *fragments;
-    if (!PyArg_ParseTuple(args, "w*niiiKKO!:pack_block", &buffer, &slot, &flags, &k, &m, &session, &sequence,
-                          &PyList_Type, &fragments))
+    if (!PyArg_ParseTuple(args, "w*niiiO&O&O!:pack_block", &buffer, &slot, &flags, &k, &m, to_u64, &session, to_u64,
+                          &sequence, &PyList_Type, &fragments))
         return NULL;
     PyObject *lengths = NULL;
     Py_ssize_t count = PyList_GET_SIZE(fragments);
@@ -152,7 +170,8 @@ Mac_pack_block(MacObject *self, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "pack_block: flags, k and m must fit a byte and k + m fragments be given");
         goto done;
     }
-    if (slot < OVERHEAD || count * slot > buffer.len) {
+    /* Divided, not multiplied: count * slot can overflow for a huge slot and pass as small. */
+    if (slot < OVERHEAD || slot > buffer.len / count) {
         PyErr_SetString(PyExc_ValueError, "pack_block: the buffer is too small for these fragments");
         goto done;
     }
@@ -271,7 +290,8 @@ Mac_parse_batch(MacObject *self, PyObject *args)
         Py_ssize_t start = PyLong_AsSsize_t(PySequence_Fast_GET_ITEM(starts_fast, i));
         if (start == -1 && PyErr_Occurred())
             goto done;
-        if (start < 0 || start + size > buffer.len) {
+        /* Not start + size > buffer.len: that overflows for a start near the top of the range. */
+        if (start < 0 || start > buffer.len - size) {
             PyErr_SetString(PyExc_ValueError, "parse_batch: a datagram runs past the buffer");
             goto done;
         }
@@ -432,8 +452,10 @@ speedups_send_batch(PyObject *module, PyObject *args)
         struct cmsghdr align;
     } controls[MAX_FRAGMENTS];
     int datagrams_in[MAX_FRAGMENTS];
-    if (count < 0 || count > MAX_FRAGMENTS || first < 0 || first + count > PyList_GET_SIZE(lengths) || slot < 1 ||
-        (first + count) * slot > buffer.len || address.len > (Py_ssize_t)sizeof(struct sockaddr_storage)) {
+    /* Subtracted and divided rather than added and multiplied, which could overflow and pass. */
+    if (count < 0 || count > MAX_FRAGMENTS || first < 0 || first > PyList_GET_SIZE(lengths) - count || slot < 1 ||
+        (first + count > 0 && slot > buffer.len / (first + count)) ||
+        address.len > (Py_ssize_t)sizeof(struct sockaddr_storage)) {
         PyErr_SetString(PyExc_ValueError, "send_batch: first, count, lengths and slot do not fit the buffer");
         goto done;
     }
@@ -526,7 +548,7 @@ speedups_recv_batch(PyObject *module, PyObject *args)
         char buf[CMSG_SPACE(sizeof(int))];
         struct cmsghdr align;
     } controls[1024];
-    if (count < 1 || count > 1024 || slot < 1 || count * slot > buffer.len) {
+    if (count < 1 || count > 1024 || slot < 1 || slot > buffer.len / count) { /* count * slot could overflow */
         PyErr_SetString(PyExc_ValueError, "recv_batch: count and slot do not fit the buffer");
         goto done;
     }
