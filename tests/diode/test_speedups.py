@@ -1,0 +1,516 @@
+"""The compiled hot path (_speedups.c) against the pure-Python reference: the same bytes, the same
+verdicts, the same journal, and no crash whatever it is handed."""
+
+from __future__ import annotations
+
+import hmac
+import itertools
+import select
+import socket
+import struct
+import sys
+import time
+from collections.abc import Callable, Iterator
+from functools import cache
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from otseam.core.records import Event, Quality, Record, Sample
+from otseam.diode import blocks, wire
+from otseam.diode.fec import Fec
+from otseam.diode.receiver import DiodeReceiver
+from otseam.journal import Journal
+from tests.diode.harness import KEY, open_journal, read_all
+from tests.diode.harness import settings as diode_settings
+
+OTHER_KEY = b"0123456789abcdef0123456789abcdef"
+SESSION, UNMATCHED_SESSION = 0x1111_2222_3333_4444, 0xFFFF_0000_FFFF_0000
+UINT64 = st.integers(min_value=0, max_value=2**64 - 1)
+INT64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
+
+
+def compiled() -> ModuleType:
+    module = wire.speedups(True)
+    assert module is not None
+    return module
+
+
+def test_the_compiled_module_is_built_here_so_nothing_silently_falls_back_to_python() -> None:
+    # CI runs on Linux: a missing build there would leave every other test here checking Python twice.
+    assert sys.platform.startswith("linux")
+    module = wire.speedups(None)
+    assert module is not None
+    assert all(hasattr(module, name) for name in ("Mac", "send_batch", "recv_batch", "enable_coalescing"))
+
+
+# --- Mac -------------------------------------------------------------------------------------------
+
+
+@settings(max_examples=300)
+@given(st.binary(max_size=200), st.binary(max_size=3000))
+@example(b"k" * 64, b"a 64-byte key is used as it is")
+@example(b"k" * 65, b"a 65-byte key is hashed first")
+@example(b"", b"")
+def test_the_mac_is_hmac_sha256_truncated_to_16_bytes_for_any_key_and_data(key: bytes, data: bytes) -> None:
+    expected = hmac.digest(key, data, "sha256")[: wire.MAC_SIZE]
+    mac = compiled().Mac(key)
+    assert mac(data) == expected
+    assert mac(bytearray(data)) == expected and mac(memoryview(data)) == expected
+    assert wire.Mac(key)(data) == expected
+
+
+@st.composite
+def blocks_to_pack(draw: st.DrawFn) -> tuple[int, int, int, int, int, list[bytes], int]:
+    k = draw(st.integers(min_value=1, max_value=12))
+    m = draw(st.integers(min_value=0, max_value=6))
+    fragments = draw(st.lists(st.binary(max_size=300), min_size=k + m, max_size=k + m))
+    room = draw(st.integers(min_value=0, max_value=40))  # slack after the longest datagram
+    slot = wire.OVERHEAD + max(map(len, fragments)) + room
+    return draw(st.integers(0, 255)), k, m, draw(UINT64), draw(UINT64), fragments, slot
+
+
+@settings(max_examples=300)
+@given(blocks_to_pack(), st.binary(min_size=1, max_size=1))
+def test_pack_block_writes_exactly_the_bytes_of_the_python_reference(
+    block: tuple[int, int, int, int, int, list[bytes], int], filler: bytes
+) -> None:
+    flags, k, m, session, sequence, fragments, slot = block
+    # Both buffers start with the same junk and a tail beyond the last slot: comparing them whole also
+    # proves that nothing outside the datagrams is written.
+    size = slot * len(fragments) + 17
+    ours, reference = bytearray(filler * size), bytearray(filler * size)
+    lengths = compiled().Mac(KEY).pack_block(ours, slot, flags, k, m, session, sequence, fragments)
+    expected = wire.pack_block_into(wire.Mac(KEY), reference, slot, flags, k, m, session, sequence, fragments)
+    assert lengths == expected
+    assert ours == reference
+
+
+def _pack(buffer: Any, slot: Any, flags: Any, k: Any, m: Any, session: Any, sequence: Any, fragments: Any) -> None:
+    compiled().Mac(KEY).pack_block(buffer, slot, flags, k, m, session, sequence, fragments)
+
+
+FOUR = [b"a", b"b", b"c", b"d"]
+
+
+@pytest.mark.parametrize(
+    ("arguments", "error"),
+    [
+        pytest.param((bytearray(400), 100, 0, 3, 1, 1, 1, [b"a", b"b", b"c", b"x" * 59]), ValueError, id="too-large"),
+        pytest.param((bytearray(400), 100, 0, 3, 1, 1, 1, [b"a", b"b", b"c"]), ValueError, id="k+m-not-fragments"),
+        pytest.param((bytearray(399), 100, 0, 3, 1, 1, 1, FOUR), ValueError, id="buffer-too-small"),
+        # A slot so large that slot * 4 wraps to 0 in 64 bits: this overran the buffer before the fix.
+        pytest.param((bytearray(400), 2**62, 0, 3, 1, 1, 1, FOUR), ValueError, id="slot-overflows"),
+        pytest.param((bytearray(400), 41, 0, 3, 1, 1, 1, FOUR), ValueError, id="slot-below-overhead"),
+        pytest.param((bytearray(400), 100, 0, 0, 4, 1, 1, FOUR), ValueError, id="k-zero"),
+        pytest.param((bytearray(400), 100, 256, 3, 1, 1, 1, FOUR), ValueError, id="flags-beyond-a-byte"),
+        pytest.param((bytearray(400), 100, 0, 3, -1, 1, 1, [b"a", b"b"]), ValueError, id="m-negative"),
+        # Before the fix these were silently cut to 64 bits and sealed.
+        pytest.param((bytearray(400), 100, 0, 3, 1, -1, 1, FOUR), ValueError, id="session-negative"),
+        pytest.param((bytearray(400), 100, 0, 3, 1, 1, 2**64, FOUR), ValueError, id="sequence-beyond-64-bits"),
+        pytest.param((bytearray(70_000), 70_000, 0, 1, 0, 1, 1, [b"x" * 65_536]), ValueError, id="length-field"),
+        pytest.param((bytearray(400), 100, 0, 3, 1, 1, 1, [b"a", "b", b"c", b"d"]), TypeError, id="str-fragment"),
+        pytest.param((bytearray(400), 100, 0, 3, 1, 1, 1, tuple(FOUR)), TypeError, id="tuple-of-fragments"),
+        pytest.param((bytes(400), 100, 0, 3, 1, 1, 1, FOUR), TypeError, id="read-only-buffer"),
+        pytest.param((bytearray(400), 100, 0, 3, 1, 1.0, 1, FOUR), TypeError, id="float-session"),
+    ],
+)
+def test_pack_block_refuses_bad_arguments_with_an_exception_never_a_crash(
+    arguments: tuple[Any, ...], error: type[Exception]
+) -> None:
+    with pytest.raises(error):
+        _pack(*arguments)
+
+
+# --- parse_batch, fuzzed directly ----------------------------------------------------------------
+
+
+@settings(max_examples=500)
+@given(
+    st.binary(max_size=300),
+    st.lists(st.one_of(st.integers(-50, 350), INT64), max_size=12),
+    st.lists(st.one_of(st.integers(-2, 350), INT64), max_size=12),
+    st.integers(-3, 14),
+    st.one_of(st.integers(-2, 400), INT64),
+    st.lists(st.tuples(st.integers(0, 250), st.sampled_from(["data", "beacon", "foreign"])), max_size=3),
+)
+@example(bytes(100), [2**63 - 10], [42], 1, 100, [])  # start + size overflowed and read far past the buffer
+@example(bytes(100), [-1], [42], 1, 100, [])
+def test_parse_batch_returns_or_refuses_inconsistent_arguments_whatever_it_is_given(
+    data: bytes,
+    starts: list[int],
+    sizes: list[int],
+    count: int,
+    limit: int,
+    planted: list[tuple[int, str]],
+) -> None:
+    # Authentic datagrams planted in the buffer take the checker past the MAC some of the time.
+    buffer = bytearray(data)
+    for position, what in planted:
+        datagram = _sample_datagram(what)
+        buffer[position : position + len(datagram)] = datagram
+    try:
+        received, rejected, items = compiled().Mac(KEY).parse_batch(bytes(buffer), starts, sizes, count, limit)
+    except ValueError:
+        return
+    counted = [s for s in sizes[: max(count, 0)] if wire.OVERHEAD <= s <= limit]
+    assert received == sum(counted)  # every datagram within the limit lies inside the buffer, or it raised
+    assert len(rejected) == 5 and sum(rejected) <= count
+    assert all(item[0] in (wire.ITEM_RUN, wire.ITEM_BEACON, wire.ITEM_FOREIGN_BEACON) for item in items)
+
+
+def test_parse_batch_refuses_a_count_beyond_its_lists_and_a_datagram_past_the_buffer() -> None:
+    mac = compiled().Mac(KEY)
+    with pytest.raises(ValueError, match="count"):
+        mac.parse_batch(bytes(100), [0], [42], 2, 100)
+    with pytest.raises(ValueError, match="past the buffer"):
+        mac.parse_batch(bytes(100), [60], [42], 1, 100)
+    # Sizes outside 42 .. limit never reach their start: they are SHORT, wherever they claim to be.
+    assert mac.parse_batch(bytes(10), [10**9, -5], [-1, 500], 2, 400) == (0, (2, 0, 0, 0, 0), [])
+
+
+@cache
+def _sample_datagram(what: str) -> bytes:
+    fingerprint = diode_settings().fingerprint(KEY)
+    if what == "data":
+        return wire.pack(KEY, wire.Header(wire.Kind.DATA, 0, 1, 3, 0, SESSION, 0, 5), b"hello")
+    beacon = wire.pack_beacon(wire.Beacon(fingerprint, 1.0, 0, 0, 200))
+    header = wire.Header(wire.Kind.BEACON, 0, 0, 0, 0, SESSION, 0, len(beacon))
+    return wire.pack(KEY if what == "beacon" else OTHER_KEY, header, beacon)
+
+
+# --- the differential test: the same stream through both checkers ---------------------------------
+
+
+class Pool:
+    """A short, real transmission: beacons and the fragments of real blocks, in the order sent."""
+
+    def __init__(self) -> None:
+        config = diode_settings()
+        fec = Fec(config.fec)
+        mac = wire.Mac(KEY)
+        self.datagrams: list[bytes] = []
+        self.records: list[Record] = []
+        self.beacon(KEY, SESSION, 0, config.fingerprint(KEY))
+        # An authentic sender with another configuration: its beacon is a mismatch, its fragments
+        # unsynchronised.
+        self.beacon(KEY, UNMATCHED_SESSION, 0, diode_settings(k=32).fingerprint(KEY))
+        offset = 1
+        sequence = 0
+        for count, text in ((3, 0), (40, 0), (6, 900), (2, 5000), (25, 0)):
+            records: list[Record] = [
+                Sample(f"plc1/p{o % 7}", "x" * text if text else o * 0.5, Quality.GOOD, float(o), float(o))
+                for o in range(offset, offset + count)
+            ]
+            offsets = list(range(offset, offset + count))
+            offset += count
+            self.records += records
+            for payload in blocks.encode_split("ot-edge", offsets, records, config.fec.max_block):
+                k, m, fragments = fec.encode(payload)
+                buffer = bytearray(config.datagram_size * (k + m))
+                flags = wire.FLAG_SNAPSHOT if sequence == 2 else 0
+                lengths = wire.pack_block_into(
+                    mac, buffer, config.datagram_size, flags, k, m, SESSION, sequence, fragments
+                )
+                for i, length in enumerate(lengths):
+                    start = i * config.datagram_size
+                    self.datagrams.append(bytes(buffer[start : start + length]))
+                sequence += 1
+        self.datagrams += wire.pack_block(KEY, 0, 1, 3, UNMATCHED_SESSION, 0, [b"u" * 90] * 4)
+        self.beacon(OTHER_KEY, SESSION, sequence, diode_settings(k=16).fingerprint(OTHER_KEY))
+        self.beacon(KEY, SESSION, sequence, config.fingerprint(KEY))
+
+    def beacon(self, key: bytes, session: int, sequence: int, fingerprint: bytes) -> None:
+        payload = wire.pack_beacon(wire.Beacon(fingerprint, time.time(), sequence, 0, 200))
+        header = wire.Header(wire.Kind.BEACON, 0, 0, 0, 0, session, sequence, len(payload))
+        self.datagrams.append(wire.pack(key, header, payload))
+
+
+@cache
+def pool() -> Pool:
+    return Pool()
+
+
+def _reseal(data: bytes | bytearray, key: bytes = KEY) -> bytes:
+    """Replace the MAC so that an edited header is authentic again (or sealed with another key)."""
+    body = bytes(data[: -wire.MAC_SIZE])
+    return body + hmac.digest(key, body, "sha256")[: wire.MAC_SIZE]
+
+
+#: A datagram the kernel truncated (size -1 in a batch; in one datagram, one byte too many to be ours).
+TRUNCATED = None
+Datagram = bytes | None
+
+Edit = tuple[Any, ...]
+EDITS = st.one_of(
+    st.tuples(st.just("drop"), st.integers(0)),
+    st.tuples(st.just("duplicate"), st.integers(0), st.integers(0)),
+    st.tuples(st.just("move"), st.integers(0), st.integers(0)),
+    st.tuples(st.just("flip"), st.integers(0), st.integers(0), st.integers(1, 255)),
+    st.tuples(st.just("truncate"), st.integers(0), st.integers(0)),
+    st.tuples(st.just("extend"), st.integers(0), st.binary(min_size=1, max_size=40)),
+    st.tuples(st.just("rekey"), st.integers(0)),
+    st.tuples(st.just("magic"), st.integers(0), st.binary(min_size=2, max_size=2)),
+    st.tuples(st.just("version"), st.integers(0), st.integers(0, 255)),
+    # byte 3..7: kind, flags, k, m, fragment index; then sealed again, so the MAC passes
+    st.tuples(st.just("header"), st.integers(0), st.integers(3, 7), st.integers(0, 255)),
+    # a shorter payload (down to none) with its length field to match, sealed again: authentic
+    st.tuples(st.just("shrink"), st.integers(0), st.integers(0)),
+    st.tuples(st.just("random"), st.integers(0), st.binary(max_size=120)),
+    st.tuples(st.just("kernel-truncated"), st.integers(0)),
+)
+
+
+def edited(stream: list[bytes], edits: list[Edit]) -> list[Datagram]:
+    out: list[Datagram] = list(stream)
+    for edit in edits:
+        op, where = edit[0], edit[1] % (len(out) or 1)
+        if not out:
+            continue
+        data = out[where]
+        reordering = op in ("drop", "duplicate", "move", "random", "kernel-truncated")
+        if not reordering and (data is None or len(data) < wire.OVERHEAD):  # no header left to edit
+            continue
+        if op == "drop":
+            del out[where]
+        elif op == "duplicate":
+            out.insert(edit[2] % (len(out) + 1), data)
+        elif op == "move":
+            out.insert(edit[2] % len(out), out.pop(where))
+        elif op == "random":
+            out.insert(where, edit[2])
+        elif op == "kernel-truncated":
+            out.insert(where, TRUNCATED)
+        else:
+            assert data is not None
+            changed = bytearray(data)
+            if op == "flip":
+                changed[edit[2] % len(changed)] ^= edit[3]
+            elif op == "truncate":
+                del changed[edit[2] % len(changed) :]
+            elif op == "extend":
+                changed += edit[2]
+            elif op == "rekey":
+                changed = bytearray(_reseal(changed, OTHER_KEY))
+            elif op == "magic":
+                changed[0:2] = edit[2]
+            elif op == "version":
+                changed[2] = edit[2]
+            elif op == "shrink":
+                payload = changed[wire.HEADER_SIZE : -wire.MAC_SIZE]
+                # A fragment shrinks to nothing (authentic but malformed), only a beacon to any length:
+                # pyeclib reads past an authentic fragment shorter than its own header claims, so what
+                # such a block decodes to would depend on the heap, not on the checker (reported).
+                keep = edit[2] % (len(payload) + 1) if changed[3] == wire.Kind.BEACON else 0
+                payload = payload[:keep]
+                changed[24:] = struct.pack(">H", len(payload)) + payload + bytes(wire.MAC_SIZE)
+                changed = bytearray(_reseal(changed))
+            elif op == "header":
+                changed[edit[2]] = edit[3]
+                changed = bytearray(_reseal(changed))
+            out[where] = bytes(changed)
+    return out
+
+
+def _batches(stream: list[Datagram], cuts: list[int]) -> Iterator[list[Datagram]]:
+    sizes = itertools.cycle(cuts or [1])
+    position = 0
+    while position < len(stream):
+        size = next(sizes)
+        yield stream[position : position + size]
+        position += size
+
+
+def feed_batches(receiver: DiodeReceiver, stream: list[Datagram], cuts: list[int], gap: int, now: float) -> None:
+    """As recvmmsg (or a coalesced message cut up) would lay them out: one buffer, starts and sizes."""
+    for batch in _batches(stream, cuts):
+        buffer, starts, sizes = bytearray(), [], []
+        for data in batch:
+            buffer += b"\xa5" * gap  # datagrams need not start at multiples of anything
+            starts.append(len(buffer))
+            sizes.append(-1 if data is None else len(data))
+            buffer += data or b""
+        receiver._handle(memoryview(buffer), starts, sizes, len(batch), now)
+
+
+def feed_one_by_one(receiver: DiodeReceiver, stream: list[Datagram], now: float) -> None:
+    too_long = bytes(receiver.settings.datagram_size + 1)
+    for data in stream:
+        receiver.datagram(memoryview(too_long if data is None else data), now)
+
+
+#: Wall-clock readings, not counts: they differ between any two runs.
+CLOCKS = {"first_write", "last_write", "lag_seconds", "record_lag_seconds"}
+
+
+def outcome(receiver: DiodeReceiver, journal: Journal) -> tuple[dict[str, object], list[Record]]:
+    counters = {name: value for name, value in receiver.stats.as_dict().items() if name not in CLOCKS}
+    written = [r._replace(ts=0.0) if isinstance(r, Event) else r for r in read_all(journal)]
+    return counters, written
+
+
+def run_through(
+    tmp: Path, name: str, compiled_checker: bool, feed: Callable[[DiodeReceiver, float], None]
+) -> tuple[dict[str, object], list[Record]]:
+    journal = open_journal(tmp / name)
+    try:
+        receiver = DiodeReceiver(("127.0.0.1", 0), KEY, diode_settings(), journal, compiled=compiled_checker)
+        assert (receiver._checker is not None) is compiled_checker
+        now = 1000.0
+        feed(receiver, now)
+        receiver.tick(now + 10.0)  # whatever is still incomplete is now given up, and everything written
+        return outcome(receiver, journal)
+    finally:
+        journal.close()
+
+
+_examples = itertools.count()
+
+
+def differential(tmp_path: Path, stream: list[Datagram], cuts: list[int], other_cuts: list[int], gap: int) -> Any:
+    tmp = tmp_path / f"example-{next(_examples)}"
+    results = {
+        "C, batches": run_through(tmp, "c-batch", True, lambda r, now: feed_batches(r, stream, cuts, gap, now)),
+        "Python, batches": run_through(
+            tmp, "py-batch", False, lambda r, now: feed_batches(r, stream, other_cuts, 0, now)
+        ),
+        "C, one by one": run_through(tmp, "c-single", True, lambda r, now: feed_one_by_one(r, stream, now)),
+        "Python, one by one": run_through(tmp, "py-single", False, lambda r, now: feed_one_by_one(r, stream, now)),
+    }
+    reference = results["Python, one by one"]
+    for name, result in results.items():
+        assert result[0] == reference[0], name
+        assert result[1] == reference[1], name
+    return reference
+
+
+def test_an_untouched_stream_gives_every_record_once_in_order_on_every_path(tmp_path: Path) -> None:
+    # Without this, the differential test below could pass by both sides dropping everything.
+    counters, written = differential(tmp_path, list(pool().datagrams), [7, 1, 30], [64], 3)
+    assert [r for r in written if isinstance(r, Sample)] == pool().records
+    assert counters["rejected"] == {"short": 0, "magic": 0, "version": 0, "mac": 1, "malformed": 0}
+    assert counters["unsynchronised"] == 4 and counters["mismatches"] == 2 and counters["snapshots"] == 1
+    assert counters["lost"] == 0 and counters["sessions"] == 1
+
+
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    st.lists(EDITS, max_size=14),
+    st.lists(st.integers(1, 80), min_size=1, max_size=6),
+    st.lists(st.integers(1, 80), min_size=1, max_size=6),
+    st.integers(0, 9),
+)
+def test_the_compiled_checker_and_the_python_reference_agree_on_any_stream(
+    tmp_path: Path, edits: list[Edit], cuts: list[int], other_cuts: list[int], gap: int
+) -> None:
+    """Forged, damaged, duplicated and reordered datagrams among real ones: every counter and every
+    record written must be the same, whichever checker reads them and however they are batched."""
+    differential(tmp_path, edited(pool().datagrams, edits), cuts, other_cuts, gap)
+
+
+# --- recv_batch: cutting coalesced messages --------------------------------------------------------
+
+UDP_SEGMENT = 103
+
+
+def _pair(coalesce: bool) -> tuple[socket.socket, socket.socket]:
+    receiving = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiving.bind(("127.0.0.1", 0))
+    receiving.setblocking(False)
+    if coalesce:
+        assert compiled().enable_coalescing(receiving.fileno())
+    sending = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    return receiving, sending
+
+
+def _segmented(sending: socket.socket, target: tuple[str, int], payload: bytes, segment: int) -> None:
+    sending.sendmsg([payload], [(socket.SOL_UDP, UDP_SEGMENT, struct.pack("H", segment))], 0, target)
+
+
+def _receive(receiving: socket.socket, slot: int, count: int = 8) -> tuple[list[int], list[int]]:
+    starts: list[int] = []
+    sizes: list[int] = []
+    buffer = bytearray(slot * count)
+    # Loopback delivers at once; the wait only bounds a test that would otherwise spin forever.
+    select.select([receiving], [], [], 2.0)
+    for _ in range(3):
+        got_starts, got_sizes = compiled().recv_batch(receiving.fileno(), buffer, slot, count)
+        starts += got_starts
+        sizes += got_sizes
+        if got_sizes:
+            break
+        select.select([receiving], [], [], 0.2)
+    return starts, sizes
+
+
+def test_recv_batch_cuts_a_coalesced_message_at_its_segment_size_with_a_shorter_last_one() -> None:
+    receiving, sending = _pair(coalesce=True)
+    with receiving, sending:
+        payload = b"".join(bytes([i]) * 100 for i in range(5)) + b"\x09" * 60
+        _segmented(sending, receiving.getsockname(), payload, 100)
+        starts, sizes = _receive(receiving, 65536)
+    assert starts == [0, 100, 200, 300, 400, 500]
+    assert sizes == [100, 100, 100, 100, 100, 60]
+
+
+def test_recv_batch_without_coalescing_gives_each_segment_its_own_slot() -> None:
+    receiving, sending = _pair(coalesce=False)
+    with receiving, sending:
+        _segmented(sending, receiving.getsockname(), bytes(100) * 3 + bytes(60), 100)
+        starts, sizes = _receive(receiving, 200)
+    assert starts == [0, 200, 400, 600]
+    assert sizes == [100, 100, 100, 60]
+
+
+def test_a_coalesced_message_of_tiny_segments_is_one_rejection_not_thousands() -> None:
+    receiving, sending = _pair(coalesce=True)
+    with receiving, sending:
+        _segmented(sending, receiving.getsockname(), bytes(8 * 40), 8)
+        starts, sizes = _receive(receiving, 65536)
+    assert sizes == [-1] and starts == [0]
+
+
+def test_a_datagram_longer_than_the_slot_is_reported_with_size_minus_one() -> None:
+    receiving, sending = _pair(coalesce=False)
+    with receiving, sending:
+        sending.sendto(bytes(2000), receiving.getsockname())
+        sending.sendto(bytes(500), receiving.getsockname())
+        starts, sizes = _receive(receiving, 1000)
+    assert sizes == [-1, 500] and starts == [0, 1000]
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        pytest.param((8, 2**62), id="slot-overflows"),  # 8 * 2**62 wraps to 0: recvmmsg wrote past the buffer
+        pytest.param((1025, 1), id="count-too-large"),
+        pytest.param((0, 100), id="count-zero"),
+        pytest.param((4, 0), id="slot-zero"),
+        pytest.param((9, 100), id="buffer-too-small"),
+    ],
+)
+def test_recv_batch_refuses_a_layout_that_does_not_fit_its_buffer(arguments: tuple[int, int]) -> None:
+    count, slot = arguments
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock, pytest.raises(ValueError):
+        compiled().recv_batch(sock.fileno(), bytearray(800), slot, count)
+
+
+@pytest.mark.parametrize(
+    ("slot", "first", "count"),
+    [
+        pytest.param(2**62, 0, 4, id="slot-overflows"),
+        pytest.param(100, 2**63 - 2, 4, id="first-overflows"),
+        pytest.param(100, 15, 2, id="past-the-lengths"),
+        pytest.param(100, 0, 9, id="past-the-buffer"),
+        pytest.param(100, -1, 2, id="first-negative"),
+    ],
+)
+def test_send_batch_refuses_a_layout_that_does_not_fit_its_buffer(slot: int, first: int, count: int) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        address = struct.pack("=H", socket.AF_INET) + struct.pack(">H", 9) + socket.inet_aton("127.0.0.1") + bytes(8)
+        with pytest.raises(ValueError):
+            compiled().send_batch(sock.fileno(), address, bytes(800), slot, [50] * 16, first, count, True)
