@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -77,3 +78,17 @@ def test_fragments_that_do_not_fit_together_are_left_to_pyeclib() -> None:
     other = {i: fragments[i] for i in range(1, k + 1)}
     other[3] = longer[3]
     assert len(longer[3]) == len(fragments[3]) and RECOVERY.decode(k, m, other) is None
+
+
+@pytest.mark.parametrize("size", [500, 3000])  # one data fragment, and three
+@pytest.mark.parametrize("cut", [1, 2, 79, 80, 1000])
+def test_a_fragment_shorter_than_its_header_claims_is_refused_not_read_past(size: int, cut: int) -> None:
+    """pyeclib copies as many bytes as a fragment's header claims: the decoder must refuse the block
+    rather than return what lies beyond the fragment in memory (found by the differential test). With
+    one fragment the lengths all agree, so only the header check can catch it."""
+    block = os.urandom(size)
+    k, m, fragments = FEC.encode(block)
+    short = dict(enumerate(fragments[:k]))
+    short[0] = fragments[0][:-cut]
+    assert FEC.decode(k, m, short) is None
+    assert FEC.decode(k, m, dict(enumerate(fragments[:k]))) == block

@@ -302,11 +302,9 @@ def edited(stream: list[bytes], edits: list[Edit]) -> list[Datagram]:
                 changed[2] = edit[2]
             elif op == "shrink":
                 payload = changed[wire.HEADER_SIZE : -wire.MAC_SIZE]
-                # A fragment shrinks to nothing (authentic but malformed), only a beacon to any length:
-                # pyeclib reads past an authentic fragment shorter than its own header claims, so what
-                # such a block decodes to would depend on the heap, not on the checker (reported).
-                keep = edit[2] % (len(payload) + 1) if changed[3] == wire.Kind.BEACON else 0
-                payload = payload[:keep]
+                # An authentic datagram cut short: fragments shorter than their FEC header claims
+                # are refused before pyeclib sees them (it would read past them).
+                payload = payload[: edit[2] % (len(payload) + 1)]
                 changed[24:] = struct.pack(">H", len(payload)) + payload + bytes(wire.MAC_SIZE)
                 changed = bytearray(_reseal(changed))
             elif op == "header":

@@ -80,6 +80,23 @@ class FecSettings:
         return f"{BACKEND};k={self.max_k};overhead={self.overhead:g};min_parity={self.min_parity};fragment={self.fragment_size}"
 
 
+_SIZE_FIELD = slice(4, 8)  # liberasurecode's header: u32 index, u32 data size, ... (little-endian)
+
+
+def _as_long_as_claimed(fragments: list[bytes]) -> bool:
+    """Is every fragment exactly as long as its own header says, and all of one length?
+
+    pyeclib trusts each fragment's header for its size and copies that many bytes: a fragment shorter
+    than it claims (only a sender holding the key could make one: a bug, never the network) would hand
+    back whatever lies beyond it in memory. Checked here on every block pyeclib sees.
+    """
+    length = len(fragments[0])
+    if length < FRAGMENT_HEADER or any(len(f) != length for f in fragments):
+        return False
+    claimed = (length - FRAGMENT_HEADER).to_bytes(4, "little")
+    return all(f[_SIZE_FIELD] == claimed for f in fragments)
+
+
 class Fec:
     """Encoder and decoder, with one pyeclib driver per (k, m) pair actually used."""
 
@@ -133,6 +150,8 @@ class Fec:
                 return rebuilt
         # Data fragments first: with all k of them present pyeclib only concatenates.
         chosen = [fragments[i] for i in sorted(fragments)[:k]]
+        if not _as_long_as_claimed(chosen):
+            return None
         try:
             block: bytes = self._driver(k, m).decode(chosen)
         except (ECDriverError, ValueError):
