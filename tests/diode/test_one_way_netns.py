@@ -141,3 +141,46 @@ def test_nothing_ever_travels_from_the_it_side(tmp_path: Path) -> None:
     assert [r.gateway_ts for r in batch.records if isinstance(r, Sample)] == [float(i) for i in range(30_000)]
     assert "30000 records written" in receiver_log.read_text()
     assert os.path.getsize(pcap) > 0
+
+
+def test_a_link_with_a_smaller_mtu_turns_segmentation_off_and_still_delivers(tmp_path: Path) -> None:
+    """A 1,400-byte link under 1,472-byte datagrams: the kernel refuses segmented messages (each
+    segment must fit the link), the sender says so once and goes on one datagram per message, and the
+    datagrams cross as IP fragments."""
+    key = tmp_path / "key"
+    key.write_text(secrets.token_hex(32))
+    with Journal.open(tmp_path / "ot", source="edge-ot") as journal:
+        journal.append([Sample(f"plc1/p{i % 40}", "x" * 900, Quality.GOOD, 1.0, float(i)) for i in range(3_000)])
+    receiver_log = tmp_path / "receiver.log"
+    with namespace_pair() as (ot, it, ot_dev, _it_dev):
+        run("ip", "-n", ot, "link", "set", ot_dev, "mtu", "1400")
+        with receiver_log.open("wb") as out:
+            receiver = subprocess.Popen(
+                ["ip", "netns", "exec", it, SEAM, "diode", "receive", "--journal", str(tmp_path / "it"),
+                 "--listen", f"{IT_ADDRESS}:7400", "--key-file", str(key)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        try:
+            wait_for_text(receiver_log, "listening on")
+            sender = subprocess.run(
+                ["ip", "netns", "exec", ot, SEAM, "diode", "send", "--journal", str(tmp_path / "ot"),
+                 "--target", f"{IT_ADDRESS}:7400", "--key-file", str(key), "--bind", OT_ADDRESS,
+                 "--rate", "200Mbit/s", "--drain"],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )  # fmt: skip
+            assert sender.returncode == 0, sender.stderr
+            assert sender.stderr.count("refuses segmented messages") == 1, sender.stderr
+            time.sleep(1.0)
+            receiver.send_signal(signal.SIGTERM)
+            assert receiver.wait(15) == 0, receiver_log.read_text()
+        finally:
+            if receiver.poll() is None:
+                receiver.kill()
+                receiver.wait()
+    assert "3000 records written" in receiver_log.read_text()
+    with Journal.open(tmp_path / "it") as journal:
+        batch = journal.reader("check")._read(journal.first_offset, 10_000)
+    assert [r.gateway_ts for r in batch.records if isinstance(r, Sample)] == [float(i) for i in range(3_000)]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import errno
+import logging
 import os
 import socket
 import struct
@@ -24,6 +25,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from otseam.diode import wire
+
+log = logging.getLogger(__name__)
 
 MSG_DONTWAIT = 0x40
 MSG_TRUNC = 0x20
@@ -244,7 +247,10 @@ class BatchSender:
             except OSError as exc:
                 if not (self.segmenting and exc.errno in (errno.EINVAL, errno.EIO, errno.EMSGSIZE)):
                     raise
-                self.segmenting = False  # this route cannot segment: one datagram per message from now on
+                # This route cannot take segmented messages (a datagram larger than its MTU, most
+                # often): one datagram per message from now on, with the same bytes on the wire.
+                self.segmenting = False
+                log.warning("diode: the route refuses segmented messages (%s); sending datagrams one by one", exc)
                 return self.send(first, count)
             return done
         sent = self._call(self._fd, self._messages_address + first * _MMSG_SIZE, count, MSG_DONTWAIT)
