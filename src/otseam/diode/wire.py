@@ -1,7 +1,10 @@
 """The diode's datagram: a fixed 26-byte header, a payload, a truncated HMAC-SHA256.
 
 Every field is big-endian. The layout is documented with a byte table in docs/diode.md; change both
-together and bump ``VERSION``.
+together and bump ``VERSION``, and the same numbers in ``_speedups.c`` (checked at import).
+
+The Python here is the reference; ``_speedups.c`` does the same work on the hot paths (see
+:func:`speedups`), and the tests hold the two to the same bytes and the same verdicts.
 
     0   2  magic "SD"
     2   1  version
