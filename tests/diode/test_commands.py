@@ -142,7 +142,7 @@ def test_send_takes_its_settings_from_the_contract(tmp_path: Path) -> None:
     type: diode_send
     points: ["plc1/*"]
     events: false
-    options: {{target: "127.0.0.1:{port}", key_file: "{key}", rate: 50Mbit/s}}
+    options: {{target: "127.0.0.1:{port}", key_file: "{key}", rate: 50Mbit/s, offload: false}}
 journal:
   path: {tmp_path / "ot"}
 """
@@ -154,7 +154,7 @@ journal:
     log = tmp_path / "receiver.log"
     receiver = subprocess.Popen(
         [SEAM, "diode", "receive", "--journal", str(tmp_path / "it"), "--listen", f"127.0.0.1:{port}",
-         "--key-file", str(key)],
+         "--key-file", str(key), "--no-offload"],
         stdout=log.open("wb"), stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:
@@ -169,6 +169,10 @@ journal:
         receiver.wait(15)
     assert "1 records written" in log.read_text()  # plc2 is not in the sink's points
     assert seam("send", "--contract", str(tmp_path / "seam.yaml"), "--sink", "nope").returncode == 2
+    contract = (tmp_path / "seam.yaml").read_text()
+    (tmp_path / "seam.yaml").write_text(contract.replace("offload: false", "offload: maybe"))
+    refused = seam("send", "--contract", str(tmp_path / "seam.yaml"), "--drain")
+    assert refused.returncode == 2 and "offload must be true or false" in refused.stderr, refused.stderr
 
 
 def test_metrics_are_it_side_only_and_denied_by_default(tmp_path: Path) -> None:
