@@ -44,7 +44,12 @@ def _address(text: str, what: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-#: Both commands take it; either side may turn it off on its own (the datagrams on the link are the same).
+# Options both commands take. The FEC layout must be the same on both sides (the fingerprint in the
+# beacons catches a difference); offload need not be (the datagrams on the link are the same).
+_K = Annotated[int | None, typer.Option(help="Most data fragments per FEC block (default 64).")]
+_Overhead = Annotated[float | None, typer.Option(help="Parity as a fraction of k (default 0.125).")]
+_MinParity = Annotated[int | None, typer.Option(help="Parity fragments for the smallest blocks (default 3).")]
+_DatagramSize = Annotated[int | None, typer.Option(help="UDP payload bytes (default 1472).")]
 _Offload = Annotated[
     bool | None,
     typer.Option(
@@ -102,12 +107,10 @@ def send(
     cursor: Annotated[str, typer.Option(help="Name of this sender's journal cursor.")] = "diode_send",
     bind: Annotated[str | None, typer.Option(help="Source address to send from.")] = None,
     rate: Annotated[str | None, typer.Option(help="Wire rate, below the link's, e.g. 800Mbit/s.")] = None,
-    k: Annotated[int | None, typer.Option(help="Most data fragments per FEC block (default 64).")] = None,
-    overhead: Annotated[float | None, typer.Option(help="Parity as a fraction of k (default 0.125).")] = None,
-    min_parity: Annotated[
-        int | None, typer.Option(help="Parity fragments for the smallest blocks (default 3).")
-    ] = None,
-    datagram_size: Annotated[int | None, typer.Option(help="UDP payload bytes (default 1472).")] = None,
+    k: _K = None,
+    overhead: _Overhead = None,
+    min_parity: _MinParity = None,
+    datagram_size: _DatagramSize = None,
     offload: _Offload = None,
     snapshot_interval: Annotated[str | None, typer.Option(help="How often all current values are sent.")] = None,
     drain: Annotated[bool, typer.Option(help="Exit once everything in the journal has been sent.")] = False,
@@ -185,12 +188,10 @@ def receive(
     listen: Annotated[str, typer.Option(help="host:port to receive on.")],
     key_file: Annotated[str, typer.Option("--key-file", help="The pre-shared key file.")],
     state: Annotated[str | None, typer.Option(help="Deduplication state file (default: beside the journal).")] = None,
-    k: Annotated[int | None, typer.Option(help="Most data fragments per FEC block (default 64).")] = None,
-    overhead: Annotated[float | None, typer.Option(help="Parity as a fraction of k (default 0.125).")] = None,
-    min_parity: Annotated[
-        int | None, typer.Option(help="Parity fragments for the smallest blocks (default 3).")
-    ] = None,
-    datagram_size: Annotated[int | None, typer.Option(help="UDP payload bytes (default 1472).")] = None,
+    k: _K = None,
+    overhead: _Overhead = None,
+    min_parity: _MinParity = None,
+    datagram_size: _DatagramSize = None,
     offload: _Offload = None,
     block_timeout: Annotated[str | None, typer.Option(help="How long an incomplete block may wait.")] = None,
     metrics: Annotated[
