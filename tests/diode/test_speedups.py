@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hmac
 import itertools
+import logging
 import select
 import socket
 import struct
@@ -512,3 +513,19 @@ def test_send_batch_refuses_a_layout_that_does_not_fit_its_buffer(slot: int, fir
         address = struct.pack("=H", socket.AF_INET) + struct.pack(">H", 9) + socket.inet_aton("127.0.0.1") + bytes(8)
         with pytest.raises(ValueError):
             compiled().send_batch(sock.fileno(), address, bytes(800), slot, [50] * 16, first, count, True)
+
+
+def test_without_the_compiled_module_the_diode_says_so_once_and_insisting_is_an_error(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Where the module could not be built (no compiler at install time), the Python path runs and an
+    operator learns why the diode is slower; asking for the compiled path then is a clear error."""
+    monkeypatch.setattr(wire, "_SPEEDUPS", None)
+    monkeypatch.setattr(wire, "_warned", False)
+    with caplog.at_level(logging.WARNING, logger="otseam.diode.wire"):
+        assert wire.speedups(None) is None
+        assert wire.speedups(None) is None
+        assert wire.speedups(False) is None
+    assert len(caplog.records) == 1 and "not built here" in caplog.records[0].getMessage()
+    with pytest.raises(RuntimeError, match="reinstall Seam"):
+        wire.speedups(True)

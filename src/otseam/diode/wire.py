@@ -27,12 +27,15 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import struct
 from dataclasses import dataclass
 from enum import IntEnum
 from functools import partial
 from types import ModuleType
 from typing import NamedTuple
+
+log = logging.getLogger(__name__)
 
 MAGIC = b"SD"
 VERSION = 1
@@ -250,7 +253,17 @@ def speedups(wanted: bool | None = None) -> ModuleType | None:
         return None
     if _SPEEDUPS is None and wanted:
         raise RuntimeError("the diode's C speedups are not built here: reinstall Seam with a C compiler and OpenSSL")
+    global _warned
+    if _SPEEDUPS is None and not _warned:
+        _warned = True  # once per process: an operator should know, a log should not fill with it
+        log.warning(
+            "the diode's C speedups are not built here: running the Python reference path, at about half "
+            "the throughput; reinstall Seam with a C compiler and OpenSSL's headers to build them"
+        )
     return _SPEEDUPS
+
+
+_warned = False
 
 
 # --- beacons --------------------------------------------------------------------------------------
