@@ -77,53 +77,66 @@ def wait_for_text(path: Path, text: str, timeout: float = 15.0) -> None:
     )
 
 
-def test_nothing_ever_travels_from_the_it_side(tmp_path: Path) -> None:
+def transfer(tmp_path: Path, ot: str, it: str, records: list[Sample]) -> tuple[str, str, list[float]]:
+    """Send ``records`` from an OT journal in ``ot`` to ``seam diode receive`` in ``it`` and stop the
+    receiver; the sender's stderr, the receiver's log, and the gateway times in the IT journal."""
     key = tmp_path / "key"
     key.write_text(secrets.token_hex(32))
     with Journal.open(tmp_path / "ot", source="edge-ot") as journal:
-        journal.append([Sample(f"plc1/p{i % 40}", float(i), Quality.GOOD, 1.0, float(i)) for i in range(30_000)])
-    pcap, capture_log, receiver_log = tmp_path / "ot.pcap", tmp_path / "tcpdump.log", tmp_path / "receiver.log"
-    processes: list[subprocess.Popen[bytes]] = []
+        journal.append(records)
+    receiver_log = tmp_path / "receiver.log"
+    with receiver_log.open("wb") as out:
+        receiver = subprocess.Popen(
+            ["ip", "netns", "exec", it, SEAM, "diode", "receive", "--journal", str(tmp_path / "it"),
+             "--listen", f"{IT_ADDRESS}:7400", "--key-file", str(key)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        wait_for_text(receiver_log, "listening on")
+        sender = subprocess.run(
+            ["ip", "netns", "exec", ot, SEAM, "diode", "send", "--journal", str(tmp_path / "ot"),
+             "--target", f"{IT_ADDRESS}:7400", "--key-file", str(key), "--bind", OT_ADDRESS,
+             "--rate", "200Mbit/s", "--drain"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )  # fmt: skip
+        assert sender.returncode == 0, sender.stderr
+        time.sleep(1.0)  # the tail, and a few more seconds of the IT side having nothing to say
+        receiver.send_signal(signal.SIGTERM)
+        assert receiver.wait(15) == 0, receiver_log.read_text()
+    finally:
+        if receiver.poll() is None:
+            receiver.kill()
+            receiver.wait()
+    with Journal.open(tmp_path / "it") as journal:
+        batch = journal.reader("check")._read(journal.first_offset, 100_000)
+    received = [r.gateway_ts for r in batch.records if isinstance(r, Sample)]
+    return sender.stderr, receiver_log.read_text(), received
+
+
+def test_nothing_ever_travels_from_the_it_side(tmp_path: Path) -> None:
+    records = [Sample(f"plc1/p{i % 40}", float(i), Quality.GOOD, 1.0, float(i)) for i in range(30_000)]
+    pcap, capture_log = tmp_path / "ot.pcap", tmp_path / "tcpdump.log"
     with namespace_pair() as (ot, it, ot_dev, it_dev):
         ot_mac, it_mac = mac_of(ot, ot_dev), mac_of(it, it_dev)
+        with capture_log.open("wb") as out:
+            tcpdump = subprocess.Popen(
+                ["ip", "netns", "exec", ot, "tcpdump", "-i", ot_dev, "-n", "-U", "-w", str(pcap)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
         try:
-            with capture_log.open("wb") as out:
-                tcpdump = subprocess.Popen(
-                    ["ip", "netns", "exec", ot, "tcpdump", "-i", ot_dev, "-n", "-U", "-w", str(pcap)],
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                )
-            processes.append(tcpdump)
             wait_for_text(capture_log, "listening on")
-            with receiver_log.open("wb") as out:
-                receiver = subprocess.Popen(
-                    ["ip", "netns", "exec", it, SEAM, "diode", "receive", "--journal", str(tmp_path / "it"),
-                     "--listen", f"{IT_ADDRESS}:7400", "--key-file", str(key)],
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                )  # fmt: skip
-            processes.append(receiver)
-            wait_for_text(receiver_log, "listening on")
-            sender = subprocess.run(
-                ["ip", "netns", "exec", ot, SEAM, "diode", "send", "--journal", str(tmp_path / "ot"),
-                 "--target", f"{IT_ADDRESS}:7400", "--key-file", str(key), "--bind", OT_ADDRESS,
-                 "--rate", "200Mbit/s", "--drain"],
-                capture_output=True,
-                text=True,
-                timeout=60,
-            )  # fmt: skip
-            assert sender.returncode == 0, sender.stderr
-            time.sleep(1.0)  # the tail, and a few more seconds of the IT side having nothing to say
-            receiver.send_signal(signal.SIGTERM)
-            assert receiver.wait(15) == 0, receiver_log.read_text()
+            _, receiver_log, received = transfer(tmp_path, ot, it, records)
             time.sleep(0.2)
             tcpdump.send_signal(signal.SIGINT)
             tcpdump.wait(10)
         finally:
-            for process in processes:
-                if process.poll() is None:
-                    process.kill()
-                    process.wait()
+            if tcpdump.poll() is None:
+                tcpdump.kill()
+                tcpdump.wait()
     frames = subprocess.run(
         ["tcpdump", "-r", str(pcap), "-n", "-e"], capture_output=True, text=True, check=True
     ).stdout.splitlines()
@@ -135,11 +148,8 @@ def test_nothing_ever_travels_from_the_it_side(tmp_path: Path) -> None:
     assert it_mac not in sources
     # Every frame is one of our datagrams, OT address to the receiver's port: no ARP, no ICMP, no IPv6.
     assert all(f": {OT_ADDRESS}." in f and f"> {IT_ADDRESS}.7400: UDP" in f for f in frames)
-    with Journal.open(tmp_path / "it") as journal:
-        reader = journal.reader("check")
-        batch = reader._read(journal.first_offset, 100_000)
-    assert [r.gateway_ts for r in batch.records if isinstance(r, Sample)] == [float(i) for i in range(30_000)]
-    assert "30000 records written" in receiver_log.read_text()
+    assert received == [float(i) for i in range(30_000)]
+    assert "30000 records written" in receiver_log
     assert os.path.getsize(pcap) > 0
 
 
@@ -147,40 +157,10 @@ def test_a_link_with_a_smaller_mtu_turns_segmentation_off_and_still_delivers(tmp
     """A 1,400-byte link under 1,472-byte datagrams: the kernel refuses segmented messages (each
     segment must fit the link), the sender says so once and goes on one datagram per message, and the
     datagrams cross as IP fragments."""
-    key = tmp_path / "key"
-    key.write_text(secrets.token_hex(32))
-    with Journal.open(tmp_path / "ot", source="edge-ot") as journal:
-        journal.append([Sample(f"plc1/p{i % 40}", "x" * 900, Quality.GOOD, 1.0, float(i)) for i in range(3_000)])
-    receiver_log = tmp_path / "receiver.log"
+    records = [Sample(f"plc1/p{i % 40}", "x" * 900, Quality.GOOD, 1.0, float(i)) for i in range(3_000)]
     with namespace_pair() as (ot, it, ot_dev, _it_dev):
         run("ip", "-n", ot, "link", "set", ot_dev, "mtu", "1400")
-        with receiver_log.open("wb") as out:
-            receiver = subprocess.Popen(
-                ["ip", "netns", "exec", it, SEAM, "diode", "receive", "--journal", str(tmp_path / "it"),
-                 "--listen", f"{IT_ADDRESS}:7400", "--key-file", str(key)],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )  # fmt: skip
-        try:
-            wait_for_text(receiver_log, "listening on")
-            sender = subprocess.run(
-                ["ip", "netns", "exec", ot, SEAM, "diode", "send", "--journal", str(tmp_path / "ot"),
-                 "--target", f"{IT_ADDRESS}:7400", "--key-file", str(key), "--bind", OT_ADDRESS,
-                 "--rate", "200Mbit/s", "--drain"],
-                capture_output=True,
-                text=True,
-                timeout=60,
-            )  # fmt: skip
-            assert sender.returncode == 0, sender.stderr
-            assert sender.stderr.count("refuses segmented messages") == 1, sender.stderr
-            time.sleep(1.0)
-            receiver.send_signal(signal.SIGTERM)
-            assert receiver.wait(15) == 0, receiver_log.read_text()
-        finally:
-            if receiver.poll() is None:
-                receiver.kill()
-                receiver.wait()
-    assert "3000 records written" in receiver_log.read_text()
-    with Journal.open(tmp_path / "it") as journal:
-        batch = journal.reader("check")._read(journal.first_offset, 10_000)
-    assert [r.gateway_ts for r in batch.records if isinstance(r, Sample)] == [float(i) for i in range(3_000)]
+        sender_log, receiver_log, received = transfer(tmp_path, ot, it, records)
+    assert sender_log.count("refuses segmented messages") == 1, sender_log
+    assert "3000 records written" in receiver_log
+    assert received == [float(i) for i in range(3_000)]
