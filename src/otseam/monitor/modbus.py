@@ -197,16 +197,10 @@ def _decode_request(msg: Message, fc: int, body: bytes, n: int) -> None:
         if _expect(msg, n, 2):
             msg.address = _U16.unpack_from(body)[0]
     elif fc == 8:
-        if n < 2:
-            msg.problem = f"diagnostics: {n} data bytes, at least 2 expected"
-            return
-        msg.sub_function = _U16.unpack_from(body)[0]
-        msg.values = _registers(body[2:])
+        _decode_diagnostics(msg, body, n)
     elif fc == 43:
-        if n < 1:
-            msg.problem = "encapsulated interface transport without an MEI type"
+        if not _decode_mei(msg, body, n):
             return
-        msg.mei = body[0]
         if msg.mei == 14 and _expect(msg, n, 3):
             msg.sub_function, msg.address = body[1], body[2]  # read device id code, object id
     elif fc == UMAS:
@@ -250,16 +244,10 @@ def _decode_response(msg: Message, fc: int, body: bytes, n: int) -> None:
         msg.quantity = fifo_count
         msg.values = _registers(body[4:])
     elif fc == 8:
-        if n < 2:
-            msg.problem = f"diagnostics: {n} data bytes, at least 2 expected"
-            return
-        msg.sub_function = _U16.unpack_from(body)[0]
-        msg.values = _registers(body[2:])
+        _decode_diagnostics(msg, body, n)
     elif fc == 43:
-        if n < 1:
-            msg.problem = "encapsulated interface transport without an MEI type"
+        if not _decode_mei(msg, body, n):
             return
-        msg.mei = body[0]
         if msg.mei == 14:
             _decode_device_id(msg, body, n)
     elif fc == UMAS:
@@ -271,6 +259,24 @@ def _decode_response(msg: Message, fc: int, body: bytes, n: int) -> None:
         elif n >= 2:
             msg.objects["server_id"] = body[1 : n - 1].hex()
             msg.objects["run_indicator"] = "on" if body[n - 1] == 0xFF else "off"
+
+
+def _decode_diagnostics(msg: Message, body: bytes, n: int) -> None:
+    """FC 8 has the same shape both ways (the response echoes the request): sub-function, data words."""
+    if n < 2:
+        msg.problem = f"diagnostics: {n} data bytes, at least 2 expected"
+        return
+    msg.sub_function = _U16.unpack_from(body)[0]
+    msg.values = _registers(body[2:])
+
+
+def _decode_mei(msg: Message, body: bytes, n: int) -> bool:
+    """FC 43's first byte, the MEI type, in either direction; False (and a problem) if it is missing."""
+    if n < 1:
+        msg.problem = "encapsulated interface transport without an MEI type"
+        return False
+    msg.mei = body[0]
+    return True
 
 
 def _decode_device_id(msg: Message, body: bytes, n: int) -> None:
