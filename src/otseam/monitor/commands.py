@@ -99,6 +99,24 @@ def build_policy(
     return policy
 
 
+def _monitor(
+    contract: Path | None,
+    allow_master: list[str] | None,
+    baseline: Path | None,
+    modbus_port: list[int] | None,
+    opcua_port: list[int] | None,
+    keep_records: bool,
+) -> Monitor:
+    """The monitor both commands run: the ports to decode and the allow-list, from the command line."""
+    modbus_ports = _ports(modbus_port, frozenset({502, 802}), "--modbus-port")
+    opcua_ports = _ports(opcua_port, frozenset({4840}), "--opcua-port")
+    try:
+        policy = build_policy(contract, allow_master, baseline, modbus_ports, opcua_ports)
+    except PolicyError as exc:
+        raise _fail(str(exc)) from None
+    return Monitor(policy, keep_records=keep_records, modbus_ports=modbus_ports, opcua_ports=opcua_ports)
+
+
 def alert_event(alert: Alert) -> Event:
     data = alert.as_dict()
     return Event(alert.ts, "alert", alert.rule.id, alert.rule.severity, alert.message, data)
@@ -345,13 +363,7 @@ def register(app: typer.Typer) -> None:
             raise _fail("give exactly one of --pcap FILE or --iface INTERFACE")
         if fmt not in ("table", "jsonl"):
             raise _fail(f"--format {fmt!r}: use table or jsonl")
-        modbus_ports = _ports(modbus_port, frozenset({502, 802}), "--modbus-port")
-        opcua_ports = _ports(opcua_port, frozenset({4840}), "--opcua-port")
-        try:
-            policy = build_policy(contract, allow_master, baseline, modbus_ports, opcua_ports)
-        except PolicyError as exc:
-            raise _fail(str(exc)) from None
-        monitor = Monitor(policy, keep_records=transactions, modbus_ports=modbus_ports, opcua_ports=opcua_ports)
+        monitor = _monitor(contract, allow_master, baseline, modbus_port, opcua_port, keep_records=transactions)
         outputs = _Outputs(fmt, transactions, journal)
         try:
             if pcap is not None:
@@ -387,13 +399,7 @@ def register(app: typer.Typer) -> None:
         """The assets a capture shows: role, unit ids, function codes, vendor/product/revision, first/last seen."""
         if fmt not in ("table", "json"):
             raise _fail(f"--format {fmt!r}: use table or json")
-        modbus_ports = _ports(modbus_port, frozenset({502, 802}), "--modbus-port")
-        opcua_ports = _ports(opcua_port, frozenset({4840}), "--opcua-port")
-        try:
-            policy = build_policy(contract, None, None, modbus_ports, opcua_ports)
-        except PolicyError as exc:
-            raise _fail(str(exc)) from None
-        monitor = Monitor(policy, keep_records=False, modbus_ports=modbus_ports, opcua_ports=opcua_ports)
+        monitor = _monitor(contract, None, None, modbus_port, opcua_port, keep_records=False)
         outputs = _Outputs("none", False, journal)
         try:
             stats = _run_file(monitor, pcap, outputs)
