@@ -17,6 +17,7 @@ from importlib import resources
 from typing import Any
 
 from ruamel.yaml import YAML
+from ruamel.yaml.scalarstring import SingleQuotedScalarString
 
 from otseam.contract.models import RestartTolerance
 from otseam.contract.units import format_duration, parse_rate
@@ -81,6 +82,19 @@ def _ask(ask: Ask, say: Say, question: Question) -> str:
     raise AnswersEnded(f"no usable answer to: {question.text}")
 
 
+#: A plain scalar starting with one of these is read back as something else, or not at all: ruamel.yaml
+#: writes ``?0`` unquoted inside a flow mapping and then refuses to read it (found by the fuzz test).
+_INDICATORS = "-?:,[]{}#&*!|>'\"%@`"
+
+
+def _text(answer: str) -> str:
+    """A person's free-text answer, quoted where YAML would not give it back as written."""
+    if answer[:1] in _INDICATORS:
+        quoted: str = SingleQuotedScalarString(answer)
+        return quoted
+    return answer
+
+
 def interview(ask: Ask, say: Say) -> str:
     """Ask the questions and return the example contract with the answers written in."""
     yaml = YAML(typ="rt")
@@ -92,7 +106,7 @@ def interview(ask: Ask, say: Say) -> str:
     plc = doc["devices"][0]
 
     def q(text: str, default: object, validate: Callable[[str], str | None] | None = _not_empty) -> str:
-        return _ask(ask, say, Question(text, str(default), validate))
+        return _text(_ask(ask, say, Question(text, str(default), validate)))
 
     say("1. Why this interface exists (write it together: OT and IT in the same room)")
     doc["site"]["enterprise"] = q("Company id (used in every topic)", doc["site"]["enterprise"], _valid_id)
