@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -98,6 +98,17 @@ def create_sink(spec: SinkSpec, context: PluginContext) -> Sink:
 # --- The journal, as the rest of the system sees it ---------------------------------------------------
 # Implemented by otseam.journal.Journal. Drivers never see it (they emit into the pipeline); sinks never
 # see it either (the core's sink runner reads a cursor and calls Sink.deliver, then commits).
+
+
+def unknown_options(device_id: str, protocol: str, options: Mapping[str, Any], known: Set[str]) -> str | None:
+    """The message for option keys a driver does not know, or None: every driver refuses them alike."""
+    unknown = set(options) - known
+    if not unknown:
+        return None
+    return (
+        f"device {device_id}: unknown {protocol} option(s) {', '.join(sorted(unknown))}; "
+        f"known options are {', '.join(sorted(known))}"
+    )
 
 
 @runtime_checkable

@@ -11,6 +11,7 @@ from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
 from otseam.contract.models import Device
+from otseam.core.plugins import unknown_options
 from otseam.drivers.modbus.framing import MAX_BITS, MAX_REGISTERS
 
 Framing = Literal["tcp", "rtu", "rtu+tcp"]
@@ -116,12 +117,9 @@ def _int_option(raw: dict[str, Any], key: str, default: int, low: int, high: int
 
 def parse_options(device: Device) -> Options:
     raw = device.options
-    unknown = set(raw) - _OPTION_KEYS
-    if unknown:
-        raise ModbusConfigError(
-            f"device {device.id}: unknown Modbus option(s) {', '.join(sorted(unknown))}; "
-            f"known options are {', '.join(sorted(_OPTION_KEYS))}"
-        )
+    problem = unknown_options(device.id, "Modbus", raw, _OPTION_KEYS)
+    if problem:
+        raise ModbusConfigError(problem)
     order = raw.get("byte_order", "ABCD")
     if order not in ("ABCD", "CDAB", "BADC", "DCBA"):
         raise ModbusConfigError(

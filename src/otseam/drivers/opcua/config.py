@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from otseam.contract.models import Device, Point
 from otseam.contract.units import NodeId, parse_duration, parse_node_id
+from otseam.core.plugins import unknown_options
 
 Mode = Literal["subscribe", "poll"]
 SecurityMode = Literal["None", "Sign", "SignAndEncrypt"]
@@ -196,12 +197,9 @@ def _security(raw: dict[str, Any], device_id: str) -> Security:
 
 def parse_options(device: Device) -> Options:
     raw = device.options
-    unknown = set(raw) - _OPTION_KEYS
-    if unknown:
-        raise OpcUaConfigError(
-            f"device {device.id}: unknown OPC UA option(s) {', '.join(sorted(unknown))}; "
-            f"known options are {', '.join(sorted(_OPTION_KEYS))}"
-        )
+    problem = unknown_options(device.id, "OPC UA", raw, _OPTION_KEYS)
+    if problem:
+        raise OpcUaConfigError(problem)
     mode = raw.get("mode", "subscribe")
     if mode not in ("subscribe", "poll"):
         raise OpcUaConfigError(f"device {device.id}: options.mode is 'subscribe' or 'poll', got {mode!r}")
