@@ -106,39 +106,3 @@ def test_sample_runs_use_the_columnar_format_and_flag_consecutive_offsets() -> N
     for cut in (1, 5, 9, 50, len(payload) - 1):
         with pytest.raises(blocks.BlockError):
             blocks.decode(payload[:cut])
-
-
-@settings(max_examples=100)
-@given(st.lists(st.text(max_size=300), min_size=1, max_size=30), st.integers(min_value=1, max_value=5))
-def test_text_values_travel_as_one_column_and_come_back_exactly(texts: list[str], points: int) -> None:
-    records: list[Record] = [Sample(f"plc/p{i % points}", t, Quality.GOOD, 1.0, 2.0) for i, t in enumerate(texts)]
-    payload = blocks.encode("ot", list(range(len(texts))), records)
-    header = 1 + blocks._COLUMNS.size
-    assert payload[header - 1] == blocks.VALUES_TEXT
-    decoded = blocks.decode(payload)
-    assert decoded.records == records and [type(r.value) for r in decoded.records] == [str] * len(texts)  # type: ignore[union-attr]
-    # One string object per distinct point key, whatever the number of samples.
-    assert len({id(r.point) for r in decoded.records}) == len({r.point for r in decoded.records})  # type: ignore[union-attr]
-
-
-def test_damaged_text_and_point_columns_are_block_errors() -> None:
-    records: list[Record] = [Sample(f"plc/p{i % 3}", "é" * i, Quality.GOOD, 1.0, 2.0) for i in range(6)]
-    payload = bytearray(blocks.encode("ot", list(range(6)), records))
-    for cut in range(1, len(payload)):
-        with pytest.raises(blocks.BlockError):
-            blocks.decode(bytes(payload[:cut]))
-    meta_length = blocks._COLUMNS.unpack_from(payload, 1)[1]
-    points_at = 1 + blocks._COLUMNS.size + meta_length
-    beyond = bytearray(payload)
-    beyond[points_at : points_at + 4] = (3).to_bytes(4, "little")  # the table has keys 0, 1, 2
-    with pytest.raises(blocks.BlockError, match="beyond its table"):
-        blocks.decode(bytes(beyond))
-    lengths_at = points_at + 6 * (4 + 8 + 1 + 8 + 8)
-    wrong = bytearray(payload)
-    wrong[lengths_at : lengths_at + 4] = (7).to_bytes(4, "little")
-    with pytest.raises(blocks.BlockError, match="do not add up"):
-        blocks.decode(bytes(wrong))
-    invalid = bytearray(payload)
-    invalid[-1] = 0xFF
-    with pytest.raises(blocks.BlockError, match="UTF-8"):
-        blocks.decode(bytes(invalid))

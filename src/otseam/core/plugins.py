@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from otseam.core.columns import SampleColumns
 from otseam.core.records import Batch, Record
 
 if TYPE_CHECKING:
@@ -116,8 +117,9 @@ class JournalWriter(Protocol):
     #: A stable id of this journal (persisted with it): receivers deduplicate by (source, offset).
     source: str
 
-    def append(self, records: Sequence[Record]) -> int:
-        """Append durably-enough records (see the journal's sync policy); returns the last offset given."""
+    def append(self, records: Sequence[Record | SampleColumns]) -> int:
+        """Append durably-enough records (see the journal's sync policy); returns the last offset given.
+        A :class:`SampleColumns` is a run of samples already encoded, stored as it is."""
         ...
 
 

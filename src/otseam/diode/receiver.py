@@ -20,6 +20,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from otseam.core import columns
+from otseam.core.columns import SampleColumns
 from otseam.core.plugins import JournalWriter
 from otseam.core.records import Event, Record, Sample, Severity
 from otseam.diode import blocks, mmsg, wire
@@ -61,6 +63,7 @@ _SHORT, _MAGIC, _VERSION, _MAC, _MALFORMED = (
 #: The order of the counts the C checker returns, and the kinds of items it returns.
 _REASONS = (_SHORT, _MAGIC, _VERSION, _MAC, _MALFORMED)
 _ITEM_RUN, _ITEM_BEACON = wire.ITEM_RUN, wire.ITEM_BEACON
+_COLUMNS_TAG = bytes([blocks.FORMAT_SAMPLES])
 
 
 @dataclass(slots=True)
@@ -127,7 +130,7 @@ class DiodeReceiver:
         self._sock: socket.socket | None = None
         self.receive_buffer = 0
         self._tick: asyncio.Task[None] | None = None
-        self._out: list[Record] = []
+        self._out: list[Record | SampleColumns] = []
         self._out_bytes = 0
         self._last_flush = 0.0
         self._idle_flush: asyncio.TimerHandle | None = None
@@ -469,6 +472,8 @@ class DiodeReceiver:
                 self._records(block, snapshot=bool(flags & wire.FLAG_SNAPSHOT))
 
     def _records(self, payload: bytes, snapshot: bool) -> None:
+        if payload[:1] == _COLUMNS_TAG and self._store_as_is(payload, snapshot):
+            return
         try:
             block = blocks.decode(payload)
         except blocks.BlockError as exc:
@@ -500,6 +505,29 @@ class DiodeReceiver:
         newest = records[-1] if records else None
         if isinstance(newest, Sample):
             self.stats.record_lag_seconds = max(0.0, time.time() - newest.gateway_ts)
+
+    def _store_as_is(self, payload: bytes, snapshot: bool) -> bool:
+        """The usual case, a run of samples whose offsets are all new: checked, and handed to the journal
+        as it arrived, without a Python object per sample. False when the run has to be deduplicated
+        sample by sample (a snapshot, a repeat after a restart), or is malformed (reported by the caller)."""
+        try:
+            run = columns.inspect(payload)
+        except columns.ColumnsError:
+            return False
+        if not (run.consecutive and self.seen.add_run(run.source, run.first_offset, run.last_offset)):
+            return False
+        stats = self.stats
+        stats.records += run.count
+        if snapshot:
+            stats.snapshots += 1
+            stats.healed += run.count
+        self._state_dirty = True
+        self._out.append(SampleColumns(payload, run.count))
+        self._out_bytes += len(payload)
+        if self._out_bytes >= FLUSH_BYTES:
+            self._flush()
+        stats.record_lag_seconds = max(0.0, time.time() - run.last_gateway_ts)
+        return True
 
     # --- time-driven decisions ------------------------------------------------------------------
 

@@ -6,6 +6,9 @@ within a Python version and simple to reason about) serialises the lot. Decoding
 NamedTuples with ``tuple.__new__`` mapped over ``zip`` so no Python frame runs per sample. This is what
 makes 2-3 million samples/s possible in CPython; a per-record ``struct.pack`` loop manages about a tenth.
 
+A run of samples that arrives already in the columnar format of :mod:`otseam.core.columns` (the IT
+side of the diode) is stored as it is, one frame per run, and decoded by that module.
+
 Events are rare (alarms, audit records): they are stored row-wise with ``data`` as JSON text, because
 ``data`` may hold anything JSON-serialisable and marshal must never meet an object it cannot write.
 
@@ -21,11 +24,15 @@ from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
+from otseam.core import columns
+from otseam.core.columns import SampleColumns
 from otseam.core.records import Event, Quality, Record, Sample, Severity, Value
 
 #: Frame kinds (one byte in the frame header).
 KIND_SAMPLES = 1
 KIND_EVENTS = 2
+KIND_COLUMNS = 3
+KINDS = (KIND_SAMPLES, KIND_EVENTS, KIND_COLUMNS)
 
 #: marshal format version; 4 shares repeated string objects (point keys) by reference.
 _MARSHAL_VERSION = 4
@@ -40,19 +47,23 @@ class CorruptPayload(ValueError):
     """A payload that passed its checksum but does not decode into records."""
 
 
-def split_runs(records: Sequence[Record]) -> list[tuple[int, Sequence[Record]]]:
-    """Cut a batch into consecutive runs of one kind; order is preserved (offsets follow it)."""
+Item = Record | SampleColumns
+
+
+def split_runs(records: Sequence[Item]) -> list[tuple[int, Sequence[Item]]]:
+    """Cut a batch into consecutive runs of one kind; order is preserved (offsets follow it). Each
+    :class:`SampleColumns` is a run of its own."""
     kinds = set(map(type, records))
     if kinds == {Sample}:
         return [(KIND_SAMPLES, records)]
     if kinds == {Event}:
         return [(KIND_EVENTS, records)]
-    runs: list[tuple[int, Sequence[Record]]] = []
+    runs: list[tuple[int, Sequence[Item]]] = []
     start = 0
     current = 0
     for index, record in enumerate(records):
         kind = _kind_of(record)
-        if kind != current and index > start:
+        if (kind != current or kind == KIND_COLUMNS) and index > start:
             runs.append((current, records[start:index]))
             start = index
         current = kind
@@ -66,13 +77,25 @@ def _kind_of(record: object) -> int:
         return KIND_SAMPLES
     if isinstance(record, Event):
         return KIND_EVENTS
+    if isinstance(record, SampleColumns):
+        return KIND_COLUMNS
     raise TypeError(f"the journal stores Sample and Event records, not {type(record).__name__}")
 
 
-def encode(kind: int, records: Sequence[Record]) -> bytes:
+def run_length(kind: int, records: Sequence[Item]) -> int:
+    """How many records (and so offsets) a run of ``kind`` holds."""
+    if kind == KIND_COLUMNS:
+        return sum(run.count for run in records if isinstance(run, SampleColumns))
+    return len(records)
+
+
+def encode(kind: int, records: Sequence[Item]) -> bytes:
     """One run of records of one ``kind`` to a payload."""
     if kind == KIND_SAMPLES:
         return _encode_samples(records)  # type: ignore[arg-type]
+    if kind == KIND_COLUMNS:
+        (run,) = records
+        return run.payload  # type: ignore[union-attr]
     return _encode_events(records)  # type: ignore[arg-type]
 
 
@@ -143,6 +166,14 @@ def _encode_events(events: Sequence[Event]) -> bytes:
 
 def decode(kind: int, payload: bytes | memoryview, count: int) -> list[Record]:
     """A payload back to records; raises :class:`CorruptPayload` if it is not what the header says."""
+    if kind == KIND_COLUMNS:
+        try:
+            decoded = columns.decode(payload).records
+        except columns.ColumnsError as exc:
+            raise CorruptPayload(f"payload does not decode: {exc}") from None
+        if len(decoded) != count:
+            raise CorruptPayload(f"payload holds {len(decoded)} records, header says {count}")
+        return decoded
     try:
         data = marshal.loads(payload)
         if kind == KIND_SAMPLES:

@@ -54,6 +54,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from otseam.core.columns import SampleColumns
 from otseam.core.records import Event, Record, Severity
 from otseam.journal import codec, segments
 from otseam.journal.state import CURSOR_NAME, CURSOR_SUFFIX, CursorState, JournalError, Meta
@@ -339,8 +340,9 @@ class Journal:
     def bytes_on_disk(self) -> int:
         return self._bytes
 
-    def append(self, records: Sequence[Record]) -> int:
-        """Append ``records`` in order; returns the offset given to the last one.
+    def append(self, records: Sequence[Record | SampleColumns]) -> int:
+        """Append ``records`` in order; returns the offset given to the last one. A
+        :class:`SampleColumns` (a run of samples already encoded) takes one offset per sample.
 
         When this returns, the records survive a crash of the process (see the module docstring for
         power loss). Raises :class:`JournalError` if the disk refuses the write; nothing is accepted then.
@@ -356,7 +358,7 @@ class Journal:
         self._wake_readers()
         return last
 
-    def _write(self, records: Sequence[Record], now: float) -> int:
+    def _write(self, records: Sequence[Record | SampleColumns], now: float) -> int:
         frames: list[bytes] = []
         bases: list[int] = []
         offset = self._next
@@ -375,9 +377,10 @@ class Journal:
                 middle = len(chunk) // 2
                 pending[:0] = [(kind, chunk[:middle]), (kind, chunk[middle:])]
                 continue
-            frames.append(segments.build_frame(offset, len(chunk), kind, now, payload))
+            count = codec.run_length(kind, chunk)
+            frames.append(segments.build_frame(offset, count, kind, now, payload))
             bases.append(offset)
-            offset += len(chunk)
+            offset += count
         data = b"".join(frames)
         active = self._segments[-1]
         if active.size and active.size + len(data) > self.segment_size:

@@ -7,7 +7,7 @@ frames back to back. A frame is one run of records (normally one appended batch)
     crc32           u32   │ little-endian, 32 bytes
     base offset     u64   │ the offset of the first record; the others follow by index
     record count    u32   │
-    kind            u8    │ samples or events (codec.py)
+    kind            u8    │ samples, events or sample columns (codec.py)
     (padding)       3 B   │
     appended at     f64   ┘ wall-clock seconds, for age-based retention and "oldest unread" metrics
     payload         ...
@@ -84,7 +84,7 @@ def frame_ok(header_bytes: bytes | memoryview, payload: bytes | memoryview, crc:
 
 def plausible(header: FrameHeader, expected_offset: int | None) -> bool:
     """A cheap sanity check before trusting a header's length (the CRC comes after reading the payload)."""
-    if header.length > MAX_PAYLOAD or header.count == 0 or header.kind not in (1, 2):
+    if header.length > MAX_PAYLOAD or header.count == 0 or header.kind not in (1, 2, 3):
         return False
     return expected_offset is None or header.base_offset == expected_offset
 
