@@ -29,15 +29,15 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_diode import make_samples  # noqa: E402
+from bench_diode import make_samples
 
-from otseam.core.records import Record  # noqa: E402
-from otseam.diode import blocks, wire  # noqa: E402
-from otseam.diode.config import DiodeSettings  # noqa: E402
-from otseam.diode.fec import Fec  # noqa: E402
-from otseam.diode.receiver import BATCH, DiodeReceiver  # noqa: E402
-from otseam.diode.sender import DiodeSender  # noqa: E402
-from otseam.journal import Journal  # noqa: E402
+from otseam.core.records import Record
+from otseam.diode import blocks, wire
+from otseam.diode.config import DiodeSettings
+from otseam.diode.fec import Fec
+from otseam.diode.receiver import BATCH, DiodeReceiver
+from otseam.diode.sender import DiodeSender
+from otseam.journal import Journal
 
 KEY = b"k" * 32
 SOURCE = "bench-edge"
@@ -81,7 +81,9 @@ def transfer(offsets: list[int], records: list[Record], config: DiodeSettings) -
     payload_bytes = 0
     sequence = 0
     for i in range(0, len(records), CHUNK):
-        for payload in blocks.encode_split(SOURCE, offsets[i : i + CHUNK], records[i : i + CHUNK], config.fec.max_block):
+        for payload in blocks.encode_split(
+            SOURCE, offsets[i : i + CHUNK], records[i : i + CHUNK], config.fec.max_block
+        ):
             payload_bytes += len(payload)
             k, m, fragments = fec.encode(payload)
             buffer = bytearray(slot * (k + m))

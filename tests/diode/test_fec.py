@@ -58,6 +58,9 @@ def test_isa_l_rebuilds_exactly_what_pyeclib_rebuilds(size: int, rng: object) ->
     assert DEFAULT.decode(k, m, chosen) == block
     # Twice: the second time from the cached tables of this arrival pattern.
     assert RECOVERY.decode(k, m, chosen) == block
+    # No loss (the usual case, which no longer goes through pyeclib): the same bytes pyeclib gives.
+    complete = dict(enumerate(fragments[:k]))
+    assert RECOVERY.decode(k, m, complete) == DEFAULT._driver(k, m).decode(fragments[:k]) == block
 
 
 def test_fragments_that_do_not_fit_together_are_left_to_pyeclib() -> None:
@@ -78,6 +81,9 @@ def test_fragments_that_do_not_fit_together_are_left_to_pyeclib() -> None:
     other = {i: fragments[i] for i in range(1, k + 1)}
     other[3] = longer[3]
     assert len(longer[3]) == len(fragments[3]) and RECOVERY.decode(k, m, other) is None
+    complete = dict(enumerate(fragments[:k]))
+    complete[k - 1] = longer[k - 1]  # nothing lost, but one data fragment is of another block
+    assert RECOVERY.decode(k, m, complete) is None and DEFAULT.decode(k, m, complete) is None
 
 
 @pytest.mark.parametrize("size", [500, 3000])  # one data fragment, and three

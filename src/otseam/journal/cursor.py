@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import zlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -189,7 +188,7 @@ class Cursor:
             return self._lose(offset, segment, "it ends in the middle of a frame")
         view = memoryview(self._buffer)
         # CRC32 is incremental: one pass over header-after-the-CRC and payload equals the writer's two.
-        if zlib.crc32(view[at + segments.CRC_FROM : at + size]) != crc:
+        if segments.crc32(view[at + segments.CRC_FROM : at + size]) != crc:
             return self._lose(offset, segment, "a frame fails its checksum")
         try:
             records = codec.decode(kind, view[at + segments.HEADER_SIZE : at + size], count)

@@ -359,7 +359,10 @@ class Journal:
         return last
 
     def _write(self, records: Sequence[Record | SampleColumns], now: float) -> int:
-        frames: list[bytes] = []
+        # Headers and payloads go to the kernel as they are (writev): joining them first would copy
+        # every byte once more, which at diode rates is a measurable share of the receiver's CPU.
+        pieces: list[bytes] = []
+        sizes: list[int] = []
         bases: list[int] = []
         offset = self._next
         pending = [
@@ -378,17 +381,16 @@ class Journal:
                 pending[:0] = [(kind, chunk[:middle]), (kind, chunk[middle:])]
                 continue
             count = codec.run_length(kind, chunk)
-            frames.append(segments.build_frame(offset, count, kind, now, payload))
+            pieces += (segments.frame_header(offset, count, kind, now, payload), payload)
+            sizes.append(segments.HEADER_SIZE + len(payload))
             bases.append(offset)
             offset += count
-        data = b"".join(frames)
+        total = sum(sizes)
         active = self._segments[-1]
-        if active.size and active.size + len(data) > self.segment_size:
+        if active.size and active.size + total > self.segment_size:
             active = self._rotate()
         try:
-            written = 0
-            while written < len(data):
-                written += os.write(self._fd, data[written:] if written else data)
+            _write_all(self._fd, pieces, total)
         except OSError as exc:
             # Take back a partial frame so the file still ends on a frame boundary.
             with contextlib.suppress(OSError):
@@ -396,13 +398,13 @@ class Journal:
             raise JournalError(f"the journal could not write to {active.path}: {exc.strerror}") from None
         if active.index is not None:
             position = active.size
-            for base, frame in zip(bases, frames, strict=True):
+            for base, size in zip(bases, sizes, strict=True):
                 active.index.note(base, position, now)
-                position += len(frame)
-        active.size += len(data)
+                position += size
+        active.size += total
         active.end_offset = offset
         active.last_appended_at = now
-        self._bytes += len(data)
+        self._bytes += total
         self._next = offset
         self._maybe_sync()
         return offset - 1
@@ -695,6 +697,29 @@ class Journal:
 
     def __exit__(self, *_: object) -> None:
         self.close()
+
+
+#: At most this many buffers per writev call (Linux's IOV_MAX is 1024).
+_IOV_MAX = 1024
+
+
+def _write_all(fd: int, pieces: list[bytes], total: int) -> None:
+    """Write ``pieces`` (``total`` bytes) in order; a short write goes on from where it stopped."""
+    written = 0
+    index = 0
+    while index < len(pieces):
+        batch = pieces[index : index + _IOV_MAX]
+        done = os.writev(fd, batch)
+        size = sum(map(len, batch))
+        written += done
+        if done < size:  # rare (a full disk, a signal): finish this batch the simple way
+            rest = b"".join(batch)[done:]
+            while rest:
+                rest = rest[os.write(fd, rest) :]
+            written += size - done
+        index += _IOV_MAX
+    if written != total:
+        raise OSError(0, f"wrote {written} bytes of {total}")
 
 
 def _resolve(future: asyncio.Future[None]) -> None:
