@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from otseam.diode import isal
-from otseam.diode.fec import Fec, FecSettings
+from otseam.diode import isal, wire
+from otseam.diode.fec import FRAGMENT_HEADER, Fec, FecSettings
 
 FEC = Fec(FecSettings(max_k=16, overhead=0.25, min_parity=2, fragment_size=400))
 
@@ -98,3 +98,30 @@ def test_a_fragment_shorter_than_its_header_claims_is_refused_not_read_past(size
     short[0] = fragments[0][:-cut]
     assert FEC.decode(k, m, short) is None
     assert FEC.decode(k, m, dict(enumerate(fragments[:k]))) == block
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.integers(min_value=1, max_value=64 * 1350),
+    st.lists(
+        st.tuples(st.integers(min_value=0), st.integers(min_value=0, max_value=24), st.binary(min_size=1, max_size=4))
+    ),
+    st.integers(min_value=0, max_value=3),
+)
+def test_joining_complete_data_fragments_in_c_agrees_with_isa_l_recovery(
+    size: int, edits: list[tuple[int, int, bytes]], parity: int
+) -> None:
+    """The receiver's shortcut for a block whose data fragments all arrived in one run: the same block,
+    or the same refusal, as the checked Python path, however the fragments' headers were altered."""
+    speedups = wire.speedups(True)
+    assert RECOVERY is not None and speedups is not None
+    k, m, fragments = DEFAULT.encode(os.urandom(size))
+    edited = [bytearray(f) for f in fragments[:k]]
+    for which, at, data in edits:  # overwrite bytes of liberasurecode's header (index, sizes, original size)
+        fragment = edited[which % k]
+        fragment[at : at + len(data)] = data  # at most 28 bytes in: the length does not change
+    joined = b"".join(edited) + b"".join(fragments[k : k + min(parity, m)])
+    expected = RECOVERY.decode(k, m, {i: bytes(f) for i, f in enumerate(edited)})
+    assert speedups.join_fragments(joined, len(fragments[0]), k, FRAGMENT_HEADER) == expected
+    if not edits:
+        assert expected == DEFAULT._driver(k, m).decode(fragments[:k])

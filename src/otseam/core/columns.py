@@ -158,13 +158,28 @@ def _text(payload: bytes | memoryview, position: int, count: int) -> tuple[str, 
     position += _LENGTH.size
     if position + size > len(payload):
         raise ColumnsError("payload is shorter than its text column")
+    raw = bytes(payload[position : position + size])
     try:
-        text = bytes(payload[position : position + size]).decode()
+        text = raw.decode()
     except UnicodeDecodeError:
         raise ColumnsError("text column is not UTF-8") from None
     if sum(lengths) != len(text):
         raise ColumnsError("text lengths do not add up")
     return text, lengths, position + size
+
+
+def _text_is_valid(payload: bytes | memoryview, position: int, count: int) -> int:
+    """What :func:`_text` checks, without building the string when the text is ASCII (one character
+    per byte: the lengths must add up to the size); returns the end of the column."""
+    lengths, position = _column(payload, position, count, "u4")
+    if position + _LENGTH.size <= len(payload):
+        size: int = _LENGTH.unpack_from(payload, position)[0]
+        end = position + _LENGTH.size + size
+        if end <= len(payload) and bytes(payload[position + _LENGTH.size : end]).isascii():
+            if sum(lengths) != size:
+                raise ColumnsError("text lengths do not add up")
+            return end
+    return _text(payload, position - count * 4, count)[2]
 
 
 @dataclass(slots=True)
@@ -188,8 +203,9 @@ class _Layout:
     lengths: array[Any] | None
 
 
-def _layout(payload: bytes | memoryview) -> _Layout:
-    """Every check of the format, and the positions of the columns that are only copied."""
+def _layout(payload: bytes | memoryview, with_text: bool) -> _Layout:
+    """Every check of the format, and the positions of the columns that are only copied; the text
+    column decoded only ``with_text``."""
     if len(payload) < _HEAD.size or payload[0] != TAG:
         raise ColumnsError("not a columnar sample payload")
     _, count, meta_length, value_kind = _HEAD.unpack_from(payload, 0)
@@ -221,8 +237,10 @@ def _layout(payload: bytes | memoryview) -> _Layout:
     text, lengths = "", None
     if value_kind == VALUES_FLOAT:
         end = _skip(payload, value_column, count, 8)
-    elif value_kind == VALUES_TEXT:
+    elif value_kind == VALUES_TEXT and with_text:
         text, lengths, end = _text(payload, value_column, count)
+    elif value_kind == VALUES_TEXT:
+        end = _text_is_valid(payload, value_column, count)
     elif value_kind != VALUES_JSON:
         raise ColumnsError(f"unknown value column kind {value_kind}")
     elif not isinstance(values, list) or len(values) != count or not set(map(type, values)) <= _SCALARS:
@@ -255,7 +273,7 @@ def _layout(payload: bytes | memoryview) -> _Layout:
 
 def inspect(payload: bytes | memoryview) -> Summary:
     """Check ``payload`` as :func:`decode` would, without decoding a sample; raises :class:`ColumnsError`."""
-    layout = _layout(payload)
+    layout = _layout(payload, with_text=False)
     offsets = layout.offsets
     (last_gateway_ts,) = _FLOAT.unpack_from(payload, layout.value_column - _FLOAT.size)
     return Summary(layout.source, layout.count, offsets[0], offsets[-1], layout.consecutive, last_gateway_ts)
@@ -263,7 +281,7 @@ def inspect(payload: bytes | memoryview) -> Summary:
 
 def decode(payload: bytes | memoryview) -> Decoded:
     """The samples of ``payload``, with their offsets; raises :class:`ColumnsError`."""
-    layout = _layout(payload)
+    layout = _layout(payload, with_text=True)
     count = layout.count
     source_ts, _ = _column(payload, layout.source_ts, count, "f8")
     gateway_ts, _ = _column(payload, layout.gateway_ts, count, "f8")

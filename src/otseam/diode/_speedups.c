@@ -44,6 +44,10 @@
 /* Rejected reasons, as wire.Rejected numbers them; counts are returned in this order, minus one. */
 enum { R_SHORT = 1, R_MAGIC, R_VERSION, R_MAC, R_MALFORMED, R_COUNT = R_MALFORMED };
 
+/* What wire.py expects of this module's functions; raised whenever one of them changes shape
+ * (2: runs carry their payloads joined; join_fragments). */
+#define SPEEDUPS_API 2
+
 /* Items parse_batch returns, in arrival order. */
 enum { ITEM_RUN = 1, ITEM_BEACON = 2, ITEM_FOREIGN_BEACON = 3 };
 
@@ -54,6 +58,18 @@ load64(const unsigned char *p)
     for (int i = 0; i < 8; i++)
         v = (v << 8) | p[i];
     return v;
+}
+
+static inline uint64_t
+load32le(const unsigned char *p)
+{
+    return (uint64_t)p[0] | (uint64_t)p[1] << 8 | (uint64_t)p[2] << 16 | (uint64_t)p[3] << 24;
+}
+
+static inline uint64_t
+load64le(const unsigned char *p)
+{
+    return load32le(p) | load32le(p + 4) << 32;
 }
 
 static inline void
@@ -219,24 +235,34 @@ done:
     return lengths;
 }
 
-/* Appends fragment payload bytes to the open run, or closes it and opens a new one. */
+/* The open run: authentic fragments of one block with consecutive indices and one payload size, as
+ * they lie in the caller's buffer (copied out once, into one bytes object, when the run closes). */
 typedef struct {
-    PyObject *payloads; /* list, or NULL when no run is open */
+    int open;
     uint64_t session, sequence;
     int flags, k, m, first, next;
+    Py_ssize_t size, count;
+    const unsigned char *payload[MAX_FRAGMENTS];
 } Run;
 
 static int
 run_close(Run *run, PyObject *items)
 {
-    if (run->payloads == NULL)
+    if (!run->open)
         return 0;
-    PyObject *item = Py_BuildValue("(iKKiiiiN)", ITEM_RUN, (unsigned long long)run->session,
-                                   (unsigned long long)run->sequence, run->flags, run->k, run->m, run->first,
-                                   run->payloads);
-    run->payloads = NULL; /* Py_BuildValue's N took it, even when it failed */
-    if (item == NULL)
+    run->open = 0;
+    /* count <= MAX_FRAGMENTS and size <= 0xffff: the product cannot overflow. */
+    PyObject *joined = PyBytes_FromStringAndSize(NULL, run->count * run->size);
+    if (joined == NULL)
         return -1;
+    char *out = PyBytes_AS_STRING(joined);
+    for (Py_ssize_t i = 0; i < run->count; i++)
+        memcpy(out + i * run->size, run->payload[i], (size_t)run->size);
+    PyObject *item = Py_BuildValue("(iKKiiiinN)", ITEM_RUN, (unsigned long long)run->session,
+                                   (unsigned long long)run->sequence, run->flags, run->k, run->m, run->first,
+                                   run->size, joined);
+    if (item == NULL)
+        return -1; /* Py_BuildValue's N took joined, even when it failed */
     int failed = PyList_Append(items, item);
     Py_DECREF(item);
     return failed;
@@ -248,8 +274,9 @@ run_close(Run *run, PyObject *items)
  * Datagram i is buffer[starts[i] : starts[i] + sizes[i]]; a size of -1 or above ``limit`` is too long.
  * A size that runs past the buffer is the caller's bug, raised as ValueError.
  * ``rejected`` counts SHORT, MAGIC, VERSION, MAC, MALFORMED in that order. ``items``, in arrival order:
- *   (1, session, sequence, flags, k, m, first_index, [payload, ...])  authentic fragments of one block
- *       with consecutive indices, as they arrived one after the other;
+ *   (1, session, sequence, flags, k, m, first_index, size, joined)  authentic fragments of one block
+ *       with consecutive indices and one payload size, as they arrived one after the other: fragment
+ *       first_index + i is joined[i * size : (i + 1) * size];
  *   (2, session, sequence, payload)  an authentic beacon;
  *   (3, claimed_fingerprint)  a datagram that failed the MAC but is shaped like a beacon: the
  *       fingerprint it claims, unchecked, to explain the failure, never to act on.
@@ -263,7 +290,8 @@ Mac_parse_batch(MacObject *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "y*OOnn:parse_batch", &buffer, &starts, &sizes, &count, &limit))
         return NULL;
     PyObject *result = NULL, *items = NULL, *sizes_fast = NULL, *starts_fast = NULL;
-    Run run = {0};
+    Run run;
+    run.open = 0;
     unsigned long long rejected[R_COUNT] = {0};
     long long received = 0;
 
@@ -348,34 +376,38 @@ Mac_parse_batch(MacObject *self, PyObject *args)
             rejected[R_MALFORMED - 1]++;
             continue;
         }
-        if (!(run.payloads != NULL && run.session == session && run.sequence == sequence && run.flags == flags &&
-              run.k == k && run.m == m && run.next == index)) {
+        if (!(run.open && run.session == session && run.sequence == sequence && run.flags == flags && run.k == k &&
+              run.m == m && run.next == index && run.size == length)) {
             if (run_close(&run, items) < 0)
                 goto done;
-            run.payloads = PyList_New(0);
-            if (run.payloads == NULL)
-                goto done;
+            run.open = 1;
             run.session = session;
             run.sequence = sequence;
             run.flags = flags;
             run.k = k;
             run.m = m;
             run.first = index;
+            run.size = length;
+            run.count = 0;
+        }
+        /* Indices are consecutive and below k + m <= 2 * 255, and a run starts at its first index: it
+         * holds at most 255 fragments only if k + m does; close it early rather than overrun. */
+        if (run.count == MAX_FRAGMENTS) {
+            if (run_close(&run, items) < 0)
+                goto done;
+            run.open = 1;
+            run.first = index;
+            run.count = 0;
         }
         run.next = index + 1;
-        PyObject *payload = PyBytes_FromStringAndSize((const char *)d + HEADER_SIZE, length);
-        if (payload == NULL || PyList_Append(run.payloads, payload) < 0) {
-            Py_XDECREF(payload);
-            goto done;
-        }
-        Py_DECREF(payload);
+        /* The buffer outlives the run: it is released only after the last run_close below. */
+        run.payload[run.count++] = d + HEADER_SIZE;
     }
     if (run_close(&run, items) < 0)
         goto done;
     result = Py_BuildValue("(L(KKKKK)O)", received, rejected[0], rejected[1], rejected[2], rejected[3], rejected[4],
                            items);
 done:
-    Py_XDECREF(run.payloads);
     Py_XDECREF(items);
     Py_XDECREF(sizes_fast);
     Py_XDECREF(starts_fast);
@@ -626,7 +658,67 @@ speedups_enable_coalescing(PyObject *module, PyObject *args)
 
 #endif /* HAVE_MMSG */
 
+/*
+ * join_fragments(joined, size, k, header_size) -> bytes | None
+ *
+ * The block carried by k data fragments of ``size`` bytes each, laid end to end in ``joined`` (which
+ * may hold more fragments after them, parity, ignored): each fragment is liberasurecode's header of
+ * ``header_size`` bytes, starting u32 index, u32 data size, u32 backend metadata size, u64 original
+ * block size (little-endian), then its data. With every data fragment present, Reed-Solomon decoding
+ * is only this concatenation. None unless each fragment says it is the one at its position, every
+ * data size is size - header_size, and all claim the same original size, no larger than k fragments
+ * carry: the checks isal.Recovery.decode makes, so both give the same answer (tested).
+ */
+static PyObject *
+speedups_join_fragments(PyObject *module, PyObject *args)
+{
+    Py_buffer joined;
+    Py_ssize_t size, k, header_size;
+    if (!PyArg_ParseTuple(args, "y*nnn:join_fragments", &joined, &size, &k, &header_size))
+        return NULL;
+    PyObject *result = NULL;
+    if (k < 1 || k > MAX_FRAGMENTS || header_size < 20 || size < 1 || size > 0xffff || joined.len / size < k) {
+        PyErr_SetString(PyExc_ValueError, "join_fragments: k, size or header_size out of range, or fewer than k fragments");
+        goto done;
+    }
+    if (size < header_size) { /* a fragment shorter than its own header: nothing to join */
+        result = Py_NewRef(Py_None);
+        goto done;
+    }
+    const unsigned char *base = joined.buf;
+    uint64_t data = (uint64_t)(size - header_size);
+    uint64_t original = load64le(base + 12);
+    if (original > data * (uint64_t)k) {
+        result = Py_NewRef(Py_None);
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < k; i++) {
+        const unsigned char *h = base + i * size;
+        if (load32le(h) != (uint64_t)i || load32le(h + 4) != data || load64le(h + 12) != original) {
+            result = Py_NewRef(Py_None);
+            goto done;
+        }
+    }
+    result = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)original);
+    if (result == NULL)
+        goto done;
+    char *out = PyBytes_AS_STRING(result);
+    uint64_t left = original;
+    for (Py_ssize_t i = 0; i < k && left; i++) {
+        size_t part = left < data ? (size_t)left : (size_t)data;
+        memcpy(out, base + i * size + header_size, part);
+        out += part;
+        left -= part;
+    }
+done:
+    PyBuffer_Release(&joined);
+    return result;
+}
+
 static PyMethodDef speedups_methods[] = {
+    {"join_fragments", speedups_join_fragments, METH_VARARGS,
+     "join_fragments(joined, size, k, header_size) -> bytes | None\n\n"
+     "The block of k complete data fragments laid end to end, if their headers agree; else None."},
 #ifdef HAVE_MMSG
     {"send_batch", speedups_send_batch, METH_VARARGS,
      "send_batch(fd, address, buffer, slot, lengths, first, count, segment) -> sent\n\n"
@@ -659,6 +751,7 @@ PyInit__speedups(void)
         return NULL;
     if (PyModule_AddObjectRef(module, "Mac", (PyObject *)&MacType) < 0 ||
         PyModule_AddIntConstant(module, "VERSION", WIRE_VERSION) < 0 ||
+        PyModule_AddIntConstant(module, "API", SPEEDUPS_API) < 0 ||
         PyModule_AddIntConstant(module, "HEADER_SIZE", HEADER_SIZE) < 0 ||
         PyModule_AddIntConstant(module, "MAC_SIZE", MAC_SIZE) < 0 ||
         PyModule_AddIntConstant(module, "BEACON_PAYLOAD", BEACON_PAYLOAD) < 0 ||

@@ -3,6 +3,7 @@ from collections.abc import Sequence
 
 from typing_extensions import Buffer
 
+API: int
 VERSION: int
 HEADER_SIZE: int
 MAC_SIZE: int
@@ -29,6 +30,7 @@ class Mac:
         self, buffer: Buffer, starts: Sequence[int], sizes: Sequence[int], count: int, limit: int
     ) -> tuple[int, tuple[int, int, int, int, int], list[tuple[object, ...]]]: ...
 
+def join_fragments(joined: Buffer, size: int, k: int, header_size: int) -> bytes | None: ...
 def send_batch(
     fd: int, address: bytes, buffer: Buffer, slot: int, lengths: list[int], first: int, count: int, segment: bool
 ) -> int: ...

@@ -222,12 +222,17 @@ def peek_beacon_fingerprint(data: bytes | memoryview) -> bytes | None:
 ITEM_RUN, ITEM_BEACON, ITEM_FOREIGN_BEACON = 1, 2, 3
 
 
+#: The shape of the C module's functions this file calls (its SPEEDUPS_API).
+SPEEDUPS_API = 2
+
+
 def _load_speedups() -> ModuleType | None:
     try:
         from otseam.diode import _speedups
     except ImportError:  # not built here (no compiler at install time): the Python above does the work
         return None
     built = (
+        getattr(_speedups, "API", 1),
         _speedups.VERSION,
         _speedups.HEADER_SIZE,
         _speedups.MAC_SIZE,
@@ -236,9 +241,9 @@ def _load_speedups() -> ModuleType | None:
         _speedups.ITEM_BEACON,
         _speedups.ITEM_FOREIGN_BEACON,
     )
-    if built != (VERSION, HEADER_SIZE, MAC_SIZE, BEACON.size, ITEM_RUN, ITEM_BEACON, ITEM_FOREIGN_BEACON):
+    if built != (SPEEDUPS_API, VERSION, HEADER_SIZE, MAC_SIZE, BEACON.size, ITEM_RUN, ITEM_BEACON, ITEM_FOREIGN_BEACON):
         raise ImportError(
-            f"otseam.diode._speedups was built for another wire layout {built}: reinstall Seam to rebuild it"
+            f"otseam.diode._speedups was built for another wire layout or API {built}: reinstall Seam to rebuild it"
         )
     return _speedups
 
