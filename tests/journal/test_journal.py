@@ -491,3 +491,19 @@ def test_warns_when_the_disk_cannot_hold_max_size(tmp_path: Path, caplog: pytest
     with caplog.at_level("WARNING", logger="otseam.journal"), Journal.open(tmp_path / "k", max_size=1024 * 1024):
         pass
     assert not caplog.records
+
+
+async def test_sealed_segments_are_synced_off_the_writer_and_closed(tmp_path: Path) -> None:
+    """Rotation hands the sealed segment to a thread that fsyncs and closes it: after close() no
+    descriptor is left open and every segment reads back whole."""
+    before = set(os.listdir("/proc/self/fd"))
+    with Journal.open(tmp_path / "j", segment_size=64 * 1024) as journal:
+        for start in range(0, 6000, 500):
+            journal.append(samples(start, 500))
+        assert len(list((tmp_path / "j").glob("*.seg"))) > 3
+        journal.flush()  # waits for the sealing threads
+        assert not journal._sealing
+    assert set(os.listdir("/proc/self/fd")) <= before
+    with Journal.open(tmp_path / "j") as reopened:
+        batch = await reopened.reader("a").next_batch(max_records=10_000, max_wait=0)
+    assert batch.records == samples(0, 6000)

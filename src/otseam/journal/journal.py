@@ -28,7 +28,9 @@ by ``sync``: ``"always"`` (fdatasync every append: slowest, nothing accepted is 
 (the default: at most ``sync_interval`` seconds of accepted records can be lost to a power cut; when
 appends stop, a timer on the appending thread's event loop does the last sync, and without a loop the
 next append or ``close`` does) or
-``"none"`` (left to the kernel). Sealed segments are always fsynced when the journal rotates.
+``"none"`` (left to the kernel). Sealed segments are always fsynced when the journal rotates, on a
+thread of their own: a writer that must keep up with a network (the diode's receiver) is not stopped
+for the tens of milliseconds a 64 MiB fsync takes; ``flush`` and ``close`` wait for those syncs.
 
 Bounds. ``max_size`` bounds the bytes on disk and ``max_age`` the age of the oldest segment. When
 either is exceeded, the oldest segment is deleted even if a slow cursor has not read it: the records
@@ -146,6 +148,8 @@ class Journal:
         self._cursors: dict[str, CursorState] = {}
         self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
         self._closed = False
+        #: Threads syncing and closing sealed segments (see _rotate).
+        self._sealing: list[threading.Thread] = []
 
     # --- opening -------------------------------------------------------------------------------------
 
@@ -444,9 +448,11 @@ class Journal:
                     log.error("journal %s: fdatasync failed: %s", self.directory, exc.strerror)
 
     def _rotate(self) -> Segment:
-        os.fsync(self._fd)
-        os.close(self._fd)
+        sealed = self._fd
         self._fd = -1
+        syncer = threading.Thread(target=_sync_and_close, args=(sealed,), name="journal-seal", daemon=True)
+        syncer.start()
+        self._sealing = [thread for thread in self._sealing if thread.is_alive()] + [syncer]
         self._meta.floor = self._next
         self._meta.save(self.directory / "journal.json")
         segment = self._new_segment(self._next)
@@ -462,9 +468,15 @@ class Journal:
     def flush(self) -> None:
         """Force everything appended so far to stable storage (for a clean shutdown or a checkpoint)."""
         with self._lock:
+            self._wait_for_sealing()
             if self._fd >= 0:
                 os.fsync(self._fd)
                 self._last_sync = time.monotonic()
+
+    def _wait_for_sealing(self) -> None:
+        for thread in self._sealing:
+            thread.join()
+        self._sealing.clear()
 
     # --- retention -----------------------------------------------------------------------------------
 
@@ -682,6 +694,7 @@ class Journal:
             return
         with self._lock:
             self._closed = True
+            self._wait_for_sealing()
             if self._fd >= 0:
                 with contextlib.suppress(OSError):
                     os.fsync(self._fd)
@@ -697,6 +710,15 @@ class Journal:
 
     def __exit__(self, *_: object) -> None:
         self.close()
+
+
+def _sync_and_close(fd: int) -> None:
+    try:
+        os.fsync(fd)
+    except OSError as exc:  # the data is in the page cache; the kernel writes it back when it can
+        log.error("journal: fsync of a sealed segment failed: %s", exc.strerror)
+    finally:
+        os.close(fd)
 
 
 #: At most this many buffers per writev call (Linux's IOV_MAX is 1024).
