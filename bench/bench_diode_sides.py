@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import socket
 import sys
 import tempfile
@@ -32,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_diode import make_samples
 
+from otseam.core import memory
 from otseam.core.records import Record
 from otseam.diode import blocks, wire
 from otseam.diode.config import DiodeSettings
@@ -51,23 +53,31 @@ def settings(offload: bool) -> DiodeSettings:
     return DiodeSettings.from_options({"rate": "100Gbit/s", "offload": offload})
 
 
-def measure_send(offsets: list[int], records: list[Record], offload: bool) -> dict[str, Any]:
+def measure_send(offsets: list[int], records: list[Record], offload: bool, tuned: bool) -> dict[str, Any]:
+    if not tuned:  # DiodeSender.start() tunes the allocator once per process: make that a no-op
+        memory._done = True
     sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sink.bind(("127.0.0.1", 0))
 
     async def run() -> tuple[float, DiodeSender]:
         sender = DiodeSender(sink.getsockname(), KEY, settings(offload))
         await sender.start()
-        cpu = time.process_time()
+        cpu, faults = time.process_time(), _faults()
         for i in range(0, len(records), CHUNK):
             await sender.send_records(SOURCE, offsets[i : i + CHUNK], records[i : i + CHUNK])
-        cpu = time.process_time() - cpu
+        cpu, faults = time.process_time() - cpu, _faults() - faults
         await sender.close()
-        return cpu, sender
+        return cpu, faults, sender
 
-    cpu, sender = asyncio.run(run())
+    cpu, faults, sender = asyncio.run(run())
     sink.close()
-    return {"side": "send", "cpu": cpu, "datagrams": sender.stats.datagrams, "blocks": sender.stats.blocks}
+    return {
+        "side": "send",
+        "cpu": cpu,
+        "page_faults": faults,
+        "datagrams": sender.stats.datagrams,
+        "blocks": sender.stats.blocks,
+    }
 
 
 def transfer(offsets: list[int], records: list[Record], config: DiodeSettings) -> tuple[list[bytes], int]:
@@ -96,7 +106,11 @@ def transfer(offsets: list[int], records: list[Record], config: DiodeSettings) -
     return datagrams, payload_bytes
 
 
-def measure_receive(datagrams: list[bytes], records: int, directory: Path) -> dict[str, Any]:
+def _faults() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+def measure_receive(datagrams: list[bytes], records: int, directory: Path, tuned: bool) -> dict[str, Any]:
     config = settings(True)
     journal = Journal.open(directory / "it-journal", source="it", sync="interval")
     receiver = DiodeReceiver(("127.0.0.1", 0), KEY, config, journal)
@@ -110,18 +124,26 @@ def measure_receive(datagrams: list[bytes], records: int, directory: Path) -> di
             buffer[j * slot : j * slot + len(datagram)] = datagram
         batches.append((memoryview(buffer), [j * slot for j in range(len(chunk))], list(map(len, chunk)), len(chunk)))
 
-    async def run() -> float:
-        cpu = time.process_time()
+    async def run() -> tuple[float, int]:
+        cpu, faults = time.process_time(), _faults()
         for view, starts, sizes, count in batches:
             receiver._handle(view, starts, sizes, count, time.monotonic())
         receiver._flush()
-        return time.process_time() - cpu
+        return time.process_time() - cpu, _faults() - faults
 
-    cpu = asyncio.run(run())
+    if tuned:
+        memory.keep_freed_memory()  # as DiodeReceiver.start() does
+    cpu, faults = asyncio.run(run())
     stats = receiver.stats
     assert stats.records == records, f"the receiver took {stats.records} records of {records}"
     journal.close()
-    return {"side": "receive", "cpu": cpu, "datagrams": stats.datagrams, "records": stats.records}
+    return {
+        "side": "receive",
+        "cpu": cpu,
+        "page_faults": faults,
+        "datagrams": stats.datagrams,
+        "records": stats.records,
+    }
 
 
 def main() -> None:
@@ -130,16 +152,22 @@ def main() -> None:
     parser.add_argument("--value-size", type=int, default=1000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--no-offload", action="store_true")
+    parser.add_argument("--sides", default="send,receive", help="which sides to measure, in this process")
+    parser.add_argument(
+        "--untuned", action="store_true", help="without keep_freed_memory() (measure one side per process)"
+    )
     args = parser.parse_args()
     offsets, records = make_samples(args.records, args.value_size)
     datagrams, payload = transfer(offsets, records, settings(True))
     print(f"{args.records} samples, {payload / 1e6:.1f} MB of block payload, {len(datagrams)} datagrams")
     for _ in range(args.repeat):
         with tempfile.TemporaryDirectory() as scratch:
-            for result in (
-                measure_send(offsets, records, not args.no_offload),
-                measure_receive(datagrams, args.records, Path(scratch)),
-            ):
+            results = []
+            if "send" in args.sides:
+                results.append(measure_send(offsets, records, not args.no_offload, not args.untuned))
+            if "receive" in args.sides:
+                results.append(measure_receive(datagrams, args.records, Path(scratch), not args.untuned))
+            for result in results:
                 result["payload_mbit_per_cpu_s"] = payload * 8 / 1e6 / result["cpu"]
                 result["us_per_datagram"] = result["cpu"] / result["datagrams"] * 1e6
                 print(json.dumps(result), flush=True)

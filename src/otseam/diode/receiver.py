@@ -22,6 +22,7 @@ from pathlib import Path
 
 from otseam.core import columns
 from otseam.core.columns import SampleColumns
+from otseam.core.memory import keep_freed_memory
 from otseam.core.plugins import JournalWriter
 from otseam.core.records import Event, Record, Sample, Severity
 from otseam.diode import blocks, mmsg, wire
@@ -145,6 +146,7 @@ class DiodeReceiver:
     # --- lifecycle ------------------------------------------------------------------------------
 
     async def start(self) -> None:
+        keep_freed_memory()  # block-sized buffers without a page fault each time (core/memory.py)
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sock.setblocking(False)
         # Most loss on a diode is this buffer overflowing. SO_RCVBUFFORCE (Linux, needs CAP_NET_ADMIN)

@@ -18,6 +18,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from otseam.core.memory import keep_freed_memory
 from otseam.core.records import Record, Sample
 from otseam.diode import blocks, mmsg, wire
 from otseam.diode.config import DiodeSettings
@@ -99,6 +100,7 @@ class DiodeSender:
         self._beacons: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        keep_freed_memory()  # block-sized buffers without a page fault each time (core/memory.py)
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sock.setblocking(False)
         with contextlib.suppress(OSError):
