@@ -529,3 +529,37 @@ def test_without_the_compiled_module_the_diode_says_so_once_and_insisting_is_an_
     assert len(caplog.records) == 1 and "not built here" in caplog.records[0].getMessage()
     with pytest.raises(RuntimeError, match="reinstall Seam"):
         wire.speedups(True)
+
+
+def test_authentic_blocks_that_do_not_decode_are_counted_and_reported_on_every_path(tmp_path: Path) -> None:
+    """A sender bug, not the network: blocks that pass the MAC and rebuild, but whose payload is not a
+    well-formed block. Each is counted once, reported as a diode.bad_block event, and nothing of it is
+    written; the good blocks around them are stored as they arrived."""
+    config = diode_settings()
+    fec, mac = Fec(config.fec), wire.Mac(KEY)
+    good: list[Record] = [Sample(f"plc1/p{i}", "x" * 40, Quality.GOOD, 1.0, 2.0) for i in range(30)]
+    valid = blocks.encode("ot-edge", list(range(1, 31)), good)
+    later = blocks.encode("ot-edge", list(range(31, 61)), good)
+    payloads = [
+        valid,
+        valid[:-1],  # columns, one byte short
+        valid[:40] + b"\xff" + valid[41:],  # columns, damaged inside the point table's JSON
+        b"\x01" + b'{"s": "ot-edge", "o": [61], "r": [[0, "p", 1.0, 99, 1.0, 2.0]]}',  # JSON, unknown quality
+        b"\x07payload",  # an unknown format
+        later,
+    ]
+    beacon = wire.pack_beacon(wire.Beacon(config.fingerprint(KEY), time.time(), 0, 0, 200))
+    stream: list[Datagram] = [
+        wire.pack(KEY, wire.Header(wire.Kind.BEACON, 0, 0, 0, 0, SESSION, 0, len(beacon)), beacon)
+    ]
+    for sequence, payload in enumerate(payloads):
+        k, m, fragments = fec.encode(payload)
+        buffer = bytearray(config.datagram_size * (k + m))
+        lengths = wire.pack_block_into(mac, buffer, config.datagram_size, 0, k, m, SESSION, sequence, fragments)
+        stream += [
+            bytes(buffer[i * config.datagram_size : i * config.datagram_size + n]) for i, n in enumerate(lengths)
+        ]
+    counters, written = differential(tmp_path, stream, [5, 64], [3], 1)
+    assert counters["bad_blocks"] == 4 and counters["records"] == 60
+    assert [r for r in written if isinstance(r, Sample)] == good + good
+    assert [r.kind for r in written if isinstance(r, Event)].count("diode.bad_block") == 4
