@@ -3,6 +3,8 @@ from collections.abc import Sequence
 
 from typing_extensions import Buffer
 
+from otseam.core.records import Sample
+
 VERSION: int
 HEADER_SIZE: int
 MAC_SIZE: int
@@ -29,6 +31,7 @@ class Mac:
         self, buffer: Buffer, starts: Sequence[int], sizes: Sequence[int], count: int, limit: int
     ) -> tuple[int, tuple[int, int, int, int, int], list[tuple[object, ...]]]: ...
 
+def encode_columns(source: str, offsets: Sequence[int], samples: Sequence[Sample]) -> bytes | None: ...
 def send_batch(
     fd: int, address: bytes, buffer: Buffer, slot: int, lengths: list[int], first: int, count: int, segment: bool
 ) -> int: ...
