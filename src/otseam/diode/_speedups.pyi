@@ -27,9 +27,26 @@ class Mac:
         sequence: int,
         fragments: list[bytes],
     ) -> list[int]: ...
+    def pack_payload(
+        self,
+        buffer: bytearray,
+        slot: int,
+        flags: int,
+        k: int,
+        m: int,
+        session: int,
+        sequence: int,
+        payload: Buffer,
+        coder: Coder,
+        tables: bytes,
+    ) -> list[int]: ...
     def parse_batch(
         self, buffer: Buffer, starts: Sequence[int], sizes: Sequence[int], count: int, limit: int
     ) -> tuple[int, tuple[int, int, int, int, int], list[tuple[object, ...]]]: ...
+
+class Coder:
+    def __init__(self, library: str, header: Buffer) -> None: ...
+    def tables(self, k: int, m: int) -> bytes: ...
 
 def encode_columns(source: str, offsets: Sequence[int], samples: Sequence[Sample]) -> bytes | None: ...
 def send_batch(

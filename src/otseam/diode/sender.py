@@ -88,6 +88,7 @@ class DiodeSender:
         self._buffer = bytearray()
         self._address: tuple[str, int] = target
         self._fec = Fec(settings.fec)
+        self._direct = self._fec.direct(speedups) if speedups is not None else None
         self._fingerprint = settings.fingerprint(key)
         self.session = secrets.randbits(64)
         self.next_sequence = 0
@@ -173,14 +174,23 @@ class DiodeSender:
 
     async def send_block(self, payload: bytes, snapshot: bool = False) -> int:
         """Encode one block, send all its fragments; returns its sequence number."""
-        k, m, fragments = self._fec.encode(payload)
+        direct = self._direct
+        if direct is None:
+            k, m, fragments = self._fec.encode(payload)
+        else:
+            k, m = self._fec.shape(len(payload))  # refuses a block that cannot be sent before it is numbered
         flags = wire.FLAG_SNAPSHOT if snapshot else 0
         async with self._lock:
             if self._sock is None:
                 raise RuntimeError("the diode sender is not started")
             sequence = self.next_sequence
             self.next_sequence += 1
-            if self._sealer is not None:
+            if direct is not None:
+                # FEC and sealing in one C call, straight into the datagrams (fec.DirectEncoder).
+                lengths = direct.pack(
+                    self._sealer, self._buffer, self._slot, flags, k, m, self.session, sequence, payload
+                )
+            elif self._sealer is not None:
                 lengths = self._sealer.pack_block(
                     self._buffer, self._slot, flags, k, m, self.session, sequence, fragments
                 )
