@@ -167,8 +167,12 @@ class DiodeSender:
     async def send_records(
         self, source: str, offsets: Sequence[int], records: Sequence[Record], snapshot: bool = False
     ) -> None:
-        """Send records with their journal offsets; returns once every datagram has left the socket."""
-        for payload in blocks.encode_split(source, offsets, records, self.settings.fec.max_block):
+        """Send records with their journal offsets; returns once every datagram has left the socket.
+
+        Each block is encoded after the previous one has left (see blocks.iter_split); should a record
+        fail to encode, the blocks before it have been sent, and the receiver drops them as duplicates
+        when the batch comes again (it deduplicates by offset)."""
+        for payload in blocks.iter_split(source, offsets, records, self.settings.fec.max_block):
             await self.send_block(payload, snapshot)
         self.stats.records += len(records)
 
