@@ -436,10 +436,13 @@ typedef struct {
     unsigned char header[LEC_HEADER];
 } CoderObject;
 
-/* CRC-32 as zlib computes it (liberasurecode checksums each fragment header's metadata with zlib),
- * eight bytes per step ("slicing by 8": table k gives a byte's effect k bytes further on); a byte at a
- * time was a tenth of pack_payload for 59 bytes per datagram. */
-static uint32_t crc_tables[8][256];
+/* CRC-32 as zlib computes it (liberasurecode checksums each fragment header's metadata with zlib). */
+static uint32_t crc_table[256];
+/* The fragments of one block have the same header but for the index, a u32 below 256 at offset 0, and
+ * a CRC is linear: crc(h with index i) = crc(h with index 0) ^ crc_index[i], with crc_index[i] the
+ * CRC of the metadata-sized block holding only i, minus that of zeros. One CRC per block, not per
+ * datagram (byte by byte it was a tenth of pack_payload). */
+static uint32_t crc_index[MAX_FRAGMENTS + 1];
 
 static void
 crc_init(void)
@@ -448,27 +451,28 @@ crc_init(void)
         uint32_t c = n;
         for (int b = 0; b < 8; b++)
             c = c & 1 ? 0xedb88320u ^ (c >> 1) : c >> 1;
-        crc_tables[0][n] = c;
+        crc_table[n] = c;
     }
-    for (int k = 1; k < 8; k++)
-        for (int n = 0; n < 256; n++)
-            crc_tables[k][n] = (crc_tables[k - 1][n] >> 8) ^ crc_tables[0][crc_tables[k - 1][n] & 0xff];
 }
 
 static uint32_t
 crc32_of(const unsigned char *p, size_t size)
 {
     uint32_t c = 0xffffffffu;
-    for (; size >= 8; p += 8, size -= 8) {
-        uint32_t one = c ^ ((uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24);
-        uint32_t two = (uint32_t)p[4] | (uint32_t)p[5] << 8 | (uint32_t)p[6] << 16 | (uint32_t)p[7] << 24;
-        c = crc_tables[7][one & 0xff] ^ crc_tables[6][(one >> 8) & 0xff] ^ crc_tables[5][(one >> 16) & 0xff] ^
-            crc_tables[4][one >> 24] ^ crc_tables[3][two & 0xff] ^ crc_tables[2][(two >> 8) & 0xff] ^
-            crc_tables[1][(two >> 16) & 0xff] ^ crc_tables[0][two >> 24];
-    }
-    for (; size; p++, size--)
-        c = crc_tables[0][(c ^ *p) & 0xff] ^ (c >> 8);
+    for (size_t i = 0; i < size; i++)
+        c = crc_table[(c ^ p[i]) & 0xff] ^ (c >> 8);
     return c ^ 0xffffffffu;
+}
+
+static void
+crc_index_init(void)
+{
+    unsigned char block[LEC_METADATA] = {0};
+    uint32_t zeros = crc32_of(block, sizeof block);
+    for (int i = 0; i <= MAX_FRAGMENTS; i++) {
+        block[0] = (unsigned char)i;
+        crc_index[i] = crc32_of(block, sizeof block) ^ zeros;
+    }
 }
 
 static int
@@ -623,6 +627,12 @@ Mac_pack_payload(MacObject *self, PyObject *args)
     Py_BEGIN_ALLOW_THREADS
     coder->encode_data((int)size, k, m, (unsigned char *)tables.buf, data, parity);
     Py_END_ALLOW_THREADS
+    unsigned char first[LEC_HEADER]; /* fragment 0's header; the others differ in index and CRC */
+    memcpy(first, coder->header, LEC_HEADER);
+    store_le32(first, 0);
+    store_le32(first + 4, (uint32_t)size);
+    store_le64(first + 12, (uint64_t)payload.len);
+    uint32_t crc = crc32_of(first, LEC_METADATA);
     lengths = PyList_New(count);
     if (lengths == NULL)
         goto done;
@@ -640,11 +650,9 @@ Mac_pack_payload(MacObject *self, PyObject *args)
         store64(out + 16, sequence);
         out[24] = (unsigned char)(fragment >> 8);
         out[25] = (unsigned char)(fragment & 0xff);
-        memcpy(header, coder->header, LEC_HEADER);
+        memcpy(header, first, LEC_HEADER);
         store_le32(header, (uint32_t)i);
-        store_le32(header + 4, (uint32_t)size);
-        store_le64(header + 12, (uint64_t)payload.len);
-        store_le32(header + LEC_CRC_AT, crc32_of(header, LEC_METADATA));
+        store_le32(header + LEC_CRC_AT, crc ^ crc_index[i]);
         mac_compute(self, out, (size_t)(HEADER_SIZE + fragment), out + HEADER_SIZE + fragment);
         PyObject *length = PyLong_FromSsize_t(datagram);
         if (length == NULL) {
@@ -1267,6 +1275,7 @@ PyInit__speedups(void)
     if (PyType_Ready(&CoderType) < 0)
         return NULL;
     crc_init();
+    crc_index_init();
 #endif
     PyObject *module = PyModule_Create(&speedups_module);
     if (module == NULL)
