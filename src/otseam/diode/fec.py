@@ -105,6 +105,9 @@ class Fec:
     def __init__(self, settings: FecSettings) -> None:
         self.settings = settings
         self._drivers: dict[tuple[int, int], ECDriver] = {}
+        # (k, m) by block size in fragments, worked out once: shape() runs for every block sent.
+        self._capacity, self._max_block = settings.capacity, settings.max_block
+        self._shapes = [(k, settings.parity_for(k)) for k in range(settings.max_k + 1)]
         probe = self._driver(1, 1).encode(b"\x00" * settings.capacity)
         if len(probe[0]) != settings.fragment_size:
             raise FecError(
@@ -135,10 +138,9 @@ class Fec:
         """k and m for a block of ``size`` bytes."""
         if not size:
             raise FecError("an empty block cannot be encoded")
-        if size > self.settings.max_block:
-            raise FecError(f"block of {size} bytes exceeds the stripe's {self.settings.max_block}")
-        k = max(1, math.ceil(size / self.settings.capacity))
-        return k, self.settings.parity_for(k)
+        if size > self._max_block:
+            raise FecError(f"block of {size} bytes exceeds the stripe's {self._max_block}")
+        return self._shapes[-(-size // self._capacity)]
 
     def encode(self, block: bytes) -> tuple[int, int, list[bytes]]:
         """Split ``block`` into k data fragments followed by m parity fragments."""
