@@ -856,9 +856,12 @@ Mac_pack_payload(MacObject *self, PyObject *args)
     store_le32(first + 4, (uint32_t)size);
     store_le64(first + 12, (uint64_t)payload.len);
     uint32_t crc = crc32_of(first, LEC_METADATA);
-    lengths = PyList_New(count);
-    if (lengths == NULL)
+    PyObject *length = PyLong_FromSsize_t(datagram); /* one object for all: the datagrams are one size */
+    lengths = length == NULL ? NULL : PyList_New(count);
+    if (lengths == NULL) {
+        Py_XDECREF(length);
         goto done;
+    }
     for (int i = 0; i < count; i++) {
         unsigned char *out = base + (Py_ssize_t)i * slot, *header = out + HEADER_SIZE;
         out[0] = 'S';
@@ -876,13 +879,9 @@ Mac_pack_payload(MacObject *self, PyObject *args)
         memcpy(header, first, LEC_HEADER);
         store_le32(header, (uint32_t)i);
         store_le32(header + LEC_CRC_AT, crc ^ crc_index[i]);
-        PyObject *length = PyLong_FromSsize_t(datagram);
-        if (length == NULL) {
-            Py_CLEAR(lengths);
-            goto done;
-        }
-        PyList_SET_ITEM(lengths, i, length);
+        PyList_SET_ITEM(lengths, i, Py_NewRef(length));
     }
+    Py_DECREF(length);
     seal_all(self, base, slot, HEADER_SIZE + fragment, count);
 done:
     PyBuffer_Release(&buffer);

@@ -202,14 +202,15 @@ class DiodeSender:
                 lengths = wire.pack_block_into(
                     self._mac, self._buffer, self._slot, flags, k, m, self.session, sequence, fragments
                 )
-            await self._bucket.take(sum(lengths) + 28 * len(lengths))  # + IPv4 and UDP headers
+            size = sum(lengths)
+            await self._bucket.take(size + 28 * len(lengths))  # + IPv4 and UDP headers
             if self._batch is not None:
                 await self._send_batch(self._batch, lengths)
             else:
                 view, slot = memoryview(self._buffer), self._slot
                 await self._send([view[i * slot : i * slot + length] for i, length in enumerate(lengths)])
             self.stats.datagrams += len(lengths)
-            self.stats.bytes += sum(lengths)
+            self.stats.bytes += size
             self.stats.blocks += 1
             self.stats.snapshots += snapshot
         return sequence
