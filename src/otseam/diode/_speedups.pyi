@@ -3,10 +3,14 @@ from collections.abc import Sequence
 
 from typing_extensions import Buffer
 
+from otseam.core.records import Sample
+
 API: int
 VERSION: int
 HEADER_SIZE: int
 MAC_SIZE: int
+#: Datagrams pack_payload seals at once: 16 with AVX-512 (checked against OpenSSL at import), else 1.
+HMAC_LANES: int
 BEACON_PAYLOAD: int
 ITEM_RUN: int
 ITEM_BEACON: int
@@ -26,11 +30,30 @@ class Mac:
         sequence: int,
         fragments: list[bytes],
     ) -> list[int]: ...
+    def pack_payload(
+        self,
+        buffer: bytearray,
+        slot: int,
+        flags: int,
+        k: int,
+        m: int,
+        session: int,
+        sequence: int,
+        payload: Buffer,
+        coder: Coder,
+        tables: bytes,
+    ) -> list[int]: ...
     def parse_batch(
         self, buffer: Buffer, starts: Sequence[int], sizes: Sequence[int], count: int, limit: int
     ) -> tuple[int, tuple[int, int, int, int, int], list[tuple[object, ...]]]: ...
 
 def join_fragments(joined: Buffer, size: int, k: int, header_size: int) -> bytes | None: ...
+
+class Coder:
+    def __init__(self, library: str, header: Buffer) -> None: ...
+    def tables(self, k: int, m: int) -> bytes: ...
+
+def encode_columns(source: str, offsets: Sequence[int], samples: Sequence[Sample]) -> bytes | None: ...
 def send_batch(
     fd: int, address: bytes, buffer: Buffer, slot: int, lengths: list[int], first: int, count: int, segment: bool
 ) -> int: ...

@@ -17,7 +17,7 @@ a counted, reported block error, never a wrong value in a historian.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,7 +58,15 @@ def encode(source: str, offsets: Sequence[int], records: Sequence[Record]) -> by
 
 
 def encode_split(source: str, offsets: Sequence[int], records: Sequence[Record], max_size: int) -> list[bytes]:
-    """Encode, splitting into as many blocks as needed so that none exceeds ``max_size`` bytes.
+    """Encode, splitting into as many blocks as needed so that none exceeds ``max_size`` bytes."""
+    return list(iter_split(source, offsets, records, max_size))
+
+
+def iter_split(source: str, offsets: Sequence[int], records: Sequence[Record], max_size: int) -> Iterator[bytes]:
+    """:func:`encode_split` one block at a time. A sender that sends each block before it encodes the
+    next reuses the same memory for all of them; a list of a whole batch's blocks (megabytes) is fresh
+    memory every time, which the C library hands back to the system after each batch, and faulting it
+    in again cost more than the encoding itself.
 
     The chunk size comes from the encoded size of a small sample, so a large batch is encoded about
     once rather than once whole and again in pieces.
@@ -67,25 +75,23 @@ def encode_split(source: str, offsets: Sequence[int], records: Sequence[Record],
         raise BlockError("offsets and records differ in length")
     count = len(records)
     if not count:
-        return []
+        return
     probe = min(count, 128)
     per_record = len(encode(source, offsets[:probe], records[:probe])) / probe
     step = max(1, int(max_size * 0.9 / per_record))
-    out: list[bytes] = []
     for start in range(0, count, step):
         chunk_offsets, chunk = offsets[start : start + step], records[start : start + step]
         encoded = encode(source, chunk_offsets, chunk)
         if len(encoded) <= max_size:
-            out.append(encoded)
+            yield encoded
         elif len(chunk) == 1:
             # A record larger than a whole block cannot cross. Retrying would block the sink forever,
             # dropping it silently would lose it: an event takes its offset and says what happened.
-            out.append(encode(source, chunk_offsets, [_too_large(chunk[0], len(encoded), max_size)]))
+            yield encode(source, chunk_offsets, [_too_large(chunk[0], len(encoded), max_size)])
         else:
             half = len(chunk) // 2
-            out.extend(encode_split(source, chunk_offsets[:half], chunk[:half], max_size))
-            out.extend(encode_split(source, chunk_offsets[half:], chunk[half:], max_size))
-    return out
+            yield from iter_split(source, chunk_offsets[:half], chunk[:half], max_size)
+            yield from iter_split(source, chunk_offsets[half:], chunk[half:], max_size)
 
 
 def _too_large(record: Record, size: int, limit: int) -> Event:

@@ -89,6 +89,7 @@ class DiodeSender:
         self._buffer = bytearray()
         self._address: tuple[str, int] = target
         self._fec = Fec(settings.fec)
+        self._direct = self._fec.direct(speedups) if speedups is not None else None
         self._fingerprint = settings.fingerprint(key)
         self.session = secrets.randbits(64)
         self.next_sequence = 0
@@ -168,21 +169,34 @@ class DiodeSender:
     async def send_records(
         self, source: str, offsets: Sequence[int], records: Sequence[Record], snapshot: bool = False
     ) -> None:
-        """Send records with their journal offsets; returns once every datagram has left the socket."""
-        for payload in blocks.encode_split(source, offsets, records, self.settings.fec.max_block):
+        """Send records with their journal offsets; returns once every datagram has left the socket.
+
+        Each block is encoded after the previous one has left (see blocks.iter_split); should a record
+        fail to encode, the blocks before it have been sent, and the receiver drops them as duplicates
+        when the batch comes again (it deduplicates by offset)."""
+        for payload in blocks.iter_split(source, offsets, records, self.settings.fec.max_block):
             await self.send_block(payload, snapshot)
         self.stats.records += len(records)
 
     async def send_block(self, payload: bytes, snapshot: bool = False) -> int:
         """Encode one block, send all its fragments; returns its sequence number."""
-        k, m, fragments = self._fec.encode(payload)
+        direct = self._direct
+        if direct is None:
+            k, m, fragments = self._fec.encode(payload)
+        else:
+            k, m = self._fec.shape(len(payload))  # refuses a block that cannot be sent before it is numbered
         flags = wire.FLAG_SNAPSHOT if snapshot else 0
         async with self._lock:
             if self._sock is None:
                 raise RuntimeError("the diode sender is not started")
             sequence = self.next_sequence
             self.next_sequence += 1
-            if self._sealer is not None:
+            if direct is not None:
+                # FEC and sealing in one C call, straight into the datagrams (fec.DirectEncoder).
+                lengths = direct.pack(
+                    self._sealer, self._buffer, self._slot, flags, k, m, self.session, sequence, payload
+                )
+            elif self._sealer is not None:
                 lengths = self._sealer.pack_block(
                     self._buffer, self._slot, flags, k, m, self.session, sequence, fragments
                 )
@@ -190,14 +204,15 @@ class DiodeSender:
                 lengths = wire.pack_block_into(
                     self._mac, self._buffer, self._slot, flags, k, m, self.session, sequence, fragments
                 )
-            await self._bucket.take(sum(lengths) + 28 * len(lengths))  # + IPv4 and UDP headers
+            size = sum(lengths)
+            await self._bucket.take(size + 28 * len(lengths))  # + IPv4 and UDP headers
             if self._batch is not None:
                 await self._send_batch(self._batch, lengths)
             else:
                 view, slot = memoryview(self._buffer), self._slot
                 await self._send([view[i * slot : i * slot + length] for i, length in enumerate(lengths)])
             self.stats.datagrams += len(lengths)
-            self.stats.bytes += sum(lengths)
+            self.stats.bytes += size
             self.stats.blocks += 1
             self.stats.snapshots += snapshot
         return sequence
