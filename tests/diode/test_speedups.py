@@ -563,3 +563,28 @@ def test_authentic_blocks_that_do_not_decode_are_counted_and_reported_on_every_p
     assert counters["bad_blocks"] == 4 and counters["records"] == 60
     assert [r for r in written if isinstance(r, Sample)] == good + good
     assert [r.kind for r in written if isinstance(r, Event)].count("diode.bad_block") == 4
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sets(st.integers(0, 47), max_size=12), st.integers(1, 1400), st.sampled_from([0, 5, 17]))
+def test_macs_checked_sixteen_at_a_time_reject_exactly_the_forged_datagrams(
+    forged: set[int], size: int, gap: int
+) -> None:
+    """Runs of equal-length datagrams are checked in lanes where the CPU allows (HMAC_LANES); a forged
+    MAC anywhere in a run, at a lane's edge or alone in a short tail, must be refused, and only it."""
+    module = compiled()
+    sealer = module.Mac(KEY)
+    slot = size + wire.HEADER_SIZE + wire.MAC_SIZE + gap
+    buffer = bytearray(slot * 48)
+    payloads = [bytes([i]) * size for i in range(48)]
+    lengths = sealer.pack_block(buffer, slot, 0, 40, 8, SESSION, 9, payloads)
+    for i in forged:
+        buffer[i * slot + lengths[i] - 1] ^= 0x01
+    received, rejected, items = sealer.parse_batch(buffer, [i * slot for i in range(48)], lengths, 48, slot)
+    assert received == sum(lengths)
+    assert rejected == (0, 0, 0, len(forged), 0)
+    accepted = [index for item in items for index in range(item[6], item[6] + len(item[8]) // item[7])]
+    assert accepted == [i for i in range(48) if i not in forged]
+    for item in items:  # every accepted payload is the one sealed at its index
+        for j in range(len(item[8]) // item[7]):
+            assert item[8][j * item[7] : (j + 1) * item[7]] == payloads[item[6] + j]

@@ -260,15 +260,16 @@ mb_load(__m512i w[16], const unsigned char *base, __m512i offsets)
 
 /*
  * HMAC-SHA256, truncated to 16 bytes, of ``lanes`` (1..16) messages of the same ``size`` bytes at
- * base + i * stride, written to base + i * stride + size. ``inner`` and ``outer``: the SHA-256 states
- * after the key's ipad and opad blocks. stride * 15 + size + 64 must fit an int (gather offsets).
+ * base + at[i], written to out[i]. ``inner`` and ``outer``: the SHA-256 states after the key's ipad
+ * and opad blocks. Every at[i] + size + 64 must fit an int (gather offsets are 32-bit).
  */
 __attribute__((target("avx512f"))) static void
-mb_hmac(const uint32_t inner[8], const uint32_t outer[8], unsigned char *base, int stride, int size, int lanes)
+mb_hmac_at(const uint32_t inner[8], const uint32_t outer[8], const unsigned char *base, const int32_t at[],
+           int size, int lanes, unsigned char out[][MAC_SIZE])
 {
     int32_t lane_offsets[MB_LANES];
     for (int i = 0; i < MB_LANES; i++)
-        lane_offsets[i] = (i < lanes ? i : 0) * stride; /* idle lanes repeat lane 0, their result unused */
+        lane_offsets[i] = at[i < lanes ? i : 0]; /* idle lanes repeat lane 0, their result unused */
     __m512i offsets = _mm512_loadu_si512(lane_offsets), s[8], w[16];
     for (int j = 0; j < 8; j++)
         s[j] = _mm512_set1_epi32((int)inner[j]);
@@ -308,7 +309,7 @@ mb_hmac(const uint32_t inner[8], const uint32_t outer[8], unsigned char *base, i
     for (int j = 0; j < 4; j++)
         _mm512_storeu_si512(words[j], s[j]);
     for (int i = 0; i < lanes; i++) {
-        unsigned char *mac = base + (size_t)i * (size_t)stride + size;
+        unsigned char *mac = out[i];
         for (int j = 0; j < 4; j++) {
             mac[4 * j] = (unsigned char)(words[j][i] >> 24);
             mac[4 * j + 1] = (unsigned char)(words[j][i] >> 16);
@@ -321,6 +322,19 @@ mb_hmac(const uint32_t inner[8], const uint32_t outer[8], unsigned char *base, i
     OPENSSL_cleanse(s, sizeof s);
     OPENSSL_cleanse(w, sizeof w);
     OPENSSL_cleanse(words, sizeof words);
+}
+
+/* The same, sealing: messages at base + i * stride, each MAC written right after its message. */
+__attribute__((target("avx512f"))) static void
+mb_hmac(const uint32_t inner[8], const uint32_t outer[8], unsigned char *base, int stride, int size, int lanes)
+{
+    int32_t at[MB_LANES] = {0};
+    unsigned char macs[MB_LANES][MAC_SIZE];
+    for (int i = 0; i < lanes; i++)
+        at[i] = i * stride;
+    mb_hmac_at(inner, outer, base, at, size, lanes, macs);
+    for (int i = 0; i < lanes; i++)
+        memcpy(base + (size_t)i * (size_t)stride + size, macs[i], MAC_SIZE);
 }
 
 /* MACs for sizes around the block boundaries, checked against OpenSSL; 1 if they all agree. */
@@ -376,6 +390,53 @@ seal_all(const MacObject *self, unsigned char *base, Py_ssize_t stride, Py_ssize
 #endif
     for (int i = 0; i < count; i++)
         mac_compute(self, base + i * stride, (size_t)size, base + i * stride + size);
+}
+
+/*
+ * Check the MACs of ``count`` datagrams: datagram i is data[at[i] : at[i] + size[i]], its last 16 bytes
+ * the MAC of the rest; ok[i] is set to 1 where it matches. Consecutive datagrams of one size (a block's
+ * fragments, as they arrive) are hashed sixteen at a time where the CPU allows, the rest one by one
+ * with OpenSSL; comparisons take constant time either way.
+ */
+static void
+check_all(const MacObject *self, const unsigned char *data, Py_ssize_t length, const Py_ssize_t at[],
+          const Py_ssize_t size[], Py_ssize_t count, unsigned char ok[])
+{
+    unsigned char expected[MAC_SIZE];
+    Py_ssize_t i = 0;
+#ifdef HAVE_MB
+    /* Gather offsets are 32-bit: only buffers whose every offset, plus a message, fits one. */
+    if (hmac_lanes == MB_LANES && length <= INT32_MAX - 2 * 65536) {
+        int32_t lane_at[MB_LANES];
+        unsigned char macs[MB_LANES][MAC_SIZE];
+        while (i < count) {
+            Py_ssize_t lanes = 1;
+            while (i + lanes < count && lanes < MB_LANES && size[i + lanes] == size[i])
+                lanes++;
+            if (lanes < 4) { /* too few to pay for the lanes left idle */
+                for (Py_ssize_t j = i; j < i + lanes; j++) {
+                    mac_compute(self, data + at[j], (size_t)(size[j] - MAC_SIZE), expected);
+                    ok[j] = CRYPTO_memcmp(expected, data + at[j] + size[j] - MAC_SIZE, MAC_SIZE) == 0;
+                }
+            }
+            else {
+                for (Py_ssize_t j = 0; j < lanes; j++)
+                    lane_at[j] = (int32_t)at[i + j];
+                mb_hmac_at(self->inner.h, self->outer.h, data, lane_at, (int)(size[i] - MAC_SIZE), (int)lanes, macs);
+                for (Py_ssize_t j = 0; j < lanes; j++)
+                    ok[i + j] = CRYPTO_memcmp(macs[j], data + at[i + j] + size[i] - MAC_SIZE, MAC_SIZE) == 0;
+                OPENSSL_cleanse(macs, sizeof macs);
+            }
+            i += lanes;
+        }
+        return;
+    }
+#endif
+    (void)length;
+    for (; i < count; i++) {
+        mac_compute(self, data + at[i], (size_t)(size[i] - MAC_SIZE), expected);
+        ok[i] = CRYPTO_memcmp(expected, data + at[i] + size[i] - MAC_SIZE, MAC_SIZE) == 0;
+    }
 }
 
 static int
@@ -533,6 +594,8 @@ Mac_parse_batch(MacObject *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "y*OOnn:parse_batch", &buffer, &starts, &sizes, &count, &limit))
         return NULL;
     PyObject *result = NULL, *items = NULL, *sizes_fast = NULL, *starts_fast = NULL;
+    Py_ssize_t *at = NULL, *length_of = NULL;
+    unsigned char *mac_ok = NULL;
     Run run;
     run.open = 0;
     unsigned long long rejected[R_COUNT] = {0};
@@ -547,10 +610,20 @@ Mac_parse_batch(MacObject *self, PyObject *args)
         goto done;
     }
     items = PyList_New(0);
-    if (items == NULL)
+    /* Per datagram: where it starts, how long it is (0: refused before the MAC), whether its MAC matched. */
+    at = PyMem_Malloc((size_t)(count ? count : 1) * sizeof *at);
+    length_of = PyMem_Malloc((size_t)(count ? count : 1) * sizeof *length_of);
+    mac_ok = PyMem_Malloc((size_t)(count ? count : 1));
+    if (items == NULL || at == NULL || length_of == NULL || mac_ok == NULL) {
+        if (!PyErr_Occurred())
+            PyErr_NoMemory();
         goto done;
+    }
 
+    /* First pass: the checks before the MAC, in their documented order. */
+    Py_ssize_t candidates = 0;
     for (Py_ssize_t i = 0; i < count; i++) {
+        length_of[i] = 0;
         Py_ssize_t size = PyLong_AsSsize_t(PySequence_Fast_GET_ITEM(sizes_fast, i));
         if (size == -1 && PyErr_Occurred())
             goto done;
@@ -576,15 +649,21 @@ Mac_parse_batch(MacObject *self, PyObject *args)
             rejected[R_VERSION - 1]++;
             continue;
         }
-        int kind = d[3], flags = d[4], k = d[5], m = d[6], index = d[7];
         Py_ssize_t length = ((Py_ssize_t)d[24] << 8) | d[25];
         if (HEADER_SIZE + length + MAC_SIZE != size) {
             rejected[R_SHORT - 1]++;
             continue;
         }
-        unsigned char expected[MAC_SIZE];
-        mac_compute(self, d, (size_t)(HEADER_SIZE + length), expected);
-        if (CRYPTO_memcmp(expected, d + HEADER_SIZE + length, MAC_SIZE) != 0) {
+        at[candidates] = start;
+        length_of[candidates++] = size;
+    }
+    /* The MACs of all that is left, then the second pass, in arrival order. */
+    check_all(self, buffer.buf, buffer.len, at, length_of, candidates, mac_ok);
+    for (Py_ssize_t c = 0; c < candidates; c++) {
+        const unsigned char *d = (const unsigned char *)buffer.buf + at[c];
+        Py_ssize_t size = length_of[c], length = size - OVERHEAD;
+        int kind = d[3], flags = d[4], k = d[5], m = d[6], index = d[7];
+        if (!mac_ok[c]) {
             rejected[R_MAC - 1]++;
             if (kind == KIND_BEACON && size >= OVERHEAD + BEACON_PAYLOAD) {
                 if (run_close(&run, items) < 0)
@@ -651,6 +730,9 @@ Mac_parse_batch(MacObject *self, PyObject *args)
     result = Py_BuildValue("(L(KKKKK)O)", received, rejected[0], rejected[1], rejected[2], rejected[3], rejected[4],
                            items);
 done:
+    PyMem_Free(at);
+    PyMem_Free(length_of);
+    PyMem_Free(mac_ok);
     Py_XDECREF(items);
     Py_XDECREF(sizes_fast);
     Py_XDECREF(starts_fast);
