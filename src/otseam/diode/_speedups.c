@@ -630,8 +630,9 @@ done:
  *
  * pyeclib's encode copies the block into aligned buffers it allocates, computes the parity, writes
  * each fragment's 80-byte header, and copies every fragment again into a bytes object, which
- * pack_block then copies into the datagram: a third of the sender's CPU for a full block, much of it
- * page faults on the fresh buffers. Here the block is copied once, into the datagram slots, ISA-L
+ * pack_block then copies into the datagram (measured for a full block: 54 us for pyeclib's encode,
+ * 176 us with the sealing; this, sealing with OpenSSL too, 132 us). Here the block is copied once,
+ * into the datagram slots, ISA-L
  * (the library pyeclib's wheel bundles, loaded by path) writes the parity fragments in their slots,
  * and the fragment headers come from a template taken from pyeclib's own output. fec.py uses this
  * only after checking that it gives pyeclib's bytes exactly, and a test compares the two on random
