@@ -348,17 +348,18 @@ static int hmac_lanes = 1;
 static void
 seal_all(const MacObject *self, unsigned char *base, Py_ssize_t stride, Py_ssize_t size, int count)
 {
+    int first = 0;
 #ifdef HAVE_MB
     /* Gather offsets are 32-bit: lane 15 reads up to 15 strides and a message further on. */
     if (hmac_lanes == MB_LANES && stride <= (INT32_MAX - 2 * 65536) / MB_LANES && size <= 65536) {
-        for (int first = 0; first < count; first += MB_LANES) {
+        /* A pass costs the same however many lanes are busy: below half of them, OpenSSL is faster. */
+        for (; count - first >= MB_LANES / 2; first += MB_LANES) {
             int lanes = count - first < MB_LANES ? count - first : MB_LANES;
             mb_hmac(self->inner.h, self->outer.h, base + first * stride, (int)stride, (int)size, lanes);
         }
-        return;
     }
 #endif
-    for (int i = 0; i < count; i++)
+    for (int i = first; i < count; i++) /* none left when the last pass took fewer than 16 */
         mac_compute(self, base + i * stride, (size_t)size, base + i * stride + size);
 }
 
