@@ -952,6 +952,8 @@ store_double(unsigned char *p, double d)
 static int
 utf8_of(PyObject *text, PyObject *keep, const char **data, Py_ssize_t *size)
 {
+    if (PyUnicode_READY(text) < 0) /* a no-op but for strings made with the old C API (Python < 3.12) */
+        return -1;
     if (PyUnicode_IS_ASCII(text)) {
         *data = (const char *)PyUnicode_DATA(text);
         *size = PyUnicode_GET_LENGTH(text);
@@ -1152,12 +1154,14 @@ speedups_encode_columns(PyObject *module, PyObject *args)
                 goto done;
         }
         else {
-            if (!PyUnicode_CheckExact(value) || PyUnicode_GET_LENGTH(value) > (Py_ssize_t)UINT32_MAX)
+            if (!PyUnicode_CheckExact(value))
                 goto done;
             if (utf8_of(value, keep, &texts[i].data, &texts[i].size) <= 0)
                 goto done;
+            /* The column's size travels as a u32, and so each value's length in characters, which
+             * is at most its size in UTF-8. */
             if (texts[i].size > (Py_ssize_t)UINT32_MAX - text_size)
-                goto done; /* the text column's size travels as a u32 */
+                goto done;
             text_size += texts[i].size;
         }
         PyObject *offset = PySequence_Fast_GET_ITEM(offsets, i);
