@@ -6,6 +6,8 @@ module is optional: where it cannot be built, Seam installs anyway and the diode
 reference path (slower; a test fails on Linux so that this never goes unnoticed in CI).
 """
 
+import sys
+
 from setuptools import Extension, setup
 
 setup(
@@ -13,7 +15,9 @@ setup(
         Extension(
             "otseam.diode._speedups",
             sources=["src/otseam/diode/_speedups.c"],
-            libraries=["crypto"],
+            # dl: the sender loads ISA-L (bundled with pyeclib) by path; in the C library itself since
+            # glibc 2.34, a separate library before.
+            libraries=["crypto", "dl"] if sys.platform.startswith("linux") else ["crypto"],
             optional=True,
             extra_compile_args=[
                 "-O2",

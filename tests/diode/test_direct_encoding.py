@@ -9,6 +9,7 @@ SHA-256 (AVX-512) where the CPU has it.
 from __future__ import annotations
 
 import asyncio
+import ctypes.util
 import hmac
 import os
 import socket
@@ -112,6 +113,8 @@ def test_what_does_not_fit_is_refused_not_written() -> None:
         coder.tables(200, 56)
     with pytest.raises(OSError):
         speedups.Coder("/nonexistent/libisal.so", bytes(80))
+    with pytest.raises(OSError):  # a library, but not ISA-L
+        speedups.Coder(ctypes.util.find_library("c") or "libc.so.6", bytes(80))
     with pytest.raises(ValueError):
         speedups.Coder("/nonexistent/libisal.so", bytes(79))
     with pytest.raises(ValueError):

@@ -189,8 +189,8 @@ class DirectEncoder:
     """pyeclib's encode and ``Mac.pack_block`` in one C call (``Mac.pack_payload``), without a copy.
 
     pyeclib copies a block into buffers it allocates, computes the parity, and copies every fragment
-    again into a bytes object, which sealing copies once more into its datagram; for a full block that
-    was a third of the sender's CPU, much of it page faults on the fresh buffers. ``pack_payload``
+    again into a bytes object, which sealing copies once more into its datagram: encoding and sealing a
+    full block took 176 us, this takes 132 us with the same (OpenSSL) sealing. ``pack_payload``
     copies the block once, into the datagrams, has ISA-L (the library the pyeclib wheels bundle, as
     liberasurecode calls it) write the parity in place, and writes liberasurecode's fragment headers
     from a template taken from pyeclib's own output. The receiver is unchanged: the bytes are the same,
