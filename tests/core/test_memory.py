@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 import sys
@@ -35,3 +36,11 @@ def test_freed_buffers_are_reused_without_page_faults() -> None:
     # Untuned, the 20 MB freed at the top of the heap go back to the kernel each time and every page
     # faults in again for the next batch; tuned, they are kept for it.
     assert default > 10 * tuned, (default, tuned)
+
+
+def test_importing_seam_keeps_numpy_to_one_blas_thread() -> None:
+    """OpenBLAS's worker threads spin after start-up and took CPU from the diode on two cores."""
+    probe = "import os, otseam, numpy; print(len(os.listdir('/proc/self/task')))"
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, env=env)
+    assert int(out.stdout) == 1
