@@ -1,4 +1,4 @@
-"""The allocator tuning the diode's processes apply at start."""
+"""Process-wide tuning Seam applies: the allocator (diode processes, at start) and BLAS threads (on import)."""
 
 from __future__ import annotations
 
