@@ -39,7 +39,7 @@ $(BIN)/python:
 	$(BIN)/pip install -q --upgrade pip
 
 venv: $(VENV)/.installed
-$(VENV)/.installed: $(BIN)/python pyproject.toml setup.py src/otseam/diode/_speedups.c
+$(VENV)/.installed: $(BIN)/python pyproject.toml setup.py $(wildcard src/otseam/diode/speedups/*)
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@
 

@@ -1,4 +1,4 @@
-"""The one compiled part of Seam: the diode's per-datagram hot path (src/otseam/diode/_speedups.c).
+"""The one compiled part of Seam: the diode's hot paths (src/otseam/diode/speedups/, one module).
 
 Everything else is declared in pyproject.toml. Building needs a C compiler, the Python headers and
 OpenSSL's headers (Debian: gcc, python3-dev, libssl-dev); `make test` installs what is missing. The
@@ -14,7 +14,11 @@ setup(
     ext_modules=[
         Extension(
             "otseam.diode._speedups",
-            sources=["src/otseam/diode/_speedups.c"],
+            sources=[
+                f"src/otseam/diode/speedups/{name}.c"
+                for name in ("_speedups", "mac", "sha256x16", "coder", "columns", "mmsg")
+            ],
+            depends=["src/otseam/diode/speedups/speedups.h"],
             # dl: the sender loads ISA-L (bundled with pyeclib) by path; in the C library itself since
             # glibc 2.34, a separate library before.
             libraries=["crypto", "dl"] if sys.platform.startswith("linux") else ["crypto"],
@@ -25,6 +29,8 @@ setup(
                 "-Wextra",
                 "-Wno-unused-parameter",
                 "-Werror=implicit-function-declaration",
+                # Only PyInit__speedups is exported; the files' shared functions stay inside the module.
+                "-fvisibility=hidden",
             ],
         )
     ]

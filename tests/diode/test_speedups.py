@@ -1,4 +1,4 @@
-"""The compiled hot path (_speedups.c) against the pure-Python reference: the same bytes, the same
+"""The compiled hot path (speedups/) against the pure-Python reference: the same bytes, the same
 verdicts, the same journal, and no crash whatever it is handed."""
 
 from __future__ import annotations

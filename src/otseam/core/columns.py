@@ -102,7 +102,7 @@ def _packed(typecode: str, values: Sequence[float] | Sequence[int]) -> bytes:
 
 
 def _compiled_encoder() -> Callable[[str, Sequence[int], Sequence[Sample]], bytes | None] | None:
-    """The diode's C encoder for this format (``_speedups.c``), where it was built."""
+    """The diode's C encoder for this format (``diode/speedups/columns.c``), where it was built."""
     try:
         from otseam.diode import _speedups
     except ImportError:

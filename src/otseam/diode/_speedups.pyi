@@ -1,4 +1,4 @@
-# Types of the compiled module built from _speedups.c (see there and setup.py).
+# Types of the compiled module built from speedups/*.c (see speedups/_speedups.c and setup.py).
 from collections.abc import Sequence
 
 from typing_extensions import Buffer

@@ -1,9 +1,9 @@
 """The diode's datagram: a fixed 26-byte header, a payload, a truncated HMAC-SHA256.
 
 Every field is big-endian. The layout is documented with a byte table in docs/diode.md; change both
-together and bump ``VERSION``, and the same numbers in ``_speedups.c`` (checked at import).
+together and bump ``VERSION``, and the same numbers in ``speedups/speedups.h`` (checked at import).
 
-The Python here is the reference; ``_speedups.c`` does the same work on the hot paths (see
+The Python here is the reference; ``speedups/_speedups.c`` does the same work on the hot paths (see
 :func:`speedups`), and the tests hold the two to the same bytes and the same verdicts.
 
     0   2  magic "SD"
@@ -218,7 +218,7 @@ def peek_beacon_fingerprint(data: bytes | memoryview) -> bytes | None:
 # --- the compiled hot path ---------------------------------------------------------------------------
 
 
-#: What the C checker's ``parse_batch`` returns, item by item (see ``_speedups.c``).
+#: What the C checker's ``parse_batch`` returns, item by item (see ``speedups/_speedups.c``).
 ITEM_RUN, ITEM_BEACON, ITEM_FOREIGN_BEACON = 1, 2, 3
 
 
@@ -249,7 +249,7 @@ def _load_speedups() -> ModuleType | None:
 
 
 def speedups(wanted: bool | None = None) -> ModuleType | None:
-    """The C implementation of this module's hot paths (``_speedups.c``), or None for pure Python.
+    """The C implementation of this module's hot paths (``speedups/_speedups.c``), or None for pure Python.
 
     ``wanted``: None takes it wherever it was built, False never, True insists (an error if it is not
     built). Both give the same bytes and the same verdicts; the tests hold them to that.
