@@ -18,6 +18,7 @@ from pathlib import Path
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
+from otseam.monitor.live import capture
 from tests.monitor.conftest import REPO
 from tests.support.servers import free_port
 
@@ -74,3 +75,27 @@ async def test_watch_a_live_interface() -> None:
     assert restart, alerts
     assert restart[0]["src"] == "127.0.0.1" and restart[0]["dport"] == port and restart[0]["function"] == 8
     assert restart[0]["frame"] >= 1
+
+
+async def test_a_link_that_never_goes_quiet_still_lets_the_watcher_stop() -> None:
+    """On a busy span port recvfrom never comes back empty: capture() must still give the event loop a
+    turn, or Ctrl-C, --duration and stop would never be seen (found under load in CI). A socket whose
+    queue holds thousands of frames stands in for such a link: stop is set by another task, and capture
+    must end long before the queue is drained."""
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+    receiver.bind(("127.0.0.1", 0))
+    receiver.setblocking(False)
+    queued = 5000
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+        for i in range(queued):
+            sender.sendto(i.to_bytes(4, "big"), receiver.getsockname())
+    stop = asyncio.Event()
+
+    async def stop_soon() -> None:
+        stop.set()
+
+    asyncio.get_running_loop().call_soon(lambda: asyncio.ensure_future(stop_soon()))
+    frames = [frame async for frame in capture(receiver, "busy0", stop)]
+    assert frames and len(frames) < queued // 10, len(frames)
+    assert receiver.fileno() == -1  # capture closes its socket

@@ -42,6 +42,10 @@ def open_interface(name: str) -> socket.socket:
     return sock
 
 
+#: Frames read in a row before the event loop gets a turn, however busy the link.
+YIELD_EVERY = 64
+
+
 async def capture(sock: socket.socket, name: str, stop: asyncio.Event | None = None) -> AsyncIterator[Frame]:
     """Frames from a socket made by :func:`open_interface`, until ``stop`` is set or the task is cancelled.
 
@@ -51,9 +55,14 @@ async def capture(sock: socket.socket, name: str, stop: asyncio.Event | None = N
     ready = asyncio.Event()
     loop.add_reader(sock.fileno(), ready.set)
     loopback = name == "lo"
-    number = 0
+    number = reads = 0
     try:
         while stop is None or not stop.is_set():
+            reads += 1
+            if reads % YIELD_EVERY == 0:
+                # On a link that never goes quiet (a busy span port) recvfrom would never come back empty,
+                # and without this the event loop would never run: no Ctrl-C, no --duration, no stop.
+                await asyncio.sleep(0)
             try:
                 data, address = sock.recvfrom(MAX_FRAME)
             except BlockingIOError:
