@@ -36,6 +36,9 @@ def start_watch(port: int) -> subprocess.Popen[bytes]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         cwd=REPO,
+        # As a shell without job control starts a background job: SIGINT ignored. The watcher must still
+        # stop on it, cleanly (it installs its own handler, as seam run does).
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
     )
 
 

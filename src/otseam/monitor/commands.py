@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import mmap
+import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -285,6 +286,11 @@ async def _run_live(monitor: Monitor, iface: str, outputs: _Outputs, duration: f
     loop = asyncio.get_running_loop()
     if duration is not None:
         loop.call_later(duration, stop.set)
+    # Ctrl-C and SIGTERM (systemd) end the watch cleanly, with the last alerts and the summary, as
+    # `seam run` and `seam diode` do; this also holds when the shell started it with SIGINT ignored.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
     async for frame in capture(sock, iface, stop):
         monitor.process(frame)
         outputs.take(monitor.drain(), live=True)
