@@ -22,6 +22,10 @@ speedups = wire.speedups(True)
 assert speedups is not None
 
 
+def test_loading_the_diodes_module_hands_its_encoder_to_the_core() -> None:
+    assert columns._COMPILED is speedups.encode_columns
+
+
 class Text(str):
     pass
 

@@ -101,16 +101,15 @@ def _packed(typecode: str, values: Sequence[float] | Sequence[int]) -> bytes:
     return column.tobytes()
 
 
-def _compiled_encoder() -> Callable[[str, Sequence[int], Sequence[Sample]], bytes | None] | None:
-    """The diode's C encoder for this format (``diode/speedups/columns.c``), where it was built."""
-    try:
-        from otseam.diode import _speedups
-    except ImportError:
-        return None
-    return getattr(_speedups, "encode_columns", None)
+#: A faster encoder for the common runs, handed over by the diode when its compiled module loads (the
+#: format is the core's; the C code lives with its one user at speed, and the core imports nothing of
+#: the diode): byte for byte this module's output, or None where this module must decide.
+_COMPILED: Callable[[str, Sequence[int], Sequence[Sample]], bytes | None] | None = None
 
 
-_COMPILED = _compiled_encoder()
+def use_compiled_encoder(encoder: Callable[[str, Sequence[int], Sequence[Sample]], bytes | None] | None) -> None:
+    global _COMPILED
+    _COMPILED = encoder
 
 
 def encode(source: str, offsets: Sequence[int], samples: Sequence[Sample], compiled: bool = True) -> bytes:

@@ -35,6 +35,8 @@ from functools import partial
 from types import ModuleType
 from typing import NamedTuple
 
+from otseam.core import columns
+
 log = logging.getLogger(__name__)
 
 MAGIC = b"SD"
@@ -245,6 +247,7 @@ def _load_speedups() -> ModuleType | None:
         raise ImportError(
             f"otseam.diode._speedups was built for another wire layout or API {built}: reinstall Seam to rebuild it"
         )
+    columns.use_compiled_encoder(getattr(_speedups, "encode_columns", None))
     return _speedups
 
 
