@@ -106,3 +106,17 @@ def test_sample_runs_use_the_columnar_format_and_flag_consecutive_offsets() -> N
     for cut in (1, 5, 9, 50, len(payload) - 1):
         with pytest.raises(blocks.BlockError):
             blocks.decode(payload[:cut])
+
+
+def test_text_that_was_never_valid_unicode_crosses_instead_of_failing_the_batch() -> None:
+    """A lone surrogate has no UTF-8 form; the batch must not fail for ever (the sink would retry it
+    without end): the block is written with JSON escapes and decodes to the very same strings."""
+    odd = "bad \udc80 byte"
+    samples: list[Record] = [
+        Sample("plc/p0", odd, Quality.GOOD, 1.0, 2.0),
+        Sample("plc/p1", "ok", Quality.GOOD, 1.0, 2.0),
+    ]
+    decoded = blocks.decode(blocks.encode("ot", [1, 2], samples))
+    assert decoded.records == samples
+    event = Event(3.0, "modbus.string", "plc/p0", Severity.LOW, odd, {"raw": odd})
+    assert blocks.decode(blocks.encode("ot", [3, 4], [samples[0], event])).records == [samples[0], event]

@@ -47,6 +47,19 @@ _SCALARS = {bool, int, float, str, type(None)}
 _SWAP = sys.byteorder != "little"
 _new_sample = partial(tuple.__new__, Sample)
 _encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=True)
+_ascii_encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, allow_nan=True)
+
+
+def json_bytes(document: object) -> bytes:
+    """Compact JSON as UTF-8. A string holding a lone surrogate (text a device sent that was never valid
+    Unicode) has no UTF-8 form: then the whole document is written with \\u escapes, which JSON
+    decodes back to the same string, instead of failing the batch for ever."""
+    try:
+        return _encoder.encode(document).encode()
+    except UnicodeEncodeError:
+        return _ascii_encoder.encode(document).encode()
+
+
 _decoder = json.JSONDecoder()
 _VALID_QUALITIES = bytes(range(len(_QUALITIES)))
 
@@ -132,7 +145,7 @@ def encode(source: str, offsets: Sequence[int], samples: Sequence[Sample], compi
             text = "".join(values).encode()
             value_kind = VALUES_TEXT
             value_columns = [_packed("I", list(map(len, values))), _LENGTH.pack(len(text)), text]
-    meta = _encoder.encode({"s": source, "p": table, "v": values if value_kind == VALUES_JSON else None}).encode()
+    meta = json_bytes({"s": source, "p": table, "v": values if value_kind == VALUES_JSON else None})
     parts = [
         _HEAD.pack(TAG, len(samples), len(meta), value_kind),
         meta,

@@ -28,8 +28,6 @@ FORMAT_JSON = 1
 FORMAT_SAMPLES = columns.TAG
 VALUES_JSON, VALUES_FLOAT, VALUES_TEXT = columns.VALUES_JSON, columns.VALUES_FLOAT, columns.VALUES_TEXT
 
-_encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=True)
-
 
 class BlockError(ValueError):
     pass
@@ -54,7 +52,7 @@ def encode(source: str, offsets: Sequence[int], records: Sequence[Record]) -> by
     if records and set(map(type, records)) == {Sample}:
         return columns.encode(source, offsets, records)  # type: ignore[arg-type]
     body = {"s": source, "o": list(offsets), "r": [_record(r) for r in records]}
-    return bytes([FORMAT_JSON]) + _encoder.encode(body).encode()
+    return bytes([FORMAT_JSON]) + columns.json_bytes(body)
 
 
 def encode_split(source: str, offsets: Sequence[int], records: Sequence[Record], max_size: int) -> list[bytes]:
