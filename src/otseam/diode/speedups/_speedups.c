@@ -114,18 +114,7 @@ Mac_pack_block(MacObject *self, PyObject *args)
             goto done;
         }
         unsigned char *out = (unsigned char *)buffer.buf + i * slot;
-        out[0] = 'S';
-        out[1] = 'D';
-        out[2] = WIRE_VERSION;
-        out[3] = i < k ? KIND_DATA : KIND_PARITY;
-        out[4] = (unsigned char)flags;
-        out[5] = (unsigned char)k;
-        out[6] = (unsigned char)m;
-        out[7] = (unsigned char)i;
-        store64(out + 8, session);
-        store64(out + 16, sequence);
-        out[24] = (unsigned char)(size >> 8);
-        out[25] = (unsigned char)(size & 0xff);
+        write_header(out, flags, k, m, (int)i, session, sequence, size);
         memcpy(out + HEADER_SIZE, PyBytes_AS_STRING(fragment), (size_t)size);
         mac_compute(self, out, (size_t)(HEADER_SIZE + size), out + HEADER_SIZE + size);
         PyObject *length = PyLong_FromSsize_t(HEADER_SIZE + size + MAC_SIZE);
@@ -211,7 +200,7 @@ Mac_parse_batch(MacObject *self, PyObject *args)
         goto done;
     }
     items = PyList_New(0);
-    /* Per datagram: where it starts, how long it is (0: refused before the MAC), whether its MAC matched. */
+    /* Per datagram that passes the checks before the MAC: where it starts, its size, whether its MAC matched. */
     at = PyMem_Malloc((size_t)(count ? count : 1) * sizeof *at);
     length_of = PyMem_Malloc((size_t)(count ? count : 1) * sizeof *length_of);
     mac_ok = PyMem_Malloc((size_t)(count ? count : 1));
@@ -224,7 +213,6 @@ Mac_parse_batch(MacObject *self, PyObject *args)
     /* First pass: the checks before the MAC, in their documented order. */
     Py_ssize_t candidates = 0;
     for (Py_ssize_t i = 0; i < count; i++) {
-        length_of[i] = 0;
         Py_ssize_t size = PyLong_AsSsize_t(PySequence_Fast_GET_ITEM(sizes_fast, i));
         if (size == -1 && PyErr_Occurred())
             goto done;

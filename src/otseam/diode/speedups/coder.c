@@ -238,18 +238,7 @@ Mac_pack_payload(MacObject *self, PyObject *args)
     }
     for (int i = 0; i < count; i++) {
         unsigned char *out = base + (Py_ssize_t)i * slot, *header = out + HEADER_SIZE;
-        out[0] = 'S';
-        out[1] = 'D';
-        out[2] = WIRE_VERSION;
-        out[3] = i < k ? KIND_DATA : KIND_PARITY;
-        out[4] = (unsigned char)flags;
-        out[5] = (unsigned char)k;
-        out[6] = (unsigned char)m;
-        out[7] = (unsigned char)i;
-        store64(out + 8, session);
-        store64(out + 16, sequence);
-        out[24] = (unsigned char)(fragment >> 8);
-        out[25] = (unsigned char)(fragment & 0xff);
+        write_header(out, flags, k, m, (int)i, session, sequence, fragment);
         memcpy(header, first, LEC_HEADER);
         store_le32(header, (uint32_t)i);
         store_le32(header + LEC_CRC_AT, crc ^ crc_index[i]);

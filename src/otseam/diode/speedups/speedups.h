@@ -74,6 +74,25 @@ store64(unsigned char *p, uint64_t v)
     }
 }
 
+/* The datagram header (wire.py's HEADER) of fragment ``index`` of a block, at ``out``. */
+static inline void
+write_header(unsigned char *out, int flags, int k, int m, int index, uint64_t session, uint64_t sequence,
+             Py_ssize_t length)
+{
+    out[0] = 'S';
+    out[1] = 'D';
+    out[2] = WIRE_VERSION;
+    out[3] = index < k ? KIND_DATA : KIND_PARITY;
+    out[4] = (unsigned char)flags;
+    out[5] = (unsigned char)k;
+    out[6] = (unsigned char)m;
+    out[7] = (unsigned char)index;
+    store64(out + 8, session);
+    store64(out + 16, sequence);
+    out[24] = (unsigned char)(length >> 8);
+    out[25] = (unsigned char)(length & 0xff);
+}
+
 /* Little-endian stores, for liberasurecode's header and the columnar format. */
 static inline void
 store_le32(unsigned char *p, uint32_t v)
