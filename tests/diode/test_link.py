@@ -172,23 +172,49 @@ async def test_forged_and_mismatched_senders_are_reported_and_never_decoded(tmp_
     journal.close()
 
 
+async def send_with_the_middle_block_dropped(sender: DiodeSender, relay: LossyRelay) -> list[Record]:
+    """Three blocks of 100 samples; the relay drops every datagram of the second. Returns the samples."""
+    offsets, records = samples(300)
+    # The relay is its own thread: let it pass each block before its impairment changes.
+    await sender.send_records("ot-edge", offsets[:100], records[:100])
+    await asyncio.sleep(0.3)
+    relay.set(drop=1.0)
+    await sender.send_records("ot-edge", offsets[100:200], records[100:200])
+    await asyncio.sleep(0.3)
+    relay.set(drop=0.0)
+    await sender.send_records("ot-edge", offsets[200:], records[200:])
+    return records
+
+
+async def test_a_lost_block_holds_up_the_blocks_behind_it_only_for_the_reorder_window(tmp_path: Path) -> None:
+    journal = open_journal(tmp_path / "it")
+    config = settings(block_timeout="30s")  # and the default reorder window, 20 ms
+    receiver = DiodeReceiver(("127.0.0.1", 0), KEY, config, journal)
+    await receiver.start()
+    with LossyRelay(receiver.listen, Impairments()) as relay:
+        sender = DiodeSender(relay.address, KEY, config)
+        await sender.start()
+        records = await send_with_the_middle_block_dropped(sender, relay)
+        for _ in range(100):  # well inside the 30 s block timeout, which is not what frees the third block
+            if receiver.stats.records == 200:
+                break
+            await asyncio.sleep(0.1)
+        assert receiver.stats.records == 200 and receiver.stats.lost == 1
+        await sender.close()
+        await receiver.close()
+    assert [r for r in read_all(journal) if isinstance(r, Sample)] == records[:100] + records[200:]
+    journal.close()
+
+
 async def test_closing_counts_what_never_completed_and_releases_what_waited_behind_it(tmp_path: Path) -> None:
     journal = open_journal(tmp_path / "it")
-    patient = settings(block_timeout="30s")  # only the close may give up here
+    patient = settings(block_timeout="30s", reorder_window="30s")  # only the close may give up here
     receiver = DiodeReceiver(("127.0.0.1", 0), KEY, patient, journal)
     await receiver.start()
     with LossyRelay(receiver.listen, Impairments()) as relay:
         sender = DiodeSender(relay.address, KEY, patient)
         await sender.start()
-        offsets, records = samples(300)
-        # The relay is its own thread: let it pass each block before its impairment changes.
-        await sender.send_records("ot-edge", offsets[:100], records[:100])
-        await asyncio.sleep(0.3)
-        relay.set(drop=1.0)
-        await sender.send_records("ot-edge", offsets[100:200], records[100:200])
-        await asyncio.sleep(0.3)
-        relay.set(drop=0.0)
-        await sender.send_records("ot-edge", offsets[200:], records[200:])
+        records = await send_with_the_middle_block_dropped(sender, relay)
         await asyncio.sleep(0.3)
         assert receiver.stats.records == 100  # the third block waits behind the lost second one
         await receiver.close()

@@ -194,6 +194,10 @@ def receive(
     datagram_size: _DatagramSize = None,
     offload: _Offload = None,
     block_timeout: Annotated[str | None, typer.Option(help="How long an incomplete block may wait.")] = None,
+    reorder_window: Annotated[
+        str | None,
+        typer.Option(help="How long an incomplete block may wait once all of it is known to have been sent."),
+    ] = None,
     metrics: Annotated[
         str | None, typer.Option(help="Serve /metrics (Prometheus) and /health on host:port; IT side only.")
     ] = None,
@@ -235,6 +239,7 @@ def receive(
                 datagram_size=datagram_size,
                 offload=offload,
                 block_timeout=block_timeout,
+                reorder_window=reorder_window,
             )
         )
         key = load_key(key_file)

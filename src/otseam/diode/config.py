@@ -85,6 +85,11 @@ class DiodeSettings:
     snapshot_interval: float = 10.0
     #: Receiver: how long an incomplete block may wait for its missing fragments.
     block_timeout: float = 0.5
+    #: Receiver: how long an incomplete block may wait once the sender is known to have sent all of it
+    #: (a later block has begun to arrive, or a beacon counted it). The sender sends blocks whole and in
+    #: order, so after that only a link that reorders can still deliver a missing fragment; the receiver
+    #: widens this on its own (up to block_timeout) if a fragment ever arrives after its block was given up.
+    reorder_window: float = 0.02
     datagram_size: int = DEFAULT_DATAGRAM
     #: Let the kernel cut and join runs of equal datagrams (UDP segmentation offload on the sender,
     #: receive coalescing on the receiver, Linux only). The datagrams on a link are the same either way,
@@ -103,6 +108,7 @@ class DiodeSettings:
             "beacon_interval",
             "snapshot_interval",
             "block_timeout",
+            "reorder_window",
             "offload",
         }
         unknown = sorted(set(options) - known - {"key_file", "target", "bind", "listen"})
@@ -120,12 +126,22 @@ class DiodeSettings:
             )
             durations = {
                 name: parse_duration(options[name]) if name in options else default
-                for name, default in (("beacon_interval", 1.0), ("snapshot_interval", 10.0), ("block_timeout", 0.5))
+                for name, default in (
+                    ("beacon_interval", 1.0),
+                    ("snapshot_interval", 10.0),
+                    ("block_timeout", 0.5),
+                    ("reorder_window", 0.02),
+                )
             }
         except (FecError, ValueError) as exc:
             raise DiodeConfigError(str(exc)) from None
         if durations["beacon_interval"] <= 0 or durations["block_timeout"] <= 0:
             raise DiodeConfigError("beacon_interval and block_timeout must be positive")
+        if not 0 < durations["reorder_window"] <= durations["block_timeout"]:
+            raise DiodeConfigError(
+                f"reorder_window must be positive and at most block_timeout ({durations['block_timeout']:g}s), "
+                f"got {durations['reorder_window']:g}s"
+            )
         rate = _parse_rate_bits(options.get("rate", "100Mbit/s"))
         if rate < datagram * 10:
             raise DiodeConfigError(f"rate {options.get('rate')!r} is too low to carry even ten datagrams a second")

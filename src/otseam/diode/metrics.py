@@ -29,7 +29,7 @@ class ReceiverStats:
     rejected: dict[Rejected, int] = field(default_factory=_rejections)
     #: Authentic datagrams from a sender not (yet) synchronised by a matching beacon.
     unsynchronised: int = 0
-    #: Fragments beyond the k needed, duplicates, and fragments of blocks already released.
+    #: Fragments beyond the k needed, duplicates, and fragments of blocks already released (not late ones).
     surplus: int = 0
     direct: int = 0
     recovered: int = 0
@@ -51,6 +51,10 @@ class ReceiverStats:
     link_up: bool = False
     lag_seconds: float = 0.0
     record_lag_seconds: float = 0.0
+    #: Fragments that arrived for a block already given up (the link reordered beyond the window).
+    late: int = 0
+    #: The receiver's current reorder window, in seconds (it widens itself after a late fragment).
+    reorder_window: float = 0.0
     #: Fraction of the parity used by recent recovered blocks (1.0 = the margin was exhausted).
     margin_used: deque[float] = field(default_factory=lambda: deque(maxlen=1024))
 
@@ -83,6 +87,7 @@ class ReceiverCollector(Collector):
             datagrams.add_metric([f"rejected_{reason.name.lower()}"], count)
         datagrams.add_metric(["unsynchronised"], s.unsynchronised)
         datagrams.add_metric(["surplus"], s.surplus)
+        datagrams.add_metric(["late"], s.late)
         yield datagrams
         block_family = CounterMetricFamily("seam_diode_blocks", "Blocks by outcome", labels=["outcome"])
         block_family.add_metric(["direct"], s.direct)
@@ -103,6 +108,11 @@ class ReceiverCollector(Collector):
             "seam_diode_fec_margin_used_max",
             "Largest fraction of parity needed by one of the last 1024 recovered blocks",
             value=s.margin_used_max,
+        )
+        yield GaugeMetricFamily(
+            "seam_diode_reorder_window_seconds",
+            "How long a block sent whole may wait for a fragment (widens after a late fragment)",
+            value=s.reorder_window,
         )
         yield GaugeMetricFamily("seam_diode_link_up", "1 while beacons arrive", value=float(s.link_up))
         yield GaugeMetricFamily(

@@ -52,6 +52,8 @@ FLUSH_BYTES = 1 << 20
 FLUSH_INTERVAL = 0.05
 FLUSH_IDLE = 0.005
 TICK = 0.1
+#: Blocks given up, remembered per session so that a fragment arriving for one afterwards is recognised.
+GIVEN_UP_MEMORY = 1024
 _SO_RCVBUFFORCE = 33 if sys.platform == "linux" else None
 EVENT_SOURCE = "diode-receive"
 _DATA, _PARITY, _BEACON = int(wire.Kind.DATA), int(wire.Kind.PARITY), int(wire.Kind.BEACON)
@@ -88,9 +90,17 @@ class Session:
     known_sent: int = 0
     #: (known_sent, when it was learnt), increasing: the evidence that a block was sent, and when.
     marks: deque[tuple[int, float]] = field(default_factory=deque)
+    #: Every block below this has been sent whole: a fragment of a later block or a beacon's count has
+    #: arrived (the sender sends a block's datagrams together, blocks in order, beacons between blocks).
+    whole_below: int = 0
+    #: (whole_below, when it was learnt), increasing.
+    whole_marks: deque[tuple[int, float]] = field(default_factory=deque)
     last_heard: float = 0.0
     pending: dict[int, Assembly] = field(default_factory=dict)
     done: dict[int, tuple[int, bytes | None]] = field(default_factory=dict)
+    #: The latest blocks given up (oldest first), at most GIVEN_UP_MEMORY of them; True once a late
+    #: fragment of the block has widened the reorder window.
+    given_up: dict[int, bool] = field(default_factory=dict)
 
 
 class DiodeReceiver:
@@ -143,6 +153,10 @@ class DiodeReceiver:
         self._link_up = False
         self._last_beacon = 0.0
         self._mismatch_reported: dict[bytes, float] = {}
+        #: How long a block sent whole may still wait for a fragment; widened if the link reorders more.
+        self.reorder_window = settings.reorder_window
+        self.stats.reorder_window = settings.reorder_window
+        self._loss_timer: asyncio.TimerHandle | None = None
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -179,6 +193,9 @@ class DiodeReceiver:
         self._tick = asyncio.create_task(self._tick_loop(), name="diode-receive-tick")
 
     async def close(self) -> None:
+        if self._loss_timer is not None:
+            self._loss_timer.cancel()
+            self._loss_timer = None
         if self._tick:
             self._tick.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -223,6 +240,8 @@ class DiodeReceiver:
                 break
             count += got
             self._handle(view, starts, sizes, got, now)
+        if count < DRAIN_LIMIT:  # the socket ran dry: whatever is missing now is not waiting in it
+            self._check_losses(time.monotonic())
         if len(self._out) >= FLUSH_RECORDS or now - self._last_flush >= FLUSH_INTERVAL:
             self._flush()
         elif self._out and count < DRAIN_LIMIT and self._idle_flush is None:
@@ -312,6 +331,8 @@ class DiodeReceiver:
             return False
         if sequence >= session.known_sent:
             self._sent_up_to(session, sequence + 1, now)
+        if sequence > session.whole_below:
+            self._sent_whole_below(session, sequence, now)
         self.stats.surplus += len(joined) // size - k
         self.stats.direct += 1
         session.done[sequence] = (flags, block)
@@ -327,10 +348,15 @@ class DiodeReceiver:
         stats = self.stats
         count = len(payloads)
         if sequence < session.next_sequence or sequence in session.done:
-            stats.surplus += count
+            if sequence in session.given_up:
+                self._late(session, sequence, count)
+            else:
+                stats.surplus += count
             return None
         if sequence >= session.known_sent:
             self._sent_up_to(session, sequence + 1, now)
+        if sequence > session.whole_below:
+            self._sent_whole_below(session, sequence, now)
         pending = session.pending
         assembly = pending.get(sequence)
         if assembly is None:
@@ -481,7 +507,14 @@ class DiodeReceiver:
         session = self.sessions.get(session_id)
         if session is None:
             matched = beacon.fingerprint == self._fingerprint
-            session = Session(session_id, matched, beacon.blocks_sent, beacon.blocks_sent, last_heard=now)
+            session = Session(
+                session_id,
+                matched,
+                beacon.blocks_sent,
+                beacon.blocks_sent,
+                last_heard=now,
+                whole_below=beacon.blocks_sent,
+            )
             self.sessions[session_id] = session
             if matched:
                 self.stats.sessions += 1
@@ -499,11 +532,17 @@ class DiodeReceiver:
         self._last_beacon = now
         self.stats.lag_seconds = max(0.0, time.time() - beacon.sent_at)
         self._sent_up_to(session, beacon.blocks_sent, now)
+        self._sent_whole_below(session, beacon.blocks_sent, now)
 
     def _sent_up_to(self, session: Session, sent: int, now: float) -> None:
         if sent > session.known_sent:
             session.known_sent = sent
             session.marks.append((sent, now))  # from now on, blocks below ``sent`` are overdue
+
+    def _sent_whole_below(self, session: Session, below: int, now: float) -> None:
+        if below > session.whole_below:
+            session.whole_below = below
+            session.whole_marks.append((below, now))
 
     def _release(self, session: Session, now: float) -> None:
         while session.next_sequence in session.done:
@@ -593,9 +632,8 @@ class DiodeReceiver:
                 log.exception("diode receiver tick failed")
 
     def tick(self, now: float) -> None:
+        self._check_losses(now)
         for session in list(self.sessions.values()):
-            if session.matched:
-                self._declare_lost(session, now)
             silent = now - session.last_heard
             if silent > max(10.0, 5 * self.settings.beacon_interval) and len(self.sessions) > 1:
                 # A newer sender has taken over; whatever the old one never completed is lost.
@@ -616,34 +654,113 @@ class DiodeReceiver:
             )
         self._flush()
 
-    def _declare_lost(self, session: Session, now: float, force: bool = False, up_to: int | None = None) -> None:
-        """Give up on blocks that can no longer complete, counting each one, and release what follows.
+    def _check_losses(self, now: float) -> None:
+        """Give up on whatever is overdue, and be woken when the next waiting block falls due (a block is
+        given up when its time comes, not at the next tick: everything behind it waits for it)."""
+        due: float | None = None
+        for session in self.sessions.values():
+            if session.matched:
+                deadline = self._declare_lost(session, now)
+                if deadline is not None and (due is None or deadline < due):
+                    due = deadline
+        if due is None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # driven by hand (tests, fuzzing): the caller decides when time passes
+            return
+        at = loop.time() + max(0.0, due - now)
+        timer = self._loss_timer
+        if timer is not None:
+            if timer.when() <= at:
+                return
+            timer.cancel()
+        self._loss_timer = loop.call_at(at, self._loss_due)
 
-        A block is given up ``block_timeout`` after the first evidence that it was sent (a later block's
-        fragment, or a beacon's count) and after its own last fragment, whichever is later; ``force``
-        gives up on the next block now (too many pending), ``up_to`` on everything below it.
-        """
-        timeout = self.settings.block_timeout
+    def _loss_due(self) -> None:
+        self._loss_timer = None
+        try:
+            # What is queued in the socket is not lost: read it all first (_drain then checks, once dry).
+            while self._drain() >= DRAIN_LIMIT:
+                pass
+            if self._out:
+                self._flush()
+        except Exception:  # a bug here must be seen, but must not stop the receiver
+            log.exception("diode receiver loss check failed")
+
+    def _deadline(self, session: Session, sequence: int, now: float) -> float:
+        """When block ``sequence``, still incomplete, is given up: ``block_timeout`` after the first
+        evidence that it was sent and after its own last fragment, or, sooner, the reorder window after
+        the first evidence that all of it was sent."""
         marks = session.marks
+        while marks and marks[0][0] <= sequence:
+            marks.popleft()
+        evidence = marks[0][1] if marks else now
+        waiting = session.pending.get(sequence)
+        deadline = max(evidence, waiting.last_time if waiting else 0.0) + self.settings.block_timeout
+        whole = session.whole_marks
+        while whole and whole[0][0] <= sequence:
+            whole.popleft()
+        if whole:
+            deadline = min(deadline, whole[0][1] + self.reorder_window)
+        return deadline
+
+    def _declare_lost(
+        self, session: Session, now: float, force: bool = False, up_to: int | None = None
+    ) -> float | None:
+        """Give up on blocks that can no longer complete, counting each one, and release what follows;
+        returns when the block now at the head is due to be given up (None: nothing waits).
+
+        See :meth:`_deadline`; ``force`` gives up on the next block now (too many pending), ``up_to`` on
+        everything below it.
+        """
         while True:
             first = sequence = session.next_sequence
+            due: float | None = None
             while sequence < session.known_sent and sequence not in session.done:
-                while marks and marks[0][0] <= sequence:
-                    marks.popleft()
-                evidence = marks[0][1] if marks else now
-                waiting = session.pending.get(sequence)
-                deadline = max(evidence, waiting.last_time if waiting else 0.0) + timeout
-                overdue = now >= deadline or (up_to is not None and sequence < up_to)
-                if not (overdue or (force and sequence == first)):
+                due = self._deadline(session, sequence, now)
+                timed_out = now >= due
+                if not (timed_out or (up_to is not None and sequence < up_to) or (force and sequence == first)):
                     break
+                due = None
                 session.pending.pop(sequence, None)
+                if timed_out:  # a fragment of it may yet turn up, late: see _late
+                    self._remember_given_up(session, sequence)
                 sequence += 1
             if sequence == first:
-                return
+                return due
             session.next_sequence = sequence
             self._gap(session, first, sequence - 1, "beyond FEC repair")
             self._release(session, now)
             force = False  # forced: only the one block
+
+    @staticmethod
+    def _remember_given_up(session: Session, sequence: int) -> None:
+        given_up = session.given_up
+        given_up[sequence] = False
+        if len(given_up) > GIVEN_UP_MEMORY:
+            del given_up[next(iter(given_up))]
+
+    def _late(self, session: Session, sequence: int, count: int) -> None:
+        """Fragments of a block already given up: the link held them back longer than the reorder
+        window. Wait longer from now on (at most block_timeout), and say so once for the block."""
+        self.stats.late += count
+        if session.given_up[sequence]:
+            return  # one widening per block, however many of its fragments are late
+        session.given_up[sequence] = True
+        widened = min(self.settings.block_timeout, 2 * self.reorder_window)
+        if widened <= self.reorder_window:
+            return
+        self.reorder_window = widened
+        self.stats.reorder_window = widened
+        self._event(
+            "diode.reorder",
+            Severity.LOW,
+            f"a fragment of diode block {sequence} arrived after the block was given up: the link delays "
+            f"or reorders datagrams; waiting up to {widened * 1000:g} ms for a block sent whole from now on "
+            "(set reorder_window to at least this to keep it from the start)",
+            {"session": f"{session.id:016x}", "block": sequence, "reorder_window_seconds": widened},
+        )
 
     def _gap(self, session: Session, first: int, last: int, why: str) -> None:
         count = last - first + 1
