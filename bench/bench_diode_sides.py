@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import json
 import os
+import random
 import resource
 import socket
 import sys
@@ -110,11 +111,16 @@ def _faults() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
-def measure_receive(datagrams: list[bytes], records: int, directory: Path, tuned: bool) -> dict[str, Any]:
+def measure_receive(
+    datagrams: list[bytes], records: int, directory: Path, tuned: bool, loss: float = 0.0, seed: int = 7
+) -> dict[str, Any]:
     config = settings(True)
     journal = Journal.open(directory / "it-journal", source="it", sync="interval")
     receiver = DiodeReceiver(("127.0.0.1", 0), KEY, config, journal)
     slot = config.datagram_size + 1
+    if loss:  # random datagram loss, the beacon spared (without it nothing is decoded)
+        draw = random.Random(seed).random
+        datagrams = datagrams[:1] + [d for d in datagrams[1:] if draw() >= loss]
     # Batches laid out as recvmmsg lays them out, built before the clock starts.
     batches: list[tuple[memoryview, list[int], list[int], int]] = []
     for first in range(0, len(datagrams), RECEIVE_BATCH):
@@ -128,6 +134,7 @@ def measure_receive(datagrams: list[bytes], records: int, directory: Path, tuned
         cpu, faults = time.process_time(), _faults()
         for view, starts, sizes, count in batches:
             receiver._handle(view, starts, sizes, count, time.monotonic())
+        receiver.tick(time.monotonic() + 60)  # whatever is still incomplete is given up
         receiver._flush()
         return time.process_time() - cpu, _faults() - faults
 
@@ -135,14 +142,17 @@ def measure_receive(datagrams: list[bytes], records: int, directory: Path, tuned
         memory.keep_freed_memory()  # as DiodeReceiver.start() does
     cpu, faults = asyncio.run(run())
     stats = receiver.stats
-    assert stats.records == records, f"the receiver took {stats.records} records of {records}"
+    assert loss or stats.records == records, f"the receiver took {stats.records} records of {records}"
     journal.close()
     return {
         "side": "receive",
+        "loss": loss,
         "cpu": cpu,
         "page_faults": faults,
         "datagrams": stats.datagrams,
         "records": stats.records,
+        "recovered_blocks": stats.recovered,
+        "lost_blocks": stats.lost,
     }
 
 
@@ -152,6 +162,7 @@ def main() -> None:
     parser.add_argument("--value-size", type=int, default=1000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--no-offload", action="store_true")
+    parser.add_argument("--loss", type=float, default=0.0, help="receive side: share of datagrams dropped (seeded)")
     parser.add_argument("--sides", default="send,receive", help="which sides to measure, in this process")
     parser.add_argument(
         "--untuned", action="store_true", help="without keep_freed_memory() (measure one side per process)"
@@ -160,13 +171,15 @@ def main() -> None:
     offsets, records = make_samples(args.records, args.value_size)
     datagrams, payload = transfer(offsets, records, settings(True))
     print(f"{args.records} samples, {payload / 1e6:.1f} MB of block payload, {len(datagrams)} datagrams")
-    for _ in range(args.repeat):
+    for repeat in range(args.repeat):
         with tempfile.TemporaryDirectory() as scratch:
             results = []
             if "send" in args.sides:
                 results.append(measure_send(offsets, records, not args.no_offload, not args.untuned))
             if "receive" in args.sides:
-                results.append(measure_receive(datagrams, args.records, Path(scratch), not args.untuned))
+                results.append(
+                    measure_receive(datagrams, args.records, Path(scratch), not args.untuned, args.loss, 7 + repeat)
+                )
             for result in results:
                 result["payload_mbit_per_cpu_s"] = payload * 8 / 1e6 / result["cpu"]
                 result["us_per_datagram"] = result["cpu"] / result["datagrams"] * 1e6
