@@ -36,24 +36,33 @@ def test_a_wrong_fragment_does_not_decode_silently() -> None:
 
 
 DEFAULT = Fec(FecSettings())
-RECOVERY = isal.available()
+RECOVERY = isal.available()  # all in Python (ctypes for ISA-L's pass)
+#: The same, with the header checks, ISA-L's pass and the joining in one C call (Coder.rebuild).
+COMPILED_FEC = Fec(FecSettings())
+SPEEDUPS = wire.speedups(True)
+assert SPEEDUPS is not None and COMPILED_FEC.compile_recovery(SPEEDUPS)
+COMPILED = COMPILED_FEC._recovery
+BOTH = [pytest.param(RECOVERY, id="python"), pytest.param(COMPILED, id="compiled")]
 
 
 def test_lost_data_fragments_are_rebuilt_with_isa_l_directly_here() -> None:
     # The pyeclib wheels bundle ISA-L; if this machine's build did not, the fast path would be off.
     assert RECOVERY is not None and DEFAULT.direct_recovery
+    assert RECOVERY.rebuild is None and COMPILED is not None and COMPILED.rebuild is not None
 
 
 @settings(max_examples=80, deadline=None)
 @given(st.integers(min_value=1, max_value=64 * 1350), st.randoms(use_true_random=False))
 def test_isa_l_rebuilds_exactly_what_pyeclib_rebuilds(size: int, rng: object) -> None:
     """For any block size and any k of the k + m fragments, both ways give the original block."""
-    assert RECOVERY is not None
+    assert RECOVERY is not None and COMPILED is not None
     block = os.urandom(size)
     k, m, fragments = DEFAULT.encode(block)
     keep = sorted(rng.sample(range(k + m), k))  # type: ignore[attr-defined]
     chosen = {i: fragments[i] for i in keep}
     assert RECOVERY.decode(k, m, chosen) == block
+    assert COMPILED.decode(k, m, chosen) == block
+    assert COMPILED.decode(k, m, dict(enumerate(fragments[:k]))) == block
     assert DEFAULT._driver(k, m).decode([fragments[i] for i in keep]) == block
     assert DEFAULT.decode(k, m, chosen) == block
     # Twice: the second time from the cached tables of this arrival pattern.
@@ -63,27 +72,28 @@ def test_isa_l_rebuilds_exactly_what_pyeclib_rebuilds(size: int, rng: object) ->
     assert RECOVERY.decode(k, m, complete) == DEFAULT._driver(k, m).decode(fragments[:k]) == block
 
 
-def test_fragments_that_do_not_fit_together_are_left_to_pyeclib() -> None:
-    assert RECOVERY is not None
+@pytest.mark.parametrize("recovery", BOTH)
+def test_fragments_that_do_not_fit_together_are_left_to_pyeclib(recovery: isal.Recovery) -> None:
+    assert recovery is not None
     k, m, fragments = DEFAULT.encode(os.urandom(20_000))
     chosen = {i: fragments[i] for i in range(1, k + 1)}
     chosen[k] = chosen[k][:-1]  # one fragment a byte short
-    assert RECOVERY.decode(k, m, chosen) is None
+    assert recovery.decode(k, m, chosen) is None
     other_k, _, others = DEFAULT.encode(os.urandom(30_000))
     assert other_k != k
     mixed = {i: fragments[i] for i in range(1, k + 1)}
     mixed[1] = others[1]  # a fragment of another block, of another size
-    assert RECOVERY.decode(k, m, mixed) is None
+    assert recovery.decode(k, m, mixed) is None
     swapped = {i: fragments[i] for i in range(1, k + 1)}
     swapped[1], swapped[2] = swapped[2], swapped[1]  # the right bytes under the wrong index
-    assert RECOVERY.decode(k, m, swapped) is None
+    assert recovery.decode(k, m, swapped) is None
     _, _, longer = DEFAULT.encode(os.urandom(20_001))  # same k and fragment size, other block size
     other = {i: fragments[i] for i in range(1, k + 1)}
     other[3] = longer[3]
-    assert len(longer[3]) == len(fragments[3]) and RECOVERY.decode(k, m, other) is None
+    assert len(longer[3]) == len(fragments[3]) and recovery.decode(k, m, other) is None
     complete = dict(enumerate(fragments[:k]))
     complete[k - 1] = longer[k - 1]  # nothing lost, but one data fragment is of another block
-    assert RECOVERY.decode(k, m, complete) is None and DEFAULT.decode(k, m, complete) is None
+    assert recovery.decode(k, m, complete) is None and DEFAULT.decode(k, m, complete) is None
 
 
 @pytest.mark.parametrize("size", [500, 3000])  # one data fragment, and three
@@ -123,5 +133,49 @@ def test_joining_complete_data_fragments_in_c_agrees_with_isa_l_recovery(
     joined = b"".join(edited) + b"".join(fragments[k : k + min(parity, m)])
     expected = RECOVERY.decode(k, m, {i: bytes(f) for i, f in enumerate(edited)})
     assert speedups.join_fragments(joined, len(fragments[0]), k, FRAGMENT_HEADER) == expected
+    assert COMPILED is not None and COMPILED.decode(k, m, {i: bytes(f) for i, f in enumerate(edited)}) == expected
     if not edits:
         assert expected == DEFAULT._driver(k, m).decode(fragments[:k])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.integers(min_value=1, max_value=64 * 1350),
+    st.randoms(use_true_random=False),
+    st.lists(
+        st.tuples(st.integers(min_value=0), st.integers(min_value=0, max_value=24), st.binary(min_size=1, max_size=4))
+    ),
+)
+def test_rebuilding_in_c_agrees_with_python_however_the_headers_were_altered(
+    size: int, rng: object, edits: list[tuple[int, int, bytes]]
+) -> None:
+    """Lost fragments as well as altered headers: the compiled rebuild gives the block, or refuses,
+    exactly when the Python path does."""
+    assert RECOVERY is not None and COMPILED is not None
+    k, m, fragments = DEFAULT.encode(os.urandom(size))
+    keep = sorted(rng.sample(range(k + m), k))  # type: ignore[attr-defined]
+    chosen = {i: bytearray(fragments[i]) for i in keep}
+    for which, at, data in edits:
+        fragment = chosen[keep[which % k]]
+        fragment[at : at + len(data)] = data
+    frozen = {i: bytes(f) for i, f in chosen.items()}
+    assert COMPILED.decode(k, m, frozen) == RECOVERY.decode(k, m, frozen)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.integers(min_value=-3, max_value=300),
+    st.lists(st.integers(min_value=-3, max_value=300), max_size=70),
+    st.lists(st.binary(max_size=200), max_size=70),
+    st.binary(max_size=300),
+    st.lists(st.integers(min_value=-3, max_value=300), max_size=10),
+)
+def test_the_compiled_rebuild_refuses_any_inconsistent_arguments_without_crashing(
+    k: int, used: list[int], chosen: list[bytes], tables: bytes, missing: list[int]
+) -> None:
+    assert COMPILED is not None and COMPILED.rebuild is not None
+    try:
+        result = COMPILED.rebuild(k, tuple(used), chosen, tables, tuple(missing))
+    except (ValueError, TypeError, OverflowError):
+        return
+    assert result is None or isinstance(result, bytes)

@@ -96,6 +96,9 @@ class Recovery:
         self._lib = lib
         self._matrices: dict[tuple[int, int], bytes] = {}
         self._tables: dict[tuple[int, int, tuple[int, ...]], tuple[Any, tuple[int, ...]]] = {}
+        #: The compiled Coder.rebuild (the header checks, ISA-L's pass and the joining in one C call),
+        #: once Fec has seen it give this class's answers; None: all of it here, in Python.
+        self.rebuild: Any = None
 
     def _matrix(self, k: int, m: int) -> bytes:
         matrix = self._matrices.get((k, m))
@@ -152,6 +155,13 @@ class Recovery:
         used = tuple(sorted(fragments)[:k])
         if len(used) < k or used[-1] >= k + m:
             return None
+        if self.rebuild is not None:
+            if used[k - 1] < k:  # every data fragment present: joining them is the whole decode
+                return self.rebuild(k, used, [fragments[i] for i in used], b"", ())  # type: ignore[no-any-return]
+            found = self._decode_tables(k, m, used)
+            if found is None:
+                return None
+            return self.rebuild(k, used, [fragments[i] for i in used], *found)  # type: ignore[no-any-return]
         first = fragments[used[0]]
         if len(first) < HEADER_SIZE:
             return None

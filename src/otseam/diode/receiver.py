@@ -132,6 +132,8 @@ class DiodeReceiver:
         #: One byte more than a datagram of ours can be, so that a longer one shows as too long.
         self._slot = settings.datagram_size + 1
         self._fec = Fec(settings.fec)
+        if speedups is not None:  # blocks that lost fragments rebuilt in one C call (checked first)
+            self._fec.compile_recovery(speedups)
         self._fingerprint = settings.fingerprint(key)
         #: The parity a block of k data fragments must have, by k: anything else is not our configuration.
         self._parity = [settings.fec.parity_for(k) for k in range(settings.fec.max_k + 1)]

@@ -150,9 +150,127 @@ Coder_tables(CoderObject *self, PyObject *args)
     return tables;
 }
 
+/*
+ * rebuild(k, used, chosen, tables, missing) -> bytes | None
+ *
+ * What isal.Recovery.decode does after it has found the decode tables, without a Python object or a
+ * copy per fragment: ``chosen`` are k fragments (liberasurecode's header, then data) with the indexes
+ * ``used`` (ascending: the data fragments present, then parity), ``missing`` the data fragments to
+ * rebuild with ``tables`` (from ec_init_tables; ignored when nothing is missing). None unless every
+ * fragment is as long as the first, says it is the one at its index, and all agree on the data size
+ * and on an original block size that k fragments can carry: the checks the Python path makes.
+ */
+static PyObject *
+Coder_rebuild(CoderObject *self, PyObject *args)
+{
+    int k;
+    PyObject *used, *chosen, *missing;
+    Py_buffer tables;
+    if (!PyArg_ParseTuple(args, "iO!O!y*O!:rebuild", &k, &PyTuple_Type, &used, &PyList_Type, &chosen, &tables,
+                          &PyTuple_Type, &missing))
+        return NULL;
+    PyObject *result = NULL;
+    const unsigned char *sources[MAX_FRAGMENTS];
+    int present_data[MAX_FRAGMENTS]; /* by data index: position in chosen, or -1 if rebuilt */
+    unsigned char *outputs[MAX_FRAGMENTS];
+    unsigned char *scratch = NULL;
+    if (!coder_ready(self))
+        goto done;
+    Py_ssize_t e = PyTuple_GET_SIZE(missing);
+    if (k < 1 || k > MAX_FRAGMENTS || PyTuple_GET_SIZE(used) != k || PyList_GET_SIZE(chosen) != k || e > k ||
+        (e > 0 && tables.len != (Py_ssize_t)32 * k * e)) {
+        PyErr_SetString(PyExc_ValueError, "rebuild: k indexes and k fragments, and tables for the missing ones");
+        goto done;
+    }
+    for (int j = 0; j < k; j++)
+        present_data[j] = -1;
+    Py_ssize_t length = -1;
+    uint64_t original = 0, data_size = 0;
+    for (int i = 0; i < k; i++) {
+        PyObject *fragment = PyList_GET_ITEM(chosen, i), *index_object = PyTuple_GET_ITEM(used, i);
+        if (!PyBytes_Check(fragment) || !PyLong_Check(index_object)) {
+            PyErr_SetString(PyExc_TypeError, "rebuild: fragments are bytes, indexes int");
+            goto done;
+        }
+        long index = PyLong_AsLong(index_object);
+        if (index < 0 || index >= MAX_FRAGMENTS || (i > 0 && index <= PyLong_AsLong(PyTuple_GET_ITEM(used, i - 1)))) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_ValueError, "rebuild: indexes must ascend, below 255");
+            goto done;
+        }
+        const unsigned char *h = (const unsigned char *)PyBytes_AS_STRING(fragment);
+        Py_ssize_t size = PyBytes_GET_SIZE(fragment);
+        if (i == 0) {
+            if (size < LEC_HEADER)
+                goto refuse;
+            length = size;
+            data_size = load32le(h + 4);
+            original = load64le(h + 12);
+            if (data_size != (uint64_t)(length - LEC_HEADER) || original > data_size * (uint64_t)k)
+                goto refuse;
+        }
+        if (size != length || load32le(h) != (uint64_t)index || load32le(h + 4) != data_size ||
+            load64le(h + 12) != original)
+            goto refuse;
+        sources[i] = h + LEC_HEADER;
+        if (index < k)
+            present_data[index] = i;
+    }
+    /* The tables rebuild exactly the absent data fragments, in ascending order. */
+    Py_ssize_t absent = 0;
+    for (int j = 0; j < k; j++)
+        absent += present_data[j] == -1;
+    if (absent != e) {
+        PyErr_SetString(PyExc_ValueError, "rebuild: missing must name every absent data fragment");
+        goto done;
+    }
+    for (Py_ssize_t t = 0; t < e; t++) {
+        long index = PyLong_AsLong(PyTuple_GET_ITEM(missing, t));
+        long previous = t > 0 ? PyLong_AsLong(PyTuple_GET_ITEM(missing, t - 1)) : -1;
+        if (index < 0 || index >= k || present_data[index] != -1 || index <= previous) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_ValueError, "rebuild: missing must name every absent data fragment");
+            goto done;
+        }
+    }
+    if (e > 0) {
+        scratch = PyMem_Malloc((size_t)e * (size_t)data_size);
+        if (scratch == NULL) {
+            PyErr_NoMemory();
+            goto done;
+        }
+        for (Py_ssize_t t = 0; t < e; t++)
+            outputs[t] = scratch + (size_t)t * (size_t)data_size;
+        Py_BEGIN_ALLOW_THREADS
+        self->encode_data((int)data_size, k, (int)e, (unsigned char *)tables.buf, (unsigned char **)sources, outputs);
+        Py_END_ALLOW_THREADS
+    }
+    result = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)original);
+    if (result == NULL)
+        goto done;
+    unsigned char *out = (unsigned char *)PyBytes_AS_STRING(result);
+    Py_ssize_t rebuilt = 0;
+    for (int j = 0; j < k; j++) {
+        uint64_t at = (uint64_t)j * data_size;
+        const unsigned char *from = present_data[j] >= 0 ? sources[present_data[j]] : outputs[rebuilt++];
+        if (at < original)
+            memcpy(out + at, from, (size_t)(original - at < data_size ? original - at : data_size));
+    }
+    goto done;
+refuse:
+    result = Py_NewRef(Py_None);
+done:
+    PyMem_Free(scratch);
+    PyBuffer_Release(&tables);
+    return result;
+}
+
 static PyMethodDef Coder_methods[] = {
     {"tables", (PyCFunction)Coder_tables, METH_VARARGS,
      "tables(k, m) -> bytes\n\nISA-L's encoding tables for k data and m parity fragments (32 * k * m bytes)."},
+    {"rebuild", (PyCFunction)Coder_rebuild, METH_VARARGS,
+     "rebuild(k, used, chosen, tables, missing) -> bytes | None\n\nThe block from k fragments, lost data "
+     "fragments rebuilt with the decode tables; None if the fragments do not fit together."},
     {NULL, NULL, 0, NULL},
 };
 
