@@ -12,8 +12,8 @@ import contextlib
 import random
 import select
 import socket
-import struct
 import threading
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -23,11 +23,6 @@ _SO_RCVBUFFORCE = 33
 #: Any UDP datagram fits a slot; the relay carries pydiode's 65,507-byte datagrams in the benchmark too.
 _SLOT = 65536
 _BATCH = 64
-#: Segmented sends (UDP_SEGMENT): at most this many datagrams, and bytes, per message.
-_SOL_UDP, _UDP_SEGMENT = 17, 103
-_SEGMENT = struct.Struct("=H")
-_SEGMENTS_MAX = 64
-_SEGMENTED_BYTES = 65_000
 
 
 @dataclass
@@ -126,13 +121,14 @@ class LossyRelay:
                 self._relay(data)
 
     def _run_batched(self) -> None:
-        """Up to 64 messages per receive, runs of datagrams per send, so that the relay (a Python process
-        on the same cores in the benchmark) costs the link as little as possible. Only plain random loss
-        takes the short path; any other impairment, or keeping the truth, goes through :meth:`_relay`.
-        The kernel's coalescing and segmentation on both of its sockets, as the diode's own ends use
-        them: the relay still drops datagram by datagram."""
+        """Up to 64 datagrams per system call each way, so that the relay (a Python process on the same
+        cores in the benchmark) costs the link as little as possible. Only plain random loss takes the
+        short path; any other impairment, or keeping the truth, goes through :meth:`_relay` as before."""
+        # The kernel's segmentation and coalescing on both of its sockets, as the diode's own ends use
+        # them: the relay still drops, corrupts or delays datagram by datagram.
         inbound = mmsg.BatchReceiver(self._in, _SLOT, _BATCH, coalesce=True)
-        view = inbound.view
+        outbound = mmsg.BatchSender(self._out, self.target, _SLOT, _BATCH, segment=True)
+        view, out = inbound.view, outbound.buffer
         poller = select.poll()
         poller.register(self._in.fileno(), select.POLLIN)
         while not self._stop.is_set():
@@ -166,44 +162,25 @@ class LossyRelay:
                     draw(), draw(), draw(), draw()
                     kept.append(i)
                 self.truth.forwarded += len(kept)
-            if not self._forward_runs(view, starts, sizes, kept):
-                return
-
-    def _forward_runs(self, view: memoryview, starts: list[int], sizes: list[int], kept: list[int]) -> bool:
-        """Forward the datagrams ``kept`` straight from the receive buffer: each run of equal datagrams
-        lying end to end there (the segments of one coalesced message, less the dropped ones) goes out
-        as one segmented message, cut by the kernel into the same datagrams. No copy and no Python
-        per datagram beyond finding the runs: the relay is a third process on the benchmark's two
-        cores, and it should cost the link it imitates as little as possible. False once the outbound
-        socket fails."""
-        run_start = run_end = run_size = run_count = 0
-        runs: list[tuple[int, int, int, int]] = []
-        for i in kept:
-            start, size = starts[i], sizes[i]
-            if size < 0:  # longer than any UDP datagram: nothing to forward
-                continue
-            if (
-                run_count
-                and start == run_end
-                and size == run_size
-                and run_count < _SEGMENTS_MAX
-                and (run_end + size - run_start <= _SEGMENTED_BYTES)
-            ):
-                run_end += size
-                run_count += 1
-                continue
-            if run_count:
-                runs.append((run_start, run_end, run_size, run_count))
-            run_start, run_end, run_size, run_count = start, start + size, size, 1
-        if run_count:
-            runs.append((run_start, run_end, run_size, run_count))
-        for start, end, size, count in runs:
-            ancillary = [(_SOL_UDP, _UDP_SEGMENT, _SEGMENT.pack(size))] if count > 1 else []
-            try:
-                self._out.sendmsg([view[start:end]], ancillary, 0, self.target)
-            except OSError:
-                return False
-        return True
+            # A coalesced receive can hold more datagrams than the outbound buffer: forward in slices.
+            for chunk in range(0, len(kept), _BATCH):
+                lengths: list[int] = []
+                for i in kept[chunk : chunk + _BATCH]:
+                    size, at = sizes[i], len(lengths) * _SLOT
+                    if size < 0:  # longer than any UDP datagram: nothing to forward
+                        continue
+                    out[at : at + size] = view[starts[i] : starts[i] + size]
+                    lengths.append(size)
+                outbound.set_lengths(lengths)
+                first = 0
+                while first < len(lengths) and not self._stop.is_set():
+                    try:
+                        sent = outbound.send(first, len(lengths) - first)
+                    except OSError:
+                        return
+                    if not sent:
+                        time.sleep(0.0002)
+                    first += sent
 
     def _relay(self, data: bytes) -> None:
         imp, rng, truth = self.impairments, self._rng, self.truth
