@@ -373,6 +373,18 @@ class DiodeReceiver:
             return None
         fragments = assembly.fragments
         assembly.last_time = now
+        end = first + count
+        if fragments[first:end].count(None) == count:  # none of them seen before: the usual case, no loop
+            needed = k - assembly.count
+            if count < needed:
+                fragments[first:end] = payloads
+                assembly.count += count
+                return assembly
+            fragments[first : first + needed] = payloads[:needed]  # the rest of the run is not needed
+            assembly.count = k
+            stats.surplus += count - needed
+            self._complete(session, sequence, assembly, now)
+            return None
         for position, payload in enumerate(payloads):
             index = first + position
             if fragments[index] is not None:
