@@ -225,7 +225,7 @@ ITEM_RUN, ITEM_BEACON, ITEM_FOREIGN_BEACON = 1, 2, 3
 
 
 #: The shape of the C module's functions this file calls (its SPEEDUPS_API).
-SPEEDUPS_API = 2
+SPEEDUPS_API = 3
 
 
 def _load_speedups() -> ModuleType | None:

@@ -38,8 +38,8 @@
 enum { R_SHORT = 1, R_MAGIC, R_VERSION, R_MAC, R_MALFORMED, R_COUNT = R_MALFORMED };
 
 /* What wire.py expects of this module's functions; raised whenever one of them changes shape
- * (2: runs carry their payloads joined; join_fragments). */
-#define SPEEDUPS_API 2
+ * (2: runs carry their payloads joined; join_fragments. 3: Coder.rebuild). */
+#define SPEEDUPS_API 3
 
 /* Items parse_batch returns, in arrival order. */
 enum { ITEM_RUN = 1, ITEM_BEACON = 2, ITEM_FOREIGN_BEACON = 3 };
