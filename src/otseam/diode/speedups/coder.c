@@ -206,7 +206,9 @@ Coder_rebuild(CoderObject *self, PyObject *args)
             length = size;
             data_size = load32le(h + 4);
             original = load64le(h + 12);
-            if (data_size != (uint64_t)(length - LEC_HEADER) || original > data_size * (uint64_t)k)
+            /* ISA-L takes the length as an int: no datagram comes near, but a caller could. */
+            if (data_size != (uint64_t)(length - LEC_HEADER) || data_size > INT_MAX ||
+                original > data_size * (uint64_t)k)
                 goto refuse;
         }
         if (size != length || load32le(h) != (uint64_t)index || load32le(h + 4) != data_size ||
@@ -233,7 +235,7 @@ Coder_rebuild(CoderObject *self, PyObject *args)
             goto done;
         }
     }
-    if (e > 0) {
+    if (e > 0 && data_size > 0) { /* fragments of no data (an empty block) have nothing to rebuild */
         scratch = PyMem_Malloc((size_t)e * (size_t)data_size);
         if (scratch == NULL) {
             PyErr_NoMemory();
@@ -252,9 +254,12 @@ Coder_rebuild(CoderObject *self, PyObject *args)
     Py_ssize_t rebuilt = 0;
     for (int j = 0; j < k; j++) {
         uint64_t at = (uint64_t)j * data_size;
-        const unsigned char *from = present_data[j] >= 0 ? sources[present_data[j]] : outputs[rebuilt++];
-        if (at < original)
+        int was_missing = present_data[j] < 0;
+        if (at < original) {
+            const unsigned char *from = was_missing ? outputs[rebuilt] : sources[present_data[j]];
             memcpy(out + at, from, (size_t)(original - at < data_size ? original - at : data_size));
+        }
+        rebuilt += was_missing;
     }
     goto done;
 refuse:
