@@ -6,6 +6,7 @@ Driven by hand, with the receiver's clock passed in: the decisions, not their ti
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -59,7 +60,7 @@ def samples_written(journal: Journal) -> list[float]:
 
 
 @pytest.fixture
-def journal(tmp_path: Path) -> Journal:
+def journal(tmp_path: Path) -> Iterator[Journal]:
     opened = open_journal(tmp_path / "it")
     yield opened
     opened.close()
