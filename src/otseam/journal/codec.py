@@ -32,6 +32,7 @@ from otseam.core.records import Event, Quality, Record, Sample, Severity, Value
 KIND_SAMPLES = 1
 KIND_EVENTS = 2
 KIND_COLUMNS = 3
+#: Every kind a frame header may carry (segments.plausible refuses the rest before reading a payload).
 KINDS = (KIND_SAMPLES, KIND_EVENTS, KIND_COLUMNS)
 
 #: marshal format version; 4 shares repeated string objects (point keys) by reference.

@@ -27,6 +27,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from otseam.journal.codec import KINDS
+
 HEADER = struct.Struct("<IIQIB3xd")
 HEADER_SIZE = HEADER.size
 #: The part of the header the CRC covers starts after the length and the CRC.
@@ -109,7 +111,7 @@ def frame_ok(header_bytes: bytes | memoryview, payload: bytes | memoryview, crc:
 
 def plausible(header: FrameHeader, expected_offset: int | None) -> bool:
     """A cheap sanity check before trusting a header's length (the CRC comes after reading the payload)."""
-    if header.length > MAX_PAYLOAD or header.count == 0 or header.kind not in (1, 2, 3):
+    if header.length > MAX_PAYLOAD or header.count == 0 or header.kind not in KINDS:
         return False
     return expected_offset is None or header.base_offset == expected_offset
 
