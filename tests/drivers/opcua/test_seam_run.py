@@ -14,7 +14,6 @@ from otseam.sim.contract import DIODE_KEY
 from tests.core.seamrun import SeamRun, metric
 from tests.support.servers import free_port, wait_for_port
 
-
 SEAM = [sys.executable, "-m", "otseam.cli"]
 
 
