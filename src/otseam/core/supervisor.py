@@ -24,10 +24,13 @@ import asyncio
 import contextlib
 import json
 import logging
+import multiprocessing
 import os
 import signal
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -133,6 +136,13 @@ def _sink_fingerprint(spec: SinkSpec, contract: Contract) -> str:
     return json.dumps(
         [spec.model_dump(mode="json"), contract.site.model_dump(mode="json"), points], sort_keys=True, default=str
     )
+
+
+def _prepare_in_child(contract_path: str, settings: Settings, node: str) -> Plan:
+    """Runs in the reload's child process: the plan, without the parser's tree (not needed to run)."""
+    plan = Supervisor(contract_path, settings, node=node).prepare()
+    plan.loaded.raw = None
+    return plan
 
 
 def resolve_node(contract: Contract, requested: str | None) -> str:
@@ -264,6 +274,27 @@ class Supervisor:
         if problems:
             raise StartupError("\n".join(problems))
         return Plan(loaded, node, table, drivers, sources, sinks)
+
+    async def _prepare_aside(self) -> Plan:
+        """:meth:`prepare` in a child process, for a reload.
+
+        Loading a large contract is seconds of CPU (the YAML parser is pure Python) and leaves a large
+        tree of garbage behind; in a thread of this process it would still hold the interpreter lock
+        for long stretches and trigger full garbage collections on the event loop's time, and polling
+        and /health would stall (measured by bench/bench_reload.py). A child process does the work; only
+        the finished plan comes back.
+        """
+        loop = asyncio.get_running_loop()
+        pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+        try:
+            return await loop.run_in_executor(
+                pool, _prepare_in_child, str(self.contract_path), self.settings, self.requested_node or self.node
+            )
+        except (BrokenProcessPool, OSError) as exc:
+            log.warning("could not plan the reload in a child process (%s); planning it here", exc)
+            return await asyncio.to_thread(self.prepare)
+        finally:
+            pool.shutdown(wait=False)
 
     def _context(self, contract: Contract, *, validating: bool = False) -> PluginContext:
         return PluginContext(
@@ -548,9 +579,7 @@ class Supervisor:
             self._watched = self._stat()
             assert self.plan is not None and self.pipeline is not None and self.journal is not None
             try:
-                # Off the event loop: a large contract takes a while to load and check, and polling,
-                # sinks and /health must not notice (see bench/bench_reload.py).
-                plan = await asyncio.to_thread(self.prepare)
+                plan = await self._prepare_aside()
             except StartupError as exc:
                 self.counters.reloads_failed += 1
                 self.counters.last_reload_error = str(exc)
