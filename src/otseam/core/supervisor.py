@@ -195,8 +195,13 @@ class Supervisor:
         settings: Settings | None = None,
         node: str | None = None,
         registry: CollectorRegistry | None = None,
+        fixed: LoadedContract | None = None,
     ) -> None:
+        """``fixed``: a contract built in memory (a shortcut such as ``seam diode receive`` builds one
+        from its flags) instead of the file; it is not checked against the rules (it is no signed
+        interface, only the parts the operator named) and never reloaded."""
         self.contract_path = Path(contract_path)
+        self.fixed = fixed
         self.settings = settings or Settings()
         #: The node asked for on the command line (None: the contract's only node).
         self.requested_node = node
@@ -232,12 +237,15 @@ class Supervisor:
         Blocking (file reads, YAML, every plugin's validation): a running node calls it off the event
         loop (see :meth:`reload`) so that polling and /health never wait for it.
         """
-        try:
-            loaded = load(self.contract_path)
-        except ContractError as exc:
-            raise StartupError(str(exc)) from None
+        if self.fixed is not None:
+            loaded = self.fixed
+        else:
+            try:
+                loaded = load(self.contract_path)
+            except ContractError as exc:
+                raise StartupError(str(exc)) from None
         node = resolve_node(loaded.contract, self.requested_node)
-        problems = check_contract(loaded)
+        problems = [] if self.fixed is not None else check_contract(loaded)
         if self.journal is None:
             self.node = node
             self.data_dir = self._resolve(loaded.contract.data_dir(node))
@@ -363,6 +371,9 @@ class Supervisor:
         self._stop_requested.set()
 
     def request_reload(self) -> None:
+        if self.fixed is not None:
+            log.info("SIGHUP: nothing to reload (this node was built from command-line flags)")
+            return
         log.info("reload requested (SIGHUP)")
         self._reload_requested.set()
 
@@ -381,7 +392,7 @@ class Supervisor:
                 if self._reload_requested.is_set():
                     self._reload_requested.clear()
                     await self._reload_guarded()
-                elif self.settings.watch and self._contract_changed():
+                elif self.settings.watch and self.fixed is None and self._contract_changed():
                     log.info("%s changed on disk: reloading", self.contract_path)
                     await self._reload_guarded()
         finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -11,6 +12,8 @@ from otseam.diode.config import DiodeSettings, load_key
 from otseam.diode.metrics import ReceiverCollector
 from otseam.diode.receiver import DiodeReceiver
 from otseam.sources.diode_receive.options import Options, parse_listen
+
+log = logging.getLogger("otseam.diode")
 
 if TYPE_CHECKING:
     from otseam.contract.models import SourceSpec
@@ -44,6 +47,7 @@ class DiodeReceiveSource:
         receiver = DiodeReceiver(self.listen, self.key, self.settings, journal, state_path=state_path)
         await receiver.start()
         self.receiver = receiver
+        log.info("diode receive: listening on %s:%d", *receiver.listen)
         collector = None
         if self.context.metrics is not None:
             collector = ReceiverCollector(receiver.stats)
