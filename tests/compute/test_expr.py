@@ -146,7 +146,7 @@ def test_size_and_depth_are_bounded() -> None:
 # --- fuzzing -----------------------------------------------------------------------------------------
 
 _ATOMS = st.sampled_from(["$a", "b", "n", "ok", "txt", "1", "2.5", '"m"', "true", "$dev/t", "0", "1e308"])
-_GLUE = st.sampled_from(list("+-*/%<>?:(),! ") + ["==", "!=", "<=", "and", "or", "not", "min(", "if(", "convert("])
+_GLUE = st.sampled_from([*list("+-*/%<>?:(),! "), "==", "!=", "<=", "and", "or", "not", "min(", "if(", "convert("])
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -40,6 +40,10 @@ class Typed:
     #: None: a literal (takes the unit of what it meets) or a derived unit (not checked).
     unit: str | None
     literal: bool = False
+    #: Multiplied or divided by a constant somewhere: the unit is kept for adding and comparing, but a
+    #: scale factor is often a change of unit (m to % of a tank's height), so it is not held against the
+    #: unit the point declares.
+    scaled: bool = False
 
 
 @dataclass(slots=True)
@@ -47,6 +51,7 @@ class Checked:
     tree: Node
     kind: str
     unit: str | None
+    scaled: bool = False
     #: Point keys by reference position, and the distinct keys in order of first use.
     keys: dict[int, str] = field(default_factory=dict)
     inputs: list[str] = field(default_factory=list)
@@ -64,7 +69,7 @@ def check(tree: Node, resolve: Resolver) -> Checked:
     """Type-check ``tree``; :class:`ExprError` at the offending character if it is not sound."""
     result = Checked(tree, "", None)
     typed = _Checker(resolve, result).visit(tree)
-    result.kind, result.unit = typed.kind, typed.unit
+    result.kind, result.unit, result.scaled = typed.kind, typed.unit, typed.scaled
     return result
 
 
@@ -133,14 +138,16 @@ class _Checker:
         self._want(right, _NUMERIC, node.right, f"'{op}' applies to numbers")
         kind = "float" if op == "/" or "float" in (left.kind, right.kind) else "int"
         literal = left.literal and right.literal
+        scaled = left.scaled or right.scaled
         if op in ("+", "-", "%"):
-            return Typed(kind, self._units(left, right, node, "add" if op == "+" else "subtract"), literal)
+            verb = "add" if op == "+" else "subtract"
+            return Typed(kind, self._units(left, right, node, verb), literal, scaled)
         # A product or quotient with a literal keeps the other side's unit (a scale factor); otherwise
         # its unit is derived and not checked.
         if left.literal:
-            return Typed(kind, right.unit, literal)
+            return Typed(kind, right.unit, literal, True)
         if right.literal:
-            return Typed(kind, left.unit, literal)
+            return Typed(kind, left.unit, literal, True)
         return Typed(kind, None)
 
     def _units(self, left: Typed, right: Typed, node: Node, verb: str) -> str | None:
@@ -160,7 +167,7 @@ class _Checker:
             raise ExprError(f"the two results are a {a.kind} and a {b.kind}: they must be of one kind", node.pos)
         unit = self._units(a, b, node, "choose between")
         kind = "float" if "float" in (a.kind, b.kind) else a.kind
-        return Typed(kind, unit, a.literal and b.literal)
+        return Typed(kind, unit, a.literal and b.literal, a.scaled or b.scaled)
 
     def call(self, node: Call) -> Typed:
         name, args = node.name, node.args

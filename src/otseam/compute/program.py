@@ -221,7 +221,7 @@ def _result_fits(
                 index, where, f"the expression gives a {checked.kind}, the point is declared {point.type}", hint, 0
             )
         )
-    if checked.unit and point.unit and checked.unit != point.unit:
+    if checked.unit and point.unit and checked.unit != point.unit and not checked.scaled:
         problems.append(
             ComputeProblem(
                 index,
