@@ -73,6 +73,13 @@ def check(tree: Node, resolve: Resolver) -> Checked:
     return result
 
 
+def start(node: Node) -> int:
+    """Where the text of a sub-expression begins (a binary node's own position is its operator's)."""
+    while isinstance(node, Binary | Cond):
+        node = node.left if isinstance(node, Binary) else node.test
+    return node.pos
+
+
 def _same_unit(a: Typed, b: Typed) -> str | None:
     """The unit of a value combining ``a`` and ``b`` additively, or None when either is open."""
     if a.unit and b.unit:
@@ -115,7 +122,7 @@ class _Checker:
 
     def _want(self, typed: Typed, kinds: tuple[str, ...], node: Node, why: str) -> None:
         if typed.kind not in kinds:
-            raise ExprError(f"{why}; this is a {typed.kind}", node.pos)
+            raise ExprError(f"{why}; this is a {typed.kind}", start(node))
 
     def binary(self, node: Binary) -> Typed:
         left, right = self.visit(node.left), self.visit(node.right)

@@ -507,4 +507,5 @@ class Contract(Strict):
         return (device, point) if point else None
 
     def point_keys(self) -> list[str]:
-        return [d.key(p) for d in self.devices for p in d.points]
+        """Every point key: device points, then computed points."""
+        return [d.key(p) for d in self.devices for p in d.points] + [c.key for c in self.computed]

@@ -1,0 +1,96 @@
+"""`seam check` on computed points: findings at the character of the formula, cycles, ownership."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from otseam.contract.loader import parse_text
+from otseam.contract.rules import run
+from tests.contract.helpers import example, to_text
+
+ZONE = "water"
+
+
+def with_computed(*computed: dict[str, Any]) -> tuple[str, list[Any]]:
+    data = example()
+    data["computed"] = list(computed)
+    text = to_text(data)
+    return text, run(parse_text(text, "seam.yaml"))
+
+
+def keys(data: dict[str, Any]) -> list[str]:
+    return [f"{d['id']}/{p['id']}" for d in data["devices"] for p in d["points"]]
+
+
+def owner() -> str:
+    return str(example()["people"][0]["id"])
+
+
+def first_numeric_key() -> str:
+    data = example()
+    for device in data["devices"]:
+        for point in device["points"]:
+            if point.get("type", "float32") not in ("bool", "string"):
+                return f"{device['id']}/{point['id']}"
+    raise AssertionError("the example has no numeric point")
+
+
+def test_a_sound_computed_point_passes() -> None:
+    key = first_numeric_key()
+    _, found = with_computed({"id": "double", "expression": f"${key} * 2", "owner": owner()})
+    assert [f for f in found if f.rule.startswith("COMPUTE") or "computed" in f.message] == []
+
+
+def test_a_type_error_is_reported_at_its_character() -> None:
+    key = first_numeric_key()
+    expression = f"${key} * 2 and true"
+    text, found = with_computed({"id": "broken", "expression": expression, "owner": owner()})
+    (finding,) = [f for f in found if f.rule == "COMPUTE-001"]
+    line = text.splitlines()[finding.line - 1]
+    assert line[finding.column - 1 :].startswith(f"${key} * 2 and true")
+    assert "'and' combines true/false values" in finding.message and finding.severity == "error"
+
+
+def test_an_unknown_point_is_reported_at_its_reference() -> None:
+    key = first_numeric_key()
+    text, found = with_computed({"id": "x", "expression": f"${key} + $nowhere/point", "owner": owner()})
+    (finding,) = [f for f in found if f.rule == "COMPUTE-001"]
+    assert text.splitlines()[finding.line - 1][finding.column - 1 :].startswith("$nowhere/point")
+    assert "declares no point 'nowhere/point'" in finding.message
+
+
+def test_a_block_expression_is_located_on_its_own_line() -> None:
+    key = first_numeric_key()
+    data = example()
+    data["computed"] = [{"id": "x", "expression": "PLACEHOLDER", "owner": owner()}]
+    text = to_text(data).replace("expression: PLACEHOLDER", f"expression: |\n    ${key} * 2\n      + ok\n")
+    found = [f for f in run(parse_text(text, "seam.yaml")) if f.rule == "COMPUTE-001"]
+    (finding,) = found
+    assert text.splitlines()[finding.line - 1][finding.column - 1 :] == "ok"
+
+
+def test_cycles_are_refused_naming_the_loop() -> None:
+    _, found = with_computed(
+        {"id": "a", "expression": "b + 1", "owner": owner()},
+        {"id": "b", "expression": "a * 2", "owner": owner()},
+    )
+    (finding,) = [f for f in found if f.rule == "COMPUTE-002"]
+    assert (
+        "computed/a -> computed/b -> computed/a" in finding.message
+        or "computed/b -> computed/a -> computed/b" in finding.message
+    )
+
+
+def test_a_computed_point_needs_an_owner() -> None:
+    key = first_numeric_key()
+    _, found = with_computed({"id": "double", "expression": f"${key} * 2"})
+    assert any(f.rule == "OWN-001" and "computed point 'computed/double' has no owner" in f.message for f in found)
+
+
+def test_a_sink_may_list_computed_points() -> None:
+    key = first_numeric_key()
+    data = example()
+    data["computed"] = [{"id": "double", "expression": f"${key} * 2", "owner": owner()}]
+    data["sinks"][0]["points"] = ["computed/*"]
+    found = run(parse_text(to_text(data), "seam.yaml"))
+    assert not [f for f in found if f.rule == "REF-003"]
