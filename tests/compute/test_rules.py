@@ -94,3 +94,24 @@ def test_a_sink_may_list_computed_points() -> None:
     data["sinks"][0]["points"] = ["computed/*"]
     found = run(parse_text(to_text(data), "seam.yaml"))
     assert not [f for f in found if f.rule == "REF-003"]
+
+
+def test_seam_doc_shows_the_lineage() -> None:
+    from otseam.compute.lineage import lineage
+    from otseam.contract.doc import render_html
+
+    key = first_numeric_key()
+    data = example()
+    data["computed"] = [
+        {"id": "double", "expression": f"${key} * 2", "owner": owner(), "consumers": ["mes"]},
+        {"id": "avg_double", "window": {"of": "computed/double", "function": "avg", "length": "1min"}},
+    ]
+    loaded = parse_text(to_text(data), "seam.yaml")
+    page = render_html(loaded, run(loaded))
+    assert "Computed points" in page and f"<code>${key} * 2</code>" in page
+    assert "avg of computed/double over 1min (tumbling)" in page
+    found = lineage(loaded.contract)
+    assert found["computed/avg_double"].inputs == ("computed/double",)
+    assert found["computed/avg_double"].sources == (key,)
+    assert found["computed/double"].owner == owner() and found["computed/double"].consumers == ("mes",)
+    assert found["computed/double"].to_dict()["formula"] == f"${key} * 2"
