@@ -21,6 +21,7 @@ into the journal as ``compute.state`` events (:meth:`Engine.checkpoint`) and rea
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -31,8 +32,19 @@ from otseam.compute.program import Program
 from otseam.core.records import Event, Quality, Record, Sample, Severity
 
 CHECKPOINT_KIND = "compute.state"
-#: Seconds between two checkpoints of the engine's state into the journal.
+#: Seconds between two checkpoints of the engine's state into the journal: at most this much counting
+#: is lost by a crash (a clean stop writes one). SEAM_COMPUTE_CHECKPOINT_EVERY overrides it.
 CHECKPOINT_EVERY = 60.0
+
+
+def _checkpoint_every() -> float:
+    text = os.environ.get("SEAM_COMPUTE_CHECKPOINT_EVERY", "")
+    try:
+        value = float(text)
+    except ValueError:
+        return CHECKPOINT_EVERY
+    return value if 0 < value < math.inf else CHECKPOINT_EVERY
+
 
 _GOOD = Quality.GOOD
 _STALE = Quality.STALE
@@ -102,9 +114,9 @@ class _Stream(_Runner):
 
 
 class Engine:
-    def __init__(self, clock: Callable[[], float] = time.time, checkpoint_every: float = CHECKPOINT_EVERY) -> None:
+    def __init__(self, clock: Callable[[], float] = time.time, checkpoint_every: float | None = None) -> None:
         self._clock = clock
-        self.checkpoint_every = checkpoint_every
+        self.checkpoint_every = _checkpoint_every() if checkpoint_every is None else checkpoint_every
         #: Registers: one per point key ever seen (inputs and results), never reused, so compiled
         #: closures stay valid across reloads.
         self.index: dict[str, int] = {}
