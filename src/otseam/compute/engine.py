@@ -262,10 +262,19 @@ class Engine:
         return worst, latest
 
     def _evaluate(self, runner: _Expression, gateway_ts: float, out: list[Record]) -> None:
-        known = self._inputs_quality(runner)
-        if known is None:
-            return
-        quality, ts = known
+        # The hot path of the engine: the input loop of _inputs_quality is written out here.
+        qualities, times = self.qualities, self.times
+        quality = _GOOD
+        ts = 0.0
+        for reg in runner.regs:
+            q = qualities[reg]
+            if q is None:
+                return
+            if q > quality:
+                quality = q
+            t = times[reg]
+            if t > ts:
+                ts = t
         self.evaluations += 1
         if quality > _UNCERTAIN:
             self._publish(runner, None, quality, ts, gateway_ts, out)

@@ -13,6 +13,7 @@ Run-time faults (division by zero, square root of a negative number, a number to
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -20,6 +21,20 @@ from otseam.compute.check import Checked
 from otseam.compute.expr import Binary, BoolLit, Call, Cond, Node, Num, Ref, Str, Unary
 
 Fn = Callable[[], Any]
+
+_OPERATORS: dict[str, Callable[[Any, Any], Any]] = {
+    "+": operator.add,
+    "-": operator.sub,
+    "*": operator.mul,
+    "/": operator.truediv,
+    "%": operator.mod,
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+    "==": operator.eq,
+    "!=": operator.ne,
+}
 
 
 def compile_closure(checked: Checked, index: dict[str, int], values: list[Any]) -> Fn:
@@ -56,41 +71,51 @@ class _Compiler:
         c, a, b = self.build(test), self.build(then), self.build(other)
         return lambda: a() if c() else b()
 
+    def _leaf(self, node: Node) -> tuple[str, Any] | None:
+        """("reg", index) for a reference, ("const", value) for a number; None for anything else."""
+        if isinstance(node, Ref):
+            return "reg", self.index[self.checked.keys[node.pos]]
+        if isinstance(node, Num):
+            return "const", node.value
+        return None
+
     def _binary(self, node: Binary) -> Fn:
-        a, b = self.build(node.left), self.build(node.right)
-        # A constant on the right is the common case ($x * 100, $x > 3.5): one call fewer.
-        if isinstance(node.right, Num):
-            k = node.right.value
-            constant_right: dict[str, Fn] = {
-                "+": lambda: a() + k,
-                "-": lambda: a() - k,
-                "*": lambda: a() * k,
-                "/": lambda: a() / k,
-                "<": lambda: a() < k,
-                "<=": lambda: a() <= k,
-                ">": lambda: a() > k,
-                ">=": lambda: a() >= k,
-                "==": lambda: a() == k,
-                "!=": lambda: a() != k,
-            }
-            if node.op in constant_right:
-                return constant_right[node.op]
-        table: dict[str, Fn] = {
-            "+": lambda: a() + b(),
-            "-": lambda: a() - b(),
-            "*": lambda: a() * b(),
-            "/": lambda: a() / b(),
-            "%": lambda: a() % b(),
-            "<": lambda: a() < b(),
-            "<=": lambda: a() <= b(),
-            ">": lambda: a() > b(),
-            ">=": lambda: a() >= b(),
-            "==": lambda: a() == b(),
-            "!=": lambda: a() != b(),
-            "and": lambda: a() and b(),
-            "or": lambda: a() or b(),
-        }
-        return table[node.op]
+        if node.op in ("and", "or"):
+            a, b = self.build(node.left), self.build(node.right)
+            if node.op == "and":
+                return lambda: a() and b()
+            return lambda: a() or b()
+        op = _OPERATORS[node.op]
+        values = self.values
+        left, right = self._leaf(node.left), self._leaf(node.right)
+        # Operands that are a point or a constant are read in place rather than through a closure of
+        # their own: most formulas are of this shape, and each call saved is a tenth of the evaluation.
+        if left is not None and right is not None:
+            if left[0] == "reg" and right[0] == "reg":
+                i, j = left[1], right[1]
+                return lambda: op(values[i], values[j])
+            if left[0] == "reg":
+                i, k = left[1], right[1]
+                return lambda: op(values[i], k)
+            if right[0] == "reg":
+                k, j = left[1], right[1]
+                return lambda: op(k, values[j])
+        if right is not None:
+            a = self.build(node.left)
+            if right[0] == "reg":
+                j = right[1]
+                return lambda: op(a(), values[j])
+            k = right[1]
+            return lambda: op(a(), k)
+        b = self.build(node.right)
+        if left is not None:
+            if left[0] == "reg":
+                i = left[1]
+                return lambda: op(values[i], b())
+            k = left[1]
+            return lambda: op(k, b())
+        a = self.build(node.left)
+        return lambda: op(a(), b())
 
     def _call(self, node: Call) -> Fn:
         name = node.name
