@@ -115,3 +115,27 @@ def test_seam_doc_shows_the_lineage() -> None:
     assert found["computed/avg_double"].sources == (key,)
     assert found["computed/double"].owner == owner() and found["computed/double"].consumers == ("mes",)
     assert found["computed/double"].to_dict()["formula"] == f"${key} * 2"
+
+
+def test_inputs_polled_on_two_nodes_are_refused_and_each_node_computes_its_own() -> None:
+    from otseam.pipeline import compile_table
+
+    data = example()
+    edge = next(n for n in data["nodes"] if n["id"] == "ot-edge")
+    data["nodes"].append({**edge, "id": "ot-edge2"})
+    filter_server = next(d for d in data["devices"] if d["id"] == "filter-server")
+    filter_server["node"] = "ot-edge2"
+    a = f"pump-plc/{next(p['id'] for p in data['devices'][0]['points'] if p.get('type', 'float32') != 'bool')}"
+    b = f"filter-server/{filter_server['points'][0]['id']}"
+    data["computed"] = [
+        {"id": "both", "expression": f"${a} * ${b}", "owner": owner()},
+        {"id": "one", "expression": f"${a} * 2", "owner": owner()},
+        {"id": "two", "expression": "one + 1", "owner": owner()},
+    ]
+    loaded = parse_text(to_text(data), "seam.yaml")
+    (finding,) = [f for f in run(loaded) if f.rule == "COMPUTE-003"]
+    assert "computed/both reads points polled on different nodes (ot-edge, ot-edge2)" in finding.message
+    table = compile_table(loaded.contract, {"pump-plc"})
+    assert {k for k in table if k.startswith("computed/")} == {"computed/one", "computed/two"}
+    table = compile_table(loaded.contract, {"filter-server"})
+    assert {k for k in table if k.startswith("computed/")} == set()

@@ -335,3 +335,27 @@ def _cycles(contract: Contract, result: Compiled) -> None:
 
 def _field(program: Program) -> str:
     return {"expression": "expression", "condition": "condition.when"}.get(program.kind, f"{program.kind}.of")
+
+
+def source_devices(contract: Contract, programs: dict[str, Program]) -> dict[str, set[str]]:
+    """For each computed point, the devices whose points it depends on, through any chain."""
+    device_of = {device.key(point): device.id for device in contract.devices for point in device.points}
+    out: dict[str, set[str]] = {}
+
+    def walk(key: str, trail: frozenset[str]) -> set[str]:
+        if key in out:
+            return out[key]
+        found: set[str] = set()
+        program = programs.get(key)
+        if program is not None and key not in trail:
+            for input_key in program.inputs:
+                if input_key in device_of:
+                    found.add(device_of[input_key])
+                else:
+                    found |= walk(input_key, trail | {key})
+        out[key] = found
+        return found
+
+    for key in programs:
+        walk(key, frozenset())
+    return out

@@ -8,9 +8,10 @@ heartbeat interval and the alarm rules. The mutable per-point state lives in the
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
-from otseam.compute.program import Program, compile_computed
+from otseam.compute.program import Program, compile_computed, source_devices
 from otseam.contract.models import COMPUTED_DEVICE, Alarm, ComputedPoint, Contract, Device, Point
 from otseam.core.records import Quality, Severity, Value
 
@@ -186,11 +187,14 @@ def compile_computed_point(point: ComputedPoint, program: Program) -> PointSlot:
     )
 
 
-def compile_table(contract: Contract) -> dict[str, PointSlot]:
-    """Every point of the contract, compiled. Raises :class:`PipelineConfigError` listing all problems."""
+def compile_table(contract: Contract, devices: Collection[str] | None = None) -> dict[str, PointSlot]:
+    """Every point of the contract (or of ``devices``, the ones a node polls), compiled. Raises
+    :class:`PipelineConfigError` listing all problems."""
     table: dict[str, PointSlot] = {}
     problems: list[str] = []
     for device in contract.devices:
+        if devices is not None and device.id not in devices:
+            continue
         for point in device.points:
             try:
                 slot = compile_point(device, point)
@@ -204,7 +208,12 @@ def compile_table(contract: Contract) -> dict[str, PointSlot]:
     for problem in compiled.problems:
         where = contract.computed[problem.index].key if problem.index < len(contract.computed) else "computed"
         problems.append(f"computed point {where}, {problem.where}: {problem.message}")
+    # A computed point runs on the node that polls its inputs (COMPUTE-003 refuses inputs spread over
+    # several nodes): here, the ones whose devices are all among ``devices``.
+    placed = source_devices(contract, compiled.programs)
     for program in compiled.programs.values():
+        if devices is not None and not (placed[program.key] and placed[program.key] <= set(devices)):
+            continue
         try:
             slot = compile_computed_point(program.point, program)
         except PipelineConfigError as exc:

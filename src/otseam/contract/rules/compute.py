@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from otseam.compute.program import ComputeProblem, compile_computed
+from otseam.compute.program import ComputeProblem, compile_computed, source_devices
 from otseam.contract.loader import LoadedContract, PathKey
 from otseam.contract.rules.registry import Hit, Severity, rule
 
@@ -73,3 +73,32 @@ def formulas_check(loaded: LoadedContract) -> Iterator[Hit]:
 )
 def no_cycles(loaded: LoadedContract) -> Iterator[Hit]:
     yield from _hits(loaded, cycles=True)
+
+
+@rule(
+    "COMPUTE-003",
+    Severity.ERROR,
+    "A computed point's inputs are polled on one node, the node that computes it",
+    "compute it on the node that polls its inputs; a value from another node arrives there as data, "
+    "not as a point that node can compute from",
+)
+def inputs_on_one_node(loaded: LoadedContract) -> Iterator[Hit]:
+    contract = loaded.contract
+    compiled = compile_computed(contract)
+    placed = source_devices(contract, compiled.programs)
+    for index, point in enumerate(contract.computed):
+        devices = placed.get(point.key)
+        if not devices:
+            continue
+        nodes = sorted({contract.node_of(d) for d in contract.devices if d.id in devices})
+        if len(nodes) > 1:
+            yield Hit(
+                ("computed", index),
+                f"{point.key} reads points polled on different nodes ({', '.join(nodes)})",
+            )
+        elif point.node is not None and point.node != nodes[0]:
+            yield Hit(
+                ("computed", index, "node"),
+                f"{point.key} is placed on node '{point.node}' but its inputs are polled on node '{nodes[0]}'",
+                f"set 'node: {nodes[0]}' or leave 'node' out",
+            )
