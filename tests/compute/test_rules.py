@@ -139,3 +139,22 @@ def test_inputs_polled_on_two_nodes_are_refused_and_each_node_computes_its_own()
     assert {k for k in table if k.startswith("computed/")} == {"computed/one", "computed/two"}
     table = compile_table(loaded.contract, {"filter-server"})
     assert {k for k in table if k.startswith("computed/")} == set()
+
+
+def test_the_example_in_the_documentation_passes_seam_check() -> None:
+    import re
+    from pathlib import Path
+
+    from ruamel.yaml import YAML
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "compute.md").read_text(encoding="utf-8")
+    block = re.search(r"```yaml\n(computed:.*?)```", text, re.S)
+    assert block is not None
+    data = example()
+    data["computed"] = YAML(typ="safe").load(block.group(1))["computed"]
+    found = run(parse_text(to_text(data), "seam.yaml"))
+    assert [f for f in found if f.severity in ("error", "warning")] == []
+    from otseam.pipeline import Pipeline, compile_table
+
+    pipeline = Pipeline(compile_table(parse_text(to_text(data), "seam.yaml").contract))
+    assert len(pipeline.compute.runners) == len(data["computed"])

@@ -29,13 +29,18 @@ UNITS: dict[str, tuple[str, float, float]] = {
     "ft": ("length", 0.3048, 0.0),
     # volume, base m3
     "l": ("volume", 0.001, 0.0),
+    "L": ("volume", 0.001, 0.0),
     "m3": ("volume", 1.0, 0.0),
     "gal": ("volume", 0.003785411784, 0.0),  # US gallon
     # volume flow, base m3/s
     "m3/s": ("flow", 1.0, 0.0),
     "m3/h": ("flow", 1.0 / 3600.0, 0.0),
     "l/s": ("flow", 0.001, 0.0),
+    "L/s": ("flow", 0.001, 0.0),
     "l/min": ("flow", 0.001 / 60.0, 0.0),
+    "L/min": ("flow", 0.001 / 60.0, 0.0),
+    "l/h": ("flow", 0.001 / 3600.0, 0.0),
+    "L/h": ("flow", 0.001 / 3600.0, 0.0),
     "gpm": ("flow", 0.003785411784 / 60.0, 0.0),  # US gallons per minute
     # mass, base kg
     "g": ("mass", 0.001, 0.0),
