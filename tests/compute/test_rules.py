@@ -158,3 +158,23 @@ def test_the_example_in_the_documentation_passes_seam_check() -> None:
 
     pipeline = Pipeline(compile_table(parse_text(to_text(data), "seam.yaml").contract))
     assert len(pipeline.compute.runners) == len(data["computed"])
+
+
+def test_seam_check_prints_the_position_inside_the_formula(tmp_path: Any) -> None:
+    from typer.testing import CliRunner
+
+    from tests.contract.helpers import cli
+
+    data = example()
+    data["computed"] = [
+        {"id": "x", "expression": "$pump-plc/clearwell_level + $pump-plc/outlet_flow", "owner": owner()}
+    ]
+    text = to_text(data)
+    path = tmp_path / "seam.yaml"
+    path.write_text(text, encoding="utf-8")
+    result = CliRunner().invoke(cli(), ["check", str(path)])
+    assert result.exit_code == 1
+    line_no = next(i for i, line in enumerate(text.splitlines(), 1) if "clearwell_level + $pump-plc" in line)
+    column = text.splitlines()[line_no - 1].index("+ $pump-plc") + 1
+    assert f"seam.yaml:{line_no}:{column}" in result.output
+    assert "cannot add 'm' and 'L/s'" in result.output and "Traceback" not in result.output
