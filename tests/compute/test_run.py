@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -14,7 +15,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from prometheus_client import generate_latest
+
 from otseam.compute.recover import last_checkpoint
+from otseam.core.metrics import build_registry
 from otseam.core.supervisor import Settings, Supervisor
 from tests.core.seamrun import contract, file_sink, generator
 
@@ -76,6 +80,9 @@ async def run_for(workdir: Path, until: Callable[[], bool], reload_to: float | N
             after = values(workdir, "computed/volume")
             # The counter carried on through the reload: it never went back.
             assert after[-1] >= before and after == sorted(after)
+        metrics = generate_latest(build_registry(supervisor)).decode()
+        assert "seam_compute_errors_total 0.0" in metrics
+        assert re.search(r"^seam_compute_evaluations_total [1-9]", metrics, re.MULTILINE)
     finally:
         supervisor.request_stop()
         await asyncio.wait_for(task, 40)
