@@ -186,3 +186,8 @@ def test_token_soup_parses_or_fails_cleanly_and_evaluates_the_same_both_ways(par
 def test_contract_problems_name_the_field() -> None:
     found = problems({"id": "x", "expression": "$plc1/level + $plc1/pressure", "unit": "m"})
     assert found == ["expression: cannot add 'm' and 'bar'"]
+
+
+def test_only_ascii_digits_are_numbers() -> None:
+    assert "unexpected character" in error("\u0663 + 1").message
+    assert "unexpected character" in error("1\u00a0+ 1").message

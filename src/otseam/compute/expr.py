@@ -114,7 +114,7 @@ _TOKEN = re.compile(
   | (?P<string>"[^"\\\n]*"|'[^'\\\n]*')
   | (?P<op><=|>=|==|!=|&&|\|\||[-+*/%<>!?:(),])
     """,
-    re.VERBOSE,
+    re.VERBOSE | re.ASCII,  # digits and spaces are ASCII ones: "٣" is not a number in a contract
 )
 _KEYWORDS = {"and": "&&", "or": "||", "not": "!"}
 
@@ -260,7 +260,7 @@ class _Parser:
     def atom(self) -> Node:
         tok = self.take()
         if tok.kind == "number":
-            if re.fullmatch(r"\d+", tok.text):
+            if tok.text.isascii() and tok.text.isdigit():
                 return Num(tok.pos, int(tok.text))
             value = float(tok.text)
             if value in (float("inf"), float("-inf")):

@@ -22,8 +22,14 @@ from otseam.journal import codec, segments
 log = logging.getLogger("otseam.compute")
 
 
-def last_checkpoint(directory: str | os.PathLike[str]) -> Event | None:
-    """The newest ``compute.state`` event in the journal at ``directory``, or None."""
+#: How much of the journal is read, newest first, before giving up. A checkpoint is written every minute
+#: and at every clean stop, so it is normally in the newest segment; the bound keeps the start of a node
+#: whose computed points are new (no checkpoint anywhere) from reading gigabytes.
+SEARCH_BUDGET = 1024**3
+
+
+def last_checkpoint(directory: str | os.PathLike[str], budget: int = SEARCH_BUDGET) -> Event | None:
+    """The newest ``compute.state`` event in the newest ``budget`` bytes of the journal at ``directory``."""
     root = Path(directory)
     try:
         names = os.listdir(root)
@@ -33,10 +39,22 @@ def last_checkpoint(directory: str | os.PathLike[str]) -> Event | None:
         ((base, root / name) for name in names if (base := segments.parse_segment_name(name)) is not None),
         reverse=True,
     )
+    searched = 0
     for base, path in found:
         event = _last_in_segment(path, base)
         if event is not None:
             return event
+        try:
+            searched += path.stat().st_size
+        except OSError:
+            continue
+        if searched >= budget:
+            log.warning(
+                "no computed-point checkpoint in the newest %d MiB of the journal %s: not searching further",
+                searched // 1024**2,
+                root,
+            )
+            break
     return None
 
 
