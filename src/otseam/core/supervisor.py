@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from otseam.compute.recover import checkpoint_data, last_checkpoint
 from otseam.contract.loader import ContractError, LoadedContract, load
 from otseam.contract.models import DEFAULT_NODE, Contract, Device, SinkSpec, SourceSpec
 from otseam.core.components import Component, supervise
@@ -332,6 +333,7 @@ class Supervisor:
         except JournalError as exc:
             raise StartupError(f"journal: {exc}") from None
         self.pipeline = Pipeline(plan.table)
+        self._recover_compute_state()
         self.plan = plan
         self._watched = self._stat()
         for device, fingerprint in plan.drivers.values():
@@ -352,6 +354,19 @@ class Supervisor:
             journal_path,
             self.journal.source,
         )
+
+    def _recover_compute_state(self) -> None:
+        """Counters, windows and raised conditions of computed points continue from the journal's last
+        checkpoint (docs/compute.md)."""
+        assert self.pipeline is not None and self.journal is not None
+        if not self.pipeline.compute.runners:
+            return
+        event = last_checkpoint(self.journal.directory)
+        if event is None:
+            log.info("no computed-point state in the journal: counters and windows start from zero")
+            return
+        restored = self.pipeline.compute.restore(checkpoint_data(event))
+        log.info("computed-point state of %d point(s) recovered from the checkpoint of %s", len(restored), event.ts)
 
     def install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()
@@ -678,6 +693,7 @@ class Supervisor:
         if self.pipeline is not None and self.journal is not None and not self.journal.closed:
             for name in drivers:
                 self._append(self.pipeline.mark_stale(self.components[name].id))
+            self._append(self.pipeline.checkpoint())
         started = time.monotonic()
         await self._stop(sinks, drain=True, within=self.settings.drain_timeout)
         undelivered = {s.sink_id: s for s in self.sink_stats.values()}
