@@ -6,7 +6,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from otseam.control.authority import keys
@@ -34,6 +34,7 @@ def test_canonical_encoding_sorts_keys_and_refuses_floats() -> None:
         decimal_text("nan")
 
 
+@settings(deadline=None)
 @given(
     st.recursive(
         st.none() | st.booleans() | st.integers(-(2**53) + 1, 2**53 - 1) | st.text(),
