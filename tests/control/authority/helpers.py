@@ -39,6 +39,8 @@ def contract_text(
     address: str = "hr:2000",
     extra_points: str = "",
     extra_commands: str = "",
+    readback: str = "2s",
+    tolerance: float = 0.0,
 ) -> str:
     people = "\n".join(
         f"  - {{id: {pid}, name: {pid}, side: {side}, role: {role}}}" for pid, (side, role) in PEOPLE.items()
@@ -103,6 +105,8 @@ commands:
     window: {window}
     conduit: commands-in
     owner: ot-lead
+    readback_timeout: {readback}
+    tolerance: {tolerance}
     approvers:
       - {{side: ot, role: operations supervisor}}
       - {{side: it, role: data platform lead}}
@@ -159,6 +163,7 @@ def enroll_all(directory: Path, tmp: Path) -> People:
 def service(
     tmp: Path, clock: Clock, text: str | None = None, node: str = "dmz"
 ) -> tuple[AuthorityService, People, Path]:
+    tmp.mkdir(parents=True, exist_ok=True)
     contract = tmp / "seam.yaml"
     if text is not None or not contract.exists():
         contract.write_text(text if text is not None else contract_text())

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -33,7 +34,7 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from otseam.control.authority.canonical import CanonicalError, canonical, digest
+from otseam.control.authority.canonical import CanonicalError, canonical, decimal_text, digest
 from otseam.control.authority.files import atomic_write, locked
 from otseam.control.authority.keys import PURPOSE_CHECKPOINT, fingerprint, sign, verify
 from otseam.core.plugins import JournalWriter
@@ -78,6 +79,17 @@ def node_public_key(directory: Path) -> Ed25519PublicKey:
     if not isinstance(key, Ed25519PublicKey):
         raise ValueError("the node's audit public key is not Ed25519")
     return key
+
+
+def plain(value: Any) -> Any:
+    """``value`` with every float written as its shortest decimal text, so it has a canonical form."""
+    if isinstance(value, float):
+        return decimal_text(value) if math.isfinite(value) else repr(value)
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    return value
 
 
 def record_hash(record: dict[str, Any]) -> str:
@@ -178,7 +190,7 @@ class AuditLog:
             "subject": subject,
             "severity": severity.label,
             "message": message,
-            "data": data,
+            "data": plain(data),
             "prev": prev,
         }
         record["hash"] = record_hash(record)
