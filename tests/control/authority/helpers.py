@@ -102,7 +102,7 @@ commands:
     point: pump-plc/speed_sp
     range: {{low: 40, high: 90}}
     rate: {rate}
-    window: {window}
+    window: "{window}"
     conduit: commands-in
     owner: ot-lead
     readback_timeout: {readback}
@@ -115,6 +115,9 @@ commands:
     range: {{low: 5, high: 30}}
     conduit: commands-in
     owner: ot-lead
+    approvers:
+      - {{side: ot, role: control engineer}}
+      - {{side: it, role: data platform lead}}
 {extra_commands}
 """
 

@@ -77,9 +77,10 @@ def test_a_request_needs_two_people_of_the_listed_roles(tmp_path: Path) -> None:
 
 def test_without_listed_approvers_an_ot_zone_owner_must_approve(tmp_path: Path) -> None:
     clock = Clock()
-    svc, people, _ = service(tmp_path, clock)
+    free = "  - {id: set-backwash-free, point: filter-server/backwash_sp, range: {low: 5, high: 30}, conduit: commands-in}\n"
+    svc, people, _ = service(tmp_path, clock, contract_text(extra_commands=free))
     doc = CommandRequest.from_body(
-        svc.request(identity("it-analyst"), "set-backwash", 12, "longer backwash", 10)["document"]
+        svc.request(identity("it-analyst"), "set-backwash-free", 12, "longer backwash", 10)["document"]
     )
     svc.approve(identity("it-lead"), doc.id, *people.approval("it-lead", doc.digest))
     view = svc.approve(identity("seam-lead"), doc.id, *people.approval("seam-lead", doc.digest))

@@ -195,6 +195,8 @@ class Executor:
             doc = CommandRequest.from_body(item.get("document"))
         except DocumentError as exc:
             raise policy.PolicyError(f"not a request document: {exc}") from None
+        if doc.mode != "two-person":
+            raise policy.PolicyError("a break-glass document is never fetched: break-glass runs on the OT node only")
         tgt = policy.check_document(self.contract, doc, self.contract_hash)
         if self.conduit is not None and tgt.command.conduit != self.conduit:
             raise policy.PolicyError(
@@ -244,15 +246,19 @@ class Executor:
             outcome = self._outcome(doc_id, command, "refused", str(exc))
             self._record("command.write.refused", outcome, Severity.HIGH)
             return outcome
+        return await self.execute_local(doc, tgt, Severity.MEDIUM)
+
+    async def execute_local(self, doc: CommandRequest, tgt: policy.Target, severity: Severity) -> dict[str, Any]:
+        """Audit, claim in the ledger, write, read back: for a request verified by the caller."""
         started = self._outcome(doc.id, doc.command, "executing", "")
         try:
             self.audit.append(
                 "command.execute",
-                "node",
+                doc.requester if doc.mode == "break-glass" else "node",
                 doc.id,
-                {"digest": doc.digest, "point": doc.point, "value": doc.value, "unit": doc.unit},
-                Severity.MEDIUM,
-                f"executing {doc.command}: {doc.point} = {doc.value} {doc.unit}",
+                {"digest": doc.digest, "point": doc.point, "value": doc.value, "unit": doc.unit, "mode": doc.mode},
+                severity,
+                f"executing {doc.command} ({doc.mode}): {doc.point} = {doc.value} {doc.unit}",
             )
         except AuditUnavailable as exc:
             return self._outcome(doc.id, doc.command, "refused", str(exc))
