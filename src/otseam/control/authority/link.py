@@ -154,13 +154,15 @@ class Fetcher:
         self.context = context
         self.interval = interval
         self.timeout = timeout
-        self.last_error = ""
+        self.server_name = host
+        #: Why the last round failed; "" once a round succeeded. Health shows it.
+        self.last_error = "not connected yet"
 
     async def run_once(self) -> list[dict[str, Any]]:
         """One round: every approved request fetched, executed (or refused) and reported."""
         async with asyncio.timeout(self.timeout):
             reader, writer = await asyncio.open_connection(
-                self.host, self.port, ssl=self.context, server_hostname=self.host, limit=MAX_MESSAGE
+                self.host, self.port, ssl=self.context, server_hostname=self.server_name, limit=MAX_MESSAGE
             )
         outcomes = []
         try:
