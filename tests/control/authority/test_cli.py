@@ -149,8 +149,25 @@ def test_contract_change_control(site: Path) -> None:
     assert not bundle.exists()
     code, out = seam("contract", "approve", "r2", *as_(site, "seam-lead"))
     assert code == 0 and "signed bundle:" in out and bundle.exists()
-    # The hook seam run calls with governance on.
+    # With governance on, the hook seam run calls before loading accepts the contract in force and the
+    # text of a signed bundle made against it, and nothing else.
+    from otseam.control.authority.governance import check_contract_file
+
     running = contract.read_text()
+    assert seam("contract", "governance", "on", "-c", contract)[0] == 0
+    data = site / "seam-data"
+    check_contract_file(contract, data)
+    contract.write_text(changed.read_text())
+    check_contract_file(contract, data)
+    assert (authority / "in-force.yaml").read_text() == changed.read_text()
+    contract.write_text(changed.read_text().replace("high: 95", "high: 99"))
+    with pytest.raises(
+        GovernanceError, match=r"\(no signed bundle holds this text\); the running contract stays in force"
+    ):
+        check_contract_file(contract, data)
+    contract.write_text(running)
+    with pytest.raises(GovernanceError, match="not the contract in force"):
+        check_contract_file(contract, data)  # going back is a change too
     assert verify_bundle(bundle, authority, running) == changed.read_text()
     with pytest.raises(GovernanceError, match="approved against another contract"):
         verify_bundle(bundle, authority, running + "\n# edited\n")
@@ -165,7 +182,7 @@ def test_contract_change_control(site: Path) -> None:
     with pytest.raises(GovernanceError, match="does not match its hash"):
         verify_bundle(bundle, authority, running)
     code, out = seam("contract", "status", "-c", contract)
-    assert "governance: off" in out and "r2  approved" in out and "superseded by r2" in out
+    assert "governance: on" in out and "r2  approved" in out and "superseded by r2" in out
 
 
 def test_break_glass_on_the_ot_node(site: Path) -> None:

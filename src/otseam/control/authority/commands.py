@@ -24,11 +24,11 @@ from otseam.contract.loader import ContractError, load
 from otseam.contract.models import Contract
 from otseam.contract.units import parse_duration
 from otseam.control.authority import keys, pki
-from otseam.control.authority.audit import AuditLog, node_public_key, syslog_line, verify_log
+from otseam.control.authority.audit import AuditLog, AuditUnavailable, node_public_key, syslog_line, verify_log
 from otseam.control.authority.breakglass import DEFAULT_DURATION_S, BreakGlass, BreakGlassError
 from otseam.control.authority.canonical import digest
 from otseam.control.authority.changes import describe
-from otseam.control.authority.governance import MARKER, ChangeControl, GovernanceError
+from otseam.control.authority.governance import MARKER, ChangeControl, GovernanceError, turn_on
 from otseam.control.authority.service import AuthorityError, AuthorityService, Identity, authority_dir
 from otseam.control.authority.store import Signature
 
@@ -448,9 +448,10 @@ def governance(
     if state != "on":
         raise _fail("the only state to set is 'on'")
     control = _change_control(contract, node)
-    control.directory.mkdir(parents=True, exist_ok=True)
-    control.audit.append("contract.governance", "node", "on", {})
-    (control.directory / MARKER).write_text("on\n", encoding="utf-8")
+    try:
+        turn_on(control.directory, contract.read_text(encoding="utf-8"), control.audit)
+    except (OSError, AuditUnavailable) as exc:
+        raise _fail(str(exc), 1) from None
     typer.echo("governance on: seam run loads only a contract bundle signed by its quorum")
 
 

@@ -32,6 +32,8 @@ from otseam.control.authority.store import Signature
 from otseam.core.records import Severity
 
 MARKER = "governance.on"
+#: The contract text this node last accepted with governance on.
+IN_FORCE = "in-force.yaml"
 _REVISION = re.compile(r"^r?(\d{1,9})$")
 
 
@@ -227,3 +229,50 @@ def verify_bundle(bundle_path: str | Path, authority_directory: str | Path, runn
     if missing:
         raise GovernanceError(f"bundle r{revision} lacks the approval of {', '.join(missing)}")
     return text
+
+
+def turn_on(authority_directory: str | Path, contract_text: str, audit: AuditLog) -> None:
+    """Governance on: the contract running now is the one in force; every later one needs a bundle."""
+    directory = Path(authority_directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    audit.append("contract.governance", "node", "on", {"in_force": sha256_text(contract_text)}, Severity.MEDIUM)
+    atomic_write(directory / IN_FORCE, contract_text.encode("utf-8"), 0o644)
+    atomic_write(directory / MARKER, b"on\n", 0o644)
+
+
+def check_contract_file(contract_path: str | Path, data_dir: str | Path, audit: AuditLog | None = None) -> None:
+    """The hook ``seam run`` calls before it loads (or reloads) a contract. Returns when the file may be
+    loaded; raises :class:`GovernanceError` when it may not, and the running contract stays in force.
+
+    Governance off: always returns. Governance on: the file must be the contract in force, or the text of
+    a signed bundle in ``<authority>/bundles/`` made against the contract in force, which
+    :func:`verify_bundle` accepts; that bundle's text then becomes the contract in force.
+    """
+    directory = Path(data_dir) / "authority"
+    if not enabled(directory):
+        return
+    try:
+        text = Path(contract_path).read_text(encoding="utf-8")
+        in_force = (directory / IN_FORCE).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise GovernanceError(f"governance is on, but {exc.filename} cannot be read: {exc.strerror}") from None
+    if text == in_force:
+        return
+    problems = []
+    for bundle in sorted((directory / "bundles").glob("r*.bundle.json"), reverse=True):
+        try:
+            if json.loads(bundle.read_text(encoding="utf-8")).get("contract_sha256") != sha256_text(text):
+                continue
+            verify_bundle(bundle, directory, in_force)
+        except (GovernanceError, ValueError) as exc:
+            problems.append(f"{bundle.name}: {exc}")
+            continue
+        atomic_write(directory / IN_FORCE, text.encode("utf-8"), 0o644)
+        if audit is not None:
+            audit.append("contract.loaded", "node", bundle.name, {"contract": sha256_text(text)}, Severity.MEDIUM)
+        return
+    detail = "; ".join(problems) if problems else "no signed bundle holds this text"
+    raise GovernanceError(
+        f"governance is on and {contract_path} is not the contract in force nor an approved bundle ({detail}); "
+        "the running contract stays in force"
+    )

@@ -135,7 +135,9 @@ class ModbusWriter:
             pause_after_connect=constraints.pause_after_connect,
             pause_between_requests=constraints.pause_between_requests,
             connect_timeout=constraints.timeout,
-            max_in_flight=1,
+            # Sharing the poller's connection merges settings by taking the strictest; the writer sends
+            # one request at a time anyway, so it must not lower the poller's pipelining window.
+            max_in_flight=64,
         )
         self._stack = ExitStack()
         self._connection: Connection | None = None
