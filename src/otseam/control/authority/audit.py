@@ -135,13 +135,24 @@ class AuditLog:
                 size = file.tell()
                 if size == 0:
                     return 0, GENESIS
-                back = min(size, 65536)
-                file.seek(size - back)
-                lines = file.read().splitlines()
+                back = 65536
+                while True:
+                    back = min(size, back)
+                    file.seek(size - back)
+                    chunk = file.read()
+                    # The whole last line is in the chunk once a newline precedes it (or the file starts).
+                    if back == size or b"\n" in chunk.rstrip(b"\n"):
+                        break
+                    back *= 4
         except FileNotFoundError:
             return 0, GENESIS
-        last = json.loads(lines[-1])
-        return int(last["seq"]), str(last["hash"])
+        if not chunk.endswith(b"\n"):
+            raise ValueError("its last line is incomplete (cut off by a crash or edited); run 'seam audit verify'")
+        try:
+            last = json.loads(chunk.rstrip(b"\n").rsplit(b"\n", 1)[-1])
+            return int(last["seq"]), str(last["hash"])
+        except (ValueError, KeyError, TypeError):
+            raise ValueError("its last record is not readable; run 'seam audit verify'") from None
 
     def append(
         self,

@@ -234,7 +234,11 @@ class Executor:
 
     async def execute(self, item: dict[str, Any]) -> dict[str, Any]:
         """Verify and execute one approved request; returns the outcome (also kept and audited)."""
-        raw_doc = item.get("document") if isinstance(item, dict) else None
+        if not isinstance(item, dict):
+            outcome = self._outcome("?", "?", "refused", "not a request entry")
+            self._record("command.write.refused", outcome, Severity.HIGH)
+            return outcome
+        raw_doc = item.get("document")
         doc_id = str(raw_doc.get("id", "?")) if isinstance(raw_doc, dict) else "?"
         command = str(raw_doc.get("command", "?")) if isinstance(raw_doc, dict) else "?"
         earlier = self.ledger.get(doc_id)
@@ -279,7 +283,7 @@ class Executor:
             log.error("the outcome of request %s could not be audited: %s", outcome["id"], outcome)
 
     async def _write(self, doc: CommandRequest, tgt: policy.Target) -> dict[str, Any]:
-        point, command = tgt.point, tgt.command
+        point = tgt.point
         engineering = python_value(point, doc.value)
         observed = python_value(point, doc.observed)
         try:
@@ -287,57 +291,71 @@ class Executor:
         except Unrepresentable as exc:
             return self._outcome(doc.id, doc.command, "refused", str(exc))
         expected = to_engineering(point, _stored(point, raw))
+        outcome: dict[str, Any] | None = None
         try:
             async with self.writers(tgt.device) as writer:
-                try:
-                    current = to_engineering(point, await writer.read(point.id))
-                except Exception as exc:
-                    return self._outcome(doc.id, doc.command, "failed", f"reading {doc.point} before writing: {exc}")
-                if not matches(point, observed, current, command.tolerance):
-                    return self._outcome(
-                        doc.id,
-                        doc.command,
-                        "drift",
-                        f"{doc.point} is {current}, the approvers saw {doc.observed}; nothing written",
-                        before=current,
-                    )
-                try:
-                    await writer.write(point.id, raw)
-                except Exception as exc:
-                    after = await self._read_quietly(writer, point)
-                    return self._outcome(
-                        doc.id,
-                        doc.command,
-                        "failed",
-                        f"the write failed: {exc}; {doc.point} now reads {after}",
-                        before=current,
-                        after=after,
-                    )
-                deadline = time.monotonic() + command.readback_timeout
-                last: Value = None
-                while True:
-                    last = await self._read_quietly(writer, point)
-                    if matches(point, expected, last, command.tolerance):
-                        return self._outcome(
-                            doc.id,
-                            doc.command,
-                            "executed",
-                            f"{doc.point} = {last} (was {current})",
-                            before=current,
-                            after=last,
-                        )
-                    if time.monotonic() >= deadline:
-                        return self._outcome(
-                            doc.id,
-                            doc.command,
-                            "readback-mismatch",
-                            f"wrote {doc.value}, {doc.point} reads {last} after {command.readback_timeout:g}s",
-                            before=current,
-                            after=last,
-                        )
-                    await asyncio.sleep(self.poll_interval)
-        except Exception as exc:  # opening the device failed: nothing was written
-            return self._outcome(doc.id, doc.command, "failed", f"cannot reach {tgt.device.id}: {exc}")
+                outcome = await self._exchange(doc, tgt, writer, raw, expected, observed)
+        except Exception as exc:
+            if outcome is not None:  # the device was written; only closing it failed
+                log.warning("closing %s after request %s: %s", tgt.device.id, doc.id, exc)
+                return outcome
+            # Opening the device failed before anything was sent (the exchange catches the driver's errors).
+            return self._outcome(doc.id, doc.command, "failed", f"{tgt.device.id}: {exc}")
+        assert outcome is not None
+        return outcome
+
+    async def _exchange(
+        self, doc: CommandRequest, tgt: policy.Target, writer: Writer, raw: Value, expected: Value, observed: Value
+    ) -> dict[str, Any]:
+        """Read, compare with what the approvers saw, write, read back."""
+        point, command = tgt.point, tgt.command
+        try:
+            current = to_engineering(point, await writer.read(point.id))
+        except Exception as exc:
+            return self._outcome(doc.id, doc.command, "failed", f"reading {doc.point} before writing: {exc}")
+        if not matches(point, observed, current, command.tolerance):
+            return self._outcome(
+                doc.id,
+                doc.command,
+                "drift",
+                f"{doc.point} is {current}, the approvers saw {doc.observed}; nothing written",
+                before=current,
+            )
+        try:
+            await writer.write(point.id, raw)
+        except Exception as exc:
+            after = await self._read_quietly(writer, point)
+            return self._outcome(
+                doc.id,
+                doc.command,
+                "failed",
+                f"the write failed: {exc}; {doc.point} now reads {after}",
+                before=current,
+                after=after,
+            )
+        deadline = time.monotonic() + command.readback_timeout
+        last: Value = None
+        while True:
+            last = await self._read_quietly(writer, point)
+            if matches(point, expected, last, command.tolerance):
+                return self._outcome(
+                    doc.id,
+                    doc.command,
+                    "executed",
+                    f"{doc.point} = {last} (was {current})",
+                    before=current,
+                    after=last,
+                )
+            if time.monotonic() >= deadline:
+                return self._outcome(
+                    doc.id,
+                    doc.command,
+                    "readback-mismatch",
+                    f"wrote {doc.value}, {doc.point} reads {last} after {command.readback_timeout:g}s",
+                    before=current,
+                    after=last,
+                )
+            await asyncio.sleep(self.poll_interval)
 
     async def _read_quietly(self, writer: Writer, point: Point) -> Value:
         try:

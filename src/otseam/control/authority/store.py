@@ -8,6 +8,7 @@ the same moment both land, one after the other.
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -19,6 +20,7 @@ from otseam.control.authority.document import CommandRequest
 from otseam.control.authority.files import atomic_write, locked
 
 _ID = re.compile(r"^[0-9a-f]{16}$")
+log = logging.getLogger("otseam.control.authority")
 
 
 class NotFound(LookupError):
@@ -128,6 +130,8 @@ class Store:
         for path in sorted(self.directory.glob("*.json")):
             try:
                 entries.append(Entry.from_dict(json.loads(path.read_text(encoding="utf-8"))))
-            except (OSError, ValueError, KeyError):
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                # Never silently: a request file nobody can read is a request nobody sees.
+                log.error("request file %s cannot be read (%s); it is left out of every list", path, exc)
                 continue
         return sorted(entries, key=lambda e: e.document.created)

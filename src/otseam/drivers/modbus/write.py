@@ -92,12 +92,13 @@ def encode(device: Device, point: Point, value: Value) -> bytes:
             data = bytes(swapped)
         return write_multiple_registers_request(address.address, list(struct.unpack(f">{point.length}H", data)))
     big = _pack(where, point.type, value)
-    if len(big) == 2:
-        return write_single_register_request(address.address, int.from_bytes(big, "big"))
+    # The same byte placement the read path undoes (a 16-bit value in BADC order has its bytes swapped).
     wire = bytearray(len(big))
     for i, position in enumerate(wire_positions(order, len(big))):
         wire[position] = big[i]
     registers = list(struct.unpack(f">{len(big) // 2}H", bytes(wire)))
+    if len(registers) == 1:
+        return write_single_register_request(address.address, registers[0])
     return write_multiple_registers_request(address.address, registers)
 
 
