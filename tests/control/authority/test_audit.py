@@ -124,6 +124,17 @@ def test_records_cross_into_the_journal_as_events(tmp_path: Path) -> None:
     assert json.loads(lines(log)[0])["hash"] == journal.records[0].data["hash"]  # type: ignore[union-attr]
 
 
+def test_logins_and_failed_logins_are_records(tmp_path: Path) -> None:
+    from otseam.control.authority.audit import record_login
+
+    log = AuditLog(tmp_path / "a", node="dmz", clock=Clock())
+    record_login(log, "it-lead", True, "127.0.0.1")
+    record_login(log, "it-lead", False, "127.0.0.1", "wrong password")
+    records = list(log.records())
+    assert [(r["kind"], r["severity"]) for r in records] == [("login", "info"), ("login.failed", "medium")]
+    assert records[1]["data"]["detail"] == "wrong password"
+
+
 def test_syslog_export_is_rfc5424(tmp_path: Path) -> None:
     log = written(tmp_path, 2)
     record = next(log.records())

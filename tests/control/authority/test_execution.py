@@ -162,13 +162,27 @@ async def test_forged_replayed_or_changed_approvals_are_refused_on_the_ot_node(
         third = s.approved("set-speed", 62, 0)
         stolen = s.svc.store.get(first.id).approvals[1].signature
         _edit(s.svc, third.id, lambda raw: raw["approvals"][1].update(signature=stolen))
+        # Genuine signatures, but both approvers on the IT side: the OT node counts no OT approver.
+        fourth = s.approved("set-speed", 63, 0)
+        it_only = [
+            {
+                "person": p,
+                "fingerprint": s.people.fingerprints[p],
+                "at": 0,
+                "signature": keys.sign(s.people.private[p], keys.PURPOSE_APPROVAL, fourth.digest),
+            }
+            for p in ("it-lead", "seam-lead")
+        ]
+        _edit(s.svc, fourth.id, lambda raw: raw.update(approvals=it_only))
         outcomes = {o["id"]: o for o in await s.fetcher.run_once()}
         assert {o["status"] for o in outcomes.values()} == {"refused"}, outcomes
+        assert "not enough approvals" in outcomes[fourth.id]["detail"]
+        assert "ot operations supervisor" in outcomes[fourth.id]["detail"]
         assert "does not match" in outcomes[first.id]["detail"]
         assert "ot-lead" in outcomes[second.id]["detail"] and "does not match" in outcomes[second.id]["detail"]
         assert "does not match" in outcomes[third.id]["detail"]
         assert mbpoll(modbus_port, 1, 2000, 1, "4:float", big_endian=False) == ["0"]
-        assert kinds(s.executor).count("command.write.refused") == 3
+        assert kinds(s.executor).count("command.write.refused") == 4
     finally:
         await s.outbox.close()
 

@@ -250,6 +250,15 @@ class AuditLog:
             return
 
 
+def record_login(log: AuditLog, person: str, succeeded: bool, address: str = "", detail: str = "") -> None:
+    """A console or API login, as the console records it (raises :class:`AuditUnavailable`: a login that
+    cannot be recorded should be refused)."""
+    kind = "login" if succeeded else "login.failed"
+    severity = Severity.INFO if succeeded else Severity.MEDIUM
+    message = f"{person or 'unknown user'} {'logged in' if succeeded else 'failed to log in'}"
+    log.append(kind, person, address or "console", {"address": address, "detail": detail}, severity, message)
+
+
 # --- verification ----------------------------------------------------------------------------------
 
 
