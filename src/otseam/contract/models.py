@@ -394,6 +394,11 @@ class Command(Strict):
     conduit: Id | None = None
     approvers: list[ApproverSpec] = Field(default_factory=list)
     owner: Id | None = None
+    #: How far (in the point's unit) the value read back may differ from the value written, and the
+    #: point may have drifted from the value the approvers saw before the OT node writes.
+    tolerance: Annotated[float, Field(ge=0)] = 0.0
+    #: How long the OT node waits for the written value to read back before it reports a mismatch.
+    readback_timeout: Duration = 5.0
 
 
 class SideView(Strict):

@@ -13,11 +13,15 @@ READ_COILS = 0x01
 READ_DISCRETE_INPUTS = 0x02
 READ_HOLDING_REGISTERS = 0x03
 READ_INPUT_REGISTERS = 0x04
+#: Write functions: built only by write.py, which only the command executor of an approved request calls.
+WRITE_SINGLE_COIL = 0x05
+WRITE_SINGLE_REGISTER = 0x06
+WRITE_MULTIPLE_REGISTERS = 0x10
 ENCAPSULATED_INTERFACE = 0x2B
 READ_DEVICE_ID = 0x0E
 
-#: The read function for each table of a point address. There is deliberately no write function here:
-#: the driver has no path that could change a PLC's memory.
+#: The read function for each table of a point address. The polling driver has no path that could
+#: change a PLC's memory; writes exist only in write.py, for approved commands.
 TABLE_FUNCTION = {
     "co": READ_COILS,
     "di": READ_DISCRETE_INPUTS,
@@ -62,6 +66,39 @@ class ModbusException(Exception):
 
 def read_request(function: int, address: int, count: int) -> bytes:
     return struct.pack(">BHH", function, address, count)
+
+
+def write_single_register_request(address: int, value: int) -> bytes:
+    """Function 6: one 16-bit register."""
+    return struct.pack(">BHH", WRITE_SINGLE_REGISTER, address, value)
+
+
+def write_single_coil_request(address: int, on: bool) -> bytes:
+    """Function 5: one coil, FF00 for on and 0000 for off (the only two values the protocol allows)."""
+    return struct.pack(">BHH", WRITE_SINGLE_COIL, address, 0xFF00 if on else 0x0000)
+
+
+#: Protocol limit of one function 16 request (Modbus application protocol v1.1b3, 6.12).
+MAX_WRITE_REGISTERS = 123
+
+
+def write_multiple_registers_request(address: int, registers: list[int]) -> bytes:
+    """Function 16: consecutive registers in one request, so a 32- or 64-bit value never lands half."""
+    count = len(registers)
+    if not 1 <= count <= MAX_WRITE_REGISTERS:
+        raise ValueError(f"function 16 writes 1 to {MAX_WRITE_REGISTERS} registers, not {count}")
+    return struct.pack(f">BHHB{count}H", WRITE_MULTIPLE_REGISTERS, address, count, 2 * count, *registers)
+
+
+def parse_write_response(request: bytes, pdu: bytes) -> None:
+    """Check a write's answer: functions 5 and 6 echo the request, 16 echoes its address and count."""
+    if not pdu:
+        raise FrameError("empty response")
+    function = request[0]
+    check_exception(function, pdu)
+    expected = request if function in (WRITE_SINGLE_COIL, WRITE_SINGLE_REGISTER) else request[:5]
+    if pdu != expected:
+        raise FrameError(f"the answer to write function {function} does not echo the request ({pdu.hex()})")
 
 
 def device_id_request(read_code: int = 1, object_id: int = 0) -> bytes:
@@ -168,6 +205,8 @@ def rtu_response_length(head: bytes) -> int | None:
         return 5  # unit, function, exception code, CRC
     if function in (READ_COILS, READ_DISCRETE_INPUTS, READ_HOLDING_REGISTERS, READ_INPUT_REGISTERS):
         return 5 + head[2]  # unit, function, byte count, data, CRC
+    if function in (WRITE_SINGLE_COIL, WRITE_SINGLE_REGISTER, WRITE_MULTIPLE_REGISTERS):
+        return 8  # unit, function, address, value or count, CRC
     return None
 
 
