@@ -13,7 +13,6 @@ from otseam.monitor.engine import Monitor
 from otseam.monitor.modbus import Message, ModbusStream, StreamFault, decode_pdu
 from otseam.monitor.opcua import UaChannel, UaMessage, UaStream
 from otseam.monitor.packet import decode_tcp
-from tests.monitor.conftest import FIXTURE_NAMES, pcaps_dir
 from tests.monitor.pcapgen import Conversation, mbap, pcap_bytes
 
 FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -98,13 +97,9 @@ def test_opcua_like_tokens(tokens: list[bytes]) -> None:
     stream.feed(b"".join(tokens), 1, 0.0, [], [])
 
 
-def _fixture_bytes() -> list[bytes]:
-    return [(pcaps_dir() / name).read_bytes() for name in FIXTURE_NAMES]
-
-
 @pytest.fixture(scope="module")
-def fixtures(pcaps: Path) -> list[bytes]:
-    return _fixture_bytes()
+def fixtures(corpus: dict[str, Path]) -> list[bytes]:
+    return [corpus[name].read_bytes() for name in sorted(corpus)]
 
 
 @settings(

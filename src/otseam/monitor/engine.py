@@ -147,6 +147,9 @@ class Monitor:
         self.max_flows = max_flows
         self._flows: OrderedDict[tuple[bytes, int, bytes, int], tuple[Connection, int]] = OrderedDict()
         self._ignored: set[tuple[bytes, int, bytes, int]] = set()
+        # Connections opened (a SYN without ACK) on a port that names no protocol: the payload that follows
+        # may still be Modbus or OPC UA on an unusual port, and the handshake says who the client is.
+        self._opened: set[tuple[bytes, int, bytes, int]] = set()
 
     # --- input ----------------------------------------------------------------------------------
 
@@ -198,10 +201,13 @@ class Monitor:
         unusual = False
         # The well-known port decides who is the server, as Wireshark does; then the handshake; then
         # the usual habit of servers holding the lower port.
+        reverse = (dst, dport, src, sport)
         if dport in known:
             client_first = True
         elif sport in known:
             client_first = False
+        elif key in self._opened or reverse in self._opened:
+            client_first = key in self._opened
         elif flags & TCP_SYN:
             client_first = not flags & _ACK
         else:
@@ -220,14 +226,19 @@ class Monitor:
                 if len(self._ignored) > 4 * self.max_flows:
                     self._ignored.clear()
                 self._ignored.add(key)
+            elif flags & TCP_SYN and not flags & _ACK:
+                if len(self._opened) > 4 * self.max_flows:
+                    self._opened.clear()
+                self._opened.add(key)
             return None
+        self._opened.discard(key)
+        self._opened.discard(reverse)
         if client_first:
             ends = Endpoints(ip_text(src), ip_text(dst), sport, dport)
         else:
             ends = Endpoints(ip_text(dst), ip_text(src), dport, sport)
         conn = Connection(ends, protocol)
         index = 0 if client_first else 1
-        reverse = (dst, dport, src, sport)
         flows = self._flows
         while len(flows) >= 2 * self.max_flows:
             old_key, (old_conn, old_index) = flows.popitem(last=False)
