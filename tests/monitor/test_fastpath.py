@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+import subprocess
 from dataclasses import astuple
 from pathlib import Path
 
@@ -110,11 +111,28 @@ def test_baseline_policy_with_function_not_allowed(tmp_path: Path) -> None:
 
 
 def test_other_files_are_left_to_the_per_frame_path() -> None:
-    monitor = Monitor(keep_records=False)
-    assert not analyse_pcap(
-        monitor, bytes.fromhex("0a0d0d0a1c0000004d3c2b1a01000000ffffffffffffffff1c000000"), CaptureStats()
-    )
-    assert monitor.stats.frames == 0
+    """Big-endian pcap and non-Ethernet link types go the per-frame way; an empty pcapng section is read."""
+    section = bytes.fromhex("0a0d0d0a1c0000004d3c2b1a01000000ffffffffffffffff1c000000")
+    raw_interface = struct.pack("<IIHHII", 1, 20, 101, 0, 0, 20)  # an IDB for LINKTYPE_RAW
+    packet = struct.pack("<IIIIIII", 6, 32, 0, 0, 0, 0, 0) + struct.pack("<I", 32)
+    big_endian_pcap = bytes.fromhex("a1b2c3d4") + struct.pack(">HHiIII", 2, 4, 0, 0, 65535, 1)
+    for data in (section + raw_interface + packet, big_endian_pcap):
+        monitor = Monitor(keep_records=False)
+        stats = CaptureStats()
+        assert not analyse_pcap(monitor, data, stats)
+        assert monitor.stats.frames == 0 and stats.frames == 0 and not stats.problems
+    assert analyse_pcap(Monitor(keep_records=False), section, CaptureStats())
+
+
+def test_pcapng_takes_the_fast_path_and_agrees(capture: Path, tmp_path: Path) -> None:
+    converted = tmp_path / "converted.pcapng"
+    subprocess.run(["editcap", "-F", "pcapng", str(capture), str(converted)], check=True, timeout=60)
+    pcapng = converted.read_bytes()
+    slow, fast = both(pcapng, tmp_path)  # both() asserts that the fast path took the file
+    assert_same(slow, fast)
+    assert fast.stats.frames == len(list(read_capture(capture)))
+    classic_slow, _classic_fast = both(capture.read_bytes(), tmp_path)
+    assert [a.as_dict() for a in fast.detector.alerts] == [a.as_dict() for a in classic_slow.detector.alerts]
 
 
 @pytest.mark.parametrize("cut", [24, 30, 200, 1001, 5003, -1])

@@ -115,9 +115,26 @@ def _iter_pcap(buf: bytes | mmap.mmap, stats: CaptureStats, name: str) -> Iterat
 
 
 def _iter_pcapng(buf: bytes | mmap.mmap, stats: CaptureStats, name: str) -> Iterator[Frame]:
+    for number, (ts, linktype, start, caplen) in enumerate(pcapng_records(buf, stats, name), 1):
+        yield Frame(number, ts, linktype, buf[start : start + caplen])
+
+
+def pcapng_records(buf: bytes | mmap.mmap, stats: CaptureStats, name: str) -> Iterator[tuple[float, int, int, int]]:
+    """``(time, link type, data position, captured length)`` of each packet of a pcapng file, in order.
+
+    The one walk over the blocks, shared by the per-frame reader and the fast path (which needs only the
+    positions); ``stats`` counts the packets and notes why the walk stopped early.
+    """
     size = len(buf)
+    if size < 28:
+        raise CaptureError(f"{name}: the pcapng section header is truncated ({size} of at least 28 bytes)")
+    if bytes(buf[8:12]) not in (b"\x4d\x3c\x2b\x1a", b"\x1a\x2b\x3c\x4d"):
+        raise CaptureError(f"{name}: the pcapng section header has no valid byte-order magic")
+    order = "<" if bytes(buf[8:12]) == b"\x4d\x3c\x2b\x1a" else ">"
+    (first_length,) = struct.unpack_from(order + "I", buf, 4)
+    if first_length < 28 or first_length % 4 or first_length > size:
+        raise CaptureError(f"{name}: the pcapng section header claims an impossible length {first_length}")
     pos = 0
-    order = "<"
     # Per section: the interfaces' link types and timestamp resolutions, by interface id.
     interfaces: list[tuple[int, float]] = []
     number = 0
@@ -156,22 +173,22 @@ def _iter_pcapng(buf: bytes | mmap.mmap, stats: CaptureStats, name: str) -> Iter
             else:
                 iface, _drops, ts_hi, ts_lo, caplen, _origlen = struct.unpack_from(order + "HHIIII", buf, body)
             data = body + 20
-            if iface >= len(interfaces) or caplen > body_end - data:
+            if iface >= len(interfaces) or caplen > body_end - data or caplen > MAX_FRAME:
                 stats.problems.append(f"{name}: packet block at byte {pos} is inconsistent; stopped")
                 return
             linktype, resolution = interfaces[iface]
             number += 1
             stats.frames = number
-            yield Frame(number, ((ts_hi << 32) | ts_lo) * resolution, linktype, buf[data : data + caplen])
+            yield ((ts_hi << 32) | ts_lo) * resolution, linktype, data, caplen
         elif block_type == 3:  # Simple Packet Block: interface 0, no timestamp
             if body_end - body < 4 or not interfaces:
                 stats.problems.append(f"{name}: simple packet block at byte {pos} is inconsistent; stopped")
                 return
             (origlen,) = struct.unpack_from(order + "I", buf, body)
-            caplen = min(origlen, body_end - body - 4)
+            caplen = min(origlen, body_end - body - 4, MAX_FRAME)
             number += 1
             stats.frames = number
-            yield Frame(number, 0.0, interfaces[0][0], buf[body + 4 : body + 4 + caplen])
+            yield 0.0, interfaces[0][0], body + 4, caplen
         pos += block_len
 
 

@@ -267,7 +267,7 @@ FAST_PATH_MAX_BYTES = 256 * 1024 * 1024
 
 
 def _run_fast(monitor: Monitor, path: Path, stats: CaptureStats) -> bool:
-    """The bulk path for classic pcap files (alerts and inventory only); False if it does not apply."""
+    """The bulk path for Ethernet pcap and pcapng files (alerts and inventory only); False if it does not apply."""
     try:
         if path.stat().st_size > FAST_PATH_MAX_BYTES:
             return False
@@ -278,9 +278,9 @@ def _run_fast(monitor: Monitor, path: Path, stats: CaptureStats) -> bool:
 
 
 async def _run_live(monitor: Monitor, iface: str, outputs: _Outputs, duration: float | None, count: int | None) -> None:
-    from otseam.monitor.live import capture, open_interface
+    from otseam.monitor.live import LiveCapture
 
-    sock = open_interface(iface)
+    live = LiveCapture(iface)
     Console(stderr=True, highlight=False).print(f"capturing on {_safe(iface)}")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -291,13 +291,21 @@ async def _run_live(monitor: Monitor, iface: str, outputs: _Outputs, duration: f
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
-    async for frame in capture(sock, iface, stop):
-        monitor.process(frame)
-        outputs.take(monitor.drain(), live=True)
-        if count is not None and frame.number >= count:
-            break
+    try:
+        async for frame in live.frames(stop):
+            monitor.process(frame)
+            outputs.take(monitor.drain(), live=True)
+            if count is not None and frame.number >= count:
+                break
+    finally:
+        live.close()
     monitor.finish()
     outputs.take(monitor.drain(), live=True)
+    counters = live.counters
+    message = f"kernel: {counters.received} TCP packets passed the capture filter, {counters.dropped} dropped"
+    if counters.dropped:
+        message = f"[yellow]warning:[/yellow] {message} (the socket buffer was full: the analysis missed them)"
+    Console(stderr=True, highlight=False).print(message)
 
 
 def _inventory_table(console: Console, inventory: Inventory) -> None:

@@ -115,6 +115,8 @@ class MonitorStats:
     transactions: int = 0
     flows: int = 0
     evicted_flows: int = 0
+    #: Retransmissions or overlaps that carried different bytes for a range already seen (TCP-001).
+    tcp_conflicts: int = 0
     #: Frames whose processing hit an internal error (a bug); kept going, reported at the end.
     internal_errors: int = 0
     errors: list[str] = field(default_factory=list)
@@ -192,6 +194,8 @@ class Monitor:
         if seg.flags & (TCP_FIN | TCP_RST):
             for chunk in direction.flush():
                 self._deliver(conn, index, chunk)
+        if direction.conflicts:
+            self._report_conflicts(conn, index, direction)
 
     def _new_connection(
         self, key: tuple[bytes, int, bytes, int], flags: int, payload: bytes, frame: Frame
@@ -265,6 +269,23 @@ class Monitor:
                 protocol=protocol,
                 key="undeclared",
             )
+
+    def _report_conflicts(self, conn: Connection, index: int, direction: TcpDirection) -> None:
+        side = "client" if index == 0 else "server"
+        for conflict in direction.conflicts:
+            self.stats.tcp_conflicts += 1
+            self.detector.raise_alert(
+                "TCP-001",
+                conn.ends,
+                conflict.frame,
+                conflict.ts,
+                f"the {side} side retransmitted {conflict.compared} bytes at sequence {conflict.seq} with "
+                f"{conflict.differing} of them different from the first copy: the device may have executed "
+                "other bytes than the ones decoded (an evasion attempt, or a broken TCP stack)",
+                protocol=conn.protocol,
+                key=index,
+            )
+        direction.conflicts.clear()
 
     def _close(self, conn: Connection, index: int, key: tuple[bytes, int, bytes, int]) -> None:
         """Forget an evicted connection: its other direction goes too, its open requests are reported."""
@@ -360,8 +381,11 @@ class Monitor:
         """The capture ended: release held segments and report requests that were never answered."""
         seen: set[int] = set()
         for conn, index in list(self._flows.values()):
-            for chunk in conn.directions[index].flush():
+            direction = conn.directions[index]
+            for chunk in direction.flush():
                 self._deliver(conn, index, chunk)
+            if direction.conflicts:
+                self._report_conflicts(conn, index, direction)
             if id(conn) not in seen:
                 seen.add(id(conn))
                 self._flush_pending(conn)

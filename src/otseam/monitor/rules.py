@@ -94,6 +94,13 @@ RULES: dict[str, Rule] = {
         Rule("UA-002", "opcua-browse-sweep", _M, "T0861", "a burst of Browse requests"),
         Rule("UA-003", "opcua-malformed", _M, None, "a chunk that is not valid OPC UA binary"),
         Rule("UA-004", "opcua-on-unusual-port", _M, "T0869", "OPC UA binary on a port other than 4840"),
+        Rule(
+            "TCP-001",
+            "conflicting-retransmission",
+            _H,
+            None,
+            "a TCP retransmission or overlap that carries different bytes for a range already seen (evasion)",
+        ),
     )
 }
 
