@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -172,3 +173,54 @@ def test_the_installed_command(corpus: dict[str, Path], tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "truncated record" in result.stderr and "Traceback" not in result.stderr
     assert all(json.loads(line)["rule"] for line in result.stdout.splitlines())
+
+
+def test_a_link_type_seam_does_not_read_is_an_error(cli: typer.Typer, tmp_path: Path) -> None:
+    """Today's trap: "No alerts", exit 0, for a file of which nothing was decoded."""
+    conv = Conversation().handshake()
+    conv.c(mbap(1, 1, b"\x08\x00\x04\x00\x00"))  # force listen-only: would be critical if decoded
+    data = bytearray(pcap_bytes(conv.frames))
+    data[20:24] = (147).to_bytes(4, "little")  # LINKTYPE_USER0
+    path = tmp_path / "user0.pcap"
+    path.write_bytes(bytes(data))
+    for command in (["watch", "--pcap", str(path)], ["inventory", "--pcap", str(path)]):
+        code, out, err = invoke(cli, *command)
+        assert code == 2, out + err
+        assert "nothing was decoded" in err and "147 (3 frames)" in err and "Ethernet (1)" in err
+        assert "No alerts" not in out and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"\x0a\x0d\x0d\x0a\x1c\x00\x00\x00", "section header is truncated"),
+        (b"\x0a\x0d\x0d\x0a\x1c\x00\x00\x00\x00\x00\x00\x00" + bytes(16), "no valid byte-order magic"),
+        (b"\x0a\x0d\x0d\x0a\xff\xff\x00\x00\x4d\x3c\x2b\x1a" + bytes(16), "impossible length"),
+    ],
+)
+def test_a_damaged_pcapng_header_is_an_error(cli: typer.Typer, tmp_path: Path, content: bytes, message: str) -> None:
+    path = tmp_path / "bad.pcapng"
+    path.write_bytes(content)
+    for command in ("watch", "inventory"):
+        code, out, err = invoke(cli, command, "--pcap", str(path))
+        assert code == 2 and message in err and "Traceback" not in err, (command, out, err)
+
+
+def test_fifos_devices_and_directories_are_refused_without_hanging(cli: typer.Typer, tmp_path: Path) -> None:
+    fifo = tmp_path / "capture.fifo"
+    os.mkfifo(fifo)  # opening it would block until a writer came: it must not be opened at all
+    for path, kind in ((fifo, "is a FIFO"), (Path("/dev/null"), "is a device"), (tmp_path, "is a directory")):
+        for command in (["watch", "--pcap", str(path)], ["inventory", "--pcap", str(path)]):
+            code, _out, err = invoke(cli, *command)
+            assert code == 2 and kind in err and "save the capture to a file" in err, (path, err)
+        code, _out, err = invoke(cli, "watch", "--pcap", str(fifo), "--baseline", str(path))
+        assert code == 2 and kind in err
+
+
+def test_inventory_prints_function_codes_as_ranges(cli: typer.Typer, corpus: dict[str, Path]) -> None:
+    code, out, _err = invoke(cli, "inventory", "--pcap", str(corpus["mbpoll.pcap"]))
+    assert code == 0
+    master_row = next(line for line in out.splitlines() if PEER_HOST in line)
+    assert "fc 1-6,15-16" in master_row and "units 1-3" in out
+    assert commands.ranges([16, 1, 2, 3, 4, 5, 6, 15, 43, 3]) == "1-6,15-16,43"
+    assert commands.ranges([]) == "" and commands.ranges([7]) == "7"

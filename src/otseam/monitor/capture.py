@@ -13,6 +13,8 @@ so that an alert's ``frame`` can be looked up in Wireshark directly.
 from __future__ import annotations
 
 import mmap
+import os
+import stat
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -28,6 +30,18 @@ LINKTYPE_LINUX_SLL = 113
 LINKTYPE_IPV4 = 228
 LINKTYPE_IPV6 = 229
 LINKTYPE_LINUX_SLL2 = 276
+
+#: The link types the decoder reads (packet.network_offset), with the names a user knows them by.
+LINKTYPE_NAMES = {
+    LINKTYPE_NULL: "BSD loopback",
+    LINKTYPE_ETHERNET: "Ethernet",
+    LINKTYPE_RAW: "raw IP",
+    LINKTYPE_LOOP: "OpenBSD loopback",
+    LINKTYPE_LINUX_SLL: "Linux cooked",
+    LINKTYPE_IPV4: "raw IPv4",
+    LINKTYPE_IPV6: "raw IPv6",
+    LINKTYPE_LINUX_SLL2: "Linux cooked v2",
+}
 
 #: No link layer carries frames this large; a bigger length is corruption, not a jumbo frame.
 MAX_FRAME = 262_144
@@ -59,9 +73,35 @@ class CaptureStats:
     problems: list[str] = field(default_factory=list)
 
 
+def check_capture_file(path: str | Path) -> None:
+    """Refuse what is not a regular file before opening it: opening a FIFO blocks until a writer comes,
+    and a device or a FIFO has no end to bound the read by."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        raise CaptureError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    if not stat.S_ISREG(mode):
+        kind = (
+            "a FIFO"
+            if stat.S_ISFIFO(mode)
+            else "a directory"
+            if stat.S_ISDIR(mode)
+            else "a device"
+            if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+            else "a socket"
+            if stat.S_ISSOCK(mode)
+            else "not a regular file"
+        )
+        raise CaptureError(
+            f"{path}: is {kind}, not a capture file; save the capture to a file first (tcpdump -w FILE), "
+            "or watch an interface with --iface"
+        )
+
+
 def read_capture(path: str | Path, stats: CaptureStats | None = None) -> Iterator[Frame]:
     """Frames of a pcap or pcapng file, detected by its magic number."""
     stats = stats if stats is not None else CaptureStats()
+    check_capture_file(path)
     try:
         with open(path, "rb") as handle:
             size = Path(path).stat().st_size

@@ -20,7 +20,14 @@ from rich.table import Table
 
 from otseam.core.records import Event, Severity
 from otseam.monitor.allowlist import Policy, PolicyError
-from otseam.monitor.capture import CaptureError, CaptureStats, Frame, read_capture
+from otseam.monitor.capture import (
+    LINKTYPE_NAMES,
+    CaptureError,
+    CaptureStats,
+    Frame,
+    check_capture_file,
+    read_capture,
+)
 from otseam.monitor.engine import Monitor, Observations
 from otseam.monitor.fastpath import analyse_pcap
 from otseam.monitor.inventory import Inventory
@@ -37,6 +44,19 @@ def _err(message: str) -> None:
 def _fail(message: str) -> typer.Exit:
     _err(message)
     return typer.Exit(EXIT_UNUSABLE)
+
+
+def ranges(numbers: list[int]) -> str:
+    """[1, 2, 3, 4, 5, 6, 15, 16] → "1-6,15-16": what a function-code or unit-id list reads as."""
+    parts: list[str] = []
+    ordered = sorted(set(numbers))
+    start = 0
+    for index in range(1, len(ordered) + 1):
+        if index == len(ordered) or ordered[index] != ordered[index - 1] + 1:
+            first, last = ordered[start], ordered[index - 1]
+            parts.append(str(first) if first == last else f"{first}-{last}")
+            start = index
+    return ",".join(parts)
 
 
 def _ports(values: list[int] | None, default: frozenset[int], flag: str) -> frozenset[int]:
@@ -244,6 +264,10 @@ def _report_capture_problems(stats: CaptureStats, monitor: Monitor) -> None:
 
 def _run_file(monitor: Monitor, path: Path, outputs: _Outputs) -> CaptureStats:
     stats = CaptureStats()
+    try:
+        check_capture_file(path)
+    except CaptureError as exc:
+        raise _fail(str(exc)) from None
     if not monitor.keep_records and _run_fast(monitor, path, stats):
         monitor.finish()
         outputs.take(monitor.drain(), live=False)
@@ -257,7 +281,28 @@ def _run_file(monitor: Monitor, path: Path, outputs: _Outputs) -> CaptureStats:
         raise _fail(str(exc)) from None
     monitor.finish()
     outputs.take(monitor.drain(), live=False)
+    _check_link_types(monitor, path)
     return stats
+
+
+def _check_link_types(monitor: Monitor, path: Path) -> None:
+    """Frames of a link type Seam does not decode: an error if that is all the file holds (saying "no
+    alerts" would claim an analysis that never happened), a warning if it is only part of it."""
+    unknown = monitor.stats.unknown_link
+    if not unknown:
+        return
+    count = sum(unknown.values())
+    types = ", ".join(f"{linktype} ({frames} frames)" for linktype, frames in sorted(unknown.items()))
+    known = ", ".join(f"{name} ({number})" for number, name in sorted(LINKTYPE_NAMES.items()))
+    if count == monitor.stats.frames:
+        raise _fail(
+            f"{path}: nothing was decoded: link type {types} is not one Seam reads ({known}); "
+            "capture on an Ethernet interface or convert the file"
+        )
+    Console(stderr=True, soft_wrap=True, highlight=False).print(
+        f"[yellow]warning:[/yellow] {_safe(str(path))}: {count} of {monitor.stats.frames} frames have a link type "
+        f"Seam does not read ({types}) and were not analysed"
+    )
 
 
 #: The fast path holds column arrays for the whole file (about 400 bytes per frame, some 4 to 5 bytes of
@@ -319,9 +364,9 @@ def _inventory_table(console: Console, inventory: Inventory) -> None:
         d = asset.as_dict()
         serves = " ".join(f"{p}/{'+'.join(d['protocols'])}" for p in d["ports"])
         if d["unit_ids"]:
-            serves += f" units {','.join(map(str, d['unit_ids']))}"
+            serves += f" units {ranges(d['unit_ids'])}"
         if d["function_codes"]:
-            serves += f" fc {','.join(map(str, d['function_codes']))}"
+            serves += f" fc {ranges(d['function_codes'])}"
         identity = " ".join(x for x in (d["vendor"], d["product"], d["revision"]) if x)
         if inventory.declared is not None:
             identity += f" [{d['declared_as'] or 'undeclared'}]"

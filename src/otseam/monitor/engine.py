@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from otseam.monitor.allowlist import Policy
-from otseam.monitor.capture import Frame
+from otseam.monitor.capture import LINKTYPE_NAMES, Frame
 from otseam.monitor.inventory import Change, Inventory
 from otseam.monitor.modbus import EXCEPTION_NAMES, FUNCTION_NAMES, Message, ModbusStream, StreamFault, plausible_header
 from otseam.monitor.opcua import UaChannel, UaMessage, UaStream, looks_like_opcua
@@ -115,6 +115,8 @@ class MonitorStats:
     transactions: int = 0
     flows: int = 0
     evicted_flows: int = 0
+    #: Frames of a link type the decoder does not read, by link type.
+    unknown_link: dict[int, int] = field(default_factory=dict)
     #: Retransmissions or overlaps that carried different bytes for a range already seen (TCP-001).
     tcp_conflicts: int = 0
     #: Frames whose processing hit an internal error (a bug); kept going, reported at the end.
@@ -168,6 +170,9 @@ class Monitor:
         seg = decode_tcp(frame.linktype, frame.data)
         if seg is None:
             self.stats.not_tcp += 1
+            if frame.linktype not in LINKTYPE_NAMES:
+                unknown = self.stats.unknown_link
+                unknown[frame.linktype] = unknown.get(frame.linktype, 0) + 1
             return
         self.stats.tcp_segments += 1
         ts = frame.ts
