@@ -12,9 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from otseam.monitor.allowlist import Policy
+from otseam.monitor.analyzers.modbus.fastpath import analyse_pcap
 from otseam.monitor.capture import CaptureStats, read_capture
 from otseam.monitor.engine import Monitor
-from otseam.monitor.fastpath import analyse_pcap
 from tests.monitor.pcapgen import Conversation, mbap, pcap_bytes
 from tests.monitor.traffic import CAPTURES
 

@@ -9,11 +9,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from otseam.monitor.analyzers.modbus.fastpath import index_capture
+from otseam.monitor.analyzers.modbus.parser import Message, ModbusStream, StreamFault, decode_pdu
+from otseam.monitor.analyzers.opcua.parser import UaChannel, UaMessage, UaStream
 from otseam.monitor.capture import LINKTYPE_ETHERNET, CaptureError, CaptureStats, Frame, iter_frames
 from otseam.monitor.engine import Monitor
-from otseam.monitor.fastpath import index_capture
-from otseam.monitor.modbus import Message, ModbusStream, StreamFault, decode_pdu
-from otseam.monitor.opcua import UaChannel, UaMessage, UaStream
 from otseam.monitor.packet import decode_tcp
 from tests.monitor.pcapgen import Conversation, mbap, pcap_bytes
 

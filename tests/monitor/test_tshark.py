@@ -10,9 +10,9 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from otseam.monitor.analyzers.modbus.parser import Message
 from otseam.monitor.capture import read_capture
 from otseam.monitor.engine import Monitor
-from otseam.monitor.modbus import Message
 from tests.monitor.traffic import tshark_decode_as
 
 FIELDS = [

@@ -20,6 +20,7 @@ from rich.table import Table
 
 from otseam.core.records import Event, Severity
 from otseam.monitor.allowlist import Policy, PolicyError
+from otseam.monitor.analyzers.modbus.fastpath import analyse_pcap
 from otseam.monitor.capture import (
     LINKTYPE_NAMES,
     CaptureError,
@@ -29,7 +30,6 @@ from otseam.monitor.capture import (
     read_capture,
 )
 from otseam.monitor.engine import Monitor, Observations
-from otseam.monitor.fastpath import analyse_pcap
 from otseam.monitor.inventory import Inventory
 from otseam.monitor.rules import Alert
 

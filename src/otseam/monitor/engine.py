@@ -16,13 +16,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from otseam.monitor.allowlist import Policy
+from otseam.monitor.analyzers.modbus.parser import Message, ModbusStream, StreamFault, plausible_header
+from otseam.monitor.analyzers.opcua.parser import UaChannel, UaMessage, UaStream, looks_like_opcua
 from otseam.monitor.capture import LINKTYPE_NAMES, Frame
 from otseam.monitor.inventory import Change, Inventory
-from otseam.monitor.modbus import EXCEPTION_NAMES, FUNCTION_NAMES, Message, ModbusStream, StreamFault, plausible_header
-from otseam.monitor.opcua import UaChannel, UaMessage, UaStream, looks_like_opcua
 from otseam.monitor.packet import TCP_FIN, TCP_RST, TCP_SYN, decode_tcp, ip_text
 from otseam.monitor.reassembly import Chunk, TcpDirection
 from otseam.monitor.rules import Alert, Detector, Endpoints
+from otseam.protocols.modbus.tables import EXCEPTION_NAMES, FUNCTION_NAMES
 
 MODBUS_PORTS = frozenset({502, 802})
 OPCUA_PORTS = frozenset({4840})

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from otseam.monitor.analyzers.modbus.parser import Message, decode_pdu
 from otseam.monitor.capture import (
     _PCAP_MAGIC,
     _PCAPNG_SHB,
@@ -40,7 +41,6 @@ from otseam.monitor.capture import (
     pcapng_records,
 )
 from otseam.monitor.engine import Monitor
-from otseam.monitor.modbus import Message, decode_pdu
 from otseam.monitor.packet import TCP_SYN
 from otseam.monitor.rules import Endpoints
 
