@@ -82,8 +82,9 @@ async def make_pki(directory: Path, trust_client: bool = True) -> Pki:
         pki.client_key, pki.client_cert, "urn:seam:test:client", host, [ExtendedKeyUsageOID.CLIENT_AUTH], {}
     )
     pki.trusted.mkdir()
-    if trust_client:
-        (pki.trusted / "client.der").write_bytes(pki.client_cert.read_bytes())
+    # Without the client's certificate the list holds another one (an empty list is refused outright).
+    trusted = pki.client_cert if trust_client else pki.server_cert
+    (pki.trusted / "trusted.der").write_bytes(trusted.read_bytes())
     pki.users.write_text(f"# readers\nmes:{PasswordHasher().hash(PASSWORD)}\n", encoding="utf-8")
     return pki
 

@@ -54,6 +54,13 @@ def _journal(context: PluginContext) -> JournalWriter | None:
     return journal if isinstance(journal, JournalWriter) else None
 
 
+def _holds_certificates(directory: Path) -> bool:
+    """Start-up only (a handful of files): the trust list is read once, before serving."""
+    if not directory.is_dir():
+        return False
+    return any(f.suffix.lower() in (".der", ".pem", ".crt") for f in directory.iterdir())
+
+
 def _has_diode_source(contract: Contract, node: str | None) -> bool:
     for source in getattr(contract, "sources", None) or []:
         if getattr(source, "type", "") == "diode_receive" and (
@@ -142,7 +149,13 @@ class OpcUaServerSink:
             await server.load_certificate(options.certificate)
             await server.load_private_key(options.private_key)
         if options.trusted_clients:
-            store = TrustStore([Path(options.trusted_clients)], [])
+            trusted = Path(options.trusted_clients)
+            if not _holds_certificates(trusted):
+                raise OpcUaServerError(
+                    f"opcua_server {self.spec.id}: trusted_clients {trusted} holds no certificate (.der, .pem, .crt): "
+                    "no client could connect"
+                )
+            store = TrustStore([trusted], [])
             await store.load()
             server.set_certificate_validator(
                 CertificateValidator(
