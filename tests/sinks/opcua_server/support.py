@@ -105,9 +105,7 @@ async def running(
     tmp: Path, options: dict[str, Any], journal: Any = None, the_contract: Contract | None = None
 ) -> AsyncIterator[opcua_server.OpcUaServerSink]:
     spec = SinkSpec(id="ua", type="opcua_server", options=options)
-    context = PluginContext(the_contract or contract(), str(tmp))
-    if journal is not None:
-        context.extras["journal"] = journal
+    context = PluginContext(the_contract or contract(), str(tmp), journal=journal)
     sink = opcua_server.create(spec, context)
     await sink.start()
     try:

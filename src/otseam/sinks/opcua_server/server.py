@@ -20,7 +20,7 @@ from asyncua.crypto.validator import CertificateValidator, CertificateValidatorO
 from asyncua.server.server import Server
 
 from otseam.contract.models import Contract, SinkSpec
-from otseam.core.plugins import JournalWriter, PluginContext
+from otseam.core.plugins import JournalWriter, PluginContext, beside_contract
 from otseam.core.records import Batch, Event, Quality, Record, Sample, Severity, Value
 from otseam.sinks.opcua_server._ua import ua
 from otseam.sinks.opcua_server.access import LoginManager, ReadOnlyRuleset, Refusal, UserDirectory, UsersFile
@@ -46,14 +46,6 @@ class OpcUaServerError(ValueError):
     """A configuration the server cannot start with; the message says what to change."""
 
 
-def _journal(context: PluginContext) -> JournalWriter | None:
-    journal = getattr(context, "journal", None)
-    if journal is None:
-        extras = getattr(context, "extras", None)
-        journal = extras.get("journal") if isinstance(extras, dict) else None
-    return journal if isinstance(journal, JournalWriter) else None
-
-
 def _holds_certificates(directory: Path) -> bool:
     """Start-up only (a handful of files): the trust list is read once, before serving."""
     if not directory.is_dir():
@@ -61,13 +53,9 @@ def _holds_certificates(directory: Path) -> bool:
     return any(f.suffix.lower() in (".der", ".pem", ".crt") for f in directory.iterdir())
 
 
-def _has_diode_source(contract: Contract, node: str | None) -> bool:
-    for source in getattr(contract, "sources", None) or []:
-        if getattr(source, "type", "") == "diode_receive" and (
-            node is None or getattr(source, "node", None) in (None, node)
-        ):
-            return True
-    return False
+def _has_diode_source(contract: Contract, node: str) -> bool:
+    """A diode_receive source runs on this node (a source without ``node`` runs on the only one)."""
+    return any(s.type == "diode_receive" and s.node in (None, node) for s in contract.sources)
 
 
 class OpcUaServerSink:
@@ -85,11 +73,11 @@ class OpcUaServerSink:
         self.options = options
         self.contract = context.contract
         self.data_dir = Path(context.data_dir)
-        self._audit = _journal(context)
+        self._audit: JournalWriter | None = context.journal
+        self._contract_path = context.contract_path
         if users is None and options.users_file:
-            path = Path(options.users_file)
             try:
-                users = UsersFile(path if path.is_absolute() else self.data_dir / path)
+                users = UsersFile(Path(beside_contract(options.users_file, context.contract_path)))
             except OSError as exc:
                 raise OpcUaServerError(f"opcua_server {spec.id}: users_file: {exc}") from None
         if users is None and not options.anonymous:
@@ -98,7 +86,7 @@ class OpcUaServerSink:
             )
         self.users = users
         self.historian_path = self._historian_path(options.historian)
-        node = getattr(context, "node", None)
+        node = context.node
         self.link: LinkHealth | None = None
         if options.diode_link == "on" or (options.diode_link == "auto" and _has_diode_source(self.contract, node)):
             self.link = LinkHealth()
@@ -146,10 +134,10 @@ class OpcUaServerSink:
             tokens.append(ua.AnonymousIdentityToken)
         server.set_identity_tokens(tokens)
         if options.certificate and options.private_key:
-            await server.load_certificate(options.certificate)
-            await server.load_private_key(options.private_key)
+            await server.load_certificate(beside_contract(options.certificate, self._contract_path))
+            await server.load_private_key(beside_contract(options.private_key, self._contract_path))
         if options.trusted_clients:
-            trusted = Path(options.trusted_clients)
+            trusted = Path(beside_contract(options.trusted_clients, self._contract_path))
             if not _holds_certificates(trusted):
                 raise OpcUaServerError(
                     f"opcua_server {self.spec.id}: trusted_clients {trusted} holds no certificate (.der, .pem, .crt): "
