@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from otseam.contract.units import parse_duration
@@ -21,6 +21,8 @@ _KNOWN = CONNECTION_KEYS | {
     "report_by_exception",
     "startup_delay",
     "max_metrics_per_message",
+    "datatype_in_data",
+    "quality_codes",
 }
 
 
@@ -35,6 +37,26 @@ class SparkplugOptions:
     #: Upper bound of the random wait before each connection attempt (seconds).
     startup_delay: float = 2.0
     max_metrics_per_message: int = 5000
+    #: Deviation: repeat the datatype in NDATA/DDATA (Sparkplug 3.0 says it SHOULD NOT be there).
+    datatype_in_data: bool = False
+    #: "sparkplug" (0 bad, 192 good, 500 stale) or the deviation "opc" (64 for stale and uncertain).
+    quality_codes: str = "sparkplug"
+
+    def deviations(self) -> list[str]:
+        """Each setting that departs from Sparkplug B 3.0, in words for a startup warning."""
+        found: list[str] = []
+        if self.mqtt.qos != 0:
+            found.append(
+                f"qos {self.mqtt.qos}: births, data and DDEATH go at QoS {self.mqtt.qos}; "
+                "Sparkplug 3.0 requires QoS 0 (topics-nbirth-mqtt, topics-ddata-mqtt)"
+            )
+        if self.datatype_in_data:
+            found.append("datatype_in_data: DATA metrics repeat the datatype (payloads-metric-datatype-not-req)")
+        if self.quality_codes != "sparkplug":
+            found.append("quality_codes opc: stale is sent as 64, not 500 as Sparkplug 3.0 defines it")
+        if not self.aliases:
+            found.append("aliases false: DATA metrics carry names, which Sparkplug 3.0 allows only without aliases")
+        return found
 
 
 def _sparkplug_id(options: Mapping[str, Any], key: str, required: bool) -> str | None:
@@ -69,8 +91,14 @@ def parse_options(options: Mapping[str, Any], *, sink_id: str) -> SparkplugOptio
     per_message = options.get("max_metrics_per_message", 5000)
     if not isinstance(per_message, int) or isinstance(per_message, bool) or not 1 <= per_message <= 100_000:
         raise MqttConfigError("sparkplug sink: max_metrics_per_message is a whole number from 1 to 100000")
+    quality_codes = options.get("quality_codes", "sparkplug")
+    if quality_codes not in ("sparkplug", "opc"):
+        raise MqttConfigError(f"sparkplug sink: quality_codes {quality_codes!r}: use sparkplug (the default) or opc")
+    mqtt = parse_mqtt_options(options, default_client_id=f"seam-{group_id}-{edge_node_id}")
+    # Sparkplug 3.0 publishes births and data at QoS 0; the shared MQTT options default to 1.
+    mqtt = replace(mqtt, qos=options.get("qos", 0))
     return SparkplugOptions(
-        mqtt=parse_mqtt_options(options, default_client_id=f"seam-{group_id}-{edge_node_id}"),
+        mqtt=mqtt,
         group_id=group_id,
         edge_node_id=edge_node_id,
         primary_host_id=_sparkplug_id(options, "primary_host_id", required=False),
@@ -78,4 +106,6 @@ def parse_options(options: Mapping[str, Any], *, sink_id: str) -> SparkplugOptio
         report_by_exception=_flag(options, "report_by_exception", True),
         startup_delay=delay,
         max_metrics_per_message=per_message,
+        datatype_in_data=_flag(options, "datatype_in_data", False),
+        quality_codes=quality_codes,
     )
