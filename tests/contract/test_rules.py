@@ -43,7 +43,15 @@ def _isolated_lab(d: dict[str, Any]) -> None:
     d["zones"].append({"id": "lab", "level": 3, "sl": 2, "owner": "ot-lead"})
     lab = dict(_device(d, "filter-server"), id="lab-server", zone="lab")
     d["devices"].append(lab)
-    d["sinks"].append({"id": "lab-out", "type": "diode_send", "conduit": "diode-out", "points": ["lab-server/*"]})
+    d["sinks"].append(
+        {
+            "id": "lab-out",
+            "type": "diode_send",
+            "conduit": "diode-out",
+            "points": ["lab-server/*"],
+            "options": {"target": "192.0.2.10:4000", "key_file": "seam-diode.key"},
+        }
+    )
 
 
 def _set(path: str, value: Any) -> Mutation:
@@ -306,7 +314,12 @@ PASSING: list[tuple[str, str, Mutation]] = [
     ("REF-003", "exact key and glob", lambda d: d["sinks"][0].update(points=["pump-plc/outlet_flow", "filter-*/*"])),
     ("REF-004", "devices in declared zones", lambda d: None),
     ("REF-005", "every driver and sink type Seam ships", lambda d: d["sinks"].extend(
-        {"id": f"s-{t}", "type": t} for t in ("postgres", "sparkplug", "uns_json", "file")
+        {"id": f"s-{t}", "type": t, "options": options} for t, options in (
+            ("postgres", {"dsn_env": "SEAM_DSN"}),
+            ("sparkplug", {"brokers": ["broker:1883"], "group_id": "g", "edge_node_id": "e"}),
+            ("uns_json", {"brokers": ["broker:1883"]}),
+            ("file", {"path": "out.jsonl"}),
+        )
     )),
 ]  # fmt: skip
 

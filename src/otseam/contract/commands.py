@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 
 from otseam.contract.doc import render_html
-from otseam.contract.init import AnswersEnded, example_text, interview
+from otseam.contract.init import AnswersEnded, example_text, interview, place_example_key
 from otseam.contract.loader import ContractError, load, parse_text
 from otseam.contract.report import (
     EXIT_CLEAN,
@@ -24,6 +24,7 @@ from otseam.contract.report import (
     to_json,
 )
 from otseam.contract.rules import iter_rules, run
+from otseam.diode.config import write_new_key
 
 
 class OutputFormat(StrEnum):
@@ -85,14 +86,20 @@ def init(
             raise typer.Exit(EXIT_UNUSABLE) from None
     else:
         text = example_text()
+    text, key = place_example_key(text, path)
     # What we write must load and pass: a starting point that fails its own check teaches the wrong habit.
     findings = run(parse_text(text, str(path)))
     try:
         path.write_text(text, encoding="utf-8")
+        wrote_key = not key.exists()
+        if wrote_key:
+            # The example's diode sink needs its key to run; a fresh random one, readable by the owner only.
+            write_new_key(key)
     except OSError as exc:
-        err.print(f"[red]cannot write {path}: {exc.strerror}[/red]")
+        err.print(f"[red]cannot write {exc.filename or path}: {exc.strerror}[/red]")
         raise typer.Exit(EXIT_UNUSABLE) from None
-    err.print(f"wrote {path}. Next: edit it with the other team, then run 'seam check {path}'.")
+    err.print(f"wrote {path}" + (f" and the diode key {key}" if wrote_key else "") + ".")
+    err.print(f"Next: edit it with the other team, then run 'seam check {path}'.")
     if findings:
         print_findings(err, findings, str(path))
 

@@ -20,6 +20,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
+from otseam.contract import plugin_options
 from otseam.contract.addresses import address_hint, check_address
 from otseam.contract.models import Contract
 
@@ -274,12 +275,13 @@ def _address_problems(data: Any, source: SourceMap) -> list[Problem]:
                 continue
             path: PathKey = ("devices", d_index, "points", p_index, "address")
             pos = source.locate(path)
+            key = f" (point {device.get('id')}/{point.get('id')})" if "id" in device and "id" in point else ""
             problems.append(
                 Problem(
                     source.file,
                     pos.line,
                     pos.column,
-                    f"{_describe(path)}: {error}",
+                    f"{_describe(path)}{key}: {error}",
                     address_hint(driver),
                     _describe(path),
                 )
@@ -376,8 +378,11 @@ def _read_yaml(text: str, file: str) -> Any:
         ) from None
 
 
-def parse_text(text: str, file: str = "seam.yaml") -> LoadedContract:
-    """Parse and validate contract text. Raises :class:`ContractError` listing every problem."""
+def parse_text(text: str, file: str = "seam.yaml", *, environment: bool = False) -> LoadedContract:
+    """Parse and validate contract text. Raises :class:`ContractError` listing every problem.
+
+    ``environment``: also check that the files and environment variables plugin options name exist
+    here, as the plugins will when they start (:func:`load` does, for a contract on this machine)."""
     raw = _read_yaml(text, file)
     positions: dict[PathKey, Position] = {(): Position(1, 1)}
     try:
@@ -422,10 +427,21 @@ def parse_text(text: str, file: str = "seam.yaml") -> LoadedContract:
                     _describe(loc),
                 )
             )
+    if contract is not None and not problems:
+        problems.extend(_plugin_problems(contract, source, environment))
     if problems or contract is None:
         problems.sort(key=lambda p: (p.line, p.column))
         raise ContractError(problems)
     return LoadedContract(contract, source, Path(file), raw)
+
+
+def _plugin_problems(contract: Contract, source: SourceMap, environment: bool) -> list[Problem]:
+    """Each plugin's options checked against the model the plugin itself runs with."""
+    problems = []
+    for path, message, hint in plugin_options.check(contract, environment=environment):
+        pos = source.locate(path)
+        problems.append(Problem(source.file, pos.line, pos.column, message, hint, _describe(path)))
+    return problems
 
 
 def load(path: str | Path) -> LoadedContract:
@@ -447,7 +463,7 @@ def load(path: str | Path) -> LoadedContract:
         ) from None
     except OSError as exc:
         raise ContractError([Problem(str(file), 1, 1, f"cannot read: {exc.strerror}", "check permissions")]) from None
-    return parse_text(text, str(file))
+    return parse_text(text, str(file), environment=True)
 
 
 def iter_problems(error: ContractError) -> Iterator[Problem]:

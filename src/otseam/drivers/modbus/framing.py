@@ -25,10 +25,6 @@ TABLE_FUNCTION = {
     "ir": READ_INPUT_REGISTERS,
 }
 
-#: Protocol limits of one read (Modbus application protocol v1.1b3, 6.1-6.4).
-MAX_REGISTERS = 125
-MAX_BITS = 2000
-
 EXCEPTION_NAMES = {
     0x01: "illegal function",
     0x02: "illegal data address",

@@ -36,7 +36,7 @@ from otseam.contract.units import NodeId
 from otseam.core.plugins import Emit
 from otseam.core.records import Event, Quality, Record, Sample, Severity, Value, device_state
 from otseam.drivers.opcua._ua import ua
-from otseam.drivers.opcua.config import Options, PointSpec, parse_endpoint, parse_options, point_specs
+from otseam.drivers.opcua.config import PointSpec, Settings, parse_endpoint, parse_options, point_specs
 from otseam.drivers.opcua.convert import converter, decode, status_name, status_quality
 from otseam.drivers.opcua.session import Session
 
@@ -101,7 +101,7 @@ class OpcUaDriver:
         self.device = device
         self.url = device.endpoint.strip()
         self.host, self.port = parse_endpoint(self.url, device.id)
-        self.options: Options = parse_options(device)
+        self.options: Settings = parse_options(device)
         self.specs: list[PointSpec] = point_specs(device)
         for spec in self.specs:
             try:

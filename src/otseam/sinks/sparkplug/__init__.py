@@ -5,7 +5,7 @@ from __future__ import annotations
 from otseam.contract.models import SinkSpec
 from otseam.core.plugins import PluginContext
 from otseam.sinks.sparkplug.edge import SparkplugSink
-from otseam.sinks.sparkplug.options import parse_options
+from otseam.sinks.sparkplug.settings import parse_options
 
 __all__ = ["SparkplugSink", "create"]
 

@@ -36,7 +36,7 @@ from otseam.sinks.mqtt_common.sockets import release_stale_writer, socket_fd
 from otseam.sinks.sparkplug.bdseq import BdSeqStore
 from otseam.sinks.sparkplug.codec import PayloadError, decode_payload
 from otseam.sinks.sparkplug.model import REBIRTH, EdgeModel, Message, ms
-from otseam.sinks.sparkplug.options import SparkplugOptions
+from otseam.sinks.sparkplug.settings import SparkplugOptions
 
 log = logging.getLogger(__name__)
 
