@@ -8,7 +8,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from otseam.contract.init import example_text, place_example_key
+from otseam.contract.init import example_key, example_text
 from otseam.contract.loader import load
 from otseam.diode.config import write_new_key
 from tests.contract.helpers import by_id, cli, example, to_text
@@ -20,7 +20,7 @@ APP = cli()
 def write(tmp_path: Path, text: str, name: str = "seam.yaml") -> Path:
     """The contract file, and the diode key the example names beside it (as `seam init` writes both)."""
     path = tmp_path / name
-    text, key = place_example_key(text, path)
+    key = example_key(path)
     if not key.exists():
         write_new_key(key)
     path.write_text(text, encoding="utf-8")
@@ -111,7 +111,7 @@ def test_init_refuses_to_overwrite_without_force(tmp_path: Path) -> None:
     assert "already exists" in result.stderr
     assert path.read_text() == "mine: keep\n"
     assert runner.invoke(APP, ["init", "--force", str(path)]).exit_code == 0
-    assert path.read_text() == place_example_key(example_text(), path)[0]
+    assert path.read_text() == example_text()
     assert runner.invoke(APP, ["check", str(path)]).exit_code == 0
 
 
@@ -251,7 +251,7 @@ def test_doc_never_overwrites_the_contract(tmp_path: Path) -> None:
     path = write(tmp_path, example_text())
     result = runner.invoke(APP, ["doc", str(path), "-o", str(tmp_path / "." / "seam.yaml")])
     assert result.exit_code == 2
-    assert path.read_text() == place_example_key(example_text(), path)[0]
+    assert path.read_text() == example_text()
 
 
 def test_doc_of_a_broken_contract_exits_2(tmp_path: Path) -> None:

@@ -35,6 +35,9 @@ SAMPLES = {
     "uns_json": SRC / "sinks" / "uns_json" / "sample.yaml",
     "diode_send": SRC / "sinks" / "diode_send" / "sample.yaml",
     "file": SRC / "sinks" / "file" / "sample.yaml",
+    "modbus_replica": SRC / "sinks" / "modbus_replica" / "sample.yaml",
+    "diode_receive": SRC / "sources" / "diode_receive" / "sample.yaml",
+    "sparkplug_host": SRC / "sources" / "sparkplug_host" / "sample.yaml",
 }
 
 BASE: dict[str, Any] = {
@@ -97,7 +100,13 @@ def sample_contract(name: str, tmp: Path, monkeypatch: pytest.MonkeyPatch) -> di
     for sink in sample.get("sinks", []):
         entry = dict(_localise(sink, tmp, monkeypatch), owner="olga", points=[])
         entry.pop("conduit", None)
+        entry.pop("node", None)
         data["sinks"].append(entry)
+    for source in sample.get("sources", []):
+        entry = dict(_localise(source, tmp, monkeypatch), owner="olga")
+        entry.pop("conduit", None)
+        entry.pop("node", None)
+        data.setdefault("sources", []).append(entry)
     return data
 
 
@@ -164,6 +173,9 @@ MISTAKES: list[tuple[str, Mutation, str, str | None]] = [
         "snapshot_intervall",
     ),
     ("file", _options("sinks", 0, fsynk=False), "did you mean 'fsync'", "fsynk"),
+    ("diode_receive", _options("sources", 0, listne="0.0.0.0:7400"), "did you mean 'listen'", "listne"),
+    ("sparkplug_host", _options("sources", 0, hostid="h"), "did you mean 'host_id'", "hostid"),
+    ("modbus_replica", _options("sinks", 0, quality="exception"), "did you mean 'quality_policy'", "quality"),
     # mistyped
     ("modbus", _options("devices", 1, max_in_flight="two"), "option max_in_flight", "max_in_flight"),
     ("modbus", _options("devices", 1, byte_order="ABDC"), "option byte_order", "byte_order"),
@@ -176,6 +188,8 @@ MISTAKES: list[tuple[str, Mutation, str, str | None]] = [
     ("diode_send", _options("sinks", 0, k="many"), "option k", "k"),
     ("diode_send", _options("sinks", 0, target="tcp://192.0.2.10:7400"), "udp://host:port", "target"),
     ("file", _options("sinks", 0, fsync="no"), "option fsync", "fsync"),
+    ("diode_receive", _options("sources", 0, block_timeout="soon"), "'soon' is not a duration", None),
+    ("modbus_replica", _options("sinks", 0, quality_policy="stale"), "option quality_policy", "quality_policy"),
     # missing
     ("postgres", _options("sinks", 0, dsn_env=_DROP), "exactly one of 'dsn' or 'dsn_env'", None),
     ("sparkplug", _options("sinks", 0, edge_node_id=_DROP), "the required option 'edge_node_id'", None),
@@ -184,6 +198,8 @@ MISTAKES: list[tuple[str, Mutation, str, str | None]] = [
     ("file", _options("sinks", 0, path=_DROP), "the required option 'path'", None),
     # a file the plugin reads at start, absent on this machine
     ("diode_send", _options("sinks", 0, key_file="/nonexistent/diode.key"), "no file at", "key_file"),
+    ("diode_receive", _options("sources", 0, key_file="missing.key"), "no file at", "key_file"),
+    ("sparkplug_host", _options("sources", 0, dsn_file="/nonexistent/dsn"), "no file at", "dsn_file"),
     # fields only the driver understands
     ("modbus", _field("devices", 1, "endpoint", "http://10.0.0.5"), "not a Modbus endpoint", None),
     ("opcua", _field("devices", 1, "endpoint", "opc.tcp://user:pw@10.0.0.5:4840"), "carries credentials", None),
@@ -250,3 +266,32 @@ def test_loading_options_loads_no_protocol_stack(tmp_path: Path) -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == "[]", out.stderr
+
+
+def test_files_are_checked_for_the_node_this_machine_is(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With several nodes, a key file named for another machine is not looked for here; with --node it
+    is, relative to the contract file wherever the command starts."""
+    data = sample_contract("diode_send", tmp_path, monkeypatch)
+    data["zones"].append({"id": "dmz", "level": 3.5, "sl": 2, "owner": "sam"})
+    data["nodes"] = [{"id": "edge", "zone": "cell"}, {"id": "gateway", "zone": "dmz"}]
+    for item in (*data["devices"], *data["sinks"]):
+        item["node"] = "edge"
+    data["sinks"][0]["options"]["key_file"] = "diode.key"  # beside the contract, on the edge only
+    contract_dir = tmp_path / "contract"
+    contract_dir.mkdir()
+    path = contract_dir / "seam.yaml"
+    path.write_text(to_text(data), encoding="utf-8")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+
+    assert runner.invoke(APP, ["check", str(path), "--node", "gateway"]).exit_code != 2
+    missing = runner.invoke(APP, ["check", str(path), "--node", "edge"])
+    assert missing.exit_code == 2 and "no file at" in missing.output
+    with pytest.raises(StartupError, match="no file at"):
+        Supervisor(path, node="edge").prepare()
+
+    write_new_key(contract_dir / "diode.key")
+    assert runner.invoke(APP, ["check", str(path), "--node", "edge"]).exit_code != 2
+    Supervisor(path, node="edge").prepare()
+    assert runner.invoke(APP, ["check", str(path), "--node", "nowhere"]).exit_code == 2

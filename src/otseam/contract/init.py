@@ -9,7 +9,6 @@ example, keeping its comments, so the result is a contract that already passes `
 from __future__ import annotations
 
 import io
-import json
 import math
 import re
 from collections.abc import Callable
@@ -29,17 +28,14 @@ def example_text() -> str:
     return resources.files("otseam.contract").joinpath("example.yaml").read_text(encoding="utf-8")
 
 
-#: The diode key the example's diode_send sink names (relative to where `seam run` starts).
+#: The diode key the example's diode_send sink and diode_receive source name (beside the contract:
+#: relative paths in options are relative to the contract file).
 EXAMPLE_KEY = "seam-diode.key"
 
 
-def place_example_key(text: str, contract: Path) -> tuple[str, Path]:
-    """The example's key file next to the contract: its path as `seam run` started from here reads it.
-    Returns the text with that path and the file to create."""
-    key = contract.parent / EXAMPLE_KEY
-    if key != Path(EXAMPLE_KEY):
-        text = text.replace(f"key_file: {EXAMPLE_KEY}", f"key_file: {json.dumps(str(key))}", 1)
-    return text, key
+def example_key(contract: Path) -> Path:
+    """Where `seam init` writes the key the example names, for the contract written at ``contract``."""
+    return contract.parent / EXAMPLE_KEY
 
 
 #: Asks one question: (question, default) → answer; an empty default means none is offered. The CLI

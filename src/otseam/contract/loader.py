@@ -453,11 +453,14 @@ def _read_yaml(text: str, file: str) -> Any:
         ) from None
 
 
-def parse_text(text: str, file: str = "seam.yaml", *, environment: bool = False) -> LoadedContract:
+def parse_text(
+    text: str, file: str = "seam.yaml", *, environment: bool = False, node: str | None = None
+) -> LoadedContract:
     """Parse and validate contract text. Raises :class:`ContractError` listing every problem.
 
     ``environment``: also check that the files and environment variables plugin options name exist
-    here, as the plugins will when they start (:func:`load` does, for a contract on this machine)."""
+    here, as the plugins will when they start (:func:`load` does, for a contract on this machine): for
+    the plugins placed on ``node``, or on every node of a contract with at most one."""
     raw = _read_yaml(text, file)
     positions: dict[PathKey, Position] = {(): Position(1, 1)}
     try:
@@ -507,17 +510,19 @@ def parse_text(text: str, file: str = "seam.yaml", *, environment: bool = False)
                 )
             )
     if contract is not None and not problems:
-        problems.extend(_plugin_problems(contract, source, environment))
+        problems.extend(_plugin_problems(contract, source, environment, node))
     if problems or contract is None:
         problems.sort(key=lambda p: (p.line, p.column))
         raise ContractError(problems)
     return LoadedContract(contract, source, Path(file), raw)
 
 
-def _plugin_problems(contract: Contract, source: SourceMap, environment: bool) -> list[Problem]:
+def _plugin_problems(contract: Contract, source: SourceMap, environment: bool, node: str | None) -> list[Problem]:
     """Each plugin's options checked against the model the plugin itself runs with."""
     problems = []
-    for path, message, hint in plugin_options.check(contract, environment=environment):
+    for path, message, hint in plugin_options.check(
+        contract, environment=environment, node=node, contract_path=source.file
+    ):
         pos = source.locate(path)
         problems.append(Problem(source.file, pos.line, pos.column, message, hint, _describe(path)))
     return problems
@@ -580,10 +585,11 @@ def _read_contract(file: Path) -> str:
         ) from None
 
 
-def load(path: str | Path) -> LoadedContract:
-    """Load and validate a contract file."""
+def load(path: str | Path, *, node: str | None = None) -> LoadedContract:
+    """Load and validate a contract file, with the files and environment variables that the options of
+    ``node``'s plugins name (every plugin's, in a contract of one node)."""
     file = Path(path)
-    return parse_text(_read_contract(file), str(file), environment=True)
+    return parse_text(_read_contract(file), str(file), environment=True, node=node)
 
 
 def iter_problems(error: ContractError) -> Iterator[Problem]:

@@ -53,17 +53,22 @@ def environment_checked(info: ValidationInfo) -> bool:
 
 
 def _existing_file(value: str, info: ValidationInfo) -> str:
-    """Files the plugin reads when it starts: a missing one is reported now, as `seam run` would."""
+    """Files the plugin reads when it starts, relative to the contract file's directory (the context's
+    ``base``) unless absolute. Returned resolved, so the plugin opens the very file checked here; a
+    missing one is reported now, as `seam run` would."""
+    context = info.context if isinstance(info.context, dict) else {}
+    base = context.get("base")
+    path = value if not base or os.path.isabs(value) else os.path.join(str(base), value)
     if not environment_checked(info):
-        return value
-    if not os.path.isfile(value):
-        raise ValueError(f"no file at {value!r} (seam run on this machine would refuse it)")
-    if not os.access(value, os.R_OK):
-        raise ValueError(f"the file {value!r} is not readable by this user")
-    return value
+        return path
+    if not os.path.isfile(path):
+        raise ValueError(f"no file at {path!r} (seam run on this machine would refuse it)")
+    if not os.access(path, os.R_OK):
+        raise ValueError(f"the file {path!r} is not readable by this user")
+    return path
 
 
-#: A file that must exist and be readable where the contract runs.
+#: A file that must exist and be readable where the contract runs; relative to the contract file.
 ExistingFile = Annotated[str, Field(strict=True), AfterValidator(_text), AfterValidator(_existing_file)]
 
 

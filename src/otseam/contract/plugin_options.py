@@ -146,10 +146,19 @@ def describe(model: type[BaseModel], exc: ValidationError, where: str) -> str:
     return "\n".join(lines)
 
 
-def parse(model: type[M], raw: Mapping[str, Any], where: str, error: Callable[[str], Exception]) -> M:
-    """The plugin side: ``raw`` validated into ``model``, or ``error(message)`` raised."""
+def parse(
+    model: type[M],
+    raw: Mapping[str, Any],
+    where: str,
+    error: Callable[[str], Exception],
+    *,
+    contract_path: str = "",
+    environment: bool = True,
+) -> M:
+    """The plugin side: ``raw`` validated into ``model``, or ``error(message)`` raised. Files the options
+    name are found relative to ``contract_path``'s directory, as `seam check` finds them."""
     try:
-        return model.model_validate(dict(raw))
+        return model.model_validate(dict(raw), context={"base": _base(contract_path), "environment": environment})
     except ValidationError as exc:
         raise error(describe(model, exc, where)) from None
 
@@ -163,10 +172,26 @@ def _entries(contract: Any, section: str) -> list[Any]:
     return list(entries) if isinstance(entries, list) else []
 
 
-def check(contract: Any, *, environment: bool = True) -> list[Finding]:
+def _base(contract_path: str | Path) -> str:
+    return str(Path(contract_path).parent) if str(contract_path) else ""
+
+
+def _runs_here(contract: Any, entry: Any, node: str | None) -> bool:
+    nodes = getattr(contract, "nodes", [])
+    if node is None:
+        return len(nodes) <= 1
+    node_of = getattr(contract, "node_of", None)
+    return callable(node_of) and node_of(entry) == node
+
+
+def check(
+    contract: Any, *, environment: bool = True, node: str | None = None, contract_path: str | Path = ""
+) -> list[Finding]:
     """Every device's, sink's and source's ``options`` against its plugin's model, and the device
     fields its driver checks. ``environment``: also check the files and environment variables the
-    options name, as the plugin will when it starts. Plugins without ``options.py`` are left to the rules (an unknown plugin
+    options name, as the plugin will when it starts - for the plugins of ``node`` (this machine), or of
+    every node when the contract has at most one (files named for another machine are not here to
+    check). Plugins without ``options.py`` are left to the rules (an unknown plugin
     name is a finding there)."""
     findings: list[Finding] = []
     for section, package in KINDS.items():
@@ -184,7 +209,10 @@ def check(contract: Any, *, environment: bool = True) -> list[Finding]:
             base: tuple[str | int, ...] = (section, index, "options")
             what = "device" if section == "devices" else section[:-1]
             try:
-                options = model.model_validate(dict(entry.options), context={"environment": environment})
+                here = environment and _runs_here(contract, entry, node)
+                options = model.model_validate(
+                    dict(entry.options), context={"environment": here, "base": _base(contract_path)}
+                )
             except ValidationError as exc:
                 for error in exc.errors():
                     loc, message, hint = explain(model, dict(error))

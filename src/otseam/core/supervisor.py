@@ -223,7 +223,7 @@ class Supervisor:
         loop (see :meth:`reload`) so that polling and /health never wait for it.
         """
         try:
-            loaded = load(self.contract_path)
+            loaded = load(self.contract_path, node=self.requested_node)
         except ContractError as exc:
             raise StartupError(str(exc)) from None
         node = resolve_node(loaded.contract, self.requested_node)

@@ -86,8 +86,16 @@ class PointSpec:
     deadband: tuple[str, float] | None
 
 
-def parse_options(device: Device) -> Settings:
-    options = plugin_options.parse(Options, device.options, f"device {device.id}", OpcUaConfigError)
+def parse_options(device: Device, contract_path: str = "", *, environment: bool = True) -> Settings:
+    """``environment``: whether the files the options name must exist here (not when only planning)."""
+    options = plugin_options.parse(
+        Options,
+        device.options,
+        f"device {device.id}",
+        OpcUaConfigError,
+        contract_path=contract_path,
+        environment=environment,
+    )
     longest = max([device.poll, *(p.poll for p in device.points if p.poll is not None)])
     return Settings(
         mode=options.mode,
@@ -141,7 +149,7 @@ def requests_per_second(device: Device) -> float:
     Subscribe mode: one Publish request per publishing interval (the device's poll). Poll mode: one
     Read per poll interval group and chunk of ``max_nodes_per_read`` nodes.
     """
-    options = parse_options(device)
+    options = parse_options(device, environment=False)
     specs = point_specs(device)
     if not specs:
         return 0.0

@@ -97,11 +97,11 @@ def _chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
 
 
 class OpcUaDriver:
-    def __init__(self, device: Device) -> None:
+    def __init__(self, device: Device, contract_path: str = "") -> None:
         self.device = device
         self.url = device.endpoint.strip()
         self.host, self.port = parse_endpoint(self.url, device.id)
-        self.options: Settings = parse_options(device)
+        self.options: Settings = parse_options(device, contract_path)
         self.specs: list[PointSpec] = point_specs(device)
         for spec in self.specs:
             try:

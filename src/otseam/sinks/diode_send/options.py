@@ -7,7 +7,6 @@ An unset setting takes the diode's default (docs/diode.md).
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
@@ -16,7 +15,6 @@ from otseam.contract.option_types import ExistingFile, Flag, PluginOptions, Text
 
 #: Keys that are this sink's own; every other option is a link setting.
 _OWN = ("target", "key_file", "bind")
-MIN_KEY_BYTES = 16
 TARGET_FORMS = "'host:port', 'udp://host:port' or '[v6-address]:port', e.g. '192.0.2.10:7400'"
 
 
@@ -67,14 +65,10 @@ class Options(PluginOptions):
     @field_validator("key_file")
     @classmethod
     def _key(cls, value: str, info: ValidationInfo) -> str:
-        if not environment_checked(info):
-            return value
-        size = len(Path(value).read_bytes().strip())
-        if size < MIN_KEY_BYTES:
-            raise ValueError(
-                f"the key file holds {size} bytes, fewer than {MIN_KEY_BYTES}: "
-                f"create a random one with 'seam diode keygen {value}'"
-            )
+        if environment_checked(info):
+            from otseam.diode.config import load_key  # the same reading the sender does at start
+
+            load_key(value)
         return value
 
     @model_validator(mode="after")

@@ -69,9 +69,10 @@ class DiodeSendSink:
         await self.sender.close()
 
 
-def sink_from_options(options: dict[str, Any], name: str = "diode_send") -> DiodeSendSink:
-    """Build from a contract sink's ``options`` (target, key_file, and the settings in docs/diode.md)."""
-    model = plugin_options.parse(Options, options, f"sink {name}", DiodeConfigError)
+def sink_from_options(options: dict[str, Any], name: str = "diode_send", contract_path: str = "") -> DiodeSendSink:
+    """Build from a contract sink's ``options`` (target, key_file, and the settings in docs/diode.md); a
+    relative key_file is beside the contract file."""
+    model = plugin_options.parse(Options, options, f"sink {name}", DiodeConfigError, contract_path=contract_path)
     settings = DiodeSettings.from_options(model.link_settings())
     key = load_key(model.key_file)
     return DiodeSendSink(DiodeSender(parse_target(model.target), key, settings, bind=model.bind), name)

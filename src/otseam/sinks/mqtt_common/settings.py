@@ -119,9 +119,11 @@ def settings_from(options: MqttOptions, *, default_client_id: str) -> MqttSettin
     )
 
 
-def parse_mqtt_options(options: Mapping[str, Any], *, default_client_id: str, where: str = "mqtt") -> MqttSettings:
+def parse_mqtt_options(
+    options: Mapping[str, Any], *, default_client_id: str, where: str = "mqtt", contract_path: str = ""
+) -> MqttSettings:
     """Connection settings from a mapping of connection options only (``seam host`` builds one from flags)."""
-    model = plugin_options.parse(MqttOptions, options, where, MqttConfigError)
+    model = plugin_options.parse(MqttOptions, options, where, MqttConfigError, contract_path=contract_path)
     return settings_from(model, default_client_id=default_client_id)
 
 

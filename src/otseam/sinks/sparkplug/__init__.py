@@ -12,4 +12,6 @@ __all__ = ["SparkplugSink", "create"]
 
 def create(spec: SinkSpec, context: PluginContext) -> SparkplugSink:
     """Raises MqttConfigError (a ValueError) with a clear message when the options are wrong."""
-    return SparkplugSink(spec, context, parse_options(spec.options, sink_id=spec.id))
+    return SparkplugSink(
+        spec, context, parse_options(spec.options, sink_id=spec.id, contract_path=context.contract_path)
+    )

@@ -24,8 +24,10 @@ class SparkplugOptions:
     max_metrics_per_message: int = 5000
 
 
-def parse_options(options: Mapping[str, Any], *, sink_id: str) -> SparkplugOptions:
-    model = plugin_options.parse(Options, options, f"sparkplug sink {sink_id}", MqttConfigError)
+def parse_options(options: Mapping[str, Any], *, sink_id: str, contract_path: str = "") -> SparkplugOptions:
+    model = plugin_options.parse(
+        Options, options, f"sparkplug sink {sink_id}", MqttConfigError, contract_path=contract_path
+    )
     return SparkplugOptions(
         mqtt=settings_from(model, default_client_id=f"seam-{model.group_id}-{model.edge_node_id}"),
         group_id=model.group_id,

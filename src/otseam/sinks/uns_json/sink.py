@@ -46,8 +46,10 @@ class UnsOptions:
     topic_prefix: str | None = None
 
 
-def parse_options(options: Mapping[str, Any], *, sink_id: str) -> UnsOptions:
-    model = plugin_options.parse(Options, options, f"uns_json sink {sink_id}", MqttConfigError)
+def parse_options(options: Mapping[str, Any], *, sink_id: str, contract_path: str = "") -> UnsOptions:
+    model = plugin_options.parse(
+        Options, options, f"uns_json sink {sink_id}", MqttConfigError, contract_path=contract_path
+    )
     return UnsOptions(
         mqtt=settings_from(model, default_client_id=f"seam-uns-{sink_id}"),
         retain=model.retain,
