@@ -172,7 +172,7 @@ journal:
     contract = (tmp_path / "seam.yaml").read_text()
     (tmp_path / "seam.yaml").write_text(contract.replace("offload: false", "offload: maybe"))
     refused = seam("send", "--contract", str(tmp_path / "seam.yaml"), "--drain")
-    assert refused.returncode == 2 and "offload must be true or false" in refused.stderr, refused.stderr
+    assert refused.returncode == 2 and "option offload: true or false" in refused.stderr, refused.stderr
 
 
 def test_metrics_are_it_side_only_and_denied_by_default(tmp_path: Path) -> None:

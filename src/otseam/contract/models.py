@@ -53,7 +53,9 @@ class Side(StrEnum):
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=False)
+    # allow_inf_nan: a NaN limit compares false with everything (an alarm that never fires, a range that
+    # contains nothing yet passes its low < high check); infinity is no engineering value either.
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=False, allow_inf_nan=False)
 
 
 # --- site and people --------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -242,7 +243,7 @@ class Supervisor:
             loaded = self.fixed
         else:
             try:
-                loaded = load(self.contract_path)
+                loaded = load(self.contract_path, node=self.requested_node)
             except ContractError as exc:
                 raise StartupError(str(exc)) from None
         node = resolve_node(loaded.contract, self.requested_node)
@@ -725,16 +726,46 @@ class Supervisor:
         assert self._journal_metrics is not None
         return self._journal_metrics
 
+    def problems(self) -> list[str]:
+        """One line per component that is not working, naming it and since when: what /health and the
+        status line show, so that nothing that is down is ever reported as up."""
+        lines = []
+        for _, component in sorted(self.components.items()):
+            report = component.health().get("detail")
+            detail = report if isinstance(report, dict) else {}
+            if component.state != "running":
+                stopped = component.last_error_ts or component.started_ts
+                why = f": {component.last_error}" if component.last_error else ""
+                lines.append(f"{component.kind} {component.id} {component.state} since {_when(stopped)}{why}")
+            elif not component.working:
+                state = detail.get("device") or detail.get("state") or detail.get("link") or "not working"
+                changed = detail.get("since")
+                when = f" since {_when(float(changed))}" if isinstance(changed, int | float) else ""
+                error = detail.get("last_error") or detail.get("error")
+                why = f": {error}" if error else ""
+                what = "device" if component.kind == "driver" else component.kind
+                lines.append(f"{what} {component.id} {state}{when}{why}")
+        for sink_id, stats in sorted(self.sink_stats.items()):
+            if stats.consecutive_failures > 0:
+                when = f" since {_when(stats.failing_since)}" if stats.failing_since else ""
+                lines.append(
+                    f"sink {sink_id} failing{when} ({stats.consecutive_failures} attempts): {stats.last_error}"
+                )
+        return lines
+
     def health(self) -> dict[str, object]:
         components = {name: c.health() for name, c in sorted(self.components.items())}
-        lags: dict[str, int] = {}
+        cursors = {}
         if self.journal is not None and not self.journal.closed:
-            lags = {c.name: c.depth for c in self.journal_metrics().cursors}
+            cursors = {c.name: c for c in self.journal_metrics().cursors}
         for name, entry in components.items():
             if name.startswith("sink:"):
                 sink_id = name[5:]
                 stats = self.sink_stats.get(sink_id)
-                entry["lag_records"] = lags.get(sink_id, 0)
+                cursor = cursors.get(sink_id)
+                entry["lag_records"] = cursor.depth if cursor else 0
+                # The backlog's age: how old the oldest record this sink has not delivered is.
+                entry["lag_seconds"] = round(cursor.oldest_unread_age or 0.0, 3) if cursor else 0.0
                 if stats is not None:
                     entry["delivery_state"] = stats.state
                     entry["delivered_records"] = stats.delivered_records
@@ -747,6 +778,7 @@ class Supervisor:
         status = self.state if self.state != "running" else ("degraded" if degraded else "ok")
         return {
             "status": status,
+            "problems": self.problems(),
             "node": self.node,
             "contract": str(self.contract_path),
             "journal": self.journal.source if self.journal else None,
@@ -758,6 +790,11 @@ class Supervisor:
             },
             "components": components,
         }
+
+
+def _when(ts: float) -> str:
+    """A wall-clock time as people and log tools read it: ISO 8601, UTC, to the second."""
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 async def run_until_stopped(

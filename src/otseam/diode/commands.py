@@ -7,6 +7,7 @@ import contextlib
 import gc
 import json
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -135,7 +136,8 @@ def send(
         options.update(
             _options(
                 target=target,
-                key_file=key_file,
+                # Given here, it is relative to where the command runs, not to the contract.
+                key_file=os.path.abspath(key_file) if key_file else None,
                 bind=bind,
                 rate=rate,
                 k=k,
@@ -148,7 +150,7 @@ def send(
         )
         if journal is None:
             raise _Fail("say which journal to send: --journal PATH (or --contract seam.yaml)")
-        diode_sink = sink_from_options(options, name=cursor)
+        diode_sink = sink_from_options(options, name=cursor, contract_path=contract or "")
         opened = Journal.open(journal)
     except (_Fail, DiodeConfigError, JournalError) as exc:
         raise _fail(str(exc)) from None
