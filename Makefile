@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 SYSTEM_TOOLS := mosquitto:mosquitto initdb:postgresql mbpoll:mbpoll tshark:tshark tcpdump:tcpdump \
                 ip:iproute2 ethtool:ethtool socat:socat node:nodejs npm:npm
 # file:package pairs for what building the diode's C speedups needs (see setup.py).
-BUILD_FILES := /usr/include/openssl/sha.h:libssl-dev
+BUILD_FILES := /usr/include/openssl/evp.h:libssl-dev /usr/include/isa-l/erasure_code.h:libisal-dev
 # Tests run in two processes (the machines have two cores); override with PYTEST_WORKERS=0 to debug.
 PYTEST_WORKERS ?= 2
 

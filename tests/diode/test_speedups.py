@@ -303,8 +303,8 @@ def edited(stream: list[bytes], edits: list[Edit]) -> list[Datagram]:
                 changed[2] = edit[2]
             elif op == "shrink":
                 payload = changed[wire.HEADER_SIZE : -wire.MAC_SIZE]
-                # An authentic datagram cut short: fragments shorter than their FEC header claims
-                # are refused before pyeclib sees them (it would read past them).
+                # An authentic datagram cut short: fragments shorter than their block length claims
+                # are refused by the FEC decoder, never read past.
                 payload = payload[: edit[2] % (len(payload) + 1)]
                 changed[24:] = struct.pack(">H", len(payload)) + payload + bytes(wire.MAC_SIZE)
                 changed = bytearray(_reseal(changed))
@@ -570,8 +570,8 @@ def test_authentic_blocks_that_do_not_decode_are_counted_and_reported_on_every_p
 def test_macs_checked_sixteen_at_a_time_reject_exactly_the_forged_datagrams(
     forged: set[int], size: int, gap: int
 ) -> None:
-    """Runs of equal-length datagrams are checked in lanes where the CPU allows (HMAC_LANES); a forged
-    MAC anywhere in a run, at a lane's edge or alone in a short tail, must be refused, and only it."""
+    """Runs of equal-length datagrams are checked one after the other in C; a forged MAC anywhere in a
+    run, at its edges or alone in a short tail, must be refused, and only it."""
     module = compiled()
     sealer = module.Mac(KEY)
     slot = size + wire.HEADER_SIZE + wire.MAC_SIZE + gap

@@ -29,7 +29,7 @@ from otseam.core.records import Event, Record, Sample, Severity
 from otseam.diode import blocks, mmsg, wire
 from otseam.diode.config import DiodeSettings
 from otseam.diode.dedup import OffsetSet
-from otseam.diode.fec import FRAGMENT_HEADER, Fec
+from otseam.diode.fec import Fec
 from otseam.diode.metrics import ReceiverStats
 
 log = logging.getLogger(__name__)
@@ -132,8 +132,7 @@ class DiodeReceiver:
         #: One byte more than a datagram of ours can be, so that a longer one shows as too long.
         self._slot = settings.datagram_size + 1
         self._fec = Fec(settings.fec)
-        if speedups is not None:  # blocks that lost fragments rebuilt in one C call (checked first)
-            self._fec.compile_recovery(speedups)
+        self._join = self._fec.join
         self._fingerprint = settings.fingerprint(key)
         #: The parity a block of k data fragments must have, by k: anything else is not our configuration.
         self._parity = [settings.fec.parity_for(k) for k in range(settings.fec.max_k + 1)]
@@ -155,6 +154,7 @@ class DiodeReceiver:
         self._link_up = False
         self._last_beacon = 0.0
         self._mismatch_reported: dict[bytes, float] = {}
+        self._version_reported = float("-inf")
         #: How long a block sent whole may still wait for a fragment; widened if the link reorders more.
         self.reorder_window = settings.reorder_window
         self.stats.reorder_window = settings.reorder_window
@@ -280,6 +280,8 @@ class DiodeReceiver:
         for reason, rejected in zip(_REASONS, rejected_counts, strict=True):
             if rejected:
                 stats.rejected[reason] += rejected
+        if rejected_counts[2] and now - self._version_reported >= 60.0:
+            self._report_version(view, starts, sizes, count, now)
         for item in items:
             tag = item[0]
             if tag == _ITEM_RUN:
@@ -290,6 +292,27 @@ class DiodeReceiver:
                 self._report_mismatch(item[1], now, authentic=False)
         stats.datagrams += count
         stats.bytes += received
+
+    def _report_version(self, view: memoryview, starts: list[int], sizes: list[int], count: int, now: float) -> None:
+        """Datagrams of another wire version were refused: say which, and what to do (at most once a minute;
+        the count is in the ``version`` counter). Nothing in them is acted upon."""
+        for i in range(count):
+            start, size = starts[i], sizes[i]
+            if size >= wire.OVERHEAD and view[start : start + 2] == wire.MAGIC and view[start + 2] != wire.VERSION:
+                version = view[start + 2]
+                break
+        else:
+            return
+        self._version_reported = now
+        known = wire.RETIRED_VERSIONS.get(version)
+        log.warning(
+            "a diode sender speaks wire version %d (%s); this receiver speaks version %d and refuses it: "
+            "upgrade %s so that both sides run the same Seam release",
+            version,
+            known or "unknown to this release",
+            wire.VERSION,
+            "the OT side" if known else "this receiver",
+        )
 
     def _run(
         self,
@@ -327,8 +350,7 @@ class DiodeReceiver:
         and :meth:`_complete` would conclude from the same fragments. False to take the general path."""
         if sequence < session.next_sequence or sequence in session.done or sequence in session.pending:
             return False
-        assert self._speedups is not None  # runs come from the C checker only
-        block = self._speedups.join_fragments(joined, size, k, FRAGMENT_HEADER)
+        block = self._join(joined, size, k)
         if block is None:  # headers that do not fit together: the general path says what it makes of them
             return False
         if sequence >= session.known_sent:
@@ -409,7 +431,7 @@ class DiodeReceiver:
         stats = self.stats
         rejected = stats.rejected
         unpack = wire.HEADER.unpack_from
-        inner_copy, outer_copy, equal = self._mac.inner.copy, self._mac.outer.copy, hmac.compare_digest
+        keyed_copy, equal = self._mac.keyed.copy, hmac.compare_digest
         header_size, mac_size, limit = wire.HEADER_SIZE, wire.MAC_SIZE, self._slot - 1
         magic_ours, version_ours, data_kind, parity_kind = wire.MAGIC, wire.VERSION, _DATA, _PARITY
         parity, max_k = self._parity, self._max_k
@@ -431,16 +453,16 @@ class DiodeReceiver:
                 continue
             if version != version_ours:
                 rejected[_VERSION] += 1
+                if now - self._version_reported >= 60.0:
+                    self._report_version(view, [start], [size], 1, now)
                 continue
             end = start + header_size + length
             if end + mac_size != start + size:
                 rejected[_SHORT] += 1
                 continue
-            inner = inner_copy()
-            inner.update(view[start:end])
-            outer = outer_copy()
-            outer.update(inner.digest())
-            if not equal(outer.digest()[:mac_size], view[end : end + mac_size]):
+            mac = keyed_copy()
+            mac.update(view[start:end])
+            if not equal(mac.digest()[:mac_size], view[end : end + mac_size]):
                 rejected[_MAC] += 1
                 claimed = wire.peek_beacon_fingerprint(view[start : start + size])
                 if claimed is not None and claimed != self._fingerprint:
@@ -494,12 +516,12 @@ class DiodeReceiver:
         data = fragments[:k]
         missing_data = data.count(None)
         block = None
-        if not missing_data and self._speedups is not None:
+        if not missing_data:
             # Every data fragment, from runs the C checker could not hand over whole (a block split
             # between two reads): one join and the C header checks, not a Python loop over fragments.
             present = cast(list[bytes], data)
             if len(set(map(len, present))) == 1:
-                block = self._speedups.join_fragments(b"".join(present), len(present[0]), k, FRAGMENT_HEADER)
+                block = self._join(b"".join(present), len(present[0]), k)
         if block is None:
             block = self._fec.decode(k, m, {i: f for i, f in enumerate(fragments) if f is not None})
         if block is None:

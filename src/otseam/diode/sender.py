@@ -22,7 +22,7 @@ from otseam.core.memory import keep_freed_memory
 from otseam.core.records import Record, Sample
 from otseam.diode import blocks, mmsg, wire
 from otseam.diode.config import DiodeSettings
-from otseam.diode.fec import Fec
+from otseam.diode.fec import DirectEncoder, Fec
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ class DiodeSender:
         self._buffer = bytearray()
         self._address: tuple[str, int] = target
         self._fec = Fec(settings.fec)
-        self._direct = self._fec.direct(speedups) if speedups is not None else None
+        self._direct = DirectEncoder(self._fec) if self._sealer is not None else None
         self._fingerprint = settings.fingerprint(key)
         self.session = secrets.randbits(64)
         self.next_sequence = 0
