@@ -117,7 +117,7 @@ def test_wire_version_1_is_refused_with_a_message_naming_it(caplog: object) -> N
     for compiled in (None, False):
         journal = _Kept()
         receiver = DiodeReceiver(("127.0.0.1", 0), KEY, diode_settings(), journal, compiled=compiled)  # type: ignore[arg-type]
-        beacon = wire.pack_beacon(wire.Beacon(receiver._fingerprint, time.time(), 0, 0, 1000))
+        beacon = wire.pack_beacon(wire.Beacon(receiver._fingerprint, time.time(), 0, 0, 1000, 0))
         body = wire.HEADER.pack(wire.MAGIC, 1, wire.Kind.BEACON, 0, 0, 0, 0, 5, 0, len(beacon)) + beacon
         old = body + wire.Mac(KEY)(body)
         now = time.monotonic()

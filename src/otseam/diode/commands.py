@@ -44,6 +44,10 @@ def _address(text: str, what: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+#: How long the IT sinks may take to drain after SIGTERM (the receiver's own close takes about a second).
+SINK_DRAIN = 3.0
+
+
 # Options both commands take. The FEC layout must be the same on both sides (the fingerprint in the
 # beacons catches a difference); offload need not be (the datagrams on the link are the same).
 _K = Annotated[int | None, typer.Option(help="Most data fragments per FEC block (default 64).")]
@@ -85,11 +89,15 @@ def _diode_sink(contract: Contract, sink_id: str | None) -> SinkSpec:
     return candidates[0]
 
 
-async def _until_stopped(stop: asyncio.Event, duration: float | None) -> None:
+def _on_signals(stop: asyncio.Event) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
+
+
+async def _until_stopped(stop: asyncio.Event, duration: float | None) -> None:
+    _on_signals(stop)
     if duration is None:
         await stop.wait()
     else:
@@ -267,6 +275,8 @@ def receive(
         from otseam.core.sinkrunner import RecordFilter, SinkStats, run_sink
         from otseam.replica.modbus import ModbusReplica
 
+        stop = asyncio.Event()
+        _on_signals(stop)  # before anything else: a SIGTERM at any point stops the process cleanly
         receiver = DiodeReceiver(address, key, settings, opened, state_path=state_path)
         await receiver.start()
         # Everything imported and built so far lives as long as the process: keep it out of the
@@ -277,7 +287,7 @@ def receive(
         if metrics_address:
             stats = receiver.stats
             http = HttpServer(
-                lambda: {"status": "ok", "receiver": stats.as_dict()},
+                receiver.health,
                 registry_for(stats),
                 metrics_address[0],
                 metrics_address[1],
@@ -285,7 +295,6 @@ def receive(
             )
             bound = await http.start()
             log.info("diode receive: metrics on http://%s:%d/metrics", metrics_address[0], bound)
-        stop = asyncio.Event()
         replica_task = None
         runners = []
         for spec in sink_specs:
@@ -316,8 +325,9 @@ def receive(
             if http is not None:
                 await http.stop()
             if runners:
-                # Drain: everything the receiver wrote reaches the IT sinks before the process ends.
-                await asyncio.wait(runners, timeout=30)
+                # Drain: what the receiver wrote reaches the IT sinks, within SIGTERM's budget (a sink whose
+                # peer is down resumes from its cursor at the next start).
+                await asyncio.wait(runners, timeout=SINK_DRAIN)
             if replica_task:
                 replica_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

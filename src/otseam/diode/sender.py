@@ -93,6 +93,7 @@ class DiodeSender:
         self._fingerprint = settings.fingerprint(key)
         self.session = secrets.randbits(64)
         self.next_sequence = 0
+        self._beacon_number = 0
         self.stats = SenderStats()
         wire_block = (settings.fec.max_k + settings.fec.parity_for(settings.fec.max_k)) * settings.datagram_size
         self._bucket = TokenBucket(settings.rate, max(settings.rate * 0.01, 2.0 * wire_block))
@@ -157,7 +158,9 @@ class DiodeSender:
             self.next_sequence,
             int(self.settings.snapshot_interval * 1000),
             int(self.settings.beacon_interval * 1000),
+            self._beacon_number,
         )
+        self._beacon_number += 1
         header = wire.Header(wire.Kind.BEACON, 0, 0, 0, 0, self.session, self.next_sequence, wire.BEACON.size)
         datagram = wire.pack(self._key, header, wire.pack_beacon(beacon))
         async with self._lock:

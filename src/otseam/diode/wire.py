@@ -9,7 +9,7 @@ The Python here is the reference; ``speedups/_speedups.c`` does the same work on
     0   2  magic "SD"
     2   1  version
     3   1  type (1 data fragment, 2 parity fragment, 3 beacon)
-    4   1  flags (bit 0: the block is a snapshot of current values)
+    4   1  flags (bit 0: a snapshot of current values; bit 1: a replay of journal history)
     5   1  k, data fragments in this block (0 in a beacon)
     6   1  m, parity fragments in this block (0 in a beacon)
     7   1  fragment index, 0 .. k+m-1 (0 in a beacon)
@@ -57,6 +57,8 @@ OVERHEAD = HEADER_SIZE + MAC_SIZE
 MAX_DATAGRAM = 65507
 
 FLAG_SNAPSHOT = 0x01
+#: The block re-sends a range of the OT journal on an operator's request (``seam diode replay``).
+FLAG_REPLAY = 0x02
 
 
 class Kind(IntEnum):
@@ -280,8 +282,10 @@ _warned = False
 # --- beacons --------------------------------------------------------------------------------------
 
 FINGERPRINT_SIZE = 16
-#: fingerprint, sender wall clock (seconds, float), blocks sent, snapshot interval (ms), beacon interval (ms)
-BEACON = struct.Struct(">16sdQII")
+#: fingerprint, sender wall clock (seconds, float), blocks sent, snapshot interval (ms), beacon interval (ms),
+#: beacon number (from 0 per session, one more for every beacon: a receiver acts only on a beacon whose
+#: number is higher than any it has seen from that session, so a recorded beacon replayed does nothing)
+BEACON = struct.Struct(">16sdQIIQ")
 
 
 @dataclass(slots=True, frozen=True)
@@ -291,6 +295,7 @@ class Beacon:
     blocks_sent: int
     snapshot_interval_ms: int
     beacon_interval_ms: int
+    number: int
 
 
 def pack_beacon(beacon: Beacon) -> bytes:
@@ -300,6 +305,7 @@ def pack_beacon(beacon: Beacon) -> bytes:
         beacon.blocks_sent,
         beacon.snapshot_interval_ms,
         beacon.beacon_interval_ms,
+        beacon.number,
     )
 
 

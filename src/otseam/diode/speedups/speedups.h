@@ -24,7 +24,7 @@
 #define KIND_PARITY 2
 #define KIND_BEACON 3
 #define FINGERPRINT_SIZE 16
-#define BEACON_PAYLOAD 40 /* wire.BEACON.size */
+#define BEACON_PAYLOAD 48 /* wire.BEACON.size */
 #define MAX_FRAGMENTS 255
 /* Seam's fragment header, at the start of every fragment's payload: the block's length in bytes
  * (u32, big-endian). A block of L bytes in k fragments gives each ceil(L / k) data bytes, the last
