@@ -170,7 +170,12 @@ class DiodeSender:
             self.stats.bytes += len(datagram)
 
     async def send_records(
-        self, source: str, offsets: Sequence[int], records: Sequence[Record], snapshot: bool = False
+        self,
+        source: str,
+        offsets: Sequence[int],
+        records: Sequence[Record],
+        snapshot: bool = False,
+        replay: bool = False,
     ) -> None:
         """Send records with their journal offsets; returns once every datagram has left the socket.
 
@@ -178,17 +183,17 @@ class DiodeSender:
         fail to encode, the blocks before it have been sent, and the receiver drops them as duplicates
         when the batch comes again (it deduplicates by offset)."""
         for payload in blocks.iter_split(source, offsets, records, self.settings.fec.max_block):
-            await self.send_block(payload, snapshot)
+            await self.send_block(payload, snapshot, replay)
         self.stats.records += len(records)
 
-    async def send_block(self, payload: bytes, snapshot: bool = False) -> int:
+    async def send_block(self, payload: bytes, snapshot: bool = False, replay: bool = False) -> int:
         """Encode one block, send all its fragments; returns its sequence number."""
         direct = self._direct
         if direct is None:
             k, m, fragments = self._fec.encode(payload)
         else:
             k, m = self._fec.shape(len(payload))  # refuses a block that cannot be sent before it is numbered
-        flags = wire.FLAG_SNAPSHOT if snapshot else 0
+        flags = (wire.FLAG_SNAPSHOT if snapshot else 0) | (wire.FLAG_REPLAY if replay else 0)
         async with self._lock:
             if self._sock is None:
                 raise RuntimeError("the diode sender is not started")
