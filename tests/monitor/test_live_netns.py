@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from tests.monitor.conftest import REPO
+from tests.support.wait import wait_until
 
 SERVER = """
 import asyncio, logging
@@ -35,13 +36,12 @@ def ip(*args: str) -> None:
     subprocess.run(["ip", *args], check=True, capture_output=True, timeout=10)
 
 
-def wait_for_listener(namespace: str, port: int, deadline: float) -> None:
-    while time.monotonic() < deadline:
+def wait_for_listener(namespace: str, port: int, within: float) -> None:
+    def listening() -> bool:
         out = subprocess.run(["ip", "netns", "exec", namespace, "ss", "-ltn"], capture_output=True, text=True).stdout
-        if f":{port} " in out:
-            return
-        time.sleep(0.1)
-    raise TimeoutError(f"nothing listens on port {port} in {namespace}")
+        return f":{port} " in out
+
+    wait_until(listening, f"a listener on port {port} in {namespace}", within, interval=0.1)
 
 
 def test_watch_a_veth_between_namespaces(tmp_path: Path) -> None:
@@ -60,7 +60,7 @@ def test_watch_a_veth_between_namespaces(tmp_path: Path) -> None:
         script = tmp_path / "server.py"
         script.write_text(SERVER)
         processes.append(subprocess.Popen(["ip", "netns", "exec", b, sys.executable, str(script)], cwd=REPO))
-        wait_for_listener(b, 502, time.monotonic() + 20)
+        wait_for_listener(b, 502, 20)
         seam = str(Path(sys.executable).parent / "seam")
         watcher = subprocess.Popen(
             [
