@@ -111,8 +111,17 @@ def _root(
     show_version: bool = typer.Option(
         False, "--version", help="Print the version and exit.", callback=_show_version, is_eager=True
     ),
+    log_format: str = typer.Option(
+        "text", "--log-format", help="Logs of every command: text, or json (one JSON object per line)."
+    ),
 ) -> None:
     """Seam: the defined interface between a plant's OT and its IT."""
+    from otseam.core import logfmt
+
+    try:
+        logfmt.use(log_format)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
 
 
 def _unindexed() -> list[str]:
@@ -139,10 +148,19 @@ def _register_listing() -> None:
 
 def _command_name(argv: list[str]) -> str | None:
     """The subcommand named on the command line (the first word that is not an option)."""
+    skip = False
     for arg in argv:
-        if not arg.startswith("-"):
+        if skip:
+            skip = False
+        elif arg in _ROOT_OPTIONS_WITH_VALUE:
+            skip = True
+        elif not arg.startswith("-"):
             return arg
     return None
+
+
+#: Options of `seam` itself (before the command) that take a value.
+_ROOT_OPTIONS_WITH_VALUE = frozenset({"--log-format"})
 
 
 def _register_all() -> None:
