@@ -209,6 +209,12 @@ async def test_two_hosts_share_the_data_and_store_it_once(
     await sink.start()
     for start in range(0, total, 500):
         await sink.deliver(flow(start, 500))
+    # Markers after the replay, one message each: the broker hands a shared subscription's messages to
+    # its hosts in turn, and each host works through its share in order, so once every marker is stored
+    # both hosts have been through their share of the replay.
+    markers = 10
+    for i in range(markers):
+        await sink.deliver(flow(total + i, 1))
     await sink.close()
 
     def stored() -> int:
@@ -216,19 +222,15 @@ async def test_two_hosts_share_the_data_and_store_it_once(
             row = conn.execute("SELECT count(*) FROM sparkplug_metrics WHERE metric='flow'").fetchone()
             return int(row[0]) if row else 0
 
-    await wait_until(lambda: stored() == total, within=30, what="every value stored")
-    # Not yet converted to a wait: the replayed duplicates still in flight to the hosts have nothing to
-    # wait on (the hosts report their counts only when they stop).
-    await asyncio.sleep(0.5)
-    assert stored() == total
+    await wait_until(lambda: stored() == total + markers, within=30, what="every value and marker stored")
     summaries = [json.loads(h.stop().splitlines()[-1].split("stopped ", 1)[1]) for h in (first, second)]
     # Both hosts took a share of the data; together they stored each value exactly once.
     assert all(s["metrics_stored"] > 0 for s in summaries)
-    assert sum(s["metrics_stored"] for s in summaries) == total
+    assert sum(s["metrics_stored"] for s in summaries) == total + markers
     assert sum(s["metrics_duplicate"] for s in summaries) >= total
     with psycopg.connect(pg_server.dsn) as conn:
         distinct = conn.execute("SELECT count(DISTINCT value) FROM sparkplug_metrics WHERE metric='flow'").fetchone()
-    assert distinct == (total,)
+    assert distinct == (total + markers,)
 
 
 def test_seam_host_refuses_bad_arguments_with_one_line(capsys: pytest.CaptureFixture[str]) -> None:

@@ -20,7 +20,9 @@ from pymodbus.simulator import DataType, SimData, SimDevice
 
 from otseam.monitor.live import capture
 from tests.monitor.conftest import REPO
+from tests.support.output import OutputLines
 from tests.support.servers import free_port
+from tests.support.wait import wait_until_async
 
 
 def request(sock: socket.socket, tid: int, pdu: bytes) -> bytes:
@@ -49,6 +51,7 @@ async def test_watch_a_live_interface() -> None:
         assert watcher.stderr is not None
         ready = watcher.stderr.readline()
         assert b"capturing on lo" in ready, ready + watcher.stderr.read()
+        alerts_out = OutputLines(watcher.stdout)
         plc = SimDevice(1, simdata=[SimData(0, values=[7, 8, 9], datatype=DataType.REGISTERS)])
         server = ModbusTcpServer([plc], address=("127.0.0.1", port))
         await server.serve_forever(background=True)
@@ -65,9 +68,12 @@ async def test_watch_a_live_interface() -> None:
         finally:
             await server.shutdown()
         assert replies[0][7] == 3
-        await asyncio.sleep(1.0)  # the last frames reach the socket
+        await wait_until_async(
+            lambda: alerts_out.has('"MB-004"'), "the restart alert (MB-004)", detail=alerts_out.so_far
+        )
         watcher.send_signal(signal.SIGINT)  # Ctrl-C: stop watching, cleanly
-        out, err = watcher.communicate(timeout=30)
+        watcher.wait(30)
+        out, err = alerts_out.text().encode(), watcher.stderr.read()
     finally:
         if watcher.poll() is None:
             watcher.kill()

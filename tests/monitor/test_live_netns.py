@@ -13,10 +13,10 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from tests.monitor.conftest import REPO
+from tests.support.output import OutputLines
 from tests.support.wait import wait_until
 
 SERVER = """
@@ -85,6 +85,7 @@ def test_watch_a_veth_between_namespaces(tmp_path: Path) -> None:
         assert watcher.stderr is not None
         ready = watcher.stderr.readline()
         assert b"capturing on vseam0" in ready, ready
+        alerts_out = OutputLines(watcher.stdout)
         poll = subprocess.run(
             [
                 "ip",
@@ -110,9 +111,11 @@ def test_watch_a_veth_between_namespaces(tmp_path: Path) -> None:
             timeout=20,
         )
         assert "11" in poll.stdout and "44" in poll.stdout, poll.stdout + poll.stderr
-        time.sleep(1.0)
+        both = lambda: alerts_out.has('"MB-002"') and alerts_out.has('"MB-020"')  # noqa: E731
+        wait_until(both, "the connection and read alerts (MB-020, MB-002)", detail=alerts_out.so_far)
         watcher.send_signal(signal.SIGINT)
-        out, err = watcher.communicate(timeout=30)
+        watcher.wait(30)
+        out, err = alerts_out.text().encode(), watcher.stderr.read() if watcher.stderr else b""
         assert watcher.returncode == 0, err
         alerts = [json.loads(line) for line in out.decode().splitlines()]
         rules = {(x["rule"], x["src"], x["dst"], x["dport"]) for x in alerts}
