@@ -114,3 +114,31 @@ def test_an_unknown_log_format_is_exit_2(tmp_path: Path) -> None:
         [sys.executable, "-m", "otseam.cli", "--log-format", "xml", "check", "x.yaml"], capture_output=True, text=True
     )
     assert result.returncode == 2 and "--log-format" in result.stderr
+
+
+def test_the_diode_receiver_tells_the_service_manager_too(tmp_path: Path, manager: tuple[str, socket.socket]) -> None:
+    import secrets
+    import signal
+    import subprocess
+    import sys
+
+    from tests.support.servers import free_port
+
+    path, sock = manager
+    key = tmp_path / "key"
+    key.write_text(secrets.token_hex(32))
+    receiver = subprocess.Popen(
+        [sys.executable, "-m", "otseam.cli", "diode", "receive", "--journal", str(tmp_path / "it"),
+         "--listen", f"127.0.0.1:{free_port(socket.SOCK_DGRAM)}", "--key-file", str(key)],
+        env={**os.environ, "NOTIFY_SOCKET": path, "WATCHDOG_USEC": "400000"},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    got: list[str] = []
+    try:
+        wait_until(lambda: any(m.startswith("READY=1") for m in drain(sock, got)), "READY=1")
+        wait_until(lambda: drain(sock, got).count("WATCHDOG=1") >= 2, "two WATCHDOG=1 pings")
+    finally:
+        receiver.send_signal(signal.SIGTERM)
+        assert receiver.wait(30) == 0
+    wait_until(lambda: "STOPPING=1" in drain(sock, got), "STOPPING=1")
+    assert "READY=1\nSTATUS=diode receive" in got

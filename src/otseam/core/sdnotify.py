@@ -60,3 +60,18 @@ async def watchdog(alive: Callable[[], bool] = lambda: True, environ: dict[str, 
         if alive():
             notify("WATCHDOG=1", environ)
         await asyncio.sleep(interval)
+
+
+def started(status: str) -> asyncio.Task[None]:
+    """READY=1 (with a STATUS line) now, and the watchdog task; cancel the task on the way out, which
+    also says STOPPING=1."""
+    notify(f"READY=1\nSTATUS={status}")
+
+    async def feed() -> None:
+        try:
+            await watchdog()
+            await asyncio.Event().wait()  # no watchdog configured: wait for the cancel all the same
+        finally:
+            notify("STOPPING=1")
+
+    return asyncio.create_task(feed())

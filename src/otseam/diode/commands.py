@@ -16,6 +16,7 @@ import typer
 
 from otseam.contract.loader import ContractError, load
 from otseam.contract.models import Contract, SinkSpec
+from otseam.core import sdnotify
 from otseam.core.http import HttpAddressError, HttpServer, check_exposure, read_token
 from otseam.diode.config import DiodeConfigError, DiodeSettings, load_key, write_new_key
 
@@ -161,7 +162,9 @@ def send(
             run_sink(diode_sink, opened.reader(cursor), stats=stats, record_filter=record_filter, stop=stop)
         )
         waiter = asyncio.create_task(_until_stopped(stop, duration))
+        ready = sdnotify.started("diode send")
         await asyncio.wait({runner, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        ready.cancel()
         stop.set()
         await runner
         waiter.cancel()
@@ -308,9 +311,11 @@ def receive(
             replica_task = asyncio.create_task(
                 run_sink(replica, opened.reader("modbus_replica"), stats=SinkStats("modbus_replica"), stop=stop)
             )
+        ready = sdnotify.started("diode receive")  # systemd: started, and its watchdog fed from here on
         try:
             await _until_stopped(stop, duration)
         finally:
+            ready.cancel()
             stop.set()
             await receiver.close()
             if http is not None:
