@@ -38,6 +38,7 @@ COMMAND_MODULES = [
     "otseam.sinks.sparkplug.commands",  # host
     "otseam.diode.commands",  # diode send / receive
     "otseam.monitor.commands",  # watch, inventory
+    "otseam.control.authority.commands",  # command, contract, audit
 ]
 
 #: command name -> (module that registers it, the first line of its help), for a start-up that imports
@@ -85,6 +86,12 @@ COMMAND_INDEX: dict[str, tuple[str, str]] = {
         "otseam.monitor.commands",
         "The assets a capture shows: role, unit ids, function codes, vendor/product/revision, first/last seen.",
     ),
+    "command": (
+        "otseam.control.authority.commands",
+        "Two-person commands: keys, requests, approvals, break-glass.",
+    ),
+    "contract": ("otseam.control.authority.commands", "Contract change control: propose, diff, approve, status."),
+    "audit": ("otseam.control.authority.commands", "The tamper-evident audit log: verify, export."),
 }
 
 

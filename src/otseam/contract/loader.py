@@ -81,6 +81,8 @@ class LoadedContract:
     source: SourceMap
     path: Path
     raw: Any
+    #: The file's text, for positions inside values (a column inside an expression).
+    text: str = ""
 
     def at(self, path: Sequence[str | int]) -> Position:
         return self.source.locate(path)
@@ -425,7 +427,7 @@ def parse_text(text: str, file: str = "seam.yaml") -> LoadedContract:
     if problems or contract is None:
         problems.sort(key=lambda p: (p.line, p.column))
         raise ContractError(problems)
-    return LoadedContract(contract, source, Path(file), raw)
+    return LoadedContract(contract, source, Path(file), raw, text)
 
 
 def load(path: str | Path) -> LoadedContract:

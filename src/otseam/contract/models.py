@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import PurePosixPath
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -282,9 +284,28 @@ class MonitorPolicy(Strict):
     allowed_functions: list[Annotated[int, Field(ge=1, le=127)]] | None = None
 
 
+class Node(Strict):
+    """One machine (or one process) in one zone, running `seam run --node ID`.
+
+    The same contract is deployed on every node; each node runs only the devices, sources and sinks
+    placed on it.
+    """
+
+    id: Id
+    zone: Id
+    description: str = ""
+    #: Where the node is reached (informative; `seam doc` shows it). Never used to open a connection.
+    host: str | None = None
+    #: Where the node keeps its journal, historian and state; default ``seam-data/<node id>`` beside
+    #: the contract, so the nodes of one contract can also run side by side from one directory.
+    data_dir: str | None = None
+
+
 class Device(Strict):
     id: Id
     driver: Id
+    #: The node that polls this device; may be left out when the contract has at most one node.
+    node: Id | None = None
     #: "tcp://10.0.0.5:502", "rtu:///dev/ttyUSB0?baudrate=19200&parity=E", "rtu+tcp://host:4001",
     #: "opc.tcp://host:4840/path".
     endpoint: str
@@ -313,10 +334,27 @@ class Device(Strict):
 # --- sinks, commands, objectives --------------------------------------------------------------------
 
 
+class SourceSpec(Strict):
+    """An input that is not PLC polling: the IT end of a one-way conduit, passive capture, a
+    Sparkplug host. Its records go straight into the node's journal (they are not scaled again)."""
+
+    id: Id
+    #: The source plugin: "diode_receive", "capture", "sparkplug_host", ...
+    type: Id
+    #: The node that runs it; may be left out when the contract has at most one node.
+    node: Id | None = None
+    #: The conduit the data arrives through; None for inputs inside the node's zone (a span port).
+    conduit: Id | None = None
+    owner: Id | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
 class SinkSpec(Strict):
     id: Id
     #: The sink plugin: "historian", "postgres", "sparkplug", "uns_json", "diode_send", ...
     type: Id
+    #: The node that runs it; may be left out when the contract has at most one node.
+    node: Id | None = None
     #: The conduit the data leaves through; None for sinks that stay in the zone (a local historian).
     conduit: Id | None = None
     #: Point keys or glob patterns ("plc1/*"); empty means every point.
@@ -356,6 +394,11 @@ class Command(Strict):
     conduit: Id | None = None
     approvers: list[ApproverSpec] = Field(default_factory=list)
     owner: Id | None = None
+    #: How far (in the point's unit) the value read back may differ from the value written, and the
+    #: point may have drifted from the value the approvers saw before the OT node writes.
+    tolerance: Annotated[float, Field(ge=0)] = 0.0
+    #: How long the OT node waits for the written value to read back before it reports a mismatch.
+    readback_timeout: Duration = 5.0
 
 
 class SideView(Strict):
@@ -372,10 +415,116 @@ class Objective(Strict):
     owner: Id | None = None
 
 
+# --- computed points (edge processing, see docs/compute.md) ----------------------------------------
+
+
+class WindowSpec(Strict):
+    """An aggregate of one point's samples over a window of time, published as a point."""
+
+    #: The point aggregated: a key such as "plc1/flow" or "computed/flow_total".
+    of: str
+    function: Literal["avg", "min", "max", "count", "stddev", "first", "last", "sum"]
+    length: Duration
+    #: Absent: tumbling windows (one value per ``length``); present: a sliding window published every ``step``.
+    step: Duration | None = None
+
+
+class CounterSpec(Strict):
+    """A value accumulated over time whose state survives restarts (kept in the journal)."""
+
+    #: ``total``: integrate a rate (flow to volume); ``duration``: time the input is true (run hours);
+    #: ``count``: times the input went from false to true (starts).
+    kind: Literal["total", "duration", "count"]
+    of: str
+    #: ``total``: the time unit of the input's rate ("1h" for m3/h); ``duration``: the unit of the result
+    #: ("1h" gives hours). Not used by ``count``.
+    per: Duration = 3600.0
+    #: Samples further apart than this are not integrated across: the gap is counted, not guessed.
+    max_gap: Duration = 300.0
+
+
+class RateSpec(Strict):
+    """Rate of change of one point, in its unit per ``per``."""
+
+    of: str
+    per: Duration = 1.0
+    #: Absent: between consecutive samples; present: the slope over the samples of the last ``over``.
+    over: Duration | None = None
+
+
+class ConditionSpec(Strict):
+    """An alarm over several points: raised once ``when`` has been true for ``delay``; cleared once
+    ``clear`` (default: ``when`` is false) has been true for ``clear_delay``."""
+
+    when: str
+    clear: str | None = None
+    delay: Duration = 0.0
+    clear_delay: Duration = 0.0
+    severity: Literal["info", "low", "medium", "high", "critical"] = "high"
+    message: str = ""
+
+
+class ComputedPoint(Strict):
+    """A point computed on the edge from other points. Exactly one of ``expression``, ``window``,
+    ``counter``, ``rate`` or ``condition`` says how. Its key is ``computed/<id>``."""
+
+    id: Id
+    #: The node that computes it; may be omitted with one node (or: the node that polls its inputs).
+    node: Id | None = None
+    expression: str | None = None
+    #: Names usable in ``expression``, ``when`` and ``clear``: name -> point key.
+    inputs: dict[str, str] = Field(default_factory=dict)
+    window: WindowSpec | None = None
+    counter: CounterSpec | None = None
+    rate: RateSpec | None = None
+    condition: ConditionSpec | None = None
+    type: DataType = "float64"
+    unit: str = ""
+    range: Range | None = None
+    description: str = ""
+    deadband: Annotated[Deadband | None, BeforeValidator(_deadband)] = None
+    heartbeat: Duration | None = None
+    alarms: list[Alarm] = Field(default_factory=list)
+    owner: Id | None = None
+    consumers: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> ComputedPoint:
+        given = [k for k in ("expression", "window", "counter", "rate", "condition") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                f"computed point {self.id!r} needs exactly one of expression, window, counter, rate, condition"
+                + (f" (it has {', '.join(given)})" if given else "")
+            )
+        return self
+
+    @property
+    def key(self) -> str:
+        return f"{COMPUTED_DEVICE}/{self.id}"
+
+
+#: The device part of every computed point's key.
+COMPUTED_DEVICE = "computed"
+
+
 class Journal(Strict):
+    #: With ``nodes:``, the default is ``<node data_dir>/journal``; a path given here for several nodes
+    #: must contain ``{node}`` so that nodes side by side never share one journal.
     path: str = "./seam-data/journal"
     max_size: Size = 2 * 1024**3
     max_age: Duration = 7 * 86400.0
+
+
+#: The node of a contract that declares no ``nodes:`` (the single-machine form of before nodes existed).
+DEFAULT_NODE = "default"
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    node: str
+    devices: list[Device]
+    sources: list[SourceSpec]
+    sinks: list[SinkSpec]
 
 
 class Contract(Strict):
@@ -386,10 +535,13 @@ class Contract(Strict):
     seam_owner: Id | None = None
     zones: list[Zone] = Field(default_factory=list)
     conduits: list[Conduit] = Field(default_factory=list)
+    nodes: list[Node] = Field(default_factory=list)
     devices: list[Device] = Field(default_factory=list)
+    sources: list[SourceSpec] = Field(default_factory=list)
     sinks: list[SinkSpec] = Field(default_factory=list)
     commands: list[Command] = Field(default_factory=list)
     objectives: list[Objective] = Field(default_factory=list)
+    computed: list[ComputedPoint] = Field(default_factory=list)
     journal: Journal = Field(default_factory=Journal)
 
     # Lookups used by rules, drivers and sinks. Built on demand; contracts are small.
@@ -405,6 +557,40 @@ class Contract(Strict):
     def device(self, device_id: str | None) -> Device | None:
         return next((d for d in self.devices if d.id == device_id), None)
 
+    def node(self, node_id: str | None) -> Node | None:
+        return next((n for n in self.nodes if n.id == node_id), None)
+
+    def node_of(self, component: Device | SourceSpec | SinkSpec) -> str:
+        """The node a component runs on: its own ``node``, else the only node, else the implicit one."""
+        if component.node is not None:
+            return component.node
+        return self.nodes[0].id if len(self.nodes) == 1 else DEFAULT_NODE
+
+    def data_dir(self, node_id: str) -> str:
+        """Where ``node_id`` keeps its data, as written (relative paths are relative to the contract)."""
+        node = self.node(node_id)
+        if node is None:
+            # The contract without nodes keeps its data where it always did: beside its journal.
+            return str(PurePosixPath(self.journal.path).parent)
+        return node.data_dir or f"./seam-data/{node.id}"
+
+    def journal_path(self, node_id: str) -> str:
+        """The journal directory of ``node_id``, as written (relative to the contract)."""
+        if self.node(node_id) is None:
+            return self.journal.path
+        if "path" in self.journal.model_fields_set:
+            return self.journal.path.replace("{node}", node_id)
+        return f"{self.data_dir(node_id)}/journal"
+
+    def placement(self, node_id: str) -> Placement:
+        """What runs on ``node_id``: its devices, sources and sinks, in contract order."""
+        return Placement(
+            node_id,
+            [d for d in self.devices if self.node_of(d) == node_id],
+            [s for s in self.sources if self.node_of(s) == node_id],
+            [s for s in self.sinks if self.node_of(s) == node_id],
+        )
+
     def find_point(self, key: str) -> tuple[Device, Point] | None:
         device_id, _, point_id = key.partition("/")
         device = self.device(device_id)
@@ -414,4 +600,5 @@ class Contract(Strict):
         return (device, point) if point else None
 
     def point_keys(self) -> list[str]:
-        return [d.key(p) for d in self.devices for p in d.points]
+        """Every point key: device points, then computed points."""
+        return [d.key(p) for d in self.devices for p in d.points] + [c.key for c in self.computed]

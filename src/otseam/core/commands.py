@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from prometheus_client import CollectorRegistry
 from rich.console import Console
 from rich.logging import RichHandler
 
@@ -33,6 +34,7 @@ class RunOptions:
     settings: Settings
     status_interval: float
     live: bool
+    node: str | None = None
 
 
 def _fail(message: str) -> typer.Exit:
@@ -65,13 +67,14 @@ async def serve(
     on_started: Callable[[Supervisor, tuple[str, int] | None], None] | None = None,
 ) -> int:
     """Run one supervisor until it stops; ``on_started`` is called once everything runs (``seam demo``)."""
-    supervisor = Supervisor(options.contract, options.settings)
+    registry = CollectorRegistry(auto_describe=False)
+    supervisor = Supervisor(options.contract, options.settings, node=options.node, registry=registry)
     http: HttpServer | None = None
     bound_address: tuple[str, int] | None = None
     if options.http is not None:
         host, port = options.http
         try:
-            http = HttpServer(supervisor.health, build_registry(supervisor), host, port, options.token)
+            http = HttpServer(supervisor.health, build_registry(supervisor, registry), host, port, options.token)
         except HttpAddressError as exc:
             typer.echo(f"seam: {exc}", err=True)
             return 2
@@ -125,6 +128,10 @@ def register(app: typer.Typer) -> None:
     @app.command("run")
     def run(
         contract: Annotated[Path, typer.Argument(help="The contract to run (seam.yaml).")],
+        node: Annotated[
+            str | None,
+            typer.Option("--node", help="The node of the contract this machine runs (optional with one node)."),
+        ] = None,
         http: Annotated[
             str,
             typer.Option("--http", help="Address of /health and /metrics (host:port, port 0 for any), or 'off'."),
@@ -173,7 +180,7 @@ def register(app: typer.Typer) -> None:
         live = sys.stdout.isatty()
         console = Console() if live else None
         setup_logging(verbose, console, log_format)
-        options = RunOptions(contract, address, token, Settings(drain_timeout=drain, watch=watch), interval, live)
+        options = RunOptions(contract, address, token, Settings(drain_timeout=drain, watch=watch), interval, live, node)
         try:
             code = asyncio.run(serve(options, console))
         except KeyboardInterrupt:

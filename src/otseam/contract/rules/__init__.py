@@ -1,6 +1,6 @@
 """The rules of `seam check`. Importing this package registers every rule."""
 
-from otseam.contract.rules import architecture, data, operations, ownership, references
+from otseam.contract.rules import architecture, compute, data, nodes, operations, ownership, references
 from otseam.contract.rules.registry import RULES, Finding, Hit, Rule, Severity, iter_rules, run
 
 __all__ = [
@@ -10,8 +10,10 @@ __all__ = [
     "Rule",
     "Severity",
     "architecture",
+    "compute",
     "data",
     "iter_rules",
+    "nodes",
     "operations",
     "ownership",
     "references",

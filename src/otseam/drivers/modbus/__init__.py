@@ -33,3 +33,10 @@ def __getattr__(name: str) -> object:
 
         return ModbusDriver
     raise AttributeError(name)
+
+
+def open_writer(device: Device) -> object:
+    """The write path for approved commands (see write.py); only the command executor calls it."""
+    from otseam.drivers.modbus.write import ModbusWriter
+
+    return ModbusWriter(device)

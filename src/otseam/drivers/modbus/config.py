@@ -12,7 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from otseam.contract.models import Device
 from otseam.core.plugins import unknown_options
-from otseam.drivers.modbus.framing import MAX_BITS, MAX_REGISTERS
+from otseam.protocols.modbus.tables import MAX_READ_BITS, MAX_READ_REGISTERS
 
 Framing = Literal["tcp", "rtu", "rtu+tcp"]
 ByteOrder = Literal["ABCD", "CDAB", "BADC", "DCBA"]
@@ -47,8 +47,8 @@ class Options:
     """Driver settings from ``device.options``; every key is checked, a misspelling is an error."""
 
     max_gap: int = 16
-    max_registers_per_read: int = MAX_REGISTERS
-    max_bits_per_read: int = MAX_BITS
+    max_registers_per_read: int = MAX_READ_REGISTERS
+    max_bits_per_read: int = MAX_READ_BITS
     #: Requests that may be outstanding on one TCP connection. 1 is safe for every device; gateways
     #: and servers that queue requests by transaction id allow more.
     max_in_flight: int = 1
@@ -129,9 +129,11 @@ def parse_options(device: Device) -> Options:
     if isinstance(backoff, bool) or not isinstance(backoff, int | float) or not 0.1 <= backoff <= 3600:
         raise ModbusConfigError(f"device {device.id}: options.max_backoff is seconds from 0.1 to 3600, got {backoff!r}")
     return Options(
-        max_gap=_int_option(raw, "max_gap", 16, 0, MAX_BITS, device.id),
-        max_registers_per_read=_int_option(raw, "max_registers_per_read", MAX_REGISTERS, 1, MAX_REGISTERS, device.id),
-        max_bits_per_read=_int_option(raw, "max_bits_per_read", MAX_BITS, 1, MAX_BITS, device.id),
+        max_gap=_int_option(raw, "max_gap", 16, 0, MAX_READ_BITS, device.id),
+        max_registers_per_read=_int_option(
+            raw, "max_registers_per_read", MAX_READ_REGISTERS, 1, MAX_READ_REGISTERS, device.id
+        ),
+        max_bits_per_read=_int_option(raw, "max_bits_per_read", MAX_READ_BITS, 1, MAX_READ_BITS, device.id),
         max_in_flight=_int_option(raw, "max_in_flight", 1, 1, 64, device.id),
         max_backoff=float(backoff),
         byte_order=order,
