@@ -14,7 +14,7 @@ BUILD_FILES := /usr/include/openssl/evp.h:libssl-dev /usr/include/isa-l/erasure_
 # Tests run in two processes (the machines have two cores); override with PYTEST_WORKERS=0 to debug.
 PYTEST_WORKERS ?= 2
 
-.PHONY: test test-external lint typecheck unit setup system-deps venv interop demo bench clean sanitize fuzz
+.PHONY: test test-external lint typecheck unit stress setup system-deps venv interop demo bench clean sanitize fuzz
 
 test: setup lint typecheck sanitize fuzz unit
 
@@ -56,8 +56,16 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy
 
+# Coverage of the package (subprocesses such as `seam run` included), reported at the end with the
+# slowest tests: what the suite exercises, and where its time goes.
 unit: setup
-	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile --cov --cov-report=term --durations=20
+
+# The suite (or STRESS_TESTS) five times in a row beside one busy process per core: no test may depend
+# on an idle machine (docs/testing.md).
+STRESS_TESTS ?= tests
+stress: setup
+	$(BIN)/python -m tests.support.stress --runs 5 -- -n $(PYTEST_WORKERS) --dist loadfile $(STRESS_TESTS)
 
 # Tests against public corpora kept outside the repository (SEAM_FIXTURES names their directory).
 # A missing corpus is an error, never a skip.
