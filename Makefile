@@ -7,17 +7,18 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 # command:package pairs; a command already on PATH (however it was installed) is not reinstalled.
 SYSTEM_TOOLS := mosquitto:mosquitto initdb:postgresql mbpoll:mbpoll tshark:tshark tcpdump:tcpdump \
-                ip:iproute2 ethtool:ethtool socat:socat node:nodejs npm:npm
+                ip:iproute2 ethtool:ethtool socat:socat node:nodejs npm:npm \
+                chromium:chromium
 # file:package pairs for what building the diode's C speedups needs (see setup.py).
 BUILD_FILES := /usr/include/openssl/sha.h:libssl-dev
 # Tests run in two processes (the machines have two cores); override with PYTEST_WORKERS=0 to debug.
 PYTEST_WORKERS ?= 2
 
-.PHONY: test lint typecheck unit setup system-deps venv interop demo bench clean
+.PHONY: test lint typecheck unit setup system-deps venv interop console demo bench clean
 
 test: setup lint typecheck unit
 
-setup: system-deps venv interop
+setup: system-deps venv interop console
 
 system-deps:
 	@missing=""; for pair in $(SYSTEM_TOOLS); do cmd=$${pair%%:*}; pkg=$${pair#*:}; \
@@ -48,6 +49,12 @@ tests/interop/node_modules/.installed: tests/interop/package.json
 	cd tests/interop && npm install --no-audit --no-fund --loglevel=error
 	touch $@
 
+# The web console's third-party code (uPlot), from npm with its lockfile; served from console/node_modules.
+console: console/node_modules/.installed
+console/node_modules/.installed: console/package.json console/package-lock.json
+	cd console && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
 lint: venv
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
@@ -65,4 +72,4 @@ bench: setup
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) tests/interop/node_modules .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) tests/interop/node_modules console/node_modules .mypy_cache .pytest_cache .ruff_cache
