@@ -69,6 +69,18 @@ USERS = {
 }
 
 
+def seam_inline(*args: str, stdin: str = "") -> tuple[int, str, str]:
+    """`seam ARGS` run in this process (the same code as the command; much faster than a new interpreter)."""
+    from typer.testing import CliRunner
+
+    from otseam import cli
+
+    if not cli.app.registered_groups:
+        cli._register_all()
+    result = CliRunner().invoke(cli.app, list(args), input=stdin)
+    return result.exit_code, result.stdout, result.stderr
+
+
 def seam(*args: str, stdin: str = "", cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "otseam.cli", *args],
@@ -82,11 +94,24 @@ def seam(*args: str, stdin: str = "", cwd: Path | None = None) -> subprocess.Com
 
 
 def add_users(workdir: Path, users: dict[str, tuple[str, str]] = USERS) -> None:
-    for name, (person, role) in users.items():
-        result = seam(
-            "user", "add", str(workdir / "seam.yaml"), name, "--person", person, "--role", role, stdin=PASSWORD + "\n"
-        )
-        assert result.returncode == 0, result.stderr
+    """The users, written by the store `seam user add` uses (test_users.py covers the command itself)."""
+    from otseam.control.roles import Role
+    from otseam.control.users import UserStore
+
+    target = workdir / "data" / "control" / "users.json"
+    key = tuple(sorted(users.items()))
+    if key not in _MADE:  # argon2id is slow on purpose: hash once per test run, copy for each node
+        store = UserStore(workdir / "data")
+        for name, (person, role) in users.items():
+            store.add(name, person, Role(role), PASSWORD)
+        _MADE[key] = target.read_bytes()
+        return
+    target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    target.write_bytes(_MADE[key])
+    target.chmod(0o600)
+
+
+_MADE: dict[tuple[tuple[str, tuple[str, str]], ...], bytes] = {}
 
 
 @dataclass

@@ -40,8 +40,7 @@ VENDOR_FILES = {"uPlot.iife.min.js", "uPlot.min.css"}
 #: kept in the repository. SEAM_CONSOLE_MODULES points elsewhere for an installed copy.
 MODULES_ENV = "SEAM_CONSOLE_MODULES"
 
-RULE = web.AppKey("seam_rule", dict)
-IDENTITY = "seam_identity"
+IDENTITY = web.RequestKey("seam_identity", Identity)
 _QUALITY_NAMES = {q.label: q for q in Quality}
 _SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -97,6 +96,12 @@ class ControlPlane:
         self._hub_task: asyncio.Task[None] | None = None
         self._rate_task: asyncio.Task[None] | None = None
         self._rates: dict[str, tuple[float, int, float]] = {}
+        self.rules: dict[int, tuple[web.AbstractRoute, Route]] = {}
+
+    def rule_for(self, route: web.AbstractRoute) -> Route | None:
+        """The access rule of a route of the server, None when it has none (and is refused)."""
+        entry = self.rules.get(id(route))
+        return entry[1] if entry is not None and entry[0] is route else None
 
     def activate(self) -> None:
         """Once the node has started (its data directory and contract are known): open the stores and
@@ -128,7 +133,8 @@ class ControlPlane:
                 continue  # /health and /metrics: served by core/http.py, listed for the access rules
             handler = getattr(self, f"h_{route.handler}")
             resource_route = app.router.add_route(route.method, route.path, handler)
-            _RULES[id(resource_route)] = route
+            # Keyed by identity; the route object is kept with its rule so the key cannot be reused.
+            self.rules[id(resource_route)] = (resource_route, route)
         app.on_cleanup.append(self._stop)
 
     async def _stop(self, app: web.Application) -> None:
@@ -149,7 +155,7 @@ class ControlPlane:
         route = request.match_info.route
         if isinstance(route, web.AbstractRoute) and route.resource is None:
             return await handler(request)  # 404/405 from the router itself: nothing to protect
-        rule = _RULES.get(id(route))
+        rule = self.rule_for(route) if isinstance(route, web.AbstractRoute) else None
         if rule is None:
             path = getattr(route.resource, "canonical", "?")
             if path in ("/health", "/metrics"):
@@ -790,13 +796,6 @@ class ControlPlane:
             entry["locked"] = self.auth.locked(user.name)
             items.append(entry)
         return web.json_response({"items": items, "next": None})
-
-
-_RULES: dict[int, Route] = {}
-
-
-def rule_for(route: web.AbstractRoute) -> Route | None:
-    return _RULES.get(id(route))
 
 
 async def _json(request: web.Request) -> dict[str, Any]:

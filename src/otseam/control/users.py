@@ -259,7 +259,7 @@ class UserStore:
         """The user when the password is theirs. Costs one argon2 hash even for an unknown name, so the
         time taken does not tell which names exist."""
         user = self._refresh().users.get(name)
-        stored = user.password if user is not None else _DUMMY_HASH
+        stored = user.password if user is not None else _dummy_hash()
         try:
             _hasher.verify(stored, password)
         except (VerifyMismatchError, VerificationError, InvalidHashError):
@@ -310,4 +310,11 @@ class UserStore:
         return token
 
 
-_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+_DUMMY: list[str] = []
+
+
+def _dummy_hash() -> str:
+    """A hash of nothing anyone knows, verified against for names that do not exist (made once)."""
+    if not _DUMMY:
+        _DUMMY.append(_hasher.hash(secrets.token_urlsafe(16)))
+    return _DUMMY[0]
