@@ -46,7 +46,10 @@ devices:
     owner: erik
     poll: 100ms
     points:
-      - {id: level, address: "sine:period=3s", unit: "%"}
+      - id: level
+        address: "sine:period=3s"
+        unit: "%"
+        alarms: [{id: high, kind: high, limit: 90, hysteresis: 5, severity: medium, message: level high}]
       - {id: flow, address: "walk:step=2", unit: "m3/h"}
 sinks:
   - id: hist
