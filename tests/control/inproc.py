@@ -34,6 +34,16 @@ class Node:
         assert runner is not None
         return runner.app
 
+    async def restart_http(self) -> None:
+        """Stop the web server (every open connection drops) and start it again on the same port."""
+        port = self.http.port
+        await self.http.stop()
+        self.http = HttpServer(self.supervisor.health, self.http.registry, "127.0.0.1", port, None, self.control.mount)
+        await self.http.start()
+
+    async def stopped_http(self) -> None:
+        await self.http.stop()
+
     async def client(self, user: str | None = None, totp: str | None = None) -> Browser:
         browser = Browser(self.base)
         if user is not None:

@@ -32,6 +32,8 @@ log = logging.getLogger("otseam.control.live")
 CURSOR = "console"
 #: Messages a subscriber may have waiting before it is told to resynchronise.
 QUEUE = 512
+#: Put in a subscriber's queue to end its stream (the server is stopping).
+CLOSE = b"\x00close"
 
 
 def _number(value: Any) -> Any:
@@ -64,6 +66,11 @@ class Subscriber:
             while not self.queue.empty():
                 self.queue.get_nowait()
             self.queue.put_nowait(b"")  # the handler turns an empty message into resync + snapshot
+
+    def close(self) -> None:
+        while not self.queue.empty():
+            self.queue.get_nowait()
+        self.queue.put_nowait(CLOSE)
 
 
 class LiveHub:

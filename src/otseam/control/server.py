@@ -24,7 +24,7 @@ from otseam.contract.models import Contract
 from otseam.control import openapi
 from otseam.control.auth import COOKIE, CSRF_HEADER, Authenticator, Identity, LoginRefused, csrf_ok
 from otseam.control.events import ALERT_KINDS, EventStore
-from otseam.control.live import LiveHub, cancel, sse
+from otseam.control.live import CLOSE, LiveHub, cancel, sse
 from otseam.control.roles import Permission
 from otseam.control.routes import ROUTES, Open, Route
 from otseam.control.users import UserError, UserStore
@@ -135,12 +135,17 @@ class ControlPlane:
             resource_route = app.router.add_route(route.method, route.path, handler)
             # Keyed by identity; the route object is kept with its rule so the key cannot be reused.
             self.rules[id(resource_route)] = (resource_route, route)
-        app.on_cleanup.append(self._stop)
+        app.on_shutdown.append(self._end_streams)
 
-    async def _stop(self, app: web.Application) -> None:
-        await self.close()
+    async def _end_streams(self, app: web.Application) -> None:
+        """The server is stopping: end every open event stream now, rather than let the server wait for
+        them (aiohttp would give them a minute). The pages see the stream end and say so."""
+        if self.active:
+            for subscriber in list(self.hub.subscribers):
+                subscriber.close()
 
     async def close(self) -> None:
+        """Stop following the journal and close the stores (the node is stopping)."""
         await cancel(self._hub_task)
         await cancel(self._rate_task)
         self._hub_task = self._rate_task = None
@@ -709,6 +714,8 @@ class ControlPlane:
                     message = b": idle\n\n"
                 if not self._still_valid(identity):
                     await response.write(sse("signed-out", {"message": "the session ended: sign in again"}))
+                    break
+                if message is CLOSE:
                     break
                 if message == b"":
                     missed, subscriber.missed = subscriber.missed, 0

@@ -1,0 +1,181 @@
+"""The console in a real browser: Debian's chromium, driven by Playwright, never a downloaded browser.
+
+Signs in, sees the map, watches a live value change, opens a trend, sees the stream drop and come back,
+acknowledges an alarm, and sees a diode gap appear on the link page: the gap comes from a real diode
+sender and receiver (through the lossy relay of the diode tests) writing into this node's journal, as
+the diode_receive source does on an IT node. A screenshot of each page goes to docs/console/.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from playwright.async_api import Page, async_playwright, expect
+
+from otseam.core.records import Quality, Record, Sample
+from otseam.diode.receiver import DiodeReceiver
+from otseam.diode.sender import DiodeSender
+from tests.control.inproc import Node, running
+from tests.control.node import CONTRACT, PASSWORD, add_users
+from tests.diode.harness import KEY, settings
+from tests.diode.relay import Impairments, LossyRelay
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+SHOTS = Path(__file__).resolve().parents[2] / "docs" / "console"
+
+
+@pytest.fixture
+async def node(tmp_path: Path) -> AsyncIterator[Node]:
+    (tmp_path / "seam.yaml").write_text(CONTRACT)
+    add_users(tmp_path)
+    async with running(tmp_path) as started:
+        yield started
+
+
+@pytest.fixture
+async def page() -> AsyncIterator[Page]:
+    assert shutil.which(CHROMIUM), "Debian's chromium is needed (make system-deps installs it)"
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        context = await browser.new_context(viewport={"width": 1280, "height": 860})
+        opened = await context.new_page()
+        errors: list[str] = []
+        opened.on("pageerror", lambda exc: errors.append(str(exc)))
+        yield opened
+        await browser.close()
+        assert not errors, errors
+
+
+async def shot(page: Page, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(SHOTS / f"{name}.png"))
+
+
+async def make_a_gap(node: Node) -> None:
+    """Blocks a real diode sender sends and the relay drops entirely: the receiver reports the gap."""
+    journal = node.supervisor.journal
+    assert journal is not None
+    receiver = DiodeReceiver(("127.0.0.1", 0), KEY, settings(), journal)
+    await receiver.start()
+    try:
+        with LossyRelay(receiver.listen, Impairments(seed=3)) as relay:
+            sender = DiodeSender(relay.address, KEY, settings())
+            await sender.start()
+            now = 1_800_000_000.0
+            for batch in range(6):
+                if batch == 2:
+                    relay.set(drop=1.0)
+                if batch == 4:
+                    relay.set(drop=0.0)
+                offsets = list(range(1 + batch * 300, 1 + (batch + 1) * 300))
+                records: list[Record] = [
+                    Sample(f"plc9/p{o % 20}", float(o), Quality.GOOD, now + o, now + o) for o in offsets
+                ]
+                await sender.send_records("ot-edge", offsets, records)
+            await sender.send_beacon()
+            for _ in range(100):
+                if receiver.stats.gaps:
+                    break
+                await asyncio.sleep(0.1)
+            await sender.close()
+    finally:
+        await receiver.close()
+
+
+async def test_the_console_end_to_end(node: Node, page: Page) -> None:
+    await page.goto(node.base + "/")
+    await expect(page.locator("#banner")).to_have_text("Authorised use only. Activity is recorded.")
+    await shot(page, "login")
+    await page.fill("#login-user", "olga")
+    await page.fill("#login-password", "not the password")
+    await page.click("button[type=submit]")
+    await expect(page.locator("#login-error")).to_have_text("wrong user name or password")
+    await page.fill("#login-password", PASSWORD)
+    await page.click("button[type=submit]")
+
+    # The map: zones by level, the node in its zone, the conduit carrying this node's traffic.
+    await expect(page.locator("svg.map [data-zone=cell]")).to_be_visible()
+    await expect(page.locator("#flows")).to_contain_text("declared-and-seen")
+    await expect(page.locator("#live")).to_have_text("live")
+    await shot(page, "map")
+
+    # A live value changes on the page by itself.
+    await page.click("text=Devices & points")
+    flow = page.locator('[data-v="gen1/flow"]')
+    await expect(flow).not_to_be_empty()
+    first = await flow.text_content()
+    await expect(flow).not_to_have_text(first or "")
+    await expect(page.locator('[data-q="gen1/flow"]')).to_have_text("good")
+
+    # A trend of two points from the historian.
+    await page.check('input[data-key="gen1/flow"]')
+    await page.click("#trend")
+    await expect(page.locator("#plot canvas")).to_be_visible()
+    await expect(page.locator("#trend-info")).to_contain_text("samples drawn")
+    await expect(page.locator("#plot")).to_contain_text("gen1/level")
+    await expect(page.locator("#plot")).to_contain_text("gen1/flow")
+    await shot(page, "points")
+
+    # The stream drops: the page says so at once, then comes back by itself.
+    await node.http.stop()
+    await expect(page.locator("#stream-lost")).to_be_visible()
+    await expect(page.locator("#stream-lost")).to_contain_text("Live updates lost")
+    await expect(page.locator("#live")).to_have_text("live: lost")
+    await shot(page, "stream-lost")
+    await node.restart_http()
+    await expect(page.locator("#live")).to_have_text("live", timeout=15_000)
+    await expect(page.locator("#stream-lost")).to_be_hidden()
+
+    # An alarm, acknowledged with a comment.
+    await page.click("text=Alerts & inventory")
+    button = page.locator("button[data-ack]").first
+    await expect(button).to_be_visible(timeout=30_000)
+    offset = await button.get_attribute("data-ack")
+    await page.fill(f'[data-ack-comment="{offset}"]', "level checked on site")
+    await button.click()
+    await expect(page.locator("#alerts")).to_contain_text("olga: level checked on site")
+    await shot(page, "alerts")
+
+    # A gap on the link, with the OT-side command that closes it.
+    await page.click("text=Link")
+    await expect(page.locator("#no-gaps")).to_be_visible()
+    await make_a_gap(node)
+    await expect(page.locator("#gaps")).to_contain_text("diode block(s) lost", timeout=15_000)
+    await expect(page.locator("#gaps code.cmd").first).to_contain_text("seam diode replay seam.yaml")
+    await shot(page, "link")
+
+    await page.click("text=Requests")
+    await expect(page.locator("main")).to_contain_text("The authority service is not running on this node")
+    await shot(page, "requests")
+    await page.click("text=Audit")
+    await expect(page.locator("#audit")).to_contain_text("acknowledged alarm")
+    await shot(page, "audit")
+    await page.click("text=Contract")
+    await expect(page.frame_locator("iframe.doc").locator("h1")).to_contain_text("Seam interface")
+    await shot(page, "contract")
+
+    await page.click("#logout")
+    await expect(page.locator("#login")).to_be_visible()
+
+
+async def test_a_viewer_cannot_acknowledge(node: Node, page: Page) -> None:
+    await page.goto(node.base + "/")
+    await page.fill("#login-user", "ivan")
+    await page.fill("#login-password", PASSWORD)
+    await page.click("button[type=submit]")
+    await page.click("text=Alerts & inventory")
+    await expect(page.locator("#alerts tbody tr").first).to_be_visible(timeout=30_000)
+    await expect(page.locator("button[data-ack]")).to_have_count(0)
