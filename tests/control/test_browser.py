@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -37,10 +37,35 @@ ARGS = [
 SHOTS = Path(__file__).resolve().parents[2] / "docs" / "console"
 
 
+HISTORY = 100_000
+
+
+def preload_history(workdir: Path) -> None:
+    """Most of an hour of gen1/level at 34 ms in the node's historian, through the historian's own writer: the
+    trend must stay usable at 100,000 points."""
+    import math
+    import time
+
+    from otseam.core.records import Batch
+    from otseam.sinks.historian import store
+
+    start = time.time() - 3500
+    batch = Batch("preload")
+    for i in range(HISTORY):
+        ts = start + i * 0.034
+        batch.offsets.append(i + 1)
+        batch.records.append(Sample("gen1/level", 50 + 40 * math.sin(i / 500), Quality.GOOD, ts, ts))
+    (workdir / "data").mkdir(exist_ok=True)
+    db = store.connect(workdir / "data" / "hist.db", create=True)
+    store.Writer(db).write(batch)
+    db.close()
+
+
 @pytest.fixture
 async def node(tmp_path: Path) -> AsyncIterator[Node]:
     (tmp_path / "seam.yaml").write_text(CONTRACT)
     add_users(tmp_path)
+    preload_history(tmp_path)
     async with running(tmp_path) as started:
         yield started
 
@@ -70,26 +95,39 @@ async def make_a_gap(node: Node) -> None:
     assert journal is not None
     receiver = DiodeReceiver(("127.0.0.1", 0), KEY, settings(), journal)
     await receiver.start()
+
+    async def until(condition: Callable[[], bool], what: str) -> None:
+        for _ in range(300):
+            if condition():
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"timed out waiting for {what}")
+
+    now = 1_800_000_000.0
+
+    async def send(sender: DiodeSender, batch: int) -> None:
+        offsets = list(range(1 + batch * 300, 1 + (batch + 1) * 300))
+        records: list[Record] = [Sample(f"plc9/p{o % 20}", float(o), Quality.GOOD, now + o, now + o) for o in offsets]
+        await sender.send_records("ot-edge", offsets, records)
+
     try:
         with LossyRelay(receiver.listen, Impairments(seed=3)) as relay:
             sender = DiodeSender(relay.address, KEY, settings())
             await sender.start()
-            now = 1_800_000_000.0
-            for batch in range(6):
-                if batch == 2:
-                    relay.set(drop=1.0)
-                if batch == 4:
-                    relay.set(drop=0.0)
-                offsets = list(range(1 + batch * 300, 1 + (batch + 1) * 300))
-                records: list[Record] = [
-                    Sample(f"plc9/p{o % 20}", float(o), Quality.GOOD, now + o, now + o) for o in offsets
-                ]
-                await sender.send_records("ot-edge", offsets, records)
+            for batch in (0, 1):
+                await send(sender, batch)
+            await until(lambda: receiver.stats.records >= 600, "the first blocks to arrive")
+            # The relay forwards on its own thread: switch the loss on and off only once it has seen
+            # what was sent before, so exactly blocks 2 and 3 are lost.
+            relay.set(drop=1.0)
+            for batch in (2, 3):
+                await send(sender, batch)
+            await until(lambda: len(relay.truth.lost_blocks(sender.session)) >= 2, "the relay to drop two blocks")
+            relay.set(drop=0.0)
+            for batch in (4, 5):
+                await send(sender, batch)
             await sender.send_beacon()
-            for _ in range(100):
-                if receiver.stats.gaps:
-                    break
-                await asyncio.sleep(0.1)
+            await until(lambda: receiver.stats.gaps > 0, "the receiver to report the gap")
             await sender.close()
     finally:
         await receiver.close()
@@ -127,6 +165,20 @@ async def test_the_console_end_to_end(node: Node, page: Page) -> None:
     await expect(page.locator("#trend-info")).to_contain_text("samples drawn")
     await expect(page.locator("#plot")).to_contain_text("gen1/level")
     await expect(page.locator("#plot")).to_contain_text("gen1/flow")
+    drawn = int(await page.locator("#chart").get_attribute("data-samples") or 0)
+    assert drawn >= HISTORY
+    # Zoom by dragging across the chart, then back with a double-click.
+    box = await page.locator("#plot .u-over").bounding_box()
+    assert box is not None
+    full = await page.evaluate("state.plot.scales.x.max - state.plot.scales.x.min")
+    await page.mouse.move(box["x"] + box["width"] * 0.4, box["y"] + 50)
+    await page.mouse.down()
+    await page.mouse.move(box["x"] + box["width"] * 0.6, box["y"] + 50, steps=5)
+    await page.mouse.up()
+    zoomed = await page.evaluate("state.plot.scales.x.max - state.plot.scales.x.min")
+    assert zoomed < full / 3
+    await page.keyboard.press("ArrowRight")
+    await page.mouse.dblclick(box["x"] + box["width"] * 0.5, box["y"] + 50)
     await shot(page, "points")
 
     # The stream drops: the page says so at once, then comes back by itself.
