@@ -211,7 +211,7 @@ def test_doc_renders_one_self_contained_page(tmp_path: Path) -> None:
     assert "Planning and water-quality reporting re-type figures" in page
     assert "max 10 requests/s" in page and "restart: none" in page
     assert "water quality team" in page  # consumers
-    assert "5 zones, 5 conduits, 2 devices, 7 points, 2 sinks, 1 command." in page
+    assert "5 zones, 5 conduits, 2 nodes, 2 devices, 7 points, 1 source, 5 sinks, 1 command." in page
     assert page.index('id="sign-off"') > page.index('id="open-findings"')
     # Nothing fetched from elsewhere: no scripts, stylesheets or images by URL.
     assert not re.search(r"<script|<link|<img|src=|url\(http|@import", page)

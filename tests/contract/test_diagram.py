@@ -20,11 +20,29 @@ def _boxes(root: ET.Element) -> dict[str, tuple[float, float]]:
     """zone id → (x, y) of its box, read back from the drawing."""
     out = {}
     for group in root.iter(f"{SVG}g"):
+        if group.get("class") != "zone":
+            continue
         rect = group.find(f"{SVG}rect")
         meta = group.findall(f"{SVG}text")[1].text or ""
         assert rect is not None
         out[meta.split(" · ")[0]] = (float(rect.get("x", 0)), float(rect.get("y", 0)))
     return out
+
+
+def test_nodes_are_drawn_inside_their_zones() -> None:
+    root = _svg(example())
+    boxes = _boxes(root)
+    nodes = {}
+    for group in root.iter(f"{SVG}g"):
+        if group.get("class") == "node":
+            rect = group.find(f"{SVG}rect")
+            assert rect is not None
+            nodes[group.findtext(f"{SVG}text", "")] = (float(rect.get("x", 0)), float(rect.get("y", 0)))
+    assert set(nodes) == {"node ot-edge", "node it-gateway"}
+    for label, zone in (("node ot-edge", "supervisory"), ("node it-gateway", "dmz")):
+        x, y = nodes[label]
+        zx, zy = boxes[zone]
+        assert zx < x < zx + BOX_WIDTH and zy < y <= zy + BOX_HEIGHT
 
 
 def test_zones_stack_by_level_it_on_top() -> None:

@@ -43,7 +43,25 @@ def _isolated_lab(d: dict[str, Any]) -> None:
     d["zones"].append({"id": "lab", "level": 3, "sl": 2, "owner": "ot-lead"})
     lab = dict(_device(d, "filter-server"), id="lab-server", zone="lab")
     d["devices"].append(lab)
-    d["sinks"].append({"id": "lab-out", "type": "diode_send", "conduit": "diode-out", "points": ["lab-server/*"]})
+    d["sinks"].insert(
+        2,
+        {"id": "lab-out", "type": "diode_send", "node": "ot-edge", "conduit": "diode-out", "points": ["lab-server/*"]},
+    )
+
+
+def _without_nodes(d: dict[str, Any]) -> None:
+    """The contract as it was before nodes: one machine, no sources, no IT-side sinks."""
+    d.pop("nodes")
+    d.pop("sources")
+    d["sinks"] = [s for s in d["sinks"] if s["node"] == "ot-edge"]
+    for item in (*d["devices"], *d["sinks"]):
+        item.pop("node")
+
+
+def _one_node(d: dict[str, Any]) -> None:
+    """A single node: the key 'node' may be left out everywhere."""
+    _without_nodes(d)
+    d["nodes"] = [{"id": "edge", "zone": "supervisory"}]
 
 
 def _set(path: str, value: Any) -> Mutation:
@@ -105,6 +123,56 @@ FAILING: list[tuple[str, str, Mutation, str]] = [
     ("ARCH-008", "sink via an undeclared conduit", lambda d: d["sinks"][1].update(conduit="nope"), "sinks[1].conduit"),
     ("ARCH-008", "sink data cannot reach its conduit", _isolated_lab, "sinks[2].conduit"),
     ("ARCH-009", "command without a conduit", lambda d: _command(d).pop("conduit"), "commands[0]"),
+    ("NODE-000", "a contract without nodes", _without_nodes, ""),
+    ("NODE-001", "a node in an undeclared zone", _set("nodes.ot-edge.zone", "nowhere"), "nodes[0].zone"),
+    ("NODE-002", "a device on no node of several", lambda d: _device(d, "pump-plc").pop("node"), "devices[0]"),
+    ("NODE-002", "a sink on an undeclared node", lambda d: d["sinks"][0].update(node="edge-2"), "sinks[0].node"),
+    (
+        "NODE-003",
+        "a DMZ sink placed on the OT node",
+        lambda d: by_id(d["sinks"], "to-enterprise").update(node="ot-edge"),
+        "sinks[4].conduit",
+    ),
+    (
+        "NODE-003",
+        "the diode received on the OT node",
+        lambda d: d["sources"][0].update(node="ot-edge"),
+        "sources[0].conduit",
+    ),
+    (
+        "NODE-004",
+        "a one-way conduit received on two nodes",
+        lambda d: (
+            d["nodes"].append({"id": "it-gateway-2", "zone": "dmz"}),
+            d["sources"].append(dict(d["sources"][0], id="from-ot-2", node="it-gateway-2")),
+        ),
+        "conduits[2]",
+    ),
+    (
+        "NODE-004",
+        "a two-way plugin on a one-way conduit",
+        lambda d: d["sinks"][0].update(conduit="diode-out"),
+        "conduits[2]",
+    ),
+    ("NODE-005", "a PLC polled from the DMZ", _set("devices.pump-plc.node", "it-gateway"), "devices[0].node"),
+    (
+        "NODE-006",
+        "an IT device polled from the gateway",
+        lambda d: _device(d, "pump-plc").update(zone="enterprise", node="it-gateway"),
+        "devices[0].node",
+    ),
+    (
+        "NODE-007",
+        "one journal path for two nodes",
+        lambda d: d.update(journal={"path": "./data/journal"}),
+        "journal.path",
+    ),
+    (
+        "NODE-007",
+        "two nodes in one data directory",
+        lambda d: [n.update(data_dir="./data") for n in d["nodes"]],
+        "nodes[1].data_dir",
+    ),
     (
         "ARCH-009",
         "command conduit cannot reach the device",
@@ -279,6 +347,14 @@ PASSING: list[tuple[str, str, Mutation]] = [
     ("ARCH-007", "SL 2 two-way to SL 1 needs no justification", lambda d: _conduit(d, "dmz-to-enterprise").pop("justification", None)),
     ("ARCH-008", "a local sink without conduit", lambda d: d["sinks"][1].pop("conduit")),
     ("ARCH-009", "command reaching its device through supervisory", lambda d: None),
+    ("NODE-000", "a contract with nodes", lambda d: None),
+    ("NODE-001", "both nodes in declared zones", lambda d: None),
+    ("NODE-002", "one node, components without node keys", _one_node),
+    ("NODE-003", "sinks leave and the source enters its node's zone", lambda d: None),
+    ("NODE-004", "one diode_send on the edge, one diode_receive on the gateway", lambda d: None),
+    ("NODE-005", "PLCs polled from the supervisory zone", lambda d: None),
+    ("NODE-006", "the gateway reaches no device", lambda d: None),
+    ("NODE-007", "a journal path with {node}", lambda d: d.update(journal={"path": "./data/{node}/journal"})),
     ("OWN-001", "a point inherits its device's owner", lambda d: None),
     ("OWN-001", "a point with its own declared owner", lambda d: _point(d, "pump-plc", "outlet_flow").update(owner="ot-lead")),
     ("OWN-002", "DMZ owned by the seam side", lambda d: None),

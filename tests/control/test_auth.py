@@ -175,7 +175,7 @@ commands:
     approvers: [{side: ot, role: shift operator}, {side: it, role: data analyst}]
 """
     text = with_control("control:\n  totp: approvers\n") + commands
-    text = text.replace('unit: "%"}', 'unit: "%", writable: true}').replace(
+    text = text.replace('unit: "%"\n', 'unit: "%"\n        writable: true\n').replace(
         "conduits:\n",
         "conduits:\n  - {id: commands, from: dmz, to: cell, direction: two-way, transport: tcp, "
         "protocols: [seam-commands], owner: erik}\n",

@@ -9,7 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from otseam.diode.config import write_new_key
 from otseam.journal import Journal
+from otseam.sim.contract import DIODE_KEY
 from tests.core.seamrun import SeamRun, metric
 from tests.support.servers import free_port, wait_for_port
 
@@ -29,11 +31,12 @@ def test_seam_run_on_the_simulators_contract(tmp_path: Path) -> None:
     sim_args = [sys.executable, "-m", "otseam.cli", "sim", "--modbus-port", str(port), "--no-opcua"]
     printed = subprocess.run([*sim_args, "--contract"], capture_output=True, text=True, timeout=60, check=True)
     (tmp_path / "seam.yaml").write_text(printed.stdout)
+    write_new_key(tmp_path / DIODE_KEY)
     sim = subprocess.Popen([*sim_args, "--tick", "200ms"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     run: SeamRun | None = None
     try:
         wait_for_port(port)
-        run = SeamRun(tmp_path)
+        run = SeamRun(tmp_path, "--node", "ot-edge")
         run.wait_started()
 
         def all_devices_read() -> bool:
@@ -67,9 +70,9 @@ def test_seam_run_on_the_simulators_contract(tmp_path: Path) -> None:
     assert code == 0, run.output if run else ""
     assert "Traceback" not in run.output
 
-    with Journal.open(tmp_path / "seam-data" / "journal") as journal:
+    with Journal.open(tmp_path / "seam-data" / "ot-edge" / "journal") as journal:
         last = journal.last_offset
-    db = sqlite3.connect(tmp_path / "seam-data" / "history.db")
+    db = sqlite3.connect(tmp_path / "seam-data" / "ot-edge" / "local-history.db")
     try:
         offsets = [row[0] for row in db.execute('SELECT "offset" FROM samples UNION ALL SELECT "offset" FROM events')]
         keys = {row[0] for row in db.execute("SELECT key FROM points")}

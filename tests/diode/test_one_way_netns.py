@@ -13,7 +13,6 @@ reach the link (tcpdump sees those frames), and the IT side's kernel may join th
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import secrets
@@ -21,49 +20,13 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 from otseam.core.records import Quality, Sample
 from otseam.journal import Journal
+from tests.support.netns import IT_ADDRESS, OT_ADDRESS, mac_of, namespace_pair, run
 
-OT_ADDRESS, IT_ADDRESS = "10.203.77.1", "10.203.77.2"
 SEAM = str(Path(sys.executable).parent / "seam")
-
-
-def run(*args: str) -> str:
-    return subprocess.run(args, check=True, capture_output=True, text=True).stdout
-
-
-def mac_of(namespace: str, device: str) -> str:
-    match = re.search(r"link/ether ([0-9a-f:]{17})", run("ip", "-n", namespace, "link", "show", device))
-    assert match
-    return match.group(1)
-
-
-@contextlib.contextmanager
-def namespace_pair() -> Iterator[tuple[str, str, str, str]]:
-    tag = secrets.token_hex(3)
-    ot, it, ot_dev, it_dev = f"seam-ot-{tag}", f"seam-it-{tag}", f"vo{tag}", f"vi{tag}"
-    try:
-        run("ip", "netns", "add", ot)
-        run("ip", "netns", "add", it)
-        for ns in (ot, it):
-            run("ip", "netns", "exec", ns, "sysctl", "-q", "-w", "net.ipv6.conf.all.disable_ipv6=1")
-            run("ip", "netns", "exec", ns, "sysctl", "-q", "-w", "net.ipv6.conf.default.disable_ipv6=1")
-        run("ip", "link", "add", ot_dev, "netns", ot, "type", "veth", "peer", "name", it_dev, "netns", it)
-        run("ip", "-n", ot, "addr", "add", f"{OT_ADDRESS}/30", "dev", ot_dev)
-        run("ip", "-n", it, "addr", "add", f"{IT_ADDRESS}/30", "dev", it_dev)
-        run("ip", "-n", it, "link", "set", it_dev, "arp", "off")
-        run("ip", "-n", ot, "neigh", "add", IT_ADDRESS, "lladdr", mac_of(it, it_dev), "dev", ot_dev, "nud", "permanent")
-        run("ip", "netns", "exec", ot, "ethtool", "-K", ot_dev, "tx-udp-segmentation", "off")
-        run("ip", "netns", "exec", it, "ethtool", "-K", it_dev, "gro", "on")
-        run("ip", "-n", ot, "link", "set", ot_dev, "up")
-        run("ip", "-n", it, "link", "set", it_dev, "up")
-        yield ot, it, ot_dev, it_dev
-    finally:
-        for ns in (ot, it):
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
 
 
 def wait_for_text(path: Path, text: str, timeout: float = 15.0) -> None:

@@ -37,7 +37,18 @@ def test_seam_sim_contract_loads_and_passes_seam_check(tmp_path: Path) -> None:
     assert [d.id for d in loaded.devices] == ["raw-water", "pump-station", "treated-water", *opcua]
     assert {d.endpoint for d in loaded.devices[:3]} == {"tcp://127.0.0.1:5020"}
     assert ("not listed as a device" in printed.stdout) is not bool(opcua)
-    assert [s.type for s in loaded.sinks] == ["historian"]
+    # Two nodes joined by the one-way link: the edge polls and sends, the gateway receives and serves.
+    assert [n.id for n in loaded.nodes] == ["ot-edge", "it-gateway"]
+    assert {d.node for d in loaded.devices} == {"ot-edge"}
+    assert [(s.type, s.node) for s in loaded.sources] == [("diode_receive", "it-gateway")]
+    assert [(s.type, s.node) for s in loaded.sinks] == [
+        ("historian", "ot-edge"),
+        ("diode_send", "ot-edge"),
+        ("historian", "it-gateway"),
+        ("modbus_replica", "it-gateway"),
+    ]
+    diode = loaded.conduit(loaded.sources[0].conduit)
+    assert diode is not None and diode.direction == "one-way" and diode.transport == "diode"
     assert loaded.find_point(loaded.commands[0].point) is not None
     path = tmp_path / "seam.yaml"
     path.write_text(printed.stdout)

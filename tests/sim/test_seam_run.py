@@ -8,6 +8,8 @@ import signal
 import sys
 from pathlib import Path
 
+from otseam.diode.config import write_new_key
+from otseam.sim.contract import DIODE_KEY
 from otseam.sim.plant import SimPlant
 
 
@@ -29,8 +31,9 @@ async def seam(*args: str, cwd: Path) -> tuple[int, str, str]:
 async def test_seam_run_polls_the_sim_into_its_historian(tmp_path: Path) -> None:
     async with SimPlant(modbus_port=0, opcua=False, tick=0.2, seed=2) as plant:
         (tmp_path / "seam.yaml").write_text(plant.contract_yaml())
+        write_new_key(tmp_path / DIODE_KEY)
         run = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "otseam.cli", "run", "seam.yaml", "--http", "off", "--no-watch",
+            sys.executable, "-m", "otseam.cli", "run", "seam.yaml", "--node", "ot-edge", "--http", "off", "--no-watch",
             cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip
         try:
@@ -47,7 +50,9 @@ async def test_seam_run_polls_the_sim_into_its_historian(tmp_path: Path) -> None
         assert plant.modbus.stats.requests >= 60
 
     async def rows(point: str) -> list[dict[str, object]]:
-        code, out, err = await seam("query", point, "--contract", "seam.yaml", "--format", "json", cwd=tmp_path)
+        code, out, err = await seam(
+            "query", point, "--contract", "seam.yaml", "--node", "ot-edge", "--format", "json", cwd=tmp_path
+        )
         assert code == 0, err
         found: list[dict[str, object]] = json.loads(out)["rows"]
         assert found, f"nothing recorded for {point}"

@@ -14,6 +14,8 @@ from otseam.contract.models import Contract, Direction, Zone
 BAND_HEIGHT = 110
 BOX_WIDTH = 190
 BOX_HEIGHT = 54
+#: The tag under a zone's box naming the nodes (machines running Seam) in it.
+NODE_HEIGHT = 20
 GAP = 40
 LABEL_WIDTH = 150
 MARGIN = 20
@@ -173,6 +175,15 @@ def render_svg(contract: Contract) -> str:
             f'<text x="{box.cx}" y="{box.y + 40}" text-anchor="middle" class="zone-meta">{escape(zone.id)} · '
             f"SL {zone.security_level}</text></g>"
         )
+        # The nodes inside the zone: the machines that run Seam there, under the zone's box.
+        nodes = [n.id for n in contract.nodes if n.zone == zone.id]
+        if nodes:
+            label = ("node " if len(nodes) == 1 else "nodes ") + ", ".join(nodes)
+            parts.append(
+                f'<g class="node"><rect x="{box.x + 12}" y="{box.y + BOX_HEIGHT - 4}" width="{BOX_WIDTH - 24}" '
+                f'height="{NODE_HEIGHT}" rx="8"/><text x="{box.cx}" y="{box.y + BOX_HEIGHT + 11}" '
+                f'text-anchor="middle" class="node-name">{escape(label)}</text></g>'
+            )
 
     defs = (
         "<defs>"

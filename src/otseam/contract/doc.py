@@ -31,7 +31,7 @@ th{background:#f3f3f3}
 svg{max-width:100%;height:auto;border:1px solid #ddd;border-radius:6px;background:#fff}
 svg .band{font-size:12px;fill:#555}
 svg .zone rect{fill:#fff;stroke:#333;stroke-width:1.3}
-svg .zone-name{font-size:13px;font-weight:600}svg .zone-meta{font-size:11px;fill:#555}
+svg .zone-name{font-size:13px;font-weight:600}svg .zone-meta{font-size:11px;fill:#555}svg .node rect{fill:#333}svg .node-name{font-size:11px;fill:#fff}
 svg .conduit{stroke:#333;stroke-width:1.6}svg .one-way{stroke:#0a5}
 svg .diode{stroke:#0a5;stroke-width:3;stroke-dasharray:8 4}
 svg .conduit-label{font-size:11px;fill:#333}
@@ -201,19 +201,41 @@ def _zones(contract: Contract) -> str:
     return _table(["Zone", "Name", "Purdue level", "Target SL", "Owner", "Description"], rows)
 
 
+def _nodes(contract: Contract) -> str:
+    if not contract.nodes:
+        return "<p>One node: every part of this contract runs on one machine.</p>"
+    rows = []
+    for n in contract.nodes:
+        placement = contract.placement(n.id)
+        runs = [f"device {d.id}" for d in placement.devices]
+        runs += [f"source {s.id} ({s.type})" for s in placement.sources]
+        runs += [f"sink {s.id} ({s.type})" for s in placement.sinks]
+        rows.append([_e(n.id), _e(n.zone), _e(n.host or ""), _e(n.description), "<br>".join(_e(r) for r in runs)])
+    return _table(["Node", "Zone", "Host", "Role", "Runs"], rows)
+
+
+def _sources(contract: Contract) -> str:
+    rows = [
+        [_e(s.id), _e(s.type), _e(contract.node_of(s)), _e(s.conduit or "inside the node's zone")]
+        for s in contract.sources
+    ]
+    return _table(["Source", "Type", "Node", "Conduit"], rows, "no sources: every input is polled from devices")
+
+
 def _sinks(contract: Contract) -> str:
     rows = [
         [
             _e(s.id),
             _e(s.type),
-            _e(s.conduit or "stays in the edge's zone"),
+            _e(contract.node_of(s)),
+            _e(s.conduit or "stays in the node's zone"),
             _e(", ".join(s.points) or "every point"),
             "yes" if s.events else "no",
             _person(contract, s.owner) if s.owner else "",
         ]
         for s in contract.sinks
     ]
-    return _table(["Sink", "Type", "Conduit", "Points", "Events", "Owner"], rows)
+    return _table(["Sink", "Type", "Node", "Conduit", "Points", "Events", "Owner"], rows)
 
 
 def _commands(contract: Contract) -> str:
@@ -278,8 +300,10 @@ def _summary(contract: Contract, findings: Sequence[Finding]) -> str:
     counts = [
         (len(contract.zones), "zone"),
         (len(contract.conduits), "conduit"),
+        (max(len(contract.nodes), 1), "node"),
         (len(contract.devices), "device"),
         (points, "point"),
+        (len(contract.sources), "source"),
         (len(contract.sinks), "sink"),
         (len(contract.commands), "command"),
     ]
@@ -293,10 +317,12 @@ def render_html(loaded: LoadedContract, findings: Sequence[Finding]) -> str:
     sections = [
         ("Objectives", _objectives(c)),
         ("Zones and conduits", render_svg(c) + _zones(c) + _conduits(c)),
+        ("Nodes", _nodes(c)),
         ("People and ownership", _people(c)),
         ("Devices and their constraints", _devices(c)),
         ("Points", _points(c)),
-        ("What leaves the edge", _sinks(c)),
+        ("What comes in", _sources(c)),
+        ("What goes out", _sinks(c)),
         ("Commands", _commands(c)),
         ("Open findings", _findings(findings)),
         ("Sign-off", _sign_off(c)),

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import PurePosixPath
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -282,9 +284,28 @@ class MonitorPolicy(Strict):
     allowed_functions: list[Annotated[int, Field(ge=1, le=127)]] | None = None
 
 
+class Node(Strict):
+    """One machine (or one process) in one zone, running `seam run --node ID`.
+
+    The same contract is deployed on every node; each node runs only the devices, sources and sinks
+    placed on it.
+    """
+
+    id: Id
+    zone: Id
+    description: str = ""
+    #: Where the node is reached (informative; `seam doc` shows it). Never used to open a connection.
+    host: str | None = None
+    #: Where the node keeps its journal, historian and state; default ``seam-data/<node id>`` beside
+    #: the contract, so the nodes of one contract can also run side by side from one directory.
+    data_dir: str | None = None
+
+
 class Device(Strict):
     id: Id
     driver: Id
+    #: The node that polls this device; may be left out when the contract has at most one node.
+    node: Id | None = None
     #: "tcp://10.0.0.5:502", "rtu:///dev/ttyUSB0?baudrate=19200&parity=E", "rtu+tcp://host:4001",
     #: "opc.tcp://host:4840/path".
     endpoint: str
@@ -313,10 +334,27 @@ class Device(Strict):
 # --- sinks, commands, objectives --------------------------------------------------------------------
 
 
+class SourceSpec(Strict):
+    """An input that is not PLC polling: the IT end of a one-way conduit, passive capture, a
+    Sparkplug host. Its records go straight into the node's journal (they are not scaled again)."""
+
+    id: Id
+    #: The source plugin: "diode_receive", "capture", "sparkplug_host", ...
+    type: Id
+    #: The node that runs it; may be left out when the contract has at most one node.
+    node: Id | None = None
+    #: The conduit the data arrives through; None for inputs inside the node's zone (a span port).
+    conduit: Id | None = None
+    owner: Id | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
 class SinkSpec(Strict):
     id: Id
     #: The sink plugin: "historian", "postgres", "sparkplug", "uns_json", "diode_send", ...
     type: Id
+    #: The node that runs it; may be left out when the contract has at most one node.
+    node: Id | None = None
     #: The conduit the data leaves through; None for sinks that stay in the zone (a local historian).
     conduit: Id | None = None
     #: Point keys or glob patterns ("plc1/*"); empty means every point.
@@ -373,6 +411,8 @@ class Objective(Strict):
 
 
 class Journal(Strict):
+    #: With ``nodes:``, the default is ``<node data_dir>/journal``; a path given here for several nodes
+    #: must contain ``{node}`` so that nodes side by side never share one journal.
     path: str = "./seam-data/journal"
     max_size: Size = 2 * 1024**3
     max_age: Duration = 7 * 86400.0
@@ -390,6 +430,18 @@ class ControlPlane(Strict):
     totp: Literal["off", "approvers", "everyone"] = "off"
 
 
+#: The node of a contract that declares no ``nodes:`` (the single-machine form of before nodes existed).
+DEFAULT_NODE = "default"
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    node: str
+    devices: list[Device]
+    sources: list[SourceSpec]
+    sinks: list[SinkSpec]
+
+
 class Contract(Strict):
     version: Literal[1] = 1
     site: Site
@@ -398,7 +450,9 @@ class Contract(Strict):
     seam_owner: Id | None = None
     zones: list[Zone] = Field(default_factory=list)
     conduits: list[Conduit] = Field(default_factory=list)
+    nodes: list[Node] = Field(default_factory=list)
     devices: list[Device] = Field(default_factory=list)
+    sources: list[SourceSpec] = Field(default_factory=list)
     sinks: list[SinkSpec] = Field(default_factory=list)
     commands: list[Command] = Field(default_factory=list)
     objectives: list[Objective] = Field(default_factory=list)
@@ -417,6 +471,40 @@ class Contract(Strict):
 
     def device(self, device_id: str | None) -> Device | None:
         return next((d for d in self.devices if d.id == device_id), None)
+
+    def node(self, node_id: str | None) -> Node | None:
+        return next((n for n in self.nodes if n.id == node_id), None)
+
+    def node_of(self, component: Device | SourceSpec | SinkSpec) -> str:
+        """The node a component runs on: its own ``node``, else the only node, else the implicit one."""
+        if component.node is not None:
+            return component.node
+        return self.nodes[0].id if len(self.nodes) == 1 else DEFAULT_NODE
+
+    def data_dir(self, node_id: str) -> str:
+        """Where ``node_id`` keeps its data, as written (relative paths are relative to the contract)."""
+        node = self.node(node_id)
+        if node is None:
+            # The contract without nodes keeps its data where it always did: beside its journal.
+            return str(PurePosixPath(self.journal.path).parent)
+        return node.data_dir or f"./seam-data/{node.id}"
+
+    def journal_path(self, node_id: str) -> str:
+        """The journal directory of ``node_id``, as written (relative to the contract)."""
+        if self.node(node_id) is None:
+            return self.journal.path
+        if "path" in self.journal.model_fields_set:
+            return self.journal.path.replace("{node}", node_id)
+        return f"{self.data_dir(node_id)}/journal"
+
+    def placement(self, node_id: str) -> Placement:
+        """What runs on ``node_id``: its devices, sources and sinks, in contract order."""
+        return Placement(
+            node_id,
+            [d for d in self.devices if self.node_of(d) == node_id],
+            [s for s in self.sources if self.node_of(s) == node_id],
+            [s for s in self.sinks if self.node_of(s) == node_id],
+        )
 
     def find_point(self, key: str) -> tuple[Device, Point] | None:
         device_id, _, point_id = key.partition("/")

@@ -121,6 +121,8 @@ class ControlPlane:
             now = time.monotonic()
             for sink_id, count in self.view.delivered().items():
                 self._rate(f"sink:{sink_id}", count, now)
+            for source_id, count in self._received().items():
+                self._rate(f"source:{source_id}", count, now)
             await asyncio.sleep(1.0)
 
     # --- wiring -------------------------------------------------------------------------------------
@@ -332,6 +334,15 @@ class ControlPlane:
     def _health(self) -> dict[str, Any]:
         return dict(self.view.health())
 
+    def _received(self) -> dict[str, int]:
+        """Records each source of this node took in, where the source reports it (diode_receive does)."""
+        counts = {}
+        for name, entry in self._health().get("components", {}).items():
+            detail = entry.get("detail") if isinstance(entry, dict) else None
+            if name.startswith("source:") and isinstance(detail, dict) and isinstance(detail.get("records"), int):
+                counts[name[7:]] = int(detail["records"])
+        return counts
+
     def _device_states(self, health: dict[str, Any]) -> dict[str, str]:
         components = health.get("components", {})
         states = {}
@@ -353,15 +364,17 @@ class ControlPlane:
     async def h_nodes(self, request: web.Request) -> web.StreamResponse:
         contract = self.view.contract()
         health = self._health()
-        nodes = getattr(contract, "nodes", None) or []
+        here = self.view.node_id
         items = [
-            {"id": n.id, "zone": n.zone, "description": n.description, "this": n.id == self.view.node_id} for n in nodes
+            {"id": n.id, "zone": n.zone, "description": n.description, "host": n.host, "this": n.id == here}
+            for n in contract.nodes
         ]
-        if not items:
+        if not items:  # a contract without nodes: this process is its one node
             zone = contract.devices[0].zone if contract.devices else (contract.zones[0].id if contract.zones else None)
-            items = [{"id": self.view.node_id, "zone": zone, "description": "this node", "this": True}]
+            items = [{"id": here, "zone": zone, "description": "", "host": None, "this": True}]
         for item in items:
-            item["status"] = health.get("status") if item["this"] else "unknown (not this node)"
+            # Other nodes serve their own console: this one only knows its own health.
+            item["status"] = health.get("status") if item["this"] else "not known here (see that node)"
         return web.json_response({"items": items, "next": None})
 
     async def h_zones(self, request: web.Request) -> web.StreamResponse:
@@ -375,6 +388,7 @@ class ControlPlane:
                 "sl": z.security_level,
                 "owner": z.owner,
                 "devices": [d.id for d in contract.devices if d.zone == z.id],
+                "nodes": [n.id for n in contract.nodes if n.zone == z.id],
                 "health": zone_health.get(z.id, "ok"),
             }
             for z in sorted(contract.zones, key=lambda z: z.level)
@@ -396,11 +410,17 @@ class ControlPlane:
         delivered = self.view.delivered()
         unexpected = self.events.list(kinds=("alert",), limit=500).items
         items = []
+        placement = contract.placement(self.view.node_id)
+        received = self._received()
         for conduit in contract.conduits:
-            sinks = [s.id for s in contract.sinks if s.conduit == conduit.id]
-            count = sum(delivered.get(s, 0) for s in sinks)
-            rate = sum(self._rates.get(f"sink:{s}", (0.0, 0, 0.0))[2] for s in sinks)
-            if not sinks:
+            # What this node sends into the conduit (sinks) and takes out of it (sources).
+            sinks = [s.id for s in placement.sinks if s.conduit == conduit.id]
+            sources = [s.id for s in placement.sources if s.conduit == conduit.id]
+            count = sum(delivered.get(s, 0) for s in sinks) + sum(received.get(s, 0) for s in sources)
+            rate = sum(self._rates.get(f"sink:{s}", (0.0, 0, 0.0))[2] for s in sinks) + sum(
+                self._rates.get(f"source:{s}", (0.0, 0, 0.0))[2] for s in sources
+            )
+            if not sinks and not sources:
                 seen = "not carried by this node"
             elif count > 0:
                 seen = "declared-and-seen"
@@ -415,6 +435,7 @@ class ControlPlane:
                     "transport": conduit.transport,
                     "protocols": conduit.protocols,
                     "sinks": sinks,
+                    "sources": sources,
                     "records": count,
                     "rate": round(rate, 3),
                     "flow": seen,
@@ -446,6 +467,7 @@ class ControlPlane:
         contract = self.view.contract()
         states = self._device_states(self._health())
         zone = request.query.get("zone")
+        here = self.view.node_id
         items = [
             {
                 "id": d.id,
@@ -456,7 +478,9 @@ class ControlPlane:
                 "model": d.model,
                 "poll": d.poll,
                 "points": len(d.points),
-                "state": states.get(d.id, "not run by this node"),
+                "node": contract.node_of(d),
+                "state": states.get(d.id)
+                or ("unknown" if contract.node_of(d) == here else f"polled by node {contract.node_of(d)}"),
             }
             for d in contract.devices
             if zone is None or d.zone == zone
@@ -511,7 +535,7 @@ class ControlPlane:
         key = f"{request.match_info['device']}/{request.match_info['point']}"
         if contract.find_point(key) is None:
             return _error(404, f"no point {key} in the contract")
-        historians = [s for s in contract.sinks if s.type == "historian"]
+        historians = [s for s in contract.placement(self.view.node_id).sinks if s.type == "historian"]
         if not historians:
             return _error(404, "this node keeps no historian (a sink of type historian)")
         database = historian_path(historians[0], self.view.data_dir())
@@ -644,35 +668,45 @@ class ControlPlane:
 
     async def h_link(self, request: web.Request) -> web.StreamResponse:
         contract = self.view.contract()
-        health = self._health()
-        components = health.get("components", {})
+        placement = contract.placement(self.view.node_id)
+        components = self._health().get("components", {})
         delivered = self.view.delivered()
         senders = []
-        for spec in contract.sinks:
+        for spec in placement.sinks:
             if spec.type != "diode_send":
                 continue
-            count = delivered.get(spec.id, 0)
             entry = components.get(f"sink:{spec.id}", {})
             senders.append(
                 {
                     "sink": spec.id,
                     "conduit": spec.conduit,
-                    "records": count,
+                    "records": delivered.get(spec.id, 0),
                     "rate": round(self._rates.get(f"sink:{spec.id}", (0.0, 0, 0.0))[2], 3),
                     "state": entry.get("delivery_state") or entry.get("state"),
                     "fec": {k: v for k, v in spec.options.items() if k in ("fec", "data_blocks", "parity_blocks")},
                 }
             )
-        receivers = {
-            name: entry for name, entry in components.items() if "diode" in name and not name.startswith("sink:")
-        }
-        gaps = []
-        for event in self.events.list(kinds=("diode.gap",), limit=_int(request, "limit", 100, 1, 1000)).items:
-            gaps.append({**event, "replay": _replay_command(self.view.contract_path(), event)})
-        margins = [
-            entry.get("fec_margin")
-            for entry in components.values()
-            if isinstance(entry, dict) and "fec_margin" in entry
+        receivers = []
+        margins = []
+        for source in placement.sources:
+            if source.type != "diode_receive":
+                continue
+            entry = components.get(f"source:{source.id}", {})
+            detail = entry.get("detail", {}) if isinstance(entry, dict) else {}
+            if isinstance(detail, dict) and detail.get("fec_margin") is not None:
+                margins.append(detail["fec_margin"])
+            receivers.append(
+                {
+                    "source": source.id,
+                    "conduit": source.conduit,
+                    "state": entry.get("state"),
+                    "rate": round(self._rates.get(f"source:{source.id}", (0.0, 0, 0.0))[2], 3),
+                    **(detail if isinstance(detail, dict) else {}),
+                }
+            )
+        gaps = [
+            {**event, "replay": _replay_command(self.view.contract_path(), event)}
+            for event in self.events.list(kinds=("diode.gap",), limit=_int(request, "limit", 100, 1, 1000)).items
         ]
         return web.json_response(
             {

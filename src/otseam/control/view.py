@@ -60,12 +60,16 @@ class NodeView(Protocol):
 
 
 def data_dir_for(contract_path: Path, contract: Contract, node: str | None) -> Path:
-    """The node's data directory: where its journal lives, relative to the contract file."""
-    del node  # one node per contract until nodes are placed; then the node's own directory
-    journal = Path(contract.journal.path)
-    if not journal.is_absolute():
-        journal = contract_path.resolve().parent / journal
-    return journal.parent
+    """The node's data directory (the same rule as ``seam run --node``), relative to the contract file.
+    Raises ValueError with the reason when ``node`` is not one of the contract's nodes."""
+    from otseam.core.supervisor import StartupError, resolve_node
+
+    try:
+        resolved = resolve_node(contract, node)
+    except StartupError as exc:
+        raise ValueError(str(exc)) from None
+    path = Path(contract.data_dir(resolved))
+    return path if path.is_absolute() else (contract_path.resolve().parent / path).resolve()
 
 
 def historian_path(spec: SinkSpec, data_dir: Path) -> Path:
@@ -78,16 +82,12 @@ def historian_path(spec: SinkSpec, data_dir: Path) -> Path:
 class SupervisorView:
     """:class:`NodeView` over the supervisor of ``seam run``."""
 
-    def __init__(self, supervisor: Supervisor, node_id: str = "") -> None:
+    def __init__(self, supervisor: Supervisor) -> None:
         self._supervisor = supervisor
-        self._node = node_id
 
     @property
     def node_id(self) -> str:
-        if self._node:
-            return self._node
-        plan = self._supervisor.plan
-        return plan.contract.site.site if plan is not None else "node"
+        return self._supervisor.node
 
     def contract(self) -> Contract:
         plan = self._supervisor.plan

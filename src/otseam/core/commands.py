@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from prometheus_client import CollectorRegistry
 from rich.console import Console
 from rich.logging import RichHandler
 
@@ -40,6 +41,7 @@ class RunOptions:
     settings: Settings
     status_interval: float
     live: bool
+    node: str | None = None
     #: Serve the control plane (REST API and console) beside /health and /metrics.
     console: bool = True
     #: Certificate and key files (PEM): serve HTTPS.
@@ -74,7 +76,8 @@ async def serve(
     on_started: Callable[[Supervisor, tuple[str, int] | None], None] | None = None,
 ) -> int:
     """Run one supervisor until it stops; ``on_started`` is called once everything runs (``seam demo``)."""
-    supervisor = Supervisor(options.contract, options.settings)
+    registry = CollectorRegistry(auto_describe=False)
+    supervisor = Supervisor(options.contract, options.settings, node=options.node, registry=registry)
     http: HttpServer | None = None
     bound_address: tuple[str, int] | None = None
     control = None
@@ -106,7 +109,7 @@ async def serve(
             extend = control.mount
         try:
             http = HttpServer(
-                supervisor.health, build_registry(supervisor), host, port, options.token, extend, ssl_context
+                supervisor.health, build_registry(supervisor, registry), host, port, options.token, extend, ssl_context
             )
         except HttpAddressError as exc:
             typer.echo(f"seam: {exc}", err=True)
@@ -165,6 +168,10 @@ def register(app: typer.Typer) -> None:
     @app.command("run")
     def run(
         contract: Annotated[Path, typer.Argument(help="The contract to run (seam.yaml).")],
+        node: Annotated[
+            str | None,
+            typer.Option("--node", help="The node of the contract this machine runs (optional with one node)."),
+        ] = None,
         http: Annotated[
             str,
             typer.Option("--http", help="Address of /health and /metrics (host:port, port 0 for any), or 'off'."),
@@ -219,7 +226,15 @@ def register(app: typer.Typer) -> None:
         console = Console() if live else None
         setup_logging(verbose, console)
         options = RunOptions(
-            contract, address, token, Settings(drain_timeout=drain, watch=watch), interval, live, serve_console, tls
+            contract,
+            address,
+            token,
+            Settings(drain_timeout=drain, watch=watch),
+            interval,
+            live,
+            node,
+            serve_console,
+            tls,
         )
         try:
             code = asyncio.run(serve(options, console))

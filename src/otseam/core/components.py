@@ -26,7 +26,7 @@ _HEALTHY_RUN = 60.0
 class Component:
     """A driver or sink as the supervisor, the health endpoint and the terminal see it."""
 
-    kind: str  # "driver" | "sink"
+    kind: str  # "driver" | "source" | "sink"
     id: str
     #: The component's configuration as text; a reload restarts it only when this changes.
     fingerprint: str
@@ -39,13 +39,20 @@ class Component:
     task: asyncio.Task[None] | None = None
     #: Set to ask the component to finish (a sink drains first); cancellation is the hard stop.
     stop: asyncio.Event = field(default_factory=asyncio.Event)
+    #: The running plugin object, for the details it reports itself (``health()``, ``healthy``).
+    plugin: object | None = None
 
     @property
     def name(self) -> str:
         return f"{self.kind}:{self.id}"
 
+    @property
+    def working(self) -> bool:
+        """Running, and not saying otherwise itself (a link that is down, a device that is away)."""
+        return self.state == "running" and getattr(self.plugin, "healthy", True) is not False
+
     def health(self) -> dict[str, object]:
-        return {
+        entry: dict[str, object] = {
             "state": self.state,
             "restarts": self.restarts,
             "errors": self.errors,
@@ -53,6 +60,13 @@ class Component:
             "last_error_ts": self.last_error_ts or None,
             "since": self.started_ts,
         }
+        report = getattr(self.plugin, "health", None)
+        if callable(report):
+            try:
+                entry["detail"] = report()
+            except Exception as exc:  # a plugin's report must never take /health down
+                entry["detail"] = {"error": f"{type(exc).__name__}: {exc}"}
+        return entry
 
 
 async def supervise(

@@ -130,8 +130,9 @@ def _gauge(name: str, documentation: str, value: float) -> Metric:
     return GaugeMetricFamily(name, documentation, value=value)
 
 
-def build_registry(supervisor: Supervisor) -> CollectorRegistry:
-    registry = CollectorRegistry(auto_describe=False)
+def build_registry(supervisor: Supervisor, registry: CollectorRegistry | None = None) -> CollectorRegistry:
+    """The node's registry (a new one unless given: plugins may already have registered theirs)."""
+    registry = registry if registry is not None else CollectorRegistry(auto_describe=False)
     registry.register(SeamCollector(supervisor))
     ProcessCollector(registry=registry)
     return registry

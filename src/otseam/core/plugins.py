@@ -1,24 +1,32 @@
-"""The two plugin interfaces, and how plugins are found by name.
+"""The three plugin interfaces, and how plugins are found by name.
 
-A driver lives in ``otseam/drivers/<name>/`` and a sink in ``otseam/sinks/<name>/``. Each package
-exposes a module-level ``create(...)`` factory. The contract names the plugin (``driver: modbus``,
-``type: historian``) and the core imports ``otseam.drivers.modbus`` or ``otseam.sinks.historian``:
-adding a protocol means adding a folder, never editing the core.
+A driver lives in ``otseam/drivers/<name>/``, a source in ``otseam/sources/<name>/`` and a sink in
+``otseam/sinks/<name>/``. Each package exposes a module-level ``create(...)`` factory. The contract
+names the plugin (``driver: modbus``, ``type: diode_receive``, ``type: historian``) and the runtime
+imports that package: adding a protocol means adding a folder, never editing the core.
+
+Data flows one way: drivers and sources → (pipeline) → journal → sinks. A driver's readings go through
+the pipeline (scaling, deadband, alarms); a source's records are final already (samples another node
+processed, monitor alerts) and go straight into the journal.
 """
 
 from __future__ import annotations
 
 import importlib
 import re
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from otseam.core.columns import SampleColumns
 from otseam.core.records import Batch, Record
 
 if TYPE_CHECKING:
-    from otseam.contract.models import Contract, Device, SinkSpec
+    from prometheus_client import CollectorRegistry
+
+    from otseam.contract.models import Contract, Device, SinkSpec, SourceSpec
 
 #: Where a driver hands over what it read. Awaiting it is the back-pressure: a driver must not read
 #: faster than the pipeline and journal accept.
@@ -33,6 +41,15 @@ class Driver(Protocol):
     reconnects with backoff, emits its points with a bad or stale quality while the device is away, and
     returns only when cancelled.
     """
+
+    async def run(self, emit: Emit) -> None: ...
+
+
+@runtime_checkable
+class Source(Protocol):
+    """An input that is not PLC polling: the IT end of a one-way conduit, passive capture, a Sparkplug
+    host. Like a driver, ``run`` returns only when cancelled and never raises for a peer's fault; what
+    it emits is appended to the node's journal as it is (not scaled again)."""
 
     async def run(self, emit: Emit) -> None: ...
 
@@ -55,12 +72,33 @@ class Sink(Protocol):
 
 @dataclass(slots=True)
 class PluginContext:
-    """What a plugin may need besides its own section of the contract."""
+    """What a plugin may need besides its own section of the contract.
+
+    Built by the runtime for each plugin it creates. ``journal`` is None while a plan is only being
+    checked (``seam check``, a reload being validated): plugins must not need it before they run.
+    """
 
     contract: Contract
+    #: This node's data directory (journal, historian, state), as an absolute path.
     data_dir: str
-    #: Free-form extras the supervisor passes (metrics registry, journal, ...), by name.
-    extras: dict[str, Any] = field(default_factory=dict)
+    #: The node this runtime runs (``DEFAULT_NODE`` for a contract without ``nodes:``).
+    node: str = "default"
+    #: Where a plugin appends events of its own (audit records, alerts, link gaps).
+    journal: JournalWriter | None = None
+    #: Wall-clock time in seconds since the epoch; tests inject their own.
+    clock: Callable[[], float] = field(default=time.time)
+    #: The node's Prometheus registry, for plugins that export metrics of their own.
+    metrics: CollectorRegistry | None = None
+    #: The contract file this node runs.
+    contract_path: str = ""
+
+
+def beside_contract(path: str, contract_path: str) -> str:
+    """A file named in a plugin's options (a key, a certificate): relative paths are relative to the
+    contract file, so that the same contract finds its files on every node wherever it is started."""
+    if not contract_path or Path(path).is_absolute():
+        return path
+    return str(Path(contract_path).parent / path)
 
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -87,6 +125,13 @@ def create_driver(device: Device, context: PluginContext) -> Driver:
     module = _load("driver", device.driver)
     driver: Driver = module.create(device, context)
     return driver
+
+
+def create_source(spec: SourceSpec, context: PluginContext) -> Source:
+    """Instantiate the source the contract names in ``spec.type``."""
+    module = _load("source", spec.type)
+    source: Source = module.create(spec, context)
+    return source
 
 
 def create_sink(spec: SinkSpec, context: PluginContext) -> Sink:

@@ -1,6 +1,9 @@
-"""`seam run`: drivers → pipeline → journal → sinks, from one contract, kept running.
+"""`seam run`: drivers and sources → pipeline → journal → sinks, one node of one contract, kept running.
 
-* Every driver and every sink is its own supervised task (see components.py): one that fails is
+* The contract is the same on every node; this process runs the devices, sources and sinks placed on
+  its node (``--node``), with its data under that node's directory.
+
+* Every driver, source and sink is its own supervised task (see components.py): one that fails is
   restarted with backoff and the others never notice. While a driver is down its points are re-sent as
   STALE so no consumer takes an old value for a live one.
 * The journal is opened once and stays open for the life of the process. Everything a driver reads is
@@ -27,10 +30,10 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from otseam.contract.loader import ContractError, LoadedContract, load
-from otseam.contract.models import Contract, Device, SinkSpec
+from otseam.contract.models import DEFAULT_NODE, Contract, Device, SinkSpec, SourceSpec
 from otseam.core.components import Component, supervise
 from otseam.core.plugins import (
     Driver,
@@ -38,13 +41,18 @@ from otseam.core.plugins import (
     PluginContext,
     PluginNotFound,
     Sink,
+    Source,
     create_driver,
     create_sink,
+    create_source,
 )
 from otseam.core.records import Event, Record, Severity
 from otseam.core.sinkrunner import RecordFilter, SinkStats, run_sink
 from otseam.journal import Journal, JournalError, JournalMetrics
 from otseam.pipeline import Pipeline, PipelineConfigError, compile_table
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
 
 log = logging.getLogger("otseam.supervisor")
 
@@ -58,8 +66,11 @@ class Plan:
     """A contract checked and turned into everything needed to run it, before anything is started."""
 
     loaded: LoadedContract
+    #: The node this plan runs.
+    node: str
     table: dict[str, Any]
     drivers: dict[str, tuple[Device, str]]
+    sources: dict[str, tuple[SourceSpec, str]]
     sinks: dict[str, tuple[SinkSpec, str]]
 
     @property
@@ -124,6 +135,35 @@ def _sink_fingerprint(spec: SinkSpec, contract: Contract) -> str:
     )
 
 
+def resolve_node(contract: Contract, requested: str | None) -> str:
+    """The node this process runs: the one asked for, else the only one. Raises StartupError."""
+    ids = [n.id for n in contract.nodes]
+    if not ids:
+        if requested not in (None, DEFAULT_NODE):
+            raise StartupError(
+                f"--node {requested}: the contract declares no nodes (add a 'nodes:' section, or leave out --node)"
+            )
+        return DEFAULT_NODE
+    if requested is None:
+        if len(ids) == 1:
+            return ids[0]
+        raise StartupError(f"the contract declares the nodes {', '.join(ids)}: say which one this is with --node ID")
+    if requested not in ids:
+        import difflib
+
+        close = difflib.get_close_matches(requested, ids, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise StartupError(f"--node {requested}: no such node in the contract{hint}; its nodes are {', '.join(ids)}")
+    return requested
+
+
+def _source_fingerprint(spec: SourceSpec, contract: Contract) -> str:
+    """A source may build on the site path and the devices it replicates or watches."""
+    return json.dumps(
+        [spec.model_dump(mode="json"), contract.site.model_dump(mode="json")], sort_keys=True, default=str
+    )
+
+
 class Rates:
     """Points per second from a counter, over the interval since the previous reading."""
 
@@ -139,9 +179,20 @@ class Rates:
 
 
 class Supervisor:
-    def __init__(self, contract_path: str | os.PathLike[str], settings: Settings | None = None) -> None:
+    def __init__(
+        self,
+        contract_path: str | os.PathLike[str],
+        settings: Settings | None = None,
+        node: str | None = None,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
         self.contract_path = Path(contract_path)
         self.settings = settings or Settings()
+        #: The node asked for on the command line (None: the contract's only node).
+        self.requested_node = node
+        self.node = node or DEFAULT_NODE
+        #: The node's metrics registry, handed to plugins that export metrics of their own.
+        self.registry = registry
         self.started_ts = time.time()
         self.state = "starting"
         self.plan: Plan | None = None
@@ -151,7 +202,6 @@ class Supervisor:
         self.components: dict[str, Component] = {}
         self.sink_stats: dict[str, SinkStats] = {}
         self.counters = Counters()
-        self.extras: dict[str, Any] = {}
         self._stop_requested = asyncio.Event()
         self._reload_requested = asyncio.Event()
         self._reload_lock = asyncio.Lock()
@@ -166,30 +216,46 @@ class Supervisor:
     # --- planning: everything that can fail, before anything changes -------------------------------
 
     def prepare(self) -> Plan:
-        """Load, check and compile the contract, and instantiate every plugin once to validate its
-        settings. Raises :class:`StartupError` with every problem found."""
+        """Load, check and compile the contract, and instantiate every plugin of this node once to
+        validate its settings. Raises :class:`StartupError` with every problem found.
+
+        Blocking (file reads, YAML, every plugin's validation): a running node calls it off the event
+        loop (see :meth:`reload`) so that polling and /health never wait for it.
+        """
         try:
             loaded = load(self.contract_path)
         except ContractError as exc:
             raise StartupError(str(exc)) from None
+        node = resolve_node(loaded.contract, self.requested_node)
         problems = check_contract(loaded)
         if self.journal is None:
-            self.data_dir = self._journal_path(loaded.contract).parent
+            self.node = node
+            self.data_dir = self._resolve(loaded.contract.data_dir(node))
+        elif node != self.node:
+            raise StartupError(f"this process runs node {self.node}; the contract now makes it {node}")
+        placement = loaded.contract.placement(node)
         table: dict[str, Any] = {}
         try:
-            table = compile_table(loaded.contract)
+            table = compile_table(loaded.contract, {d.id for d in placement.devices})
         except PipelineConfigError as exc:
             problems.extend(str(exc).splitlines())
-        context = self._context(loaded.contract)
+        context = self._context(loaded.contract, validating=True)
         drivers: dict[str, tuple[Device, str]] = {}
-        for device in loaded.contract.devices:
+        for device in placement.devices:
             try:
                 create_driver(device, context)
             except Exception as exc:
                 problems.append(f"device {device.id}: {_plugin_problem(exc)}")
             drivers[device.id] = (device, device.model_dump_json())
+        sources: dict[str, tuple[SourceSpec, str]] = {}
+        for source_spec in placement.sources:
+            try:
+                create_source(source_spec, context)
+            except Exception as exc:
+                problems.append(f"source {source_spec.id}: {_plugin_problem(exc)}")
+            sources[source_spec.id] = (source_spec, _source_fingerprint(source_spec, loaded.contract))
         sinks: dict[str, tuple[SinkSpec, str]] = {}
-        for spec in loaded.contract.sinks:
+        for spec in placement.sinks:
             try:
                 create_sink(spec, context)
             except Exception as exc:
@@ -197,15 +263,25 @@ class Supervisor:
             sinks[spec.id] = (spec, _sink_fingerprint(spec, loaded.contract))
         if problems:
             raise StartupError("\n".join(problems))
-        return Plan(loaded, table, drivers, sinks)
+        return Plan(loaded, node, table, drivers, sources, sinks)
 
-    def _context(self, contract: Contract) -> PluginContext:
-        return PluginContext(contract=contract, data_dir=str(self.data_dir), extras=self.extras)
+    def _context(self, contract: Contract, *, validating: bool = False) -> PluginContext:
+        return PluginContext(
+            contract=contract,
+            data_dir=str(self.data_dir),
+            node=self.node,
+            journal=None if validating else self.journal,
+            metrics=self.registry,
+            contract_path=str(self.contract_path),
+        )
 
-    def _journal_path(self, contract: Contract) -> Path:
-        path = Path(contract.journal.path)
+    def _resolve(self, path_text: str) -> Path:
+        path = Path(path_text)
         # Relative to the contract file, not to wherever the service manager started us.
         return path if path.is_absolute() else (self.contract_path.parent / path).resolve()
+
+    def _journal_path(self, contract: Contract) -> Path:
+        return self._resolve(contract.journal_path(self.node))
 
     # --- running ----------------------------------------------------------------------------------
 
@@ -216,20 +292,23 @@ class Supervisor:
             self.journal = Journal.from_config(plan.contract.journal.model_copy(update={"path": str(journal_path)}))
         except JournalError as exc:
             raise StartupError(f"journal: {exc}") from None
-        self.extras["journal"] = self.journal
         self.pipeline = Pipeline(plan.table)
         self.plan = plan
         self._watched = self._stat()
         for device, fingerprint in plan.drivers.values():
             self._start_driver(device, fingerprint, plan.contract)
+        for source_spec, fingerprint in plan.sources.values():
+            self._start_source(source_spec, fingerprint, plan.contract)
         for spec, fingerprint in plan.sinks.values():
             self._start_sink(spec, fingerprint, plan.contract)
         self.state = "running"
         log.info(
-            "running %s: %d devices, %d points, %d sinks; journal %s (id %s)",
+            "running %s, node %s: %d devices, %d points, %d sources, %d sinks; journal %s (id %s)",
             self.contract_path,
+            plan.node,
             len(plan.drivers),
             len(plan.table),
+            len(plan.sources),
             len(plan.sinks),
             journal_path,
             self.journal.source,
@@ -343,6 +422,7 @@ class Supervisor:
 
         async def body() -> None:
             driver: Driver = create_driver(device, context)
+            component.plugin = driver
             await driver.run(self._emitter(device.id))
 
         component.task = asyncio.create_task(
@@ -380,6 +460,30 @@ class Supervisor:
         )
         self._append(records)
 
+    # --- sources ----------------------------------------------------------------------------------
+
+    def _start_source(self, spec: SourceSpec, fingerprint: str, contract: Contract) -> None:
+        previous = self.components.get(f"source:{spec.id}")
+        component = Component("source", spec.id, fingerprint)
+        if previous is not None:
+            component.restarts, component.errors = previous.restarts, previous.errors
+        context = self._context(contract)
+        journal = self.journal
+        assert journal is not None
+
+        async def emit(records: Sequence[Record]) -> None:
+            if records and not journal.closed:
+                journal.append(records)
+            await asyncio.sleep(0)
+
+        async def body() -> None:
+            source: Source = create_source(spec, context)
+            component.plugin = source
+            await source.run(emit)
+
+        component.task = asyncio.create_task(supervise(component, body), name=component.name)
+        self.components[component.name] = component
+
     # --- sinks ------------------------------------------------------------------------------------
 
     def _start_sink(self, spec: SinkSpec, fingerprint: str, contract: Contract) -> None:
@@ -395,6 +499,7 @@ class Supervisor:
 
         async def body() -> None:
             sink: Sink = create_sink(spec, context)
+            component.plugin = sink
             reader = journal.reader(spec.id)
             try:
                 await run_sink(
@@ -421,7 +526,7 @@ class Supervisor:
             component.stop.set()
             if component.task is None:
                 continue
-            if component.kind == "driver" or not drain:
+            if component.kind != "sink" or not drain:
                 component.task.cancel()
             tasks.append(component.task)
         if not tasks:
@@ -443,7 +548,9 @@ class Supervisor:
             self._watched = self._stat()
             assert self.plan is not None and self.pipeline is not None and self.journal is not None
             try:
-                plan = self.prepare()
+                # Off the event loop: a large contract takes a while to load and check, and polling,
+                # sinks and /health must not notice (see bench/bench_reload.py).
+                plan = await asyncio.to_thread(self.prepare)
             except StartupError as exc:
                 self.counters.reloads_failed += 1
                 self.counters.last_reload_error = str(exc)
@@ -459,11 +566,17 @@ class Supervisor:
             removed_sinks = [s for s in old.sinks if s not in plan.sinks]
             changed_sinks = [s for s in old.sinks if s in plan.sinks and plan.sinks[s][1] != old.sinks[s][1]]
             added_sinks = [s for s in plan.sinks if s not in old.sinks]
+            removed_sources = [s for s in old.sources if s not in plan.sources]
+            changed_sources = [s for s in old.sources if s in plan.sources and plan.sources[s][1] != old.sources[s][1]]
+            added_sources = [s for s in plan.sources if s not in old.sources]
 
             await self._stop([f"driver:{d}" for d in removed_devices + changed_devices], drain=False, within=10.0)
             for device_id in removed_devices:
                 self._append(self.pipeline.mark_stale(device_id))
                 del self.components[f"driver:{device_id}"]
+            await self._stop([f"source:{s}" for s in removed_sources + changed_sources], drain=False, within=10.0)
+            for source_id in removed_sources:
+                del self.components[f"source:{source_id}"]
             # Sinks stop without draining: their cursor keeps the rest for the new instance.
             await self._stop([f"sink:{s}" for s in removed_sinks + changed_sinks], drain=False, within=10.0)
             for sink_id in removed_sinks:
@@ -477,6 +590,9 @@ class Supervisor:
             for device_id in changed_devices + added_devices:
                 device, fingerprint = plan.drivers[device_id]
                 self._start_driver(device, fingerprint, plan.contract)
+            for source_id in changed_sources + added_sources:
+                source_spec, fingerprint = plan.sources[source_id]
+                self._start_source(source_spec, fingerprint, plan.contract)
             for sink_id in changed_sinks + added_sinks:
                 spec, fingerprint = plan.sinks[sink_id]
                 self._start_sink(spec, fingerprint, plan.contract)
@@ -486,6 +602,9 @@ class Supervisor:
                 "devices added": added_devices,
                 "devices changed": changed_devices,
                 "devices removed": removed_devices,
+                "sources added": added_sources,
+                "sources changed": changed_sources,
+                "sources removed": removed_sources,
                 "sinks added": added_sinks,
                 "sinks changed": changed_sinks,
                 "sinks removed": removed_sinks,
@@ -513,8 +632,9 @@ class Supervisor:
             return
         self.state = "stopping"
         drivers = [n for n, c in self.components.items() if c.kind == "driver"]
+        sources = [n for n, c in self.components.items() if c.kind == "source"]
         sinks = [n for n, c in self.components.items() if c.kind == "sink"]
-        await self._stop(drivers, drain=False, within=10.0)
+        await self._stop(drivers + sources, drain=False, within=10.0)
         if self.pipeline is not None and self.journal is not None and not self.journal.closed:
             for name in drivers:
                 self._append(self.pipeline.mark_stale(self.components[name].id))
@@ -565,12 +685,13 @@ class Supervisor:
                     entry["delivery_errors"] = stats.errors
                     if stats.last_error:
                         entry["last_delivery_error"] = stats.last_error
-        degraded = any(c.state != "running" for c in self.components.values()) or any(
+        degraded = any(not c.working for c in self.components.values()) or any(
             s.consecutive_failures > 0 for s in self.sink_stats.values()
         )
         status = self.state if self.state != "running" else ("degraded" if degraded else "ok")
         return {
             "status": status,
+            "node": self.node,
             "contract": str(self.contract_path),
             "journal": self.journal.source if self.journal else None,
             "started": self.started_ts,

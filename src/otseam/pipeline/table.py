@@ -8,6 +8,7 @@ heartbeat interval and the alarm rules. The mutable per-point state lives in the
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from otseam.contract.models import Alarm, Contract, Device, Point
@@ -137,11 +138,14 @@ def compile_point(device: Device, point: Point) -> PointSlot:
     )
 
 
-def compile_table(contract: Contract) -> dict[str, PointSlot]:
-    """Every point of the contract, compiled. Raises :class:`PipelineConfigError` listing all problems."""
+def compile_table(contract: Contract, devices: Collection[str] | None = None) -> dict[str, PointSlot]:
+    """Every point of the contract (or of ``devices``, the ones a node polls), compiled. Raises
+    :class:`PipelineConfigError` listing all problems."""
     table: dict[str, PointSlot] = {}
     problems: list[str] = []
     for device in contract.devices:
+        if devices is not None and device.id not in devices:
+            continue
         for point in device.points:
             try:
                 slot = compile_point(device, point)

@@ -37,7 +37,7 @@ def _people() -> list[dict[str, Any]]:
     ]
 
 
-def _zones_and_conduits(modbus_port: int, opcua_port: int | None) -> tuple[list[Any], list[Any]]:
+def _zones_and_conduits(modbus_port: int, opcua_port: int | None, diode_port: int) -> tuple[list[Any], list[Any]]:
     zones = [
         {"id": "control", "name": "Plant control (PLCs)", "level": 1, "sl": 3, "owner": "ot-control"},
         {"id": "site-ops", "name": "Site operations (Seam edge)", "level": 3, "sl": 2, "owner": "ot-control"},
@@ -62,12 +62,24 @@ def _zones_and_conduits(modbus_port: int, opcua_port: int | None) -> tuple[list[
             "id": "edge-to-dmz",
             "from": "site-ops",
             "to": "dmz",
+            "direction": "one-way",
+            "transport": "diode",
+            "protocols": ["seam-diode"],
+            "ports": [diode_port],
+            "owner": "seam-owner",
+            "description": "Seam's one-way link: the edge sends, the gateway receives, nothing comes back.",
+        },
+        {
+            "id": "commands-in",
+            "from": "dmz",
+            "to": "site-ops",
             "direction": "two-way",
             "transport": "tls",
-            "protocols": ["mqtt"],
-            "ports": [8883],
+            "protocols": ["seam-command"],
+            "ports": [8443],
             "owner": "seam-owner",
-            "justification": "MQTT over TLS is connection-oriented; approved commands come back on it.",
+            "justification": "Approved setpoint changes only: the edge opens the connection (mutual TLS) and "
+            "pulls requests that two people approved.",
         },
         {
             "id": "dmz-to-enterprise",
@@ -205,6 +217,48 @@ def _opcua_device(endpoint: str, tick: float) -> dict[str, Any]:
     }
 
 
+#: The one-way link and the IT side's Modbus replica, on the sim's host.
+DIODE_PORT = 7400
+REPLICA_PORT = 5502
+#: Relative to the contract file; `seam diode keygen seam-diode.key` writes it.
+DIODE_KEY = "seam-diode.key"
+
+
+def _sinks(host: str, diode_port: int, replica_port: int, mqtt: str | None) -> list[dict[str, Any]]:
+    sinks: list[dict[str, Any]] = [
+        # Relative paths of a historian are relative to the node's data directory.
+        {"id": "local-history", "type": "historian", "node": "ot-edge", "owner": "ot-control"},
+        {
+            "id": "to-gateway",
+            "type": "diode_send",
+            "node": "ot-edge",
+            "conduit": "edge-to-dmz",
+            "owner": "seam-owner",
+            "options": {"target": f"{host}:{diode_port}", "key_file": DIODE_KEY, "snapshot_interval": "10s"},
+        },
+        {"id": "gateway-history", "type": "historian", "node": "it-gateway", "owner": "seam-owner"},
+        {
+            "id": "modbus-replica",
+            "type": "modbus_replica",
+            "node": "it-gateway",
+            "owner": "seam-owner",
+            "options": {"listen": f"{host}:{replica_port}"},
+        },
+    ]
+    if mqtt is not None:
+        sinks.append(
+            {
+                "id": "sparkplug",
+                "type": "sparkplug",
+                "node": "it-gateway",
+                "conduit": "dmz-to-enterprise",
+                "owner": "it-data",
+                "options": {"brokers": [mqtt], "group_id": "sim-water", "edge_node_id": "seam-gateway"},
+            }
+        )
+    return sinks
+
+
 def opcua_driver_installed() -> bool:
     """Whether ``seam run`` could poll an OPC UA device here (the driver is a separate plugin)."""
     return importlib.util.find_spec("otseam.drivers.opcua") is not None
@@ -217,6 +271,9 @@ def build_contract(
     tick: float = 1.0,
     scale: tuple[int, int] | None = None,
     opcua_device: bool | None = None,
+    diode_port: int = DIODE_PORT,
+    replica_port: int = REPLICA_PORT,
+    mqtt: str | None = None,
 ) -> dict[str, Any]:
     """The contract as plain data. ``opcua_port=None`` when the OPC UA server is off; ``scale`` is
     ``(devices, points)`` in scale mode.
@@ -224,17 +281,25 @@ def build_contract(
     ``opcua_device``: list the OPC UA server as a device. By default only when the OPC UA driver is
     installed, so that ``seam run`` works on the printed contract as it is; :func:`render` then says
     in a comment what was left out and why.
+
+    Two nodes: ``ot-edge`` (site operations) polls the plant, keeps its history and sends through the
+    one-way link on ``diode_port``; ``it-gateway`` (the DMZ) receives it, keeps its own history and
+    serves a read-only Modbus replica on ``replica_port``, and with ``mqtt`` also publishes Sparkplug B
+    to that broker. Everything is on ``host``. Both nodes read the link's key from ``seam-diode.key``
+    beside the contract (``seam diode keygen seam-diode.key``).
     """
     if opcua_device is None:
         opcua_device = opcua_driver_installed()
     modbus_endpoint = f"tcp://{host}:{modbus_port}"
-    zones, conduits = _zones_and_conduits(modbus_port, opcua_port)
+    zones, conduits = _zones_and_conduits(modbus_port, opcua_port, diode_port)
     if scale is None:
         devices = _plant_modbus_devices(modbus_endpoint, tick)
     else:
         devices = _scale_devices(modbus_endpoint, scale[0], scale[1], tick)
     if opcua_port is not None and opcua_device:
         devices.append(_opcua_device(f"opc.tcp://{host}:{opcua_port}{OPCUA_PATH}", tick))
+    for device in devices:
+        device["node"] = "ot-edge"
     contract: dict[str, Any] = {
         "version": 1,
         "site": {
@@ -247,16 +312,26 @@ def build_contract(
         "seam_owner": "seam-owner",
         "zones": zones,
         "conduits": conduits,
-        "devices": devices,
-        "sinks": [
+        "nodes": [
             {
-                "id": "local-history",
-                "type": "historian",
-                "owner": "ot-control",
-                # Relative to the data directory of "seam run".
-                "options": {"path": "history.db", "retention": "30d"},
+                "id": "ot-edge",
+                "zone": "site-ops",
+                "description": "Seam's edge: polls the PLCs, sends through the diode",
+            },
+            {"id": "it-gateway", "zone": "dmz", "description": "Receives the diode; serves replicas to IT"},
+        ],
+        "devices": devices,
+        "sources": [
+            {
+                "id": "from-edge",
+                "type": "diode_receive",
+                "node": "it-gateway",
+                "conduit": "edge-to-dmz",
+                "owner": "seam-owner",
+                "options": {"listen": f"{host}:{diode_port}", "key_file": DIODE_KEY},
             }
         ],
+        "sinks": _sinks(host, diode_port, replica_port, mqtt),
         "objectives": [
             {
                 "id": "water-quality-visibility",
@@ -282,7 +357,7 @@ def build_contract(
                 "range": {"low": 0.5, "high": 2.0},
                 "rate": "4/h",
                 "window": "Mon-Fri 06:00-18:00",
-                "conduit": "edge-to-dmz",
+                "conduit": "commands-in",
                 "approvers": [{"side": "ot", "role": "operator"}, {"side": "it", "role": "data engineer"}],
                 "owner": "ot-control",
             }
@@ -294,6 +369,8 @@ def render(contract: dict[str, Any], notes: list[str] | tuple[str, ...] = ()) ->
     header = (
         "# The contract of the simulated plant started by 'seam sim' with the same options.\n"
         "# It describes exactly what the sim serves: endpoints, unit ids, addresses, types and byte orders.\n"
+        "# Two nodes on this machine: 'seam run seam.yaml --node ot-edge' and '--node it-gateway'.\n"
+        f"# Both read the one-way link's key from {DIODE_KEY}: 'seam diode keygen {DIODE_KEY}' first.\n"
     )
     header += "".join(f"# {note}\n" for note in notes)
     return header + dump(contract)

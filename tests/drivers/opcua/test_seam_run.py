@@ -9,13 +9,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+from otseam.diode.config import write_new_key
+from otseam.sim.contract import DIODE_KEY
 from tests.core.seamrun import SeamRun, metric
 from tests.support.servers import free_port, wait_for_port
+
+SEAM = [sys.executable, "-m", "otseam.cli"]
 
 
 def history(workdir: Path, point: str) -> list[dict[str, object]]:
     done = subprocess.run(
-        [sys.executable, "-m", "otseam.cli", "query", point, "--contract", "seam.yaml", "--format", "json"],
+        [*SEAM, "query", point, "--contract", "seam.yaml", "--node", "ot-edge", "--format", "json"],
         cwd=workdir,
         capture_output=True,
         text=True,
@@ -33,11 +37,12 @@ def test_seam_run_records_the_sims_opcua_values(tmp_path: Path) -> None:
     printed = subprocess.run([*sim_args, "--contract"], capture_output=True, text=True, timeout=60, check=True)
     assert "driver: opcua" in printed.stdout and "not listed as a device" not in printed.stdout
     (tmp_path / "seam.yaml").write_text(printed.stdout)
+    write_new_key(tmp_path / DIODE_KEY)
     sim = subprocess.Popen(sim_args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     run: SeamRun | None = None
     try:
         wait_for_port(opcua_port, timeout=60)
-        run = SeamRun(tmp_path)
+        run = SeamRun(tmp_path, "--node", "ot-edge")
         run.wait_started()
         opcua_points = 'device="plant-opcua"'
         run.wait_for(

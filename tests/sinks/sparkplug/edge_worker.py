@@ -44,7 +44,7 @@ async def main(data_dir: Path, port: int, host_id: str, total: int) -> None:
             "max_metrics_per_message": 50,
         },
     )
-    sink = sparkplug.create(spec, PluginContext(contract(), str(data_dir), {"journal": journal}))
+    sink = sparkplug.create(spec, PluginContext(contract(), str(data_dir), journal=journal))
     stats = SinkStats("spb")
     reader = journal.reader("spb")
     runner = asyncio.create_task(

@@ -64,7 +64,7 @@ async def test_a_broker_outage_loses_nothing(tmp_path: Path, host: tuple[servers
         options={"brokers": [f"127.0.0.1:{broker.port}"], "group_id": "plant", "edge_node_id": "edge1",
                  "primary_host_id": "scada", "startup_delay": "200ms", "timeout": 1.0, "max_metrics_per_message": 40},
     )  # fmt: skip
-    sink = sparkplug.create(spec, PluginContext(contract(), str(tmp_path), {"journal": journal}))
+    sink = sparkplug.create(spec, PluginContext(contract(), str(tmp_path), journal=journal))
     reader = journal.reader("spb")
     stats = SinkStats("spb")
     runner = asyncio.create_task(run_sink(sink, reader, stats=stats, max_records=300, max_wait=0.05,

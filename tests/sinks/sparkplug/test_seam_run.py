@@ -8,6 +8,8 @@ import sqlite3
 import sys
 from pathlib import Path
 
+from otseam.diode.config import write_new_key
+from otseam.sim.contract import DIODE_KEY
 from otseam.sim.plant import SimPlant
 from tests.support import servers
 
@@ -39,6 +41,7 @@ async def test_seam_run_publishes_the_plant_over_sparkplug_to_seam_host(tmp_path
                 "sinks:\n"
                 "  - id: scada\n"
                 "    type: sparkplug\n"
+                "    node: ot-edge\n"
                 "    owner: ot-control\n"
                 "    options:\n"
                 f"      brokers: ['127.0.0.1:{broker.port}']\n"
@@ -48,8 +51,9 @@ async def test_seam_run_publishes_the_plant_over_sparkplug_to_seam_host(tmp_path
                 "      startup_delay: 100ms\n"
             )
             (tmp_path / "seam.yaml").write_text(plant.contract_yaml().replace("sinks:\n", sink, 1))
+            write_new_key(tmp_path / DIODE_KEY)
             run = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "otseam.cli", "run", "seam.yaml", "--http", "off", "--no-watch",
+                sys.executable, "-m", "otseam.cli", "run", "seam.yaml", "--node", "ot-edge", "--http", "off", "--no-watch",
                 cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
             )  # fmt: skip
             try:

@@ -1,6 +1,6 @@
 """The rules of `seam check`. Importing this package registers every rule."""
 
-from otseam.contract.rules import architecture, data, operations, ownership, references
+from otseam.contract.rules import architecture, data, nodes, operations, ownership, references
 from otseam.contract.rules.registry import RULES, Finding, Hit, Rule, Severity, iter_rules, run
 
 __all__ = [
@@ -12,6 +12,7 @@ __all__ = [
     "architecture",
     "data",
     "iter_rules",
+    "nodes",
     "operations",
     "ownership",
     "references",

@@ -50,7 +50,9 @@ def flows_end_in_dmz(loaded: LoadedContract) -> Iterator[Hit]:
     for i, sink in enumerate(contract.sinks):
         conduit = contract.conduit(sink.conduit)
         dst = contract.zone(conduit.to_zone) if conduit else None
-        if dst is None:
+        src = contract.zone(conduit.from_zone) if conduit else None
+        # A sink that starts in the DMZ (on a DMZ node, fed by a diode) carries data that stopped there.
+        if dst is None or (src is not None and src.level == DMZ_LEVEL):
             continue
         data_levels = [z.level for z in (contract.zone(zid) for zid in sink_data_zones(contract, sink)) if z]
         if any(is_ot(level) for level in data_levels) and not is_ot(dst.level) and dst.level != DMZ_LEVEL:

@@ -368,7 +368,7 @@ async function linkPage(view, page) {
   view.innerHTML = `<h2>The link</h2><div id="link"></div>`;
   const draw = async () => {
     const link = await api("GET", "/link");
-    const receivers = Object.entries(link.receivers);
+    const receivers = link.receivers;
     $("link").innerHTML =
       `<h3>Sending (OT side)</h3>` +
       (link.senders.length
@@ -378,7 +378,10 @@ async function linkPage(view, page) {
         : `<p class="muted">This node sends nothing over a diode.</p>`) +
       `<h3>Receiving (IT side)</h3>` +
       (receivers.length
-        ? table(["Component", "State"], receivers.map(([name, r]) => [esc(name), esc(r.state || JSON.stringify(r))]))
+        ? table(["Source", "Conduit", "Link", "Records", "Rate (records/s)", "Gaps", "Blocks lost", "State"], receivers.map((r) => [
+            esc(r.source), esc(r.conduit || ""), r.link_up ? "up" : '<span class="error">down</span>', esc(r.records ?? ""),
+            r.rate.toFixed(1), esc(r.gaps ?? ""), esc(r.blocks_lost ?? ""), esc(r.state || ""),
+          ]))
         : `<p class="muted">This node receives nothing from a diode.</p>`) +
       `<p>FEC margin: ${link.fec_margin === null ? '<span class="muted">not reported by this node</span>' : esc(link.fec_margin)}</p>` +
       `<h3>Gaps</h3>` +

@@ -14,4 +14,9 @@ __all__ = ["DiodeSendSink", "create", "sink_from_options"]
 
 
 def create(spec: SinkSpec, context: PluginContext) -> DiodeSendSink:
-    return sink_from_options(spec.options, name=spec.id)
+    from otseam.core.plugins import beside_contract
+
+    options = dict(spec.options)
+    if isinstance(options.get("key_file"), str):
+        options["key_file"] = beside_contract(options["key_file"], context.contract_path)
+    return sink_from_options(options, name=spec.id)

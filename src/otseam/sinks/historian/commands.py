@@ -23,30 +23,37 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(2)
 
 
-def _database_from_contract(contract_path: str, sink_id: str | None) -> tuple[Path, list[str]]:
-    """The historian database a contract's historian sink writes, and the contract's point keys."""
+def _database_from_contract(
+    contract_path: str, sink_id: str | None, node_id: str | None = None
+) -> tuple[Path, list[str]]:
+    """The historian database a contract's historian sink writes (on ``node_id``), and the point keys."""
     from otseam.contract.loader import ContractError, load
+    from otseam.core.supervisor import StartupError, resolve_node
 
     try:
         loaded = load(contract_path)
     except ContractError as exc:
         raise _fail(f"the contract cannot be used:\n{exc}") from None
     contract = loaded.contract
-    historians = [s for s in contract.sinks if s.type == "historian"]
+    try:
+        node = resolve_node(contract, node_id)
+    except StartupError as exc:
+        raise _fail(str(exc).replace("--node ID", "--node ID (the node whose historian to read)")) from None
+    historians = [s for s in contract.placement(node).sinks if s.type == "historian"]
     if sink_id is not None:
         historians = [s for s in historians if s.id == sink_id]
     if not historians:
         which = f" with id {sink_id!r}" if sink_id else ""
-        raise _fail(f"{contract_path} declares no historian sink{which} (a sink with 'type: historian')")
+        where = f" on node {node}" if contract.nodes else ""
+        raise _fail(f"{contract_path} declares no historian sink{which}{where} (a sink with 'type: historian')")
     if len(historians) > 1:
         ids = ", ".join(s.id for s in historians)
         raise _fail(f"{contract_path} declares several historian sinks ({ids}): choose one with --sink")
     spec = historians[0]
-    # The same rule as `seam run`: the data directory is where the journal lives, relative to the contract.
-    journal = Path(contract.journal.path)
-    if not journal.is_absolute():
-        journal = loaded.path.parent / journal
-    data_dir = journal.parent
+    # The same rule as `seam run`: the node's data directory, relative to the contract.
+    data_dir = Path(contract.data_dir(node))
+    if not data_dir.is_absolute():
+        data_dir = loaded.path.parent / data_dir
     option = spec.options.get("path")
     path = Path(option) if isinstance(option, str) and option else Path(f"{spec.id}.db")
     return (path if path.is_absolute() else data_dir / path), contract.point_keys()
@@ -68,6 +75,9 @@ def query_command(
     sink: Annotated[
         str | None, typer.Option("--sink", help="Which historian sink, if the contract has several.")
     ] = None,
+    node: Annotated[
+        str | None, typer.Option("--node", help="Whose historian: a node of the contract (optional with one node).")
+    ] = None,
     output: Annotated[OutputFormat, typer.Option("--format", help="table, or json for machines.")] = OutputFormat.TABLE,
     limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many raw rows.")] = 10_000,
 ) -> None:
@@ -78,9 +88,9 @@ def query_command(
     if db:
         database = Path(db)
     elif contract:
-        database, known = _database_from_contract(contract, sink)
+        database, known = _database_from_contract(contract, sink, node)
     elif Path("seam.yaml").exists():
-        database, known = _database_from_contract("seam.yaml", sink)
+        database, known = _database_from_contract("seam.yaml", sink, node)
     else:
         raise _fail("say where the historian is: --db FILE, or --contract seam.yaml")
     try:

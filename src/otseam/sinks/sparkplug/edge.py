@@ -75,7 +75,7 @@ class SparkplugSink:
             max_metrics_per_message=options.max_metrics_per_message,
         )
         self.bdseq_store = BdSeqStore(Path(context.data_dir) / "sparkplug" / spec.id / "bdseq")
-        journal = context.extras.get("journal")
+        journal = context.journal
         self._audit: JournalWriter | None = journal if isinstance(journal, JournalWriter) else None
         self.stats = EdgeStats()
         #: Audit events raised here, also kept in memory (bounded) for `seam` status and the tests.

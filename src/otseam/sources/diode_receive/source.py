@@ -1,0 +1,74 @@
+"""The IT end of a one-way conduit as a source: datagrams in, records into the node's journal."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from otseam.core.plugins import beside_contract
+from otseam.diode.config import DiodeSettings, load_key
+from otseam.diode.metrics import ReceiverCollector
+from otseam.diode.receiver import DiodeReceiver
+from otseam.sources.diode_receive.options import Options, parse_listen
+
+if TYPE_CHECKING:
+    from otseam.contract.models import SourceSpec
+    from otseam.core.plugins import Emit, PluginContext
+
+
+class DiodeReceiveSource:
+    def __init__(self, spec: SourceSpec, context: PluginContext) -> None:
+        self.spec = spec
+        self.context = context
+        self.options = Options.model_validate(spec.options)
+        self.settings = DiodeSettings.from_options(self.options.settings_options())
+        self.listen = parse_listen(self.options.listen)
+        # Read now so that a missing or short key file is refused by `seam check` and at reload,
+        # not discovered by a restart loop.
+        self.key = load_key(beside_contract(self.options.key_file, context.contract_path))
+        self.receiver: DiodeReceiver | None = None
+
+    def _state_path(self) -> Path:
+        if self.options.state:
+            path = Path(self.options.state)
+            return path if path.is_absolute() else Path(self.context.data_dir) / path
+        return Path(self.context.data_dir) / "diode" / f"{self.spec.id}.state.json"
+
+    async def run(self, emit: Emit) -> None:
+        journal = self.context.journal
+        if journal is None:
+            raise RuntimeError("diode_receive runs only inside a node with a journal")
+        state_path = self._state_path()
+        state_path.parent.mkdir(parents=True, exist_ok=True)
+        receiver = DiodeReceiver(self.listen, self.key, self.settings, journal, state_path=state_path)
+        await receiver.start()
+        self.receiver = receiver
+        collector = None
+        if self.context.metrics is not None:
+            collector = ReceiverCollector(receiver.stats)
+            self.context.metrics.register(collector)
+        try:
+            await asyncio.Event().wait()  # runs until the supervisor cancels it
+        finally:
+            if collector is not None and self.context.metrics is not None:
+                self.context.metrics.unregister(collector)
+            await receiver.close()
+
+    def health(self) -> dict[str, object]:
+        """The link as /health shows it; down until the first authentic beacon arrives."""
+        if self.receiver is None:
+            return {"link_up": False}
+        stats = self.receiver.stats
+        return {
+            "link_up": stats.link_up,
+            "listen": f"{self.receiver.listen[0]}:{self.receiver.listen[1]}",
+            "gaps": stats.gaps,
+            "blocks_lost": stats.lost,
+            "records": stats.records,
+            "lag_seconds": stats.record_lag_seconds,
+        }
+
+    @property
+    def healthy(self) -> bool:
+        return self.receiver is not None and self.receiver.stats.link_up

@@ -1,0 +1,36 @@
+"""The options of a ``sparkplug_host`` source, as ``seam check`` and the source itself read them."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Options(BaseModel):
+    """A Sparkplug B primary host application storing what edge nodes publish. See README.md."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: The broker(s), tried in order: "mqtt://host:1883", "mqtts://host:8883".
+    brokers: list[str] = Field(min_length=1)
+    #: The host application's id: its STATE topic is spBv1.0/STATE/<host_id>.
+    host_id: Annotated[str, Field(min_length=1, pattern=r"^[^/+#]+$")]
+    mqtt_version: Literal["5", "3.1.1"] = "5"
+    #: SQLite file (relative to the node's data directory); default <data_dir>/<source id>.db.
+    db: str | None = None
+    #: A file holding a PostgreSQL DSN (never the DSN itself: it carries a password).
+    dsn_file: str | None = None
+    #: Share the subscription among several hosts (MQTT 5 shared subscription group).
+    share_group: Annotated[str, Field(pattern=r"^[^/+#]+$")] | None = None
+    #: 0 (the default): a clean session each time, as Sparkplug 3.0 asks of a host.
+    session_expiry: Annotated[int, Field(ge=0, le=2**32 - 1)] = 0
+    tls: dict[str, Any] | None = None
+    username: str | None = None
+    password_file: str | None = None
+    password_env: str | None = None
+
+    def mqtt_options(self) -> dict[str, Any]:
+        """The connection part, as the MQTT settings parser shared with the Sparkplug sink takes it."""
+        keys = ("brokers", "mqtt_version", "tls", "username", "password_file", "password_env")
+        return {key: getattr(self, key) for key in keys if getattr(self, key) is not None}

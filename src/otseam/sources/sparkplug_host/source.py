@@ -1,0 +1,62 @@
+"""The Sparkplug B host application as a source of a node: edge nodes' births, data and deaths stored."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from otseam.core.plugins import beside_contract
+from otseam.host.app import HostApp
+from otseam.host.store import open_store
+from otseam.sinks.mqtt_common import parse_mqtt_options
+from otseam.sources.sparkplug_host.options import Options
+
+if TYPE_CHECKING:
+    from otseam.contract.models import SourceSpec
+    from otseam.core.plugins import Emit, PluginContext
+
+
+class SparkplugHostSource:
+    def __init__(self, spec: SourceSpec, context: PluginContext) -> None:
+        self.spec = spec
+        self.context = context
+        self.options = Options.model_validate(spec.options)
+        self.settings = parse_mqtt_options(self.options.mqtt_options(), default_client_id=f"seam-host-{spec.id}")
+        if self.options.share_group and self.settings.version != 5:
+            raise ValueError(f"source {spec.id}: share_group needs mqtt_version 5 (shared subscriptions)")
+        self.app: HostApp | None = None
+
+    def _database(self) -> tuple[str | None, str | None]:
+        if self.options.dsn_file:
+            path = beside_contract(self.options.dsn_file, self.context.contract_path)
+            return None, Path(path).read_text(encoding="utf-8").strip()
+        db = Path(self.options.db or f"{self.spec.id}.db")
+        return str(db if db.is_absolute() else Path(self.context.data_dir) / db), None
+
+    async def run(self, emit: Emit) -> None:
+        db, dsn = self._database()
+        store = await open_store(db, dsn)
+        app = HostApp(
+            self.settings,
+            self.options.host_id,
+            store,
+            share_group=self.options.share_group,
+            session_expiry=self.options.session_expiry,
+        )
+        self.app = app
+        try:
+            await app.run()
+        finally:
+            app.stop()
+            with contextlib.suppress(Exception):
+                await store.close()
+
+    def health(self) -> dict[str, object]:
+        if self.app is None:
+            return {"online": False}
+        return {"online": self.app.online.is_set(), **self.app.summary()}
+
+    @property
+    def healthy(self) -> bool:
+        return self.app is not None and self.app.online.is_set()
