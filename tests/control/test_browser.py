@@ -3,12 +3,13 @@
 Signs in, sees the map, watches a live value change, opens a trend, sees the stream drop and come back,
 acknowledges an alarm, and sees a diode gap appear on the link page: the gap comes from a real diode
 sender and receiver (through the lossy relay of the diode tests) writing into this node's journal, as
-the diode_receive source does on an IT node. A screenshot of each page goes to docs/console/.
+the diode_receive source does on an IT node. A screenshot of each page is saved (SHOTS_ENV).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -34,7 +35,9 @@ ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-SHOTS = Path(__file__).resolve().parents[2] / "docs" / "console"
+#: Where the screenshots go: the pytest temporary directory, or (to refresh the README's pictures)
+#: SEAM_CONSOLE_SHOTS=docs/console.
+SHOTS_ENV = "SEAM_CONSOLE_SHOTS"
 
 
 HISTORY = 100_000
@@ -84,9 +87,18 @@ async def page() -> AsyncIterator[Page]:
         assert not errors, errors
 
 
+_shots: list[Path] = []
+
+
+@pytest.fixture(autouse=True)
+def shots(tmp_path: Path) -> None:
+    _shots[:] = [Path(os.environ.get(SHOTS_ENV) or tmp_path / "shots")]
+
+
 async def shot(page: Page, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    await page.screenshot(path=str(SHOTS / f"{name}.png"))
+    directory = _shots[0]
+    directory.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(directory / f"{name}.png"))
 
 
 async def make_a_gap(node: Node) -> None:

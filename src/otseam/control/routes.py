@@ -56,8 +56,16 @@ def _p(name: str, description: str) -> dict[str, Any]:
     return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}, "description": description}
 
 
+#: The times the historian query understands (otseam.sinks.historian.query.parse_time).
+TIME: dict[str, Any] = {
+    "type": "string",
+    "pattern": r"^(now|[-+][0-9]{1,6}(ms|s|min|h|d)|[0-9]{1,10}(\.[0-9]{1,6})?|[0-9]{4}-(0[1-9]|1[0-2])-"
+    r"(0[1-9]|1[0-9]|2[0-8])(T([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{1,6})?)?(Z|[+-]0[0-9]:00)?)?)$",
+}
 LIMIT = _q("limit", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}, "Items per page.")
-BEFORE = _q("before", {"type": "integer", "minimum": 0}, "Journal offset: items older than this (next page).")
+BEFORE = _q(
+    "before", {"type": "integer", "minimum": 0, "maximum": 2**62}, "Journal offset: items older than this (next page)."
+)
 OBJ: dict[str, Any] = {"type": "object"}
 LIST_PAGE: dict[str, Any] = {
     "type": "object",
@@ -113,6 +121,7 @@ ROUTES: tuple[Route, ...] = (
         body={
             "type": "object",
             "required": ["user", "password"],
+            "additionalProperties": False,
             "properties": {"user": {"type": "string"}, "password": {"type": "string"}, "totp": {"type": "string"}},
         },
     ),
@@ -157,8 +166,12 @@ ROUTES: tuple[Route, ...] = (
         params=(
             _q("device", {"type": "string"}, "Only this device."),
             _q("q", {"type": "string"}, "Text the key contains."),
-            _q("quality", {"type": "string"}, "Only this quality (good, stale, bad-comm, ...)."),
-            _q("offset", {"type": "integer", "minimum": 0, "default": 0}, "Skip this many."),
+            _q(
+                "quality",
+                {"type": "string", "enum": ["good", "stale", "uncertain", "bad-comm", "bad-config", "bad-device"]},
+                "Only this quality.",
+            ),
+            _q("offset", {"type": "integer", "minimum": 0, "maximum": 10**9, "default": 0}, "Skip this many."),
             LIMIT,
         ),
         response={
@@ -177,9 +190,13 @@ ROUTES: tuple[Route, ...] = (
         params=(
             _p("device", "Device id."),
             _p("point", "Point id."),
-            _q("from", {"type": "string"}, "Start: ISO-8601, '-1h', 'now' or Unix seconds (default -1h)."),
-            _q("to", {"type": "string"}, "End, exclusive (default now)."),
-            _q("bucket", {"type": "string"}, "Bucket width, e.g. '1min'; raw rows without it."),
+            _q("from", TIME, "Start: ISO-8601 (UTC without an offset), '-1h', 'now' or Unix seconds (default -1h)."),
+            _q("to", TIME, "End, exclusive (default now); a range that ends before it starts is empty."),
+            _q(
+                "bucket",
+                {"type": "string", "pattern": r"^[1-9][0-9]{0,3}(ms|s|min|h|d)$"},
+                "Bucket width, e.g. '1min'; raw rows without it.",
+            ),
             _q("limit", {"type": "integer", "minimum": 1, "maximum": 500000, "default": 100000}, "Raw rows at most."),
         ),
     ),
@@ -204,11 +221,19 @@ ROUTES: tuple[Route, ...] = (
         Permission.ACK,
         "Acknowledge an alert, with a comment.",
         example=f"{API}/alerts/999999999/ack",
-        params=({"name": "offset", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 0}},),
+        params=(
+            {
+                "name": "offset",
+                "in": "path",
+                "required": True,
+                "schema": {"type": "integer", "minimum": 0, "maximum": 2**62},
+            },
+        ),
         body={
             "type": "object",
             "required": ["comment"],
-            "properties": {"comment": {"type": "string", "minLength": 1, "maxLength": 2000}},
+            "additionalProperties": False,
+            "properties": {"comment": {"type": "string", "minLength": 1, "maxLength": 2000, "pattern": r"\S"}},
         },
     ),
     Route(
@@ -248,10 +273,11 @@ ROUTES: tuple[Route, ...] = (
         body={
             "type": "object",
             "required": ["name"],
+            "additionalProperties": False,
             "properties": {
-                "name": {"type": "string", "minLength": 1, "maxLength": 100},
+                "name": {"type": "string", "minLength": 1, "maxLength": 100, "pattern": r"\S"},
                 "scopes": {"type": "array", "items": {"type": "string", "enum": ["read", "alerts.ack"]}},
-                "expires_in": {"type": "number", "exclusiveMinimum": 0},
+                "expires_in": {"type": "number", "minimum": 1, "maximum": 999_999_999},
             },
         },
     ),

@@ -68,9 +68,26 @@ def _error(status: int, message: str, **headers: str) -> web.Response:
     return web.json_response({"error": message}, status=status, headers=headers)
 
 
+def _one(request: web.Request, name: str) -> str | None:
+    """A query parameter given at most once (a repeated one is a mistake, never silently half-used)."""
+    values = request.query.getall(name, [])
+    if len(values) > 1:
+        raise BadRequest(400, f"{name} is given {len(values)} times: give it once")
+    return values[0] if values else None
+
+
+def _bool(request: web.Request, name: str) -> bool:
+    text = _one(request, name)
+    if text is None:
+        return False
+    if text not in ("true", "false"):
+        raise BadRequest(400, f"{name} is true or false")
+    return text == "true"
+
+
 def _int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
-    text = request.query.get(name)
-    if text is None or text == "":
+    text = _one(request, name)
+    if text is None:
         return default
     try:
         value = int(text)
@@ -239,7 +256,7 @@ class ControlPlane:
         return web.json_response({"banner": self.view.contract().control.banner})
 
     async def h_login(self, request: web.Request) -> web.StreamResponse:
-        body = await _json(request)
+        body = await _json(request, frozenset({"user", "password", "totp"}))
         name, password, code = body.get("user"), body.get("password"), body.get("totp")
         if not isinstance(name, str) or not isinstance(password, str) or not (code is None or isinstance(code, str)):
             raise BadRequest(400, "give user and password as text (and totp when asked)")
@@ -466,7 +483,7 @@ class ControlPlane:
     async def h_devices(self, request: web.Request) -> web.StreamResponse:
         contract = self.view.contract()
         states = self._device_states(self._health())
-        zone = request.query.get("zone")
+        zone = _one(request, "zone")
         here = self.view.node_id
         items = [
             {
@@ -489,9 +506,9 @@ class ControlPlane:
 
     async def h_points(self, request: web.Request) -> web.StreamResponse:
         contract = self.view.contract()
-        device_filter = request.query.get("device")
-        text = request.query.get("q", "").lower()
-        quality_text = request.query.get("quality")
+        device_filter = _one(request, "device")
+        text = (_one(request, "q") or "").lower()
+        quality_text = _one(request, "quality")
         if quality_text is not None and quality_text not in _QUALITY_NAMES:
             raise BadRequest(400, f"quality is one of {', '.join(_QUALITY_NAMES)}")
         offset = _int(request, "offset", 0, 0, 10**9)
@@ -541,13 +558,15 @@ class ControlPlane:
         database = historian_path(historians[0], self.view.data_dir())
         now = self.clock()
         try:
-            start = parse_time(request.query.get("from", "-1h"), now)
-            end = parse_time(request.query.get("to", "now"), now)
-            bucket = parse_bucket(request.query["bucket"]) if request.query.get("bucket") else None
+            start_text, end_text = _one(request, "from"), _one(request, "to")
+            start = parse_time("-1h" if start_text is None else start_text, now)
+            end = parse_time("now" if end_text is None else end_text, now)
+            bucket_text = _one(request, "bucket")
+            bucket = None if bucket_text is None else parse_bucket(bucket_text)
         except QueryError as exc:
             raise BadRequest(400, str(exc)) from None
         limit = _int(request, "limit", 100_000, 1, 500_000)
-        if not database.exists():
+        if not database.exists() or end <= start:
             return web.json_response({"point": key, "from": start, "to": end, "bucket": None, "ts": [], "value": []})
         try:
             result = await asyncio.to_thread(query, database, key, start, end, bucket=bucket, limit=limit)
@@ -587,7 +606,8 @@ class ControlPlane:
     # --- alerts, events, inventory, the link --------------------------------------------------------
 
     async def h_alerts(self, request: web.Request) -> web.StreamResponse:
-        severity = request.query.get("severity", "info")
+        severity = _one(request, "severity")
+        severity = "info" if severity is None else severity
         try:
             minimum = Severity[severity.upper()]
         except KeyError:
@@ -595,7 +615,7 @@ class ControlPlane:
         page = self.events.list(
             kinds=ALERT_KINDS,
             min_severity=int(minimum),
-            unacknowledged=request.query.get("unacknowledged", "false").lower() in ("1", "true", "yes"),
+            unacknowledged=_bool(request, "unacknowledged"),
             before=_int(request, "before", 2**62, 0, 2**62) if "before" in request.query else None,
             limit=_int(request, "limit", 100, 1, 1000),
         )
@@ -607,7 +627,7 @@ class ControlPlane:
             offset = int(request.match_info["offset"])
         except ValueError:
             raise BadRequest(400, "the alert is named by its journal offset, a whole number") from None
-        body = await _json(request)
+        body = await _json(request, frozenset({"comment"}))
         comment = body.get("comment")
         if not isinstance(comment, str) or not comment.strip() or len(comment) > 2000:
             raise BadRequest(400, "a comment (1 to 2000 characters) is required: say what was done or why")
@@ -627,7 +647,7 @@ class ControlPlane:
 
     async def h_events(self, request: web.Request) -> web.StreamResponse:
         page = self.events.list(
-            prefix=request.query.get("kind") or None,
+            prefix=_one(request, "kind") or None,
             before=_int(request, "before", 2**62, 0, 2**62) if "before" in request.query else None,
             limit=_int(request, "limit", 100, 1, 1000),
         )
@@ -731,9 +751,9 @@ class ControlPlane:
 
     async def h_stream(self, request: web.Request) -> web.StreamResponse:
         identity: Identity = request[IDENTITY]
-        wanted = request.query.get("points")
+        wanted = _one(request, "points")
         points = frozenset(p for p in wanted.split(",") if p) if wanted else None
-        events = request.query.get("events", "true").lower() != "false"
+        events = _one(request, "events") != "false"
         response = web.StreamResponse(
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store", "X-Accel-Buffering": "no"}
         )
@@ -784,7 +804,7 @@ class ControlPlane:
         identity: Identity = request[IDENTITY]
         if identity.session is None:
             return _error(403, "tokens are created from a signed-in session, not with another token")
-        body = await _json(request)
+        body = await _json(request, frozenset({"name", "scopes", "expires_in"}))
         name = body.get("name")
         scopes_text = body.get("scopes", ["read"])
         expires_in = body.get("expires_in")
@@ -839,7 +859,7 @@ class ControlPlane:
         return web.json_response({"items": items, "next": None})
 
 
-async def _json(request: web.Request) -> dict[str, Any]:
+async def _json(request: web.Request, allowed: frozenset[str]) -> dict[str, Any]:
     if request.content_length is not None and request.content_length > 64 * 1024:
         raise BadRequest(413, "the request body is too large")
     try:
@@ -848,6 +868,11 @@ async def _json(request: web.Request) -> dict[str, Any]:
         raise BadRequest(400, "the body must be a JSON object") from None
     if not isinstance(body, dict):
         raise BadRequest(400, "the body must be a JSON object")
+    unknown = sorted(set(body) - allowed)
+    if unknown:
+        raise BadRequest(
+            400, f"unknown field(s) {', '.join(map(repr, unknown))[:200]}; the fields are {sorted(allowed)}"
+        )
     return body
 
 
