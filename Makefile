@@ -7,18 +7,19 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 # command:package pairs; a command already on PATH (however it was installed) is not reinstalled.
 SYSTEM_TOOLS := mosquitto:mosquitto initdb:postgresql mbpoll:mbpoll tshark:tshark tcpdump:tcpdump \
-                ip:iproute2 ethtool:ethtool socat:socat node:nodejs npm:npm clang:clang
+                ip:iproute2 ethtool:ethtool socat:socat node:nodejs npm:npm clang:clang \
+                chromium:chromium
 # file:package pairs for what building the diode's C speedups needs (see setup.py).
 BUILD_FILES := /usr/include/openssl/evp.h:libssl-dev /usr/include/isa-l/erasure_code.h:libisal-dev \
                /usr/lib/llvm-14/lib/clang/14.0.6/lib/linux/libclang_rt.fuzzer-x86_64.a:libclang-rt-14-dev
 # Tests run in two processes (the machines have two cores); override with PYTEST_WORKERS=0 to debug.
 PYTEST_WORKERS ?= 2
 
-.PHONY: test test-external lint typecheck unit stress setup system-deps venv interop demo bench clean sanitize fuzz
+.PHONY: test test-external lint typecheck unit stress setup system-deps venv interop console demo bench clean sanitize fuzz
 
 test: setup lint typecheck sanitize fuzz unit
 
-setup: system-deps venv interop
+setup: system-deps venv interop console
 
 system-deps:
 	@missing=""; for pair in $(SYSTEM_TOOLS); do cmd=$${pair%%:*}; pkg=$${pair#*:}; \
@@ -47,6 +48,12 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml setup.py $(wildcard src/otseam/
 interop: tests/interop/node_modules/.installed
 tests/interop/node_modules/.installed: tests/interop/package.json
 	cd tests/interop && npm install --no-audit --no-fund --loglevel=error
+	touch $@
+
+# The web console's third-party code (uPlot), from npm with its lockfile; served from console/node_modules.
+console: console/node_modules/.installed
+console/node_modules/.installed: console/package.json console/package-lock.json
+	cd console && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
 lint: venv
@@ -118,4 +125,4 @@ bench: setup
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) tests/interop/node_modules .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) tests/interop/node_modules console/node_modules .mypy_cache .pytest_cache .ruff_cache

@@ -39,6 +39,7 @@ COMMAND_MODULES = [
     "otseam.diode.commands",  # diode send / receive
     "otseam.monitor.commands",  # watch, inventory
     "otseam.control.authority.commands",  # command, contract, audit
+    "otseam.control.commands",  # user
 ]
 
 #: command name -> (module that registers it, the first line of its help), for a start-up that imports
@@ -92,6 +93,7 @@ COMMAND_INDEX: dict[str, tuple[str, str]] = {
     ),
     "contract": ("otseam.control.authority.commands", "Contract change control: propose, diff, approve, status."),
     "audit": ("otseam.control.authority.commands", "The tamper-evident audit log: verify, export."),
+    "user": ("otseam.control.commands", "The console's users: who may sign in to this node, and as which person."),
 }
 
 
