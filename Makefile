@@ -13,7 +13,7 @@ BUILD_FILES := /usr/include/openssl/sha.h:libssl-dev
 # Tests run in two processes (the machines have two cores); override with PYTEST_WORKERS=0 to debug.
 PYTEST_WORKERS ?= 2
 
-.PHONY: test lint typecheck unit setup system-deps venv interop demo bench clean
+.PHONY: test test-external lint typecheck unit setup system-deps venv interop demo bench clean
 
 test: setup lint typecheck unit
 
@@ -49,14 +49,20 @@ tests/interop/node_modules/.installed: tests/interop/package.json
 	touch $@
 
 lint: venv
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests tests_external bench
+	$(BIN)/ruff format --check src tests tests_external bench
 
 typecheck: venv
 	$(BIN)/mypy
 
 unit: setup
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile
+
+# Tests against public corpora kept outside the repository (SEAM_FIXTURES names their directory).
+# A missing corpus is an error, never a skip.
+test-external: setup
+	@[ -n "$$SEAM_FIXTURES" ] || { echo "make test-external: set SEAM_FIXTURES to the directory of the public captures" >&2; exit 2; }
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile tests_external
 
 demo: venv
 	$(BIN)/seam demo

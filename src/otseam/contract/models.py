@@ -53,7 +53,9 @@ class Side(StrEnum):
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=False)
+    # allow_inf_nan: a NaN limit compares false with everything (an alarm that never fires, a range that
+    # contains nothing yet passes its low < high check); infinity is no engineering value either.
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=False, allow_inf_nan=False)
 
 
 # --- site and people --------------------------------------------------------------------------------
@@ -394,6 +396,11 @@ class Command(Strict):
     conduit: Id | None = None
     approvers: list[ApproverSpec] = Field(default_factory=list)
     owner: Id | None = None
+    #: How far (in the point's unit) the value read back may differ from the value written, and the
+    #: point may have drifted from the value the approvers saw before the OT node writes.
+    tolerance: Annotated[float, Field(ge=0)] = 0.0
+    #: How long the OT node waits for the written value to read back before it reports a mismatch.
+    readback_timeout: Duration = 5.0
 
 
 class SideView(Strict):
