@@ -178,3 +178,16 @@ def test_seam_check_prints_the_position_inside_the_formula(tmp_path: Any) -> Non
     column = text.splitlines()[line_no - 1].index("+ $pump-plc") + 1
     assert f"seam.yaml:{line_no}:{column}" in result.output
     assert "cannot add 'm' and 'L/s'" in result.output and "Traceback" not in result.output
+
+
+def test_a_sink_of_computed_points_carries_the_zones_of_their_sources() -> None:
+    from otseam.contract.rules.topology import sink_data_zones
+
+    key = first_numeric_key()
+    data = example()
+    data["computed"] = [{"id": "double", "expression": f"${key} * 2", "owner": owner()}]
+    loaded = parse_text(to_text(data), "seam.yaml")
+    contract = loaded.contract
+    sink = contract.sinks[0].model_copy(update={"points": ["computed/*"]})
+    device = contract.find_point(key)
+    assert device is not None and sink_data_zones(contract, sink) == {device[0].zone}
