@@ -147,6 +147,7 @@ def test_condition_alarm_with_delay_and_hysteresis() -> None:
         events += alarms(out)
         states += computed(out, "dry_run")
     assert events == [("raised", 16), ("cleared", 30)]
+    assert pipe.compute.stats()["alarms_raised"] == 1
     assert [v for v, _, _ in states] == [False, False, False, True, True, False, False, False]
 
 
