@@ -357,3 +357,12 @@ def test_any_formula_is_refused_with_a_reason_or_runs(parts: list[str], data_typ
         assert type(value) is kind
     else:
         assert value is None and quality is Quality.BAD_CONFIG
+
+
+def test_sliding_window_counts_samples_too_old_for_any_publication() -> None:
+    pipe = pipeline(window("count", step="5s"))
+    for t in (100.0, 101.0, 106.0):
+        pipe.process([s("flow", 1.0, t)])
+    pipe.process([s("flow", 1.0, 99.0)])  # [100, 110) is the next publication: 99 can be in none
+    assert pipe.compute.stats()["late_samples"] == 1
+    assert computed(pipe.process([s("flow", 1.0, 111.0)]), "w_count") == [(3, G, 110.0)]
