@@ -79,6 +79,14 @@ def test_request_approve_list_show(site: Path) -> None:
     assert code == 0 and "approved by ot-lead" in out
     code, out = seam("command", "keys", "-c", site / "seam.yaml")
     assert out.count("active") == len(PEOPLE)
+    # A revoked key signs nothing any more.
+    fingerprint = next(line.split()[1] for line in out.splitlines() if line.startswith("it-analyst"))
+    code, out = seam("command", "revoke", fingerprint, "-c", site / "seam.yaml")
+    assert code == 0 and out.startswith("revoked it-analyst"), out
+    code, out = seam(
+        "command", "request", "set-speed", "56", "--observed", "50", "--reason", "t", *as_(site, "it-analyst")
+    )
+    assert code == 1 and "no active key" in out, out
 
 
 def test_refusals_exit_with_one_clear_line(site: Path) -> None:
@@ -107,6 +115,15 @@ def test_reject_then_audit_verify_and_export(site: Path) -> None:
     code, out = seam("command", "reject", request_id, "--reason", "pump 2 is down", *as_(site, "ot-lead"))
     assert code == 0 and "rejected by ot-lead: pump 2 is down" in out
     code, out = seam("audit", "verify", "-c", site / "seam.yaml")
+    assert code == 0 and out.startswith("ok: "), out
+    # A copy elsewhere, checked with the node's public key only.
+    authority = site / "seam-data" / "authority"
+    copy = site / "copy"
+    copy.mkdir()
+    for name in ("audit.log", "audit.head", "node.key.pub"):
+        (copy / name).write_bytes((authority / name).read_bytes())
+    args = ["--log", copy / "audit.log", "--head", copy / "audit.head", "--public-key", copy / "node.key.pub"]
+    code, out = seam("audit", "verify", "-c", site / "seam.yaml", *args)
     assert code == 0 and out.startswith("ok: "), out
     code, out = seam("audit", "export", "-c", site / "seam.yaml", "--hostname", "dmz1")
     lines = out.splitlines()

@@ -74,8 +74,8 @@ def node_key(directory: Path) -> Ed25519PrivateKey:
     return key
 
 
-def node_public_key(directory: Path) -> Ed25519PublicKey:
-    key = serialization.load_pem_public_key((directory / (NODE_KEY + ".pub")).read_bytes())
+def node_public_key(directory: Path, name: str = NODE_KEY + ".pub") -> Ed25519PublicKey:
+    key = serialization.load_pem_public_key((directory / name).read_bytes())
     if not isinstance(key, Ed25519PublicKey):
         raise ValueError("the node's audit public key is not Ed25519")
     return key

@@ -162,6 +162,22 @@ def list_keys(contract: ContractOpt = Path("seam.yaml"), node: NodeOpt = None) -
         typer.echo(f"{entry.person:<20} {entry.fingerprint}  {state}")
 
 
+@command_app.command("revoke")
+def revoke(
+    fingerprint: Annotated[str, typer.Argument(help="The fingerprint of the key, as 'seam command keys' lists it.")],
+    contract: ContractOpt = Path("seam.yaml"),
+    node: NodeOpt = None,
+) -> None:
+    """Revoke an enrolled key on this node: its signatures no longer count, from now on (audited)."""
+    service = _service(contract, node)
+    try:
+        entry = service.keyring.revoke(fingerprint, round(time.time() * 1000))
+        service.audit.append("key.revoke", entry.person, fingerprint, {"fingerprint": fingerprint})
+    except (keys.KeyProblem, AuditUnavailable) as exc:
+        raise _fail(str(exc), 1) from None
+    typer.echo(f"revoked {entry.person} {fingerprint}")
+
+
 @command_app.command("certs")
 def certs(
     directory: Annotated[Path, typer.Argument(help="Where to write ca.pem, <dmz>.pem/.key, <ot>.pem/.key.")],
@@ -464,6 +480,9 @@ def audit_verify(
     node: NodeOpt = None,
     log: Annotated[Path | None, typer.Option("--log", help="Verify this copy of a log instead.")] = None,
     head: Annotated[Path | None, typer.Option("--head", help="Its signed head file.")] = None,
+    public_key: Annotated[
+        Path | None, typer.Option("--public-key", help="The node's audit public key (node.key.pub), for a copy.")
+    ] = None,
 ) -> None:
     """Check the chain and the signed head; name the first record edited, removed, reordered or cut off."""
     _, data = _node_dir(contract, node)
@@ -473,7 +492,7 @@ def audit_verify(
     if not log_path.exists():
         raise _fail(f"no audit log at {log_path}")
     try:
-        public = node_public_key(directory)
+        public = node_public_key(public_key.parent, public_key.name) if public_key else node_public_key(directory)
     except (OSError, ValueError) as exc:
         raise _fail(f"the node's audit public key cannot be read: {exc}") from None
     verdict = verify_log(log_path, head_path, public)
