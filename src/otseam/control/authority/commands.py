@@ -24,7 +24,14 @@ from otseam.contract.loader import ContractError, load
 from otseam.contract.models import Contract
 from otseam.contract.units import parse_duration
 from otseam.control.authority import keys, pki
-from otseam.control.authority.audit import AuditLog, AuditUnavailable, node_public_key, syslog_line, verify_log
+from otseam.control.authority.audit import (
+    AuditLog,
+    AuditUnavailable,
+    node_public_key,
+    syslog_line,
+    verify_events,
+    verify_log,
+)
 from otseam.control.authority.breakglass import DEFAULT_DURATION_S, BreakGlass, BreakGlassError
 from otseam.control.authority.canonical import digest
 from otseam.control.authority.changes import describe
@@ -483,10 +490,32 @@ def audit_verify(
     public_key: Annotated[
         Path | None, typer.Option("--public-key", help="The node's audit public key (node.key.pub), for a copy.")
     ] = None,
+    events: Annotated[
+        Path | None,
+        typer.Option(
+            "--events", help="Verify the records of --node that crossed as events (JSON lines of a file sink)."
+        ),
+    ] = None,
 ) -> None:
     """Check the chain and the signed head; name the first record edited, removed, reordered or cut off."""
-    _, data = _node_dir(contract, node)
+    node_id, data = _node_dir(contract, node)
     directory = authority_dir(data)
+    if events is not None:
+        if public_key is None:
+            raise _fail("--events needs --public-key: the audit public key of the node the records come from")
+        try:
+            public = node_public_key(public_key.parent, public_key.name)
+            with events.open(encoding="utf-8") as lines:
+                verdict = verify_events(lines, node_id, public)
+        except (OSError, ValueError) as exc:
+            raise _fail(str(exc)) from None
+        if not verdict.ok:
+            typer.echo(f"TAMPERED: {verdict.problem}")
+            raise typer.Exit(1)
+        typer.echo(f"ok: {verdict.records} records of {node_id}, {verdict.checkpoints} signed checkpoints")
+        for note in verdict.notes:
+            typer.echo(f"note: {note}")
+        return
     log_path = log or directory / "audit.log"
     head_path = head or directory / "audit.head"
     if not log_path.exists():
