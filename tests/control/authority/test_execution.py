@@ -280,3 +280,26 @@ async def test_an_approved_opcua_setpoint_lands_on_node_opcua(tmp_path: Path, ce
             await s.outbox.close()
     finally:
         server.stop()
+
+
+async def test_an_ot_node_executes_only_for_its_own_devices(tmp_path: Path) -> None:
+    nodes = (
+        "nodes:\n  - {id: ot-edge, zone: supervisory}\n  - {id: ot-b, zone: supervisory}\n  - {id: dmz, zone: dmz}\n"
+    )
+    text = contract_text().replace("devices:\n", nodes + "devices:\n", 1)
+    text = text.replace("    zone: pumping\n", "    zone: pumping\n    node: ot-edge\n")
+    text = text.replace("    zone: filtration\n", "    zone: filtration\n    node: ot-edge\n")
+    clock = Clock()
+    svc, people, contract = service(tmp_path, clock, text)
+    view = svc.request(identity("it-analyst"), "set-speed", 60, "tariff", 50)
+    doc = CommandRequest.from_body(view["document"])
+    for person in ("it-lead", "ot-lead"):
+        svc.approve(identity(person), doc.id, *people.approval(person, doc.digest))
+    other = Executor(contract, tmp_path / "ot-b", node="ot-b", clock=clock, tz=UTC)
+    enroll_all(other.directory, tmp_path)
+    item = svc.ready()[0]
+    assert not other.concerns(item)
+    outcome = await other.execute(item)
+    assert outcome["status"] == "refused" and "polled by node 'ot-edge', not this one" in outcome["detail"]
+    mine = Executor(contract, tmp_path / "ot-edge", node="ot-edge", clock=clock, tz=UTC)
+    assert mine.concerns(item) and mine.concerns({"document": "garbage"})

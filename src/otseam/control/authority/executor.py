@@ -178,6 +178,21 @@ class Executor:
         self.writers = writers
         self.poll_interval = poll_interval
 
+    def places(self, device: Device) -> bool:
+        """Whether ``device`` is polled by this node (always, for a contract without nodes)."""
+        return not self.contract.nodes or self.contract.node_of(device) == self.node
+
+    def concerns(self, item: object) -> bool:
+        """Whether a fetched entry is for a device of this node; entries for other OT nodes are left to
+        them (not executed, not reported). Anything unreadable concerns us: it is refused and reported."""
+        try:
+            command = str(item["document"]["command"])  # type: ignore[index]
+        except (KeyError, TypeError):
+            return True
+        found = next((c for c in self.contract.commands if c.id == command), None)
+        point = self.contract.find_point(found.point) if found else None
+        return point is None or self.places(point[0])
+
     def _outcome(self, doc_id: str, command: str, status: str, detail: str, **extra: Any) -> dict[str, Any]:
         return {
             "id": doc_id,
@@ -202,6 +217,10 @@ class Executor:
             raise policy.PolicyError(
                 f"'{doc.command}' enters OT through conduit '{tgt.command.conduit}', not '{self.conduit}', "
                 "the one this node fetched it from"
+            )
+        if not self.places(tgt.device):
+            raise policy.PolicyError(
+                f"device '{tgt.device.id}' is polled by node '{self.contract.node_of(tgt.device)}', not this one"
             )
         zone = self.contract.zone(tgt.device.zone)
         if zone is None or zone.side is not Side.OT:
