@@ -202,6 +202,12 @@ async def test_the_ot_node_checks_its_own_contract_and_clock(tmp_path: Path, cer
         enroll_all(other.directory, tmp_path)
         outcome = await other.execute(item)
         assert outcome["status"] == "refused" and "made under contract" in outcome["detail"]
+        # Approved on Friday at 17:59, inside the window; at 18:00 the OT node no longer executes it.
+        s.clock.now = 1764957600.0 - 86400 - 60  # Friday 2025-12-05 17:59 UTC
+        late = s.approved("set-speed", 61, 0)
+        s.clock.now += 60
+        outcome = await s.executor.execute(s.svc.store.get(late.id).as_dict())
+        assert outcome["status"] == "refused" and "may run only Mon-Fri 06:00-18:00" in outcome["detail"], outcome
     finally:
         await s.outbox.close()
 
