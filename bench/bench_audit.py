@@ -25,6 +25,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
 from otseam.control.authority.audit import AuditLog, node_public_key, verify_log
 
 ROUNDS = 3
@@ -95,9 +97,9 @@ def main() -> None:
             public = node_public_key(log.directory)
             verdict = None
 
-            def check(log: AuditLog = log, public: object = public) -> None:
+            def check(log: AuditLog = log, public: Ed25519PublicKey = public) -> None:
                 nonlocal verdict
-                verdict = verify_log(log.path, log.head_path, public)  # type: ignore[arg-type]
+                verdict = verify_log(log.path, log.head_path, public)
 
             wall, cpu_s = timed(check)
             assert verdict is not None and verdict.ok, verdict
