@@ -16,9 +16,9 @@ from otseam.contract.models import INTEGER_RANGES, Device
 from otseam.control.authority.audit import verify_log
 from otseam.control.authority.document import CommandRequest, DocumentError
 from otseam.control.authority.keys import KeyProblem, parse_public
-from otseam.drivers.modbus.framing import WRITE_MULTIPLE_REGISTERS, WRITE_SINGLE_REGISTER
 from otseam.drivers.modbus.planner import plan
 from otseam.drivers.modbus.write import WriteError, encode
+from otseam.protocols.modbus.tables import WRITE_MULTIPLE_REGISTERS, WRITE_SINGLE_REGISTER
 
 ORDERS = ("ABCD", "CDAB", "BADC", "DCBA")
 

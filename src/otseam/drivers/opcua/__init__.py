@@ -19,7 +19,7 @@ __all__ = ["OpcUaConfigError", "OpcUaDriver", "create", "parse_address", "reques
 
 def create(device: Device, ctx: PluginContext) -> Driver:
     """A driver for ``device``; raises :class:`OpcUaConfigError` (a ``ValueError``) for a bad contract entry."""
-    return OpcUaDriver(device)
+    return OpcUaDriver(device, ctx.contract_path if ctx is not None else "")
 
 
 def parse_address(text: object) -> NodeId:
