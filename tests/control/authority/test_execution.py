@@ -309,3 +309,17 @@ async def test_an_ot_node_executes_only_for_its_own_devices(tmp_path: Path) -> N
     assert outcome["status"] == "refused" and "polled by node 'ot-edge', not this one" in outcome["detail"]
     mine = Executor(contract, tmp_path / "ot-edge", node="ot-edge", clock=clock, tz=UTC)
     assert mine.concerns(item) and mine.concerns({"document": "garbage"})
+
+
+async def test_a_write_interrupted_by_a_stop_is_reported_not_repeated(tmp_path: Path) -> None:
+    clock = Clock()
+    svc, people, contract = service(tmp_path, clock)
+    doc = CommandRequest.from_body(svc.request(identity("it-analyst"), "set-speed", 60, "tariff", 50)["document"])
+    for person in ("it-lead", "ot-lead"):
+        svc.approve(identity(person), doc.id, *people.approval(person, doc.digest))
+    executor = Executor(contract, tmp_path / "ot-edge", node="ot-edge", clock=clock, tz=UTC)
+    # What a node that stopped between claiming the request and settling it leaves behind.
+    executor.ledger.claim(doc.id, {"id": doc.id, "command": doc.command, "status": "executing", "at": 0})
+    outcome = await executor.execute(svc.ready()[0])
+    assert outcome["status"] == "failed" and "interrupted during execution" in outcome["detail"]
+    assert kinds(executor).count("command.execute") == 0

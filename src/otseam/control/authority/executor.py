@@ -177,6 +177,8 @@ class Executor:
         self.audit = AuditLog(self.directory, node=node, journal=journal, clock=clock)
         self.writers = writers
         self.poll_interval = poll_interval
+        #: Requests being executed by this process right now.
+        self._running: set[str] = set()
 
     def places(self, device: Device) -> bool:
         """Whether ``device`` is polled by this node (always, for a contract without nodes)."""
@@ -262,6 +264,17 @@ class Executor:
         command = str(raw_doc.get("command", "?")) if isinstance(raw_doc, dict) else "?"
         earlier = self.ledger.get(doc_id)
         if earlier is not None:
+            if earlier.get("status") == "executing" and doc_id not in self._running:
+                # Claimed, never settled: the node stopped during the write. Nobody knows what the
+                # device holds, so it is not written again; people must look.
+                earlier = self._outcome(
+                    doc_id,
+                    command,
+                    "failed",
+                    "interrupted during execution (the node stopped); check the point's value",
+                )
+                self.ledger.settle(doc_id, earlier)
+                self._record("command.outcome", earlier, Severity.HIGH)
             return earlier
         try:
             doc, tgt = self.verify(item)
@@ -288,8 +301,12 @@ class Executor:
         earlier = self.ledger.claim(doc.id, started)
         if earlier is not None:  # another executor took it between our check and now
             return earlier
-        outcome = await self._write(doc, tgt)
-        self.ledger.settle(doc.id, outcome)
+        self._running.add(doc.id)
+        try:
+            outcome = await self._write(doc, tgt)
+            self.ledger.settle(doc.id, outcome)
+        finally:
+            self._running.discard(doc.id)
         self._record("command.outcome", outcome, Severity.INFO if outcome["status"] == "executed" else Severity.HIGH)
         return outcome
 
