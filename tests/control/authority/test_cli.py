@@ -244,3 +244,17 @@ def test_break_glass_on_the_ot_node(site: Path) -> None:
         ]
         opened = [r for r in records if r["kind"] == "breakglass.open"]
         assert len(opened) == 1 and opened[0]["severity"] == "critical"
+
+
+def test_certs_for_the_command_conduit(tmp_path: Path) -> None:
+    import ssl
+
+    from otseam.control.authority import pki
+
+    code, out = seam("command", "certs", tmp_path / "tls", "--dmz-host", "127.0.0.1")
+    assert code == 0 and "keep ca.key offline" in out, out
+    assert (tmp_path / "tls" / "ot-edge.key").stat().st_mode & 0o777 == 0o600
+    server = pki.server_context(tmp_path / "tls" / "dmz.pem", tmp_path / "tls" / "dmz.key", tmp_path / "tls" / "ca.pem")
+    assert server.verify_mode is ssl.CERT_REQUIRED and server.minimum_version is ssl.TLSVersion.TLSv1_3
+    code, out = seam("command", "certs", tmp_path / "tls", "--dmz-host", "127.0.0.1")
+    assert code == 2 and "already holds a CA" in out
