@@ -218,11 +218,11 @@ def analyse_pcap(monitor: Monitor, buf: Buffer, stats: CaptureStats, name: str =
         doff[options] = (b[at + 12] >> 4).astype(np.int64) * 4
         flags[options] = b[at + 13]
     ok = (doff >= 20) & (tcp + doff <= end)
-    known = np.asarray(sorted(monitor.modbus_ports | monitor.opcua_ports), dtype=np.int64)
+    known = np.asarray(sorted(set().union(*monitor.ports.values())), dtype=np.int64)
     c2s = np.isin(dport, known)
     s2c = ~c2s & np.isin(sport, known)
     server_port = np.where(c2s, dport, sport)
-    ok &= (c2s | s2c) & np.isin(server_port, np.asarray(sorted(monitor.modbus_ports), dtype=np.int64))
+    ok &= (c2s | s2c) & np.isin(server_port, np.asarray(sorted(monitor.ports["modbus"]), dtype=np.int64))
     sel = np.flatnonzero(ok)
     candidates, o, end, tcp, doff, sport, dport, c2s = (
         candidates[sel],
