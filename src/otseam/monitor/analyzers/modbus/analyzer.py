@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from otseam.monitor.analyzers.modbus import rules
 from otseam.monitor.analyzers.modbus.parser import Message, ModbusStream, StreamFault, plausible_header
 from otseam.protocols.modbus.tables import EXCEPTION_NAMES, FUNCTION_NAMES
 
@@ -103,7 +104,7 @@ class ModbusConnection:
         stream.feed(data, frame, ts, messages, faults)
         monitor = self.monitor
         for fault in faults:
-            monitor.detector.not_modbus(self.ends, fault)
+            rules.stream_fault(monitor.detector, self.ends, fault)
             if monitor.keep_records:
                 monitor.stream_faults.append((self.ends, fault))
         for msg in messages:
@@ -116,7 +117,7 @@ class ModbusConnection:
         if monitor.keep_records:
             monitor.modbus_messages.append((ends, msg))
         if msg.is_request:
-            monitor.detector.modbus_request(ends, msg)
+            rules.request(monitor.detector, ends, msg)
             pending = self.pending
             previous = pending.pop(msg.tid, None)
             if previous is not None:
@@ -127,7 +128,7 @@ class ModbusConnection:
             pending[msg.tid] = msg
             monitor.inventory.modbus(ends.client, ends.server, msg.unit, msg.function, msg.ts, {})
         else:
-            monitor.detector.modbus_response(ends, msg)
+            rules.response(monitor.detector, ends, msg)
             request = self.pending.pop(msg.tid, None)
             if request is not None and msg.values is not None and request.function in (1, 2) and request.quantity:
                 del msg.values[request.quantity :]  # coil bytes are padded to whole bytes

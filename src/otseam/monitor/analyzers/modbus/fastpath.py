@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from otseam.monitor.analyzers.modbus import rules
 from otseam.monitor.analyzers.modbus.parser import Message, decode_pdu
 from otseam.monitor.capture import (
     _PCAP_MAGIC,
@@ -395,9 +396,9 @@ def analyse_pcap(monitor: Monitor, buf: Buffer, stats: CaptureStats, name: str =
         msg = Message(number, when, int(tid[row]), int(unit[row]), int(fc[row]), bool(c2s[row]), length)
         decode_pdu(msg, bytes(buf[start + 7 : start + 6 + length]))
         if msg.is_request:
-            monitor.detector.modbus_request(e, msg)
+            rules.request(monitor.detector, e, msg)
         else:
-            monitor.detector.modbus_response(e, msg)
+            rules.response(monitor.detector, e, msg)
             if msg.objects:
                 inv.modbus(e.client, e.server, msg.unit, msg.function, when, msg.objects)
     # Inventory: each (connection, unit, function) once, at its first and last time.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from otseam.monitor.analyzers.opcua import rules
 from otseam.monitor.analyzers.opcua.parser import UaChannel, UaMessage, UaStream, looks_like_opcua
 
 if TYPE_CHECKING:
@@ -45,12 +46,12 @@ class OpcUaConnection:
         stream.feed(data, frame, ts, messages, problems)
         monitor, ends = self.monitor, self.ends
         for problem in problems:
-            monitor.detector.opcua_problem(ends, frame, ts, problem)
+            rules.problem(monitor.detector, ends, frame, ts, problem)
         for msg in messages:
             monitor.stats.opcua_messages += 1
             if monitor.keep_records:
                 monitor.ua_messages.append((ends, msg))
-            monitor.detector.opcua(ends, msg, from_client)
+            rules.message(monitor.detector, ends, msg, from_client)
             monitor.inventory.opcua(
                 ends.client, ends.server, msg.service if from_client else None, msg.security, msg.ts
             )
