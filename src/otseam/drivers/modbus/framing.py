@@ -16,11 +16,15 @@ from otseam.protocols.modbus.framing import crc16
 from otseam.protocols.modbus.tables import (
     ENCAPSULATED_INTERFACE,
     EXCEPTION_TEXT,
+    MAX_WRITE_REGISTERS,
     READ_COILS,
     READ_DEVICE_ID,
     READ_DISCRETE_INPUTS,
     READ_HOLDING_REGISTERS,
     READ_INPUT_REGISTERS,
+    WRITE_MULTIPLE_REGISTERS,
+    WRITE_SINGLE_COIL,
+    WRITE_SINGLE_REGISTER,
 )
 
 
@@ -40,6 +44,35 @@ class ModbusException(Exception):
 
 def read_request(function: int, address: int, count: int) -> bytes:
     return struct.pack(">BHH", function, address, count)
+
+
+def write_single_register_request(address: int, value: int) -> bytes:
+    """Function 6: one 16-bit register."""
+    return struct.pack(">BHH", WRITE_SINGLE_REGISTER, address, value)
+
+
+def write_single_coil_request(address: int, on: bool) -> bytes:
+    """Function 5: one coil, FF00 for on and 0000 for off (the only two values the protocol allows)."""
+    return struct.pack(">BHH", WRITE_SINGLE_COIL, address, 0xFF00 if on else 0x0000)
+
+
+def write_multiple_registers_request(address: int, registers: list[int]) -> bytes:
+    """Function 16: consecutive registers in one request, so a 32- or 64-bit value never lands half."""
+    count = len(registers)
+    if not 1 <= count <= MAX_WRITE_REGISTERS:
+        raise ValueError(f"function 16 writes 1 to {MAX_WRITE_REGISTERS} registers, not {count}")
+    return struct.pack(f">BHHB{count}H", WRITE_MULTIPLE_REGISTERS, address, count, 2 * count, *registers)
+
+
+def parse_write_response(request: bytes, pdu: bytes) -> None:
+    """Check a write's answer: functions 5 and 6 echo the request, 16 echoes its address and count."""
+    if not pdu:
+        raise FrameError("empty response")
+    function = request[0]
+    check_exception(function, pdu)
+    expected = request if function in (WRITE_SINGLE_COIL, WRITE_SINGLE_REGISTER) else request[:5]
+    if pdu != expected:
+        raise FrameError(f"the answer to write function {function} does not echo the request ({pdu.hex()})")
 
 
 def device_id_request(read_code: int = 1, object_id: int = 0) -> bytes:

@@ -14,9 +14,4 @@ __all__ = ["DiodeSendSink", "create", "sink_from_options"]
 
 
 def create(spec: SinkSpec, context: PluginContext) -> DiodeSendSink:
-    from otseam.core.plugins import beside_contract
-
-    options = dict(spec.options)
-    if isinstance(options.get("key_file"), str):
-        options["key_file"] = beside_contract(options["key_file"], context.contract_path)
-    return sink_from_options(options, name=spec.id)
+    return sink_from_options(dict(spec.options), name=spec.id, contract_path=context.contract_path)

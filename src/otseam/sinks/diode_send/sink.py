@@ -14,20 +14,15 @@ import contextlib
 import logging
 from typing import Any
 
+from otseam.contract import plugin_options
 from otseam.core.records import Batch
 from otseam.diode.config import DiodeConfigError, DiodeSettings, load_key
 from otseam.diode.sender import CurrentValues, DiodeSender
+from otseam.sinks.diode_send.options import Options, parse_target
+
+__all__ = ["DiodeSendSink", "parse_target", "sink_from_options"]
 
 log = logging.getLogger(__name__)
-
-
-def parse_target(text: object) -> tuple[str, int]:
-    if not isinstance(text, str) or ":" not in text:
-        raise DiodeConfigError(f"diode target {text!r}: write it as 'host:port', e.g. '192.0.2.10:7400'")
-    host, _, port = text.rpartition(":")
-    if not port.isdigit() or not 1 <= int(port) <= 65535 or not host:
-        raise DiodeConfigError(f"diode target {text!r}: write it as 'host:port' with a port from 1 to 65535")
-    return host.strip("[]"), int(port)
 
 
 class DiodeSendSink:
@@ -74,11 +69,10 @@ class DiodeSendSink:
         await self.sender.close()
 
 
-def sink_from_options(options: dict[str, Any], name: str = "diode_send") -> DiodeSendSink:
-    """Build from a contract sink's ``options`` (target, key_file, and the settings in docs/diode.md)."""
-    if "target" not in options or "key_file" not in options:
-        raise DiodeConfigError("a diode_send sink needs options 'target' (host:port) and 'key_file'")
-    settings = DiodeSettings.from_options(options)
-    key = load_key(str(options["key_file"]))
-    bind = options.get("bind")
-    return DiodeSendSink(DiodeSender(parse_target(options["target"]), key, settings, bind=bind), name)
+def sink_from_options(options: dict[str, Any], name: str = "diode_send", contract_path: str = "") -> DiodeSendSink:
+    """Build from a contract sink's ``options`` (target, key_file, and the settings in docs/diode.md); a
+    relative key_file is beside the contract file."""
+    model = plugin_options.parse(Options, options, f"sink {name}", DiodeConfigError, contract_path=contract_path)
+    settings = DiodeSettings.from_options(model.link_settings())
+    key = load_key(model.key_file)
+    return DiodeSendSink(DiodeSender(parse_target(model.target), key, settings, bind=model.bind), name)
