@@ -7,7 +7,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 # command:package pairs; a command already on PATH (however it was installed) is not reinstalled.
 SYSTEM_TOOLS := mosquitto:mosquitto initdb:postgresql mbpoll:mbpoll tshark:tshark tcpdump:tcpdump \
-                ip:iproute2 ethtool:ethtool socat:socat node:nodejs npm:npm
+                ip:iproute2 ethtool:ethtool socat:socat node:nodejs npm:npm strace:strace
 # file:package pairs for what building the diode's C speedups needs (see setup.py).
 BUILD_FILES := /usr/include/openssl/sha.h:libssl-dev
 # Tests run in two processes (the machines have two cores); override with PYTEST_WORKERS=0 to debug.
