@@ -104,7 +104,7 @@ async def test_watch_a_live_interface() -> None:
     assert restart, alerts
     assert restart[0]["src"] == "127.0.0.1" and restart[0]["dport"] == port and restart[0]["function"] == 8
     assert restart[0]["frame"] >= 1
-    assert b"TCP packets passed the capture filter, 0 dropped" in err, err
+    assert b"TCP packets passed the capture filter" in err, err  # drops depend on the load: counted, not asserted
 
 
 def injector() -> socket.socket:
@@ -141,7 +141,7 @@ def drain_ours(live: LiveCapture, want: int, within: float = 10.0) -> list[Frame
 
 def test_the_kernel_filters() -> None:
     """Only TCP reaches the socket (UDP is dropped by the BPF program), and each frame once on lo."""
-    live = LiveCapture("lo")
+    live = LiveCapture("lo", receive_buffer=8 << 20)  # room for other tests' traffic on lo meanwhile
     try:
         with injector() as out:
             out.send(udp_frame(b"not for us"))
@@ -151,14 +151,13 @@ def test_the_kernel_filters() -> None:
         frames = drain_ours(live, 2)
         assert [bytes(f.data)[23] for f in frames] == [6, 6], "the UDP frames never reach the socket"
         assert [struct.unpack_from("!I", bytes(f.data), 38)[0] for f in frames] == [1, 2], "each frame once"
-        assert live.statistics().dropped == 0
     finally:
         live.close()
 
 
 def test_frames_carry_the_kernel_time() -> None:
     """A frame already queued in the socket has its time: reading it later does not change it."""
-    live = LiveCapture("lo")
+    live = LiveCapture("lo", receive_buffer=8 << 20)
     try:
         before = time.time()
         with injector() as out:
@@ -198,7 +197,7 @@ def test_kernel_drops_are_counted() -> None:
 
 
 async def test_a_conflicting_retransmission_on_the_wire_is_an_alert() -> None:
-    live = LiveCapture("lo")
+    live = LiveCapture("lo", receive_buffer=8 << 20)
     conv = Conversation(client=INJECT_FROM, server=INJECT_TO).handshake()
     seq = conv.cseq
     conv.c(mbap(1, 1, struct.pack("!BHH", 3, 10, 1)))
@@ -207,14 +206,16 @@ async def test_a_conflicting_retransmission_on_the_wire_is_an_alert() -> None:
         for data in conv.frames:
             out.send(data)
     monitor = Monitor()
-    stop = asyncio.Event()
-    async for got in live.frames(stop):
+    deadline = time.monotonic() + 30
+    async for got in live.frames():  # ours are queued already: the loop ends on them
         monitor.process(got)
-        if monitor.stats.tcp_conflicts or got.number >= len(conv.frames) + 50:
+        ours_seen = any(a.rule.id == "TCP-001" and a.src == INJECT_FROM for a in monitor.detector.alerts)
+        if ours_seen or time.monotonic() > deadline:
             break
+    live.close()
     monitor.finish()
-    alerts = [a for a in monitor.detector.alerts if a.rule.id == "TCP-001"]
-    assert alerts and alerts[0].src == INJECT_FROM, [a.as_dict() for a in monitor.detector.alerts]
+    alerts = [a for a in monitor.detector.alerts if a.rule.id == "TCP-001" and a.src == INJECT_FROM]
+    assert len(alerts) == 1, [a.as_dict() for a in monitor.detector.alerts]
 
 
 def test_the_filter_program_jumps_land_on_instructions() -> None:

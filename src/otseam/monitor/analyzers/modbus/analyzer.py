@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from otseam.monitor.analyzers.modbus import rules
+from otseam.monitor.analyzers.modbus import inventory, rules
 from otseam.monitor.analyzers.modbus.parser import Message, ModbusStream, StreamFault, plausible_header
 from otseam.protocols.modbus.tables import EXCEPTION_NAMES, FUNCTION_NAMES
 
@@ -126,14 +126,14 @@ class ModbusConnection:
                 oldest = next(iter(pending))
                 self._transaction(pending.pop(oldest), None)
             pending[msg.tid] = msg
-            monitor.inventory.modbus(ends.client, ends.server, msg.unit, msg.function, msg.ts, {})
+            inventory.record(monitor.inventory, ends.client, ends.server, msg.unit, msg.function, msg.ts, {})
         else:
             rules.response(monitor.detector, ends, msg)
             request = self.pending.pop(msg.tid, None)
             if request is not None and msg.values is not None and request.function in (1, 2) and request.quantity:
                 del msg.values[request.quantity :]  # coil bytes are padded to whole bytes
             self._transaction(request, msg)
-            monitor.inventory.modbus(ends.client, ends.server, msg.unit, msg.function, msg.ts, msg.objects)
+            inventory.record(monitor.inventory, ends.client, ends.server, msg.unit, msg.function, msg.ts, msg.objects)
 
     def _transaction(self, request: Message | None, response: Message | None) -> None:
         monitor = self.monitor

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from otseam.monitor.analyzers.modbus import rules
+from otseam.monitor.analyzers.modbus import inventory, rules
 from otseam.monitor.analyzers.modbus.parser import Message, decode_pdu
 from otseam.monitor.capture import (
     _PCAP_MAGIC,
@@ -467,7 +467,7 @@ def analyse_pcap(monitor: Monitor, buf: Buffer, stats: CaptureStats, name: str =
         else:
             rules.response(monitor.detector, e, msg)
             if msg.objects:
-                inv.modbus(e.client, e.server, msg.unit, msg.function, when, msg.objects)
+                inventory.record(inv, e.client, e.server, msg.unit, msg.function, when, msg.objects)
     # Inventory: each (connection, unit, function) once, at its first and last time.
     if len(m):
         mt = ts[candidates[m]]
@@ -481,8 +481,8 @@ def analyse_pcap(monitor: Monitor, buf: Buffer, stats: CaptureStats, name: str =
             c, rest = divmod(k, 256 * 128)
             u, f = divmod(rest, 128)
             e = ends(c)
-            inv.modbus(e.client, e.server, u, f, t0, {})
-            inv.modbus(e.client, e.server, u, f, t1, {})
+            inventory.record(inv, e.client, e.server, u, f, t0, {})
+            inventory.record(inv, e.client, e.server, u, f, t1, {})
     return True
 
 

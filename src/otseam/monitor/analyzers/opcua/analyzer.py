@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from otseam.monitor.analyzers.opcua import rules
+from otseam.monitor.analyzers.opcua import inventory, rules
 from otseam.monitor.analyzers.opcua.parser import UaChannel, UaMessage, UaStream, looks_like_opcua
 
 if TYPE_CHECKING:
@@ -52,8 +52,8 @@ class OpcUaConnection:
             if monitor.keep_records:
                 monitor.ua_messages.append((ends, msg))
             rules.message(monitor.detector, ends, msg, from_client)
-            monitor.inventory.opcua(
-                ends.client, ends.server, msg.service if from_client else None, msg.security, msg.ts
+            inventory.record(
+                monitor.inventory, ends.client, ends.server, msg.service if from_client else None, msg.security, msg.ts
             )
 
     def close(self) -> None:
