@@ -21,6 +21,7 @@ from otseam.sources.capture.source import CaptureSource
 from tests.core.seamrun import PEOPLE_AND_ZONES, SeamRun, file_sink, generator, records
 from tests.monitor import traffic
 from tests.monitor.traffic import PEER_HOST, SIM_HOST, server_port
+from tests.support.wait import wait_until_async
 
 POINT = '{id: flow, address: "walk:step=2"}'
 
@@ -110,10 +111,7 @@ async def test_a_file_that_cannot_be_read_is_down_in_health(tmp_path: Path) -> N
 
     task = asyncio.create_task(source.run(emit))
     try:
-        for _ in range(200):
-            if source.error:
-                break
-            await asyncio.sleep(0.01)  # polling interval
+        await wait_until_async(lambda: source.error, "the capture source to report its error", interval=0.01)
         assert "is a FIFO" in source.error
         assert not source.healthy and "is a FIFO" in str(source.health()["error"])
     finally:

@@ -10,7 +10,6 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from otseam.contract.doc import render_html
 from otseam.contract.init import AnswersEnded, example_key, example_text, interview
 from otseam.contract.loader import ContractError, load, parse_text
 from otseam.contract.report import (
@@ -136,6 +135,8 @@ def doc(
     except ContractError as exc:
         print_problems(_console(stderr=True), exc.problems)
         raise typer.Exit(EXIT_UNUSABLE) from None
+    from otseam.contract.doc import render_html  # here: `seam check` never loads the page renderer
+
     page = render_html(loaded, run(loaded))
     if out is None:
         sys.stdout.write(page)

@@ -8,8 +8,11 @@ import gc
 import json
 import logging
 import os
+import secrets
 import signal
 import sys
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -17,6 +20,7 @@ import typer
 
 from otseam.contract.loader import ContractError, LoadedContract, load
 from otseam.contract.models import Contract, SinkSpec, SourceSpec
+from otseam.core import sdnotify
 from otseam.core.http import HttpAddressError, HttpServer, check_exposure, read_token
 from otseam.core.shortcut import shortcut_contract
 from otseam.diode.config import DiodeConfigError, DiodeSettings, load_key, write_new_key
@@ -44,6 +48,10 @@ def _address(text: str, what: str) -> tuple[str, int]:
     if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise _Fail(f"{what} {text!r}: write it as host:port, e.g. 127.0.0.1:7400")
     return host.strip("[]"), int(port)
+
+
+#: How long the IT sinks may take to drain after SIGTERM (the receiver's own close takes about a second).
+SINK_DRAIN = 3.0
 
 
 # Options both commands take. The FEC layout must be the same on both sides (the fingerprint in the
@@ -87,11 +95,15 @@ def _diode_sink(contract: Contract, sink_id: str | None) -> SinkSpec:
     return candidates[0]
 
 
-async def _until_stopped(stop: asyncio.Event, duration: float | None) -> None:
+def _on_signals(stop: asyncio.Event) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
+
+
+async def _until_stopped(stop: asyncio.Event, duration: float | None) -> None:
+    _on_signals(stop)
     if duration is None:
         await stop.wait()
     else:
@@ -164,7 +176,9 @@ def send(
             run_sink(diode_sink, opened.reader(cursor), stats=stats, record_filter=record_filter, stop=stop)
         )
         waiter = asyncio.create_task(_until_stopped(stop, duration))
+        ready = sdnotify.started("diode send")
         await asyncio.wait({runner, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        ready.cancel()
         stop.set()
         await runner
         waiter.cancel()
@@ -296,7 +310,9 @@ async def _run_shortcut(
     from otseam.core.supervisor import Settings, StartupError, Supervisor
 
     registry = CollectorRegistry(auto_describe=False)
-    supervisor = Supervisor(node.path, Settings(watch=False), node=SHORTCUT_NODE, registry=registry, fixed=node)
+    # SIGTERM stops the receiver within seconds in every state; IT sinks resume from their cursors.
+    settings = Settings(watch=False, drain_timeout=SINK_DRAIN)
+    supervisor = Supervisor(node.path, settings, node=SHORTCUT_NODE, registry=registry, fixed=node)
     http = None
     try:
         supervisor.install_signal_handlers()
@@ -314,7 +330,11 @@ async def _run_shortcut(
         gc.freeze()
         if duration is not None:
             asyncio.get_running_loop().call_later(duration, supervisor.request_stop)
-        await supervisor.run()
+        ready = sdnotify.started("diode receive")  # systemd: started, and its watchdog fed from here on
+        try:
+            await supervisor.run()
+        finally:
+            ready.cancel()
     finally:
         if http is not None:
             await http.stop()
@@ -366,6 +386,85 @@ def _replica_options(path: str) -> dict[str, Any]:
     if unknown:
         raise _Fail(f"{path}: unknown modbus_replica option(s) {', '.join(sorted(unknown))}")
     return dict(section)
+
+
+def _when(text: str | None, what: str) -> float | None:
+    """Seconds since the epoch, from a number or an ISO 8601 time (UTC unless it says otherwise)."""
+    if text is None:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise _Fail(f"{what} {text!r}: write a time as 2026-12-07T01:30:00Z or as seconds since the epoch") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+@diode_app.command("replay")
+def replay(
+    contract: Annotated[str, typer.Option(help="The contract of the OT node that runs the diode_send sink.")],
+    sink: Annotated[str | None, typer.Option(help="Which diode_send sink of the contract.")] = None,
+    from_offset: Annotated[int | None, typer.Option("--from-offset", help="First journal offset to re-send.")] = None,
+    to_offset: Annotated[int | None, typer.Option("--to-offset", help="Last journal offset to re-send.")] = None,
+    since: Annotated[
+        str | None, typer.Option(help="Re-send records from this source time (ISO 8601 or epoch s).")
+    ] = None,
+    until: Annotated[str | None, typer.Option(help="... up to this source time, inclusive.")] = None,
+    wait: Annotated[float, typer.Option(help="Seconds to wait for the running sink to answer.")] = 60.0,
+) -> None:
+    """OT side: re-send a range of the journal through the running diode sink (inside `seam run`).
+
+    The IT side cannot ask (nothing crosses back): take the range from the gap it reports (the
+    diode.gap event or its /health: journal offsets and source times). It stores only what it lacks.
+    """
+    from otseam.sinks.diode_send.replay import DONE_SUFFIX, REQUEST_SUFFIX, ReplayError, ReplayRequest, replay_dir
+
+    try:
+        loaded = _load_contract(contract)
+        assert loaded is not None
+        spec = _diode_sink(loaded, sink)
+        request = ReplayRequest(from_offset, to_offset, _when(since, "--since"), _when(until, "--until"))
+    except (_Fail, ReplayError) as exc:
+        raise _fail(str(exc)) from None
+    data_dir = Path(loaded.data_dir(loaded.node_of(spec)))
+    if not data_dir.is_absolute():
+        data_dir = Path(contract).resolve().parent / data_dir
+    directory = replay_dir(data_dir, spec.id)
+    if not directory.is_dir():
+        raise _fail(
+            f"{directory} does not exist: the diode_send sink {spec.id!r} has not run on this node "
+            "(start `seam run` first; it serves replay requests while it runs)"
+        )
+    name = f"{time.strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(4)}"
+    request_path = directory / (name + REQUEST_SUFFIX)
+    done_path = directory / (name + DONE_SUFFIX)
+    tmp = directory / f".{name}.tmp"
+    tmp.write_text(request.to_json())
+    os.replace(tmp, request_path)
+    deadline = time.monotonic() + wait
+    while not done_path.exists():
+        if time.monotonic() > deadline:
+            request_path.unlink(missing_ok=True)
+            raise _fail(
+                f"no running diode_send sink {spec.id!r} answered within {wait:g} s (is `seam run` running on "
+                "this node?); the request was withdrawn"
+            )
+        time.sleep(0.1)
+    result = json.loads(done_path.read_text())
+    done_path.unlink(missing_ok=True)
+    if "error" in result:
+        raise _fail(f"the diode sink refused the replay: {result['error']}")
+    typer.echo(
+        f"re-sent {result['records']} record(s), journal offsets {result['first_offset']}..{result['last_offset']}, "
+        f"through diode sink {spec.id!r}; the IT side stores those it lacks"
+        if result["records"]
+        else "nothing in that range to re-send"
+    )
 
 
 @diode_app.command("keygen")
