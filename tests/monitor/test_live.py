@@ -27,7 +27,9 @@ from otseam.monitor.engine import Monitor
 from otseam.monitor.live import LiveCapture, tcp_filter
 from tests.monitor.conftest import REPO
 from tests.monitor.pcapgen import ACK, SYN, Conversation, frame, mbap
+from tests.support.output import OutputLines
 from tests.support.servers import free_port
+from tests.support.wait import wait_until
 
 INJECT_FROM, INJECT_TO = "127.0.0.61", "127.0.0.62"
 
@@ -51,29 +53,13 @@ def start_watch(port: int) -> subprocess.Popen[bytes]:
     )
 
 
-def read_line_until(stream: object, predicate: object, within: float) -> list[str]:
-    """Lines from a pipe until one satisfies ``predicate``; fails after ``within`` seconds."""
-    assert hasattr(stream, "readline") and callable(predicate)
-    lines: list[str] = []
-    deadline = time.monotonic() + within
-    while True:
-        remaining = deadline - time.monotonic()
-        assert remaining > 0, f"timed out; lines so far: {lines}"
-        ready, _, _ = select.select([stream], [], [], remaining)
-        if ready:
-            line = stream.readline().decode()
-            assert line, f"the stream ended; lines so far: {lines}"
-            lines.append(line)
-            if predicate(line):
-                return lines
-
-
 async def test_watch_a_live_interface() -> None:
     port = free_port()
     watcher = start_watch(port)
     try:
         assert watcher.stderr is not None and watcher.stdout is not None
         ready = watcher.stderr.readline()
+        printed = OutputLines(watcher.stdout)
         assert b"capturing on lo" in ready, ready + watcher.stderr.read()
         plc = SimDevice(1, simdata=[SimData(0, values=[7, 8, 9], datatype=DataType.REGISTERS)])
         server = ModbusTcpServer([plc], address=("127.0.0.1", port))
@@ -91,15 +77,15 @@ async def test_watch_a_live_interface() -> None:
         finally:
             await server.shutdown()
         assert replies[0][7] == 3
-        lines = read_line_until(watcher.stdout, lambda line: '"MB-004"' in line, 30)
+        wait_until(lambda: printed.has('"MB-004"'), "the restart alert", detail=printed.so_far)
         watcher.send_signal(signal.SIGINT)  # Ctrl-C: stop watching, cleanly
-        out, err = watcher.communicate(timeout=30)
+        _out, err = watcher.communicate(timeout=30)
     finally:
         if watcher.poll() is None:
             watcher.kill()
             watcher.wait()
     assert watcher.returncode == 0, err
-    alerts = [json.loads(line) for line in [*lines, *out.decode().splitlines()]]
+    alerts = [json.loads(line) for line in printed.text().splitlines()]
     restart = [a for a in alerts if a["rule"] == "MB-004"]
     assert restart, alerts
     assert restart[0]["src"] == "127.0.0.1" and restart[0]["dport"] == port and restart[0]["function"] == 8
