@@ -14,6 +14,7 @@ processed as usual (a monitor that stops on the first odd packet is a monitor an
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from otseam.monitor.allowlist import Policy
@@ -83,9 +84,11 @@ class Monitor:
         opcua_ports: frozenset[int] = OPCUA_PORTS,
         ports: dict[str, frozenset[int]] | None = None,
         max_flows: int = MAX_FLOWS,
+        analyzers: Sequence[Analyzer] = ANALYZERS,
     ) -> None:
         """``ports``: the server ports of each analyzer by its name (``modbus_ports`` and ``opcua_ports``
-        are shorthands for the two analyzers shipped); an analyzer not named keeps its default ports."""
+        are shorthands for the two analyzers shipped); an analyzer not named keeps its default ports.
+        ``analyzers``: the protocols read, in the order content recognition tries them."""
         self.policy = policy
         self.detector = Detector(policy)
         declared = (
@@ -98,13 +101,17 @@ class Monitor:
         self.modbus_messages: list[tuple[Endpoints, Message]] = []
         self.stream_faults: list[tuple[Endpoints, StreamFault]] = []
         self.ua_messages: list[tuple[Endpoints, UaMessage]] = []
-        chosen = {analyzer.name: analyzer.default_ports for analyzer in ANALYZERS}
-        chosen.update(modbus=modbus_ports, opcua=opcua_ports)
-        chosen.update(ports or {})
+        self.analyzers = tuple(analyzers)
+        by_name = {analyzer.name: analyzer for analyzer in self.analyzers}
+        chosen = {analyzer.name: analyzer.default_ports for analyzer in self.analyzers}
+        chosen.update(
+            {name: value for name, value in (("modbus", modbus_ports), ("opcua", opcua_ports)) if name in by_name}
+        )
+        chosen.update({name: value for name, value in (ports or {}).items() if name in by_name})
         self.ports = chosen
         #: The analyzer of each server port.
         self._port_analyzer: dict[int, Analyzer] = {
-            port: _BY_NAME[name] for name, numbers in chosen.items() for port in numbers
+            port: by_name[name] for name, numbers in chosen.items() for port in numbers
         }
         self.max_flows = max_flows
         self._flows: OrderedDict[tuple[bytes, int, bytes, int], tuple[Connection, int]] = OrderedDict()
@@ -182,7 +189,7 @@ class Monitor:
         server_port = dport if client_first else sport
         analyzer = known.get(server_port)
         if analyzer is None and payload:
-            analyzer = next((a for a in ANALYZERS if a.recognises(payload)), None)
+            analyzer = next((a for a in self.analyzers if a.recognises(payload)), None)
             unusual = analyzer is not None
         if analyzer is None:
             if payload:

@@ -186,8 +186,9 @@ class Detector:
 
     def flow(self, ends: Endpoints, protocol: str, frame: int, ts: float, unusual_port: bool) -> None:
         """A new connection carrying an industrial protocol."""
-        if unusual_port:
-            rule = UNUSUAL_PORT_RULES[protocol]
+        rule_id = UNUSUAL_PORT_RULES.get(protocol)
+        if unusual_port and rule_id is not None:
+            rule = rule_id
             self.raise_alert(
                 rule,
                 ends,
