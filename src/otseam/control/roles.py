@@ -31,14 +31,24 @@ class Permission(StrEnum):
     TOKENS = "tokens"
     #: See every user and token of the node, revoke any token.
     ADMIN = "admin"
+    #: Ask for a declared command, or stop a request with a reason (the contract's policy still decides).
+    COMMAND_REQUEST = "commands.request"
+    #: Approve a command request with one's own key (the contract's approvers still decide who counts).
+    COMMAND_APPROVE = "commands.approve"
+    #: Propose a contract change and approve one with one's own key.
+    CONTRACT_CHANGE = "contract.change"
 
 
 #: The permissions of each role. Deny by default: a permission not listed is refused.
+#: The authority's permissions only open the door: who may approve a given command is the contract's
+#: ``approvers`` (side and role), checked by the authority service. A viewer reads; an administrator
+#: manages the node's users and so takes no part in commands or contract changes (separation of duties).
+_DECIDE = {Permission.COMMAND_REQUEST, Permission.COMMAND_APPROVE, Permission.CONTRACT_CHANGE}
 GRANTS: dict[Role, frozenset[Permission]] = {
     Role.VIEWER: frozenset({Permission.READ, Permission.TOKENS}),
-    Role.OPERATOR: frozenset({Permission.READ, Permission.TOKENS, Permission.ACK}),
-    Role.ENGINEER: frozenset({Permission.READ, Permission.TOKENS, Permission.ACK}),
-    Role.SEAM_OWNER: frozenset({Permission.READ, Permission.TOKENS, Permission.ACK}),
+    Role.OPERATOR: frozenset({Permission.READ, Permission.TOKENS, Permission.ACK, Permission.COMMAND_REQUEST}),
+    Role.ENGINEER: frozenset({Permission.READ, Permission.TOKENS, Permission.ACK, *_DECIDE}),
+    Role.SEAM_OWNER: frozenset({Permission.READ, Permission.TOKENS, Permission.ACK, *_DECIDE}),
     Role.ADMIN: frozenset({Permission.READ, Permission.TOKENS, Permission.ACK, Permission.ADMIN}),
 }
 

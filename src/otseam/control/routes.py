@@ -89,6 +89,195 @@ POINT: dict[str, Any] = {
 
 API = "/api/v1"
 
+#: A signature made on the signer's side (the server never holds a private key); see authority_api.py.
+SIGNED: dict[str, Any] = {
+    "type": "object",
+    "required": ["fingerprint", "signature"],
+    "additionalProperties": False,
+    "properties": {
+        "fingerprint": {"type": "string", "minLength": 1, "maxLength": 100},
+        "signature": {"type": "string", "minLength": 1, "maxLength": 200},
+    },
+}
+SCALAR: dict[str, Any] = {"type": ["number", "string", "boolean"]}
+REQUEST_ID = _p("id", "The request id.")
+REVISION = _p("revision", "The proposal's revision, e.g. r3.")
+
+#: Handlers named ``authority_*`` are served by otseam.control.authority_api.
+AUTHORITY_ROUTES: tuple[Route, ...] = (
+    Route(
+        "GET",
+        f"{API}/commands",
+        "authority_commands",
+        Permission.READ,
+        "The commands the contract declares, with their approvers and the point's live value.",
+        response=LIST_PAGE,
+    ),
+    Route(
+        "GET",
+        f"{API}/commands/requests",
+        "authority_requests",
+        Permission.READ,
+        "Command requests, newest first, with their state and the approvals still missing.",
+        params=(
+            _q(
+                "state",
+                {
+                    "type": "string",
+                    "enum": ["pending", "approved", "rejected", "expired", "executed", "failed", "refused"],
+                },
+                "Only requests in this state.",
+            ),
+            _q("command", {"type": "string"}, "Only this command."),
+            _q("offset", {"type": "integer", "minimum": 0, "maximum": 10**9, "default": 0}, "Skip this many."),
+            LIMIT,
+        ),
+        response=LIST_PAGE,
+    ),
+    Route(
+        "POST",
+        f"{API}/commands/requests/prepare",
+        "authority_prepare",
+        Permission.COMMAND_REQUEST,
+        "The canonical document a request would be, its SHA-256 and what a signer signs (nothing is stored).",
+        body={
+            "type": "object",
+            "required": ["command", "value", "reason", "observed"],
+            "additionalProperties": False,
+            "properties": {
+                "command": {"type": "string", "minLength": 1, "maxLength": 200},
+                "value": SCALAR,
+                "observed": SCALAR,
+                "reason": {"type": "string", "minLength": 1, "maxLength": 2000, "pattern": r"\S"},
+            },
+        },
+    ),
+    Route(
+        "POST",
+        f"{API}/commands/requests",
+        "authority_submit",
+        Permission.COMMAND_REQUEST,
+        "Submit a prepared document as a request (optionally signed by the requester).",
+        body={
+            "type": "object",
+            "required": ["document"],
+            "additionalProperties": False,
+            "properties": {
+                "document": OBJ,
+                "fingerprint": {"type": "string", "maxLength": 100},
+                "signature": {"type": "string", "maxLength": 200},
+            },
+        },
+    ),
+    Route(
+        "GET",
+        f"{API}/commands/requests/{{id}}",
+        "authority_request",
+        Permission.READ,
+        "One request: the document, its SHA-256, approvals, rejection and the OT node's outcome.",
+        example=f"{API}/commands/requests/nosuchrequest",
+        params=(REQUEST_ID,),
+    ),
+    Route(
+        "POST",
+        f"{API}/commands/requests/{{id}}/approve",
+        "authority_approve",
+        Permission.COMMAND_APPROVE,
+        "Approve: the approver's Ed25519 signature of the request's SHA-256, made on their side.",
+        example=f"{API}/commands/requests/nosuchrequest/approve",
+        params=(REQUEST_ID,),
+        body=SIGNED,
+    ),
+    Route(
+        "POST",
+        f"{API}/commands/requests/{{id}}/reject",
+        "authority_reject",
+        Permission.COMMAND_REQUEST,
+        "Stop a pending or approved request, with a reason (optionally signed).",
+        example=f"{API}/commands/requests/nosuchrequest/reject",
+        params=(REQUEST_ID,),
+        body={
+            "type": "object",
+            "required": ["reason"],
+            "additionalProperties": False,
+            "properties": {
+                "reason": {"type": "string", "minLength": 1, "maxLength": 2000, "pattern": r"\S"},
+                "fingerprint": {"type": "string", "maxLength": 100},
+                "signature": {"type": "string", "maxLength": 200},
+            },
+        },
+    ),
+    Route(
+        "GET",
+        f"{API}/keys",
+        "authority_keys",
+        Permission.READ,
+        "The public keys enrolled on this node, by person and fingerprint.",
+        response=LIST_PAGE,
+    ),
+    Route(
+        "GET",
+        f"{API}/contract/proposals",
+        "authority_proposals",
+        Permission.READ,
+        "Contract proposals, newest first: changes in words, who must approve, who has.",
+        response=LIST_PAGE,
+    ),
+    Route(
+        "POST",
+        f"{API}/contract/proposals",
+        "authority_propose",
+        Permission.CONTRACT_CHANGE,
+        "Propose a changed contract (its full text); a new revision voids approvals of earlier ones.",
+        body={
+            "type": "object",
+            "required": ["text"],
+            "additionalProperties": False,
+            "properties": {"text": {"type": "string", "minLength": 1, "maxLength": 200000}},
+        },
+    ),
+    Route(
+        "GET",
+        f"{API}/contract/proposals/{{revision}}",
+        "authority_proposal",
+        Permission.READ,
+        "One proposal with its text and the bundle hash its approvers sign.",
+        example=f"{API}/contract/proposals/r999999",
+        params=(REVISION,),
+    ),
+    Route(
+        "POST",
+        f"{API}/contract/proposals/{{revision}}/approve",
+        "authority_approve_proposal",
+        Permission.CONTRACT_CHANGE,
+        "Approve a proposal: the approver's signature of its bundle hash.",
+        example=f"{API}/contract/proposals/r999999/approve",
+        params=(REVISION,),
+        body=SIGNED,
+    ),
+    Route(
+        "GET",
+        f"{API}/audit",
+        "authority_audit",
+        Permission.READ,
+        "The hash-chained audit log, newest first, and whether the chain verifies.",
+        params=(
+            _q("kind", {"type": "string"}, "Kinds starting with this, e.g. 'command.' or 'login'."),
+            _q("before", {"type": "integer", "minimum": 1, "maximum": 2**62}, "Records before this sequence number."),
+            LIMIT,
+        ),
+        response={
+            "type": "object",
+            "required": ["items", "verification"],
+            "properties": {
+                "items": {"type": "array", "items": OBJ},
+                "next": {"type": ["integer", "null"]},
+                "verification": OBJ,
+            },
+        },
+    ),
+)
+
 ROUTES: tuple[Route, ...] = (
     # --- open --------------------------------------------------------------------------------------
     Route("GET", "/health", "", Open.PUBLIC, "Liveness and component states (no data values).", api=False),
@@ -291,9 +480,8 @@ ROUTES: tuple[Route, ...] = (
         params=(_p("token", "Token id."),),
     ),
     Route("GET", f"{API}/users", "users", Permission.ADMIN, "The node's users.", response=LIST_PAGE),
-    # --- mount point: command requests, approvals, change control and the audit log ----------------
-    # The authority service (otseam.control.authority) adds its routes to this table here, each with
-    # its own rule; until then the console's Requests and Audit pages say the service is not running.
+    # --- the authority: command requests, approvals, change control and the audit log -------------
+    *AUTHORITY_ROUTES,
 )
 
 

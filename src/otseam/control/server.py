@@ -23,6 +23,8 @@ from aiohttp import web
 from otseam.contract.models import Contract
 from otseam.control import openapi
 from otseam.control.auth import COOKIE, CSRF_HEADER, Authenticator, Identity, LoginRefused, csrf_ok
+from otseam.control.authority.audit import AuditUnavailable
+from otseam.control.authority_api import AuthorityAPI
 from otseam.control.events import ALERT_KINDS, EventStore
 from otseam.control.live import CLOSE, LiveHub, cancel, sse
 from otseam.control.roles import Permission
@@ -114,6 +116,8 @@ class ControlPlane:
         self._rate_task: asyncio.Task[None] | None = None
         self._rates: dict[str, tuple[float, int, float]] = {}
         self.rules: dict[int, tuple[web.AbstractRoute, Route]] = {}
+        #: Command requests, approvals, change control, the audit log (handlers named authority_*).
+        self.authority = AuthorityAPI(view, clock)
 
     def rule_for(self, route: web.AbstractRoute) -> Route | None:
         """The access rule of a route of the server, None when it has none (and is refused)."""
@@ -150,11 +154,22 @@ class ControlPlane:
         for route in ROUTES:
             if not route.handler:
                 continue  # /health and /metrics: served by core/http.py, listed for the access rules
-            handler = getattr(self, f"h_{route.handler}")
+            handler = self._handler(route.handler)
             resource_route = app.router.add_route(route.method, route.path, handler)
             # Keyed by identity; the route object is kept with its rule so the key cannot be reused.
             self.rules[id(resource_route)] = (resource_route, route)
         app.on_shutdown.append(self._end_streams)
+
+    def _handler(self, name: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        if not name.startswith("authority_"):
+            method: Callable[[web.Request], Awaitable[web.StreamResponse]] = getattr(self, f"h_{name}")
+            return method
+        served = self.authority.handler(name.removeprefix("authority_"))
+
+        async def handler(request: web.Request) -> web.StreamResponse:
+            return await served(request, request[IDENTITY])
+
+        return handler
 
     async def _end_streams(self, app: web.Application) -> None:
         """The server is stopping: end every open event stream now, rather than let the server wait for
@@ -265,23 +280,22 @@ class ControlPlane:
             session = await asyncio.to_thread(self.auth.login, name[:200], password[:1024], code, address)
         except LoginRefused as exc:
             if not exc.needs_totp or exc.status != 401 or code:
-                self._audit(
-                    "audit.login",
-                    Severity.MEDIUM if exc.status == 429 else Severity.LOW,
-                    f"sign-in refused for {name[:64]!r} from {address}: {exc}",
-                    {"user": name[:64], "address": address, "outcome": "refused", "status": exc.status},
-                )
+                # Into the hash-chained audit log (and from it into the journal); the refusal stands
+                # even if it cannot be recorded.
+                with contextlib.suppress(AuditUnavailable):
+                    await asyncio.to_thread(
+                        self.authority.record_login, self.users, name, False, address, f"refused ({exc.status}): {exc}"
+                    )
             headers = {"Retry-After": str(math.ceil(exc.retry_after))} if exc.retry_after else {}
             response = _error(exc.status, str(exc), **headers)
             if exc.needs_totp:
                 response = web.json_response({"error": str(exc), "totp": True}, status=exc.status)
             return response
-        self._audit(
-            "audit.login",
-            Severity.INFO,
-            f"{session.user} signed in from {address}",
-            {"user": session.user, "address": address, "outcome": "ok"},
-        )
+        try:
+            await asyncio.to_thread(self.authority.record_login, self.users, session.user, True, address, "signed in")
+        except AuditUnavailable as exc:
+            self.auth.logout(session)  # a sign-in that cannot be recorded does not happen
+            return _error(503, str(exc))
         response = web.json_response(self._session_body(session.user, session.csrf))
         response.set_cookie(COOKIE, session.id, httponly=True, samesite="Strict", secure=self.tls, path="/")
         return response
