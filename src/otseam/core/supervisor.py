@@ -283,7 +283,22 @@ class Supervisor:
             sinks[spec.id] = (spec, _sink_fingerprint(spec, loaded.contract))
         if problems:
             raise StartupError("\n".join(problems))
+        if self.fixed is None:
+            self._governed(loaded.contract, node)
         return Plan(loaded, node, table, drivers, sources, sinks)
+
+    def _governed(self, contract: Contract, node: str) -> None:
+        """With governance on (``seam contract governance on``), only the contract in force or a bundle
+        its quorum signed may load; otherwise StartupError, and a running node keeps its contract. Last
+        in :meth:`prepare`, so a bundle becomes the contract in force only when everything else passed."""
+        from otseam.control.authority.audit import AuditLog
+        from otseam.control.authority.governance import GovernanceError, check_contract_file
+
+        data_dir = self._resolve(contract.data_dir(node))
+        try:
+            check_contract_file(self.contract_path, data_dir, AuditLog(data_dir / "authority", node=node))
+        except GovernanceError as exc:
+            raise StartupError(str(exc)) from None
 
     async def _prepare_aside(self) -> Plan:
         """:meth:`prepare` in a child process, for a reload.
