@@ -141,8 +141,9 @@ function onEvents(events) {
 // --- pages ------------------------------------------------------------------------------------------
 
 const pages = {
-  map: mapPage, points: pointsPage, alerts: alertsPage, link: linkPage, requests: requestsPage, audit: auditPage,
-  contract: contractPage,
+  map: mapPage, points: pointsPage, alerts: alertsPage, link: linkPage, contract: contractPage,
+  // requests and audit: approvals.js
+
 };
 
 function route() {
@@ -394,24 +395,6 @@ async function linkPage(view, page) {
   page.onEvents = (events) => { if (events.some((e) => e.kind.startsWith("diode."))) draw(); };
   await draw();
   every(2000, draw);
-}
-
-async function requestsPage(view) {
-  view.innerHTML = `<h2>Requests and approvals</h2>
-    <div class="placeholder"><p><strong>The authority service is not running on this node.</strong></p>
-    <p>Command requests and their two-person approvals appear here once it is installed. Nothing is listed because
-    nothing exists yet: this page shows no examples and no made-up requests.</p></div>`;
-}
-
-async function auditPage(view) {
-  view.innerHTML = `<h2>Audit</h2>
-    <div class="placeholder"><p><strong>The tamper-evident audit log of the authority service is not running on this node.</strong>
-    Until it is, this page lists the audit events this node journalled (sign-ins, acknowledgements, tokens, contract reloads).</p></div>
-    <div id="audit"></div>`;
-  const events = await api("GET", "/events?kind=audit.&limit=200");
-  $("audit").innerHTML = events.items.length
-    ? table(["Time", "Kind", "What"], events.items.map((e) => [esc(fmtTime(e.ts)), esc(e.kind), esc(e.message)]))
-    : `<p class="muted">No audit events yet.</p>`;
 }
 
 async function contractPage(view) {
