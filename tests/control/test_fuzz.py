@@ -10,11 +10,11 @@ from __future__ import annotations
 import requests
 import schemathesis
 from hypothesis import HealthCheck, settings
-from schemathesis.specs.openapi.checks import ignored_auth
+from schemathesis.specs.openapi.checks import ignored_auth, positive_data_acceptance
 
 from otseam.control.openapi import document
-from otseam.control.routes import ROUTES, Open
-from tests.control.node import PASSWORD
+from otseam.control.routes import AUTHORITY_ROUTES, ROUTES, Open
+from tests.control.node import PASSWORD, seam_inline
 from tests.core.seamrun import SeamRun
 
 #: Fuzzing signing out would end the session the other cases use; it is covered by test_auth.py.
@@ -68,3 +68,45 @@ def test_api(case: schemathesis.Case, node: SeamRun) -> None:
         else:
             assert anonymous.status_code == 401, label
             assert set(anonymous.json()) == {"error"}, label
+
+
+#: The authority's routes again, as an engineer whose token may request, approve and propose (a token
+#: from `seam user token`; the console creates only read and acknowledge tokens): the calls reach the
+#: authority service itself, not only the permission check.
+AUTHORITY_PATHS = r"^/api/v1/(commands|keys|contract/proposals|audit)"
+authority_schema = schemathesis.openapi.from_dict(document()).include(path_regex=AUTHORITY_PATHS)
+_deciders: dict[int, str] = {}
+
+
+def decider_token(node: SeamRun) -> str:
+    if node.port not in _deciders:
+        scopes = ["read", "commands.request", "commands.approve", "contract.change"]
+        code, out, err = seam_inline(
+            "user", "token", str(node.workdir / "seam.yaml"), "erik", "--name", "fuzz-authority",
+            *[arg for scope in scopes for arg in ("--scope", scope)],
+        )  # fmt: skip
+        assert code == 0, err
+        _deciders[node.port] = out.strip()
+    return _deciders[node.port]
+
+
+def test_the_authority_routes_are_fuzzed() -> None:
+    fuzzed = {result.ok().path for result in authority_schema.get_all_operations()}
+    assert fuzzed == {r.path for r in AUTHORITY_ROUTES}
+
+
+@authority_schema.parametrize()
+@settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck))
+def test_authority_api(case: schemathesis.Case, node: SeamRun) -> None:
+    base = f"http://127.0.0.1:{node.port}"
+    response = case.call(base_url=base, headers={"Authorization": f"Bearer {decider_token(node)}"})
+    assert response.status_code < 500, f"{case.method} {case.formatted_path}: {response.status_code} {response.text}"
+    # A request the schema allows may still break the contract's policy (an undeclared command, a value out
+    # of range, a document made under another contract): 422 then is the right answer, not a failure.
+    case.validate_response(response, excluded_checks=[ignored_auth, positive_data_acceptance])
+    anonymous = case.call(base_url=base)
+    label = f"{case.method} {case.formatted_path} without signing in: {anonymous.status_code}"
+    if anonymous.status_code == 405:
+        assert anonymous.text.startswith("405"), label
+    else:
+        assert anonymous.status_code == 401 and set(anonymous.json()) == {"error"}, label

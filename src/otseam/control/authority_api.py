@@ -6,7 +6,7 @@ contract: the person's side and role in the contract are what the service checks
 (routes.py) only decides who may reach the route at all.
 
 Where signing happens. The server never sees a private key. A request is prepared on the server
-(``POST /commands/requests/prepare`` returns the canonical document, its SHA-256 and the exact bytes an
+(``POST /commands/prepare`` returns the canonical document, its SHA-256 and the exact bytes an
 approver signs), then submitted as that document. An approver signs the text
 ``"otseam command approval v1\\n" + sha256`` with their Ed25519 key, on their side: in the console the
 page reads the key file the approver picks and signs with the browser's own Web Crypto (the file never
@@ -246,8 +246,11 @@ class AuthorityAPI:
         if body.get("signature") is not None or body.get("fingerprint") is not None:
             ident = self.identity(who)
             signature = Signature(ident.person_id, _text(body, "fingerprint", 100), _text(body, "signature", 200))
-        view = await asyncio.to_thread(self.service().submit, self.identity(who), doc, signature)
-        return web.json_response(_with_signing(view), status=201)
+        try:
+            view = await asyncio.to_thread(self.service().submit, self.identity(who), doc, signature)
+        except ValueError as exc:  # the store refuses a second document under an id already taken
+            raise ApiError(409, f"{exc}: a changed request is a new request (prepare it again)") from None
+        return web.json_response(_with_signing(view))
 
     async def h_requests(self, request: web.Request, who: ConsoleIdentity) -> web.StreamResponse:
         state = _query_text(request, "state")
@@ -320,7 +323,7 @@ class AuthorityAPI:
         current = await asyncio.to_thread(self.view.contract_path().read_text, encoding="utf-8")
         proposal = await asyncio.to_thread(self.changes().propose, text, current, ident.person_id)
         proposal["signing"] = _signing(keys.PURPOSE_BUNDLE, proposal["digest"])
-        return web.json_response({k: v for k, v in proposal.items() if k != "text"}, status=201)
+        return web.json_response({k: v for k, v in proposal.items() if k != "text"})
 
     async def h_approve_proposal(self, request: web.Request, who: ConsoleIdentity) -> web.StreamResponse:
         body = await _body(request, frozenset({"fingerprint", "signature"}))

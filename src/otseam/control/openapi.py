@@ -13,6 +13,17 @@ ERROR = {
     "properties": {"error": {"type": "string"}},
 }
 
+#: What the authority service answers besides (otseam.control.authority.service.AuthorityError).
+AUTHORITY_ERRORS = {
+    status: {"description": text, "content": {"application/json": {"schema": ERROR}}}
+    for status, text in (
+        ("409", "Not in this state (expired, already approved, superseded)"),
+        ("413", "Body too large"),
+        ("422", "Not a valid request (undeclared command, value out of range, not a document)"),
+        ("503", "The audit log cannot be written: nothing was done"),
+    )
+}
+
 
 def document() -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
@@ -44,6 +55,8 @@ def document() -> dict[str, Any]:
             operation["x-seam-permission"] = str(route.access)
         if route.method == "POST" and route.handler == "login":
             operation["responses"]["429"] = {"description": "Throttled or locked out"}
+        if route.handler.startswith("authority_"):
+            operation["responses"].update(AUTHORITY_ERRORS)
         if route.body is not None:
             operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": route.body}}}
         paths.setdefault(route.path, {})[route.method.lower()] = operation

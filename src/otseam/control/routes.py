@@ -100,6 +100,24 @@ SIGNED: dict[str, Any] = {
     },
 }
 SCALAR: dict[str, Any] = {"type": ["number", "string", "boolean"]}
+_TEXT: dict[str, Any] = {"type": "string", "maxLength": 2000}
+_MS: dict[str, Any] = {"type": "integer", "minimum": 0, "maximum": 2**53}
+#: The canonical request document (otseam.control.authority.document.CommandRequest), as prepare returns it.
+DOCUMENT: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": [
+        "id", "command", "point", "value", "unit", "observed", "reason", "requester",
+        "created", "approve_by", "execute_by", "contract", "mode", "version",
+    ],
+    "properties": {
+        **{name: _TEXT for name in ("id", "command", "point", "value", "unit", "observed", "reason", "requester")},
+        **{name: _MS for name in ("created", "approve_by", "execute_by")},
+        "contract": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+        "mode": {"type": "string", "enum": ["two-person"]},
+        "version": {"type": "integer", "minimum": 1, "maximum": 1},
+    },
+}  # fmt: skip
 REQUEST_ID = _p("id", "The request id.")
 REVISION = _p("revision", "The proposal's revision, e.g. r3.")
 
@@ -136,7 +154,7 @@ AUTHORITY_ROUTES: tuple[Route, ...] = (
     ),
     Route(
         "POST",
-        f"{API}/commands/requests/prepare",
+        f"{API}/commands/prepare",
         "authority_prepare",
         Permission.COMMAND_REQUEST,
         "The canonical document a request would be, its SHA-256 and what a signer signs (nothing is stored).",
@@ -163,7 +181,7 @@ AUTHORITY_ROUTES: tuple[Route, ...] = (
             "required": ["document"],
             "additionalProperties": False,
             "properties": {
-                "document": OBJ,
+                "document": DOCUMENT,
                 "fingerprint": {"type": "string", "maxLength": 100},
                 "signature": {"type": "string", "maxLength": 200},
             },

@@ -78,7 +78,7 @@ async function requestsPage(view, page) {
       e.preventDefault();
       $("rq-prepared").innerHTML = "";
       try {
-        const prepared = await api("POST", "/commands/requests/prepare", {
+        const prepared = await api("POST", "/commands/prepare", {
           command: $("rq-command").value, value: $("rq-value").value.trim(), observed: $("rq-observed").value.trim(), reason: $("rq-reason").value.trim(),
         });
         $("rq-prepared").innerHTML = `<div class="prepared"><p>The document to be submitted; approvers sign its SHA-256
@@ -157,7 +157,7 @@ function requestCard(r, session, mayRequest, mayApprove) {
       <button type="button" data-approve="${esc(d.id)}">Sign and approve</button>
       <details><summary>or paste a signature made elsewhere</summary>
         <p class="muted">Sign the message below with your Ed25519 key, e.g.
-        <code>printf '%s' "$MESSAGE" | openssl pkeyutl -sign -rawin -inkey you.key | base64 -w0</code>, or run
+        <code>printf '%s' "$MESSAGE" &gt; msg; openssl pkeyutl -sign -rawin -inkey you.key -in msg | base64 -w0</code>, or run
         <code>seam command approve ${esc(d.id)} --as ${esc(session.person || "you")} --key you.key</code> on the node.</p>
         <label>Fingerprint <input class="sig-fp" size="50"></label> <label>Signature <input class="sig-value" size="60"></label></details></div>`;
   }
