@@ -16,23 +16,18 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from otseam.contract import plugin_options
 from otseam.core.records import Batch, Record, Sample
 from otseam.core.sinkrunner import RecordFilter
 from otseam.diode.config import DiodeConfigError, DiodeSettings, load_key
 from otseam.diode.sender import CurrentValues, DiodeSender
 from otseam.journal import Journal
+from otseam.sinks.diode_send.options import Options, parse_target
 from otseam.sinks.diode_send.replay import CHUNK, REQUEST_SUFFIX, ReplayError, ReplayRequest, answer
 
+__all__ = ["DiodeSendSink", "parse_target", "sink_from_options"]
+
 log = logging.getLogger(__name__)
-
-
-def parse_target(text: object) -> tuple[str, int]:
-    if not isinstance(text, str) or ":" not in text:
-        raise DiodeConfigError(f"diode target {text!r}: write it as 'host:port', e.g. '192.0.2.10:7400'")
-    host, _, port = text.rpartition(":")
-    if not port.isdigit() or not 1 <= int(port) <= 65535 or not host:
-        raise DiodeConfigError(f"diode target {text!r}: write it as 'host:port' with a port from 1 to 65535")
-    return host.strip("[]"), int(port)
 
 
 #: How often the replay directory is looked at.
@@ -169,15 +164,15 @@ class DiodeSendSink:
 def sink_from_options(
     options: dict[str, Any],
     name: str = "diode_send",
+    contract_path: str = "",
     journal: Journal | None = None,
     replays: Path | None = None,
     record_filter: RecordFilter | None = None,
 ) -> DiodeSendSink:
-    """Build from a contract sink's ``options`` (target, key_file, and the settings in docs/diode.md)."""
-    if "target" not in options or "key_file" not in options:
-        raise DiodeConfigError("a diode_send sink needs options 'target' (host:port) and 'key_file'")
-    settings = DiodeSettings.from_options(options)
-    key = load_key(str(options["key_file"]))
-    bind = options.get("bind")
-    sender = DiodeSender(parse_target(options["target"]), key, settings, bind=bind)
+    """Build from a contract sink's ``options`` (target, key_file, and the settings in docs/diode.md); a
+    relative key_file is beside the contract file."""
+    model = plugin_options.parse(Options, options, f"sink {name}", DiodeConfigError, contract_path=contract_path)
+    settings = DiodeSettings.from_options(model.link_settings())
+    key = load_key(model.key_file)
+    sender = DiodeSender(parse_target(model.target), key, settings, bind=model.bind)
     return DiodeSendSink(sender, name, journal, replays, record_filter)

@@ -2,7 +2,7 @@
 
 A plant's capture is mostly the same thing over and over: a master polling registers, one request and
 one response per segment, in order. Running each of those frames through the per-frame analyser costs
-about 20 microseconds of Python. Here the frames of a classic pcap file are indexed once, their Ethernet,
+about 20 microseconds of Python. Here the frames of a pcap or pcapng file are indexed once, their Ethernet,
 IPv4, TCP and MBAP headers are decoded column-wise with numpy, and only what can matter is handed to the
 per-frame code:
 
@@ -29,9 +29,18 @@ from typing import Any
 
 import numpy as np
 
-from otseam.monitor.capture import _PCAP_MAGIC, LINKTYPE_ETHERNET, MAX_FRAME, CaptureStats, Frame
+from otseam.monitor.analyzers.modbus.parser import Message, decode_pdu
+from otseam.monitor.capture import (
+    _PCAP_MAGIC,
+    _PCAPNG_SHB,
+    LINKTYPE_ETHERNET,
+    MAX_FRAME,
+    CaptureError,
+    CaptureStats,
+    Frame,
+    pcapng_records,
+)
 from otseam.monitor.engine import Monitor
-from otseam.monitor.modbus import Message, decode_pdu
 from otseam.monitor.packet import TCP_SYN
 from otseam.monitor.rules import Endpoints
 
@@ -83,6 +92,38 @@ def index_pcap(buf: Buffer, stats: CaptureStats, name: str) -> tuple[NDArray, fl
         stats.problems.append(f"{name}: truncated record header at byte {pos}")
     stats.frames = len(heads)
     return heads, resolution, linktype
+
+
+def index_capture(buf: Buffer, stats: CaptureStats, name: str) -> tuple[NDArray, NDArray, NDArray] | None:
+    """``(data positions, captured lengths, times)`` of every frame of an Ethernet capture: a little-endian
+    classic pcap or a pcapng file whose packets are all Ethernet. None for anything else."""
+    magic = bytes(buf[:4])
+    if magic == _PCAPNG_SHB:
+        try:
+            records = list(pcapng_records(buf, stats, name))
+        except CaptureError:
+            return None  # the per-frame reader reports it
+        if any(linktype != LINKTYPE_ETHERNET for _ts, linktype, _start, _caplen in records):
+            return None
+        if not records:
+            empty = np.zeros(0, dtype=np.int64)
+            return empty, empty, np.zeros(0, dtype=np.float64)
+        times, _linktypes, starts, lengths = zip(*records, strict=True)
+        return (
+            np.asarray(starts, dtype=np.int64),
+            np.asarray(lengths, dtype=np.int64),
+            np.asarray(times, dtype=np.float64),
+        )
+    indexed = index_pcap(buf, stats, name)
+    if indexed is None:
+        return None
+    headers, resolution, linktype = indexed
+    if linktype != LINKTYPE_ETHERNET:
+        return None
+    b = np.frombuffer(buf, dtype=np.uint8)
+    record = _rows(b, headers, 16).view("<u4")  # (n, 4): seconds, fraction, included length, original length
+    ts = record[:, 0].astype(np.float64) + record[:, 1].astype(np.float64) * resolution
+    return headers + 16, record[:, 2].astype(np.int64), ts
 
 
 def _rows(b: NDArray, starts: NDArray, width: int) -> NDArray:
@@ -140,20 +181,14 @@ def analyse_pcap(monitor: Monitor, buf: Buffer, stats: CaptureStats, name: str =
 
     Returns False, having done nothing, for files this path does not read: use the per-frame path.
     """
-    indexed = index_pcap(buf, stats, name)
+    indexed = index_capture(buf, stats, name)
     if indexed is None:
-        return False
-    headers, resolution, linktype = indexed
-    if linktype != LINKTYPE_ETHERNET:
         stats.problems.clear()
         stats.frames = 0
         return False
+    data, caplen, ts = indexed
     b = np.frombuffer(buf, dtype=np.uint8)
-    n = len(headers)
-    record = _rows(b, headers, 16).view("<u4")  # (n, 4): seconds, fraction, included length, original length
-    ts = record[:, 0].astype(np.float64) + record[:, 1].astype(np.float64) * resolution
-    caplen = record[:, 2].astype(np.int64)
-    data = headers + 16
+    n = len(data)
 
     # --- Ethernet / IPv4 / TCP, column-wise. Rows failing a check go to the per-frame path. -----------
     fast = np.zeros(n, dtype=bool)

@@ -13,6 +13,7 @@ strict, fast (upb) and never trusts lengths it has not checked.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import struct
 from collections.abc import Callable
@@ -22,7 +23,7 @@ from typing import Any
 from otseam.core.records import Quality, Value
 
 #: The generated module (protoc output, untyped): its classes are built at import time from the schema.
-pb: Any = importlib.import_module("otseam.sinks.sparkplug.sparkplug_b_pb2")
+pb: Any = importlib.import_module("otseam.protocols.sparkplug.sparkplug_b_pb2")
 
 # Sparkplug datatype codes (the DataType enum of the schema).
 INT8, INT16, INT32, INT64 = 1, 2, 3, 4
@@ -44,17 +45,27 @@ DATATYPES: dict[str, int] = {
 }
 DATATYPE_NAMES = {value: key for key, value in pb.DataType.items()}
 
-#: OPC-style quality codes in the metric property "Quality", as SCADA hosts (Ignition and others)
-#: expect them: 192 good, 64 uncertain (which includes stale: the last value, not confirmed), 0 bad.
-QUALITY_GOOD, QUALITY_UNCERTAIN, QUALITY_BAD = 192, 64, 0
-OPC_QUALITY: dict[Quality, int] = {
+#: The metric property "Quality" (Int32) as Sparkplug B 3.0 defines it: 0 bad, 192 good, 500 stale.
+#: Seam's ``uncertain`` (a value the driver could not confirm) is stale too: the specification has no
+#: other code, and a host must not take it for good.
+QUALITY_GOOD, QUALITY_STALE, QUALITY_BAD = 192, 500, 0
+SPARKPLUG_QUALITY: dict[Quality, int] = {
     Quality.GOOD: QUALITY_GOOD,
-    Quality.STALE: QUALITY_UNCERTAIN,
-    Quality.UNCERTAIN: QUALITY_UNCERTAIN,
+    Quality.STALE: QUALITY_STALE,
+    Quality.UNCERTAIN: QUALITY_STALE,
     Quality.BAD_COMM: QUALITY_BAD,
     Quality.BAD_CONFIG: QUALITY_BAD,
     Quality.BAD_DEVICE: QUALITY_BAD,
 }
+#: The OPC DA codes some older hosts expect (64 uncertain for stale): a deviation, chosen with
+#: ``quality_codes: opc`` in the sink's options.
+QUALITY_OPC_UNCERTAIN = 64
+OPC_QUALITY: dict[Quality, int] = {
+    **SPARKPLUG_QUALITY,
+    Quality.STALE: QUALITY_OPC_UNCERTAIN,
+    Quality.UNCERTAIN: QUALITY_OPC_UNCERTAIN,
+}
+QUALITY_CODES: dict[str, dict[Quality, int]] = {"sparkplug": SPARKPLUG_QUALITY, "opc": OPC_QUALITY}
 
 _DOUBLE = struct.Struct("<d").pack
 _FLOAT = struct.Struct("<f").pack
@@ -104,8 +115,11 @@ def _quality_property(code: int) -> bytes:
     return _field_bytes(9, property_set)
 
 
-#: The encoded ``properties`` field of a metric for each Seam quality.
-QUALITY_PROPERTIES: dict[Quality, bytes] = {q: _quality_property(code) for q, code in OPC_QUALITY.items()}
+#: The encoded ``properties`` field of a metric for each Seam quality, per code table.
+QUALITY_PROPERTY_TABLES: dict[str, dict[Quality, bytes]] = {
+    name: {q: _quality_property(code) for q, code in table.items()} for name, table in QUALITY_CODES.items()
+}
+QUALITY_PROPERTIES: dict[Quality, bytes] = QUALITY_PROPERTY_TABLES["sparkplug"]
 _NULL = b"\x38\x01"  # is_null = true
 
 
@@ -191,17 +205,39 @@ class MetricCodec:
     alias: int | None
     #: name + alias + datatype fields, as sent in a birth.
     birth_head: bytes
-    #: alias + datatype (or name + datatype without aliases), as sent in data messages.
+    #: the alias alone (or the name without aliases), as sent in data messages: Sparkplug 3.0 says the
+    #: datatype SHOULD NOT be repeated there (payloads-metric-datatype-not-req).
     data_head: bytes
     encode_value: Callable[[Value], bytes]
+    #: the encoded Quality property for each Seam quality.
+    qualities: dict[Quality, bytes] = dataclasses.field(default_factory=lambda: QUALITY_PROPERTIES)
 
     @classmethod
-    def build(cls, name: str, datatype: int, alias: int | None, use_alias_in_data: bool = True) -> MetricCodec:
+    def build(
+        cls,
+        name: str,
+        datatype: int,
+        alias: int | None,
+        use_alias_in_data: bool = True,
+        *,
+        datatype_in_data: bool = False,
+        quality_codes: str = "sparkplug",
+    ) -> MetricCodec:
         name_field = _field_bytes(1, name.encode("utf-8"))
         alias_field = b"\x10" + varint(alias) if alias is not None else b""
         type_field = b"\x20" + varint(datatype)
-        data_head = (alias_field if alias is not None and use_alias_in_data else name_field) + type_field
-        return cls(name, datatype, alias, name_field + alias_field + type_field, data_head, VALUE_ENCODERS[datatype])
+        data_head = alias_field if alias is not None and use_alias_in_data else name_field
+        if datatype_in_data:
+            data_head += type_field
+        return cls(
+            name,
+            datatype,
+            alias,
+            name_field + alias_field + type_field,
+            data_head,
+            VALUE_ENCODERS[datatype],
+            QUALITY_PROPERTY_TABLES[quality_codes],
+        )
 
     def encode(self, head: bytes, value: Value, quality: Quality, ts_ms: int) -> bytes:
         """One complete ``metrics`` entry of a Payload (field 2, length-delimited)."""
@@ -211,7 +247,7 @@ class MetricCodec:
                 b"\x18",
                 varint(ts_ms),
                 _NULL if value is None else self.encode_value(value),
-                QUALITY_PROPERTIES[quality],
+                self.qualities[quality],
             )
         )
         size = len(body)
