@@ -1099,6 +1099,7 @@ class DiodeReceiver:
             "status": "degraded" if problems else "ok",
             "problems": problems,
             "link_up": stats.link_up,
+            "records": stats.records,
             "lost_blocks": stats.lost,
             "missed_while_not_listening": stats.missed_offline,
             "missing": list(self.missing),
