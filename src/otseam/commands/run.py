@@ -240,11 +240,15 @@ def register(app: typer.Typer) -> None:
         live = sys.stdout.isatty()
         console = Console() if live else None
         setup_logging(verbose, console, log_format)
+        # Change control decides which contract file may load (governance on); a control-plane concern
+        # the runtime asks through Settings.admit without importing it.
+        from otseam.control.authority.governance import admit
+
         options = RunOptions(
             contract,
             address,
             token,
-            Settings(drain_timeout=drain, watch=watch),
+            Settings(drain_timeout=drain, watch=watch, admit=admit),
             interval,
             live,
             node,

@@ -92,6 +92,10 @@ class Settings:
     watch: bool = True
     #: Records per delivery; None lets each sink choose (its ``max_batch``), else the runner's default.
     max_batch: int | None = None
+    #: Asked last before every load and reload with (contract file, data directory, node): None admits the
+    #: contract, a text refuses it and says why. ``seam run`` passes change control's check (governance);
+    #: a module-level function, so that a reload planned in a child process carries it along.
+    admit: Callable[[Path, Path, str], str | None] | None = None
 
 
 @dataclass(slots=True)
@@ -288,17 +292,15 @@ class Supervisor:
         return Plan(loaded, node, table, drivers, sources, sinks)
 
     def _governed(self, contract: Contract, node: str) -> None:
-        """With governance on (``seam contract governance on``), only the contract in force or a bundle
-        its quorum signed may load; otherwise StartupError, and a running node keeps its contract. Last
-        in :meth:`prepare`, so a bundle becomes the contract in force only when everything else passed."""
-        from otseam.control.authority.audit import AuditLog
-        from otseam.control.authority.governance import GovernanceError, check_contract_file
-
-        data_dir = self._resolve(contract.data_dir(node))
-        try:
-            check_contract_file(self.contract_path, data_dir, AuditLog(data_dir / "authority", node=node))
-        except GovernanceError as exc:
-            raise StartupError(str(exc)) from None
+        """Change control's word on this contract file (Settings.admit): with governance on, only the
+        contract in force or a bundle its quorum signed may load; otherwise StartupError, and a running
+        node keeps its contract. Last in :meth:`prepare`, so a bundle becomes the contract in force only
+        when everything else passed."""
+        if self.settings.admit is None:
+            return
+        refused = self.settings.admit(self.contract_path, self._resolve(contract.data_dir(node)), node)
+        if refused:
+            raise StartupError(refused)
 
     async def _prepare_aside(self) -> Plan:
         """:meth:`prepare` in a child process, for a reload.

@@ -276,3 +276,14 @@ def check_contract_file(contract_path: str | Path, data_dir: str | Path, audit: 
         f"governance is on and {contract_path} is not the contract in force nor an approved bundle ({detail}); "
         "the running contract stays in force"
     )
+
+
+def admit(contract_path: Path, data_dir: Path, node: str) -> str | None:
+    """:func:`check_contract_file` as ``seam run`` asks it before every load and reload (the runtime's
+    ``Settings.admit``): None when the file may load, else why not. Contracts it admits from a signed
+    bundle are recorded in the node's audit log."""
+    try:
+        check_contract_file(contract_path, data_dir, AuditLog(Path(data_dir) / "authority", node=node))
+    except GovernanceError as exc:
+        return str(exc)
+    return None
