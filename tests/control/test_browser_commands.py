@@ -15,6 +15,7 @@ import asyncio
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +23,8 @@ import pytest
 from playwright.async_api import Page, expect
 
 from otseam.control.authority import keys, pki
+from otseam.control.authority.audit import AuditLog
+from otseam.control.authority.governance import ChangeControl
 from otseam.control.authority.keys import Keyring
 from otseam.control.roles import Role
 from otseam.control.users import UserStore
@@ -144,6 +147,10 @@ async def approve(tab: Page, base: str, user: str, key_file: Path) -> None:
     await card.locator("input.key-file").set_input_files(str(key_file))
     await card.locator("button[data-approve]").click()
     await expect(tab.locator(".request .approvals").first).to_contain_text(APPROVERS[user], timeout=15_000)
+    box = tab.locator(".proposal")
+    await box.locator("input.key-file").set_input_files(str(key_file))
+    await box.locator("button[data-approve-proposal]").click()
+    await expect(tab.locator("#proposals")).not_to_contain_text("Sign and approve")
 
 
 async def test_a_setpoint_change_requested_approved_executed_and_audited(
@@ -182,6 +189,13 @@ async def test_a_setpoint_change_requested_approved_executed_and_audited(
         await expect(card.locator("button[data-approve]")).to_have_count(0)  # never one's own request
         await shot(page, "requests-new")
         await sign_out(page)
+        # A contract change is waiting too: the approvers sign its bundle hash on the same page.
+        contract = tmp_path / "seam.yaml"
+        authority = tmp_path / "seam-data" / "it-gateway" / "authority"
+        control = ChangeControl(authority, AuditLog(authority, node="it-gateway"), time.time)
+        widened = contract.read_text().replace("      high: 2.0\n", "      high: 2.5\n", 1)
+        proposal = control.propose(widened, contract.read_text(), "it-data")
+        assert set(proposal["required"]) == set(APPROVERS.values()), proposal["required"]
 
         # Two approvers, each signing the same SHA-256 with their own key, in the browser.
         await approve(page, base, "engineer", tmp_path / "keys" / "ot-control.key")
@@ -193,6 +207,8 @@ async def test_a_setpoint_change_requested_approved_executed_and_audited(
         card = page.locator(".request").first
         await expect(card).to_have_attribute("data-state", "executed", timeout=30_000)
         await expect(card).to_contain_text("executed")
+        await expect(page.locator("#proposals tbody tr").first).to_contain_text("approved")
+        assert control._load(int(proposal["revision"]))["status"] == "approved"
         await shot(page, "requests-executed")
         await asyncio.to_thread(wait_until, lambda: mbpoll(sim, 3, 4, 1, "4") == ["150"], "the new dose in the PLC", 10)
 
@@ -200,7 +216,14 @@ async def test_a_setpoint_change_requested_approved_executed_and_audited(
         await page.click("text=Audit")
         await expect(page.locator("#audit-ok")).to_be_visible()
         table = page.locator("#audit-table")
-        for kind in ("command.request", "command.approve", "command.outcome", "login", "login.failed"):
+        for kind in (
+            "command.request",
+            "command.approve",
+            "command.outcome",
+            "login",
+            "login.failed",
+            "contract.approve",
+        ):
             await expect(table.locator("td", has_text=re.compile(rf"^{re.escape(kind)}$")).first).to_be_visible()
         # Each approval was sent once: two approvals, nothing refused.
         await expect(table.locator("td", has_text=re.compile(r"^command\.approve$"))).to_have_count(2)

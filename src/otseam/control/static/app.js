@@ -351,7 +351,8 @@ async function alertsPage(view, page) {
       ]),
     );
   };
-  view.addEventListener("click", async (e) => {
+  // On #alerts (made by this page): #view outlives pages, a listener there would be added on every visit.
+  $("alerts").addEventListener("click", async (e) => {
     const offset = e.target.dataset && e.target.dataset.ack;
     if (!offset) return;
     const comment = document.querySelector(`[data-ack-comment="${offset}"]`).value.trim();

@@ -104,12 +104,23 @@ async function requestsPage(view, page) {
       ? list.items.map((r) => requestCard(r, session, mayRequest, mayApprove)).join("")
       : `<p class="muted">No requests${filter ? " in this state" : ""}.</p>`;
     const proposals = await api("GET", "/contract/proposals");
-    $("proposals").innerHTML = `<p class="muted">Governance ${proposals.governance ? "on: seam run loads only a bundle its quorum signed" : "off"}.</p>` +
+    const mayChange = can(session, "contract.change");
+    $("proposals").innerHTML = `<p class="muted">Governance ${proposals.governance ? "on: seam run loads only a bundle its quorum signed" : "off"}.
+      Propose a change with <code>seam contract propose</code> or <code>POST ${API}/contract/proposals</code>.</p>` +
       (proposals.items.length
-        ? table(["Revision", "Status", "Proposer", "Changes", "Needs", "Approved by"], proposals.items.map((p) => [
-            `r${esc(p.revision)}`, esc(p.status), esc(p.proposer), esc(p.changes.join("; ")),
-            esc(Object.keys(p.required).join(", ")), esc(p.approvals.map((a) => a.person).join(", ")),
-          ]))
+        ? table(["Revision", "Status", "Proposer", "Changes", "Needs", "Approved by", ""], proposals.items.map((p) => {
+            const signed = p.approvals.some((a) => a.person === session.person);
+            const needed = Object.keys(p.required).includes(session.person);
+            const action = p.status === "open" && mayChange && needed && !signed
+              ? `<span class="proposal" data-message="${esc(p.signing.message)}"><input type="file" class="key-file" accept=".key,.pem">
+                 <button type="button" data-approve-proposal="${esc(p.revision)}">Sign and approve</button><span class="error proposal-error"></span></span>`
+              : "";
+            return [
+              `r${esc(p.revision)}`, esc(p.status), esc(p.proposer), esc(p.changes.join("; ")),
+              esc(Object.entries(p.required).map(([who, why]) => `${who} (${why})`).join(", ")),
+              esc(p.approvals.map((a) => a.person).join(", ")), action,
+            ];
+          }))
         : `<p class="muted">No proposals.</p>`);
   };
   // On #requests, which this page creates: #view outlives pages, a listener on it would be added again
@@ -139,10 +150,26 @@ async function requestsPage(view, page) {
       draw();
     } catch (error) { out.textContent = error.message; }
   });
+  $("proposals").addEventListener("click", async (e) => {
+    const revision = e.target.dataset && e.target.dataset.approveProposal;
+    if (!revision) return;
+    const box = e.target.closest(".proposal");
+    const out = box.querySelector(".proposal-error");
+    out.textContent = "";
+    try {
+      const file = box.querySelector("input[type=file]").files[0];
+      if (!file) throw new Error("choose your key file: the page signs the bundle hash with it, the file stays here");
+      await api("POST", `/contract/proposals/r${encodeURIComponent(revision)}/approve`, await signWithKeyFile(file, box.dataset.message));
+      draw();
+    } catch (error) { out.textContent = error.message; }
+  });
   $("filter-state").addEventListener("change", draw);
-  page.onEvents = (events) => { if (events.some((e) => e.kind.startsWith("audit.command") || e.kind.startsWith("audit.contract"))) draw(); };
+  // Automatic refreshes never wipe a key file picked or a reason being typed.
+  const busy = () => [...document.querySelectorAll("#requests input, #proposals input")].some((i) => (i.type === "file" ? i.files.length : i.value));
+  const refresh = () => { if (!busy()) draw(); };
+  page.onEvents = (events) => { if (events.some((e) => e.kind.startsWith("audit.command") || e.kind.startsWith("audit.contract"))) refresh(); };
   await draw();
-  every(5000, draw);  // expiry is a matter of time, not of events
+  every(5000, refresh);  // expiry is a matter of time, not of events
 }
 
 function requestCard(r, session, mayRequest, mayApprove) {
