@@ -145,3 +145,35 @@ async def test_the_service_follows_a_reloaded_contract(node: Node, tmp_path: Pat
         assert status == 200 and body["document"]["value"] == "95", body
     finally:
         await analyst.close()
+
+
+async def test_a_contract_proposal_over_the_api(node: Node, tmp_path: Path) -> None:
+    ot, it, viewer = await node.client("ot"), await node.client("it"), await node.client("viewer")
+    try:
+        text = (tmp_path / "seam.yaml").read_text()
+        widened = text.replace("range: {low: 40, high: 90}", "range: {low: 30, high: 95}")
+        assert (await viewer.call("POST", "/api/v1/contract/proposals", {"text": widened}))[0] == 403
+        status, body = await it.call("POST", "/api/v1/contract/proposals", {"text": "version: [1"})
+        assert status == 409 and "cannot be loaded" in body["error"], body
+        status, proposal = await it.call("POST", "/api/v1/contract/proposals", {"text": widened})
+        assert status == 200 and proposal["revision"] == 1, proposal
+        assert "command set-speed widened: range 40..90 -> 30..95" in proposal["changes"]
+        assert set(proposal["required"]) == {"ot-engineer", "ot-lead", "seam-lead"}
+        status, shown = await viewer.call("GET", "/api/v1/contract/proposals/r1")
+        assert status == 200 and shown["text"] == widened
+        assert shown["signing"]["message"] == f"otseam contract bundle v1\n{shown['digest']}"
+        assert (await viewer.call("GET", "/api/v1/contract/proposals/r999"))[0] == 404
+        status, body = await it.call(
+            "POST", "/api/v1/contract/proposals/r1/approve", signed(tmp_path, "it-lead", shown["signing"]["message"])
+        )
+        assert status == 409 and "not among the approvers" in body["error"], body
+        status, body = await ot.call(
+            "POST", "/api/v1/contract/proposals/r1/approve", signed(tmp_path, "ot-lead", shown["signing"]["message"])
+        )
+        assert status == 200 and [a["person"] for a in body["approvals"]] == ["ot-lead"] and body["status"] == "open"
+        status, listed = await viewer.call("GET", "/api/v1/contract/proposals")
+        assert listed["governance"] is False and [p["revision"] for p in listed["items"]] == [1]
+        assert "text" not in listed["items"][0]
+    finally:
+        for client in (ot, it, viewer):
+            await client.close()

@@ -192,6 +192,9 @@ class AuthorityAPI:
                 return _error(409, str(exc))
             except AuditUnavailable as exc:
                 return _error(503, str(exc))
+            except keys.KeyProblem as exc:  # the node's keyring cannot be read: nothing can be checked
+                log.error("%s", exc)
+                return _error(503, str(exc))
 
         return guarded
 
@@ -312,7 +315,10 @@ class AuthorityAPI:
     async def h_proposal(self, request: web.Request, who: ConsoleIdentity) -> web.StreamResponse:
         control = self.changes()
         revision = control.parse_revision(request.match_info["revision"][:20])
-        proposal = await asyncio.to_thread(control._load, revision)
+        try:
+            proposal = await asyncio.to_thread(control._load, revision)
+        except GovernanceError as exc:
+            raise ApiError(404, str(exc)) from None
         proposal["signing"] = _signing(keys.PURPOSE_BUNDLE, proposal["digest"])
         return web.json_response(proposal)
 
