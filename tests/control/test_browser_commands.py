@@ -30,7 +30,7 @@ from otseam.control.roles import Role
 from otseam.control.users import UserStore
 from otseam.diode.config import write_new_key
 from tests.control.authority.servers import mbpoll
-from tests.control.node import PASSWORD
+from tests.control.node import PASSWORD, Client
 from tests.control.test_browser import page, shot, shots  # noqa: F401 (fixtures)
 from tests.core.seamrun import SeamRun
 from tests.support.servers import free_port
@@ -168,6 +168,15 @@ async def test_a_setpoint_change_requested_approved_executed_and_audited(
         before = mbpoll(sim, 3, 4, 1, "4")
         assert before == ["120"], before  # 1.20 mg/L, the plant's initial dose
 
+        # The gateway reads no PLC: the dose it offers as "seen now" came through the diode into its historian.
+        api = Client(base)
+        assert api.login("analyst").status == 200
+
+        def dose_received() -> bool:
+            item = api.get("/api/v1/commands").json()["items"][0]
+            return bool(item["value_from"] == "historian" and item["value"] == 1.2)
+
+        await asyncio.to_thread(wait_until, dose_received, "the dose through the diode", 30)
         # A mistyped password first: the refusal is on record too.
         await page.goto(base + "/")
         await page.fill("#login-user", "analyst")

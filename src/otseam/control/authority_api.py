@@ -39,7 +39,7 @@ from otseam.control.authority.governance import ChangeControl, GovernanceError, 
 from otseam.control.authority.service import AuthorityError, AuthorityService, Identity, authority_dir
 from otseam.control.authority.store import Signature
 from otseam.control.users import UserStore
-from otseam.control.view import NodeView
+from otseam.control.view import NodeView, historian_path
 
 log = logging.getLogger("otseam.control.authority_api")
 
@@ -209,6 +209,7 @@ class AuthorityAPI:
             device = contract.device(device_id)
             point = next((p for p in device.points if p.id == point_id), None) if device is not None else None
             value = live.get(command.point)
+            last = None if value is not None else await asyncio.to_thread(self._last_stored, contract, command.point)
             items.append(
                 {
                     "id": command.id,
@@ -219,11 +220,32 @@ class AuthorityAPI:
                     "window": command.window or None,
                     "approvers": [{"side": str(a.side), "role": a.role} for a in command.approvers],
                     "zone": device.zone if device is not None else None,
-                    "value": value.value if value is not None else None,
-                    "quality": value.quality.label if value is not None else None,
+                    "value": value.value if value is not None else (last[1] if last else None),
+                    "quality": value.quality.label if value is not None else (last[2] if last else None),
+                    "value_ts": value.source_ts if value is not None else (last[0] if last else None),
+                    #: "live" when this node reads the point, "historian" when it only receives it (an IT
+                    #: node behind the diode), None when it has seen no value in the last 10 minutes.
+                    "value_from": "live" if value is not None else ("historian" if last else None),
                 }
             )
         return web.json_response({"items": items, "next": None}, dumps=_dumps)
+
+    def _last_stored(self, contract: Contract, key: str) -> tuple[float, Any, str] | None:
+        """The newest sample of ``key`` in this node's historian within the last 10 minutes, if any."""
+        from otseam.sinks.historian.query import QueryError, query
+
+        historians = [s for s in contract.placement(self.view.node_id).sinks if s.type == "historian"]
+        if not historians:
+            return None
+        database = historian_path(historians[0], self.view.data_dir())
+        now = self.clock()
+        if not database.exists():
+            return None
+        try:
+            rows = query(database, key, now - 600, now + 1, limit=100_000).rows
+        except QueryError:
+            return None
+        return (rows[-1].ts, rows[-1].value, rows[-1].quality.label) if rows else None
 
     async def h_prepare(self, request: web.Request, who: ConsoleIdentity) -> web.StreamResponse:
         body = await _body(request, frozenset({"command", "value", "reason", "observed"}))

@@ -68,7 +68,9 @@ async function requestsPage(view, page) {
       if (seen !== null && seen !== undefined && !$("rq-observed").dataset.touched) $("rq-observed").value = fmtValue(seen);
       const range = c.range ? `${c.range.low} to ${c.range.high}` : "any";
       $("rq-info").textContent = `range ${range} ${c.unit}; approvers: ${c.approvers.map((a) => `${a.side} ${a.role}`).join(" and ")}; ` +
-        (seen === null || seen === undefined ? "this node has no live value of the point yet: type the value you see." : `live value ${fmtValue(seen)} ${c.unit}`);
+        (seen === null || seen === undefined
+          ? "this node has no value of the point yet: type the value you see."
+          : `${live ? "live value" : "last value received " + fmtTime(c.value_ts)} ${fmtValue(seen)} ${c.unit}`);
     };
     $("rq-command").addEventListener("change", () => { delete $("rq-observed").dataset.touched; info(); });
     $("rq-observed").addEventListener("input", () => { $("rq-observed").dataset.touched = "1"; });
