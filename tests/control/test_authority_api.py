@@ -136,9 +136,16 @@ async def test_the_service_follows_a_reloaded_contract(node: Node, tmp_path: Pat
     analyst = await node.client("analyst")
     try:
         ask = {"command": "set-speed", "value": "95", "observed": "50", "reason": "more"}
+        contract = tmp_path / "seam.yaml"
+        running = contract.read_text()
+        # A change the node refuses: nothing is decided on the file while it is not the contract in force.
+        contract.write_text(running.replace("range: {low: 40, high: 90}", "range: {low: 40, high: 98}, bogus: 1"))
+        assert not await node.supervisor.reload()
+        status, body = await analyst.call("POST", "/api/v1/commands/prepare", ask)
+        assert status == 503 and "is not the contract this node runs" in body["error"], body
+        contract.write_text(running)
         status, body = await analyst.call("POST", "/api/v1/commands/prepare", ask)
         assert status == 422 and "range" in body["error"], body
-        contract = tmp_path / "seam.yaml"
         contract.write_text(contract.read_text().replace("range: {low: 40, high: 90}", "range: {low: 40, high: 98}"))
         assert await node.supervisor.reload()
         status, body = await analyst.call("POST", "/api/v1/commands/prepare", ask)

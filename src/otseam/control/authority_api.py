@@ -149,15 +149,26 @@ class AuthorityAPI:
         """The service for the contract in force: built again when the node reloaded its contract."""
         contract = self.view.contract()
         if self._service is None or self._built_for is not contract:
-            self._service = AuthorityService(
-                self.view.contract_path(),
-                self.view.data_dir(),
-                node=self.view.node_id,
-                clock=self.clock,
-                journal=_JournalOf(self.view),
-                audit=self.audit_log(),
+            # The service reads the contract file (requests cite its SHA-256): it must be the contract in
+            # force. After a refused reload the file on disk is another one, and nothing is decided on it.
+            stale = (
+                f"{self.view.contract_path()} is not the contract this node runs (its reload was refused or "
+                "is still pending): requests and approvals wait until the file and the node agree"
             )
-            self._built_for = contract
+            try:
+                service = AuthorityService(
+                    self.view.contract_path(),
+                    self.view.data_dir(),
+                    node=self.view.node_id,
+                    clock=self.clock,
+                    journal=_JournalOf(self.view),
+                    audit=self.audit_log(),
+                )
+            except AuthorityError as exc:
+                raise ApiError(503, f"{stale}: {exc}") from None
+            if service.contract != contract:
+                raise ApiError(503, stale)
+            self._service, self._built_for = service, contract
         return self._service
 
     def changes(self) -> ChangeControl:
