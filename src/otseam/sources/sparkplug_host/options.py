@@ -21,6 +21,8 @@ class Options(PluginOptions):
     db: str | None = None
     #: A file holding a PostgreSQL DSN (never the DSN itself: it carries a password).
     dsn_file: ExistingFile | None = None
+    #: Or the name of an environment variable of the node's process that holds it.
+    dsn_env: str | None = None
     #: Share the subscription among several hosts (MQTT 5 shared subscription group).
     share_group: Annotated[str, Field(pattern=r"^[^/+#]+$")] | None = None
     #: 0 (the default): a clean session each time, as Sparkplug 3.0 asks of a host.
