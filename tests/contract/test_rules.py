@@ -135,11 +135,23 @@ FAILING: list[tuple[str, str, Mutation, str]] = [
     (
         "ARCH-010",
         "two-way level-1 cell to the DMZ, written the other way round",
-        lambda d: _add_conduit(d, "cell-out", "filtration", "dmz", "two-way", transport="tls", protocols=["opcua"], ports=[4840]),
+        lambda d: _add_conduit(
+            d, "cell-out", "filtration", "dmz", "two-way", transport="tls", protocols=["opcua"], ports=[4840]
+        ),
         "conduits[5]",
     ),
-    ("ARCH-011", "plain TCP between the DMZ and IT", _set("conduits.dmz-to-enterprise.transport", "tcp"), "conduits[4].transport"),
-    ("ARCH-011", "plain TCP between OT and the DMZ", _set("conduits.commands-in.transport", "tcp"), "conduits[3].transport"),
+    (
+        "ARCH-011",
+        "plain TCP between the DMZ and IT",
+        _set("conduits.dmz-to-enterprise.transport", "tcp"),
+        "conduits[4].transport",
+    ),
+    (
+        "ARCH-011",
+        "plain TCP between OT and the DMZ",
+        _set("conduits.commands-in.transport", "tcp"),
+        "conduits[3].transport",
+    ),
     ("ARCH-012", "a conduit that lists no protocol", _set("conduits.pumping-poll.protocols", []), "conduits[1]"),
     ("ARCH-012", "a two-way TCP conduit that lists no port", _set("conduits.pumping-poll.ports", []), "conduits[1]"),
     ("NODE-000", "a contract without nodes", _without_nodes, ""),
