@@ -29,6 +29,7 @@ COMMAND_MODULES = [
     "otseam.sinks.sparkplug.commands",  # host
     "otseam.diode.commands",  # diode send / receive
     "otseam.monitor.commands",  # watch, inventory
+    "otseam.control.authority.commands",  # command, contract, audit
 ]
 
 

@@ -336,6 +336,24 @@ FAILING: list[tuple[str, str, Mutation, str]] = [
         lambda d: _command(d).update(range={"low": 40, "high": 120}),
         "commands[0].range",
     ),
+    (
+        "COMPUTE-001",
+        "a window over a point nobody declared",
+        lambda d: d.update(computed=[{"id": "w", "window": {"of": "nowhere/x", "function": "avg", "length": "1min"}}]),
+        "computed[0].window.of",
+    ),
+    (
+        "COMPUTE-002",
+        "two computed points reading each other",
+        lambda d: d.update(computed=[{"id": "a", "expression": "b + 1"}, {"id": "b", "expression": "a + 1"}]),
+        "computed[0].expression",
+    ),
+    (
+        "COMPUTE-003",
+        "a computed point on another node than its inputs",
+        lambda d: d.update(computed=[{"id": "x", "node": "it-gateway", "expression": "$pump-plc/clearwell_level * 2"}]),
+        "computed[0].node",
+    ),
     ("REF-001", "two zones with one id", lambda d: d["zones"].append(dict(d["zones"][0])), "zones[5].id"),
     (
         "REF-001",
@@ -415,6 +433,12 @@ PASSING: list[tuple[str, str, Mutation]] = [
     ("DATA-002", "an absolute deadband without range", lambda d: _point(d, "filter-server", "filter1_headloss").update(deadband=0.1)),
     ("DATA-003", "modbus and opcua addresses are checked", lambda d: None),
     ("DATA-004", "command range inside", lambda d: None),
+    ("COMPUTE-001", "a percentage of a level", lambda d: d.update(computed=[
+        {"id": "pct", "expression": "$pump-plc/clearwell_level / 4.5 * 100", "unit": "%"}])),
+    ("COMPUTE-002", "a chain without a loop", lambda d: d.update(computed=[
+        {"id": "a", "expression": "$pump-plc/clearwell_level + 1"}, {"id": "b", "expression": "a + 1"}])),
+    ("COMPUTE-003", "a computed point on its inputs' node", lambda d: d.update(computed=[
+        {"id": "x", "node": "ot-edge", "expression": "$pump-plc/clearwell_level * 2"}])),
     ("REF-001", "same point id on two devices", lambda d: _point(d, "filter-server", "filter1_headloss").update(id="outlet_flow")),
     ("REF-002", "command point exists", lambda d: None),
     ("REF-003", "exact key and glob", lambda d: d["sinks"][0].update(points=["pump-plc/outlet_flow", "filter-*/*"])),

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from otseam.core.records import Event, Quality, Record, Sample
@@ -60,3 +63,12 @@ def latest_by_point(records: list[Record]) -> dict[str, Sample]:
 
 def events(records: list[Record], kind: str) -> list[Event]:
     return [r for r in records if isinstance(r, Event) and r.kind == kind]
+
+
+async def until(condition: Callable[[], bool], within: float = 15.0, what: str = "the condition") -> None:
+    """Wait, polling, until ``condition()`` holds; fail after ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {within:g}s waiting for {what}")
+        await asyncio.sleep(0.02)

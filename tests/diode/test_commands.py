@@ -209,7 +209,11 @@ def test_metrics_are_it_side_only_and_denied_by_default(tmp_path: Path) -> None:
                     health = json.load(response)
             except OSError:
                 time.sleep(0.2)
-        assert health is not None and health["status"] == "ok" and "datagrams" in health["receiver"]
+        # No sender yet: never green while nothing arrives (the receiver itself is running).
+        assert health is not None and health["status"] == "degraded", health
+        source = health["components"]["source:diode"]
+        assert source["state"] == "running" and source["detail"]["link_up"] is False
+        assert source["detail"]["problems"] == ["no sender heard yet"] and "datagrams" in source["detail"]["receiver"]
         try:
             urllib.request.urlopen(f"{base}/metrics", timeout=2)
             raise AssertionError("/metrics answered without the token")

@@ -85,6 +85,8 @@ class LoadedContract:
     source: SourceMap
     path: Path
     raw: Any
+    #: The file's text, for positions inside values (a column inside an expression).
+    text: str = ""
 
     def at(self, path: Sequence[str | int]) -> Position:
         return self.source.locate(path)
@@ -514,7 +516,7 @@ def parse_text(
     if problems or contract is None:
         problems.sort(key=lambda p: (p.line, p.column))
         raise ContractError(problems)
-    return LoadedContract(contract, source, Path(file), raw)
+    return LoadedContract(contract, source, Path(file), raw, text)
 
 
 def _plugin_problems(contract: Contract, source: SourceMap, environment: bool, node: str | None) -> list[Problem]:

@@ -41,6 +41,19 @@ class SeamCollector:
                 "Samples dropped because the contract declares no such point",
                 pipeline.unknown_points,
             )
+            if pipeline.compute.runners:
+                stats = pipeline.compute.stats()
+                yield _counter("seam_compute_evaluations", "Computed points evaluated", stats["evaluations"])
+                yield _counter(
+                    "seam_compute_errors",
+                    "Computed points that gave no value because of their inputs (division by zero, overflow, ...)",
+                    stats["errors"],
+                )
+                yield _counter(
+                    "seam_compute_late_samples",
+                    "Samples dropped by windows and counters because they arrived after their time had passed",
+                    stats["late_samples"],
+                )
         restarts = CounterMetricFamily(
             "seam_component_restarts", "Restarts of a driver or sink after a failure", labels=["component"]
         )

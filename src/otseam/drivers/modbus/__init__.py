@@ -19,3 +19,10 @@ __all__ = ["ModbusConfigError", "ModbusDriver", "create", "requests_per_second"]
 def create(device: Device, ctx: PluginContext) -> Driver:
     """A driver for ``device``; raises :class:`ModbusConfigError` (a ``ValueError``) for a bad contract entry."""
     return ModbusDriver(device, ctx.data_dir)
+
+
+def open_writer(device: Device) -> object:
+    """The write path for approved commands (see write.py); only the command executor calls it."""
+    from otseam.drivers.modbus.write import ModbusWriter
+
+    return ModbusWriter(device)

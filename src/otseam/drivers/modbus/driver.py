@@ -31,7 +31,6 @@ from otseam.core.records import Event, Quality, Record, Sample, Severity, Value,
 from otseam.drivers.modbus.config import parse_endpoint, parse_options, unit_of
 from otseam.drivers.modbus.connection import Connection, LineSettings, Unavailable, backoff_delay, registry
 from otseam.drivers.modbus.framing import (
-    GATEWAY_EXCEPTIONS,
     FrameError,
     ModbusException,
     parse_read_response,
@@ -40,6 +39,7 @@ from otseam.drivers.modbus.framing import (
 from otseam.drivers.modbus.planner import Block, plan
 from otseam.drivers.modbus.splits import SplitMemory
 from otseam.drivers.modbus.transport import LinkClosed, RequestTimeout
+from otseam.protocols.modbus.tables import GATEWAY_EXCEPTIONS
 
 log = logging.getLogger("otseam.drivers.modbus")
 

@@ -13,13 +13,14 @@ from urllib.parse import parse_qs, urlsplit
 from pydantic import Field
 
 from otseam.contract.option_types import PluginOptions, Seconds, Whole
+from otseam.protocols.modbus.tables import MAX_READ_BITS, MAX_READ_REGISTERS
 
 if TYPE_CHECKING:
     from otseam.contract.models import Device
 
 #: Protocol limits of one read (Modbus application protocol v1.1b3, 6.1-6.4).
-MAX_REGISTERS = 125
-MAX_BITS = 2000
+MAX_REGISTERS = MAX_READ_REGISTERS
+MAX_BITS = MAX_READ_BITS
 
 Framing = Literal["tcp", "rtu", "rtu+tcp"]
 ByteOrder = Literal["ABCD", "CDAB", "BADC", "DCBA"]

@@ -15,7 +15,7 @@ from otseam.contract.models import Device, Point
 from otseam.contract.units import parse_modbus_address
 from otseam.drivers.modbus.config import ModbusConfigError, Options, parse_options
 from otseam.drivers.modbus.decode import WIDTHS, Decoder, Slot
-from otseam.drivers.modbus.framing import TABLE_FUNCTION
+from otseam.protocols.modbus.tables import TABLE_FUNCTION
 
 
 @dataclass(slots=True)

@@ -25,3 +25,10 @@ def create(device: Device, ctx: PluginContext) -> Driver:
 def parse_address(text: object) -> NodeId:
     """A point's address: an OPC UA node id such as ``ns=2;s=Tank1.Level`` or ``ns=3;i=1001``."""
     return parse_node_id(text)
+
+
+def open_writer(device: Device) -> object:
+    """The write path for approved commands (see write.py); only the command executor calls it."""
+    from otseam.drivers.opcua.write import OpcUaWriter
+
+    return OpcUaWriter(device)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Literal
 
 from pydantic import Field, field_validator
 
@@ -23,6 +24,13 @@ class Options(MqttOptions):
     #: Upper bound of the random wait before each connection attempt.
     startup_delay: Seconds = Field(2.0, ge=0, le=3600)
     max_metrics_per_message: Whole = Field(5000, ge=1, le=100_000)
+    #: Sparkplug 3.0 publishes births and data at QoS 0 (store-and-forward is Seam's own, through the
+    #: journal); 1 is a deviation, named in a startup warning.
+    qos: Whole = Field(0, ge=0, le=1)
+    #: Deviation: repeat the datatype in NDATA/DDATA (Sparkplug 3.0 says it SHOULD NOT be there).
+    datatype_in_data: Flag = False
+    #: "sparkplug" (0 bad, 192 good, 500 stale) or the deviation "opc" (64 for stale and uncertain).
+    quality_codes: Literal["sparkplug", "opc"] = "sparkplug"
 
     @field_validator("group_id", "edge_node_id", "primary_host_id")
     @classmethod

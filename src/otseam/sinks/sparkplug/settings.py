@@ -22,6 +22,26 @@ class SparkplugOptions:
     #: Upper bound of the random wait before each connection attempt (seconds).
     startup_delay: float = 2.0
     max_metrics_per_message: int = 5000
+    #: Deviation: repeat the datatype in NDATA/DDATA (Sparkplug 3.0 says it SHOULD NOT be there).
+    datatype_in_data: bool = False
+    #: "sparkplug" (0 bad, 192 good, 500 stale) or the deviation "opc" (64 for stale and uncertain).
+    quality_codes: str = "sparkplug"
+
+    def deviations(self) -> list[str]:
+        """Each setting that departs from Sparkplug B 3.0, in words for a startup warning."""
+        found: list[str] = []
+        if self.mqtt.qos != 0:
+            found.append(
+                f"qos {self.mqtt.qos}: births, data and DDEATH go at QoS {self.mqtt.qos}; "
+                "Sparkplug 3.0 requires QoS 0 (topics-nbirth-mqtt, topics-ddata-mqtt)"
+            )
+        if self.datatype_in_data:
+            found.append("datatype_in_data: DATA metrics repeat the datatype (payloads-metric-datatype-not-req)")
+        if self.quality_codes != "sparkplug":
+            found.append("quality_codes opc: stale is sent as 64, not 500 as Sparkplug 3.0 defines it")
+        if not self.aliases:
+            found.append("aliases false: DATA metrics carry names, which Sparkplug 3.0 allows only without aliases")
+        return found
 
 
 def parse_options(options: Mapping[str, Any], *, sink_id: str, contract_path: str = "") -> SparkplugOptions:
@@ -37,4 +57,6 @@ def parse_options(options: Mapping[str, Any], *, sink_id: str, contract_path: st
         report_by_exception=model.report_by_exception,
         startup_delay=model.startup_delay,
         max_metrics_per_message=model.max_metrics_per_message,
+        datatype_in_data=model.datatype_in_data,
+        quality_codes=model.quality_codes,
     )
