@@ -17,9 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from argon2 import PasswordHasher
 from ruamel.yaml import YAML
 from typer.testing import CliRunner
 
+from otseam.control.authority.pki import issue, make_ca
 from otseam.core.supervisor import StartupError, Supervisor
 from otseam.diode.config import write_new_key
 from tests.contract.helpers import cli, to_text
@@ -38,6 +40,10 @@ SAMPLES = {
     "modbus_replica": SRC / "sinks" / "modbus_replica" / "sample.yaml",
     "diode_receive": SRC / "sources" / "diode_receive" / "sample.yaml",
     "sparkplug_host": SRC / "sources" / "sparkplug_host" / "sample.yaml",
+    "opcua_server": SRC / "sinks" / "opcua_server" / "sample.yaml",
+    "capture": SRC / "sources" / "capture" / "sample.yaml",
+    "command_executor": SRC / "sources" / "command_executor" / "sample.yaml",
+    "command_outbox": SRC / "sources" / "command_outbox" / "sample.yaml",
 }
 
 BASE: dict[str, Any] = {
@@ -48,7 +54,23 @@ BASE: dict[str, Any] = {
         {"id": "sam", "name": "Sam Seam", "side": "seam", "role": "interface owner"},
     ],
     "seam_owner": "sam",
-    "zones": [{"id": "cell", "level": 2, "sl": 2, "owner": "olga"}],
+    "zones": [
+        {"id": "cell", "level": 3, "sl": 2, "owner": "olga"},
+        {"id": "dmz", "level": 3.5, "sl": 2, "owner": "sam"},
+    ],
+    # The command sources need the two-way conduit they serve.
+    "conduits": [
+        {
+            "id": "commands-in",
+            "from": "dmz",
+            "to": "cell",
+            "direction": "two-way",
+            "transport": "tls",
+            "protocols": ["seam-command"],
+            "ports": [8443],
+            "owner": "sam",
+        },
+    ],
     "devices": [
         {
             "id": "gen",
@@ -66,9 +88,23 @@ runner = CliRunner()
 APP = cli()
 
 
+def _site_files(tmp: Path) -> None:
+    """Real certificates and a real users file where the samples name them: plugins read these when
+    they are created, and a placeholder would be refused by check and run alike."""
+    tls = tmp / "tls"
+    if (tls / "ca.pem").exists():
+        return
+    make_ca(tls)
+    for name, server in (("ot-edge", False), ("dmz", True), ("edge", False)):
+        issue(tls, name, ["127.0.0.1"], tls, server=server)
+    (tmp / "opcua").mkdir(exist_ok=True)
+    (tmp / "opcua" / "users").write_text("mes:" + PasswordHasher().hash("not-a-real-password") + "\n")
+
+
 def _localise(node: Any, tmp: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     """The samples name files under /etc/seam and environment variables of a real site: here they are
     made to exist, so that what remains to judge is the options themselves."""
+    _site_files(tmp)
     if isinstance(node, dict):
         out = {}
         for key, value in node.items():
@@ -104,7 +140,8 @@ def sample_contract(name: str, tmp: Path, monkeypatch: pytest.MonkeyPatch) -> di
         data["sinks"].append(entry)
     for source in sample.get("sources", []):
         entry = dict(_localise(source, tmp, monkeypatch), owner="olga")
-        entry.pop("conduit", None)
+        if entry.get("conduit") != "commands-in":
+            entry.pop("conduit", None)
         entry.pop("node", None)
         data.setdefault("sources", []).append(entry)
     return data
