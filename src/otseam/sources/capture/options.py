@@ -20,7 +20,7 @@ class Options(BaseModel):
     #: ``interface`` and ``file``.
     interface: Annotated[str, Field(min_length=1, max_length=15, pattern=r"^[^/\s]+$")] | None = None
     #: A pcap or pcapng file to analyse once (relative paths are relative to the contract file).
-    file: ExistingFile | None = None
+    file: Annotated[str, Field(min_length=1)] | None = None
     #: Server ports that carry Modbus/TCP and OPC UA binary (traffic elsewhere is still recognised by its
     #: content and reported as on an unusual port).
     modbus_ports: list[Port] = Field(default_factory=lambda: [502, 802], min_length=1)
