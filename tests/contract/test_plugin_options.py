@@ -332,3 +332,22 @@ def test_files_are_checked_for_the_node_this_machine_is(tmp_path: Path, monkeypa
     assert runner.invoke(APP, ["check", str(path), "--node", "edge"]).exit_code != 2
     Supervisor(path, node="edge").prepare()
     assert runner.invoke(APP, ["check", str(path), "--node", "nowhere"]).exit_code == 2
+
+
+def test_what_only_creating_the_plugin_finds_is_refused_by_check_at_its_entry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A users file with a password where an argon2 hash belongs passes every options model (the file
+    exists); the OPC UA server refuses it when created, and so does `seam check`, at the sink's entry."""
+    monkeypatch.chdir(tmp_path)
+    data = sample_contract("opcua_server", tmp_path, monkeypatch)
+    (tmp_path / "opcua" / "users").write_text("mes:hunter2\n")
+    check_ok, check_out, run_ok, run_out = verdicts(data, tmp_path)
+    assert not check_ok and not run_ok
+    assert "argon2" in check_out and "argon2" in run_out
+    assert "hunter2" not in check_out
+    found = json.loads(check_out)
+    index = next(i for i, s in enumerate(data["sinks"]) if s["type"] == "opcua_server")
+    assert found[0]["path"] == f"sinks.{index}"
+    lines = (tmp_path / "seam.yaml").read_text().splitlines()
+    assert lines[found[0]["line"] - 1].strip() == f"- id: {data['sinks'][index]['id']}"
