@@ -7,18 +7,19 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 # command:package pairs; a command already on PATH (however it was installed) is not reinstalled.
 SYSTEM_TOOLS := mosquitto:mosquitto initdb:postgresql mbpoll:mbpoll tshark:tshark tcpdump:tcpdump \
-                ip:iproute2 ethtool:ethtool socat:socat node:nodejs npm:npm clang:clang
+                ip:iproute2 ethtool:ethtool socat:socat node:nodejs npm:npm clang:clang \
+                chromium:chromium strace:strace
 # file:package pairs for what building the diode's C speedups needs (see setup.py).
 BUILD_FILES := /usr/include/openssl/evp.h:libssl-dev /usr/include/isa-l/erasure_code.h:libisal-dev \
                /usr/lib/llvm-14/lib/clang/14.0.6/lib/linux/libclang_rt.fuzzer-x86_64.a:libclang-rt-14-dev
 # Tests run in two processes (the machines have two cores); override with PYTEST_WORKERS=0 to debug.
 PYTEST_WORKERS ?= 2
 
-.PHONY: test test-external lint typecheck unit setup system-deps venv interop demo bench clean sanitize fuzz
+.PHONY: test test-external lint typecheck unit stress setup system-deps venv interop console demo bench clean sanitize fuzz
 
 test: setup lint typecheck sanitize fuzz unit
 
-setup: system-deps venv interop
+setup: system-deps venv interop console
 
 system-deps:
 	@missing=""; for pair in $(SYSTEM_TOOLS); do cmd=$${pair%%:*}; pkg=$${pair#*:}; \
@@ -49,6 +50,12 @@ tests/interop/node_modules/.installed: tests/interop/package.json
 	cd tests/interop && npm install --no-audit --no-fund --loglevel=error
 	touch $@
 
+# The web console's third-party code (uPlot), from npm with its lockfile; served from console/node_modules.
+console: console/node_modules/.installed
+console/node_modules/.installed: console/package.json console/package-lock.json
+	cd console && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
 lint: venv
 	$(BIN)/ruff check src tests tests_external bench
 	$(BIN)/ruff format --check src tests tests_external bench
@@ -56,8 +63,16 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy
 
+# Coverage of the package (subprocesses such as `seam run` included), reported at the end with the
+# slowest tests: what the suite exercises, and where its time goes.
 unit: setup
-	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile --cov --cov-report=term --durations=20
+
+# The suite (or STRESS_TESTS) five times in a row beside one busy process per core: no test may depend
+# on an idle machine (docs/testing.md).
+STRESS_TESTS ?= tests
+stress: setup
+	$(BIN)/python -m tests.support.stress --runs 5 -- -n $(PYTEST_WORKERS) --dist loadfile $(STRESS_TESTS)
 
 # Tests against public corpora kept outside the repository (SEAM_FIXTURES names their directory).
 # A missing corpus is an error, never a skip.
@@ -110,4 +125,4 @@ bench: setup
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) tests/interop/node_modules .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) tests/interop/node_modules console/node_modules .mypy_cache .pytest_cache .ruff_cache

@@ -10,7 +10,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,8 @@ from otseam.compute.recover import last_checkpoint
 from otseam.core.metrics import build_registry
 from otseam.core.supervisor import Settings, Supervisor
 from tests.core.seamrun import contract, file_sink, generator
+from tests.support.wait import wait_until as shared_wait_until
+from tests.support.wait import wait_until_async
 
 POINTS = ['{id: flow, address: "constant:value=2", unit: "m3/h"}', '{id: level, address: "constant:value=3", unit: m}']
 
@@ -54,17 +55,11 @@ def values(workdir: Path, key: str) -> list[Any]:
 
 
 async def wait_until(condition: Callable[[], bool], within: float = 30.0) -> None:
-    deadline = asyncio.get_running_loop().time() + within
-    while not condition():
-        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.05)
+    await wait_until_async(condition, "the computed values", within)
 
 
 def wait_sync(condition: Callable[[], bool], within: float = 30.0) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.05)
+    shared_wait_until(condition, "a checkpoint", within)
 
 
 async def run_for(workdir: Path, until: Callable[[], bool], reload_to: float | None = None) -> None:

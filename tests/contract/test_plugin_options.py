@@ -309,7 +309,6 @@ def test_files_are_checked_for_the_node_this_machine_is(tmp_path: Path, monkeypa
     """With several nodes, a key file named for another machine is not looked for here; with --node it
     is, relative to the contract file wherever the command starts."""
     data = sample_contract("diode_send", tmp_path, monkeypatch)
-    data["zones"].append({"id": "dmz", "level": 3.5, "sl": 2, "owner": "sam"})
     data["nodes"] = [{"id": "edge", "zone": "cell"}, {"id": "gateway", "zone": "dmz"}]
     for item in (*data["devices"], *data["sinks"]):
         item["node"] = "edge"

@@ -114,7 +114,7 @@ async def test_rate_mode_cycles_through_points_at_the_configured_rate() -> None:
         got.extend(records)
 
     task = asyncio.create_task(driver.run(emit))
-    await asyncio.sleep(0.5)
+    await asyncio.sleep(0.5)  # the behaviour: the window over which the rate is counted, not a synchronisation
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     points = [r.point for r in got if isinstance(r, Sample)]

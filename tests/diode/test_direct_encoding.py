@@ -20,6 +20,7 @@ from otseam.diode import wire
 from otseam.diode.config import DiodeSettings
 from otseam.diode.fec import DirectEncoder, Fec, FecSettings
 from otseam.diode.sender import DiodeSender
+from tests.support.wait import wait_until_async
 
 speedups = wire.speedups(True)
 assert speedups is not None
@@ -132,7 +133,7 @@ def test_a_sender_sends_the_same_datagrams_either_way() -> None:
         await sender.send_records("edge", list(range(len(records))), records)
         sent = sender.stats.datagrams - 3  # the start beacons aside
         await sender.close()
-        await asyncio.sleep(0.05)
+        await wait_until_async(lambda: sum(d[3] != wire.Kind.BEACON for d in received) >= sent, f"{sent} datagrams")
         reader.cancel()
         sink.close()
         data = [d for d in received if d[3] != wire.Kind.BEACON]

@@ -31,8 +31,9 @@ from otseam.diode.metrics import registry_for
 from otseam.diode.receiver import DiodeReceiver
 from otseam.diode.sender import DiodeSender
 from otseam.replica.modbus import ModbusReplica
-from tests.diode.harness import KEY, events, open_journal, read_all, samples, settings, until
+from tests.diode.harness import KEY, events, open_journal, read_all, samples, settings
 from tests.replica.test_modbus_replica import mbpoll, values
+from tests.support.wait import wait_until_async
 
 
 class Tap(asyncio.DatagramProtocol):
@@ -95,7 +96,7 @@ async def test_a_backlog_sent_before_the_receiver_started_is_counted_with_its_of
         receiver._flush()
         return [e.data for e in events(read_all(journal), "diode.gap")]
 
-    await until(lambda: bool(gaps()), what="the gap event")
+    await wait_until_async(lambda: bool(gaps()), what="the gap event")
     await sender.close()
     await receiver.close()
     (gap,) = gaps()
@@ -128,7 +129,7 @@ async def test_blocks_sent_while_the_receiver_restarted_are_counted_exactly(tmp_
             await sender.send_records("ot-edge", offsets[start : start + 200], records[start : start + 200])
 
     await send(0, 2000)
-    await until(lambda: first.stats.records == 2000, what="the first 2000 records")
+    await wait_until_async(lambda: first.stats.records == 2000, what="the first 2000 records")
     await first.close()
     before = sender.next_sequence
     await send(2000, 4000)  # the receiver is down
@@ -143,7 +144,7 @@ async def test_blocks_sent_while_the_receiver_restarted_are_counted_exactly(tmp_
         second._flush()
         return [e.data for e in events(read_all(journal), "diode.gap")]
 
-    await until(lambda: bool(gaps()) and second.stats.records == 2000, what="the gap and the last records")
+    await wait_until_async(lambda: bool(gaps()) and second.stats.records == 2000, what="the gap and the last records")
     await sender.close()
     await second.close()
     (gap,) = gaps()
@@ -171,7 +172,7 @@ async def test_a_replayed_beacon_neither_keeps_the_link_up_nor_repeats_an_event(
     await sender.start()
     offsets, records = samples(500)
     await sender.send_records("ot-edge", offsets, records)
-    await until(lambda: receiver.stats.link_up and receiver.stats.records == 500, what="the link up")
+    await wait_until_async(lambda: receiver.stats.link_up and receiver.stats.records == 500, what="the link up")
     await sender.close()  # the sender is gone; an attacker replays what it recorded, again and again
     tap.forwarding = False
     recorded = tap.beacons() + [d for d in tap.recorded if d[3] != wire.Kind.BEACON]
@@ -186,7 +187,7 @@ async def test_a_replayed_beacon_neither_keeps_the_link_up_nor_repeats_an_event(
 
         task = asyncio.create_task(loop())
         try:
-            await until(condition, within=10, what="the condition while replaying")  # type: ignore[arg-type]
+            await wait_until_async(condition, within=10, what="the condition while replaying")  # type: ignore[arg-type]
         finally:
             task.cancel()
 
@@ -245,7 +246,7 @@ async def test_unauthenticated_datagrams_write_nothing_and_cost_bounded_memory(
         if i % 200 == 0:
             await asyncio.sleep(0)  # let the receiver drain
     sock.close()
-    await until(lambda: receiver.stats.rejected[wire.Rejected.MAC] >= count * 0.9, what="the forgeries read")
+    await wait_until_async(lambda: receiver.stats.rejected[wire.Rejected.MAC] >= count * 0.9, what="the forgeries read")
     await receiver.close()
     assert not read_all(journal)  # not one event, not one record
     assert not receiver.sessions and not receiver._mismatch_reported

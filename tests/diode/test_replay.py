@@ -54,10 +54,11 @@ sinks:
 
 
 def health(port: int) -> dict[str, Any] | None:
+    """The diode link's part of the receiving node's /health (the diode_receive source's own report)."""
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:
-            result: dict[str, Any] = json.load(response)
-            return result
+            result: dict[str, Any] = json.load(response)["components"]["source:diode"].get("detail", {})
+            return result if "receiver" in result else None
     except OSError:
         return None
 

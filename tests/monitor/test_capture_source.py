@@ -21,6 +21,7 @@ from otseam.sources.capture.source import CaptureSource
 from tests.core.seamrun import PEOPLE_AND_ZONES, SeamRun, file_sink, generator, records
 from tests.monitor import traffic
 from tests.monitor.traffic import PEER_HOST, SIM_HOST, server_port
+from tests.support.wait import wait_until_async
 
 POINT = '{id: flow, address: "walk:step=2"}'
 
@@ -110,10 +111,7 @@ async def test_a_file_that_cannot_be_read_is_down_in_health(tmp_path: Path) -> N
 
     task = asyncio.create_task(source.run(emit))
     try:
-        for _ in range(200):
-            if source.error:
-                break
-            await asyncio.sleep(0.01)  # polling interval
+        await wait_until_async(lambda: source.error, "the capture source to report its error", interval=0.01)
         assert "is a FIFO" in source.error
         assert not source.healthy and "is a FIFO" in str(source.health()["error"])
     finally:
@@ -142,6 +140,7 @@ sources:
       modbus_ports: [{sim.modbus_port}]
       allow_masters: [127.0.0.9]
       allow_from_contract: false
+      receive_buffer: 8388608
 """
         )
         run = SeamRun(tmp_path)
@@ -166,7 +165,9 @@ sources:
             run.wait_for(lambda: len(written()) >= 4, "the four write alerts in the sink")
             health = run.health()
             detail = health["components"]["source:span"]["detail"]
-            assert detail["frames"] > 0 and detail["kernel_received"] > 0 and detail["kernel_dropped"] == 0
+            assert detail["frames"] > 0 and detail["kernel_received"] >= detail["frames"]
+            # Drops depend on the machine's load; when there were some, the source says so.
+            assert detail["kernel_dropped"] == 0 or "dropped" in str(detail["problem"])
             assert detail["alerts"] >= 1 and detail["assets"] >= 2
             functions = {a["data"]["function"] for a in written()}  # type: ignore[index]
             assert functions == {5, 6, 15, 16} and all(a["data"]["src"] == PEER_HOST for a in written())  # type: ignore[index]

@@ -27,12 +27,12 @@ import signal
 import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from tests.support.servers import free_port
+from tests.support.wait import wait_until
 
 SIM_HOST = "127.0.0.2"
 PEER_HOST = "127.0.0.1"
@@ -69,14 +69,6 @@ MODBUS_SCRIPTS: dict[str, list[Request]] = {
 #: Functions the pymodbus peer sweeps after its regular requests; the sim answers each with exception 01.
 SWEEP = [7, 9, 10, 11, 12, 13, 14, 18, 19, 20, 21, 22, 24, 25, 26, 27]
 CAPTURES = ["mbpoll.pcap", "modbus_serial.pcap", "pymodbus.pcap", "node_opcua.pcap"]
-
-
-def wait_until(predicate: Callable[[], bool], what: str, within: float) -> None:
-    """Poll ``predicate`` until true; fail naming ``what`` after ``within`` seconds."""
-    deadline = time.monotonic() + within
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out after {within:g} s waiting for {what}"
-        time.sleep(0.05)  # the polling interval, not a synchronisation
 
 
 @dataclass

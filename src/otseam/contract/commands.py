@@ -11,7 +11,6 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from otseam.contract.doc import render_html
 from otseam.contract.init import AnswersEnded, example_key, example_text, interview
 from otseam.contract.loader import ContractError, LoadedContract, Problem, load, parse_text
 from otseam.contract.report import (
@@ -189,6 +188,8 @@ def doc(
     if refused:
         print_problems(_console(stderr=True), refused)
         raise typer.Exit(EXIT_UNUSABLE)
+    from otseam.contract.doc import render_html  # here: `seam check` never loads the page renderer
+
     page = render_html(loaded, run(loaded))
     if out is None:
         sys.stdout.write(page)

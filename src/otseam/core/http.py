@@ -15,6 +15,7 @@ import hmac
 import ipaddress
 import logging
 import os
+import ssl
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -131,8 +132,13 @@ class HttpServer:
         host: str,
         port: int,
         token: str | None,
+        extend: Callable[[web.Application], None] | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         check_exposure(host, token)
+        #: Adds routes beside /health and /metrics (the control plane's API and console).
+        self.extend = extend
+        self.ssl_context = ssl_context
         self.health = health
         self.host = host
         self.port = port
@@ -148,9 +154,11 @@ class HttpServer:
         app = web.Application()
         app.router.add_get("/health", self._health)
         app.router.add_get("/metrics", self._metrics)
+        if self.extend is not None:
+            self.extend(app)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
-        site = web.TCPSite(runner, self.host, self.port)
+        site = web.TCPSite(runner, self.host, self.port, ssl_context=self.ssl_context)
         await site.start()
         self._runner = runner
         server = site._server

@@ -20,6 +20,7 @@ import typer
 
 from otseam.contract.loader import ContractError, LoadedContract, load
 from otseam.contract.models import Contract, SinkSpec, SourceSpec
+from otseam.core import sdnotify
 from otseam.core.http import HttpAddressError, HttpServer, check_exposure, read_token
 from otseam.core.shortcut import shortcut_contract
 from otseam.diode.config import DiodeConfigError, DiodeSettings, load_key, write_new_key
@@ -175,7 +176,9 @@ def send(
             run_sink(diode_sink, opened.reader(cursor), stats=stats, record_filter=record_filter, stop=stop)
         )
         waiter = asyncio.create_task(_until_stopped(stop, duration))
+        ready = sdnotify.started("diode send")
         await asyncio.wait({runner, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        ready.cancel()
         stop.set()
         await runner
         waiter.cancel()
@@ -327,7 +330,11 @@ async def _run_shortcut(
         gc.freeze()
         if duration is not None:
             asyncio.get_running_loop().call_later(duration, supervisor.request_stop)
-        await supervisor.run()
+        ready = sdnotify.started("diode receive")  # systemd: started, and its watchdog fed from here on
+        try:
+            await supervisor.run()
+        finally:
+            ready.cancel()
     finally:
         if http is not None:
             await http.stop()

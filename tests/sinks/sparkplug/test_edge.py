@@ -52,13 +52,15 @@ def samples(start: int, count: int, point: str = "plc1/flow") -> Batch:
 
 async def deliver_eventually(sink: SparkplugSink, batch: Batch, attempts: int = 60) -> None:
     """What the sink runner does: offer the same batch again until it is acknowledged."""
-    for _ in range(attempts):
+
+    async def acknowledged() -> bool:
         try:
             await sink.deliver(batch)
-            return
         except Exception:
-            await asyncio.sleep(0.25)
-    raise AssertionError("the batch was never acknowledged")
+            return False
+        return True
+
+    await wait_until(acknowledged, what="the batch to be acknowledged", within=attempts * 0.25, interval=0.25)
 
 
 @pytest.fixture
