@@ -17,8 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from ruamel.yaml import YAML
 
+from otseam.commands.contract import plan_problems
 from otseam.contract import ContractError, parse_text
-from otseam.contract.commands import plan_problems
 from otseam.contract.models import Contract, Device, SinkSpec, SourceSpec
 from otseam.contract.plugin_options import options_model
 from otseam.core.plugins import PluginContext, PluginNotFound, create_driver, create_sink, create_source

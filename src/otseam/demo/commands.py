@@ -20,10 +20,10 @@ from rich.console import Console
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
-from otseam.core.commands import RunOptions, serve, setup_logging
-from otseam.core.http import HttpAddressError, check_exposure, parse_address, read_token
-from otseam.core.supervisor import Settings, Supervisor
+from otseam.commands.run import RunOptions, serve, setup_logging
 from otseam.diode.config import write_new_key
+from otseam.runtime.http import HttpAddressError, check_exposure, parse_address, read_token
+from otseam.runtime.supervisor import Settings, Supervisor
 from otseam.sim.contract import DIODE_KEY
 from otseam.sim.plant import SimListenError, SimPlant
 

@@ -45,7 +45,7 @@ def plan_problems(loaded: LoadedContract, node: str | None) -> list[Problem]:
     """What `seam run` would still refuse once the contract loads: the run side's own plan for the node
     (the pipeline compiled, every plugin placed on it created as at start), at the position of the
     entry each refusal names. Only for a node that is this machine: one given, or the only one."""
-    from otseam.core.supervisor import StartupError, Supervisor
+    from otseam.runtime.supervisor import StartupError, Supervisor
 
     nodes = [n.id for n in loaded.contract.nodes]
     if node is None and len(nodes) > 1:
