@@ -68,7 +68,7 @@ def discover_modbus(
     if not 1 <= max_address <= 65536:
         raise _fail("--max-address must be 1 to 65536")
 
-    from otseam.drivers.modbus.discover import discover, render_draft
+    from otseam.drivers.modbus.discover import discover, rate_text, render_draft, suggested_rate
 
     typer.echo(f"seam discover: asking {endpoint.key}, units {units}, at most {rate}", err=True)
     try:
@@ -80,7 +80,8 @@ def discover_modbus(
                 rate=requests_per_second,
                 answer_within=answer_within,
                 max_address=max_address,
-                progress=lambda line: typer.echo(f"  {line}"),
+                # Progress on stderr: the draft may be going to stdout, redirected into a file.
+                progress=lambda line: typer.echo(f"  {line}", err=True),
             )
         )
     except (OSError, TimeoutError) as exc:
@@ -88,7 +89,13 @@ def discover_modbus(
             f"cannot reach {endpoint.key}: {exc or 'timed out'}; check the address, port and firewall"
         ) from None
     command = f"seam discover modbus {target}" + (" --ranges" if ranges else "")
-    draft = render_draft(endpoint, found, command)
+    draft = render_draft(endpoint, found, command, requests_per_second)
+    if found:
+        typer.echo(
+            f"seam discover: the draft suggests max_request_rate {rate_text(suggested_rate(requests_per_second))}, "
+            f"no more than discovery sent (at most {rate}); confirm it with the owner of each device",
+            err=True,
+        )
     if output:
         try:
             Path(output).write_text(draft)
