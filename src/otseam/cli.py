@@ -26,6 +26,7 @@ COMMAND_MODULES = [
     "otseam.core.commands",  # run
     "otseam.sinks.historian.commands",  # query
     "otseam.drivers.modbus.commands",  # discover
+    "otseam.drivers.opcua.commands",  # discover opcua
     "otseam.sinks.sparkplug.commands",  # host
     "otseam.diode.commands",  # diode send / receive
     "otseam.monitor.commands",  # watch, inventory
