@@ -279,7 +279,7 @@ def run(kind: str, args: argparse.Namespace) -> dict[str, Any]:
         expect(probe_process, "BROWSED")
         startup = time.monotonic() - started
         probe_process.wait()
-        (rss_ready,) = expect(server, "READY")
+        rss_ready, startup_cpu = expect(server, "READY")
         keys = point_keys(args.points)
         share = len(keys) // args.clients
         for c in range(args.clients):
@@ -307,6 +307,7 @@ def run(kind: str, args: argparse.Namespace) -> dict[str, Any]:
         tell(server)
         return {
             "startup_s": round(startup, 2),
+            "startup_cpu_s": float(startup_cpu),
             "rss_ready_mb": float(rss_ready),
             "rss_end_mb": float(rss_end),
             "subscribe_s": round(subscribe_s, 2),
@@ -358,7 +359,7 @@ def main() -> None:
     )
     for kind, r in results.items():
         print(
-            f"{names[kind]:<42}{r['startup_s']:>12}{r['rss_ready_mb']:>7.0f}{r['changes_per_s']:>11,}"
+            f"{names[kind]:<42}{r['startup_s']:>12}{r['startup_cpu_s']:>12}{r['rss_ready_mb']:>7.0f}{r['changes_per_s']:>11,}"
             f"{r['notifications_per_s']:>10,}{r['notifications_per_cpu_s']:>14,}{r['rss_end_mb']:>8.0f}"
         )
     print(f"load after: {os.getloadavg()[0]:.2f}")
