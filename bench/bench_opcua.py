@@ -187,6 +187,9 @@ def main() -> None:
         help="sampling interval in ms for both clients (default: half the interval)",
     )
     parser.add_argument("--worker", choices=["seam", "seam-poll", "asyncua"])
+    parser.add_argument(
+        "--kinds", default="seam,seam-poll,asyncua", help="which clients to run, comma-separated (default: all three)"
+    )
     parser.add_argument("--endpoint")
     args = parser.parse_args()
     # Sampling exactly at the change rate aliases (a change can fall between two samples): sample twice as often.
@@ -222,7 +225,7 @@ def main() -> None:
         print(f"both clients: publishing interval {args.interval:g}s, sampling interval {args.sampling:g}ms")
         print(f"load before: {os.getloadavg()[0]:.2f} (1-min average), {os.cpu_count()} cores")
         results = {}
-        for kind in ("seam", "seam-poll", "asyncua"):
+        for kind in [k for k in ("seam", "seam-poll", "asyncua") if k in args.kinds.split(",")]:
             cpu0, wall0 = server_cpu(server.pid), time.monotonic()
             results[kind] = run_worker(kind, endpoint, args)
             results[kind]["server_cpu_percent"] = round(

@@ -200,7 +200,7 @@ async def probe(port: int, points: int) -> None:
     deadline = time.monotonic() + 1500  # a loaded machine builds slowly: wall time is not the figure
     while True:
         try:
-            async with Client(f"opc.tcp://127.0.0.1:{port}/seam", timeout=30) as client:
+            async with Client(f"opc.tcp://127.0.0.1:{port}/seam", timeout=120, watchdog_intervall=120) as client:
                 ns = await client.get_namespace_index(NS_URI)
                 path = [f"{ns}:{n}" for n in ("bench", "plant", "area", "line", f"d{last_device}", f"p{last_point}")]
                 node = await client.nodes.objects.get_child(path)
@@ -226,7 +226,8 @@ async def subscriber(port: int, keys: list[str]) -> None:
 
     # Generous timeouts and subscription lifetime: on a loaded machine the server answers late, and a
     # client that gives up measures the machine, not the server.
-    async with Client(f"opc.tcp://127.0.0.1:{port}/seam", timeout=600) as client:
+    client = Client(f"opc.tcp://127.0.0.1:{port}/seam", timeout=600, watchdog_intervall=120)
+    async with client:
         ns = await client.get_namespace_index(NS_URI)
         params = ua.CreateSubscriptionParameters(
             RequestedPublishingInterval=100,
@@ -292,6 +293,9 @@ def run(kind: str, args: argparse.Namespace) -> dict[str, Any]:
         startup = time.monotonic() - started
         probe_process.wait()
         rss_ready, startup_cpu = expect(server, "READY")
+        print(
+            f"  {kind}: browsable after {startup:.1f} s wall, {startup_cpu} s of server CPU, {rss_ready} MB", flush=True
+        )
         keys = point_keys(args.points)[: args.subscribed or args.points]
         share = len(keys) // args.clients
         for c in range(args.clients):
