@@ -17,7 +17,16 @@ from rich.console import Console
 from rich.logging import RichHandler
 
 from otseam.contract.units import parse_duration
-from otseam.core.http import TOKEN_ENV, HttpAddressError, HttpServer, check_exposure, parse_address, read_token
+from otseam.core import logfmt, sdnotify
+from otseam.core.http import (
+    TOKEN_ENV,
+    HttpAddressError,
+    HttpServer,
+    check_exposure,
+    is_loopback,
+    parse_address,
+    read_token,
+)
 from otseam.core.metrics import build_registry
 from otseam.core.status import StatusView
 from otseam.core.supervisor import Settings, StartupError, Supervisor
@@ -34,6 +43,10 @@ class RunOptions:
     status_interval: float
     live: bool
     node: str | None = None
+    #: Serve the control plane (REST API and console) beside /health and /metrics.
+    console: bool = True
+    #: Certificate and key files (PEM): serve HTTPS.
+    tls: tuple[Path, Path] | None = None
 
 
 def _fail(message: str) -> typer.Exit:
@@ -41,12 +54,14 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(2)
 
 
-def setup_logging(verbose: bool, console: Console | None) -> None:
+def setup_logging(verbose: bool, console: Console | None, log_format: str | None = None) -> None:
     level = logging.DEBUG if verbose else logging.INFO
     root = logging.getLogger()
     root.handlers.clear()
-    if console is not None:
-        handler: logging.Handler = RichHandler(console=console, show_path=False, rich_tracebacks=False)
+    if (log_format or logfmt.chosen) == "json":  # one JSON object per line, for a log collector
+        handler: logging.Handler = logfmt.json_handler()
+    elif console is not None:
+        handler = RichHandler(console=console, show_path=False, rich_tracebacks=False)
         handler.setFormatter(logging.Formatter("%(message)s"))
     else:
         handler = logging.StreamHandler(sys.stderr)
@@ -68,10 +83,37 @@ async def serve(
     supervisor = Supervisor(options.contract, options.settings, node=options.node, registry=registry)
     http: HttpServer | None = None
     bound_address: tuple[str, int] | None = None
+    control = None
     if options.http is not None:
         host, port = options.http
+        extend = None
+        ssl_context = None
+        if options.tls is not None:
+            import ssl
+
+            ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            try:
+                ssl_context.load_cert_chain(*options.tls)
+            except (OSError, ssl.SSLError) as exc:
+                typer.echo(f"seam run: cannot use the TLS certificate and key: {exc}", err=True)
+                return 2
+        if options.console:
+            from otseam.control.server import ControlPlane
+            from otseam.control.view import SupervisorView
+
+            if ssl_context is None and not is_loopback(host):
+                typer.echo(
+                    f"seam run: the console on {host} needs TLS (--tls-cert and --tls-key): passwords and session "
+                    "cookies must not cross the network in clear. Or listen on 127.0.0.1, or use --no-console.",
+                    err=True,
+                )
+                return 2
+            control = ControlPlane(SupervisorView(supervisor), tls=ssl_context is not None)
+            extend = control.mount
         try:
-            http = HttpServer(supervisor.health, build_registry(supervisor, registry), host, port, options.token)
+            http = HttpServer(
+                supervisor.health, build_registry(supervisor, registry), host, port, options.token, extend, ssl_context
+            )
         except HttpAddressError as exc:
             typer.echo(f"seam: {exc}", err=True)
             return 2
@@ -81,13 +123,17 @@ async def serve(
             typer.echo(f"seam run: cannot listen on {host}:{port}: {exc.strerror or exc}", err=True)
             return 2
         bound_address = (host, bound)
+        scheme = "https" if options.tls else "http"
         log.info(
-            "health on http://%s:%d/health, metrics on http://%s:%d/metrics%s",
+            "health on %s://%s:%d/health, metrics on %s://%s:%d/metrics%s%s",
+            scheme,
             host,
             bound,
+            scheme,
             host,
             bound,
             " (bearer token required)" if options.token else "",
+            f", console on {scheme}://{host}:{bound}/" if control is not None else "",
         )
     view = StatusView(supervisor, console=console if options.live else None, interval=options.status_interval)
     supervisor.on_tick.append(view.update)
@@ -103,12 +149,26 @@ async def serve(
         # and again: measured on the Modbus benchmark, without this they took over half the CPU.
         gc.collect()
         gc.freeze()
+        if control is not None:
+            control.activate()
+        elif supervisor.journal is not None:
+            # Without the console nobody reads its cursor: a leftover one must not hold the journal back.
+            supervisor.journal.remove_cursor("console")
         if on_started is not None:
             on_started(supervisor, bound_address)
         view.start()
-        await supervisor.run()
+        # Everything is started: tell systemd (Type=notify), and keep its watchdog fed from this loop.
+        sdnotify.notify(f"READY=1\nSTATUS=running {options.contract}")
+        watchdog = asyncio.create_task(sdnotify.watchdog())
+        try:
+            await supervisor.run()
+        finally:
+            sdnotify.notify("STOPPING=1")
+            watchdog.cancel()
     finally:
         view.stop()
+        if control is not None:
+            await control.close()
         if http is not None:
             await http.stop()
     return 0
@@ -143,6 +203,16 @@ def register(app: typer.Typer) -> None:
         verbose: Annotated[
             bool, typer.Option("--verbose", "-v", help="Debug logging, with plugin tracebacks.")
         ] = False,
+        log_format: Annotated[
+            str | None, typer.Option("--log-format", help="text, or json: one JSON object per line.")
+        ] = None,
+        serve_console: Annotated[
+            bool, typer.Option("--console/--no-console", help="Serve the REST API (/api/v1) and the web console.")
+        ] = True,
+        tls_cert: Annotated[
+            Path | None, typer.Option("--tls-cert", help="Certificate chain (PEM) to serve HTTPS with.")
+        ] = None,
+        tls_key: Annotated[Path | None, typer.Option("--tls-key", help="Its private key (PEM).")] = None,
     ) -> None:
         """Run the contract: drivers, pipeline, journal and sinks, supervised. SIGHUP reloads, SIGTERM stops."""
         try:
@@ -162,10 +232,25 @@ def register(app: typer.Typer) -> None:
                 check_exposure(address[0], token)
         except HttpAddressError as exc:
             raise _fail(str(exc)) from None
+        if log_format is not None and log_format not in logfmt.FORMATS:
+            raise _fail(f"--log-format must be one of {', '.join(logfmt.FORMATS)}, not {log_format!r}")
+        if (tls_cert is None) != (tls_key is None):
+            raise _fail("--tls-cert and --tls-key go together")
+        tls = (tls_cert, tls_key) if tls_cert is not None and tls_key is not None else None
         live = sys.stdout.isatty()
         console = Console() if live else None
-        setup_logging(verbose, console)
-        options = RunOptions(contract, address, token, Settings(drain_timeout=drain, watch=watch), interval, live, node)
+        setup_logging(verbose, console, log_format)
+        options = RunOptions(
+            contract,
+            address,
+            token,
+            Settings(drain_timeout=drain, watch=watch),
+            interval,
+            live,
+            node,
+            serve_console,
+            tls,
+        )
         try:
             code = asyncio.run(serve(options, console))
         except KeyboardInterrupt:

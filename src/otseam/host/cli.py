@@ -9,6 +9,7 @@ import logging
 import signal
 import sys
 
+from otseam.core import sdnotify
 from otseam.host.app import HostApp
 from otseam.host.store import open_store
 from otseam.sinks.mqtt_common import MqttConfigError, MqttSettings, parse_mqtt_options
@@ -79,6 +80,7 @@ async def _main(
     async def announce() -> None:
         await app.online.wait()
         print(f"seam host {host_id}: online", flush=True)
+        await sdnotify.started(f"seam host {host_id}")  # systemd: ready, and the watchdog fed until cancelled
 
     announcer = asyncio.create_task(announce())
     try:

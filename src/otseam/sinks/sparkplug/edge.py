@@ -40,7 +40,7 @@ from otseam.sinks.mqtt_common.publish import disconnect_with_will, publish_all
 from otseam.sinks.mqtt_common.sockets import release_stale_writer, socket_fd
 from otseam.sinks.sparkplug.bdseq import BdSeqStore
 from otseam.sinks.sparkplug.model import REBIRTH, EdgeModel, Message, ms
-from otseam.sinks.sparkplug.options import SparkplugOptions
+from otseam.sinks.sparkplug.settings import SparkplugOptions
 
 log = logging.getLogger(__name__)
 

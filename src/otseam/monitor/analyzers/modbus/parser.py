@@ -15,62 +15,16 @@ import struct
 from dataclasses import dataclass, field
 from typing import Any
 
-#: Function codes assigned by the public specification.
-PUBLIC_FUNCTIONS = frozenset({1, 2, 3, 4, 5, 6, 7, 8, 11, 12, 15, 16, 17, 20, 21, 22, 23, 24, 43})
-#: Ranges the specification leaves to vendors (user-defined): not an anomaly by themselves.
-USER_DEFINED = frozenset(range(65, 73)) | frozenset(range(100, 111))
-#: Schneider Electric UMAS (engineering: program transfer, run/stop) rides on function 90.
-UMAS = 90
-READ_FUNCTIONS = frozenset({1, 2, 3, 4, 20, 24})
-WRITE_FUNCTIONS = frozenset({5, 6, 15, 16, 21, 22, 23})
-FUNCTION_NAMES = {
-    1: "read_coils",
-    2: "read_discrete_inputs",
-    3: "read_holding_registers",
-    4: "read_input_registers",
-    5: "write_single_coil",
-    6: "write_single_register",
-    7: "read_exception_status",
-    8: "diagnostics",
-    11: "get_comm_event_counter",
-    12: "get_comm_event_log",
-    15: "write_multiple_coils",
-    16: "write_multiple_registers",
-    17: "report_server_id",
-    20: "read_file_record",
-    21: "write_file_record",
-    22: "mask_write_register",
-    23: "read_write_multiple_registers",
-    24: "read_fifo_queue",
-    43: "encapsulated_interface_transport",
-    90: "umas",
-}
-EXCEPTION_NAMES = {
-    1: "illegal_function",
-    2: "illegal_data_address",
-    3: "illegal_data_value",
-    4: "server_device_failure",
-    5: "acknowledge",
-    6: "server_device_busy",
-    8: "memory_parity_error",
-    10: "gateway_path_unavailable",
-    11: "gateway_target_failed_to_respond",
-}
-#: Device identification object ids (function 43, MEI 14) and what they hold.
-DEVICE_ID_OBJECTS = {
-    0: "vendor",
-    1: "product_code",
-    2: "revision",
-    3: "vendor_url",
-    4: "product_name",
-    5: "model_name",
-    6: "user_application_name",
-}
+from otseam.protocols.modbus import framing
+from otseam.protocols.modbus.tables import (
+    DEVICE_ID_OBJECTS,
+    UMAS,
+)
 
-MBAP = struct.Struct("!HHHB")
-MBAP_SIZE = 7
+MBAP_SIZE = framing.MBAP_SIZE
 #: The MBAP length field counts the unit id and the PDU; a PDU is at most 253 bytes.
-MAX_LENGTH = 254
+MAX_LENGTH = framing.MAX_MBAP_LENGTH
+MBAP = framing.MBAP
 _U16 = struct.Struct("!H")
 _U16X2 = struct.Struct("!HH")
 
@@ -302,13 +256,8 @@ def _decode_device_id(msg: Message, body: bytes, n: int) -> None:
         msg.problem = f"device identification: {n - pos} bytes after the last object"
 
 
-def plausible_header(buf: bytes | bytearray, pos: int) -> bool:
-    """Could an MBAP header start at ``pos``? Used to find our footing in a stream joined mid-way."""
-    if pos + 8 > len(buf):
-        return False
-    _tid, proto, length, _unit = MBAP.unpack_from(buf, pos)
-    code = buf[pos + 7] & 0x7F
-    return proto == 0 and 2 <= length <= MAX_LENGTH and code != 0
+#: Could an MBAP header start at ``pos``? Used to find our footing in a stream joined mid-way.
+plausible_header = framing.plausible_mbap
 
 
 @dataclass(slots=True)
