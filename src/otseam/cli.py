@@ -98,6 +98,11 @@ COMMAND_INDEX: dict[str, tuple[str, str]] = {
 }
 
 
+#: Modules that add subcommands to a group another module registers, loaded with it
+#: (`seam discover` is the Modbus driver's group; the OPC UA driver adds `discover opcua`).
+COMMAND_EXTENSIONS: dict[str, tuple[str, ...]] = {"discover": ("otseam.drivers.opcua.commands",)}
+
+
 def version() -> str:
     """The installed distribution's version (the source tree's when run from a checkout)."""
     from importlib import metadata
@@ -136,6 +141,7 @@ def _root(
 
 def _unindexed() -> list[str]:
     indexed = {module for module, _ in COMMAND_INDEX.values()}
+    indexed |= {module for modules in COMMAND_EXTENSIONS.values() for module in modules}
     return [name for name in COMMAND_MODULES if name not in indexed]
 
 
@@ -183,7 +189,7 @@ def main(argv: list[str] | None = None) -> Any:
     name = _command_name(args)
     try:
         if name in COMMAND_INDEX:
-            _register([COMMAND_INDEX[name][0]])
+            _register([COMMAND_INDEX[name][0], *COMMAND_EXTENSIONS.get(name, ())])
         elif name is None:
             _register_listing()
         else:  # a command the index does not know (yet): load everything, so click finds it or says so
