@@ -176,21 +176,23 @@ async def client(port: int, cookie: str, totals: Totals, stop: asyncio.Event, re
     if b" 200 " not in head.split(b"\r\n", 1)[0]:
         raise SystemExit(f"stream refused: {head[:200]!r}")
     ready.append(1)
-    buffer = b""
+    buffer = bytearray()
+    position = 0
     while not stop.is_set():
         chunk = await reader.read(1 << 20)
         if not chunk:
             raise SystemExit("a stream ended")
         buffer += chunk
-        # Chunked transfer framing lines are short hex lines; messages end with a blank line.
+        # Messages end with a blank line; the buffer is trimmed only now and then (no quadratic copying).
         while True:
-            end = buffer.find(b"\n\n")
+            end = buffer.find(b"\n\n", position)
             if end < 0:
                 break
-            message, buffer = buffer[:end], buffer[end + 2 :]
+            message = bytes(buffer[position:end])
+            position = end + 2
             if not totals.counting:
                 continue
-            if b"event: values" in message:
+            if message.startswith(b"id:") and b"event: values" in message[:40]:
                 now = time.time()
                 data = message[message.find(b"data: ") + 6 :]
                 totals.rows += data.count(b"],[") + 1
@@ -200,8 +202,11 @@ async def client(port: int, cookie: str, totals: Totals, stop: asyncio.Event, re
                 stamps = [float(m.group(1)) for m in (first, last) if m]
                 if stamps:
                     totals.latencies.append(now - min(stamps))
-            elif b"event: resync" in message:
+            elif b"event: resync" in message[:40]:
                 totals.resyncs += 1
+        if position > 1 << 20:
+            del buffer[:position]
+            position = 0
     writer.close()
 
 

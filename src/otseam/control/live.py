@@ -32,6 +32,8 @@ log = logging.getLogger("otseam.control.live")
 CURSOR = "console"
 #: Messages a subscriber may have waiting before it is told to resynchronise.
 QUEUE = 512
+#: The shortest interval between two values messages of a stream, in seconds.
+FLUSH = 0.05
 #: Put in a subscriber's queue to end its stream (the server is stopping).
 CLOSE = b"\x00close"
 
@@ -133,20 +135,30 @@ class LiveHub:
 
     async def _follow(self, cursor: Any) -> None:
         next_tick = 0.0
+        latest: dict[str, list[Any]] = {}
+        last_sent = 0.0
         while True:
-            batch = await cursor.next_batch(max_records=20_000, max_wait=0.25)
+            # Values are sent at most every FLUSH seconds: a node whose drivers append a hundred times a
+            # second sends each stream a few large messages rather than a hundred small ones (each
+            # point's latest value wins), at the cost of at most FLUSH of latency. Events go at once.
+            now = time.monotonic()
+            wait = 0.25 if not latest else max(0.0, last_sent + FLUSH - now)
+            batch = await cursor.next_batch(max_records=20_000, max_wait=wait)
             if batch.records:
-                self._handle(batch.offsets, batch.records)
+                self._collect(batch.offsets, batch.records, latest)
                 cursor.commit(batch.last_offset)
                 self.offset = batch.last_offset
                 self.error = ""
             now = time.monotonic()
+            if latest and now - last_sent >= FLUSH:
+                self._send_values(latest)
+                latest = {}
+                last_sent = now
             if now >= next_tick:
                 next_tick = now + 1.0
                 self._broadcast(sse("tick", {"ts": self.clock(), "offset": self.offset}), None)
 
-    def _handle(self, offsets: list[int], records: list[Any]) -> None:
-        latest: dict[str, list[Any]] = {}
+    def _collect(self, offsets: list[int], records: list[Any], latest: dict[str, list[Any]]) -> None:
         events: list[tuple[int, Event]] = []
         for offset, record in zip(offsets, records, strict=True):
             if record.__class__ is Sample:
@@ -154,43 +166,49 @@ class LiveHub:
             elif isinstance(record, Event):
                 events.append((offset, record))
         self.batches += 1
-        last = offsets[-1]
         if events:
             self.events.add(events)
             for listener in self._event_listeners:
                 listener(events)
+            self._send_events(events)
+        if not self.subscribers:
+            latest.clear()  # nobody is watching: the next stream starts from a snapshot anyway
+
+    def _send_values(self, latest: dict[str, list[Any]]) -> None:
         if not self.subscribers:
             return
-        if latest:
-            rows = list(latest.values())
-            shared = sse("values", rows, last)
-            for subscriber in list(self.subscribers):
-                if subscriber.points is None:
-                    subscriber.offer(shared)
-                else:
-                    mine = [r for r in rows if r[0] in subscriber.points]
-                    if mine:
-                        subscriber.offer(sse("values", mine, last))
-            self.messages += 1
-        if events:
-            message = sse(
-                "events",
-                [
-                    {
-                        "offset": o,
-                        "ts": e.ts,
-                        "kind": e.kind,
-                        "source": e.source,
-                        "severity": e.severity.label,
-                        "message": e.message,
-                    }
-                    for o, e in events
-                ],
-                last,
-            )
-            for subscriber in list(self.subscribers):
-                if subscriber.events:
-                    subscriber.offer(message)
+        rows = list(latest.values())
+        shared = sse("values", rows, self.offset)
+        for subscriber in list(self.subscribers):
+            if subscriber.points is None:
+                subscriber.offer(shared)
+            else:
+                mine = [r for r in rows if r[0] in subscriber.points]
+                if mine:
+                    subscriber.offer(sse("values", mine, self.offset))
+        self.messages += 1
+
+    def _send_events(self, events: list[tuple[int, Event]]) -> None:
+        if not self.subscribers:
+            return
+        message = sse(
+            "events",
+            [
+                {
+                    "offset": o,
+                    "ts": e.ts,
+                    "kind": e.kind,
+                    "source": e.source,
+                    "severity": e.severity.label,
+                    "message": e.message,
+                }
+                for o, e in events
+            ],
+            events[-1][0],
+        )
+        for subscriber in list(self.subscribers):
+            if subscriber.events:
+                subscriber.offer(message)
 
     def _broadcast(self, message: bytes, points: frozenset[str] | None) -> None:
         del points
