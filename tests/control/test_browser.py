@@ -1,9 +1,9 @@
 """The console in a real browser: Debian's chromium, driven by Playwright, never a downloaded browser.
 
 Signs in, sees the map, watches a live value change, opens a trend, sees the stream drop and come back,
-acknowledges an alarm, and sees a diode gap appear on the link page: the gap comes from a real diode
-sender and receiver (through the lossy relay of the diode tests) writing into this node's journal, as
-the diode_receive source does on an IT node. A screenshot of each page is saved (SHOTS_ENV).
+acknowledges an alarm, and sees a diode gap appear on the link page: the node receives the one-way
+conduit with a diode_receive source, fed by a real diode sender through the lossy relay of the diode
+tests. A screenshot of each page is saved (SHOTS_ENV).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import socket
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -18,7 +19,6 @@ import pytest
 from playwright.async_api import Page, async_playwright, expect
 
 from otseam.core.records import Quality, Record, Sample
-from otseam.diode.receiver import DiodeReceiver
 from otseam.diode.sender import DiodeSender
 from tests.control.inproc import Node, running
 from tests.control.node import CONTRACT, PASSWORD, add_users
@@ -64,9 +64,31 @@ def preload_history(workdir: Path) -> None:
     db.close()
 
 
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def with_diode_source(port: int) -> str:
+    """This node also receives the one-way conduit, as a DMZ node does: a diode_receive source."""
+    return (
+        CONTRACT
+        + f"""\
+sources:
+  - id: from-ot
+    type: diode_receive
+    conduit: cell-dmz
+    owner: sam
+    options: {{listen: "127.0.0.1:{port}", key_file: diode.key, beacon_interval: 200ms, block_timeout: 200ms}}
+"""
+    )
+
+
 @pytest.fixture
 async def node(tmp_path: Path) -> AsyncIterator[Node]:
-    (tmp_path / "seam.yaml").write_text(CONTRACT)
+    (tmp_path / "diode.key").write_bytes(KEY + b"\n")
+    (tmp_path / "seam.yaml").write_text(with_diode_source(free_udp_port()))
     add_users(tmp_path)
     preload_history(tmp_path)
     async with running(tmp_path) as started:
@@ -102,11 +124,16 @@ async def shot(page: Page, name: str) -> None:
 
 
 async def make_a_gap(node: Node) -> None:
-    """Blocks a real diode sender sends and the relay drops entirely: the receiver reports the gap."""
-    journal = node.supervisor.journal
-    assert journal is not None
-    receiver = DiodeReceiver(("127.0.0.1", 0), KEY, settings(), journal)
-    await receiver.start()
+    """A real diode sender sends six blocks through the lossy relay to the node's diode_receive source;
+    the relay drops two of them entirely, so the source reports a gap into the node's journal."""
+    contract = node.supervisor.plan.contract if node.supervisor.plan else None
+    assert contract is not None
+    listen = contract.sources[0].options["listen"]
+    host, port = listen.rsplit(":", 1)
+
+    def gaps() -> int:
+        detail = node.supervisor.health()["components"]["source:from-ot"].get("detail", {})
+        return int(detail.get("gaps", 0))
 
     async def until(condition: Callable[[], bool], what: str) -> None:
         for _ in range(300):
@@ -116,33 +143,37 @@ async def make_a_gap(node: Node) -> None:
         raise AssertionError(f"timed out waiting for {what}")
 
     now = 1_800_000_000.0
+    received: list[int] = []
 
     async def send(sender: DiodeSender, batch: int) -> None:
         offsets = list(range(1 + batch * 300, 1 + (batch + 1) * 300))
         records: list[Record] = [Sample(f"plc9/p{o % 20}", float(o), Quality.GOOD, now + o, now + o) for o in offsets]
         await sender.send_records("ot-edge", offsets, records)
 
-    try:
-        with LossyRelay(receiver.listen, Impairments(seed=3)) as relay:
-            sender = DiodeSender(relay.address, KEY, settings())
-            await sender.start()
-            for batch in (0, 1):
-                await send(sender, batch)
-            await until(lambda: receiver.stats.records >= 600, "the first blocks to arrive")
-            # The relay forwards on its own thread: switch the loss on and off only once it has seen
-            # what was sent before, so exactly blocks 2 and 3 are lost.
-            relay.set(drop=1.0)
-            for batch in (2, 3):
-                await send(sender, batch)
-            await until(lambda: len(relay.truth.lost_blocks(sender.session)) >= 2, "the relay to drop two blocks")
-            relay.set(drop=0.0)
-            for batch in (4, 5):
-                await send(sender, batch)
-            await sender.send_beacon()
-            await until(lambda: receiver.stats.gaps > 0, "the receiver to report the gap")
-            await sender.close()
-    finally:
-        await receiver.close()
+    def records_in() -> int:
+        detail = node.supervisor.health()["components"]["source:from-ot"].get("detail", {})
+        received.append(int(detail.get("records", 0)))
+        return received[-1]
+
+    with LossyRelay((host, int(port)), Impairments(seed=3)) as relay:
+        sender = DiodeSender(relay.address, KEY, settings())
+        await sender.start()
+        await sender.send_beacon()
+        for batch in (0, 1):
+            await send(sender, batch)
+        await until(lambda: records_in() >= 600, "the first blocks to arrive")
+        # The relay forwards on its own thread: switch the loss on and off only once it has seen what was
+        # sent before, so that exactly blocks 2 and 3 are lost.
+        relay.set(drop=1.0)
+        for batch in (2, 3):
+            await send(sender, batch)
+        await until(lambda: len(relay.truth.lost_blocks(sender.session)) >= 2, "the relay to drop two blocks")
+        relay.set(drop=0.0)
+        for batch in (4, 5):
+            await send(sender, batch)
+        await sender.send_beacon()
+        await until(lambda: gaps() > 0, "the source to report the gap")
+        await sender.close()
 
 
 async def test_the_console_end_to_end(node: Node, page: Page) -> None:
@@ -219,6 +250,7 @@ async def test_the_console_end_to_end(node: Node, page: Page) -> None:
     await make_a_gap(node)
     await expect(page.locator("#gaps")).to_contain_text("diode block(s) lost", timeout=15_000)
     await expect(page.locator("#gaps code.cmd").first).to_contain_text("seam diode replay seam.yaml")
+    await expect(page.locator("#link")).to_contain_text("from-ot")
     await shot(page, "link")
 
     await page.click("text=Requests")

@@ -619,6 +619,8 @@ class ControlPlane:
             before=_int(request, "before", 2**62, 0, 2**62) if "before" in request.query else None,
             limit=_int(request, "limit", 100, 1, 1000),
         )
+        for item in page.items:
+            item["needs_ack"] = _needs_ack(item)
         return web.json_response({"items": page.items, "next": page.next})
 
     async def h_ack(self, request: web.Request) -> web.StreamResponse:
@@ -634,6 +636,8 @@ class ControlPlane:
         alert = self.events.get(offset) if 0 <= offset < 2**62 else None
         if alert is None or alert["kind"] not in ALERT_KINDS:
             return _error(404, f"no alert at offset {offset}")
+        if not _needs_ack(alert):
+            return _error(409, "this event records an alarm clearing: acknowledge the alarm it clears")
         if alert["acknowledged"] is not None:
             return _error(409, f"already acknowledged by {alert['acknowledged']['user']}")
         updated = self.events.acknowledge(offset, identity.user, comment.strip(), self.clock())
@@ -874,6 +878,11 @@ async def _json(request: web.Request, allowed: frozenset[str]) -> dict[str, Any]
             400, f"unknown field(s) {', '.join(map(repr, unknown))[:200]}; the fields are {sorted(allowed)}"
         )
     return body
+
+
+def _needs_ack(event: dict[str, Any]) -> bool:
+    """Monitor alerts and raised alarms are acknowledged; an alarm's clearing is information."""
+    return bool(event["kind"] == "alert" or event["data"].get("state") == "raised")
 
 
 def _fast_dumps(value: Any) -> str:

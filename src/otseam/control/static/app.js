@@ -335,7 +335,9 @@ async function alertsPage(view, page) {
             esc((a.data.attack || []).join ? (a.data.attack || []).join(", ") : a.data.attack || ""), esc(a.source), esc(a.message),
             a.acknowledged
               ? `${esc(a.acknowledged.user)}: ${esc(a.acknowledged.comment)}`
-              : canAck
+              : !a.needs_ack
+                ? `<span class="muted">cleared</span>`
+                : canAck
                 ? `<input type="text" placeholder="comment" data-ack-comment="${a.offset}"> <button type="button" data-ack="${a.offset}">Acknowledge</button>`
                 : `<span class="muted">not acknowledged</span>`,
           ]),
