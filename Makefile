@@ -7,16 +7,17 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 # command:package pairs; a command already on PATH (however it was installed) is not reinstalled.
 SYSTEM_TOOLS := mosquitto:mosquitto initdb:postgresql mbpoll:mbpoll tshark:tshark tcpdump:tcpdump \
-                ip:iproute2 ethtool:ethtool socat:socat node:nodejs npm:npm \
+                ip:iproute2 ethtool:ethtool socat:socat node:nodejs npm:npm clang:clang \
                 chromium:chromium
 # file:package pairs for what building the diode's C speedups needs (see setup.py).
-BUILD_FILES := /usr/include/openssl/sha.h:libssl-dev
+BUILD_FILES := /usr/include/openssl/evp.h:libssl-dev /usr/include/isa-l/erasure_code.h:libisal-dev \
+               /usr/lib/llvm-14/lib/clang/14.0.6/lib/linux/libclang_rt.fuzzer-x86_64.a:libclang-rt-14-dev
 # Tests run in two processes (the machines have two cores); override with PYTEST_WORKERS=0 to debug.
 PYTEST_WORKERS ?= 2
 
-.PHONY: test lint typecheck unit setup system-deps venv interop console demo bench clean
+.PHONY: test test-external lint typecheck unit stress setup system-deps venv interop console demo bench clean sanitize fuzz
 
-test: setup lint typecheck unit
+test: setup lint typecheck sanitize fuzz unit
 
 setup: system-deps venv interop console
 
@@ -56,14 +57,66 @@ console/node_modules/.installed: console/package.json console/package-lock.json
 	touch $@
 
 lint: venv
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests tests_external bench
+	$(BIN)/ruff format --check src tests tests_external bench
 
 typecheck: venv
 	$(BIN)/mypy
 
+# Coverage of the package (subprocesses such as `seam run` included), reported at the end with the
+# slowest tests: what the suite exercises, and where its time goes.
 unit: setup
-	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile --cov --cov-report=term --durations=20
+
+# The suite (or STRESS_TESTS) five times in a row beside one busy process per core: no test may depend
+# on an idle machine (docs/testing.md).
+STRESS_TESTS ?= tests
+stress: setup
+	$(BIN)/python -m tests.support.stress --runs 5 -- -n $(PYTEST_WORKERS) --dist loadfile $(STRESS_TESTS)
+
+# Tests against public corpora kept outside the repository (SEAM_FIXTURES names their directory).
+# A missing corpus is an error, never a skip.
+test-external: setup
+	@[ -n "$$SEAM_FIXTURES" ] || { echo "make test-external: set SEAM_FIXTURES to the directory of the public captures" >&2; exit 2; }
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile tests_external
+
+# The diode's C module under AddressSanitizer, UndefinedBehaviorSanitizer and LeakSanitizer (gcc): built
+# aside, then the tests that drive its code run against it; any report fails. About 30 s of CPU.
+SANITIZE_DIR := build/sanitize
+SANITIZE_TESTS := tests/diode/test_speedups.py tests/diode/test_fec.py tests/diode/test_wire.py \
+                  tests/diode/test_direct_encoding.py tests/diode/test_batching.py tests/core/test_columns.py
+
+sanitize: venv
+	rm -rf $(SANITIZE_DIR) && mkdir -p $(SANITIZE_DIR)/src
+	CC=gcc SEAM_SANITIZE=1 $(BIN)/python setup.py -q build_ext --build-lib $(SANITIZE_DIR)/lib \
+		--build-temp $(SANITIZE_DIR)/tmp
+	cp -r src/otseam $(SANITIZE_DIR)/src/
+	cp $(SANITIZE_DIR)/lib/otseam/diode/_speedups*.so $(SANITIZE_DIR)/src/otseam/diode/
+	PYTHONPATH=$(SANITIZE_DIR)/src PYTHONMALLOC=malloc LD_PRELOAD=$$(gcc -print-file-name=libasan.so) \
+		ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1 \
+		LSAN_OPTIONS=suppressions=$(CURDIR)/tests/diode/native/lsan.supp:print_suppressions=0 \
+		UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+		$(BIN)/python -m pytest -p no:cacheprovider -n 0 -q $(SANITIZE_TESTS)
+
+# A coverage-guided fuzzer (libFuzzer, clang) over the C entry points that see network or disk bytes,
+# with ASan and UBSan, for FUZZ_TIME seconds from the seed corpus of real datagrams in
+# tests/diode/native/corpus; a crash, a sanitizer report or an unexpected exception fails it (the
+# input is kept in build/fuzz/). See tests/diode/native/fuzz_speedups.c.
+FUZZ_DIR := build/fuzz
+FUZZ_TIME ?= 30
+
+fuzz: venv
+	mkdir -p $(FUZZ_DIR)/work
+	clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+		-I"$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["include"])')" \
+		-Isrc/otseam/diode/speedups src/otseam/diode/speedups/*.c tests/diode/native/fuzz_speedups.c \
+		-L"$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_config_var("LIBDIR"))')" \
+		-Wl,-rpath,"$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_config_var("LIBDIR"))')" \
+		-lpython$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_config_var("LDVERSION"))') \
+		-lcrypto -lisal -o $(FUZZ_DIR)/fuzz_speedups
+	PYTHONPATH=src:$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') \
+		ASAN_OPTIONS=detect_leaks=0 $(FUZZ_DIR)/fuzz_speedups -max_total_time=$(FUZZ_TIME) \
+		-rss_limit_mb=2048 -artifact_prefix=$(FUZZ_DIR)/ $(FUZZ_DIR)/work tests/diode/native/corpus
 
 demo: venv
 	$(BIN)/seam demo

@@ -106,7 +106,7 @@ def codec_round(directory: Path, batches: list[list[Record]], total: int) -> Rat
     def encode() -> int:
         for batch in batches:
             for kind, run in codec.split_runs(batch):
-                frames.append((kind, codec.encode(kind, run), len(run)))
+                frames.append((*codec.encode(kind, run), len(run)))
         return total
 
     encode_wall, encode_cpu, _ = timed(encode)
@@ -137,9 +137,8 @@ def sqlite_blob_round(directory: Path, batches: list[list[Record]], total: int) 
         for batch in batches:
             now = time.time()
             for kind, run in codec.split_runs(batch):
-                db.execute(
-                    "INSERT INTO frames VALUES (?, ?, ?, ?, ?)", (offset, len(run), kind, now, codec.encode(kind, run))
-                )
+                frame_kind, payload = codec.encode(kind, run)
+                db.execute("INSERT INTO frames VALUES (?, ?, ?, ?, ?)", (offset, len(run), frame_kind, now, payload))
                 offset += len(run)
         return offset - 1
 

@@ -26,9 +26,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from otseam.monitor.analyzers.modbus.fastpath import analyse_pcap
 from otseam.monitor.capture import CaptureStats, read_capture
 from otseam.monitor.engine import Monitor
-from otseam.monitor.fastpath import analyse_pcap
 
 _PCAP_HEADER = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)
 _RECORD = struct.Struct("<IIII")

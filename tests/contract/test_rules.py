@@ -45,7 +45,14 @@ def _isolated_lab(d: dict[str, Any]) -> None:
     d["devices"].append(lab)
     d["sinks"].insert(
         2,
-        {"id": "lab-out", "type": "diode_send", "node": "ot-edge", "conduit": "diode-out", "points": ["lab-server/*"]},
+        {
+            "id": "lab-out",
+            "type": "diode_send",
+            "node": "ot-edge",
+            "conduit": "diode-out",
+            "points": ["lab-server/*"],
+            "options": {"target": "192.0.2.10:4000", "key_file": "seam-diode.key"},
+        },
     )
 
 
@@ -305,6 +312,24 @@ FAILING: list[tuple[str, str, Mutation, str]] = [
         lambda d: _command(d).update(range={"low": 40, "high": 120}),
         "commands[0].range",
     ),
+    (
+        "COMPUTE-001",
+        "a window over a point nobody declared",
+        lambda d: d.update(computed=[{"id": "w", "window": {"of": "nowhere/x", "function": "avg", "length": "1min"}}]),
+        "computed[0].window.of",
+    ),
+    (
+        "COMPUTE-002",
+        "two computed points reading each other",
+        lambda d: d.update(computed=[{"id": "a", "expression": "b + 1"}, {"id": "b", "expression": "a + 1"}]),
+        "computed[0].expression",
+    ),
+    (
+        "COMPUTE-003",
+        "a computed point on another node than its inputs",
+        lambda d: d.update(computed=[{"id": "x", "node": "it-gateway", "expression": "$pump-plc/clearwell_level * 2"}]),
+        "computed[0].node",
+    ),
     ("REF-001", "two zones with one id", lambda d: d["zones"].append(dict(d["zones"][0])), "zones[5].id"),
     (
         "REF-001",
@@ -377,12 +402,23 @@ PASSING: list[tuple[str, str, Mutation]] = [
     ("DATA-002", "an absolute deadband without range", lambda d: _point(d, "filter-server", "filter1_headloss").update(deadband=0.1)),
     ("DATA-003", "modbus and opcua addresses are checked", lambda d: None),
     ("DATA-004", "command range inside", lambda d: None),
+    ("COMPUTE-001", "a percentage of a level", lambda d: d.update(computed=[
+        {"id": "pct", "expression": "$pump-plc/clearwell_level / 4.5 * 100", "unit": "%"}])),
+    ("COMPUTE-002", "a chain without a loop", lambda d: d.update(computed=[
+        {"id": "a", "expression": "$pump-plc/clearwell_level + 1"}, {"id": "b", "expression": "a + 1"}])),
+    ("COMPUTE-003", "a computed point on its inputs' node", lambda d: d.update(computed=[
+        {"id": "x", "node": "ot-edge", "expression": "$pump-plc/clearwell_level * 2"}])),
     ("REF-001", "same point id on two devices", lambda d: _point(d, "filter-server", "filter1_headloss").update(id="outlet_flow")),
     ("REF-002", "command point exists", lambda d: None),
     ("REF-003", "exact key and glob", lambda d: d["sinks"][0].update(points=["pump-plc/outlet_flow", "filter-*/*"])),
     ("REF-004", "devices in declared zones", lambda d: None),
     ("REF-005", "every driver and sink type Seam ships", lambda d: d["sinks"].extend(
-        {"id": f"s-{t}", "type": t} for t in ("postgres", "sparkplug", "uns_json", "file")
+        {"id": f"s-{t}", "type": t, "options": options} for t, options in (
+            ("postgres", {"dsn_env": "SEAM_DSN"}),
+            ("sparkplug", {"brokers": ["broker:1883"], "group_id": "g", "edge_node_id": "e"}),
+            ("uns_json", {"brokers": ["broker:1883"]}),
+            ("file", {"path": "out.jsonl"}),
+        )
     )),
 ]  # fmt: skip
 

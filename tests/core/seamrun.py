@@ -9,12 +9,13 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from tests.support.wait import wait_until
 
 PEOPLE_AND_ZONES = """\
 version: 1
@@ -99,13 +100,10 @@ class SeamRun:
             return "\n".join(self.lines)
 
     def wait_for(self, condition: Callable[[], bool], what: str, within: float = 30.0) -> None:
-        deadline = time.monotonic() + within
-        while not condition():
-            if self.process.poll() is not None:
-                raise AssertionError(f"seam run exited ({self.process.returncode}) waiting for {what}:\n{self.output}")
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out waiting for {what}:\n{self.output}")
-            time.sleep(0.05)
+        def exited() -> str | None:
+            return None if self.process.poll() is None else f"seam run exited ({self.process.returncode})"
+
+        wait_until(condition, what, within, detail=lambda: self.output, abort=exited)
 
     def wait_started(self) -> None:
         def has_port() -> bool:

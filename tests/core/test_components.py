@@ -6,6 +6,7 @@ import asyncio
 
 from otseam.core.components import Component, supervise
 from otseam.core.sinkrunner import Backoff
+from tests.support.wait import wait_until_async
 
 
 async def test_a_failing_body_is_restarted_until_it_runs_and_stops_on_request() -> None:
@@ -65,8 +66,7 @@ async def test_stop_during_the_backoff_wait_ends_at_once() -> None:
         supervise(component, body, on_failure=lambda c, exc: failed.set(), backoff=Backoff(base=30.0, cap=30.0))
     )
     await asyncio.wait_for(failed.wait(), 10)
-    await asyncio.sleep(0)  # let supervise enter its backoff wait
-    assert component.state == "restarting"
+    await wait_until_async(lambda: component.state == "restarting", "supervise to enter its backoff wait")
     component.stop.set()
     await asyncio.wait_for(task, 2)
     assert component.state == "stopped" and component.restarts == 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,6 +18,7 @@ from otseam.core.records import Event, Quality, Sample, Severity
 from otseam.core.sinkrunner import Backoff, RecordFilter, SinkStats, run_sink
 from otseam.journal import Journal
 from otseam.sinks.file import FileSink
+from tests.support.wait import wait_until_async as wait_until
 
 
 @pytest.fixture
@@ -42,14 +43,6 @@ def written(tmp_path: Path) -> list[dict[str, object]]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines()]
-
-
-async def wait_until(condition: Callable[[], bool], within: float = 20.0) -> None:
-    deadline = asyncio.get_running_loop().time() + within
-    while not condition():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.02)
 
 
 def fast_backoff() -> Backoff:

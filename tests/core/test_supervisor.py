@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-from collections.abc import Callable
 from pathlib import Path
 
 from prometheus_client import generate_latest
@@ -15,15 +14,9 @@ from otseam.core.metrics import build_registry
 from otseam.core.status import StatusView
 from otseam.core.supervisor import Settings, Supervisor
 from tests.core.seamrun import contract, file_sink, generator
+from tests.support.wait import wait_until_async as wait_until
 
 FLOW = '{id: flow, address: "walk:step=2"}'
-
-
-async def wait_until(condition: Callable[[], bool], within: float = 20.0) -> None:
-    deadline = asyncio.get_running_loop().time() + within
-    while not condition():
-        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.05)
 
 
 def lines(path: Path) -> list[dict[str, object]]:

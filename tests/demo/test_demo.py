@@ -9,20 +9,17 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 from otseam.contract import load
+from tests.support.wait import wait_until
 
 _HEALTH = re.compile(r"curl (http://127\.0\.0\.1:\d+)/health")
 
 
-def _wait_for(predicate: object, what: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if callable(predicate) and predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
+def _wait_for(predicate: Callable[[], object], what: str, timeout: float = 60.0) -> None:
+    wait_until(predicate, what, timeout, interval=0.2)
 
 
 def test_demo_runs_the_plant_and_records_it(tmp_path: Path) -> None:

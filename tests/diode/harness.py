@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from otseam.core.records import Event, Quality, Record, Sample
 from otseam.diode.config import DiodeSettings
 from otseam.journal import Journal
+
+if TYPE_CHECKING:
+    from otseam.diode.receiver import DiodeReceiver
+    from otseam.diode.sender import DiodeSender
+    from tests.diode.relay import LossyRelay
 
 KEY = b"a3f1c29e0b7d4e65a3f1c29e0b7d4e65"
 
@@ -60,3 +67,19 @@ def latest_by_point(records: list[Record]) -> dict[str, Sample]:
 
 def events(records: list[Record], kind: str) -> list[Event]:
     return [r for r in records if isinstance(r, Event) and r.kind == kind]
+
+
+def through(sender: DiodeSender, receiver: DiodeReceiver, relay: LossyRelay | None = None) -> Callable[[], bool]:
+    """A condition for the wait helper: every datagram ``sender`` has sent so far was consumed by the relay
+    (forwarded or dropped; the relay releases what it held back once the link is idle) and every datagram
+    forwarded reached ``receiver``."""
+
+    def check() -> bool:
+        sent = sender.stats.datagrams
+        if relay is None:
+            return receiver.stats.datagrams >= sent
+        truth = relay.truth
+        consumed = truth.forwarded - truth.duplicated + truth.dropped
+        return consumed >= sent and receiver.stats.datagrams >= truth.forwarded
+
+    return check

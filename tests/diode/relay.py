@@ -179,7 +179,7 @@ class LossyRelay:
                     except OSError:
                         return
                     if not sent:
-                        time.sleep(0.0002)
+                        time.sleep(0.0002)  # the outbound buffer is full: back off, as a real relay would
                     first += sent
 
     def _relay(self, data: bytes) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import random
 import socket
@@ -16,8 +15,9 @@ from otseam.diode import mmsg, wire
 from otseam.diode.receiver import DiodeReceiver
 from otseam.diode.sender import END_BEACONS, DiodeSender
 from otseam.diode.wire import Rejected
-from tests.diode.harness import KEY, open_journal, read_all, samples, settings
+from tests.diode.harness import KEY, open_journal, read_all, samples, settings, through
 from tests.diode.relay import Impairments, LossyRelay
+from tests.support.wait import wait_until_async
 
 
 def test_batches_are_available_on_this_linux_machine() -> None:
@@ -44,7 +44,7 @@ async def test_both_paths_deliver_the_same_records_through_the_lossy_relay(
         for start in range(0, len(records), 4000):
             await sender.send_records("ot-edge", offsets[start : start + 4000], records[start : start + 4000])
         await sender.close()
-        await asyncio.sleep(0.6)
+        await wait_until_async(lambda: through(sender, receiver, relay)() and receiver.stats.records >= len(records))
     await receiver.close()
     truth = relay.truth
     assert truth.dropped and truth.corrupted and truth.truncated and truth.duplicated and truth.reordered
@@ -69,7 +69,7 @@ async def test_a_datagram_longer_than_ours_is_refused_whole_on_both_paths(tmp_pa
         for _ in range(3):
             sock.sendto(oversized, receiver.listen)
             sock.sendto(b"SD", receiver.listen)
-        await asyncio.sleep(0.3)
+        await wait_until_async(lambda: receiver.stats.datagrams >= 6, "the six datagrams at the receiver")
     await receiver.close()
     assert receiver.stats.datagrams == 6
     assert receiver.stats.rejected[Rejected.SHORT] == 6  # never read as a 1,473-byte truncated piece
@@ -162,7 +162,7 @@ async def test_segmentation_and_coalescing_deliver_every_record_once_in_order_in
     assert sender._batch.segmenting is (send_offload and send_compiled is not False)
     sent = sender.stats.datagrams
     await sender.close()
-    await asyncio.sleep(0.3)
+    await wait_until_async(lambda: receiver.stats.records >= len(records), "every record at the receiver")
     await receiver.close()
     assert [r for r in read_all(journal) if isinstance(r, Sample)] == records
     stats = receiver.stats

@@ -8,13 +8,14 @@ from pathlib import Path
 
 from otseam.contract.models import Contract, Device, Point, SinkSpec, Site
 from otseam.core.plugins import PluginContext, create_sink
-from otseam.core.records import Quality, Record, Sample
+from otseam.core.records import Event, Quality, Record, Sample
 from otseam.core.sinkrunner import SinkStats, run_sink
 from otseam.diode.receiver import DiodeReceiver
 from otseam.replica.modbus import ModbusReplica
 from otseam.sinks.diode_send import DiodeSendSink
 from tests.diode.harness import open_journal, read_all, settings
 from tests.replica.test_modbus_replica import mbpoll, values
+from tests.support.wait import wait_until_async
 
 
 def contract(target: tuple[str, int], key_file: Path) -> Contract:
@@ -74,13 +75,16 @@ async def test_values_cross_the_diode_and_are_served_read_only(tmp_path: Path) -
         return ("-p", str(replica.port), "-a", "1", "-0", "-r", "100", "-c", "1", "-t", "4:float", "-B", "127.0.0.1")
 
     served: dict[int, str] = {}
-    for _ in range(100):
-        await asyncio.sleep(0.1)
+
+    async def replica_serves_the_latest() -> bool:
+        nonlocal served
         served = values((await mbpoll(*read()))[1])
-        if served == {100: "42.5"} and receiver.stats.snapshots >= 2:
-            break
+        return served == {100: "42.5"} and receiver.stats.snapshots >= 2
+
+    await wait_until_async(replica_serves_the_latest, "the replica to serve 42.5 after two snapshots", interval=0.1)
     code, out = await mbpoll("-p", str(replica.port), "-a", "1", "-0", "-r", "100", "-t", "4", "127.0.0.1", "1")
-    await asyncio.sleep(0.3)
+    attempts = lambda: [r for r in read_all(it) if isinstance(r, Event) and r.kind == "replica.write_attempt"]  # noqa: E731
+    await wait_until_async(attempts, "the refused write to be journalled as replica.write_attempt")
     stop.set()
     await asyncio.gather(*tasks)
     await receiver.close()

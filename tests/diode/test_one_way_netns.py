@@ -19,25 +19,33 @@ import secrets
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from otseam.core.records import Quality, Sample
 from otseam.journal import Journal
 from tests.support.netns import IT_ADDRESS, OT_ADDRESS, mac_of, namespace_pair, run
+from tests.support.wait import wait_until
 
 SEAM = str(Path(sys.executable).parent / "seam")
 
 
 def wait_for_text(path: Path, text: str, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if path.exists() and text in path.read_text(errors="replace"):
-            return
-        time.sleep(0.05)
-    raise AssertionError(
-        f"{text!r} never appeared in {path}: {path.read_text(errors='replace') if path.exists() else ''}"
-    )
+    def content() -> str:
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    wait_until(lambda: text in content(), f"{text!r} in {path}", timeout, detail=content)
+
+
+def it_records(it: str) -> int:
+    """Records the receiver in namespace ``it`` has written so far (its /health, read from inside)."""
+    probe = "import json, urllib.request; print(json.load(urllib.request.urlopen('http://127.0.0.1:7401/health', timeout=2))['components']['source:diode']['detail']['records'])"
+    out = subprocess.run(["ip", "netns", "exec", it, sys.executable, "-c", probe], capture_output=True, text=True)
+    return int(out.stdout) if out.returncode == 0 and out.stdout.strip() else 0
+
+
+def frames_in(pcap: Path) -> list[str]:
+    """The frames of a capture, one line each (a capture still being written is read up to its last whole frame)."""
+    return subprocess.run(["tcpdump", "-r", str(pcap), "-n", "-e"], capture_output=True, text=True).stdout.splitlines()
 
 
 def transfer(tmp_path: Path, ot: str, it: str, records: list[Sample]) -> tuple[str, str, list[float]]:
@@ -51,7 +59,7 @@ def transfer(tmp_path: Path, ot: str, it: str, records: list[Sample]) -> tuple[s
     with receiver_log.open("wb") as out:
         receiver = subprocess.Popen(
             ["ip", "netns", "exec", it, SEAM, "diode", "receive", "--journal", str(tmp_path / "it"),
-             "--listen", f"{IT_ADDRESS}:7400", "--key-file", str(key)],
+             "--listen", f"{IT_ADDRESS}:7400", "--key-file", str(key), "--metrics", "127.0.0.1:7401"],
             stdout=out,
             stderr=subprocess.STDOUT,
         )  # fmt: skip
@@ -66,7 +74,8 @@ def transfer(tmp_path: Path, ot: str, it: str, records: list[Sample]) -> tuple[s
             timeout=60,
         )  # fmt: skip
         assert sender.returncode == 0, sender.stderr
-        time.sleep(1.0)  # the tail, and a few more seconds of the IT side having nothing to say
+        # The tail: the whole transfer is the time the IT side had to say something, and it never does.
+        wait_until(lambda: it_records(it) >= len(records), f"{len(records)} records at the IT side", interval=0.2)
         receiver.send_signal(signal.SIGTERM)
         assert receiver.wait(15) == 0, receiver_log.read_text()
     finally:
@@ -92,17 +101,16 @@ def test_nothing_ever_travels_from_the_it_side(tmp_path: Path) -> None:
             )
         try:
             wait_for_text(capture_log, "listening on")
-            _, receiver_log, received = transfer(tmp_path, ot, it, records)
-            time.sleep(0.2)
+            sender_log, receiver_log, received = transfer(tmp_path, ot, it, records)
+            sent = int(re.search(r"(\d+) datagrams", sender_log).group(1))  # type: ignore[union-attr]
+            wait_until(lambda: len(frames_in(pcap)) >= sent, f"the {sent} datagrams in the capture", interval=0.2)
             tcpdump.send_signal(signal.SIGINT)
             tcpdump.wait(10)
         finally:
             if tcpdump.poll() is None:
                 tcpdump.kill()
                 tcpdump.wait()
-    frames = subprocess.run(
-        ["tcpdump", "-r", str(pcap), "-n", "-e"], capture_output=True, text=True, check=True
-    ).stdout.splitlines()
+    frames = frames_in(pcap)
     sources = [line.split()[1] for line in frames]
     assert len(frames) > 700  # the whole transfer was captured
     # One datagram per frame, none larger than an Ethernet frame, even though the sender segments.

@@ -12,6 +12,8 @@
 //   ns=2;s=Broken         Double with status BadSensorFailure
 //   ns=2;s=Doubtful       Double 7.5 with status UncertainLastUsableValue
 //   ns=2;i=100000+k         Double k + Counter, k < NODES (default 0): many changing nodes for the benchmark
+//   ns=2;s=BackwashSetpoint Double 10, writable (the command executor's tests)
+//   ns=2;s=LockedSetpoint   Double 20, read-only: a write answers BadNotWritable
 // Every value carries a source timestamp of when it changed.
 // Reads commands on stdin: "sessions" prints "SESSIONS <current session count> <subscription count>".
 // Prints "ready" once listening.
@@ -69,6 +71,33 @@ async function main() {
   add("s=Weird", "Weird", DataType.String, () => "not a number");
   add("s=Broken", "Broken", DataType.Double, () => 0, StatusCodes.BadSensorFailure);
   add("s=Doubtful", "Doubtful", DataType.Double, () => 7.5, StatusCodes.UncertainLastUsableValue);
+  let backwash = 10.0;
+  ns.addVariable({
+    componentOf: folder,
+    nodeId: "s=BackwashSetpoint",
+    browseName: "BackwashSetpoint",
+    dataType: DataType.Double,
+    minimumSamplingInterval: 50,
+    accessLevel: "CurrentRead | CurrentWrite",
+    userAccessLevel: "CurrentRead | CurrentWrite",
+    value: {
+      get: () => new Variant({ dataType: DataType.Double, value: backwash }),
+      set: (variant) => {
+        backwash = variant.value;
+        return StatusCodes.Good;
+      },
+    },
+  });
+  ns.addVariable({
+    componentOf: folder,
+    nodeId: "s=LockedSetpoint",
+    browseName: "LockedSetpoint",
+    dataType: DataType.Double,
+    minimumSamplingInterval: 50,
+    accessLevel: "CurrentRead",
+    userAccessLevel: "CurrentRead",
+    value: { get: () => new Variant({ dataType: DataType.Double, value: 20.0 }) },
+  });
   for (let k = 0; k < nodes; k++) {
     add(`i=${100000 + k}`, `N${k}`, DataType.Double, () => k + counter);
   }

@@ -11,6 +11,7 @@ import pytest
 from otseam.core.plugins import JournalReader, JournalWriter
 from otseam.core.records import Event, Quality, Record, Sample, Severity
 from otseam.journal import Journal, JournalError
+from tests.support.wait import wait_until_async
 
 
 def samples(start: int, count: int, point: str = "plc1/level") -> list[Record]:
@@ -103,7 +104,7 @@ async def test_reader_wakes_up_on_append(tmp_path: Path) -> None:
     with Journal.open(tmp_path / "j") as journal:
         cursor = journal.reader("a")
         waiting = asyncio.create_task(cursor.next_batch(max_wait=30))
-        await asyncio.sleep(0.05)
+        await wait_until_async(lambda: journal._waiters, "the reader to wait for an append")
         assert not waiting.done()
         journal.append(samples(0, 2))
         batch = await asyncio.wait_for(waiting, 5)
@@ -118,7 +119,7 @@ async def test_append_from_another_thread_wakes_the_reader(tmp_path: Path) -> No
     with Journal.open(tmp_path / "j") as journal:
         cursor = journal.reader("a")
         waiting = asyncio.create_task(cursor.next_batch(max_wait=30))
-        await asyncio.sleep(0.05)
+        await wait_until_async(lambda: journal._waiters, "the reader to wait for an append")
         await asyncio.to_thread(journal.append, samples(0, 1))
         assert (await asyncio.wait_for(waiting, 5)).offsets == [1]
 
@@ -335,7 +336,7 @@ async def test_closed_journal(tmp_path: Path) -> None:
     journal = Journal.open(tmp_path / "j")
     cursor = journal.reader("a")
     waiting = asyncio.create_task(cursor.next_batch(max_wait=30))
-    await asyncio.sleep(0.02)
+    await wait_until_async(lambda: journal._waiters, "the reader to wait for an append")
     journal.close()
     assert len(await asyncio.wait_for(waiting, 5)) == 0
     with pytest.raises(JournalError, match="closed"):
@@ -451,8 +452,9 @@ async def test_a_cursor_before_skipped_offsets_waits_instead_of_spinning(tmp_pat
         assert (await cursor.next_batch(max_wait=0)).offsets == list(range(1, 26))
         cursor.commit(25)
         waiting = asyncio.create_task(cursor.next_batch(max_wait=30))
-        # If next_batch spun without awaiting, this sleep would never return and the test would hang.
-        await asyncio.sleep(0.05)
+        # If next_batch spun without awaiting, this wait would never return and the test would time out.
+        await wait_until_async(lambda: journal._waiters, "the reader to wait for an append")
+
         assert not waiting.done()
         journal.append(samples(50, 1))
         assert (await asyncio.wait_for(waiting, 10)).offsets == [51]

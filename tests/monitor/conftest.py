@@ -1,25 +1,27 @@
-"""Where the shared public captures are: $SEAM_FIXTURES, else ../shared/fixtures beside the repository."""
+"""The captures the monitor's tests read: made here, by real peers talking to `seam sim` (see traffic.py).
+
+The public captures (Digital Bond's, ICSNPP's) are read by the external suite, tests_external/, which
+defines a ``corpus`` fixture of the same shape, so that the generic tests below run on both.
+"""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
+from tests.monitor import traffic
+
 REPO = Path(__file__).resolve().parents[2]
-FIXTURE_NAMES = ["icsnpp_modbus_example.pcap", "modbus_test_data_part1.pcap", "modbus_test_data_part2.pcap"]
-
-
-def pcaps_dir() -> Path:
-    base = Path(os.environ["SEAM_FIXTURES"]) if os.environ.get("SEAM_FIXTURES") else REPO.parent / "shared" / "fixtures"
-    return base / "pcaps" if (base / "pcaps").is_dir() else base
 
 
 @pytest.fixture(scope="session")
-def pcaps() -> Path:
-    directory = pcaps_dir()
-    missing = [name for name in FIXTURE_NAMES if not (directory / name).is_file()]
-    if missing:
-        raise RuntimeError(f"public captures {missing} not found in {directory}: set SEAM_FIXTURES")
-    return directory
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Capture name → file, recorded once per test process (about five seconds)."""
+    return traffic.generate(tmp_path_factory.mktemp("captures"))
+
+
+@pytest.fixture(params=traffic.CAPTURES)
+def capture(corpus: dict[str, Path], request: pytest.FixtureRequest) -> Path:
+    """Each capture in turn."""
+    return corpus[request.param]

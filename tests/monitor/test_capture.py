@@ -10,7 +10,6 @@ import pytest
 
 from otseam.monitor.capture import CaptureError, CaptureStats, read_capture
 from otseam.monitor.packet import decode_tcp
-from tests.monitor.conftest import FIXTURE_NAMES
 from tests.monitor.pcapgen import Conversation, mbap, pcap_bytes
 
 
@@ -21,11 +20,11 @@ def editcap(source: Path, target: Path, fmt: str) -> Path:
     return target
 
 
-@pytest.mark.parametrize("name", FIXTURE_NAMES)
 @pytest.mark.parametrize("fmt", ["pcapng", "nsecpcap"])
-def test_other_formats_read_the_same_frames(pcaps: Path, tmp_path: Path, name: str, fmt: str) -> None:
-    original = list(read_capture(pcaps / name))
-    converted = list(read_capture(editcap(pcaps / name, tmp_path / f"{name}.{fmt}", fmt)))
+def test_other_formats_read_the_same_frames(capture: Path, tmp_path: Path, fmt: str) -> None:
+    original = list(read_capture(capture))
+    converted = list(read_capture(editcap(capture, tmp_path / f"{capture.name}.{fmt}", fmt)))
+    assert original
     assert [f.number for f in converted] == [f.number for f in original]
     assert [bytes(f.data) for f in converted] == [bytes(f.data) for f in original]
     assert [f.linktype for f in converted] == [f.linktype for f in original]

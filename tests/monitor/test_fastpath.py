@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import struct
+import subprocess
 from dataclasses import astuple
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from otseam.monitor.allowlist import Policy
+from otseam.monitor.analyzers.modbus.fastpath import analyse_pcap
 from otseam.monitor.capture import CaptureStats, read_capture
 from otseam.monitor.engine import Monitor
-from otseam.monitor.fastpath import analyse_pcap
-from tests.monitor.conftest import FIXTURE_NAMES
 from tests.monitor.pcapgen import Conversation, mbap, pcap_bytes
+from tests.monitor.traffic import CAPTURES
 
 
 def both(data: bytes, tmp_path: Path, policy: Policy | None = None) -> tuple[Monitor, Monitor]:
@@ -42,9 +43,8 @@ def assert_same(slow: Monitor, fast: Monitor) -> None:
         assert getattr(fast.stats, name) == getattr(slow.stats, name), name
 
 
-@pytest.mark.parametrize("name", FIXTURE_NAMES)
-def test_public_captures(pcaps: Path, tmp_path: Path, name: str) -> None:
-    slow, fast = both((pcaps / name).read_bytes(), tmp_path)
+def test_whole_captures(capture: Path, tmp_path: Path) -> None:
+    slow, fast = both(capture.read_bytes(), tmp_path)
     assert_same(slow, fast)
 
 
@@ -111,16 +111,33 @@ def test_baseline_policy_with_function_not_allowed(tmp_path: Path) -> None:
 
 
 def test_other_files_are_left_to_the_per_frame_path() -> None:
-    monitor = Monitor(keep_records=False)
-    assert not analyse_pcap(
-        monitor, bytes.fromhex("0a0d0d0a1c0000004d3c2b1a01000000ffffffffffffffff1c000000"), CaptureStats()
-    )
-    assert monitor.stats.frames == 0
+    """Big-endian pcap and non-Ethernet link types go the per-frame way; an empty pcapng section is read."""
+    section = bytes.fromhex("0a0d0d0a1c0000004d3c2b1a01000000ffffffffffffffff1c000000")
+    raw_interface = struct.pack("<IIHHII", 1, 20, 101, 0, 0, 20)  # an IDB for LINKTYPE_RAW
+    packet = struct.pack("<IIIIIII", 6, 32, 0, 0, 0, 0, 0) + struct.pack("<I", 32)
+    big_endian_pcap = bytes.fromhex("a1b2c3d4") + struct.pack(">HHiIII", 2, 4, 0, 0, 65535, 1)
+    for data in (section + raw_interface + packet, big_endian_pcap):
+        monitor = Monitor(keep_records=False)
+        stats = CaptureStats()
+        assert not analyse_pcap(monitor, data, stats)
+        assert monitor.stats.frames == 0 and stats.frames == 0 and not stats.problems
+    assert analyse_pcap(Monitor(keep_records=False), section, CaptureStats())
+
+
+def test_pcapng_takes_the_fast_path_and_agrees(capture: Path, tmp_path: Path) -> None:
+    converted = tmp_path / "converted.pcapng"
+    subprocess.run(["editcap", "-F", "pcapng", str(capture), str(converted)], check=True, timeout=60)
+    pcapng = converted.read_bytes()
+    slow, fast = both(pcapng, tmp_path)  # both() asserts that the fast path took the file
+    assert_same(slow, fast)
+    assert fast.stats.frames == len(list(read_capture(capture)))
+    classic_slow, _classic_fast = both(capture.read_bytes(), tmp_path)
+    assert [a.as_dict() for a in fast.detector.alerts] == [a.as_dict() for a in classic_slow.detector.alerts]
 
 
 @pytest.mark.parametrize("cut", [24, 30, 200, 1001, 5003, -1])
-def test_truncated_captures_read_the_same(pcaps: Path, tmp_path: Path, cut: int) -> None:
-    data = (pcaps / "modbus_test_data_part2.pcap").read_bytes()[:cut]
+def test_truncated_captures_read_the_same(capture: Path, tmp_path: Path, cut: int) -> None:
+    data = capture.read_bytes()[:cut]
     path = tmp_path / "cut.pcap"
     path.write_bytes(data)
     slow_stats, fast_stats = CaptureStats(), CaptureStats()
@@ -150,32 +167,8 @@ def assert_alerts_at_their_frames(path: Path, monitor: Monitor) -> None:
         assert alert.ts == times[alert.frame], alert.as_dict()
 
 
-def test_request_held_behind_a_corrupt_segment_keeps_its_own_frame_time(pcaps: Path, tmp_path: Path) -> None:
-    """Found by the bit-flip property below: two flipped bits in modbus_test_data_part1.pcap.
-
-    Bit 10576 changes the source address of frame 17 (10.0.0.57 becomes 11.0.0.57), so its segment leaves
-    the 10.0.0.57:2578 connection with a hole: the client's later segments wait in reassembly until the
-    capture ends. Bit 41464 makes frame 66 claim one byte more, which misaligns the next record header
-    and ends the file there. The held requests (clear counters in frame 23, report server id in frame
-    40) used to be reported at the capture's last frame with the time of whichever frame the analyser had
-    seen last, and that differed between the per-frame path and the fast path.
-    """
-    original = (pcaps / "modbus_test_data_part1.pcap").read_bytes()
-    data = flipped(original, [10576, 41464])
-    slow, fast = both(data, tmp_path)
-    assert_same(slow, fast)
-    path = tmp_path / "capture.pcap"
-    assert_alerts_at_their_frames(path, slow)
-    # The original capture says where and when each request crossed the wire (tshark agrees).
-    wire = {frame.number: frame.ts for frame in read_capture(pcaps / "modbus_test_data_part1.pcap")}
-    found = {(a.rule.id, a.frame, a.ts) for a in slow.detector.alerts}
-    assert ("MB-005", 23, wire[23]) in found
-    assert ("MB-007", 40, wire[40]) in found
-    assert not any(a.frame == 66 for a in slow.detector.alerts)
-
-
-#: Bit positions are drawn up to the size of the largest public capture (27,764 bytes) and wrapped into
-#: the chosen file's record area, so that a failing draw can be replayed as an ``@example`` as reported.
+#: Bit positions are drawn up to 2^18 and wrapped into the chosen file's record area, so that a failing
+#: draw can be replayed as reported.
 _MAX_FLIP_BIT = 1 << 18
 
 
@@ -183,13 +176,15 @@ _MAX_FLIP_BIT = 1 << 18
     max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
 )
 @given(
-    name=st.sampled_from(FIXTURE_NAMES),
+    name=st.sampled_from(CAPTURES),
     flips=st.lists(st.integers(min_value=24 * 8, max_value=_MAX_FLIP_BIT), min_size=1, max_size=30),
 )
-@example(name="modbus_test_data_part1.pcap", flips=[10576, 41464])
-def test_bit_flipped_captures_agree(pcaps: Path, tmp_path: Path, name: str, flips: list[int]) -> None:
+def test_bit_flipped_captures_agree(corpus: dict[str, Path], tmp_path: Path, name: str, flips: list[int]) -> None:
     """Corrupt captures never raise in the fast path, and both paths still agree on everything."""
-    capture = (pcaps / name).read_bytes()
+    check_bit_flips(corpus[name].read_bytes(), tmp_path, flips)
+
+
+def check_bit_flips(capture: bytes, tmp_path: Path, flips: list[int]) -> None:
     span = len(capture) * 8 - 24 * 8  # the file header is left alone: without it there is nothing to compare
     slow, fast = both(flipped(capture, [24 * 8 + (bit - 24 * 8) % span for bit in flips]), tmp_path)
     assert fast.stats.internal_errors == 0
@@ -210,20 +205,24 @@ def record_starts(capture: bytes) -> list[int]:
     max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
 )
 @given(
-    name=st.sampled_from(FIXTURE_NAMES),
+    name=st.sampled_from(CAPTURES),
     hits=st.lists(
         st.tuples(st.integers(0, 10_000), st.integers(0, 16 + 54 + 12), st.integers(0, 255)), min_size=1, max_size=6
     ),
 )
-# Frame 8 loses its EtherType (a hole in its connection), frame 11 is cut to nothing and the file ends there.
-@example(name="modbus_test_data_part1.pcap", hits=[(10, 8, 0), (361, 28, 0)])
-def test_overwritten_headers_agree(pcaps: Path, tmp_path: Path, name: str, hits: list[tuple[int, int, int]]) -> None:
+def test_overwritten_headers_agree(
+    corpus: dict[str, Path], tmp_path: Path, name: str, hits: list[tuple[int, int, int]]
+) -> None:
     """Bytes overwritten where decisions are made (record header, Ethernet, IPv4, TCP, MBAP): both paths agree.
 
     Random bit flips mostly land in payload; aiming at the headers reaches lengths, addresses, ports and
     sequence numbers far more often, which is what splits connections and leaves holes in reassembly.
     """
-    capture = bytearray((pcaps / name).read_bytes())
+    check_overwrites(corpus[name].read_bytes(), tmp_path, hits)
+
+
+def check_overwrites(original: bytes, tmp_path: Path, hits: list[tuple[int, int, int]]) -> None:
+    capture = bytearray(original)
     starts = record_starts(bytes(capture))
     for pick, offset, value in hits:
         at = starts[pick % len(starts)] + offset

@@ -1,26 +1,35 @@
 """Live capture on an interface (AF_PACKET): `seam watch --iface lo` sees real Modbus/TCP traffic.
 
 The traffic is a raw-socket master talking to pymodbus' server on a free loopback port, so that nothing
-leaves the machine; the port is passed with --modbus-port and every other flow on lo is ignored.
+leaves the machine; the port is passed with --modbus-port and every other flow on lo is ignored. Frames
+injected on lo with an AF_PACKET socket (addressed to a MAC address lo does not have, so the kernel's IP
+stack ignores them) stand in for what a span port would show: a flood, a conflicting retransmission.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import select
 import signal
 import socket
 import struct
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from otseam.monitor.live import capture
+from otseam.monitor.capture import Frame
+from otseam.monitor.engine import Monitor
+from otseam.monitor.live import LiveCapture, tcp_filter
 from tests.monitor.conftest import REPO
+from tests.monitor.pcapgen import ACK, SYN, Conversation, frame, mbap
 from tests.support.servers import free_port
+
+INJECT_FROM, INJECT_TO = "127.0.0.61", "127.0.0.62"
 
 
 def request(sock: socket.socket, tid: int, pdu: bytes) -> bytes:
@@ -42,11 +51,28 @@ def start_watch(port: int) -> subprocess.Popen[bytes]:
     )
 
 
+def read_line_until(stream: object, predicate: object, within: float) -> list[str]:
+    """Lines from a pipe until one satisfies ``predicate``; fails after ``within`` seconds."""
+    assert hasattr(stream, "readline") and callable(predicate)
+    lines: list[str] = []
+    deadline = time.monotonic() + within
+    while True:
+        remaining = deadline - time.monotonic()
+        assert remaining > 0, f"timed out; lines so far: {lines}"
+        ready, _, _ = select.select([stream], [], [], remaining)
+        if ready:
+            line = stream.readline().decode()
+            assert line, f"the stream ended; lines so far: {lines}"
+            lines.append(line)
+            if predicate(line):
+                return lines
+
+
 async def test_watch_a_live_interface() -> None:
     port = free_port()
     watcher = start_watch(port)
     try:
-        assert watcher.stderr is not None
+        assert watcher.stderr is not None and watcher.stdout is not None
         ready = watcher.stderr.readline()
         assert b"capturing on lo" in ready, ready + watcher.stderr.read()
         plc = SimDevice(1, simdata=[SimData(0, values=[7, 8, 9], datatype=DataType.REGISTERS)])
@@ -65,7 +91,7 @@ async def test_watch_a_live_interface() -> None:
         finally:
             await server.shutdown()
         assert replies[0][7] == 3
-        await asyncio.sleep(1.0)  # the last frames reach the socket
+        lines = read_line_until(watcher.stdout, lambda line: '"MB-004"' in line, 30)
         watcher.send_signal(signal.SIGINT)  # Ctrl-C: stop watching, cleanly
         out, err = watcher.communicate(timeout=30)
     finally:
@@ -73,32 +99,145 @@ async def test_watch_a_live_interface() -> None:
             watcher.kill()
             watcher.wait()
     assert watcher.returncode == 0, err
-    alerts = [json.loads(line) for line in out.decode().splitlines()]
+    alerts = [json.loads(line) for line in [*lines, *out.decode().splitlines()]]
     restart = [a for a in alerts if a["rule"] == "MB-004"]
     assert restart, alerts
     assert restart[0]["src"] == "127.0.0.1" and restart[0]["dport"] == port and restart[0]["function"] == 8
     assert restart[0]["frame"] >= 1
+    assert b"TCP packets passed the capture filter, 0 dropped" in err, err
+
+
+def injector() -> socket.socket:
+    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+    sock.bind(("lo", 0))
+    return sock
+
+
+def udp_frame(payload: bytes) -> bytes:
+    tcp = frame(INJECT_FROM, INJECT_TO, 40000, 502, 1, ACK, payload)
+    return tcp[:23] + b"\x11" + tcp[24:]  # IPv4 protocol 17: UDP (the rest does not matter to the filter)
+
+
+def ours(data: bytes) -> bool:
+    """A frame this test injected (lo also carries other tests' traffic)."""
+    return data[26:30] == socket.inet_aton(INJECT_FROM)
+
+
+def drain_ours(live: LiveCapture, want: int, within: float = 10.0) -> list[Frame]:
+    frames: list[Frame] = []
+    deadline = time.monotonic() + within
+    number = 0
+    while len(frames) < want:
+        assert time.monotonic() < deadline, f"{len(frames)} of {want} frames"
+        got = live.read(number + 1)
+        if got is None:
+            select.select([live.sock], [], [], max(0.0, deadline - time.monotonic()))
+            continue
+        number += 1
+        if ours(bytes(got.data)):
+            frames.append(got)
+    return frames
+
+
+def test_the_kernel_filters() -> None:
+    """Only TCP reaches the socket (UDP is dropped by the BPF program), and each frame once on lo."""
+    live = LiveCapture("lo")
+    try:
+        with injector() as out:
+            out.send(udp_frame(b"not for us"))
+            out.send(frame(INJECT_FROM, INJECT_TO, 40000, 502, 1, SYN))
+            out.send(udp_frame(b"nor this"))
+            out.send(frame(INJECT_FROM, INJECT_TO, 40000, 502, 2, ACK, b"x"))
+        frames = drain_ours(live, 2)
+        assert [bytes(f.data)[23] for f in frames] == [6, 6], "the UDP frames never reach the socket"
+        assert [struct.unpack_from("!I", bytes(f.data), 38)[0] for f in frames] == [1, 2], "each frame once"
+        assert live.statistics().dropped == 0
+    finally:
+        live.close()
+
+
+def test_frames_carry_the_kernel_time() -> None:
+    """A frame already queued in the socket has its time: reading it later does not change it."""
+    live = LiveCapture("lo")
+    try:
+        before = time.time()
+        with injector() as out:
+            out.send(frame(INJECT_FROM, INJECT_TO, 40003, 502, 7, SYN))
+        deadline = time.monotonic() + 10
+        while True:  # until our frame is the next one queued (other tests' frames are read away)
+            assert time.monotonic() < deadline, "the injected frame never arrived"
+            select.select([live.sock], [], [], 1.0)
+            try:
+                head = live.sock.recv(64, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                continue
+            if ours(head):
+                break
+            live.read(0)
+        queued = time.time()
+        got = live.read(1)
+        assert got is not None and ours(bytes(got.data))
+        assert before <= got.ts <= queued, (before, got.ts, queued)
+    finally:
+        live.close()
+
+
+def test_kernel_drops_are_counted() -> None:
+    """A socket buffer far too small for a burst: the kernel drops packets and the capture says how many."""
+    live = LiveCapture("lo", receive_buffer=4096)
+    try:
+        with injector() as out:
+            for seq in range(2000):
+                out.send(frame(INJECT_FROM, INJECT_TO, 40001, 502, seq, ACK, b"y" * 200))
+        counters = live.statistics()
+        assert counters.dropped > 0, counters
+        assert counters.received >= 2000
+        assert live.statistics().dropped == counters.dropped, "accumulated, not reset by the kernel's read"
+    finally:
+        live.close()
+
+
+async def test_a_conflicting_retransmission_on_the_wire_is_an_alert() -> None:
+    live = LiveCapture("lo")
+    conv = Conversation(client=INJECT_FROM, server=INJECT_TO).handshake()
+    seq = conv.cseq
+    conv.c(mbap(1, 1, struct.pack("!BHH", 3, 10, 1)))
+    conv.c(mbap(1, 1, struct.pack("!BHH", 6, 10, 0xDEAD)), seq=seq)
+    with injector() as out:
+        for data in conv.frames:
+            out.send(data)
+    monitor = Monitor()
+    stop = asyncio.Event()
+    async for got in live.frames(stop):
+        monitor.process(got)
+        if monitor.stats.tcp_conflicts or got.number >= len(conv.frames) + 50:
+            break
+    monitor.finish()
+    alerts = [a for a in monitor.detector.alerts if a.rule.id == "TCP-001"]
+    assert alerts and alerts[0].src == INJECT_FROM, [a.as_dict() for a in monitor.detector.alerts]
+
+
+def test_the_filter_program_jumps_land_on_instructions() -> None:
+    for drop_outgoing in (False, True):
+        program = tcp_filter(drop_outgoing)
+        for index, (code, jt, jf, _k) in enumerate(program):
+            if code == 0x15:
+                assert index + 1 + jt < len(program) and index + 1 + jf < len(program)
+        assert program[-1] == (0x06, 0, 0, 0) and program[-2][0] == 0x06
 
 
 async def test_a_link_that_never_goes_quiet_still_lets_the_watcher_stop() -> None:
-    """On a busy span port recvfrom never comes back empty: capture() must still give the event loop a
-    turn, or Ctrl-C, --duration and stop would never be seen (found under load in CI). A socket whose
-    queue holds thousands of frames stands in for such a link: stop is set by another task, and capture
-    must end long before the queue is drained."""
-    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    receiver.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-    receiver.bind(("127.0.0.1", 0))
-    receiver.setblocking(False)
+    """On a busy span port recvmsg never comes back empty: frames() must still give the event loop a turn,
+    or Ctrl-C, --duration and stop would never be seen (found under load in CI). A queue of thousands of
+    injected frames stands in for such a link: stop is set by another task, and the capture must end
+    long before the queue is drained."""
+    live = LiveCapture("lo", receive_buffer=8 << 20)
     queued = 5000
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
-        for i in range(queued):
-            sender.sendto(i.to_bytes(4, "big"), receiver.getsockname())
+    with injector() as out:
+        for seq in range(queued):
+            out.send(frame(INJECT_FROM, INJECT_TO, 40002, 502, seq, ACK))
     stop = asyncio.Event()
-
-    async def stop_soon() -> None:
-        stop.set()
-
-    asyncio.get_running_loop().call_soon(lambda: asyncio.ensure_future(stop_soon()))
-    frames = [frame async for frame in capture(receiver, "busy0", stop)]
+    asyncio.get_running_loop().call_soon(stop.set)
+    frames = [got async for got in live.frames(stop)]
     assert frames and len(frames) < queued // 10, len(frames)
-    assert receiver.fileno() == -1  # capture closes its socket
+    assert live.sock.fileno() == -1  # frames() closes its socket

@@ -13,10 +13,11 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from tests.monitor.conftest import REPO
+from tests.support.output import OutputLines
+from tests.support.wait import wait_until
 
 SERVER = """
 import asyncio, logging
@@ -35,13 +36,12 @@ def ip(*args: str) -> None:
     subprocess.run(["ip", *args], check=True, capture_output=True, timeout=10)
 
 
-def wait_for_listener(namespace: str, port: int, deadline: float) -> None:
-    while time.monotonic() < deadline:
+def wait_for_listener(namespace: str, port: int, within: float) -> None:
+    def listening() -> bool:
         out = subprocess.run(["ip", "netns", "exec", namespace, "ss", "-ltn"], capture_output=True, text=True).stdout
-        if f":{port} " in out:
-            return
-        time.sleep(0.1)
-    raise TimeoutError(f"nothing listens on port {port} in {namespace}")
+        return f":{port} " in out
+
+    wait_until(listening, f"a listener on port {port} in {namespace}", within, interval=0.1)
 
 
 def test_watch_a_veth_between_namespaces(tmp_path: Path) -> None:
@@ -60,7 +60,7 @@ def test_watch_a_veth_between_namespaces(tmp_path: Path) -> None:
         script = tmp_path / "server.py"
         script.write_text(SERVER)
         processes.append(subprocess.Popen(["ip", "netns", "exec", b, sys.executable, str(script)], cwd=REPO))
-        wait_for_listener(b, 502, time.monotonic() + 20)
+        wait_for_listener(b, 502, 20)
         seam = str(Path(sys.executable).parent / "seam")
         watcher = subprocess.Popen(
             [
@@ -85,6 +85,7 @@ def test_watch_a_veth_between_namespaces(tmp_path: Path) -> None:
         assert watcher.stderr is not None
         ready = watcher.stderr.readline()
         assert b"capturing on vseam0" in ready, ready
+        alerts_out = OutputLines(watcher.stdout)
         poll = subprocess.run(
             [
                 "ip",
@@ -110,9 +111,11 @@ def test_watch_a_veth_between_namespaces(tmp_path: Path) -> None:
             timeout=20,
         )
         assert "11" in poll.stdout and "44" in poll.stdout, poll.stdout + poll.stderr
-        time.sleep(1.0)
+        both = lambda: alerts_out.has('"MB-002"') and alerts_out.has('"MB-020"')  # noqa: E731
+        wait_until(both, "the connection and read alerts (MB-020, MB-002)", detail=alerts_out.so_far)
         watcher.send_signal(signal.SIGINT)
-        out, err = watcher.communicate(timeout=30)
+        watcher.wait(30)
+        out, err = alerts_out.text().encode(), watcher.stderr.read() if watcher.stderr else b""
         assert watcher.returncode == 0, err
         alerts = [json.loads(line) for line in out.decode().splitlines()]
         rules = {(x["rule"], x["src"], x["dst"], x["dport"]) for x in alerts}

@@ -22,6 +22,14 @@ from otseam.monitor.allowlist import Policy
 from otseam.monitor.capture import read_capture
 from otseam.monitor.engine import Monitor
 from tests.support.servers import free_port
+from tests.support.wait import wait_until_async
+
+
+def fins_in(path: Path) -> int:
+    """TCP segments with FIN in a capture still being written (each closed connection has two)."""
+    binary = shutil.which("tcpdump") or "/usr/bin/tcpdump"
+    read = subprocess.run([binary, "-r", str(path), "-n", "tcp[tcpflags] & tcp-fin != 0"], capture_output=True)
+    return len(read.stdout.splitlines())
 
 
 def spawn_tcpdump(port: int, path: Path) -> subprocess.Popen[bytes]:
@@ -103,7 +111,7 @@ async def test_plain_and_encrypted_sessions(tmp_path: Path) -> None:
                 node = secure.get_node(level.nodeid)
                 assert await node.read_value() == 2.5
                 await node.write_value(3.5)
-            await asyncio.sleep(0.3)  # let the last segments reach the capture
+            await wait_until_async(lambda: fins_in(capture) >= 4, "both sessions' closing segments in the capture")
     finally:
         stop(tcpdump)
 

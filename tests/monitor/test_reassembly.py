@@ -175,3 +175,56 @@ def test_sequence_wraps_around() -> None:
     first = direction.feed(0xFFFFFFF1, b"a" * 20, 2, 0.5)
     second = direction.feed((0xFFFFFFF1 + 20) % (1 << 32), b"b" * 5, 3, 0.75)
     assert first == [Chunk(b"a" * 20, False, 2, 0.5)] and second == [Chunk(b"b" * 5, False, 3, 0.75)]
+
+
+def test_identical_retransmission_is_no_conflict(tmp_path: Path) -> None:
+    conv = Conversation().handshake()
+    seq = conv.cseq
+    request = read_request(1, 10, 1)
+    conv.c(request)
+    conv.c(request, seq=seq)
+    conv.c(request[4:], seq=seq + 4)  # an overlap with the same bytes
+    monitor = analyse(write_pcap(tmp_path / "same.pcap", conv.frames))
+    assert monitor.stats.tcp_conflicts == 0
+    assert not [a for a in monitor.detector.alerts if a.rule.id == "TCP-001"]
+
+
+def test_retransmission_with_other_bytes_raises_an_evasion_alert(tmp_path: Path) -> None:
+    """The first copy reads register 10; the retransmission of the same range writes register 10.
+    Which one the PLC executed depends on its TCP stack: the monitor must say it cannot know."""
+    conv = Conversation().handshake()
+    seq = conv.cseq
+    read = read_request(1, 10, 1)
+    write = mbap(1, 1, struct.pack("!BHH", 6, 10, 0xDEAD))
+    assert len(read) == len(write)
+    conv.c(read)
+    conv.c(write, seq=seq)
+    conv.s(read_response(1, [5]))
+    monitor = analyse(write_pcap(tmp_path / "evasion.pcap", conv.frames))
+    assert monitor.stats.tcp_conflicts == 1
+    (alert,) = [a for a in monitor.detector.alerts if a.rule.id == "TCP-001"]
+    assert alert.frame == 4 and alert.rule.severity.name == "HIGH"
+    assert "client side retransmitted 12 bytes" in alert.message and "3 of them different" in alert.message
+
+
+def test_conflicting_out_of_order_copies_and_overlaps(tmp_path: Path) -> None:
+    conv = Conversation().handshake()
+    base = conv.cseq
+    a, b = read_request(1, 1, 1), read_request(2, 2, 1)
+    conv.c(b, seq=base + len(a))  # held: the hole before it is a's
+    conv.c(read_request(2, 3, 1), seq=base + len(a))  # a second held copy, one byte different
+    conv.c(a, seq=base)
+    # An overlap across the boundary: a's last 2 bytes (changed) then b's first 4 (unchanged).
+    conv.c(a[-2:-1] + b"\xff" + b[:4], seq=base + len(a) - 2)
+    monitor = analyse(write_pcap(tmp_path / "held.pcap", conv.frames))
+    assert monitor.stats.tcp_conflicts == 2
+
+
+def test_conflicts_are_found_only_within_the_bytes_kept() -> None:
+    direction = TcpDirection()
+    direction.syn(0)
+    direction.feed(1, b"x" * 40_000, 1, 0.0)
+    direction.feed(1, b"y" * 100, 2, 0.0)  # 40,000 bytes back: beyond what is kept, not compared
+    assert direction.conflicts == [] and direction.duplicates == 1
+    direction.feed(40_001 - 10, b"x" * 9 + b"z", 3, 0.0)
+    assert [(c.differing, c.compared, c.frame) for c in direction.conflicts] == [(1, 10, 3)]

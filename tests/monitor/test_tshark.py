@@ -1,4 +1,4 @@
-"""Our Modbus/TCP decoding, field by field, against Wireshark's (tshark) on the public captures.
+"""Our Modbus/TCP decoding, field by field, against Wireshark's (tshark) on every capture of the corpus.
 
 tshark is an independent implementation: where both decode a field, the values must be equal, and both
 must find Modbus in exactly the same frames.
@@ -10,12 +10,10 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
-
+from otseam.monitor.analyzers.modbus.parser import Message
 from otseam.monitor.capture import read_capture
 from otseam.monitor.engine import Monitor
-from otseam.monitor.modbus import Message
-from tests.monitor.conftest import FIXTURE_NAMES
+from tests.monitor.traffic import tshark_decode_as
 
 FIELDS = [
     "frame.number",
@@ -38,7 +36,8 @@ _COUNTED = {1, 2, 3, 4, 15, 16}
 def tshark_rows(path: Path) -> dict[int, list[dict[str, str]]]:
     binary = shutil.which("tshark")
     assert binary, "tshark is needed for this test (apt-get install tshark)"
-    command = [binary, "-r", str(path), "-Y", "mbtcp", "-T", "fields", "-E", "occurrence=a", "-E", "aggregator=|"]
+    command = [binary, "-r", str(path), *tshark_decode_as(path), "-Y", "mbtcp", "-T", "fields"]
+    command += ["-E", "occurrence=a", "-E", "aggregator=|"]
     for name in FIELDS:
         command += ["-e", name]
     out = subprocess.run(command, capture_output=True, text=True, check=True, timeout=60).stdout
@@ -72,10 +71,10 @@ def our_messages(path: Path) -> tuple[dict[int, list[Message]], set[int]]:
     return ours, {fault.frame for _ends, fault in monitor.stream_faults}
 
 
-@pytest.mark.parametrize("name", FIXTURE_NAMES)
-def test_modbus_fields_match_tshark(pcaps: Path, name: str) -> None:
-    theirs = tshark_rows(pcaps / name)
-    ours, faulted = our_messages(pcaps / name)
+def test_modbus_fields_match_tshark(capture: Path) -> None:
+    name = capture.name
+    theirs = tshark_rows(capture)
+    ours, faulted = our_messages(capture)
     assert not set(theirs) - set(ours), "every frame tshark decodes as Modbus, we decode too"
     # The one allowed difference: after a bad MBAP header tshark gives up on the rest of the stream,
     # while we report the bad header and resynchronise on the next plausible one, in that same frame.

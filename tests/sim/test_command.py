@@ -6,7 +6,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 
 import typer
 from pymodbus.client import ModbusTcpClient
@@ -14,6 +13,7 @@ from typer.testing import CliRunner
 
 from otseam.sim.commands import register
 from tests.support.servers import free_port, wait_for_port
+from tests.support.wait import wait_until
 
 
 def seam(*args: str) -> subprocess.CompletedProcess[str]:
@@ -38,12 +38,9 @@ def test_runs_serves_and_stops_cleanly_on_sigterm() -> None:
         assert not first.isError()
         # The process moves on by itself: the tick counter of the plant is not readable over Modbus,
         # but the delivered-volume totaliser only ever grows while water flows to town.
-        volume = [client.read_input_registers(6, count=2, device_id=3).registers for _ in range(2)]
-        deadline = time.monotonic() + 20
-        while volume[-1] == volume[0] and time.monotonic() < deadline:
-            time.sleep(0.1)
-            volume.append(client.read_input_registers(6, count=2, device_id=3).registers)
-        assert volume[-1] != volume[0]
+        volume = client.read_input_registers(6, count=2, device_id=3).registers
+        moved = lambda: client.read_input_registers(6, count=2, device_id=3).registers != volume  # noqa: E731
+        wait_until(moved, "the delivered-volume totaliser to grow", interval=0.1)
         client.close()
     finally:
         process.send_signal(signal.SIGTERM)

@@ -159,7 +159,7 @@ async def test_frames_split_across_segments(plant: SimPlant) -> None:
         request = mbap(0x1234, 1, bytes.fromhex("03 0064 0008"))
         for byte in request:
             await raw.send(bytes([byte]))
-            await asyncio.sleep(0.001)
+            await asyncio.sleep(0.001)  # the behaviour under test: a request trickling in byte by byte
         transaction, _, _, _, pdu = await raw.frame()
         assert transaction == 0x1234 and pdu[2:].rstrip(b"\0") == b"SEAM-SIM-WTP"
     finally:

@@ -91,7 +91,7 @@ async def test_on_its_own_clock_every_read_matches_the_cycle_it_names() -> None:
                 cycles.add(cycle)
                 if len(cycles) >= 4:
                     break
-                await asyncio.sleep(0.01)
+                await asyncio.sleep(0.01)  # the reading interval; the bounded loop stops once four cycles were seen
         finally:
             modbus.close()
         assert len(cycles) >= 4

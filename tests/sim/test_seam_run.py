@@ -11,6 +11,7 @@ from pathlib import Path
 from otseam.diode.config import write_new_key
 from otseam.sim.contract import DIODE_KEY
 from otseam.sim.plant import SimPlant
+from tests.support.wait import wait_until_async
 
 
 async def seam(*args: str, cwd: Path) -> tuple[int, str, str]:
@@ -38,10 +39,8 @@ async def test_seam_run_polls_the_sim_into_its_historian(tmp_path: Path) -> None
         )  # fmt: skip
         try:
             # Bounded wait for a few polls of every unit (the contract polls at the sim's tick).
-            for _ in range(300):
-                if plant.modbus.stats.requests >= 60 or run.returncode is not None:
-                    break
-                await asyncio.sleep(0.1)
+            polled = lambda: plant.modbus.stats.requests >= 60 or run.returncode is not None  # noqa: E731
+            await wait_until_async(polled, "60 requests from seam run", interval=0.1)
         finally:
             if run.returncode is None:
                 run.send_signal(signal.SIGTERM)

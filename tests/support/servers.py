@@ -9,10 +9,11 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from tests.support.wait import wait_until
 
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
@@ -22,13 +23,12 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_for_port(port: int, host: str = "127.0.0.1", timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
-            return
-        time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on {host}:{port} after {timeout}s")
+def wait_for_port(port: int, host: str = "127.0.0.1", timeout: float = 30.0) -> None:
+    def listening() -> bool:
+        socket.create_connection((host, port), timeout=0.5).close()
+        return True
+
+    wait_until(listening, f"a listener on {host}:{port}", timeout, interval=0.05, ignore=(OSError,))
 
 
 @dataclass

@@ -16,7 +16,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from typing import Any
 from otseam.diode.config import write_new_key
 from otseam.sim.contract import DIODE_KEY, build_contract, render
 from tests.support.netns import IT_ADDRESS, OT_ADDRESS, mac_of, namespace_pair
+from tests.support.wait import wait_until
 
 SEAM = [sys.executable, "-m", "otseam.cli"]
 MODBUS_PORT, BROKER_PORT, REPLICA_PORT, DIODE_PORT = 5020, 1883, 5502, 7400
@@ -37,12 +37,10 @@ def in_namespace(namespace: str, args: list[str], log: Path, cwd: Path) -> subpr
 
 
 def wait(condition: Callable[[], bool], what: str, logs: list[Path], within: float = 90.0) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        if time.monotonic() > deadline:
-            tails = "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in logs if p.exists())
-            raise AssertionError(f"timed out waiting for {what}\n{tails}")
-        time.sleep(0.1)
+    def tails() -> str:
+        return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in logs if p.exists())
+
+    wait_until(condition, what, within, interval=0.1, detail=tails)
 
 
 def stop(process: subprocess.Popen[bytes], sig: signal.Signals = signal.SIGTERM, within: float = 60.0) -> int:

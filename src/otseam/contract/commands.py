@@ -10,8 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from otseam.contract.doc import render_html
-from otseam.contract.init import AnswersEnded, example_text, interview
+from otseam.contract.init import AnswersEnded, example_key, example_text, interview
 from otseam.contract.loader import ContractError, load, parse_text
 from otseam.contract.report import (
     EXIT_CLEAN,
@@ -24,6 +23,7 @@ from otseam.contract.report import (
     to_json,
 )
 from otseam.contract.rules import iter_rules, run
+from otseam.diode.config import write_new_key
 
 
 class OutputFormat(StrEnum):
@@ -40,6 +40,14 @@ def check(
     contract: Annotated[str, typer.Argument(help="The contract file, e.g. seam.yaml.")] = "seam.yaml",
     output: Annotated[OutputFormat, typer.Option("--format", help="human, or json for machines.")] = OutputFormat.HUMAN,
     list_rules: Annotated[bool, typer.Option("--list-rules", help="List every rule and exit.")] = False,
+    node: Annotated[
+        str | None,
+        typer.Option(
+            "--node",
+            help="The node this machine is: the files and environment variables its plugins' options name "
+            "are checked here too, as 'seam run --node' would (with one node, always).",
+        ),
+    ] = None,
 ) -> None:
     """Check a contract against every rule. Exit 0: clean (or info only); 1: findings; 2: unusable file."""
     console = _console()
@@ -48,13 +56,24 @@ def check(
             console.print(f"{item.id}  {item.severity:<7}  {item.title}")
         raise typer.Exit(EXIT_CLEAN)
     try:
-        loaded = load(contract)
+        loaded = load(contract, node=node)
     except ContractError as exc:
         if output == OutputFormat.JSON:
             print(to_json(problems_as_findings(exc.problems)))
         else:
             print_problems(_console(stderr=True), exc.problems)
         raise typer.Exit(EXIT_UNUSABLE) from None
+    nodes = [n.id for n in loaded.contract.nodes]
+    if node is not None and node not in nodes:
+        _console(stderr=True).print(
+            f"[red]--node {node}: no such node in {contract}[/red]; its nodes are {', '.join(nodes) or 'none'}"
+        )
+        raise typer.Exit(EXIT_UNUSABLE)
+    if node is None and len(nodes) > 1 and output == OutputFormat.HUMAN:
+        _console(stderr=True).print(
+            f"note: files and environment variables named in options were not checked (the contract has "
+            f"{len(nodes)} nodes): run 'seam check {contract} --node ID' on each node's machine"
+        )
     findings = run(loaded)
     if output == OutputFormat.JSON:
         print(to_json(findings))
@@ -85,14 +104,20 @@ def init(
             raise typer.Exit(EXIT_UNUSABLE) from None
     else:
         text = example_text()
+    key = example_key(path)
     # What we write must load and pass: a starting point that fails its own check teaches the wrong habit.
     findings = run(parse_text(text, str(path)))
     try:
         path.write_text(text, encoding="utf-8")
+        wrote_key = not key.exists()
+        if wrote_key:
+            # The example's diode sink needs its key to run; a fresh random one, readable by the owner only.
+            write_new_key(key)
     except OSError as exc:
-        err.print(f"[red]cannot write {path}: {exc.strerror}[/red]")
+        err.print(f"[red]cannot write {exc.filename or path}: {exc.strerror}[/red]")
         raise typer.Exit(EXIT_UNUSABLE) from None
-    err.print(f"wrote {path}. Next: edit it with the other team, then run 'seam check {path}'.")
+    err.print(f"wrote {path}" + (f" and the diode key {key}" if wrote_key else "") + ".")
+    err.print(f"Next: edit it with the other team, then run 'seam check {path}'.")
     if findings:
         print_findings(err, findings, str(path))
 
@@ -110,6 +135,8 @@ def doc(
     except ContractError as exc:
         print_problems(_console(stderr=True), exc.problems)
         raise typer.Exit(EXIT_UNUSABLE) from None
+    from otseam.contract.doc import render_html  # here: `seam check` never loads the page renderer
+
     page = render_html(loaded, run(loaded))
     if out is None:
         sys.stdout.write(page)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from html import escape
 
+from otseam.compute.lineage import lineage
 from otseam.contract.diagram import render_svg
 from otseam.contract.loader import LoadedContract
 from otseam.contract.models import Contract, Device, Point
@@ -174,6 +175,36 @@ def _points(contract: Contract) -> str:
     return _table(["Point", "Address", "Type", "Unit", "Range", "Deadband", "Owner", "Consumers", "Writable"], rows)
 
 
+def _computed(contract: Contract) -> str:
+    """Every computed point with what it is made of, so a consumer knows what the number means and
+    who answers for the formula."""
+    rows = []
+    for item in lineage(contract).values():
+        inputs = "<br>".join(_e(k) for k in item.inputs)
+        sources = "<br>".join(_e(k) for k in item.sources)
+        rows.append(
+            [
+                _e(item.key) + (f'<br><span class="muted">{_e(item.description)}</span>' if item.description else ""),
+                f"<code>{_e(item.formula)}</code>",
+                inputs,
+                sources if item.sources != item.inputs else '<span class="muted">(the inputs)</span>',
+                _e(item.type),
+                _e(item.unit),
+                _person(contract, item.owner),
+                _e(", ".join(item.consumers)),
+            ]
+        )
+    note = (
+        "<p>Computed on the edge from the points they name, by the formula both sides sign here. A computed "
+        "value is never of better quality than its worst input.</p>"
+    )
+    return note + _table(
+        ["Point", "Computed as", "Inputs", "From device points", "Type", "Unit", "Formula owner", "Consumers"],
+        rows,
+        "no computed points",
+    )
+
+
 def _conduits(contract: Contract) -> str:
     rows = [
         [
@@ -307,6 +338,8 @@ def _summary(contract: Contract, findings: Sequence[Finding]) -> str:
         (len(contract.sinks), "sink"),
         (len(contract.commands), "command"),
     ]
+    if contract.computed:
+        counts.insert(4, (len(contract.computed), "computed point"))
     text = ", ".join(f"{n} {word}{'' if n == 1 else 's'}" for n, word in counts)
     return f"<p>{text}. {state}</p>"
 
@@ -321,6 +354,7 @@ def render_html(loaded: LoadedContract, findings: Sequence[Finding]) -> str:
         ("People and ownership", _people(c)),
         ("Devices and their constraints", _devices(c)),
         ("Points", _points(c)),
+        ("Computed points", _computed(c)),
         ("What comes in", _sources(c)),
         ("What goes out", _sinks(c)),
         ("Commands", _commands(c)),

@@ -53,7 +53,9 @@ class Side(StrEnum):
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=False)
+    # allow_inf_nan: a NaN limit compares false with everything (an alarm that never fires, a range that
+    # contains nothing yet passes its low < high check); infinity is no engineering value either.
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=False, allow_inf_nan=False)
 
 
 # --- site and people --------------------------------------------------------------------------------
@@ -394,6 +396,11 @@ class Command(Strict):
     conduit: Id | None = None
     approvers: list[ApproverSpec] = Field(default_factory=list)
     owner: Id | None = None
+    #: How far (in the point's unit) the value read back may differ from the value written, and the
+    #: point may have drifted from the value the approvers saw before the OT node writes.
+    tolerance: Annotated[float, Field(ge=0)] = 0.0
+    #: How long the OT node waits for the written value to read back before it reports a mismatch.
+    readback_timeout: Duration = 5.0
 
 
 class SideView(Strict):
@@ -408,6 +415,98 @@ class Objective(Strict):
     success: SideView
     failure: SideView
     owner: Id | None = None
+
+
+# --- computed points (edge processing, see docs/compute.md) ----------------------------------------
+
+
+class WindowSpec(Strict):
+    """An aggregate of one point's samples over a window of time, published as a point."""
+
+    #: The point aggregated: a key such as "plc1/flow" or "computed/flow_total".
+    of: str
+    function: Literal["avg", "min", "max", "count", "stddev", "first", "last", "sum"]
+    length: Duration
+    #: Absent: tumbling windows (one value per ``length``); present: a sliding window published every ``step``.
+    step: Duration | None = None
+
+
+class CounterSpec(Strict):
+    """A value accumulated over time whose state survives restarts (kept in the journal)."""
+
+    #: ``total``: integrate a rate (flow to volume); ``duration``: time the input is true (run hours);
+    #: ``count``: times the input went from false to true (starts).
+    kind: Literal["total", "duration", "count"]
+    of: str
+    #: ``total``: the time unit of the input's rate ("1h" for m3/h); ``duration``: the unit of the result
+    #: ("1h" gives hours). Not used by ``count``.
+    per: Duration = 3600.0
+    #: Samples further apart than this are not integrated across: the gap is counted, not guessed.
+    max_gap: Duration = 300.0
+
+
+class RateSpec(Strict):
+    """Rate of change of one point, in its unit per ``per``."""
+
+    of: str
+    per: Duration = 1.0
+    #: Absent: between consecutive samples; present: the slope over the samples of the last ``over``.
+    over: Duration | None = None
+
+
+class ConditionSpec(Strict):
+    """An alarm over several points: raised once ``when`` has been true for ``delay``; cleared once
+    ``clear`` (default: ``when`` is false) has been true for ``clear_delay``."""
+
+    when: str
+    clear: str | None = None
+    delay: Duration = 0.0
+    clear_delay: Duration = 0.0
+    severity: Literal["info", "low", "medium", "high", "critical"] = "high"
+    message: str = ""
+
+
+class ComputedPoint(Strict):
+    """A point computed on the edge from other points. Exactly one of ``expression``, ``window``,
+    ``counter``, ``rate`` or ``condition`` says how. Its key is ``computed/<id>``."""
+
+    id: Id
+    #: The node that computes it; may be omitted with one node (or: the node that polls its inputs).
+    node: Id | None = None
+    expression: str | None = None
+    #: Names usable in ``expression``, ``when`` and ``clear``: name -> point key.
+    inputs: dict[str, str] = Field(default_factory=dict)
+    window: WindowSpec | None = None
+    counter: CounterSpec | None = None
+    rate: RateSpec | None = None
+    condition: ConditionSpec | None = None
+    type: DataType = "float64"
+    unit: str = ""
+    range: Range | None = None
+    description: str = ""
+    deadband: Annotated[Deadband | None, BeforeValidator(_deadband)] = None
+    heartbeat: Duration | None = None
+    alarms: list[Alarm] = Field(default_factory=list)
+    owner: Id | None = None
+    consumers: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> ComputedPoint:
+        given = [k for k in ("expression", "window", "counter", "rate", "condition") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                f"computed point {self.id!r} needs exactly one of expression, window, counter, rate, condition"
+                + (f" (it has {', '.join(given)})" if given else "")
+            )
+        return self
+
+    @property
+    def key(self) -> str:
+        return f"{COMPUTED_DEVICE}/{self.id}"
+
+
+#: The device part of every computed point's key.
+COMPUTED_DEVICE = "computed"
 
 
 class Journal(Strict):
@@ -456,6 +555,7 @@ class Contract(Strict):
     sinks: list[SinkSpec] = Field(default_factory=list)
     commands: list[Command] = Field(default_factory=list)
     objectives: list[Objective] = Field(default_factory=list)
+    computed: list[ComputedPoint] = Field(default_factory=list)
     journal: Journal = Field(default_factory=Journal)
     control: ControlPlane = Field(default_factory=ControlPlane)
 
@@ -515,4 +615,5 @@ class Contract(Strict):
         return (device, point) if point else None
 
     def point_keys(self) -> list[str]:
-        return [d.key(p) for d in self.devices for p in d.points]
+        """Every point key: device points, then computed points."""
+        return [d.key(p) for d in self.devices for p in d.points] + [c.key for c in self.computed]

@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 
 from otseam.contract.units import parse_duration
+from otseam.core import logfmt, sdnotify
 from otseam.core.http import (
     TOKEN_ENV,
     HttpAddressError,
@@ -53,12 +54,14 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(2)
 
 
-def setup_logging(verbose: bool, console: Console | None) -> None:
+def setup_logging(verbose: bool, console: Console | None, log_format: str | None = None) -> None:
     level = logging.DEBUG if verbose else logging.INFO
     root = logging.getLogger()
     root.handlers.clear()
-    if console is not None:
-        handler: logging.Handler = RichHandler(console=console, show_path=False, rich_tracebacks=False)
+    if (log_format or logfmt.chosen) == "json":  # one JSON object per line, for a log collector
+        handler: logging.Handler = logfmt.json_handler()
+    elif console is not None:
+        handler = RichHandler(console=console, show_path=False, rich_tracebacks=False)
         handler.setFormatter(logging.Formatter("%(message)s"))
     else:
         handler = logging.StreamHandler(sys.stderr)
@@ -154,7 +157,14 @@ async def serve(
         if on_started is not None:
             on_started(supervisor, bound_address)
         view.start()
-        await supervisor.run()
+        # Everything is started: tell systemd (Type=notify), and keep its watchdog fed from this loop.
+        sdnotify.notify(f"READY=1\nSTATUS=running {options.contract}")
+        watchdog = asyncio.create_task(sdnotify.watchdog())
+        try:
+            await supervisor.run()
+        finally:
+            sdnotify.notify("STOPPING=1")
+            watchdog.cancel()
     finally:
         view.stop()
         if control is not None:
@@ -193,6 +203,9 @@ def register(app: typer.Typer) -> None:
         verbose: Annotated[
             bool, typer.Option("--verbose", "-v", help="Debug logging, with plugin tracebacks.")
         ] = False,
+        log_format: Annotated[
+            str | None, typer.Option("--log-format", help="text, or json: one JSON object per line.")
+        ] = None,
         serve_console: Annotated[
             bool, typer.Option("--console/--no-console", help="Serve the REST API (/api/v1) and the web console.")
         ] = True,
@@ -219,12 +232,14 @@ def register(app: typer.Typer) -> None:
                 check_exposure(address[0], token)
         except HttpAddressError as exc:
             raise _fail(str(exc)) from None
+        if log_format is not None and log_format not in logfmt.FORMATS:
+            raise _fail(f"--log-format must be one of {', '.join(logfmt.FORMATS)}, not {log_format!r}")
         if (tls_cert is None) != (tls_key is None):
             raise _fail("--tls-cert and --tls-key go together")
         tls = (tls_cert, tls_key) if tls_cert is not None and tls_key is not None else None
         live = sys.stdout.isatty()
         console = Console() if live else None
-        setup_logging(verbose, console)
+        setup_logging(verbose, console, log_format)
         options = RunOptions(
             contract,
             address,

@@ -89,9 +89,15 @@ class _OneLineBadRequests(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if record.exc_info and record.exc_info[1] is not None and not logging.getLogger().isEnabledFor(logging.DEBUG):
             exc = record.exc_info[1]
-            detail = f"{type(exc).__name__}: {exc}".replace("\n", " ")[:200]
-            record.msg = "%s (%s); the connection was closed"
-            record.args = (record.getMessage(), detail)
+            detail = _printable(f"{type(exc).__name__}: {exc}")[:200]
+            try:
+                said = record.getMessage()
+            except (TypeError, ValueError):
+                said = str(record.msg)
+            # The finished line, with no arguments left to format: nothing later can turn it back into
+            # a template, whatever the client sent.
+            record.msg = f"{_printable(said)[:200]} ({detail}); the connection was closed"
+            record.args = ()
             record.exc_info = None
             record.exc_text = None
             record.levelno = logging.WARNING
@@ -100,6 +106,20 @@ class _OneLineBadRequests(logging.Filter):
 
 
 _FILTER = _OneLineBadRequests()
+
+
+def _printable(text: str) -> str:
+    """Client-controlled text made safe for one log line: control characters and undecodable bytes
+    shown as escapes, never as line breaks or terminal controls."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def _unauthorized() -> web.Response:
+    return web.Response(
+        status=401,
+        text="a bearer token is required for /metrics\n",
+        headers={"WWW-Authenticate": 'Bearer realm="seam"'},
+    )
 
 
 class HttpServer:
@@ -157,12 +177,13 @@ class HttpServer:
 
     async def _metrics(self, request: web.Request) -> web.Response:
         if self._expected is not None:
-            given = request.headers.get("Authorization", "").encode()
+            # Header bytes that are not ASCII reach us as undecodable text; no token we issue has them,
+            # so they are simply wrong credentials (never an exception that drops the connection).
+            try:
+                given = request.headers.get("Authorization", "").encode("ascii")
+            except UnicodeEncodeError:
+                return _unauthorized()
             if not hmac.compare_digest(given, self._expected):
-                return web.Response(
-                    status=401,
-                    text="a bearer token is required for /metrics\n",
-                    headers={"WWW-Authenticate": 'Bearer realm="seam"'},
-                )
+                return _unauthorized()
         body = generate_latest(self.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

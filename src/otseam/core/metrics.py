@@ -41,6 +41,19 @@ class SeamCollector:
                 "Samples dropped because the contract declares no such point",
                 pipeline.unknown_points,
             )
+            if pipeline.compute.runners:
+                stats = pipeline.compute.stats()
+                yield _counter("seam_compute_evaluations", "Computed points evaluated", stats["evaluations"])
+                yield _counter(
+                    "seam_compute_errors",
+                    "Computed points that gave no value because of their inputs (division by zero, overflow, ...)",
+                    stats["errors"],
+                )
+                yield _counter(
+                    "seam_compute_late_samples",
+                    "Samples dropped by windows and counters because they arrived after their time had passed",
+                    stats["late_samples"],
+                )
         restarts = CounterMetricFamily(
             "seam_component_restarts", "Restarts of a driver or sink after a failure", labels=["component"]
         )
@@ -66,7 +79,16 @@ class SeamCollector:
         errors = CounterMetricFamily(
             "seam_device_errors", "Samples with a bad quality, plus driver failures", labels=["device"]
         )
-        up = GaugeMetricFamily("seam_device_up", "1 while the device's driver is running", labels=["device"])
+        up = GaugeMetricFamily(
+            "seam_device_up",
+            "1 while the device answers (its driver running and the device reachable)",
+            labels=["device"],
+        )
+        since = GaugeMetricFamily(
+            "seam_device_state_since_seconds",
+            "Unix time of the device's last change between up and down",
+            labels=["device"],
+        )
         if sup.pipeline is not None:
             for device, stats in sorted(sup.pipeline.devices.items()):
                 failures = sup.counters.driver_failures.get(device, 0)
@@ -74,10 +96,18 @@ class SeamCollector:
                 reported.add_metric([device], stats.reported)
                 latency.add_metric([device], stats.latency)
                 errors.add_metric([device], stats.bad_samples + failures)
+        sources = GaugeMetricFamily("seam_source_up", "1 while the source is receiving", labels=["source"])
         for component in sup.components.values():
             if component.kind == "driver":
-                up.add_metric([component.id], 1.0 if component.state == "running" else 0.0)
-        yield from (points, reported, latency, errors, up)
+                up.add_metric([component.id], 1.0 if component.working else 0.0)
+                detail = component.health().get("detail")
+                changed = detail.get("since") if isinstance(detail, dict) else None
+                since.add_metric(
+                    [component.id], float(changed) if isinstance(changed, int | float) else component.started_ts
+                )
+            elif component.kind == "source":
+                sources.add_metric([component.id], 1.0 if component.working else 0.0)
+        yield from (points, reported, latency, errors, up, since, sources)
 
     def _sinks(self) -> Iterator[Metric]:
         sup = self.supervisor
@@ -103,7 +133,9 @@ class SeamCollector:
             dropped.add_metric([sink_id], cursor.dropped if cursor else 0)
             delivered.add_metric([sink_id], stats.delivered_records)
             errors.add_metric([sink_id], stats.errors)
-            up.add_metric([sink_id], 1.0 if stats.state in ("running", "draining") else 0.0)
+            up.add_metric(
+                [sink_id], 1.0 if stats.state in ("running", "draining") and not stats.consecutive_failures else 0.0
+            )
         yield from (lag, lag_age, delivered, errors, dropped, up)
 
     def _journal(self) -> Iterator[Metric]:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from otseam.core.columns import SampleColumns
+from otseam.core.extras import MissingExtra, extra_for
 from otseam.core.records import Batch, Record
 
 if TYPE_CHECKING:
@@ -117,13 +118,19 @@ def _load(kind: str, name: str) -> Any:
     except ModuleNotFoundError as exc:
         if exc.name and exc.name.startswith(f"otseam.{kind}s.{module_name}"):
             raise PluginNotFound(f"no {kind} named {name!r} (looked for otseam.{kind}s.{module_name})") from exc
+        extra = extra_for(exc.name)
+        if extra is not None:  # an optional part whose extra is not installed: say which one
+            raise PluginNotFound(str(MissingExtra(f"the {name} {kind}", extra, exc.name))) from exc
         raise
 
 
 def create_driver(device: Device, context: PluginContext) -> Driver:
     """Instantiate the driver the contract names for ``device``."""
     module = _load("driver", device.driver)
-    driver: Driver = module.create(device, context)
+    try:
+        driver: Driver = module.create(device, context)
+    except MissingExtra as exc:
+        raise PluginNotFound(str(exc)) from exc
     return driver
 
 
@@ -137,7 +144,10 @@ def create_source(spec: SourceSpec, context: PluginContext) -> Source:
 def create_sink(spec: SinkSpec, context: PluginContext) -> Sink:
     """Instantiate the sink the contract names in ``spec.type``."""
     module = _load("sink", spec.type)
-    sink: Sink = module.create(spec, context)
+    try:
+        sink: Sink = module.create(spec, context)
+    except MissingExtra as exc:
+        raise PluginNotFound(str(exc)) from exc
     return sink
 
 

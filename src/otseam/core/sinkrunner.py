@@ -114,6 +114,8 @@ class SinkStats:
     skipped_records: int = 0
     errors: int = 0
     consecutive_failures: int = 0
+    #: When the current streak of failures began (wall clock); 0 while delivering.
+    failing_since: float = 0.0
     last_error: str = ""
     #: The highest journal offset committed for this sink; -1 before the first commit in this process.
     committed_offset: int = -1
@@ -191,11 +193,14 @@ async def _start(sink: Sink, stats: SinkStats, backoff: Backoff, stop: asyncio.E
             await sink.start()
             backoff.reset()
             stats.consecutive_failures = 0
+            stats.failing_since = 0.0
             return True
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             stats.errors += 1
+            if not stats.consecutive_failures:
+                stats.failing_since = time.time()
             stats.consecutive_failures += 1
             stats.last_error = _describe(exc)
             stats.state = "retrying"
@@ -225,6 +230,8 @@ async def _deliver_until_done(
             raise
         except Exception as exc:
             stats.errors += 1
+            if not stats.consecutive_failures:
+                stats.failing_since = time.time()
             stats.consecutive_failures += 1
             stats.last_error = _describe(exc)
             stats.state = "retrying"
@@ -245,6 +252,7 @@ async def _deliver_until_done(
             log.info("sink %s: delivering again after %d failed attempts", stats.sink_id, stats.consecutive_failures)
         backoff.reset()
         stats.consecutive_failures = 0
+        stats.failing_since = 0.0
         stats.state = "draining" if stop.is_set() else "running"
         stats.delivered_records += len(batch)
         stats.delivered_batches += 1

@@ -21,7 +21,16 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("otseam.status")
 
-_STATE_STYLE = {"running": "green", "draining": "cyan", "restarting": "red", "retrying": "red", "stopped": "dim"}
+_STATE_STYLE = {
+    "online": "green",
+    "offline": "red",
+    "connecting": "yellow",
+    "running": "green",
+    "draining": "cyan",
+    "restarting": "red",
+    "retrying": "red",
+    "stopped": "dim",
+}
 
 
 class StatusView:
@@ -67,7 +76,7 @@ class StatusView:
     def summary(self) -> str:
         sup = self.supervisor
         drivers = [c for c in sup.components.values() if c.kind == "driver"]
-        up = sum(1 for c in drivers if c.state == "running")
+        up = sum(1 for c in drivers if c.working)
         depth, age = self._journal_numbers()
         lags = {}
         if sup.journal is not None and not sup.journal.closed:
@@ -75,9 +84,11 @@ class StatusView:
         sinks = ", ".join(
             f"{sink_id} {stats.state} lag {lags.get(sink_id, 0)}" for sink_id, stats in sorted(sup.sink_stats.items())
         )
+        problems = sup.problems()
         return (
             f"status: devices {up}/{len(drivers)} up, {self.supervisor.points_rate.value:.0f} points/s, "
             f"journal depth {depth} (oldest {age:.1f}s), sinks: {sinks or 'none'}"
+            + (f"; DOWN: {'; '.join(problems)}" if problems else "")
         )
 
     def render(self) -> Group:
@@ -95,9 +106,13 @@ class StatusView:
         stats = sup.pipeline.devices if sup.pipeline is not None else {}
         for component in sorted((c for c in sup.components.values() if c.kind == "driver"), key=lambda c: c.id):
             device = stats.get(component.id)
+            detail = component.health().get("detail")
+            shown = component.state
+            if component.state == "running" and isinstance(detail, dict) and isinstance(detail.get("device"), str):
+                shown = str(detail["device"])  # online, offline or connecting: the device, not the task
             devices.add_row(
                 component.id,
-                Text(component.state, style=_STATE_STYLE.get(component.state, "")),
+                Text(shown, style=_STATE_STYLE.get(shown, "")),
                 f"{device.samples:,}" if device else "0",
                 f"{device.reported:,}" if device else "0",
                 f"{device.bad_samples:,}" if device else "0",

@@ -24,14 +24,19 @@ import asyncio
 import contextlib
 import json
 import logging
+import multiprocessing
 import os
 import signal
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from otseam.compute.recover import checkpoint_data, last_checkpoint
 from otseam.contract.loader import ContractError, LoadedContract, load
 from otseam.contract.models import DEFAULT_NODE, Contract, Device, SinkSpec, SourceSpec
 from otseam.core.components import Component, supervise
@@ -135,6 +140,13 @@ def _sink_fingerprint(spec: SinkSpec, contract: Contract) -> str:
     )
 
 
+def _prepare_in_child(contract_path: str, settings: Settings, node: str) -> Plan:
+    """Runs in the reload's child process: the plan, without the parser's tree (not needed to run)."""
+    plan = Supervisor(contract_path, settings, node=node).prepare()
+    plan.loaded.raw = None
+    return plan
+
+
 def resolve_node(contract: Contract, requested: str | None) -> str:
     """The node this process runs: the one asked for, else the only one. Raises StartupError."""
     ids = [n.id for n in contract.nodes]
@@ -185,8 +197,13 @@ class Supervisor:
         settings: Settings | None = None,
         node: str | None = None,
         registry: CollectorRegistry | None = None,
+        fixed: LoadedContract | None = None,
     ) -> None:
+        """``fixed``: a contract built in memory (a shortcut such as ``seam diode receive`` builds one
+        from its flags) instead of the file; it is not checked against the rules (it is no signed
+        interface, only the parts the operator named) and never reloaded."""
         self.contract_path = Path(contract_path)
+        self.fixed = fixed
         self.settings = settings or Settings()
         #: The node asked for on the command line (None: the contract's only node).
         self.requested_node = node
@@ -222,12 +239,15 @@ class Supervisor:
         Blocking (file reads, YAML, every plugin's validation): a running node calls it off the event
         loop (see :meth:`reload`) so that polling and /health never wait for it.
         """
-        try:
-            loaded = load(self.contract_path)
-        except ContractError as exc:
-            raise StartupError(str(exc)) from None
+        if self.fixed is not None:
+            loaded = self.fixed
+        else:
+            try:
+                loaded = load(self.contract_path, node=self.requested_node)
+            except ContractError as exc:
+                raise StartupError(str(exc)) from None
         node = resolve_node(loaded.contract, self.requested_node)
-        problems = check_contract(loaded)
+        problems = [] if self.fixed is not None else check_contract(loaded)
         if self.journal is None:
             self.node = node
             self.data_dir = self._resolve(loaded.contract.data_dir(node))
@@ -265,6 +285,27 @@ class Supervisor:
             raise StartupError("\n".join(problems))
         return Plan(loaded, node, table, drivers, sources, sinks)
 
+    async def _prepare_aside(self) -> Plan:
+        """:meth:`prepare` in a child process, for a reload.
+
+        Loading a large contract is seconds of CPU (the YAML parser is pure Python) and leaves a large
+        tree of garbage behind; in a thread of this process it would still hold the interpreter lock
+        for long stretches and trigger full garbage collections on the event loop's time, and polling
+        and /health would stall (measured by bench/bench_reload.py). A child process does the work; only
+        the finished plan comes back.
+        """
+        loop = asyncio.get_running_loop()
+        pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+        try:
+            return await loop.run_in_executor(
+                pool, _prepare_in_child, str(self.contract_path), self.settings, self.requested_node or self.node
+            )
+        except (BrokenProcessPool, OSError) as exc:
+            log.warning("could not plan the reload in a child process (%s); planning it here", exc)
+            return await asyncio.to_thread(self.prepare)
+        finally:
+            pool.shutdown(wait=False)
+
     def _context(self, contract: Contract, *, validating: bool = False) -> PluginContext:
         return PluginContext(
             contract=contract,
@@ -293,6 +334,7 @@ class Supervisor:
         except JournalError as exc:
             raise StartupError(f"journal: {exc}") from None
         self.pipeline = Pipeline(plan.table)
+        self._recover_compute_state()
         self.plan = plan
         self._watched = self._stat()
         for device, fingerprint in plan.drivers.values():
@@ -314,6 +356,19 @@ class Supervisor:
             self.journal.source,
         )
 
+    def _recover_compute_state(self) -> None:
+        """Counters, windows and raised conditions of computed points continue from the journal's last
+        checkpoint (docs/compute.md)."""
+        assert self.pipeline is not None and self.journal is not None
+        if not self.pipeline.compute.runners:
+            return
+        event = last_checkpoint(self.journal.directory)
+        if event is None:
+            log.info("no computed-point state in the journal: counters and windows start from zero")
+            return
+        restored = self.pipeline.compute.restore(checkpoint_data(event))
+        log.info("computed-point state of %d point(s) recovered from the checkpoint of %s", len(restored), event.ts)
+
     def install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, self.request_stop)
@@ -332,6 +387,9 @@ class Supervisor:
         self._stop_requested.set()
 
     def request_reload(self) -> None:
+        if self.fixed is not None:
+            log.info("SIGHUP: nothing to reload (this node was built from command-line flags)")
+            return
         log.info("reload requested (SIGHUP)")
         self._reload_requested.set()
 
@@ -350,7 +408,7 @@ class Supervisor:
                 if self._reload_requested.is_set():
                     self._reload_requested.clear()
                     await self._reload_guarded()
-                elif self.settings.watch and self._contract_changed():
+                elif self.settings.watch and self.fixed is None and self._contract_changed():
                     log.info("%s changed on disk: reloading", self.contract_path)
                     await self._reload_guarded()
         finally:
@@ -548,9 +606,7 @@ class Supervisor:
             self._watched = self._stat()
             assert self.plan is not None and self.pipeline is not None and self.journal is not None
             try:
-                # Off the event loop: a large contract takes a while to load and check, and polling,
-                # sinks and /health must not notice (see bench/bench_reload.py).
-                plan = await asyncio.to_thread(self.prepare)
+                plan = await self._prepare_aside()
             except StartupError as exc:
                 self.counters.reloads_failed += 1
                 self.counters.last_reload_error = str(exc)
@@ -638,6 +694,7 @@ class Supervisor:
         if self.pipeline is not None and self.journal is not None and not self.journal.closed:
             for name in drivers:
                 self._append(self.pipeline.mark_stale(self.components[name].id))
+            self._append(self.pipeline.checkpoint())
         started = time.monotonic()
         await self._stop(sinks, drain=True, within=self.settings.drain_timeout)
         undelivered = {s.sink_id: s for s in self.sink_stats.values()}
@@ -669,16 +726,46 @@ class Supervisor:
         assert self._journal_metrics is not None
         return self._journal_metrics
 
+    def problems(self) -> list[str]:
+        """One line per component that is not working, naming it and since when: what /health and the
+        status line show, so that nothing that is down is ever reported as up."""
+        lines = []
+        for _, component in sorted(self.components.items()):
+            report = component.health().get("detail")
+            detail = report if isinstance(report, dict) else {}
+            if component.state != "running":
+                stopped = component.last_error_ts or component.started_ts
+                why = f": {component.last_error}" if component.last_error else ""
+                lines.append(f"{component.kind} {component.id} {component.state} since {_when(stopped)}{why}")
+            elif not component.working:
+                state = detail.get("device") or detail.get("state") or detail.get("link") or "not working"
+                changed = detail.get("since")
+                when = f" since {_when(float(changed))}" if isinstance(changed, int | float) else ""
+                error = detail.get("last_error") or detail.get("error")
+                why = f": {error}" if error else ""
+                what = "device" if component.kind == "driver" else component.kind
+                lines.append(f"{what} {component.id} {state}{when}{why}")
+        for sink_id, stats in sorted(self.sink_stats.items()):
+            if stats.consecutive_failures > 0:
+                when = f" since {_when(stats.failing_since)}" if stats.failing_since else ""
+                lines.append(
+                    f"sink {sink_id} failing{when} ({stats.consecutive_failures} attempts): {stats.last_error}"
+                )
+        return lines
+
     def health(self) -> dict[str, object]:
         components = {name: c.health() for name, c in sorted(self.components.items())}
-        lags: dict[str, int] = {}
+        cursors = {}
         if self.journal is not None and not self.journal.closed:
-            lags = {c.name: c.depth for c in self.journal_metrics().cursors}
+            cursors = {c.name: c for c in self.journal_metrics().cursors}
         for name, entry in components.items():
             if name.startswith("sink:"):
                 sink_id = name[5:]
                 stats = self.sink_stats.get(sink_id)
-                entry["lag_records"] = lags.get(sink_id, 0)
+                cursor = cursors.get(sink_id)
+                entry["lag_records"] = cursor.depth if cursor else 0
+                # The backlog's age: how old the oldest record this sink has not delivered is.
+                entry["lag_seconds"] = round(cursor.oldest_unread_age or 0.0, 3) if cursor else 0.0
                 if stats is not None:
                     entry["delivery_state"] = stats.state
                     entry["delivered_records"] = stats.delivered_records
@@ -691,6 +778,7 @@ class Supervisor:
         status = self.state if self.state != "running" else ("degraded" if degraded else "ok")
         return {
             "status": status,
+            "problems": self.problems(),
             "node": self.node,
             "contract": str(self.contract_path),
             "journal": self.journal.source if self.journal else None,
@@ -702,6 +790,11 @@ class Supervisor:
             },
             "components": components,
         }
+
+
+def _when(ts: float) -> str:
+    """A wall-clock time as people and log tools read it: ISO 8601, UTC, to the second."""
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 async def run_until_stopped(

@@ -7,16 +7,22 @@ import contextlib
 import gc
 import json
 import logging
+import os
+import secrets
 import signal
 import sys
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from otseam.contract.loader import ContractError, load
-from otseam.contract.models import Contract, SinkSpec
+from otseam.contract.loader import ContractError, LoadedContract, load
+from otseam.contract.models import Contract, SinkSpec, SourceSpec
+from otseam.core import sdnotify
 from otseam.core.http import HttpAddressError, HttpServer, check_exposure, read_token
+from otseam.core.shortcut import shortcut_contract
 from otseam.diode.config import DiodeConfigError, DiodeSettings, load_key, write_new_key
 
 diode_app = typer.Typer(
@@ -42,6 +48,10 @@ def _address(text: str, what: str) -> tuple[str, int]:
     if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise _Fail(f"{what} {text!r}: write it as host:port, e.g. 127.0.0.1:7400")
     return host.strip("[]"), int(port)
+
+
+#: How long the IT sinks may take to drain after SIGTERM (the receiver's own close takes about a second).
+SINK_DRAIN = 3.0
 
 
 # Options both commands take. The FEC layout must be the same on both sides (the fingerprint in the
@@ -85,11 +95,15 @@ def _diode_sink(contract: Contract, sink_id: str | None) -> SinkSpec:
     return candidates[0]
 
 
-async def _until_stopped(stop: asyncio.Event, duration: float | None) -> None:
+def _on_signals(stop: asyncio.Event) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
+
+
+async def _until_stopped(stop: asyncio.Event, duration: float | None) -> None:
+    _on_signals(stop)
     if duration is None:
         await stop.wait()
     else:
@@ -134,7 +148,8 @@ def send(
         options.update(
             _options(
                 target=target,
-                key_file=key_file,
+                # Given here, it is relative to where the command runs, not to the contract.
+                key_file=os.path.abspath(key_file) if key_file else None,
                 bind=bind,
                 rate=rate,
                 k=k,
@@ -147,7 +162,7 @@ def send(
         )
         if journal is None:
             raise _Fail("say which journal to send: --journal PATH (or --contract seam.yaml)")
-        diode_sink = sink_from_options(options, name=cursor)
+        diode_sink = sink_from_options(options, name=cursor, contract_path=contract or "")
         opened = Journal.open(journal)
     except (_Fail, DiodeConfigError, JournalError) as exc:
         raise _fail(str(exc)) from None
@@ -161,7 +176,9 @@ def send(
             run_sink(diode_sink, opened.reader(cursor), stats=stats, record_filter=record_filter, stop=stop)
         )
         waiter = asyncio.create_task(_until_stopped(stop, duration))
+        ready = sdnotify.started("diode send")
         await asyncio.wait({runner, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        ready.cancel()
         stop.set()
         await runner
         waiter.cancel()
@@ -225,25 +242,20 @@ def receive(
     ] = None,
 ) -> None:
     """IT side: receive from the diode into an IT journal (never sends anything back)."""
-    from otseam.diode.metrics import registry_for
-    from otseam.diode.receiver import DiodeReceiver
-    from otseam.journal import Journal, JournalError
-
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    link = _options(
+        k=k,
+        overhead=overhead,
+        min_parity=min_parity,
+        datagram_size=datagram_size,
+        offload=offload,
+        block_timeout=block_timeout,
+        reorder_window=reorder_window,
+    )
     try:
-        settings = DiodeSettings.from_options(
-            _options(
-                k=k,
-                overhead=overhead,
-                min_parity=min_parity,
-                datagram_size=datagram_size,
-                offload=offload,
-                block_timeout=block_timeout,
-                reorder_window=reorder_window,
-            )
-        )
-        key = load_key(key_file)
-        address = _address(listen, "--listen")
+        DiodeSettings.from_options(link)  # the flags' mistakes, said in the flags' words
+        load_key(key_file)
+        _address(listen, "--listen")
         metrics_address = _address(metrics, "--metrics") if metrics else None
         token = read_token(token_file)
         if metrics_address:
@@ -251,97 +263,96 @@ def receive(
         replica_options = _replica_options(replica_config) if replica_config else {}
         modbus_replica = modbus_replica or replica_options.pop("listen", None)
         replica_options.pop("listen", None)
-        replica_address = _address(modbus_replica, "--modbus-replica") if modbus_replica else None
+        if modbus_replica:
+            _address(modbus_replica, "--modbus-replica")
         loaded = _load_contract(contract)
-        if replica_address and loaded is None:
+        if modbus_replica and loaded is None:
             raise _Fail("--modbus-replica needs --contract, for the register map")
         sink_specs = _it_sinks(loaded, it_sink or [])
-        opened = Journal.open(journal)
-    except (_Fail, DiodeConfigError, JournalError, HttpAddressError) as exc:
+    except (_Fail, DiodeConfigError, HttpAddressError) as exc:
         raise _fail(str(exc)) from None
-    data_dir = str(Path(journal).resolve().parent)
     state_path = Path(state) if state else Path(journal).with_name(Path(journal).name + ".diode-state.json")
+    source = SourceSpec(
+        id="diode",
+        type="diode_receive",
+        options={
+            "listen": listen,
+            "key_file": str(Path(key_file).resolve()),
+            "state": str(state_path.resolve()),
+            **link,
+        },
+    )
+    if modbus_replica:
+        sink_specs.append(
+            SinkSpec(id="modbus_replica", type="modbus_replica", options={"listen": modbus_replica, **replica_options})
+        )
+    node = shortcut_contract("diode receive", Path(journal), base=loaded, sources=[source], sinks=sink_specs)
+    try:
+        code = asyncio.run(_run_shortcut(node, metrics_address, token, duration, stats_file))
+    except KeyboardInterrupt:
+        code = 130
+    raise typer.Exit(code)
 
-    async def main() -> None:
-        from otseam.core.plugins import PluginContext, create_sink
-        from otseam.core.sinkrunner import RecordFilter, SinkStats, run_sink
-        from otseam.replica.modbus import ModbusReplica
 
-        receiver = DiodeReceiver(address, key, settings, opened, state_path=state_path)
-        await receiver.start()
-        # Everything imported and built so far lives as long as the process: keep it out of the
-        # collector's full passes, which otherwise walk it again and again while samples stream in.
-        gc.freeze()
-        log.info("diode receive: listening on %s:%d", *receiver.listen)
-        http = None
+async def _run_shortcut(
+    node: LoadedContract,
+    metrics_address: tuple[str, int] | None,
+    token: str | None,
+    duration: float | None,
+    stats_file: str | None,
+) -> int:
+    """`seam diode receive` as a node of its own: the diode_receive source and the IT-side sinks under
+    the runtime's supervisor, /health and /metrics served the same way as by `seam run`."""
+    from prometheus_client import CollectorRegistry
+
+    from otseam.core.metrics import build_registry
+    from otseam.core.shortcut import SHORTCUT_NODE
+    from otseam.core.supervisor import Settings, StartupError, Supervisor
+
+    registry = CollectorRegistry(auto_describe=False)
+    # SIGTERM stops the receiver within seconds in every state; IT sinks resume from their cursors.
+    settings = Settings(watch=False, drain_timeout=SINK_DRAIN)
+    supervisor = Supervisor(node.path, settings, node=SHORTCUT_NODE, registry=registry, fixed=node)
+    http = None
+    try:
+        supervisor.install_signal_handlers()
+        try:
+            await supervisor.start()
+        except StartupError as exc:
+            typer.echo(f"seam diode: {exc}", err=True)
+            return 2
         if metrics_address:
-            stats = receiver.stats
-            http = HttpServer(
-                lambda: {"status": "ok", "receiver": stats.as_dict()},
-                registry_for(stats),
-                metrics_address[0],
-                metrics_address[1],
-                token,
-            )
+            http = HttpServer(supervisor.health, build_registry(supervisor, registry), *metrics_address, token)
             bound = await http.start()
             log.info("diode receive: metrics on http://%s:%d/metrics", metrics_address[0], bound)
-        stop = asyncio.Event()
-        replica_task = None
-        runners = []
-        for spec in sink_specs:
-            # The IT journal is locked by this process, so the IT-side sinks run here, each on its cursor.
-            assert loaded is not None
-            plugin = create_sink(spec, PluginContext(loaded, data_dir))
-            runners.append(
-                asyncio.create_task(
-                    run_sink(
-                        plugin,
-                        opened.reader(spec.id),
-                        stats=SinkStats(spec.id),
-                        record_filter=RecordFilter(spec.points, spec.events),
-                        stop=stop,
-                    )
-                )
-            )
-        if replica_address and loaded is not None:
-            replica = ModbusReplica(loaded, opened, replica_address[0], replica_address[1], replica_options)
-            replica_task = asyncio.create_task(
-                run_sink(replica, opened.reader("modbus_replica"), stats=SinkStats("modbus_replica"), stop=stop)
-            )
+        # Everything built so far lives as long as the process: out of the collector's full passes,
+        # which otherwise walk it again and again while samples stream in.
+        gc.freeze()
+        if duration is not None:
+            asyncio.get_running_loop().call_later(duration, supervisor.request_stop)
+        ready = sdnotify.started("diode receive")  # systemd: started, and its watchdog fed from here on
         try:
-            await _until_stopped(stop, duration)
+            await supervisor.run()
         finally:
-            stop.set()
-            await receiver.close()
-            if http is not None:
-                await http.stop()
-            if runners:
-                # Drain: everything the receiver wrote reaches the IT sinks before the process ends.
-                await asyncio.wait(runners, timeout=30)
-            if replica_task:
-                replica_task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await replica_task
-            s = receiver.stats
-            if stats_file:
-                await asyncio.to_thread(Path(stats_file).write_text, json.dumps(s.as_dict(), indent=1))
-            log.info(
-                "diode receive: %d datagrams, %d records written, %d blocks recovered, %d lost, %d rejected",
-                s.datagrams,
-                s.records,
-                s.recovered,
-                s.lost,
-                sum(s.rejected.values()),
-            )
-
-    try:
-        asyncio.run(main())
-    except OSError as exc:
-        raise _fail(f"cannot listen on {listen}: {exc.strerror or exc}") from None
-    except ValueError as exc:  # a damaged state file or replica layout: the message says what to do
-        raise _fail(str(exc)) from None
+            ready.cancel()
     finally:
-        opened.close()
+        if http is not None:
+            await http.stop()
+    component = supervisor.components.get("source:diode")
+    receiver = getattr(component.plugin, "receiver", None) if component is not None else None
+    if receiver is not None:
+        s = receiver.stats
+        if stats_file:
+            await asyncio.to_thread(Path(stats_file).write_text, json.dumps(s.as_dict(), indent=1))
+        log.info(
+            "diode receive: %d datagrams, %d records written, %d blocks recovered, %d lost, %d rejected",
+            s.datagrams,
+            s.records,
+            s.recovered,
+            s.lost,
+            sum(s.rejected.values()),
+        )
+    return 0
 
 
 def _it_sinks(contract: Contract | None, names: list[str]) -> list[SinkSpec]:
@@ -375,6 +386,85 @@ def _replica_options(path: str) -> dict[str, Any]:
     if unknown:
         raise _Fail(f"{path}: unknown modbus_replica option(s) {', '.join(sorted(unknown))}")
     return dict(section)
+
+
+def _when(text: str | None, what: str) -> float | None:
+    """Seconds since the epoch, from a number or an ISO 8601 time (UTC unless it says otherwise)."""
+    if text is None:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise _Fail(f"{what} {text!r}: write a time as 2026-12-07T01:30:00Z or as seconds since the epoch") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+@diode_app.command("replay")
+def replay(
+    contract: Annotated[str, typer.Option(help="The contract of the OT node that runs the diode_send sink.")],
+    sink: Annotated[str | None, typer.Option(help="Which diode_send sink of the contract.")] = None,
+    from_offset: Annotated[int | None, typer.Option("--from-offset", help="First journal offset to re-send.")] = None,
+    to_offset: Annotated[int | None, typer.Option("--to-offset", help="Last journal offset to re-send.")] = None,
+    since: Annotated[
+        str | None, typer.Option(help="Re-send records from this source time (ISO 8601 or epoch s).")
+    ] = None,
+    until: Annotated[str | None, typer.Option(help="... up to this source time, inclusive.")] = None,
+    wait: Annotated[float, typer.Option(help="Seconds to wait for the running sink to answer.")] = 60.0,
+) -> None:
+    """OT side: re-send a range of the journal through the running diode sink (inside `seam run`).
+
+    The IT side cannot ask (nothing crosses back): take the range from the gap it reports (the
+    diode.gap event or its /health: journal offsets and source times). It stores only what it lacks.
+    """
+    from otseam.sinks.diode_send.replay import DONE_SUFFIX, REQUEST_SUFFIX, ReplayError, ReplayRequest, replay_dir
+
+    try:
+        loaded = _load_contract(contract)
+        assert loaded is not None
+        spec = _diode_sink(loaded, sink)
+        request = ReplayRequest(from_offset, to_offset, _when(since, "--since"), _when(until, "--until"))
+    except (_Fail, ReplayError) as exc:
+        raise _fail(str(exc)) from None
+    data_dir = Path(loaded.data_dir(loaded.node_of(spec)))
+    if not data_dir.is_absolute():
+        data_dir = Path(contract).resolve().parent / data_dir
+    directory = replay_dir(data_dir, spec.id)
+    if not directory.is_dir():
+        raise _fail(
+            f"{directory} does not exist: the diode_send sink {spec.id!r} has not run on this node "
+            "(start `seam run` first; it serves replay requests while it runs)"
+        )
+    name = f"{time.strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(4)}"
+    request_path = directory / (name + REQUEST_SUFFIX)
+    done_path = directory / (name + DONE_SUFFIX)
+    tmp = directory / f".{name}.tmp"
+    tmp.write_text(request.to_json())
+    os.replace(tmp, request_path)
+    deadline = time.monotonic() + wait
+    while not done_path.exists():
+        if time.monotonic() > deadline:
+            request_path.unlink(missing_ok=True)
+            raise _fail(
+                f"no running diode_send sink {spec.id!r} answered within {wait:g} s (is `seam run` running on "
+                "this node?); the request was withdrawn"
+            )
+        time.sleep(0.1)
+    result = json.loads(done_path.read_text())
+    done_path.unlink(missing_ok=True)
+    if "error" in result:
+        raise _fail(f"the diode sink refused the replay: {result['error']}")
+    typer.echo(
+        f"re-sent {result['records']} record(s), journal offsets {result['first_offset']}..{result['last_offset']}, "
+        f"through diode sink {spec.id!r}; the IT side stores those it lacks"
+        if result["records"]
+        else "nothing in that range to re-send"
+    )
 
 
 @diode_app.command("keygen")

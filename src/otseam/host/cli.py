@@ -9,6 +9,7 @@ import logging
 import signal
 import sys
 
+from otseam.core import sdnotify
 from otseam.host.app import HostApp
 from otseam.host.store import open_store
 from otseam.sinks.mqtt_common import MqttConfigError, MqttSettings, parse_mqtt_options
@@ -27,7 +28,7 @@ def run_host(
     tls_key: str | None,
     username: str | None,
     password_env: str | None,
-    session_expiry: int = 3600,
+    session_expiry: int = 0,
 ) -> int:
     """Returns the process exit code; every mistake a user can make ends in one clear line."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
@@ -79,6 +80,7 @@ async def _main(
     async def announce() -> None:
         await app.online.wait()
         print(f"seam host {host_id}: online", flush=True)
+        await sdnotify.started(f"seam host {host_id}")  # systemd: ready, and the watchdog fed until cancelled
 
     announcer = asyncio.create_task(announce())
     try:

@@ -1,25 +1,24 @@
-"""Batch codec: a run of records to one payload and back, without per-field Python code.
+"""Batch codec: a run of records to one frame payload and back (on-disk format 2).
 
-A batch of samples is stored column-wise: ``zip(*samples)`` turns the NamedTuples into five tuples in
-C, the qualities become one ``bytes`` object, and ``marshal`` (C, the format of ``.pyc`` files, stable
-within a Python version and simple to reason about) serialises the lot. Decoding rebuilds the
-NamedTuples with ``tuple.__new__`` mapped over ``zip`` so no Python frame runs per sample. This is what
-makes 2-3 million samples/s possible in CPython; a per-record ``struct.pack`` loop manages about a tenth.
+Format 2 has two frame kinds, both documented byte for byte and independent of the Python version:
 
-A run of samples that arrives already in the columnar format of :mod:`otseam.core.columns` (the IT
-side of the diode) is stored as it is, one frame per run, and decoded by that module.
+* kind 3, samples: the columnar format of :mod:`otseam.core.columns` (the diode's sample block). Runs of
+  :class:`Sample` are encoded into it here; a run that arrives already encoded (the IT side of the
+  diode) is stored as it is. Columns are packed little-endian arrays, so encoding and decoding run in C
+  rather than once per sample.
+* kind 4, events: a UTF-8 JSON array of ``[ts, kind, source, severity, message, data]`` rows. Events are
+  rare (alarms, audit records, alerts); ``data`` may hold anything JSON can carry.
 
-Events are rare (alarms, audit records): they are stored row-wise with ``data`` as JSON text, because
-``data`` may hold anything JSON-serialisable and marshal must never meet an object it cannot write.
-
-marshal is only ever fed by this module and read back after a CRC check (see segments.py), and a payload
-that still fails to decode is reported as corrupt, never trusted blindly.
+Format 1 (Seam before this version) stored samples (kind 1) and event rows (kind 2) with ``marshal``,
+which is stable only within one Python version: it is no longer written nor read (see journal.py for
+what opening such a journal says). A payload that passed its checksum but still fails to decode is
+reported as corrupt, never trusted blindly.
 """
 
 from __future__ import annotations
 
 import json
-import marshal
+import math
 from collections.abc import Sequence
 from functools import partial
 from typing import Any
@@ -28,19 +27,22 @@ from otseam.core import columns
 from otseam.core.columns import SampleColumns
 from otseam.core.records import Event, Quality, Record, Sample, Severity, Value
 
-#: Frame kinds (one byte in the frame header).
+#: The on-disk format this module writes and reads (journal.json's "format").
+FORMAT = 2
+#: Kinds of runs of records, as split_runs cuts a batch.
 KIND_SAMPLES = 1
 KIND_EVENTS = 2
 KIND_COLUMNS = 3
+#: Frame kinds (one byte in the frame header) of format 2.
+FRAME_COLUMNS = 3
+FRAME_EVENTS = 4
 #: Every kind a frame header may carry (segments.plausible refuses the rest before reading a payload).
-KINDS = (KIND_SAMPLES, KIND_EVENTS, KIND_COLUMNS)
-
-#: marshal format version; 4 shares repeated string objects (point keys) by reference.
-_MARSHAL_VERSION = 4
+KINDS = (FRAME_COLUMNS, FRAME_EVENTS)
+#: Frame kinds only format 1 wrote (marshal).
+FORMAT_1_KINDS = (1, 2)
 
 _QUALITIES = tuple(Quality)
 _SEVERITIES = tuple(Severity)
-_new_sample = partial(tuple.__new__, Sample)
 _new_event = partial(tuple.__new__, Event)
 
 
@@ -90,34 +92,29 @@ def run_length(kind: int, records: Sequence[Item]) -> int:
     return len(records)
 
 
-def encode(kind: int, records: Sequence[Item]) -> bytes:
-    """One run of records of one ``kind`` to a payload."""
+def encode(kind: int, records: Sequence[Item]) -> tuple[int, bytes]:
+    """One run of records of one ``kind`` to ``(frame kind, payload)``."""
     if kind == KIND_SAMPLES:
-        return _encode_samples(records)  # type: ignore[arg-type]
+        return FRAME_COLUMNS, _encode_samples(records)  # type: ignore[arg-type]
     if kind == KIND_COLUMNS:
         (run,) = records
-        return run.payload  # type: ignore[union-attr]
-    return _encode_events(records)  # type: ignore[arg-type]
+        return FRAME_COLUMNS, run.payload  # type: ignore[union-attr]
+    return FRAME_EVENTS, _encode_events(records)  # type: ignore[arg-type]
 
 
 def _encode_samples(samples: Sequence[Sample]) -> bytes:
-    points, values, qualities, source_ts, gateway_ts = zip(*samples, strict=True)
-    quality_bytes = _quality_bytes(qualities)
+    _points, _values, qualities, _source_ts, _gateway_ts = zip(*samples, strict=True)
+    _quality_bytes(qualities)
+    # The frame header carries the offsets; the column of offsets inside counts from 0.
     try:
-        return marshal.dumps((points, values, quality_bytes, source_ts, gateway_ts), _MARSHAL_VERSION)
-    except ValueError:
-        # A subclass slipped in (numpy float, an IntEnum value, a str subclass): marshal only writes
-        # exact built-in types. Normalise, then encode again. Rare, so the slow path is fine.
-        return marshal.dumps(
-            (
-                tuple(map(str, points)),
-                tuple(map(_plain_value, values)),
-                quality_bytes,
-                tuple(map(float, source_ts)),
-                tuple(map(float, gateway_ts)),
-            ),
-            _MARSHAL_VERSION,
-        )
+        return columns.encode("", range(len(samples)), samples)
+    except (TypeError, ValueError):
+        # A type JSON cannot write slipped in (a numpy integer, say): normalise, then encode again.
+        # Rare, so the slow path is fine.
+        plain = [
+            tuple.__new__(Sample, (str(s[0]), _plain_value(s[1]), s[2], float(s[3]), float(s[4]))) for s in samples
+        ]
+        return columns.encode("", range(len(plain)), plain)
 
 
 def _quality_bytes(qualities: tuple[Any, ...]) -> bytes:
@@ -151,23 +148,14 @@ def _plain_value(value: object) -> Value:
 
 
 def _encode_events(events: Sequence[Event]) -> bytes:
-    rows = tuple(
-        (
-            float(e.ts),
-            str(e.kind),
-            str(e.source),
-            int(e.severity),
-            str(e.message),
-            json.dumps(e.data, default=str, separators=(",", ":")),
-        )
-        for e in events
-    )
-    return marshal.dumps(rows, _MARSHAL_VERSION)
+    rows = [[float(e.ts), str(e.kind), str(e.source), int(e.severity), str(e.message), e.data] for e in events]
+    # ensure_ascii: lone surrogates and control characters travel as escapes, the file stays ASCII.
+    return json.dumps(rows, default=str, separators=(",", ":"), ensure_ascii=True).encode()
 
 
 def decode(kind: int, payload: bytes | memoryview, count: int) -> list[Record]:
     """A payload back to records; raises :class:`CorruptPayload` if it is not what the header says."""
-    if kind == KIND_COLUMNS:
+    if kind == FRAME_COLUMNS:
         try:
             decoded = columns.decode(payload).records
         except columns.ColumnsError as exc:
@@ -175,27 +163,38 @@ def decode(kind: int, payload: bytes | memoryview, count: int) -> list[Record]:
         if len(decoded) != count:
             raise CorruptPayload(f"payload holds {len(decoded)} records, header says {count}")
         return decoded
+    if kind in FORMAT_1_KINDS:
+        raise CorruptPayload(f"frame kind {kind} belongs to journal format 1 (marshal), which is no longer read")
+    if kind != FRAME_EVENTS:
+        raise CorruptPayload(f"unknown frame kind {kind}")
     try:
-        data = marshal.loads(payload)
-        if kind == KIND_SAMPLES:
-            points, values, qualities, source_ts, gateway_ts = data
-            records: list[Record] = list(
-                map(
-                    _new_sample,
-                    zip(points, values, map(_QUALITIES.__getitem__, qualities), source_ts, gateway_ts, strict=True),
-                )
-            )
-        elif kind == KIND_EVENTS:
-            records = [
-                _new_event((ts, k, source, _SEVERITIES[severity], message, json.loads(data_json)))
-                for ts, k, source, severity, message, data_json in data
-            ]
-        else:
-            raise CorruptPayload(f"unknown frame kind {kind}")
-    except CorruptPayload:
-        raise
-    except (ValueError, TypeError, EOFError, IndexError, KeyError) as exc:
+        rows = json.loads(bytes(payload))
+        if type(rows) is not list:
+            raise ValueError("not a list of events")
+        records: list[Record] = [
+            _new_event((_number(ts), _text(k), _text(source), _severity(severity), _text(message), data))
+            for ts, k, source, severity, message, data in rows
+        ]
+    except (ValueError, TypeError, RecursionError) as exc:
         raise CorruptPayload(f"payload does not decode: {exc}") from None
     if len(records) != count:
         raise CorruptPayload(f"payload holds {len(records)} records, header says {count}")
     return records
+
+
+def _text(value: object) -> str:
+    if type(value) is not str:
+        raise ValueError(f"{value!r} is not text")
+    return value
+
+
+def _severity(value: object) -> Severity:
+    if type(value) is not int or not 0 <= value < len(_SEVERITIES):
+        raise ValueError(f"{value!r} is not a severity")
+    return _SEVERITIES[value]
+
+
+def _number(value: object) -> float:
+    if type(value) not in (int, float) or not math.isfinite(value):  # type: ignore[arg-type]
+        raise ValueError(f"event time {value!r} is not a number")
+    return float(value)  # type: ignore[arg-type]

@@ -146,13 +146,19 @@ class Cursor:
         start, expected = journal.frame_near(segment, offset)
         if offset >= segment.end_offset:
             return journal.resume_after(offset)  # offsets that were skipped, never written
-        frames = segments.iter_frames(segment.path, segment.base_offset, verify=False, start=start, expected=expected)
+        frames = segments.iter_frames(
+            segment.path, segment.base_offset, verify=False, start=start, expected=expected, resync=True
+        )
         for position, header, ok in frames:
             if not ok:
+                if header.length == segments.DAMAGE:
+                    continue  # the intact frame after the damage comes next
                 break
             if header.end_offset > offset:
                 self._position = position
                 self._position_offset = header.base_offset
+                if header.base_offset > offset:
+                    return self._report(offset, header.base_offset, segment, "a frame header is corrupt")
                 return None
         return self._lose(offset, segment, "its frame index is unreadable")
 
@@ -181,22 +187,35 @@ class Cursor:
             return self._lose(offset, segment, "it ends in the middle of a frame header")
         length, crc, base, count, kind, appended_at = segments.HEADER.unpack_from(self._buffer, at)
         if length > segments.MAX_PAYLOAD or count == 0 or base != self._position_offset:
-            return self._lose(offset, segment, "a frame header is corrupt")
+            return self._skip_damage(offset, segment, "a frame header is corrupt")
         size = segments.HEADER_SIZE + length
         at = self._fill(segment, self._position, size)
         if at < 0:
-            return self._lose(offset, segment, "it ends in the middle of a frame")
+            return self._skip_damage(offset, segment, "it ends in the middle of a frame")
         view = memoryview(self._buffer)
         # CRC32 is incremental: one pass over header-after-the-CRC and payload equals the writer's two.
         if segments.crc32(view[at + segments.CRC_FROM : at + size]) != crc:
-            return self._lose(offset, segment, "a frame fails its checksum")
+            return self._skip_damage(offset, segment, "a frame fails its checksum")
         try:
             records = codec.decode(kind, view[at + segments.HEADER_SIZE : at + size], count)
         except codec.CorruptPayload as exc:
-            return self._lose(offset, segment, str(exc))
+            return self._skip_damage(offset, segment, str(exc))
         self._position += size
         self._position_offset = base + count
         return _Frame(base, base + count, records, appended_at)
+
+    def _skip_damage(self, offset: int, segment: Segment, why: str) -> int:
+        """Skip a damaged frame to the next intact one in ``segment``: the records in between are lost
+        (counted and reported), the ones after are read. Without an intact frame after it, the rest of
+        the segment is lost (see :meth:`_lose`)."""
+        found = segments.next_valid_frame(self._fd, self._position + 1, segment.size, self._position_offset)
+        if found is None:
+            return self._lose(offset, segment, why)
+        self._position, header = found
+        self._position_offset = header.base_offset
+        self._buffer = b""
+        self._buffer_start = 0
+        return self._report(offset, header.base_offset, segment, why)
 
     def _lose(self, offset: int, segment: Segment, why: str) -> int:
         """Skip the unreadable rest of ``segment``: count it, say it, and carry on with the next one."""
@@ -204,9 +223,14 @@ class Cursor:
         if segment is journal._segments[-1]:
             journal._seal_after_corruption()
         resume = max(segment.end_offset, offset + 1)
-        lost = resume - offset
         self._close_file()
-        if (offset, resume) in self._state.reported_damage:
+        return self._report(offset, resume, segment, why)
+
+    def _report(self, offset: int, resume: int, segment: Segment, why: str) -> int:
+        """Count offsets ``offset`` to ``resume - 1`` as lost to damage and say so, once per cursor."""
+        journal = self._journal
+        lost = resume - offset
+        if lost <= 0 or (offset, resume) in self._state.reported_damage:
             return resume
         self._state.reported_damage.add((offset, resume))
         self._state.dropped += lost

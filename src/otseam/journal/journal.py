@@ -59,7 +59,7 @@ from typing import TYPE_CHECKING, Literal
 from otseam.core.columns import SampleColumns
 from otseam.core.records import Event, Record, Severity
 from otseam.journal import codec, segments
-from otseam.journal.state import CURSOR_NAME, CURSOR_SUFFIX, CursorState, JournalError, Meta
+from otseam.journal.state import CURSOR_NAME, CURSOR_SUFFIX, CursorState, JournalError, Meta, fsync_directory
 
 if TYPE_CHECKING:
     from otseam.contract.models import Journal as JournalConfig
@@ -150,6 +150,10 @@ class Journal:
         self._closed = False
         #: Threads syncing and closing sealed segments (see _rotate).
         self._sealing: list[threading.Thread] = []
+        #: Why the writer stopped (a failed fsync), or None. After a failed writeback the kernel marks the
+        #: pages clean: the data may be gone from disk and cache alike, and a later fsync would succeed
+        #: without writing it. Nothing more may be accepted as durable.
+        self._failed: str | None = None
 
     # --- opening -------------------------------------------------------------------------------------
 
@@ -252,6 +256,7 @@ class Journal:
             self._segments.append(Segment(base, path, end, stat.st_size, stat.st_mtime))
         # Offsets never go back: not below the last rotation, nor below anything a cursor has committed.
         floor = max([self._meta.floor, *(c.committed + 1 for c in self._cursors.values())])
+        self._check_format()
         if self._segments:
             self._recover_tail()
             active = self._segments[-1]
@@ -278,6 +283,28 @@ class Journal:
         active = self._segments[-1]
         self._fd = os.open(active.path, os.O_WRONLY | os.O_APPEND)
         self._next = active.end_offset
+
+    def _check_format(self) -> None:
+        """Refuse segments this version cannot read, naming their format; upgrade an empty journal."""
+        stored = self._meta.format
+        if stored == codec.FORMAT:
+            return
+        if stored > codec.FORMAT:
+            raise JournalError(
+                f"the journal in {self.directory} is in on-disk format {stored}, written by a newer Seam; this "
+                f"version reads format {codec.FORMAT}: run the newer version, or move the journal aside"
+            )
+        if any(segment.size for segment in self._segments):
+            raise JournalError(
+                f"the journal in {self.directory} is in on-disk format {stored} (records serialised with Python's "
+                f"marshal, by Seam before format {codec.FORMAT}), which this version does not read: let the "
+                "version that wrote it deliver its records, then move the directory aside and start again"
+            )
+        for segment in self._segments:  # empty files of the old format: nothing to convert
+            segment.path.unlink()
+        self._segments.clear()
+        self._meta.format = codec.FORMAT
+        self._meta.save(self.directory / "journal.json")
 
     def _check_free_space(self) -> None:
         """max_size is a promise only if the disk can hold it: a full disk makes appends fail instead of
@@ -310,6 +337,17 @@ class Journal:
                 active.path.name,
             )
             segments.truncate(active.path, result.valid_size)
+        for position, size, first, last in result.damaged:
+            lost = f"offsets {first}-{last}" if first <= last else "no whole record"
+            log.error(
+                "journal %s: %d damaged bytes at position %d of %s (%s); the intact frames after it are kept "
+                "and each reader skips the damage, counting it and reporting it with a journal.corrupt event",
+                self.directory,
+                size,
+                position,
+                active.path.name,
+                lost,
+            )
         active.end_offset = result.end_offset
         active.size = result.valid_size
         if result.last_appended_at is not None:
@@ -319,7 +357,7 @@ class Journal:
         path = self.directory / segments.segment_name(base_offset)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         os.close(fd)
-        segments.fsync_directory(self.directory)
+        fsync_directory(self.directory)
         segment = Segment(base_offset, path, base_offset, 0, self._clock(), segments.SparseIndex())
         self._segments.append(segment)
         self._bases.append(base_offset)
@@ -353,6 +391,8 @@ class Journal:
         """
         if self._closed:
             raise JournalError("the journal is closed")
+        if self._failed is not None:
+            raise JournalError(self._failed)
         if not records:
             return self._next - 1
         with self._lock:
@@ -376,7 +416,7 @@ class Journal:
         ]
         while pending:
             kind, chunk = pending.pop(0)
-            payload = codec.encode(kind, chunk)
+            frame_kind, payload = codec.encode(kind, chunk)
             if len(payload) > segments.MAX_PAYLOAD:
                 # Huge text values: halve the frame until it fits (readers refuse larger frames as corrupt).
                 if len(chunk) == 1:
@@ -385,7 +425,7 @@ class Journal:
                 pending[:0] = [(kind, chunk[:middle]), (kind, chunk[middle:])]
                 continue
             count = codec.run_length(kind, chunk)
-            pieces += (segments.frame_header(offset, count, kind, now, payload), payload)
+            pieces += (segments.frame_header(offset, count, frame_kind, now, payload), payload)
             sizes.append(segments.HEADER_SIZE + len(payload))
             bases.append(offset)
             offset += count
@@ -423,7 +463,25 @@ class Journal:
                 self._schedule_sync(wait)
                 return
             self._last_sync = moment
-        os.fdatasync(self._fd)
+        self._sync(os.fdatasync, self._fd, self._segments[-1].path.name)
+        if self._failed is not None:
+            raise JournalError(self._failed)
+
+    def _sync(self, call: Callable[[int], None], fd: int, what: str) -> None:
+        """fsync or fdatasync ``fd``; a failure stops the writer (see ``_failed``)."""
+        try:
+            call(fd)
+        except OSError as exc:
+            self._stop_on_sync_failure(what, exc)
+
+    def _stop_on_sync_failure(self, what: str, exc: OSError) -> None:
+        reason = (
+            f"the journal in {self.directory} stopped: fsync failed on {what} ({exc.strerror or exc}); records "
+            "appended since the last good sync may be lost. Check the disk and the kernel log, then restart"
+        )
+        if self._failed is None:
+            self._failed = reason
+            log.critical("%s", reason)
 
     def _schedule_sync(self, delay: float) -> None:
         """Make sure records appended just before the writers go quiet still reach the disk within the
@@ -442,15 +500,13 @@ class Journal:
             self._sync_pending = False
             if self._fd >= 0 and not self._closed:
                 self._last_sync = time.monotonic()
-                try:
-                    os.fdatasync(self._fd)
-                except OSError as exc:
-                    log.error("journal %s: fdatasync failed: %s", self.directory, exc.strerror)
+                self._sync(os.fdatasync, self._fd, self._segments[-1].path.name)
 
     def _rotate(self) -> Segment:
         sealed = self._fd
         self._fd = -1
-        syncer = threading.Thread(target=_sync_and_close, args=(sealed,), name="journal-seal", daemon=True)
+        name = self._segments[-1].path.name
+        syncer = threading.Thread(target=self._sync_and_close, args=(sealed, name), name="journal-seal", daemon=True)
         syncer.start()
         self._sealing = [thread for thread in self._sealing if thread.is_alive()] + [syncer]
         self._meta.floor = self._next
@@ -470,8 +526,16 @@ class Journal:
         with self._lock:
             self._wait_for_sealing()
             if self._fd >= 0:
-                os.fsync(self._fd)
+                self._sync(os.fsync, self._fd, self._segments[-1].path.name)
                 self._last_sync = time.monotonic()
+            if self._failed is not None:
+                raise JournalError(self._failed)
+
+    def _sync_and_close(self, fd: int, name: str) -> None:
+        try:
+            self._sync(os.fsync, fd, name)
+        finally:
+            os.close(fd)
 
     def _wait_for_sealing(self) -> None:
         for thread in self._sealing:
@@ -490,6 +554,10 @@ class Journal:
                 self._drop_oldest("max_age", losses)
         if losses:
             self._report_losses(losses, now)
+            if self._bytes > self.max_size:
+                # The report itself tipped the journal over: drop again (a segment frees far more than
+                # a report takes, so this ends at once), and report that loss too.
+                self._enforce_retention(now)
 
     def expire(self) -> None:
         """Apply retention by age now (``append`` also does it, at most once a second)."""
@@ -696,8 +764,7 @@ class Journal:
             self._closed = True
             self._wait_for_sealing()
             if self._fd >= 0:
-                with contextlib.suppress(OSError):
-                    os.fsync(self._fd)
+                self._sync(os.fsync, self._fd, self._segments[-1].path.name)
                 os.close(self._fd)
                 self._fd = -1
             for state in self._cursors.values():
@@ -710,15 +777,6 @@ class Journal:
 
     def __exit__(self, *_: object) -> None:
         self.close()
-
-
-def _sync_and_close(fd: int) -> None:
-    try:
-        os.fsync(fd)
-    except OSError as exc:  # the data is in the page cache; the kernel writes it back when it can
-        log.error("journal: fsync of a sealed segment failed: %s", exc.strerror)
-    finally:
-        os.close(fd)
 
 
 #: At most this many buffers per writev call (Linux's IOV_MAX is 1024).

@@ -14,13 +14,16 @@ frames back to back. A frame is one run of records (normally one appended batch)
 
 The CRC covers everything after the CRC field (the rest of the header and the payload), so a torn or
 bit-rotten frame is detected and never decoded. A crash can only tear the tail of the segment being
-written; opening the journal truncates the tail back to the last whole frame.
+written; opening the journal truncates the tail back to the last whole frame. Damage anywhere else
+(a flipped bit, an overwritten block) costs only the frames it touches: :func:`next_valid_frame` finds
+the first intact frame after it, so the records behind the damage are still read.
 """
 
 from __future__ import annotations
 
 import bisect
 import os
+import re
 import struct
 import zlib
 from collections.abc import Callable, Iterator
@@ -147,16 +150,19 @@ class SparseIndex:
 
 @dataclass(slots=True)
 class ScanResult:
-    """What walking a segment found: the whole frames, and where they end."""
+    """What walking a segment found: the whole frames, where they end, and the damage between them."""
 
     base_offset: int
     #: The offset after the last whole frame (== base_offset when the segment holds nothing valid).
     end_offset: int
-    #: Bytes of whole, valid frames from the start of the file.
+    #: Bytes up to the end of the last whole, valid frame: what follows is a torn tail.
     valid_size: int
     file_size: int
     first_appended_at: float | None
     last_appended_at: float | None
+    #: Damage with intact frames after it: ``(file position, size in bytes, first lost offset, last lost
+    #: offset)``; the lost offsets are empty (first > last) when the damage held no whole record.
+    damaged: list[tuple[int, int, int, int]]
 
     @property
     def torn(self) -> bool:
@@ -164,13 +170,17 @@ class ScanResult:
 
 
 def scan(path: Path, base_offset: int, *, verify: bool = True, index: SparseIndex | None = None) -> ScanResult:
-    """Walk the frames of a segment, stopping at the first frame that is torn, corrupt or out of sequence."""
+    """Walk the frames of a segment, over damage to the intact frames behind it, up to a torn tail."""
     first_at: float | None = None
     last_at: float | None = None
     expected = base_offset
     valid = 0
-    for position, header, ok in iter_frames(path, base_offset, verify=verify):
+    damaged: list[tuple[int, int, int, int]] = []
+    for position, header, ok in iter_frames(path, base_offset, verify=verify, resync=True):
         if not ok:
+            if header.length == DAMAGE:
+                damaged.append((valid, position - valid, expected, header.base_offset - 1))
+                continue
             break
         if first_at is None:
             first_at = header.appended_at
@@ -179,25 +189,77 @@ def scan(path: Path, base_offset: int, *, verify: bool = True, index: SparseInde
             index.note(header.base_offset, position, header.appended_at)
         expected = header.end_offset
         valid = position + header.size
-    return ScanResult(base_offset, expected, valid, path.stat().st_size, first_at, last_at)
+    return ScanResult(base_offset, expected, valid, path.stat().st_size, first_at, last_at, damaged)
+
+
+#: A frame header's kind byte and the three padding bytes after it: where resynchronisation looks.
+_KIND_AT = 20
+_CANDIDATE = re.compile(b"[" + bytes(KINDS) + b"]\x00\x00\x00")
+_RESYNC_CHUNK = 1024 * 1024
+#: ``length`` of the marker :func:`iter_frames` yields for damage it has stepped over.
+DAMAGE = -1
+
+
+def next_valid_frame(fd: int, start: int, end: int, min_offset: int) -> tuple[int, FrameHeader] | None:
+    """The first whole frame with a good CRC at a file position in ``[start, end)``, ending by ``end``,
+    whose records start at ``min_offset`` or later; None if there is none.
+
+    Candidates are found by the header's kind and padding bytes (a regular expression, so in C), then
+    checked like any frame: a plausible header and a CRC over header and payload. A false match would
+    need a 32-bit CRC to agree by chance.
+    """
+    position = start
+    while position + HEADER_SIZE <= end:
+        chunk = os.pread(fd, min(_RESYNC_CHUNK, end - position), position)
+        if len(chunk) < HEADER_SIZE:
+            return None
+        for match in _CANDIDATE.finditer(chunk, _KIND_AT):
+            at = match.start() - _KIND_AT
+            if at + HEADER_SIZE > len(chunk):
+                break
+            header = parse_header(chunk, at)
+            frame_at = position + at
+            if not plausible(header, None) or header.base_offset < min_offset or frame_at + header.size > end:
+                continue
+            frame = chunk[at : at + header.size]
+            if len(frame) < header.size:
+                frame = os.pread(fd, header.size, frame_at)
+            if len(frame) == header.size and frame_ok(frame[:HEADER_SIZE], memoryview(frame)[HEADER_SIZE:], header.crc):
+                return frame_at, header
+        # Overlap by a header so that one straddling the chunk boundary is seen whole.
+        position += max(1, len(chunk) - HEADER_SIZE + 1)
+    return None
 
 
 def iter_frames(
-    path: Path, base_offset: int, *, verify: bool = True, start: int = 0, expected: int | None = None
+    path: Path,
+    base_offset: int,
+    *,
+    verify: bool = True,
+    start: int = 0,
+    expected: int | None = None,
+    resync: bool = False,
 ) -> Iterator[tuple[int, FrameHeader, bool]]:
     """Yield ``(file position, header, ok)`` per frame; the last one yielded may be ``ok=False``, then it stops.
 
-    The file is read in 64 KiB chunks (or one frame, if larger) so that memory stays flat whatever the segment size.
+    With ``resync``, damage followed by an intact frame does not stop the walk: it is yielded as
+    ``ok=False`` with a header whose ``length`` is -1 and whose ``base_offset`` is the offset the walk
+    continues at, at the position of the intact frame, which follows. The file is read in 64 KiB chunks
+    (or one frame, if larger) so that memory stays flat whatever the segment size.
     """
     next_offset = base_offset if expected is None else expected
     with open(path, "rb") as file:
+        size = os.fstat(file.fileno()).st_size
         file.seek(start)
         position = start
         buffer = b""
         buffer_start = start
         while True:
             relative = position - buffer_start
+            bad: FrameHeader | None = None
+            header: FrameHeader | None = None
             if len(buffer) - relative < HEADER_SIZE:
+                file.seek(position + len(buffer) - relative)
                 buffer = buffer[relative:] + file.read(_SCAN_CHUNK)
                 buffer_start = position
                 relative = 0
@@ -207,27 +269,37 @@ def iter_frames(
                     return
             header = parse_header(buffer, relative)
             if not plausible(header, next_offset):
-                yield position, header, False
-                return
-            if len(buffer) - relative < header.size:
-                need = header.size - (len(buffer) - relative)
-                buffer = buffer[relative:] + file.read(max(need, _SCAN_CHUNK))
+                bad = header
+            else:
+                if len(buffer) - relative < header.size:
+                    need = header.size - (len(buffer) - relative)
+                    file.seek(position + len(buffer) - relative)
+                    buffer = buffer[relative:] + file.read(max(need, _SCAN_CHUNK))
+                    buffer_start = position
+                    relative = 0
+                if len(buffer) - relative < header.size:
+                    bad = header
+                elif verify:
+                    view = memoryview(buffer)
+                    ok = frame_ok(
+                        view[relative : relative + HEADER_SIZE],
+                        view[relative + HEADER_SIZE : relative + header.size],
+                        header.crc,
+                    )
+                    view.release()
+                    if not ok:
+                        bad = header
+            if bad is not None:
+                found = next_valid_frame(file.fileno(), position + 1, size, next_offset) if resync else None
+                if found is None:
+                    yield position, bad, False
+                    return
+                position, following = found
+                yield position, FrameHeader(DAMAGE, 0, following.base_offset, 0, 0, 0.0), False
+                next_offset = following.base_offset
+                buffer = b""
                 buffer_start = position
-                relative = 0
-                if len(buffer) < header.size:
-                    yield position, header, False
-                    return
-            if verify:
-                view = memoryview(buffer)
-                ok = frame_ok(
-                    view[relative : relative + HEADER_SIZE],
-                    view[relative + HEADER_SIZE : relative + header.size],
-                    header.crc,
-                )
-                view.release()
-                if not ok:
-                    yield position, header, False
-                    return
+                continue
             yield position, header, True
             next_offset = header.end_offset
             position += header.size
@@ -238,12 +310,3 @@ def truncate(path: Path, size: int) -> None:
         file.truncate(size)
         file.flush()
         os.fsync(file.fileno())
-
-
-def fsync_directory(directory: Path) -> None:
-    """Make a rename or a new file in ``directory`` survive a power cut."""
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -39,6 +39,19 @@ def write_json_atomically(path: Path, document: dict[str, Any], *, durable: bool
     finally:
         os.close(fd)
     os.replace(temporary, path)
+    if durable:
+        # The rename itself is a change to the directory: without this a power cut can bring back the
+        # old name (or no file at all) although the new content was on disk.
+        fsync_directory(path.parent)
+
+
+def fsync_directory(directory: Path) -> None:
+    """Make a rename or a new file in ``directory`` survive a power cut."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
@@ -66,6 +79,9 @@ class Meta:
     #: Offsets never go backwards, even if every segment file were deleted by hand: receivers would
     #: otherwise discard new records as duplicates of old ones.
     floor: int = 1
+    #: The on-disk format of the segments (codec.FORMAT for a journal this version creates). A journal
+    #: written before formats were numbered says 1.
+    format: int = 2
 
     @classmethod
     def load_or_create(cls, path: Path, source: str | None) -> Meta:
@@ -82,17 +98,24 @@ class Meta:
             return meta
         stored = document.get("source")
         floor = document.get("floor", 1)
-        if not isinstance(stored, str) or not SOURCE_ID.match(stored) or not isinstance(floor, int):
+        version = document.get("format", 1)
+        if (
+            not isinstance(stored, str)
+            or not SOURCE_ID.match(stored)
+            or not isinstance(floor, int)
+            or type(version) is not int
+        ):
             raise JournalError(f"{path} does not describe a journal: restore it or move the journal aside")
         if source is not None and source != stored:
             raise JournalError(
                 f"the journal in {path.parent} belongs to source {stored!r}, not {source!r}: "
                 "use another journal path or drop the explicit source"
             )
-        return cls(stored, floor)
+        return cls(stored, floor, version)
 
     def save(self, path: Path) -> None:
-        write_json_atomically(path, {"source": self.source, "floor": self.floor, "format": 1}, durable=True)
+        document = {"source": self.source, "floor": self.floor, "format": self.format}
+        write_json_atomically(path, document, durable=True)
 
 
 #: One cursor slot: sequence number, committed offset, dropped count, CRC32 of the first 24 bytes.

@@ -13,6 +13,8 @@ so that an alert's ``frame`` can be looked up in Wireshark directly.
 from __future__ import annotations
 
 import mmap
+import os
+import stat
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -28,6 +30,18 @@ LINKTYPE_LINUX_SLL = 113
 LINKTYPE_IPV4 = 228
 LINKTYPE_IPV6 = 229
 LINKTYPE_LINUX_SLL2 = 276
+
+#: The link types the decoder reads (packet.network_offset), with the names a user knows them by.
+LINKTYPE_NAMES = {
+    LINKTYPE_NULL: "BSD loopback",
+    LINKTYPE_ETHERNET: "Ethernet",
+    LINKTYPE_RAW: "raw IP",
+    LINKTYPE_LOOP: "OpenBSD loopback",
+    LINKTYPE_LINUX_SLL: "Linux cooked",
+    LINKTYPE_IPV4: "raw IPv4",
+    LINKTYPE_IPV6: "raw IPv6",
+    LINKTYPE_LINUX_SLL2: "Linux cooked v2",
+}
 
 #: No link layer carries frames this large; a bigger length is corruption, not a jumbo frame.
 MAX_FRAME = 262_144
@@ -59,9 +73,35 @@ class CaptureStats:
     problems: list[str] = field(default_factory=list)
 
 
+def check_capture_file(path: str | Path) -> None:
+    """Refuse what is not a regular file before opening it: opening a FIFO blocks until a writer comes,
+    and a device or a FIFO has no end to bound the read by."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        raise CaptureError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    if not stat.S_ISREG(mode):
+        kind = (
+            "a FIFO"
+            if stat.S_ISFIFO(mode)
+            else "a directory"
+            if stat.S_ISDIR(mode)
+            else "a device"
+            if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+            else "a socket"
+            if stat.S_ISSOCK(mode)
+            else "not a regular file"
+        )
+        raise CaptureError(
+            f"{path}: is {kind}, not a capture file; save the capture to a file first (tcpdump -w FILE), "
+            "or watch an interface with --iface"
+        )
+
+
 def read_capture(path: str | Path, stats: CaptureStats | None = None) -> Iterator[Frame]:
     """Frames of a pcap or pcapng file, detected by its magic number."""
     stats = stats if stats is not None else CaptureStats()
+    check_capture_file(path)
     try:
         with open(path, "rb") as handle:
             size = Path(path).stat().st_size
@@ -115,9 +155,26 @@ def _iter_pcap(buf: bytes | mmap.mmap, stats: CaptureStats, name: str) -> Iterat
 
 
 def _iter_pcapng(buf: bytes | mmap.mmap, stats: CaptureStats, name: str) -> Iterator[Frame]:
+    for number, (ts, linktype, start, caplen) in enumerate(pcapng_records(buf, stats, name), 1):
+        yield Frame(number, ts, linktype, buf[start : start + caplen])
+
+
+def pcapng_records(buf: bytes | mmap.mmap, stats: CaptureStats, name: str) -> Iterator[tuple[float, int, int, int]]:
+    """``(time, link type, data position, captured length)`` of each packet of a pcapng file, in order.
+
+    The one walk over the blocks, shared by the per-frame reader and the fast path (which needs only the
+    positions); ``stats`` counts the packets and notes why the walk stopped early.
+    """
     size = len(buf)
+    if size < 28:
+        raise CaptureError(f"{name}: the pcapng section header is truncated ({size} of at least 28 bytes)")
+    if bytes(buf[8:12]) not in (b"\x4d\x3c\x2b\x1a", b"\x1a\x2b\x3c\x4d"):
+        raise CaptureError(f"{name}: the pcapng section header has no valid byte-order magic")
+    order = "<" if bytes(buf[8:12]) == b"\x4d\x3c\x2b\x1a" else ">"
+    (first_length,) = struct.unpack_from(order + "I", buf, 4)
+    if first_length < 28 or first_length % 4 or first_length > size:
+        raise CaptureError(f"{name}: the pcapng section header claims an impossible length {first_length}")
     pos = 0
-    order = "<"
     # Per section: the interfaces' link types and timestamp resolutions, by interface id.
     interfaces: list[tuple[int, float]] = []
     number = 0
@@ -156,22 +213,22 @@ def _iter_pcapng(buf: bytes | mmap.mmap, stats: CaptureStats, name: str) -> Iter
             else:
                 iface, _drops, ts_hi, ts_lo, caplen, _origlen = struct.unpack_from(order + "HHIIII", buf, body)
             data = body + 20
-            if iface >= len(interfaces) or caplen > body_end - data:
+            if iface >= len(interfaces) or caplen > body_end - data or caplen > MAX_FRAME:
                 stats.problems.append(f"{name}: packet block at byte {pos} is inconsistent; stopped")
                 return
             linktype, resolution = interfaces[iface]
             number += 1
             stats.frames = number
-            yield Frame(number, ((ts_hi << 32) | ts_lo) * resolution, linktype, buf[data : data + caplen])
+            yield ((ts_hi << 32) | ts_lo) * resolution, linktype, data, caplen
         elif block_type == 3:  # Simple Packet Block: interface 0, no timestamp
             if body_end - body < 4 or not interfaces:
                 stats.problems.append(f"{name}: simple packet block at byte {pos} is inconsistent; stopped")
                 return
             (origlen,) = struct.unpack_from(order + "I", buf, body)
-            caplen = min(origlen, body_end - body - 4)
+            caplen = min(origlen, body_end - body - 4, MAX_FRAME)
             number += 1
             stats.frames = number
-            yield Frame(number, 0.0, interfaces[0][0], buf[body + 4 : body + 4 + caplen])
+            yield 0.0, interfaces[0][0], body + 4, caplen
         pos += block_len
 
 

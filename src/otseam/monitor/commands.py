@@ -5,26 +5,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import mmap
 import signal
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from otseam.core.records import Event, Severity
-from otseam.monitor.allowlist import Policy, PolicyError
-from otseam.monitor.capture import CaptureError, CaptureStats, Frame, read_capture
+from otseam.core.records import Record
+from otseam.monitor.allowlist import PolicyError
+from otseam.monitor.capture import (
+    CaptureError,
+    CaptureStats,
+)
 from otseam.monitor.engine import Monitor, Observations
-from otseam.monitor.fastpath import analyse_pcap
 from otseam.monitor.inventory import Inventory
 from otseam.monitor.rules import Alert
+
+if TYPE_CHECKING:
+    from otseam.sources.capture.source import CaptureSource, Observer
 
 EXIT_OK = 0
 EXIT_UNUSABLE = 2
@@ -39,6 +43,19 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(EXIT_UNUSABLE)
 
 
+def ranges(numbers: list[int]) -> str:
+    """[1, 2, 3, 4, 5, 6, 15, 16] → "1-6,15-16": what a function-code or unit-id list reads as."""
+    parts: list[str] = []
+    ordered = sorted(set(numbers))
+    start = 0
+    for index in range(1, len(ordered) + 1):
+        if index == len(ordered) or ordered[index] != ordered[index - 1] + 1:
+            first, last = ordered[start], ordered[index - 1]
+            parts.append(str(first) if first == last else f"{first}-{last}")
+            start = index
+    return ",".join(parts)
+
+
 def _ports(values: list[int] | None, default: frozenset[int], flag: str) -> frozenset[int]:
     if not values:
         return default
@@ -48,83 +65,48 @@ def _ports(values: list[int] | None, default: frozenset[int], flag: str) -> froz
     return frozenset(values)
 
 
-def _frames(path: Path, stats: CaptureStats) -> Iterator[Frame]:
-    return read_capture(path, stats)
-
-
-def _learn_baseline(
-    path: Path, modbus_ports: frozenset[int], opcua_ports: frozenset[int]
-) -> dict[tuple[str, str], set[int]]:
-    """Client/server pairs and the function codes each used, from a capture taken when all was well."""
-    monitor = Monitor(None, modbus_ports=modbus_ports, opcua_ports=opcua_ports)
-    pairs: dict[tuple[str, str], set[int]] = {}
-    stats = CaptureStats()
-    for frame in _frames(path, stats):
-        monitor.process(frame)
-        for ends, msg in monitor.modbus_messages:
-            if msg.is_request:
-                pairs.setdefault((ends.client, ends.server), set()).add(msg.function)
-        monitor.modbus_messages.clear()
-        for ends, _ua in monitor.ua_messages:
-            pairs.setdefault((ends.client, ends.server), set())
-        monitor.ua_messages.clear()
-    monitor.finish()
-    return pairs
-
-
-def build_policy(
-    contract: Path | None,
-    allow_master: list[str] | None,
-    baseline: Path | None,
-    modbus_ports: frozenset[int],
-    opcua_ports: frozenset[int],
-) -> Policy | None:
-    if contract is None and not allow_master and baseline is None:
-        return None
-    policy = Policy()
-    if contract is not None:
-        from otseam.contract.loader import ContractError, load
-
-        try:
-            loaded = load(contract)
-        except ContractError as exc:
-            raise _fail(f"the contract cannot be used:\n{exc}") from None
-        policy.add_contract(loaded.contract)
-    if allow_master:
-        policy.add_masters(allow_master)
-    if baseline is not None:
-        try:
-            policy.add_baseline(_learn_baseline(baseline, modbus_ports, opcua_ports))
-        except CaptureError as exc:
-            raise _fail(f"baseline: {exc}") from None
-    return policy
-
-
-def _monitor(
+def _source(
+    pcap: Path | None,
+    iface: str | None,
     contract: Path | None,
     allow_master: list[str] | None,
     baseline: Path | None,
     modbus_port: list[int] | None,
     opcua_port: list[int] | None,
     keep_records: bool,
-) -> Monitor:
-    """The monitor both commands run: the ports to decode and the allow-list, from the command line."""
+    observer: Observer | None,
+) -> CaptureSource:
+    """The capture source both commands run, built from the flags: the plugin ``seam run`` runs."""
+    from otseam.sources.capture.options import Options
+    from otseam.sources.capture.source import CaptureSource, build_policy
+
     modbus_ports = _ports(modbus_port, frozenset({502, 802}), "--modbus-port")
     opcua_ports = _ports(opcua_port, frozenset({4840}), "--opcua-port")
+    loaded = None
+    if contract is not None:
+        from otseam.contract.loader import ContractError, load
+
+        try:
+            loaded = load(contract).contract
+        except ContractError as exc:
+            raise _fail(f"the contract cannot be used:\n{exc}") from None
     try:
-        policy = build_policy(contract, allow_master, baseline, modbus_ports, opcua_ports)
+        policy = build_policy(loaded, allow_master or [], baseline, modbus_ports, opcua_ports)
     except PolicyError as exc:
         raise _fail(str(exc)) from None
-    return Monitor(policy, keep_records=keep_records, modbus_ports=modbus_ports, opcua_ports=opcua_ports)
-
-
-def alert_event(alert: Alert) -> Event:
-    data = alert.as_dict()
-    return Event(alert.ts, "alert", alert.rule.id, alert.rule.severity, alert.message, data)
-
-
-def change_event(change: Any) -> Event:
-    return Event(change.ts, change.kind, f"monitor/{change.ip}", Severity.INFO, change.message, change.data)
+    except CaptureError as exc:
+        raise _fail(f"baseline: {exc}") from None
+    options = Options.model_construct(
+        interface=iface,
+        file=str(pcap) if pcap is not None else None,
+        modbus_ports=sorted(modbus_ports),
+        opcua_ports=sorted(opcua_ports),
+        allow_masters=[],
+        allow_from_contract=contract is not None,
+        baseline=str(baseline) if baseline is not None else None,
+        receive_buffer=None,
+    )
+    return CaptureSource("watch", options, policy, file=pcap, keep_records=keep_records, observer=observer)
 
 
 class _Outputs:
@@ -135,7 +117,6 @@ class _Outputs:
         self.transactions = transactions
         self.all_alerts: list[Alert] = []
         self.journal: Any = None
-        self.events: list[Event] = []
         self.console = Console(soft_wrap=True, highlight=False)
         if journal_path is not None:
             from otseam.journal import Journal, JournalError
@@ -171,19 +152,13 @@ class _Outputs:
             for alert in obs.alerts:
                 self.console.print(_alert_line(alert))
         self.all_alerts.extend(obs.alerts)
-        if self.journal is not None:
-            self.events.extend(alert_event(a) for a in obs.alerts)
-            self.events.extend(change_event(c) for c in obs.changes)
-            if live or len(self.events) >= 1000:
-                self.flush_journal()
 
-    def flush_journal(self) -> None:
-        if self.journal is not None and self.events:
-            self.journal.append(self.events)
-            self.events = []
+    async def emit(self, records: Sequence[Record]) -> None:
+        """Where the source's events go: the journal named with --journal, if any."""
+        if self.journal is not None and records:
+            self.journal.append(records)
 
     def close(self) -> None:
-        self.flush_journal()
         if self.journal is not None:
             self.journal.close()
 
@@ -232,8 +207,8 @@ def _summary(console: Console, alerts: list[Alert], monitor: Monitor, source: st
     console.print(table)
 
 
-def _report_capture_problems(stats: CaptureStats, monitor: Monitor) -> None:
-    for problem in stats.problems:
+def _report_capture_problems(stats: CaptureStats, monitor: Monitor, warnings: Sequence[str] = ()) -> None:
+    for problem in [*stats.problems, *warnings]:
         Console(stderr=True, soft_wrap=True, highlight=False).print(f"[yellow]warning:[/yellow] {_safe(problem)}")
     if monitor.stats.internal_errors:
         _err(
@@ -242,46 +217,15 @@ def _report_capture_problems(stats: CaptureStats, monitor: Monitor) -> None:
         )
 
 
-def _run_file(monitor: Monitor, path: Path, outputs: _Outputs) -> CaptureStats:
-    stats = CaptureStats()
-    if not monitor.keep_records and _run_fast(monitor, path, stats):
-        monitor.finish()
-        outputs.take(monitor.drain(), live=False)
-        return stats
+def _run_file(source: CaptureSource, outputs: _Outputs) -> None:
     try:
-        for frame in _frames(path, stats):
-            monitor.process(frame)
-            if frame.number % 1024 == 0:
-                outputs.take(monitor.drain(), live=False)
+        asyncio.run(source.capture(outputs.emit))
     except CaptureError as exc:
         raise _fail(str(exc)) from None
-    monitor.finish()
-    outputs.take(monitor.drain(), live=False)
-    return stats
+    _report_capture_problems(source.capture_stats, source.monitor, source.warnings)
 
 
-#: The fast path holds column arrays for the whole file (about 400 bytes per frame, some 4 to 5 bytes of
-#: memory per byte of a polling capture); larger files take the per-frame path, whose memory does not
-#: grow with the file.
-FAST_PATH_MAX_BYTES = 256 * 1024 * 1024
-
-
-def _run_fast(monitor: Monitor, path: Path, stats: CaptureStats) -> bool:
-    """The bulk path for classic pcap files (alerts and inventory only); False if it does not apply."""
-    try:
-        if path.stat().st_size > FAST_PATH_MAX_BYTES:
-            return False
-        with open(path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as view:
-            return analyse_pcap(monitor, view, stats, name=str(path))
-    except (OSError, ValueError):
-        return False  # empty or unreadable: the per-frame reader gives the user the precise reason
-
-
-async def _run_live(monitor: Monitor, iface: str, outputs: _Outputs, duration: float | None, count: int | None) -> None:
-    from otseam.monitor.live import capture, open_interface
-
-    sock = open_interface(iface)
-    Console(stderr=True, highlight=False).print(f"capturing on {_safe(iface)}")
+async def _run_live(source: CaptureSource, outputs: _Outputs, duration: float | None, count: int | None) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     if duration is not None:
@@ -291,13 +235,16 @@ async def _run_live(monitor: Monitor, iface: str, outputs: _Outputs, duration: f
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
-    async for frame in capture(sock, iface, stop):
-        monitor.process(frame)
-        outputs.take(monitor.drain(), live=True)
-        if count is not None and frame.number >= count:
-            break
-    monitor.finish()
-    outputs.take(monitor.drain(), live=True)
+    source.max_frames = count
+    source.on_start = lambda: Console(stderr=True, highlight=False).print(
+        f"capturing on {_safe(source.options.interface)}"
+    )
+    await source.capture(outputs.emit, stop)
+    received, dropped = source.kernel_counters()
+    message = f"kernel: {received} TCP packets passed the capture filter, {dropped} dropped"
+    if dropped:
+        message = f"[yellow]warning:[/yellow] {message} (the socket buffer was full: the analysis missed them)"
+    Console(stderr=True, highlight=False).print(message)
 
 
 def _inventory_table(console: Console, inventory: Inventory) -> None:
@@ -311,9 +258,9 @@ def _inventory_table(console: Console, inventory: Inventory) -> None:
         d = asset.as_dict()
         serves = " ".join(f"{p}/{'+'.join(d['protocols'])}" for p in d["ports"])
         if d["unit_ids"]:
-            serves += f" units {','.join(map(str, d['unit_ids']))}"
+            serves += f" units {ranges(d['unit_ids'])}"
         if d["function_codes"]:
-            serves += f" fc {','.join(map(str, d['function_codes']))}"
+            serves += f" fc {ranges(d['function_codes'])}"
         identity = " ".join(x for x in (d["vendor"], d["product"], d["revision"]) if x)
         if inventory.declared is not None:
             identity += f" [{d['declared_as'] or 'undeclared'}]"
@@ -369,27 +316,27 @@ def register(app: typer.Typer) -> None:
             raise _fail("give exactly one of --pcap FILE or --iface INTERFACE")
         if fmt not in ("table", "jsonl"):
             raise _fail(f"--format {fmt!r}: use table or jsonl")
-        monitor = _monitor(contract, allow_master, baseline, modbus_port, opcua_port, keep_records=transactions)
         outputs = _Outputs(fmt, transactions, journal)
         try:
+            source = _source(
+                pcap, iface, contract, allow_master, baseline, modbus_port, opcua_port, transactions, outputs.take
+            )
             if pcap is not None:
-                stats = _run_file(monitor, pcap, outputs)
-                _report_capture_problems(stats, monitor)
-                source = str(pcap)
+                _run_file(source, outputs)
+                name = str(pcap)
             else:
-                assert iface is not None
                 from otseam.monitor.live import LiveCaptureError
 
                 with contextlib.suppress(KeyboardInterrupt):
                     try:
-                        asyncio.run(_run_live(monitor, iface, outputs, duration, count))
+                        asyncio.run(_run_live(source, outputs, duration, count))
                     except LiveCaptureError as exc:
                         raise _fail(str(exc)) from None
-                source = f"interface {iface}"
+                name = f"interface {iface}"
         finally:
             outputs.close()
         if fmt == "table":
-            _summary(outputs.console, outputs.all_alerts, monitor, source)
+            _summary(outputs.console, outputs.all_alerts, source.monitor, name)
 
     @app.command()
     def inventory(
@@ -405,13 +352,13 @@ def register(app: typer.Typer) -> None:
         """The assets a capture shows: role, unit ids, function codes, vendor/product/revision, first/last seen."""
         if fmt not in ("table", "json"):
             raise _fail(f"--format {fmt!r}: use table or json")
-        monitor = _monitor(contract, None, None, modbus_port, opcua_port, keep_records=False)
         outputs = _Outputs("none", False, journal)
         try:
-            stats = _run_file(monitor, pcap, outputs)
+            source = _source(pcap, None, contract, None, None, modbus_port, opcua_port, False, outputs.take)
+            _run_file(source, outputs)
         finally:
             outputs.close()
-        _report_capture_problems(stats, monitor)
+        monitor = source.monitor
         assets = sorted(monitor.inventory.assets.values(), key=lambda a: a.ip)
         if fmt == "json":
             sys.stdout.write(json.dumps({"assets": [a.as_dict() for a in assets]}, indent=2) + "\n")

@@ -16,13 +16,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from otseam.monitor.allowlist import Policy
-from otseam.monitor.capture import Frame
+from otseam.monitor.analyzers.modbus.parser import Message, ModbusStream, StreamFault, plausible_header
+from otseam.monitor.analyzers.opcua.parser import UaChannel, UaMessage, UaStream, looks_like_opcua
+from otseam.monitor.capture import LINKTYPE_NAMES, Frame
 from otseam.monitor.inventory import Change, Inventory
-from otseam.monitor.modbus import EXCEPTION_NAMES, FUNCTION_NAMES, Message, ModbusStream, StreamFault, plausible_header
-from otseam.monitor.opcua import UaChannel, UaMessage, UaStream, looks_like_opcua
 from otseam.monitor.packet import TCP_FIN, TCP_RST, TCP_SYN, decode_tcp, ip_text
 from otseam.monitor.reassembly import Chunk, TcpDirection
 from otseam.monitor.rules import Alert, Detector, Endpoints
+from otseam.protocols.modbus.tables import EXCEPTION_NAMES, FUNCTION_NAMES
 
 MODBUS_PORTS = frozenset({502, 802})
 OPCUA_PORTS = frozenset({4840})
@@ -115,6 +116,10 @@ class MonitorStats:
     transactions: int = 0
     flows: int = 0
     evicted_flows: int = 0
+    #: Frames of a link type the decoder does not read, by link type.
+    unknown_link: dict[int, int] = field(default_factory=dict)
+    #: Retransmissions or overlaps that carried different bytes for a range already seen (TCP-001).
+    tcp_conflicts: int = 0
     #: Frames whose processing hit an internal error (a bug); kept going, reported at the end.
     internal_errors: int = 0
     errors: list[str] = field(default_factory=list)
@@ -147,6 +152,9 @@ class Monitor:
         self.max_flows = max_flows
         self._flows: OrderedDict[tuple[bytes, int, bytes, int], tuple[Connection, int]] = OrderedDict()
         self._ignored: set[tuple[bytes, int, bytes, int]] = set()
+        # Connections opened (a SYN without ACK) on a port that names no protocol: the payload that follows
+        # may still be Modbus or OPC UA on an unusual port, and the handshake says who the client is.
+        self._opened: set[tuple[bytes, int, bytes, int]] = set()
 
     # --- input ----------------------------------------------------------------------------------
 
@@ -163,6 +171,9 @@ class Monitor:
         seg = decode_tcp(frame.linktype, frame.data)
         if seg is None:
             self.stats.not_tcp += 1
+            if frame.linktype not in LINKTYPE_NAMES:
+                unknown = self.stats.unknown_link
+                unknown[frame.linktype] = unknown.get(frame.linktype, 0) + 1
             return
         self.stats.tcp_segments += 1
         ts = frame.ts
@@ -189,6 +200,8 @@ class Monitor:
         if seg.flags & (TCP_FIN | TCP_RST):
             for chunk in direction.flush():
                 self._deliver(conn, index, chunk)
+        if direction.conflicts:
+            self._report_conflicts(conn, index, direction)
 
     def _new_connection(
         self, key: tuple[bytes, int, bytes, int], flags: int, payload: bytes, frame: Frame
@@ -198,10 +211,13 @@ class Monitor:
         unusual = False
         # The well-known port decides who is the server, as Wireshark does; then the handshake; then
         # the usual habit of servers holding the lower port.
+        reverse = (dst, dport, src, sport)
         if dport in known:
             client_first = True
         elif sport in known:
             client_first = False
+        elif key in self._opened or reverse in self._opened:
+            client_first = key in self._opened
         elif flags & TCP_SYN:
             client_first = not flags & _ACK
         else:
@@ -220,14 +236,19 @@ class Monitor:
                 if len(self._ignored) > 4 * self.max_flows:
                     self._ignored.clear()
                 self._ignored.add(key)
+            elif flags & TCP_SYN and not flags & _ACK:
+                if len(self._opened) > 4 * self.max_flows:
+                    self._opened.clear()
+                self._opened.add(key)
             return None
+        self._opened.discard(key)
+        self._opened.discard(reverse)
         if client_first:
             ends = Endpoints(ip_text(src), ip_text(dst), sport, dport)
         else:
             ends = Endpoints(ip_text(dst), ip_text(src), dport, sport)
         conn = Connection(ends, protocol)
         index = 0 if client_first else 1
-        reverse = (dst, dport, src, sport)
         flows = self._flows
         while len(flows) >= 2 * self.max_flows:
             old_key, (old_conn, old_index) = flows.popitem(last=False)
@@ -254,6 +275,23 @@ class Monitor:
                 protocol=protocol,
                 key="undeclared",
             )
+
+    def _report_conflicts(self, conn: Connection, index: int, direction: TcpDirection) -> None:
+        side = "client" if index == 0 else "server"
+        for conflict in direction.conflicts:
+            self.stats.tcp_conflicts += 1
+            self.detector.raise_alert(
+                "TCP-001",
+                conn.ends,
+                conflict.frame,
+                conflict.ts,
+                f"the {side} side retransmitted {conflict.compared} bytes at sequence {conflict.seq} with "
+                f"{conflict.differing} of them different from the first copy: the device may have executed "
+                "other bytes than the ones decoded (an evasion attempt, or a broken TCP stack)",
+                protocol=conn.protocol,
+                key=index,
+            )
+        direction.conflicts.clear()
 
     def _close(self, conn: Connection, index: int, key: tuple[bytes, int, bytes, int]) -> None:
         """Forget an evicted connection: its other direction goes too, its open requests are reported."""
@@ -349,8 +387,11 @@ class Monitor:
         """The capture ended: release held segments and report requests that were never answered."""
         seen: set[int] = set()
         for conn, index in list(self._flows.values()):
-            for chunk in conn.directions[index].flush():
+            direction = conn.directions[index]
+            for chunk in direction.flush():
                 self._deliver(conn, index, chunk)
+            if direction.conflicts:
+                self._report_conflicts(conn, index, direction)
             if id(conn) not in seen:
                 seen.add(id(conn))
                 self._flush_pending(conn)

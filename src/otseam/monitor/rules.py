@@ -17,7 +17,9 @@ from typing import Any
 
 from otseam.core.records import Severity
 from otseam.monitor.allowlist import Policy
-from otseam.monitor.modbus import (
+from otseam.monitor.analyzers.modbus.parser import Message, StreamFault
+from otseam.monitor.analyzers.opcua.parser import UaMessage
+from otseam.protocols.modbus.tables import (
     EXCEPTION_NAMES,
     FUNCTION_NAMES,
     PUBLIC_FUNCTIONS,
@@ -25,10 +27,7 @@ from otseam.monitor.modbus import (
     UMAS,
     USER_DEFINED,
     WRITE_FUNCTIONS,
-    Message,
-    StreamFault,
 )
-from otseam.monitor.opcua import UaMessage
 
 SUPPRESS_SECONDS = 60.0
 _FOLD_PER_PAIR = frozenset({"MB-016", "MB-017"})
@@ -94,6 +93,13 @@ RULES: dict[str, Rule] = {
         Rule("UA-002", "opcua-browse-sweep", _M, "T0861", "a burst of Browse requests"),
         Rule("UA-003", "opcua-malformed", _M, None, "a chunk that is not valid OPC UA binary"),
         Rule("UA-004", "opcua-on-unusual-port", _M, "T0869", "OPC UA binary on a port other than 4840"),
+        Rule(
+            "TCP-001",
+            "conflicting-retransmission",
+            _H,
+            None,
+            "a TCP retransmission or overlap that carries different bytes for a range already seen (evasion)",
+        ),
     )
 }
 

@@ -30,8 +30,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from otseam.compute.engine import Engine
 from otseam.contract.models import Contract
-from otseam.core.records import Quality, Record, Sample
+from otseam.core.records import Event, Quality, Record, Sample
 from otseam.pipeline import alarms
 from otseam.pipeline.table import PointSlot, compile_table
 
@@ -72,6 +73,8 @@ class Pipeline:
         self.events_out = 0
         self.alarms_raised = 0
         self.unknown_points = 0
+        #: Computed points (docs/compute.md): fed from here, their results processed like any point's.
+        self.compute = Engine(clock)
         self.reconfigure(table)
 
     @classmethod
@@ -86,6 +89,11 @@ class Pipeline:
             old = self.table.get(key)
             merged[key] = old if old is not None and old.config() == slot.config() else slot
         self.table = merged
+        self.compute.reconfigure(s.program for s in table.values() if s.program is not None)
+        wanted = self.compute.inputs()
+        index = self.compute.index
+        for key, slot in merged.items():
+            slot.feeds = index[key] if key in wanted and slot.program is None else -1
         self._heartbeat_slots = [s for s in merged.values() if s.heartbeat is not None]
         for slot in merged.values():
             self.devices.setdefault(slot.device, DeviceStats())
@@ -102,6 +110,8 @@ class Pipeline:
         samples_in = 0
         events = 0
         reported = 0
+        fed: list[tuple[int, Any, Quality, float]] = []
+        gateway_ts = 0.0
         # Checked at run time below (a driver may hand over anything); Any keeps mypy out of the hot loop.
         value: Any
         for record in records:
@@ -172,6 +182,8 @@ class Pipeline:
                             if event.data["state"] == "raised":
                                 self.alarms_raised += 1
 
+            if slot.feeds >= 0:
+                fed.append((slot.feeds, value, quality, source_ts))
             if reported_now or (slot.rbe and not self._changed(slot, value, quality, gateway_ts)):
                 continue
             # Reported: inlined rather than a call to _report, this is the hot path.
@@ -186,7 +198,26 @@ class Pipeline:
         self.samples_in += samples_in
         self.samples_out += reported
         self.events_out += events
+        if fed:
+            out.extend(self._computed(self.compute.run(fed, gateway_ts)))
         return out
+
+    def _computed(self, records: list[Record]) -> list[Record]:
+        """Computed samples through their own slots (deadband, heartbeat, limit alarms), not counted as
+        samples read from devices."""
+        if not records:
+            return []
+        samples_in = self.samples_in
+        out = self.process(records)
+        self.samples_in = samples_in
+        return out
+
+    def checkpoint(self, now: float | None = None) -> list[Record]:
+        """The computed points' state, to append to the journal (at stop; ``tick`` does it periodically)."""
+        if not self.compute.runners:
+            return []
+        event: Event = self.compute.checkpoint(now)
+        return [event]
 
     @staticmethod
     def _changed(slot: PointSlot, value: object, quality: Quality, gateway_ts: float) -> bool:
@@ -242,6 +273,8 @@ class Pipeline:
                 slot.last_report_ts = now
                 self.devices[slot.device].reported += 1
         self.samples_out += len(out)
+        if self.compute.runners:
+            out.extend(self._computed(self.compute.tick(now)))
         return out
 
     def mark_stale(self, device: str, now: float | None = None) -> list[Record]:
@@ -249,6 +282,7 @@ class Pipeline:
         their original source timestamps, so no consumer mistakes them for live values."""
         now = self._clock() if now is None else now
         out: list[Record] = []
+        fed: list[tuple[int, Any, Quality, float]] = []
         for slot in self.table.values():
             if slot.device == device and slot.reported and slot.last_quality <= _UNCERTAIN:
                 if slot.last_quality is _STALE:
@@ -256,7 +290,12 @@ class Pipeline:
                 out.append(Sample(slot.key, slot.last_value, _STALE, slot.last_source_ts, now))
                 slot.last_quality = _STALE
                 slot.last_report_ts = now
+                if slot.feeds >= 0:
+                    fed.append((slot.feeds, slot.last_value, _STALE, slot.last_source_ts))
         self.samples_out += len(out)
+        if fed:
+            # What is computed from the device's points is no better than they are now.
+            out.extend(self._computed(self.compute.run(fed, now)))
         return out
 
     def _unknown(self, key: str) -> None:

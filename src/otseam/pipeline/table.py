@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from otseam.contract.models import Alarm, Contract, Device, Point
+from otseam.compute.program import Program, compile_computed, source_devices
+from otseam.contract.models import COMPUTED_DEVICE, Alarm, ComputedPoint, Contract, Device, Point
 from otseam.core.records import Quality, Severity, Value
 
 _SEVERITIES = {s.label: s for s in Severity}
@@ -70,6 +71,10 @@ class PointSlot:
     last_report_ts: float = 0.0
     #: Gateway time of the last sample received from the driver, reported or not.
     last_input_ts: float = 0.0
+    #: The compute engine's register for this point when computed points read it, else -1.
+    feeds: int = -1
+    #: For a computed point: what computes it.
+    program: Program | None = None
 
     def config(self) -> tuple[object, ...]:
         """Everything that came from the contract; equal configs may carry state across a reload."""
@@ -82,6 +87,7 @@ class PointSlot:
             self.deadband,
             self.heartbeat,
             tuple(a.config() for a in self.alarms),
+            self.program.fingerprint if self.program is not None else None,
         )
 
 
@@ -138,6 +144,49 @@ def compile_point(device: Device, point: Point) -> PointSlot:
     )
 
 
+def _deadband_of(key: str, point: Point | ComputedPoint) -> float | None:
+    if point.deadband is None:
+        return None
+    if point.deadband.percent is not None:
+        span = point.range or getattr(point, "clamp", None)
+        if span is None:
+            raise PipelineConfigError(
+                f"point {key}: a percent deadband needs the point's range: add 'range: {{low: ..., high: ...}}' "
+                "or write the deadband as an absolute number"
+            )
+        return point.deadband.percent / 100.0 * (span.high - span.low)
+    if point.deadband.absolute is not None and point.deadband.absolute < 0:
+        raise PipelineConfigError(f"point {key}: a deadband cannot be negative")
+    return point.deadband.absolute
+
+
+def compile_computed_point(point: ComputedPoint, program: Program) -> PointSlot:
+    """A computed point's slot: no scaling or clamping (its formula is the whole computation), but
+    deadband, heartbeat and limit alarms as for any point."""
+    key = point.key
+    numeric = point.type not in ("bool", "string")
+    deadband = _deadband_of(key, point)
+    if not numeric and (point.alarms or deadband):
+        raise PipelineConfigError(f"point {key}: deadband and alarms apply to numbers, not to type {point.type!r}")
+    if point.heartbeat is not None and point.heartbeat <= 0:
+        raise PipelineConfigError(f"point {key}: the heartbeat must be longer than zero")
+    return PointSlot(
+        key=key,
+        device=COMPUTED_DEVICE,
+        numeric=numeric,
+        factor=1.0,
+        offset=0.0,
+        scaled=False,
+        clamp_low=None,
+        clamp_high=None,
+        deadband=deadband,
+        heartbeat=point.heartbeat,
+        rbe=deadband is not None or point.heartbeat is not None,
+        alarms=[_alarm_slot(a) for a in point.alarms],
+        program=program,
+    )
+
+
 def compile_table(contract: Contract, devices: Collection[str] | None = None) -> dict[str, PointSlot]:
     """Every point of the contract (or of ``devices``, the ones a node polls), compiled. Raises
     :class:`PipelineConfigError` listing all problems."""
@@ -155,6 +204,24 @@ def compile_table(contract: Contract, devices: Collection[str] | None = None) ->
             if slot.key in table:
                 problems.append(f"point {slot.key} is declared twice")
             table[slot.key] = slot
+    compiled = compile_computed(contract)
+    for problem in compiled.problems:
+        where = contract.computed[problem.index].key if problem.index < len(contract.computed) else "computed"
+        problems.append(f"computed point {where}, {problem.where}: {problem.message}")
+    # A computed point runs on the node that polls its inputs (COMPUTE-003 refuses inputs spread over
+    # several nodes): here, the ones whose devices are all among ``devices``.
+    placed = source_devices(contract, compiled.programs)
+    for program in compiled.programs.values():
+        if devices is not None and not (placed[program.key] and placed[program.key] <= set(devices)):
+            continue
+        try:
+            slot = compile_computed_point(program.point, program)
+        except PipelineConfigError as exc:
+            problems.append(str(exc))
+            continue
+        if slot.key in table:
+            problems.append(f"point {slot.key} is declared twice")
+        table[slot.key] = slot
     if problems:
         raise PipelineConfigError("\n".join(problems))
     return table

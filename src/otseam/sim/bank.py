@@ -25,24 +25,24 @@ from typing import Final, Literal
 import numpy as np
 import numpy.typing as npt
 
+from otseam.protocols.modbus.tables import (
+    ILLEGAL_DATA_ADDRESS,
+    ILLEGAL_DATA_VALUE,
+    ILLEGAL_FUNCTION,
+    MAX_PDU,
+    MAX_READ_BITS,
+    MAX_READ_REGISTERS,
+    MAX_WRITE_BITS,
+    MAX_WRITE_REGISTERS,
+    READ_DEVICE_ID,
+    READ_TABLE,
+)
+from otseam.protocols.modbus.tables import exception_pdu as exception
+
 Table = Literal["co", "di", "hr", "ir"]
 TABLES: Final[tuple[Table, ...]] = ("co", "di", "hr", "ir")
 
-# Exception codes of the Modbus application protocol specification (v1.1b3, section 7).
-ILLEGAL_FUNCTION: Final = 0x01
-ILLEGAL_DATA_ADDRESS: Final = 0x02
-ILLEGAL_DATA_VALUE: Final = 0x03
-SERVER_DEVICE_FAILURE: Final = 0x04
-GATEWAY_TARGET_FAILED: Final = 0x0B
-
-# Quantity limits per request, from the same specification.
-MAX_READ_BITS: Final = 2000
-MAX_READ_REGISTERS: Final = 125
-MAX_WRITE_BITS: Final = 1968
-MAX_WRITE_REGISTERS: Final = 123
-MAX_PDU: Final = 253
-
-_READ_TABLE: Final[dict[int, Table]] = {1: "co", 2: "di", 3: "hr", 4: "ir"}
+_READ_TABLE: Final[dict[int, Table]] = READ_TABLE  # type: ignore[assignment]
 
 #: Called after a client changed memory: (unit id, table, first address, count).
 WriteHook = Callable[[int, Table, int, int], None]
@@ -201,10 +201,6 @@ class Unit:
         return 0
 
 
-def exception(function: int, code: int) -> bytes:
-    return bytes(((function | 0x80) & 0xFF, code))
-
-
 class RegisterBank:
     """All units behind one server, and the protocol that reads and writes them."""
 
@@ -334,7 +330,7 @@ def _writable(unit: Unit, table: Table, address: int, quantity: int) -> int:
     return unit.fault(table, address, stop)
 
 
-_MEI_DEVICE_ID: Final = 0x0E
+_MEI_DEVICE_ID: Final = READ_DEVICE_ID
 _CONFORMITY_REGULAR: Final = 0x82  # regular identification, stream and individual access
 
 

@@ -23,16 +23,15 @@ import asyncio
 import contextlib
 import logging
 import random
-import struct
 from dataclasses import dataclass, fields
 
-from otseam.sim.bank import GATEWAY_TARGET_FAILED, SERVER_DEVICE_FAILURE, RegisterBank, exception
+from otseam.protocols.modbus.framing import MAX_MBAP_LENGTH as _MAX_LENGTH
+from otseam.protocols.modbus.framing import MBAP as _MBAP
+from otseam.protocols.modbus.tables import GATEWAY_TARGET_FAILED, SERVER_DEVICE_FAILURE
+from otseam.protocols.modbus.tables import exception_pdu as exception
+from otseam.sim.bank import RegisterBank
 
 log = logging.getLogger(__name__)
-
-_MBAP = struct.Struct(">HHHB")
-#: A PDU is at most 253 bytes, so the MBAP length (unit id + PDU) is 2..254.
-_MAX_LENGTH = 254
 
 
 @dataclass

@@ -8,7 +8,6 @@ import logging
 import shutil
 import struct
 import tempfile
-import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
@@ -18,6 +17,7 @@ from pymodbus.simulator import DataType, SimData, SimDevice
 from otseam.contract.models import Device
 from otseam.core.records import Event, Quality, Record, Sample
 from otseam.drivers.modbus import create
+from tests.support.wait import wait_until_async
 
 # pymodbus logs every malformed request it is sent with a traceback; our tests send many on purpose.
 logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
@@ -63,15 +63,7 @@ class Collector:
 
     async def wait_for(self, condition: Callable[[], bool], within: float = 10.0, what: str = "condition") -> None:
         """Wait until ``condition()`` holds; a generous bound turns a hang into a clear failure."""
-        deadline = time.monotonic() + within
-        while not condition():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise AssertionError(f"{what} did not happen; last records: {self.records[-5:]}")
-            self._changed.clear()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(min(remaining, 0.2)):
-                    await self._changed.wait()
+        await wait_until_async(condition, what, within, detail=lambda: f"last records: {self.records[-5:]}")
 
     def value(self, key: str) -> object:
         """The latest value of ``key``; a unique marker when there is none yet."""

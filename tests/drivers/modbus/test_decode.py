@@ -15,12 +15,11 @@ from otseam.drivers.modbus.framing import (
     FrameError,
     ModbusException,
     check_rtu_crc,
-    crc16,
     parse_device_id,
-    rtu_frame,
     rtu_response_length,
 )
 from otseam.drivers.modbus.transport import LinkClosed, RequestTimeout, RtuLink
+from otseam.protocols.modbus.framing import crc16, rtu_frame
 from tests.drivers.modbus.helpers import encode
 
 RANGES = {

@@ -9,7 +9,6 @@ import shutil
 import struct
 import subprocess
 import tempfile
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from otseam.core.records import Quality
 from tests.drivers.modbus.helpers import Collector, device, encode, running, sim_device
 from tests.support.servers import free_port
+from tests.support.wait import wait_until
 
 
 def crc(data: bytes) -> bytes:
@@ -41,11 +41,7 @@ def pty_pair() -> Iterator[tuple[str, str]]:
         ["socat", f"pty,raw,echo=0,link={a}", f"pty,raw,echo=0,link={b}"], stderr=subprocess.DEVNULL
     )
     try:
-        deadline = time.monotonic() + 10
-        while not (a.exists() and b.exists()):
-            if time.monotonic() > deadline:
-                raise RuntimeError("socat did not create the pseudo-terminal pair")
-            time.sleep(0.02)
+        wait_until(lambda: a.exists() and b.exists(), "socat to create the pseudo-terminal pair")
         yield str(a), str(b)
     finally:
         process.terminate()

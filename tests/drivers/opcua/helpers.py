@@ -17,6 +17,7 @@ from otseam.contract import parse_text
 from otseam.contract.models import Device
 from otseam.core.records import Event, Quality, Record, Sample
 from tests.support.servers import free_port
+from tests.support.wait import wait_until_async
 
 INTEROP = Path(__file__).resolve().parents[2] / "interop"
 
@@ -87,12 +88,8 @@ class Collector:
         return last.quality if last else None
 
     async def wait(self, condition: Callable[[], bool], what: str, within: float = 20.0) -> None:
-        deadline = time.monotonic() + within
-        while not condition():
-            if time.monotonic() > deadline:
-                tail = "\n".join(map(str, self.records[-15:]))
-                raise AssertionError(f"timed out waiting for {what}; last records:\n{tail}")
-            await asyncio.sleep(0.05)
+        tail = lambda: "last records:\n" + "\n".join(map(str, self.records[-15:]))  # noqa: E731
+        await wait_until_async(condition, what, within, detail=tail)
 
 
 class NodeServer:

@@ -39,7 +39,7 @@ async def test_garbage_from_the_server_is_a_comm_fault_not_a_crash(caplog: pytes
             await asyncio.wait_for(reader.read(65536), 2)  # the client's Hello
             writer.write(payload)
             await writer.drain()
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(0.2)  # the hostile server's behaviour: it holds the garbage open a moment
         except (OSError, TimeoutError):
             pass
         finally:

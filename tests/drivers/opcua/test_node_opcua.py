@@ -11,6 +11,7 @@ import pytest
 
 from otseam.core.records import Quality
 from tests.drivers.opcua.helpers import Collector, NodeServer, Relay, device, run_driver, stop_driver
+from tests.support.wait import wait_until_async
 
 
 @pytest.fixture(scope="module")
@@ -123,11 +124,7 @@ async def test_reconnects_reuse_the_session_instead_of_leaking_one(node_server: 
         await stop_driver(task)
         await relay.stop()
     # Stopping the driver closes its session on the server.
-    for _ in range(50):
-        if node_server.sessions() == before:
-            break
-        await asyncio.sleep(0.2)
-    assert node_server.sessions() == before
+    await wait_until_async(lambda: node_server.sessions() == before, "the driver's session to close", interval=0.2)
 
 
 async def test_a_silent_link_is_noticed_by_the_watchdog(node_server: NodeServer) -> None:

@@ -107,9 +107,13 @@ async def test_a_deadband_is_passed_to_the_server(plant: SimPlant) -> None:
             await collector.wait(lambda c=collector: c.latest(key) is not None, "first value")  # type: ignore[misc]
         for _ in range(4):
             await plant.step()
-            await asyncio.sleep(0.3)  # longer than a sampling interval: each step is its own change
+            await asyncio.sleep(
+                0.3
+            )  # pacing the process, not a wait: longer than a sampling interval, each step is its own change
         await without.wait(lambda: len(without.samples(key)) >= 4, "changes without a deadband")
-        await asyncio.sleep(3 * 0.2)  # three more publishing intervals for anything late
+        await asyncio.sleep(
+            3 * 0.2
+        )  # the observation window of the negative assertion below: three publishing intervals
     finally:
         for task in tasks:
             await stop_driver(task)

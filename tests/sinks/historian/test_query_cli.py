@@ -158,7 +158,9 @@ def test_where_is_the_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     (tmp_path / "bad.yaml").write_text("site: [\n")
     code, _, err = run("plc1/level", "--contract", "bad.yaml")
     assert code == 2 and "the contract cannot be used" in err
-    (tmp_path / "seam.yaml").write_text(CONTRACT.replace("type: historian", "type: file"))
+    (tmp_path / "seam.yaml").write_text(
+        CONTRACT.replace("type: historian", "type: file\n    options: {path: out.jsonl}")
+    )
     code, _, err = run("plc1/level")
     assert code == 2 and "declares no historian sink" in err
 

@@ -36,7 +36,7 @@ async def test_runner_delivers_the_journal_into_the_historian(tmp_path: Path) ->
             ]
             batch.append(Sample("plc2/other", 0.0, Quality.GOOD, T0, T0))  # filtered out by the spec
             journal.append(batch)
-            await asyncio.sleep(0)
+            await asyncio.sleep(0)  # a yield, so the runner interleaves with the appends (nothing waits on it)
         stop.set()
         await asyncio.wait_for(runner, 60)
         assert journal.reader("hist").committed == journal.last_offset

@@ -21,6 +21,7 @@ from otseam.core.sinkrunner import Backoff, SinkStats, run_sink
 from otseam.journal import Journal
 from otseam.sinks import sparkplug
 from tests.sinks.sparkplug.support import contract
+from tests.support.wait import wait_until_async
 
 BASE = 1_700_000_000.0
 
@@ -54,10 +55,8 @@ async def main(data_dir: Path, port: int, host_id: str, total: int) -> None:
         first = journal.last_offset + 1
         journal.append([record(n) for n in range(first, min(total, first + 49) + 1)])
         print(f"appended {journal.last_offset}", flush=True)
-        await asyncio.sleep(0.02)
-    # The cursor has no "committed" event to wait on; poll it.
-    while reader.committed < total:  # noqa: ASYNC110
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.02)  # the behaviour: an edge appending over time, so a kill lands mid-stream
+    await wait_until_async(lambda: reader.committed >= total, "the cursor to commit everything", within=300)
     print("drained", flush=True)
     runner.cancel()
     await asyncio.gather(runner, return_exceptions=True)

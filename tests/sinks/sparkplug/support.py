@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
 import datetime
@@ -23,7 +22,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from otseam.contract.models import Contract
-from tests.support import servers
+from tests.support import servers, wait
+from tests.support.wait import wait_until_async as wait_until  # the async helper, under the name the tests use
 
 REPO = Path(__file__).resolve().parents[3]
 INTEROP = REPO / "tests" / "interop"
@@ -100,12 +100,7 @@ class Capture:
         client.connect("127.0.0.1", self.port)
         client.loop_start()
         self.client = client
-        for _ in range(200):
-            if len(subscribed) >= len(self.topics):
-                break
-            import time
-
-            time.sleep(0.02)
+        wait.wait_until(lambda: len(subscribed) >= len(self.topics), f"the capture's subscription to {self.topics}")
         return self
 
     def stop(self) -> None:
@@ -116,12 +111,8 @@ class Capture:
     def of(self, kind: str) -> list[Captured]:
         return [m for m in self.messages if f"/{kind}/" in m.topic]
 
-    async def wait_for(self, predicate: Any, within: float = 15.0) -> None:
-        deadline = asyncio.get_running_loop().time() + within
-        while not predicate():
-            if asyncio.get_running_loop().time() > deadline:
-                raise AssertionError(f"condition not met within {within}s; captured {len(self.messages)} messages")
-            await asyncio.sleep(0.02)
+    async def wait_for(self, predicate: Any, within: float = 30.0, what: str = "the captured messages") -> None:
+        await wait_until(predicate, what, within, detail=lambda: f"captured {len(self.messages)} messages")
 
 
 @contextlib.asynccontextmanager
@@ -131,15 +122,6 @@ async def capture(port: int, *topics: str) -> AsyncIterator[Capture]:
         yield cap
     finally:
         cap.stop()
-
-
-async def wait_until(predicate: Any, within: float = 15.0, what: str = "condition") -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"{what} not met within {within}s")
-        await asyncio.sleep(0.02)
 
 
 def tahu_decode(payloads: Iterable[bytes]) -> list[dict[str, Any]]:

@@ -84,9 +84,9 @@ async def test_a_broker_outage_loses_nothing(tmp_path: Path, host: tuple[servers
         # The outage: the edge keeps reading its devices, the journal keeps everything.
         for _ in range(10):
             append(300)
-            await asyncio.sleep(0.1)
+        noticed = lambda: stats.errors > 0 or stats.state == "retrying" or not sink.status()["online"]  # noqa: E731
+        await wait_until(noticed, what="the sink to notice the outage")
         assert reader.committed == 500, "nothing is committed while no broker acknowledges"
-        assert stats.errors > 0 or stats.state == "retrying" or not sink.status()["online"]
         broker.start_again()
         await wait_until(lambda: len(stored(db)) == n, within=30, what="backlog delivered after the outage")
         await wait_until(lambda: reader.committed == n, what="cursor committed")

@@ -34,6 +34,9 @@ def _owned(contract: Contract) -> Iterator[tuple[PathKey, str, str | None, bool,
         yield ("commands", i), f"command '{command.id}'", command.owner, False, False
     for i, objective in enumerate(contract.objectives):
         yield ("objectives", i), f"objective '{objective.id}'", objective.owner, False, False
+    for i, computed in enumerate(contract.computed):
+        # Whoever owns a formula answers for what the number means: it must be someone.
+        yield ("computed", i), f"computed point '{computed.key}'", computed.owner, True, False
 
 
 @rule(

@@ -35,6 +35,8 @@ class Hit:
     message: str
     #: Overrides the rule's default hint when the fix depends on the case.
     hint: str = ""
+    #: (line, column), 1-based, when more precise than the path's (a character inside an expression).
+    position: tuple[int, int] | None = None
 
 
 RuleCheck = Callable[[LoadedContract], Iterable[Hit]]
@@ -101,13 +103,14 @@ def run(loaded: LoadedContract, rules: Iterable[Rule] | None = None) -> list[Fin
             hits = [Hit((), f"{RULE_FAILED} ({type(exc).__name__}: {exc})", "please report this with the contract")]
         for hit in hits:
             pos = loaded.at(hit.path)
+            line, column = hit.position or (pos.line, pos.column)
             findings.append(
                 Finding(
                     rule=item.id,
                     severity=item.severity,
                     file=loaded.source.file,
-                    line=pos.line,
-                    column=pos.column,
+                    line=line,
+                    column=column,
                     path=describe_path(hit.path),
                     message=hit.message,
                     hint=hit.hint or item.hint,

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-
-import numpy as np
-import numpy.typing as npt
+from typing import TYPE_CHECKING
 
 from otseam.core.records import Value
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
 
 #: Registers each type occupies; strings take their declared length.
 WIDTHS = {
@@ -78,6 +80,8 @@ class Decoder:
     __slots__ = ("_bit_table", "_groups", "keys")
 
     def __init__(self, slots: Sequence[Slot], bit_table: bool) -> None:
+        import numpy as np  # here, not at the top: `seam check` plans requests without loading numpy
+
         self._bit_table = bit_table
         # Each group: (kind, index array, extra) where kind selects the decode path.
         self._groups: list[tuple[str, npt.NDArray[np.intp], object]] = []
@@ -116,6 +120,8 @@ class Decoder:
         self.keys = keys
 
     def decode(self, data: bytes) -> list[Value]:
+        import numpy as np  # loaded by __init__ already: a dictionary lookup
+
         values: list[Value] = []
         raw = np.frombuffer(data, dtype=np.uint8)
         for kind, index, extra in self._groups:

@@ -17,8 +17,6 @@ from dataclasses import dataclass, field
 
 from otseam.drivers.modbus.config import Endpoint
 from otseam.drivers.modbus.framing import (
-    GATEWAY_EXCEPTIONS,
-    TABLE_FUNCTION,
     FrameError,
     ModbusException,
     device_id_request,
@@ -27,6 +25,7 @@ from otseam.drivers.modbus.framing import (
     read_request,
 )
 from otseam.drivers.modbus.transport import Link, LinkClosed, RequestTimeout, open_link
+from otseam.protocols.modbus.tables import GATEWAY_EXCEPTIONS, TABLE_FUNCTION
 
 #: Names of the device identification objects (Modbus application protocol, 6.21).
 OBJECT_NAMES = {

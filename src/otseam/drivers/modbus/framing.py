@@ -1,4 +1,7 @@
-"""Modbus application frames: request PDUs, response checks, MBAP (TCP) and RTU (serial) framing.
+"""The driver's Modbus frames: request PDUs and the strict checks of each response.
+
+The protocol's tables and its MBAP and RTU framings are in :mod:`otseam.protocols.modbus`, shared with
+the simulator, the replica and the monitor.
 
 Everything here is pure and synchronous so it can be fuzzed directly. A response that does not match
 the request exactly (function, byte count, length) raises :class:`FrameError`: a short or long answer is
@@ -9,41 +12,20 @@ from __future__ import annotations
 
 import struct
 
-READ_COILS = 0x01
-READ_DISCRETE_INPUTS = 0x02
-READ_HOLDING_REGISTERS = 0x03
-READ_INPUT_REGISTERS = 0x04
-ENCAPSULATED_INTERFACE = 0x2B
-READ_DEVICE_ID = 0x0E
-
-#: The read function for each table of a point address. There is deliberately no write function here:
-#: the driver has no path that could change a PLC's memory.
-TABLE_FUNCTION = {
-    "co": READ_COILS,
-    "di": READ_DISCRETE_INPUTS,
-    "hr": READ_HOLDING_REGISTERS,
-    "ir": READ_INPUT_REGISTERS,
-}
-
-#: Protocol limits of one read (Modbus application protocol v1.1b3, 6.1-6.4).
-MAX_REGISTERS = 125
-MAX_BITS = 2000
-
-EXCEPTION_NAMES = {
-    0x01: "illegal function",
-    0x02: "illegal data address",
-    0x03: "illegal data value",
-    0x04: "server device failure",
-    0x05: "acknowledge",
-    0x06: "server device busy",
-    0x08: "memory parity error",
-    0x0A: "gateway path unavailable",
-    0x0B: "gateway target device failed to respond",
-}
-ILLEGAL_DATA_ADDRESS = 0x02
-#: Exceptions that mean "the device behind the gateway did not answer": a communication failure, not
-#: a statement about the point.
-GATEWAY_EXCEPTIONS = frozenset({0x0A, 0x0B})
+from otseam.protocols.modbus.framing import crc16
+from otseam.protocols.modbus.tables import (
+    ENCAPSULATED_INTERFACE,
+    EXCEPTION_TEXT,
+    MAX_WRITE_REGISTERS,
+    READ_COILS,
+    READ_DEVICE_ID,
+    READ_DISCRETE_INPUTS,
+    READ_HOLDING_REGISTERS,
+    READ_INPUT_REGISTERS,
+    WRITE_MULTIPLE_REGISTERS,
+    WRITE_SINGLE_COIL,
+    WRITE_SINGLE_REGISTER,
+)
 
 
 class FrameError(Exception):
@@ -56,12 +38,41 @@ class ModbusException(Exception):
     def __init__(self, function: int, code: int) -> None:
         self.function = function
         self.code = code
-        name = EXCEPTION_NAMES.get(code, "unknown exception")
+        name = EXCEPTION_TEXT.get(code, "unknown exception")
         super().__init__(f"exception {code:02d} ({name}) to function {function}")
 
 
 def read_request(function: int, address: int, count: int) -> bytes:
     return struct.pack(">BHH", function, address, count)
+
+
+def write_single_register_request(address: int, value: int) -> bytes:
+    """Function 6: one 16-bit register."""
+    return struct.pack(">BHH", WRITE_SINGLE_REGISTER, address, value)
+
+
+def write_single_coil_request(address: int, on: bool) -> bytes:
+    """Function 5: one coil, FF00 for on and 0000 for off (the only two values the protocol allows)."""
+    return struct.pack(">BHH", WRITE_SINGLE_COIL, address, 0xFF00 if on else 0x0000)
+
+
+def write_multiple_registers_request(address: int, registers: list[int]) -> bytes:
+    """Function 16: consecutive registers in one request, so a 32- or 64-bit value never lands half."""
+    count = len(registers)
+    if not 1 <= count <= MAX_WRITE_REGISTERS:
+        raise ValueError(f"function 16 writes 1 to {MAX_WRITE_REGISTERS} registers, not {count}")
+    return struct.pack(f">BHHB{count}H", WRITE_MULTIPLE_REGISTERS, address, count, 2 * count, *registers)
+
+
+def parse_write_response(request: bytes, pdu: bytes) -> None:
+    """Check a write's answer: functions 5 and 6 echo the request, 16 echoes its address and count."""
+    if not pdu:
+        raise FrameError("empty response")
+    function = request[0]
+    check_exception(function, pdu)
+    expected = request if function in (WRITE_SINGLE_COIL, WRITE_SINGLE_REGISTER) else request[:5]
+    if pdu != expected:
+        raise FrameError(f"the answer to write function {function} does not echo the request ({pdu.hex()})")
 
 
 def device_id_request(read_code: int = 1, object_id: int = 0) -> bytes:
@@ -117,45 +128,7 @@ def parse_device_id(pdu: bytes) -> tuple[dict[int, bytes], bool, int]:
     return objects, more, next_id
 
 
-# --- Modbus/TCP: the MBAP header ---------------------------------------------------------------------
-
-MBAP = struct.Struct(">HHHB")
-MBAP_SIZE = MBAP.size  # 7: transaction, protocol, length, unit
-#: The MBAP length field counts the unit id and the PDU; a PDU is at most 253 bytes.
-MAX_MBAP_LENGTH = 254
-
-
-def mbap_frame(transaction: int, unit: int, pdu: bytes) -> bytes:
-    return MBAP.pack(transaction, 0, len(pdu) + 1, unit) + pdu
-
-
-# --- Modbus RTU: unit, PDU, CRC-16 (polynomial 0xA001, reflected, initial 0xFFFF) ---------------------
-
-
-def _crc_table() -> list[int]:
-    table = []
-    for byte in range(256):
-        crc = byte
-        for _ in range(8):
-            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
-        table.append(crc)
-    return table
-
-
-_CRC_TABLE = _crc_table()
-
-
-def crc16(data: bytes) -> int:
-    crc = 0xFFFF
-    table = _CRC_TABLE
-    for byte in data:
-        crc = (crc >> 8) ^ table[(crc ^ byte) & 0xFF]
-    return crc
-
-
-def rtu_frame(unit: int, pdu: bytes) -> bytes:
-    body = bytes((unit,)) + pdu
-    return body + struct.pack("<H", crc16(body))
+# --- Modbus RTU ----------------------------------------------------------------------------------
 
 
 def rtu_response_length(head: bytes) -> int | None:
@@ -172,6 +145,7 @@ def rtu_response_length(head: bytes) -> int | None:
 
 
 def check_rtu_crc(frame: bytes) -> None:
+    """Raise :class:`FrameError` unless the frame ends with the CRC-16 of the rest."""
     if len(frame) < 4:
         raise FrameError(f"RTU frame of {len(frame)} bytes is too short")
     (received,) = struct.unpack("<H", frame[-2:])

@@ -15,7 +15,7 @@ from otseam.contract.models import Device, Point
 from otseam.contract.units import parse_modbus_address
 from otseam.drivers.modbus.config import ModbusConfigError, Options, parse_options
 from otseam.drivers.modbus.decode import WIDTHS, Decoder, Slot
-from otseam.drivers.modbus.framing import TABLE_FUNCTION
+from otseam.protocols.modbus.tables import TABLE_FUNCTION
 
 
 @dataclass(slots=True)
@@ -27,10 +27,14 @@ class Block:
     count: int
     interval: float
     slots: list[Slot]
-    decoder: Decoder = field(init=False)
+    _decoder: Decoder | None = field(init=False, default=None, repr=False, compare=False)
 
-    def __post_init__(self) -> None:
-        self.decoder = Decoder(self.slots, self.table in ("co", "di"))
+    @property
+    def decoder(self) -> Decoder:
+        """Built on first use: planning alone (``seam check``) never needs it, or numpy."""
+        if self._decoder is None:
+            self._decoder = Decoder(self.slots, self.table in ("co", "di"))
+        return self._decoder
 
     @property
     def function(self) -> int:

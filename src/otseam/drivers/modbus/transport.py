@@ -25,16 +25,8 @@ from collections import deque
 from typing import Protocol
 
 from otseam.drivers.modbus.config import Endpoint
-from otseam.drivers.modbus.framing import (
-    MAX_MBAP_LENGTH,
-    MBAP,
-    MBAP_SIZE,
-    FrameError,
-    check_rtu_crc,
-    mbap_frame,
-    rtu_frame,
-    rtu_response_length,
-)
+from otseam.drivers.modbus.framing import FrameError, check_rtu_crc, rtu_response_length
+from otseam.protocols.modbus.framing import MAX_MBAP_LENGTH, MBAP, MBAP_SIZE, mbap_frame, rtu_frame
 
 log = logging.getLogger("otseam.drivers.modbus")
 

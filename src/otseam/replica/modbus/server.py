@@ -24,14 +24,15 @@ import numpy as np
 from otseam.contract.models import Contract
 from otseam.core.plugins import JournalWriter
 from otseam.core.records import Batch, Event, Record, Sample, Severity
+from otseam.protocols.modbus.tables import ILLEGAL_FUNCTION, READ_TABLE, SERVER_DEVICE_FAILURE, WRITE_FUNCTIONS
+from otseam.protocols.modbus.tables import exception_pdu as exception
 from otseam.replica.modbus.layout import LayoutError, Slot, build_layout
-from otseam.sim.bank import ILLEGAL_FUNCTION, SERVER_DEVICE_FAILURE, RegisterBank, Unit, exception
+from otseam.sim.bank import RegisterBank, Unit
 from otseam.sim.modbus_server import ModbusTcpServer
 
 log = logging.getLogger(__name__)
 
-WRITE_FUNCTIONS = frozenset({5, 6, 15, 16, 22, 23})
-_READ_TABLES = {1: "co", 2: "di", 3: "hr", 4: "ir"}
+_READ_TABLES = READ_TABLE
 POLICIES = ("exception", "last-value")
 
 

@@ -29,8 +29,12 @@ def register(app: typer.Typer) -> None:
         ] = None,
         session_expiry: Annotated[
             int,
-            typer.Option("--session-expiry", help="seconds the broker queues for this host while it is away; 0: clean"),
-        ] = 3600,
+            typer.Option(
+                "--session-expiry",
+                help="seconds the broker queues for this host while away; 0 (the default, as Sparkplug 3.0 "
+                "requires): a clean session; more is a deviation",
+            ),
+        ] = 0,
     ) -> None:
         """Run the IT-side Sparkplug B host application: STATE, ingestion into a historian, rebirths."""
         from otseam.host.cli import run_host

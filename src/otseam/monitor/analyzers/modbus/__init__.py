@@ -1,0 +1,1 @@
+"""Modbus/TCP: the stream parser and the capture fast path."""

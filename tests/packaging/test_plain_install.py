@@ -1,0 +1,106 @@
+"""A plain `pip install otseam` (no extras) runs an edge: Modbus from the simulator into the local
+historian. The wheel is built from this tree and installed into a fresh virtual environment; its
+dependencies come from pip's configured index and cache, so nothing of the test environment (where
+every extra is installed) leaks in."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from otseam.sim.plant import SimPlant
+from tests.support.wait import wait_until_async
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+#: The environment of every command here, without PYTHONPATH: the source tree must not stand in for the
+#: installed package (pip would even count it as installed already).
+CLEAN_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+
+
+def run(*args: object, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=timeout, env=CLEAN_ENV)
+    assert result.returncode == 0, f"{args}:\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+@pytest.fixture(scope="module")
+def plain_venv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A virtual environment with otseam installed from its wheel, without extras; its bin directory."""
+    root = tmp_path_factory.mktemp("plain")
+    wheels = root / "wheels"
+    run(sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", wheels, REPO)
+    (wheel,) = wheels.glob("otseam-*.whl")
+    run(sys.executable, "-m", "venv", root / "venv")
+    bin_dir = root / "venv" / "bin"
+    run(bin_dir / "python", "-m", "pip", "install", "-q", wheel)
+    yield bin_dir
+
+
+def seam(bin_dir: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # the installed package, not this tree
+    return subprocess.run([str(bin_dir / "seam"), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_no_extra_is_installed(plain_venv: Path) -> None:
+    probe = "import importlib.util as u; print(*[m for m in %r if u.find_spec(m)])"
+    modules = ("asyncua", "psycopg", "aiomqtt", "pyeclib", "google", "pymodbus", "pytest")
+    found = run(plain_venv / "python", "-c", probe % (modules,)).stdout.split()
+    assert found == [], f"installed without being asked for: {found}"
+
+
+async def test_a_plain_install_polls_modbus_into_the_historian(plain_venv: Path, tmp_path: Path) -> None:
+    version = seam(plain_venv, "--version", cwd=tmp_path)
+    assert version.returncode == 0 and version.stdout.startswith("seam "), version.stderr
+    async with SimPlant(modbus_port=0, opcua=False, tick=0.2, seed=2) as plant:
+        (tmp_path / "seam.yaml").write_text(plant.contract_yaml())
+        check = seam(plain_venv, "check", "seam.yaml", cwd=tmp_path)
+        assert check.returncode in (0, 1) and "Traceback" not in check.stderr, check.stdout + check.stderr
+        process = await asyncio.create_subprocess_exec(
+            str(plain_venv / "seam"), "run", "seam.yaml", "--http", "off", "--no-watch",
+            cwd=tmp_path, env=CLEAN_ENV, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            polled = lambda: plant.modbus.stats.requests >= 30 or process.returncode is not None  # noqa: E731
+            await wait_until_async(polled, "30 Modbus requests from the plain install's seam run", interval=0.1)
+        finally:
+            if process.returncode is None:
+                process.send_signal(signal.SIGTERM)
+            _, err = await asyncio.wait_for(process.communicate(), 60)
+        assert process.returncode == 0, err.decode()
+    query = seam(
+        plain_venv, "query", "raw-water/plant-name", "--contract", "seam.yaml", "--format", "json", cwd=tmp_path
+    )
+    assert query.returncode == 0, query.stderr
+    rows = json.loads(query.stdout)["rows"]
+    assert {r["value"] for r in rows if r["quality"] == "good"} == {"SEAM-SIM-WTP"}
+
+
+async def test_an_opcua_device_without_the_extra_is_one_clear_message(plain_venv: Path, tmp_path: Path) -> None:
+    async with SimPlant(modbus_port=0, opcua_port=0, tick=0.2, seed=2) as plant:
+        (tmp_path / "seam.yaml").write_text(plant.contract_yaml(opcua_device=True))
+        check = seam(plain_venv, "check", "seam.yaml", cwd=tmp_path)
+        assert "Traceback" not in check.stderr and check.returncode in (0, 1), check.stdout + check.stderr
+        result = await asyncio.to_thread(
+            seam, plain_venv, "run", "seam.yaml", "--http", "off", "--no-watch", cwd=tmp_path
+        )
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output
+    assert "the opcua driver needs the extra: pip install 'otseam[opcua]'" in output
+    assert "Traceback" not in output
+
+
+def test_a_command_without_its_extra_names_it(plain_venv: Path, tmp_path: Path) -> None:
+    result = seam(plain_venv, "diode", "receive", "--help", cwd=tmp_path)
+    assert "Traceback" not in result.stderr
+    if result.returncode != 0:  # the command's module needs its extra even to describe itself
+        assert result.returncode == 2 and "pip install 'otseam[diode]'" in result.stderr, result.stderr
