@@ -14,6 +14,7 @@ import shutil
 import socket
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from playwright.async_api import Page, async_playwright, expect
@@ -131,9 +132,12 @@ async def make_a_gap(node: Node) -> None:
     listen = contract.sources[0].options["listen"]
     host, port = listen.rsplit(":", 1)
 
+    def receiver() -> dict[str, Any]:
+        detail: dict[str, Any] = node.supervisor.health()["components"]["source:from-ot"].get("detail", {})
+        return detail.get("receiver", detail)
+
     def gaps() -> int:
-        detail = node.supervisor.health()["components"]["source:from-ot"].get("detail", {})
-        return int(detail.get("gaps", 0))
+        return int(receiver().get("gaps", 0))
 
     async def until(condition: Callable[[], bool], what: str) -> None:
         for _ in range(300):
@@ -151,8 +155,7 @@ async def make_a_gap(node: Node) -> None:
         await sender.send_records("ot-edge", offsets, records)
 
     def records_in() -> int:
-        detail = node.supervisor.health()["components"]["source:from-ot"].get("detail", {})
-        received.append(int(detail.get("records", 0)))
+        received.append(int(receiver().get("records", 0)))
         return received[-1]
 
     with LossyRelay((host, int(port)), Impairments(seed=3)) as relay:
@@ -248,8 +251,10 @@ async def test_the_console_end_to_end(node: Node, page: Page) -> None:
     await page.click("text=Link")
     await expect(page.locator("#no-gaps")).to_be_visible()
     await make_a_gap(node)
-    await expect(page.locator("#gaps")).to_contain_text("diode block(s) lost", timeout=15_000)
-    await expect(page.locator("#gaps code.cmd").first).to_contain_text("seam diode replay seam.yaml")
+    await expect(page.locator("#gaps")).to_contain_text("diode block(s) missing", timeout=15_000)
+    await expect(page.locator("#gaps code.cmd").first).to_have_text(
+        "seam diode replay --contract seam.yaml --from-offset 601 --to-offset 1200"
+    )
     await expect(page.locator("#link")).to_contain_text("from-ot")
     await shot(page, "link")
 

@@ -385,7 +385,7 @@ async function linkPage(view, page) {
             r.rate.toFixed(1), esc(r.gaps ?? ""), esc(r.blocks_lost ?? ""), esc(r.state || ""),
           ]))
         : `<p class="muted">This node receives nothing from a diode.</p>`) +
-      `<p>FEC margin: ${link.fec_margin === null ? '<span class="muted">not reported by this node</span>' : esc(link.fec_margin)}</p>` +
+      `<p>FEC margin used (largest share of the repair capacity a block needed): ${link.fec_margin === null ? '<span class="muted">not reported by this node</span>' : esc((link.fec_margin * 100).toFixed(0) + " %")}</p>` +
       `<h3>Gaps</h3>` +
       (link.gaps.length
         ? table(["Time", "What was lost", "Close it on the OT side with"], link.gaps.map((g) => [
