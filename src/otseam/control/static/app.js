@@ -400,15 +400,17 @@ async function linkPage(view, page) {
 
 async function requestsPage(view) {
   view.innerHTML = `<h2>Requests and approvals</h2>
-    <div class="placeholder"><p><strong>The authority service is not running on this node.</strong></p>
-    <p>Command requests and their two-person approvals appear here once it is installed. Nothing is listed because
-    nothing exists yet: this page shows no examples and no made-up requests.</p></div>`;
+    <div class="placeholder"><p><strong>This console does not show command requests yet.</strong></p>
+    <p>Requests and their two-person approvals are kept by the authority service of this node; until its routes
+    are mounted in the console, use <code>seam command list</code>, <code>seam command show</code> and
+    <code>seam command approve</code> on the node. Nothing is listed here rather than anything made up.</p></div>`;
 }
 
 async function auditPage(view) {
   view.innerHTML = `<h2>Audit</h2>
-    <div class="placeholder"><p><strong>The tamper-evident audit log of the authority service is not running on this node.</strong>
-    Until it is, this page lists the audit events this node journalled (sign-ins, acknowledgements, tokens, contract reloads).</p></div>
+    <div class="placeholder"><p><strong>The hash-chained audit log is not shown in this console yet</strong>
+    (<code>seam audit verify</code> and <code>seam audit export</code> read it on the node). Below: the audit events
+    this node journalled (sign-ins, acknowledgements, API tokens, contract reloads).</p></div>
     <div id="audit"></div>`;
   const events = await api("GET", "/events?kind=audit.&limit=200");
   $("audit").innerHTML = events.items.length
@@ -421,7 +423,8 @@ async function contractPage(view) {
   view.innerHTML = `<h2>Contract</h2>
     <p>${esc(contract.site.enterprise)} / ${esc(contract.site.site)} · ${contract.people.length} people · ${contract.zones.length} zones ·
     ${contract.conduits.length} conduits · ${contract.devices.length} devices · ${contract.sinks.length} sinks</p>
-    <p class="muted">Proposals and their semantic diff appear here once change control is installed on this node.</p>
+    <p class="muted">Proposals and their semantic diff are not shown in this console yet: <code>seam contract diff</code>,
+    <code>seam contract status</code> on the node.</p>
     <h3>People</h3>${table(["Person", "Name", "Side", "Role"], contract.people.map((p) => [esc(p.id), esc(p.name), esc(p.side), esc(p.role)]))}
     <h3>Interface document (seam doc)</h3><p><a href="${API}/contract/document" target="_blank" rel="noopener">open in its own tab</a></p>
     <iframe class="doc" src="${API}/contract/document" title="interface document" sandbox></iframe>`;
