@@ -45,6 +45,7 @@ async function api(method, path, body) {
 
 async function showLogin() {
   stopStream();
+  stopTimers();
   state.session = null;
   $("top").hidden = true; $("view").hidden = true; $("stream-lost").hidden = true; $("login").hidden = false;
   try { $("banner").textContent = (await (await fetch(API + "/banner")).json()).banner || ""; } catch (e) { /* shown empty */ }
@@ -147,8 +148,7 @@ const pages = {
 
 function route() {
   if (!state.session) return;
-  for (const timer of state.timers) clearInterval(timer);
-  state.timers = [];
+  stopTimers();
   const name = (location.hash.match(/^#\/(\w+)/) || [])[1] || "map";
   for (const a of document.querySelectorAll("nav a")) a.classList.toggle("active", a.getAttribute("href") === "#/" + name);
   const view = $("view");
@@ -159,7 +159,23 @@ function route() {
   });
 }
 
-function every(ms, fn) { state.timers.push(setInterval(fn, ms)); }
+// A page's periodic refresh: a failure is shown on the page (and retried), never left unhandled.
+function every(ms, fn) {
+  state.timers.push(setInterval(() => {
+    Promise.resolve().then(fn).then(
+      () => { const note = $("refresh-error"); if (note) note.remove(); },
+      (error) => {
+        if (error.message === "signed out" || $("refresh-error")) return;
+        $("view").insertAdjacentHTML("afterbegin", `<p class="error" id="refresh-error">Not refreshed: ${esc(error.message)}</p>`);
+      },
+    );
+  }, ms));
+}
+
+function stopTimers() {
+  for (const timer of state.timers) clearInterval(timer);
+  state.timers = [];
+}
 
 // Map: zones by Purdue level (enterprise at the top), nodes in their zone, conduits between.
 async function mapPage(view, page) {
