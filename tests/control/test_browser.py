@@ -1,7 +1,8 @@
 """The console in a real browser: Debian's chromium, driven by Playwright, never a downloaded browser.
 
-Signs in, sees the map, watches a live value change, opens a trend, sees the stream drop and come back,
-acknowledges an alarm, and sees a diode gap appear on the link page: the node receives the one-way
+Signs in, sees the map (with a flow the capture source saw that no conduit declares), watches a live
+value change, opens a trend, sees the stream drop and come back, acknowledges an alarm, sees the
+capture's alerts with their ATT&CK ids and its unknown assets first, and sees a diode gap appear on the link page: the node receives the one-way
 conduit with a diode_receive source, fed by a real diode sender through the lossy relay of the diode
 tests. A screenshot of each page is saved (SHOTS_ENV).
 """
@@ -12,6 +13,8 @@ import asyncio
 import os
 import shutil
 import socket
+import struct
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -25,6 +28,7 @@ from tests.control.inproc import Node, running
 from tests.control.node import CONTRACT, PASSWORD, add_users
 from tests.diode.harness import KEY, settings
 from tests.diode.relay import Impairments, LossyRelay
+from tests.monitor.pcapgen import Conversation, mbap, write_pcap
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [
@@ -82,14 +86,30 @@ sources:
     conduit: cell-dmz
     owner: sam
     options: {{listen: "127.0.0.1:{port}", key_file: diode.key, beacon_interval: 200ms, block_timeout: 200ms}}
+  - id: span
+    type: capture
+    owner: erik
+    options: {{file: plant.pcap, modbus_ports: [502]}}
 """
     )
+
+
+def plant_capture(path: Path) -> None:
+    """A capture of the plant network, built byte by byte: a host the contract does not know writes a
+    register of a PLC (the capture source reports it as alerts and new assets)."""
+    conversation = Conversation(client="10.0.0.99", server="10.0.0.20").handshake()
+    conversation.c(mbap(1, 1, struct.pack("!BHH", 6, 40, 1234)))
+    conversation.s(mbap(1, 1, struct.pack("!BHH", 6, 40, 1234)))
+    conversation.c(mbap(2, 1, struct.pack("!BHH", 8, 1, 0)))
+    conversation.s(mbap(2, 1, struct.pack("!BHH", 8, 1, 0)))
+    write_pcap(path, conversation.frames, start=time.time() - 60)
 
 
 @pytest.fixture
 async def node(tmp_path: Path) -> AsyncIterator[Node]:
     (tmp_path / "diode.key").write_bytes(KEY + b"\n")
     (tmp_path / "seam.yaml").write_text(with_diode_source(free_udp_port()))
+    plant_capture(tmp_path / "plant.pcap")
     add_users(tmp_path)
     preload_history(tmp_path)
     async with running(tmp_path) as started:
@@ -118,10 +138,10 @@ def shots(tmp_path: Path) -> None:
     _shots[:] = [Path(os.environ.get(SHOTS_ENV) or tmp_path / "shots")]
 
 
-async def shot(page: Page, name: str) -> None:
+async def shot(page: Page, name: str, *, full: bool = False) -> None:
     directory = _shots[0]
     directory.mkdir(parents=True, exist_ok=True)
-    await page.screenshot(path=str(directory / f"{name}.png"))
+    await page.screenshot(path=str(directory / f"{name}.png"), full_page=full)
 
 
 async def make_a_gap(node: Node) -> None:
@@ -193,6 +213,8 @@ async def test_the_console_end_to_end(node: Node, page: Page) -> None:
     # The map: zones by level, the node in its zone, the conduit carrying this node's traffic.
     await expect(page.locator("svg.map [data-zone=cell]")).to_be_visible()
     await expect(page.locator("#flows")).to_contain_text("declared-and-seen")
+    # The capture saw a flow no conduit declares.
+    await expect(page.locator("#flows")).to_contain_text("seen-but-not-declared")
     await expect(page.locator("#live")).to_have_text("live")
     await shot(page, "map")
 
@@ -245,7 +267,10 @@ async def test_the_console_end_to_end(node: Node, page: Page) -> None:
     await page.fill(f'[data-ack-comment="{offset}"]', "level checked on site")
     await button.click()
     await expect(page.locator("#alerts")).to_contain_text("olga: level checked on site")
-    await shot(page, "alerts")
+    # The capture source's alerts carry their ATT&CK for ICS technique; unknown assets come first.
+    await expect(page.locator("#alerts")).to_contain_text("T0855")
+    await expect(page.locator("#inventory tbody tr").first).to_contain_text("unknown")
+    await shot(page, "alerts", full=True)
 
     # A gap on the link, with the OT-side command that closes it.
     await page.click("text=Link")

@@ -338,10 +338,20 @@ async function trend(keys, from) {
 
 // Alerts (ATT&CK for ICS ids, acknowledge with a comment) and inventory (unknown assets first).
 async function alertsPage(view, page) {
-  view.innerHTML = `<h2>Alerts</h2><label><input type="checkbox" id="unacked"> only unacknowledged</label><div id="alerts"></div>
+  view.innerHTML = `<h2>Alerts</h2><label><input type="checkbox" id="unacked"> only unacknowledged</label>
+    <p id="alerts-waiting" class="muted" hidden>New alerts arrived: the list is refreshed once the comment is sent or cleared.</p>
+    <div id="alerts"></div>
     <h2>Inventory</h2><p class="muted">Assets the capture source saw, against the devices the contract declares. Unknown assets first.</p><div id="inventory"></div>`;
   const canAck = ["operator", "engineer", "seam-owner", "admin"].includes(state.session.role);
-  const draw = async () => {
+  const writing = () =>
+    [...document.querySelectorAll("[data-ack-comment]")].some((el) => el.value.trim() || el === document.activeElement);
+  const draw = async (force) => {
+    // Never redraw under someone typing a comment: say that new alerts wait instead.
+    if (!force && writing()) {
+      $("alerts-waiting").hidden = false;
+      return;
+    }
+    $("alerts-waiting").hidden = true;
     const alerts = await api("GET", `/alerts?limit=200${$("unacked").checked ? "&unacknowledged=true" : ""}`);
     $("alerts").innerHTML = alerts.items.length
       ? table(
@@ -374,11 +384,13 @@ async function alertsPage(view, page) {
     const comment = document.querySelector(`[data-ack-comment="${offset}"]`).value.trim();
     if (!comment) { alert("Say in a comment what was done or why."); return; }
     try { await api("POST", `/alerts/${offset}/ack`, { comment }); } catch (error) { alert(error.message); }
-    draw();
+    draw(true);
   });
-  $("unacked").addEventListener("change", draw);
-  page.onEvents = (events) => { if (events.some((e) => e.kind === "alert" || e.kind === "alarm" || e.kind.startsWith("inventory."))) draw(); };
-  await draw();
+  $("unacked").addEventListener("change", () => draw(true));
+  page.onEvents = (events) => {
+    if (events.some((e) => e.kind === "alert" || e.kind === "alarm" || e.kind.startsWith("inventory."))) draw(false);
+  };
+  await draw(true);
 }
 
 // The diode link: what this node sends, what it receives, and each gap with the command that closes it.
