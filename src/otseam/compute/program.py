@@ -189,6 +189,13 @@ def _compile_one(index: int, point: ComputedPoint, scope: _Scope, problems: list
         else:
             program.inputs = [spec.of]
             _stream_fits(index, kind, point, source, problems)
+    if kind in ("expression", "condition") and len(problems) == before and not program.inputs:
+        where = "expression" if kind == "expression" else "condition.when"
+        problems.append(
+            ComputeProblem(
+                index, where, "the formula reads no point: it would never be computed", "name at least one point", 0
+            )
+        )
     return program if len(problems) == before else None
 
 

@@ -50,6 +50,11 @@ class SeamCollector:
                     stats["errors"],
                 )
                 yield _counter(
+                    "seam_compute_alarms_raised",
+                    "Alarms over several points (conditions) raised",
+                    stats["alarms_raised"],
+                )
+                yield _counter(
                     "seam_compute_late_samples",
                     "Samples dropped by windows and counters because they arrived after their time had passed",
                     stats["late_samples"],

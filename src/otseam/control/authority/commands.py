@@ -24,7 +24,14 @@ from otseam.contract.loader import ContractError, load
 from otseam.contract.models import Contract
 from otseam.contract.units import parse_duration
 from otseam.control.authority import keys, pki
-from otseam.control.authority.audit import AuditLog, AuditUnavailable, node_public_key, syslog_line, verify_log
+from otseam.control.authority.audit import (
+    AuditLog,
+    AuditUnavailable,
+    node_public_key,
+    syslog_line,
+    verify_events,
+    verify_log,
+)
 from otseam.control.authority.breakglass import DEFAULT_DURATION_S, BreakGlass, BreakGlassError
 from otseam.control.authority.canonical import digest
 from otseam.control.authority.changes import describe
@@ -160,6 +167,22 @@ def list_keys(contract: ContractOpt = Path("seam.yaml"), node: NodeOpt = None) -
     for entry in service.keyring.entries():
         state = "revoked" if entry.revoked_at else "active"
         typer.echo(f"{entry.person:<20} {entry.fingerprint}  {state}")
+
+
+@command_app.command("revoke")
+def revoke(
+    fingerprint: Annotated[str, typer.Argument(help="The fingerprint of the key, as 'seam command keys' lists it.")],
+    contract: ContractOpt = Path("seam.yaml"),
+    node: NodeOpt = None,
+) -> None:
+    """Revoke an enrolled key on this node: its signatures no longer count, from now on (audited)."""
+    service = _service(contract, node)
+    try:
+        entry = service.keyring.revoke(fingerprint, round(time.time() * 1000))
+        service.audit.append("key.revoke", entry.person, fingerprint, {"fingerprint": fingerprint})
+    except (keys.KeyProblem, AuditUnavailable) as exc:
+        raise _fail(str(exc), 1) from None
+    typer.echo(f"revoked {entry.person} {fingerprint}")
 
 
 @command_app.command("certs")
@@ -464,16 +487,41 @@ def audit_verify(
     node: NodeOpt = None,
     log: Annotated[Path | None, typer.Option("--log", help="Verify this copy of a log instead.")] = None,
     head: Annotated[Path | None, typer.Option("--head", help="Its signed head file.")] = None,
+    public_key: Annotated[
+        Path | None, typer.Option("--public-key", help="The node's audit public key (node.key.pub), for a copy.")
+    ] = None,
+    events: Annotated[
+        Path | None,
+        typer.Option(
+            "--events", help="Verify the records of --node that crossed as events (JSON lines of a file sink)."
+        ),
+    ] = None,
 ) -> None:
     """Check the chain and the signed head; name the first record edited, removed, reordered or cut off."""
-    _, data = _node_dir(contract, node)
+    node_id, data = _node_dir(contract, node)
     directory = authority_dir(data)
+    if events is not None:
+        if public_key is None:
+            raise _fail("--events needs --public-key: the audit public key of the node the records come from")
+        try:
+            public = node_public_key(public_key.parent, public_key.name)
+            with events.open(encoding="utf-8") as lines:
+                verdict = verify_events(lines, node_id, public)
+        except (OSError, ValueError) as exc:
+            raise _fail(str(exc)) from None
+        if not verdict.ok:
+            typer.echo(f"TAMPERED: {verdict.problem}")
+            raise typer.Exit(1)
+        typer.echo(f"ok: {verdict.records} records of {node_id}, {verdict.checkpoints} signed checkpoints")
+        for note in verdict.notes:
+            typer.echo(f"note: {note}")
+        return
     log_path = log or directory / "audit.log"
     head_path = head or directory / "audit.head"
     if not log_path.exists():
         raise _fail(f"no audit log at {log_path}")
     try:
-        public = node_public_key(directory)
+        public = node_public_key(public_key.parent, public_key.name) if public_key else node_public_key(directory)
     except (OSError, ValueError) as exc:
         raise _fail(f"the node's audit public key cannot be read: {exc}") from None
     verdict = verify_log(log_path, head_path, public)
