@@ -261,7 +261,7 @@ class ControlPlane:
             raise BadRequest(400, "give user and password as text (and totp when asked)")
         address = request.remote or "?"
         try:
-            session = await asyncio.to_thread(self.auth.login, name[:200], password[:1024], code, address)
+            session = await self.auth.login_async(name[:200], password[:1024], code, address)
         except LoginRefused as exc:
             if not exc.needs_totp or exc.status != 401 or code:
                 self._audit(
