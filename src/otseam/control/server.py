@@ -775,9 +775,8 @@ class ControlPlane:
         try:
             await response.write(b"retry: 2000\n\n" + sse("snapshot", self.hub.snapshot(points), self.hub.offset))
             while True:
-                try:
-                    message = await asyncio.wait_for(subscriber.queue.get(), 5.0)
-                except TimeoutError:
+                message = await subscriber.get(5.0)
+                if message is None:
                     message = b": idle\n\n"
                 if not self._still_valid(identity):
                     await response.write(sse("signed-out", {"message": "the session ended: sign in again"}))
