@@ -171,6 +171,13 @@ class AuthorityAPI:
             self._service, self._built_for = service, contract
         return self._service
 
+    async def served(self) -> AuthorityService:
+        """:meth:`service` off the event loop: building it parses the contract file (seconds for a large
+        plant), and polling must not wait for that."""
+        if self._service is not None and self._built_for is self.view.contract():
+            return self._service
+        return await asyncio.to_thread(self.service)
+
     def changes(self) -> ChangeControl:
         return ChangeControl(authority_dir(self.view.data_dir()), self.audit_log(), self.clock)
 
@@ -266,7 +273,7 @@ class AuthorityAPI:
         for name, item in (("value", value), ("observed", observed)):
             if isinstance(item, dict | list) or item is None:
                 raise ApiError(400, f"{name} is a number, true/false or text")
-        service = self.service()
+        service = await self.served()
         doc = await asyncio.to_thread(service.prepare, self.identity(who), command, value, reason, observed)
         return web.json_response(
             {"document": doc.body(), "sha256": doc.digest, "signing": _signing(keys.PURPOSE_REQUEST, doc.digest)}
@@ -283,7 +290,7 @@ class AuthorityAPI:
             ident = self.identity(who)
             signature = Signature(ident.person_id, _text(body, "fingerprint", 100), _text(body, "signature", 200))
         try:
-            view = await asyncio.to_thread(self.service().submit, self.identity(who), doc, signature)
+            view = await asyncio.to_thread((await self.served()).submit, self.identity(who), doc, signature)
         except ValueError as exc:  # the store refuses a second document under an id already taken
             raise ApiError(409, f"{exc}: a changed request is a new request (prepare it again)") from None
         return web.json_response(_with_signing(view))
@@ -295,7 +302,7 @@ class AuthorityAPI:
         command = _query_text(request, "command")
         offset = _query_int(request, "offset", 0, 0, 10**9)
         limit = _query_int(request, "limit", 100, 1, 1000)
-        views = await asyncio.to_thread(self.service().list, self.identity(who), state)
+        views = await asyncio.to_thread((await self.served()).list, self.identity(who), state)
         if command:
             views = [v for v in views if v["document"]["command"] == command]
         views.sort(key=lambda v: v["document"]["created"], reverse=True)
@@ -304,14 +311,14 @@ class AuthorityAPI:
         return web.json_response({"items": [_with_signing(v) for v in page], "total": len(views), "next": following})
 
     async def h_request(self, request: web.Request, who: ConsoleIdentity) -> web.StreamResponse:
-        view = await asyncio.to_thread(self.service().show, self.identity(who), request.match_info["id"][:100])
+        view = await asyncio.to_thread((await self.served()).show, self.identity(who), request.match_info["id"][:100])
         return web.json_response(_with_signing(view))
 
     async def h_approve(self, request: web.Request, who: ConsoleIdentity) -> web.StreamResponse:
         body = await _body(request, frozenset({"fingerprint", "signature"}))
         fingerprint, signature = _text(body, "fingerprint", 100), _text(body, "signature", 200)
         view = await asyncio.to_thread(
-            self.service().approve, self.identity(who), request.match_info["id"][:100], fingerprint, signature
+            (await self.served()).approve, self.identity(who), request.match_info["id"][:100], fingerprint, signature
         )
         return web.json_response(_with_signing(view))
 
@@ -322,11 +329,13 @@ class AuthorityAPI:
         signature = None
         if body.get("signature") is not None or body.get("fingerprint") is not None:
             signature = Signature(ident.person_id, _text(body, "fingerprint", 100), _text(body, "signature", 200))
-        view = await asyncio.to_thread(self.service().reject, ident, request.match_info["id"][:100], reason, signature)
+        view = await asyncio.to_thread(
+            (await self.served()).reject, ident, request.match_info["id"][:100], reason, signature
+        )
         return web.json_response(_with_signing(view))
 
     async def h_keys(self, request: web.Request, who: ConsoleIdentity) -> web.StreamResponse:
-        ring = self.service().keyring
+        ring = (await self.served()).keyring
         items = [
             {"person": e.person, "fingerprint": e.fingerprint, "enrolled_at": e.enrolled_at}
             for e in await asyncio.to_thread(ring.entries)
