@@ -240,5 +240,6 @@ async def test_a_setpoint_change_requested_approved_executed_and_audited(
         await shot(page, "audit-chain")
         assert digest and digest in (tmp_path / "seam-data" / "it-gateway" / "authority" / "audit.log").read_text()
     finally:
+        await page.goto("about:blank")  # the console stops asking before its node stops
         await asyncio.to_thread(gateway.stop)
         await asyncio.to_thread(edge.stop)

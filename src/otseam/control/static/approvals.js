@@ -101,11 +101,14 @@ async function requestsPage(view, page) {
 
   const draw = async () => {
     const filter = $("filter-state").value;
-    const list = await api("GET", `/commands/requests?limit=100${filter ? "&state=" + filter : ""}`);
+    // Both lists fetched first, then drawn together: a page half redrawn would replace what someone is
+    // doing in the other half.
+    const [list, proposals] = await Promise.all([
+      api("GET", `/commands/requests?limit=100${filter ? "&state=" + filter : ""}`), api("GET", "/contract/proposals"),
+    ]);
     $("requests").innerHTML = list.items.length
       ? list.items.map((r) => requestCard(r, session, mayRequest, mayApprove)).join("")
       : `<p class="muted">No requests${filter ? " in this state" : ""}.</p>`;
-    const proposals = await api("GET", "/contract/proposals");
     const mayChange = can(session, "contract.change");
     $("proposals").innerHTML = `<p class="muted">Governance ${proposals.governance ? "on: seam run loads only a bundle its quorum signed" : "off"}.
       Propose a change with <code>seam contract propose</code> or <code>POST ${API}/contract/proposals</code>.</p>` +
@@ -168,7 +171,8 @@ async function requestsPage(view, page) {
   $("filter-state").addEventListener("change", draw);
   // Automatic refreshes never wipe a key file picked or a reason being typed.
   const busy = () => [...document.querySelectorAll("#requests input, #proposals input")].some((i) => (i.type === "file" ? i.files.length : i.value));
-  const refresh = () => { if (!busy()) draw(); };
+  // A refresh that fails (the node restarting) is retried by the next one; the stream's bar says it is down.
+  const refresh = () => (busy() ? Promise.resolve() : draw().catch((error) => console.warn("not refreshed:", error.message)));
   page.onEvents = (events) => { if (events.some((e) => e.kind.startsWith("audit.command") || e.kind.startsWith("audit.contract"))) refresh(); };
   await draw();
   every(5000, refresh);  // expiry is a matter of time, not of events
@@ -236,7 +240,9 @@ async function auditPage(view, page) {
   };
   $("audit-kind").addEventListener("change", () => { before = null; draw(false); });
   $("audit-older").addEventListener("click", () => draw(true));
-  page.onEvents = (events) => { if (!older && events.some((e) => e.kind.startsWith("audit."))) draw(false); };
+  page.onEvents = (events) => {
+    if (!older && events.some((e) => e.kind.startsWith("audit."))) draw(false).catch((error) => console.warn("not refreshed:", error.message));
+  };
   await draw(false);
 }
 
