@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from otseam.sim.contract import render
 from otseam.sim.plant import SimPlant
 from tests.support.wait import wait_until_async
 
@@ -58,11 +59,21 @@ def test_no_extra_is_installed(plain_venv: Path) -> None:
     assert found == [], f"installed without being asked for: {found}"
 
 
+def edge_only(plant: SimPlant) -> str:
+    """The simulator's contract cut down to what a plain install runs: its OT node with the Modbus
+    devices and the local historian (the diode, the IT node and the commands are extras' parts)."""
+    contract = plant.contract(False)
+    contract["nodes"] = [n for n in contract["nodes"] if n["id"] == "ot-edge"]
+    contract["sinks"] = [s for s in contract["sinks"] if s["type"] == "historian" and s.get("node") == "ot-edge"]
+    contract["sources"], contract["commands"], contract["objectives"] = [], [], []
+    return render(contract)
+
+
 async def test_a_plain_install_polls_modbus_into_the_historian(plain_venv: Path, tmp_path: Path) -> None:
     version = seam(plain_venv, "--version", cwd=tmp_path)
     assert version.returncode == 0 and version.stdout.startswith("seam "), version.stderr
     async with SimPlant(modbus_port=0, opcua=False, tick=0.2, seed=2) as plant:
-        (tmp_path / "seam.yaml").write_text(plant.contract_yaml())
+        (tmp_path / "seam.yaml").write_text(edge_only(plant))
         check = seam(plain_venv, "check", "seam.yaml", cwd=tmp_path)
         assert check.returncode in (0, 1) and "Traceback" not in check.stderr, check.stdout + check.stderr
         process = await asyncio.create_subprocess_exec(
@@ -91,7 +102,7 @@ async def test_an_opcua_device_without_the_extra_is_one_clear_message(plain_venv
         check = seam(plain_venv, "check", "seam.yaml", cwd=tmp_path)
         assert "Traceback" not in check.stderr and check.returncode in (0, 1), check.stdout + check.stderr
         result = await asyncio.to_thread(
-            seam, plain_venv, "run", "seam.yaml", "--http", "off", "--no-watch", cwd=tmp_path
+            seam, plain_venv, "run", "seam.yaml", "--node", "ot-edge", "--http", "off", "--no-watch", cwd=tmp_path
         )
     output = result.stdout + result.stderr
     assert result.returncode == 2, output
