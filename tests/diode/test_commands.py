@@ -113,7 +113,9 @@ def test_send_and_receive_feed_the_replica_historian_and_mqtt(tmp_path: Path, mq
                     "--key-file", str(key), "--drain")  # fmt: skip
         assert sent.returncode == 0, sent.stderr
         read = ["-p", str(replica_port), "-0", "-r", "100", "-c", "1", "-t", "4:float", "-B", "127.0.0.1"]
-        got = wait_until(lambda: values(mbpoll("-a", "1", *read)), "the replica to serve unit 1", interval=0.1)
+        got = wait_until(
+            lambda: values(mbpoll("-a", "1", *read)), "the replica to serve unit 1", interval=0.1, detail=log.read_text
+        )
         assert got == {100: "7.25"}
         assert values(mbpoll("-a", "2", *read)) == {100: "3.5"}
         retained = subprocess.run(
