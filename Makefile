@@ -7,17 +7,19 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 # command:package pairs; a command already on PATH (however it was installed) is not reinstalled.
 SYSTEM_TOOLS := mosquitto:mosquitto initdb:postgresql mbpoll:mbpoll tshark:tshark tcpdump:tcpdump \
-                ip:iproute2 ethtool:ethtool socat:socat node:nodejs npm:npm
+                ip:iproute2 ethtool:ethtool socat:socat node:nodejs npm:npm clang:clang \
+                chromium:chromium strace:strace
 # file:package pairs for what building the diode's C speedups needs (see setup.py).
-BUILD_FILES := /usr/include/openssl/sha.h:libssl-dev
+BUILD_FILES := /usr/include/openssl/evp.h:libssl-dev /usr/include/isa-l/erasure_code.h:libisal-dev \
+               /usr/lib/llvm-14/lib/clang/14.0.6/lib/linux/libclang_rt.fuzzer-x86_64.a:libclang-rt-14-dev
 # Tests run in two processes (the machines have two cores); override with PYTEST_WORKERS=0 to debug.
 PYTEST_WORKERS ?= 2
 
-.PHONY: test test-external lint typecheck unit stress setup system-deps venv interop demo bench clean
+.PHONY: test test-external lint typecheck unit stress setup system-deps venv interop console demo bench clean sanitize fuzz
 
-test: setup lint typecheck unit
+test: setup lint typecheck sanitize fuzz unit
 
-setup: system-deps venv interop
+setup: system-deps venv interop console
 
 system-deps:
 	@missing=""; for pair in $(SYSTEM_TOOLS); do cmd=$${pair%%:*}; pkg=$${pair#*:}; \
@@ -48,6 +50,12 @@ tests/interop/node_modules/.installed: tests/interop/package.json
 	cd tests/interop && npm install --no-audit --no-fund --loglevel=error
 	touch $@
 
+# The web console's third-party code (uPlot), from npm with its lockfile; served from console/node_modules.
+console: console/node_modules/.installed
+console/node_modules/.installed: console/package.json console/package-lock.json
+	cd console && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
 lint: venv
 	$(BIN)/ruff check src tests tests_external bench
 	$(BIN)/ruff format --check src tests tests_external bench
@@ -72,6 +80,44 @@ test-external: setup
 	@[ -n "$$SEAM_FIXTURES" ] || { echo "make test-external: set SEAM_FIXTURES to the directory of the public captures" >&2; exit 2; }
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile tests_external
 
+# The diode's C module under AddressSanitizer, UndefinedBehaviorSanitizer and LeakSanitizer (gcc): built
+# aside, then the tests that drive its code run against it; any report fails. About 30 s of CPU.
+SANITIZE_DIR := build/sanitize
+SANITIZE_TESTS := tests/diode/test_speedups.py tests/diode/test_fec.py tests/diode/test_wire.py \
+                  tests/diode/test_direct_encoding.py tests/diode/test_batching.py tests/core/test_columns.py
+
+sanitize: venv
+	rm -rf $(SANITIZE_DIR) && mkdir -p $(SANITIZE_DIR)/src
+	CC=gcc SEAM_SANITIZE=1 $(BIN)/python setup.py -q build_ext --build-lib $(SANITIZE_DIR)/lib \
+		--build-temp $(SANITIZE_DIR)/tmp
+	cp -r src/otseam $(SANITIZE_DIR)/src/
+	cp $(SANITIZE_DIR)/lib/otseam/diode/_speedups*.so $(SANITIZE_DIR)/src/otseam/diode/
+	PYTHONPATH=$(SANITIZE_DIR)/src PYTHONMALLOC=malloc LD_PRELOAD=$$(gcc -print-file-name=libasan.so) \
+		ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1 \
+		LSAN_OPTIONS=suppressions=$(CURDIR)/tests/diode/native/lsan.supp:print_suppressions=0 \
+		UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+		$(BIN)/python -m pytest -p no:cacheprovider -n 0 -q $(SANITIZE_TESTS)
+
+# A coverage-guided fuzzer (libFuzzer, clang) over the C entry points that see network or disk bytes,
+# with ASan and UBSan, for FUZZ_TIME seconds from the seed corpus of real datagrams in
+# tests/diode/native/corpus; a crash, a sanitizer report or an unexpected exception fails it (the
+# input is kept in build/fuzz/). See tests/diode/native/fuzz_speedups.c.
+FUZZ_DIR := build/fuzz
+FUZZ_TIME ?= 30
+
+fuzz: venv
+	mkdir -p $(FUZZ_DIR)/work
+	clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+		-I"$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["include"])')" \
+		-Isrc/otseam/diode/speedups src/otseam/diode/speedups/*.c tests/diode/native/fuzz_speedups.c \
+		-L"$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_config_var("LIBDIR"))')" \
+		-Wl,-rpath,"$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_config_var("LIBDIR"))')" \
+		-lpython$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_config_var("LDVERSION"))') \
+		-lcrypto -lisal -o $(FUZZ_DIR)/fuzz_speedups
+	PYTHONPATH=src:$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') \
+		PYTHONMALLOC=malloc ASAN_OPTIONS=detect_leaks=0 $(FUZZ_DIR)/fuzz_speedups -max_total_time=$(FUZZ_TIME) \
+		-rss_limit_mb=2048 -artifact_prefix=$(FUZZ_DIR)/ $(FUZZ_DIR)/work tests/diode/native/corpus
+
 demo: venv
 	$(BIN)/seam demo
 
@@ -79,4 +125,4 @@ bench: setup
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) tests/interop/node_modules .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) tests/interop/node_modules console/node_modules .mypy_cache .pytest_cache .ruff_cache

@@ -1,14 +1,24 @@
 """The one compiled part of Seam: the diode's hot paths (src/otseam/diode/speedups/, one module).
 
-Everything else is declared in pyproject.toml. Building needs a C compiler, the Python headers and
-OpenSSL's headers (Debian: gcc, python3-dev, libssl-dev); `make test` installs what is missing. The
-module is optional: where it cannot be built, Seam installs anyway and the diode runs its pure-Python
-reference path (slower; a test fails on Linux so that this never goes unnoticed in CI).
+Everything else is declared in pyproject.toml. Building needs a C compiler, the Python headers,
+OpenSSL's headers and Intel ISA-L's (Debian: gcc, python3-dev, libssl-dev, libisal-dev); `make test`
+installs what is missing. The module is optional for Seam as a whole: where it cannot be built, Seam
+installs anyway, but the diode, whose Reed-Solomon is ISA-L called from this module, refuses to start
+and says why (a test fails on Linux so that this never goes unnoticed in CI).
+
+SEAM_SANITIZE=1 builds it with AddressSanitizer and UndefinedBehaviorSanitizer (see the Makefile's
+`sanitize` target).
 """
 
-import sys
+import os
 
 from setuptools import Extension, setup
+
+SANITIZE = (
+    ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined", "-fno-omit-frame-pointer", "-g"]
+    if os.environ.get("SEAM_SANITIZE") == "1"
+    else []
+)
 
 setup(
     ext_modules=[
@@ -16,12 +26,10 @@ setup(
             "otseam.diode._speedups",
             sources=[
                 f"src/otseam/diode/speedups/{name}.c"
-                for name in ("_speedups", "mac", "sha256x16", "coder", "columns", "mmsg")
+                for name in ("_speedups", "mac", "coder", "columns", "mmsg")
             ],
             depends=["src/otseam/diode/speedups/speedups.h"],
-            # dl: the sender loads ISA-L (bundled with pyeclib) by path; in the C library itself since
-            # glibc 2.34, a separate library before.
-            libraries=["crypto", "dl"] if sys.platform.startswith("linux") else ["crypto"],
+            libraries=["crypto", "isal"],
             optional=True,
             extra_compile_args=[
                 "-O2",
@@ -31,7 +39,9 @@ setup(
                 "-Werror=implicit-function-declaration",
                 # Only PyInit__speedups is exported; the files' shared functions stay inside the module.
                 "-fvisibility=hidden",
+                *SANITIZE,
             ],
+            extra_link_args=SANITIZE,
         )
     ]
 )

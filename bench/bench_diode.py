@@ -51,6 +51,22 @@ SEAM_RATE = "1.8Gbit/s"  # the default --rate: below what the receiver sustains 
 PYDIODE_BITRATE = str(3_000_000_000)
 
 
+def cpu_description() -> str:
+    """The CPU model and the flags that matter to the diode's hot paths (SHA extensions for the MAC,
+    AVX2/AVX-512/GFNI for ISA-L's Reed-Solomon, AES for the alternatives measured in bench_diode_mac.py)."""
+    model, flags = "unknown", set()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name") and model == "unknown":
+                model = line.split(":", 1)[1].strip()
+            elif line.startswith("flags") and not flags:
+                flags = set(line.split(":", 1)[1].split())
+    wanted = ("sha_ni", "avx2", "avx512f", "avx512bw", "gfni", "aes", "pclmulqdq")
+    present = [f for f in wanted if f in flags]
+    absent = [f for f in wanted if f not in flags]
+    return f"{model}; flags: {' '.join(present) or '-'} (absent: {' '.join(absent) or '-'})"
+
+
 # --- roles run as child processes ---------------------------------------------------------------
 
 
@@ -436,6 +452,7 @@ def main() -> int:
     if args.relay_one_by_one:
         RELAY_OPTIONS.append("--relay-one-by-one")
     print(f"machine: {os.cpu_count()} cores; load: {Path('/proc/loadavg').read_text().split()[:3]}", flush=True)
+    print(f"CPU: {cpu_description()}", flush=True)
     print(f"started {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}", flush=True)
     print(f"Seam: rate limit {args.rate}, kernel offload {'off' if args.no_offload else 'on'}, "
           f"datagrams of {args.datagram} bytes", flush=True)  # fmt: skip

@@ -88,7 +88,7 @@ def transfer(offsets: list[int], records: list[Record], config: DiodeSettings) -
     sealer = speedups.Mac(KEY)
     fec = Fec(config.fec)
     session = 0x5EA1
-    beacon = wire.pack_beacon(wire.Beacon(config.fingerprint(KEY), time.time(), 0, 0, 1000))
+    beacon = wire.pack_beacon(wire.Beacon(config.fingerprint(KEY), time.time(), 0, 0, 1000, 0))
     header = wire.Header(wire.Kind.BEACON, 0, 0, 0, 0, session, 0, len(beacon))
     datagrams = [wire.pack(KEY, header, beacon)]
     slot = config.datagram_size

@@ -8,8 +8,9 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from otseam.contract.init import example_text
+from otseam.contract.init import example_key, example_text
 from otseam.contract.loader import load
+from otseam.diode.config import write_new_key
 from tests.contract.helpers import by_id, cli, example, to_text
 
 runner = CliRunner()
@@ -17,7 +18,11 @@ APP = cli()
 
 
 def write(tmp_path: Path, text: str, name: str = "seam.yaml") -> Path:
+    """The contract file, and the diode key the example names beside it (as `seam init` writes both)."""
     path = tmp_path / name
+    key = example_key(path)
+    if not key.exists():
+        write_new_key(key)
     path.write_text(text, encoding="utf-8")
     return path
 
@@ -107,6 +112,7 @@ def test_init_refuses_to_overwrite_without_force(tmp_path: Path) -> None:
     assert path.read_text() == "mine: keep\n"
     assert runner.invoke(APP, ["init", "--force", str(path)]).exit_code == 0
     assert path.read_text() == example_text()
+    assert runner.invoke(APP, ["check", str(path)]).exit_code == 0
 
 
 ANSWERS = [

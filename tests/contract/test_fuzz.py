@@ -37,7 +37,7 @@ def _use(text: str) -> None:
         return
     findings = run(loaded)
     assert not [f for f in findings if f.message.startswith(RULE_FAILED)]
-    render_html(loaded, findings)
+    render_html(loaded, findings).encode("utf-8")  # what `seam doc` writes out must be encodable
 
 
 @FAST

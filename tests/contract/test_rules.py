@@ -45,7 +45,14 @@ def _isolated_lab(d: dict[str, Any]) -> None:
     d["devices"].append(lab)
     d["sinks"].insert(
         2,
-        {"id": "lab-out", "type": "diode_send", "node": "ot-edge", "conduit": "diode-out", "points": ["lab-server/*"]},
+        {
+            "id": "lab-out",
+            "type": "diode_send",
+            "node": "ot-edge",
+            "conduit": "diode-out",
+            "points": ["lab-server/*"],
+            "options": {"target": "192.0.2.10:4000", "key_file": "seam-diode.key"},
+        },
     )
 
 
@@ -406,7 +413,12 @@ PASSING: list[tuple[str, str, Mutation]] = [
     ("REF-003", "exact key and glob", lambda d: d["sinks"][0].update(points=["pump-plc/outlet_flow", "filter-*/*"])),
     ("REF-004", "devices in declared zones", lambda d: None),
     ("REF-005", "every driver and sink type Seam ships", lambda d: d["sinks"].extend(
-        {"id": f"s-{t}", "type": t} for t in ("postgres", "sparkplug", "uns_json", "file")
+        {"id": f"s-{t}", "type": t, "options": options} for t, options in (
+            ("postgres", {"dsn_env": "SEAM_DSN"}),
+            ("sparkplug", {"brokers": ["broker:1883"], "group_id": "g", "edge_node_id": "e"}),
+            ("uns_json", {"brokers": ["broker:1883"]}),
+            ("file", {"path": "out.jsonl"}),
+        )
     )),
 ]  # fmt: skip
 

@@ -33,7 +33,7 @@ def test_text_values_travel_as_one_column_and_come_back_exactly(texts: list[str]
 def test_inspect_reports_the_run_without_decoding_it() -> None:
     records = [Sample(f"plc/p{i % 7}", float(i), Quality.STALE, 1.0, 100.0 + i) for i in range(50)]
     summary = columns.inspect(columns.encode("edge-1", list(range(10, 60)), records))
-    assert summary == columns.Summary("edge-1", 50, 10, 59, True, 149.0)
+    assert summary == columns.Summary("edge-1", 50, 10, 59, True, 149.0, 100.0)
     gappy = columns.inspect(columns.encode("edge-1", [*range(10, 35), *range(40, 65)], records))
     assert (gappy.first_offset, gappy.last_offset, gappy.consecutive) == (10, 64, False)
     backwards = columns.inspect(columns.encode("edge-1", list(range(59, 9, -1)), records))

@@ -58,7 +58,7 @@ def seam(*args: str) -> subprocess.CompletedProcess[str]:
 def received(health_port: int) -> int:
     """Records the running receiver has written, from its /health."""
     with urllib.request.urlopen(f"http://127.0.0.1:{health_port}/health", timeout=2) as response:
-        return int(json.load(response)["components"]["source:diode"]["detail"]["records"])
+        return int(json.load(response)["components"]["source:diode"]["detail"]["receiver"]["records"])
 
 
 def test_user_mistakes_get_one_line_and_no_traceback(tmp_path: Path) -> None:
@@ -186,7 +186,7 @@ journal:
     contract = (tmp_path / "seam.yaml").read_text()
     (tmp_path / "seam.yaml").write_text(contract.replace("offload: false", "offload: maybe"))
     refused = seam("send", "--contract", str(tmp_path / "seam.yaml"), "--drain")
-    assert refused.returncode == 2 and "offload must be true or false" in refused.stderr, refused.stderr
+    assert refused.returncode == 2 and "option offload: true or false" in refused.stderr, refused.stderr
 
 
 def test_metrics_are_it_side_only_and_denied_by_default(tmp_path: Path) -> None:
@@ -225,6 +225,7 @@ def test_metrics_are_it_side_only_and_denied_by_default(tmp_path: Path) -> None:
         assert health["status"] == "degraded", health
         source = health["components"]["source:diode"]
         assert source["state"] == "running" and source["detail"]["link_up"] is False
+        assert source["detail"]["problems"] == ["no sender heard yet"] and "datagrams" in source["detail"]["receiver"]
         try:
             urllib.request.urlopen(f"{base}/metrics", timeout=2)
             raise AssertionError("/metrics answered without the token")

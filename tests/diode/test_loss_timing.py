@@ -5,6 +5,7 @@ Driven by hand, with the receiver's clock passed in: the decisions, not their ti
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,9 +37,12 @@ def block(sequence: int, first_offset: int, count: int = 20) -> tuple[list[bytes
     return wire.pack_block(KEY, 0, k, m, SESSION, sequence, fragments), m
 
 
+BEACON_NUMBERS = itertools.count()
+
+
 def beacon(blocks_sent: int) -> bytes:
     fingerprint = diode_settings().fingerprint(KEY)
-    payload = wire.pack_beacon(wire.Beacon(fingerprint, time.time(), blocks_sent, 0, 200))
+    payload = wire.pack_beacon(wire.Beacon(fingerprint, time.time(), blocks_sent, 0, 200, next(BEACON_NUMBERS)))
     return wire.pack(KEY, wire.Header(wire.Kind.BEACON, 0, 0, 0, 0, SESSION, blocks_sent, len(payload)), payload)
 
 

@@ -92,3 +92,40 @@ def test_a_block_packs_to_the_same_bytes_as_its_fragments_one_by_one() -> None:
         header = wire.Header(kind, wire.FLAG_SNAPSHOT, 3, 2, index, 77, 9, len(fragment))
         assert datagram == wire.pack(KEY, header, fragment)
         assert wire.parse(KEY, datagram) == header
+
+
+class _Kept:
+    source = "kept"
+
+    def __init__(self) -> None:
+        self.records: list[object] = []
+
+    def append(self, records: list[object]) -> int:
+        self.records.extend(records)
+        return len(records)
+
+
+def test_wire_version_1_is_refused_with_a_message_naming_it(caplog: object) -> None:
+    """A sender of the previous format (liberasurecode fragments, hand-written SHA-256), even holding the
+    right key: every datagram counted as ``version``, nothing written, one log line saying what to do."""
+    import logging
+
+    import pytest
+
+    assert isinstance(caplog, pytest.LogCaptureFixture)
+    caplog.set_level(logging.WARNING)
+    for compiled in (None, False):
+        journal = _Kept()
+        receiver = DiodeReceiver(("127.0.0.1", 0), KEY, diode_settings(), journal, compiled=compiled)  # type: ignore[arg-type]
+        beacon = wire.pack_beacon(wire.Beacon(receiver._fingerprint, time.time(), 0, 0, 1000, 0))
+        body = wire.HEADER.pack(wire.MAGIC, 1, wire.Kind.BEACON, 0, 0, 0, 0, 5, 0, len(beacon)) + beacon
+        old = body + wire.Mac(KEY)(body)
+        now = time.monotonic()
+        for _ in range(50):
+            receiver.datagram(memoryview(old), now)
+        receiver._flush()
+        assert receiver.stats.rejected[wire.Rejected.VERSION] == 50
+        assert receiver.stats.beacons == 0 and not receiver.sessions and journal.records == []
+    lines = [r.getMessage() for r in caplog.records if "wire version 1" in r.getMessage()]
+    assert len(lines) == 2  # once per receiver, not once per datagram
+    assert "upgrade the OT side" in lines[0] and "liberasurecode" in lines[0]

@@ -182,7 +182,8 @@ def modbus_serial(port: int) -> None:
 
 def node_opcua(endpoint: str) -> None:
     out = _run(
-        ["node", str(INTEROP / "opcua_client.js"), endpoint, "ns=2;s=Tank2.LevelHighSetpoint", "2.2"], node_env()
+        ["node", str(INTEROP / "opcua_capture_client.js"), endpoint, "ns=2;s=Tank2.LevelHighSetpoint", "2.2"],
+        node_env(),
     )
     assert "done Good" in out, out
 

@@ -14,6 +14,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from ruamel.yaml import YAML
@@ -25,6 +26,16 @@ from otseam.contract.units import format_duration, parse_rate
 
 def example_text() -> str:
     return resources.files("otseam.contract").joinpath("example.yaml").read_text(encoding="utf-8")
+
+
+#: The diode key the example's diode_send sink and diode_receive source name (beside the contract:
+#: relative paths in options are relative to the contract file).
+EXAMPLE_KEY = "seam-diode.key"
+
+
+def example_key(contract: Path) -> Path:
+    """Where `seam init` writes the key the example names, for the contract written at ``contract``."""
+    return contract.parent / EXAMPLE_KEY
 
 
 #: Asks one question: (question, default) → answer; an empty default means none is offered. The CLI

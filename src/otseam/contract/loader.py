@@ -8,6 +8,9 @@ point at the offending element, e.g. ``seam.yaml:42:7``.
 from __future__ import annotations
 
 import difflib
+import os
+import re
+import stat
 import types
 import typing
 from collections.abc import Iterator, Sequence
@@ -20,6 +23,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
+from otseam.contract import plugin_options
 from otseam.contract.addresses import address_hint, check_address
 from otseam.contract.models import Contract
 
@@ -92,6 +96,9 @@ class LoadedContract:
 #: (anchors referring to anchors, a small file expanding to billions of nodes) and is refused before
 #: anything is expanded.
 MAX_NODES = 1_000_000
+
+#: A contract for a large plant is a few megabytes at most; past this the file is refused unread.
+MAX_BYTES = 16 * 1024 * 1024
 
 
 class _TooLarge(Exception):
@@ -182,6 +189,8 @@ def _hint_for(error: dict[str, Any]) -> str:
         return "write a list (one '- item' per line)"
     if kind in ("dict_type", "model_type", "model_attributes_type"):
         return "write a mapping (key: value lines)"
+    if kind == "finite_number":
+        return "write a finite number: NaN and infinity are not values a plant has"
     if kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
         return "bring the value into the allowed range"
     if kind in ("string_type", "str_type"):
@@ -276,12 +285,13 @@ def _address_problems(data: Any, source: SourceMap) -> list[Problem]:
                 continue
             path: PathKey = ("devices", d_index, "points", p_index, "address")
             pos = source.locate(path)
+            key = f" (point {device.get('id')}/{point.get('id')})" if "id" in device and "id" in point else ""
             problems.append(
                 Problem(
                     source.file,
                     pos.line,
                     pos.column,
-                    f"{_describe(path)}: {error}",
+                    f"{_describe(path)}{key}: {error}",
                     address_hint(driver),
                     _describe(path),
                 )
@@ -340,7 +350,74 @@ def _flow_too_deep(text: str) -> tuple[int, int] | None:
     return None
 
 
+#: Characters YAML does not allow in a document (YAML 1.2, 5.1): control characters (NUL among them),
+#: lone UTF-16 surrogates and the two non-characters U+FFFE, U+FFFF.
+_UNPRINTABLE = re.compile("[^\x09\x0a\x0d\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+#: What must not be inside a text value even when written as an escape ("\0", "\ud800"): a NUL ends a
+#: C string in every tool downstream, a lone surrogate cannot be written out as UTF-8 at all.
+_BAD_IN_TEXT = re.compile("[\x00\ud800-\udfff]")
+
+
+def _describe_char(char: str) -> str:
+    code = ord(char)
+    if code == 0:
+        return "a NUL character (U+0000)"
+    if 0xD800 <= code <= 0xDFFF:
+        return f"a lone surrogate (U+{code:04X}), which is not a character"
+    return f"the control character U+{code:04X}"
+
+
+def _unprintable(text: str, file: str) -> None:
+    match = _UNPRINTABLE.search(text)
+    if match is None:
+        return
+    start = match.start()
+    line = text.count("\n", 0, start) + 1
+    column = start - (text.rfind("\n", 0, start) + 1) + 1
+    raise ContractError(
+        [
+            Problem(
+                file,
+                line,
+                column,
+                f"{_describe_char(match.group())} is not allowed in a contract",
+                "remove it; a contract is plain text (an editor or a copy from a binary file may have put it there)",
+            )
+        ]
+    )
+
+
+def _bad_text(node: Any, path: PathKey, source: SourceMap, out: list[Problem]) -> None:
+    """Strings (keys and values) holding what an escape let through: NUL or a lone surrogate."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            _bad_text(key, (*path, str(key)), source, out)
+            _bad_text(value, (*path, str(key)), source, out)
+    elif isinstance(node, list):
+        for index, item in enumerate(node):
+            _bad_text(item, (*path, index), source, out)
+    elif isinstance(node, str):
+        match = _BAD_IN_TEXT.search(node)
+        if match is not None:
+            pos = source.locate(path)
+            out.append(
+                Problem(
+                    source.file,
+                    pos.line,
+                    pos.column,
+                    f"{_describe(path) or 'contract'}: the text holds {_describe_char(match.group())}",
+                    "remove the escape that writes it (\\0, \\x00, \\uD800-\\uDFFF)",
+                    _describe(path),
+                )
+            )
+
+
 def _read_yaml(text: str, file: str) -> Any:
+    if len(text) > MAX_BYTES:
+        raise ContractError(
+            [Problem(file, 1, 1, "the contract text is far larger than any contract", "check the input")]
+        )
+    _unprintable(text, file)
     deep = _flow_too_deep(text)
     if deep is not None:
         raise ContractError(
@@ -378,8 +455,14 @@ def _read_yaml(text: str, file: str) -> Any:
         ) from None
 
 
-def parse_text(text: str, file: str = "seam.yaml") -> LoadedContract:
-    """Parse and validate contract text. Raises :class:`ContractError` listing every problem."""
+def parse_text(
+    text: str, file: str = "seam.yaml", *, environment: bool = False, node: str | None = None
+) -> LoadedContract:
+    """Parse and validate contract text. Raises :class:`ContractError` listing every problem.
+
+    ``environment``: also check that the files and environment variables plugin options name exist
+    here, as the plugins will when they start (:func:`load` does, for a contract on this machine): for
+    the plugins placed on ``node``, or on every node of a contract with at most one."""
     raw = _read_yaml(text, file)
     positions: dict[PathKey, Position] = {(): Position(1, 1)}
     try:
@@ -403,6 +486,10 @@ def parse_text(text: str, file: str = "seam.yaml") -> LoadedContract:
         raise ContractError([Problem(file, 1, 1, "the contract is empty", "run 'seam init' for an example")])
     if not isinstance(raw, dict):
         raise ContractError([Problem(file, 1, 1, "the contract must be a mapping of sections", "start with 'site:'")])
+    problems: list[Problem] = []
+    _bad_text(data, (), source, problems)
+    if problems:
+        raise ContractError(problems)
     problems = _address_problems(data, source)
     contract: Contract | None = None
     try:
@@ -424,32 +511,87 @@ def parse_text(text: str, file: str = "seam.yaml") -> LoadedContract:
                     _describe(loc),
                 )
             )
+    if contract is not None and not problems:
+        problems.extend(_plugin_problems(contract, source, environment, node))
     if problems or contract is None:
         problems.sort(key=lambda p: (p.line, p.column))
         raise ContractError(problems)
     return LoadedContract(contract, source, Path(file), raw, text)
 
 
-def load(path: str | Path) -> LoadedContract:
-    """Load and validate a contract file."""
-    file = Path(path)
+def _plugin_problems(contract: Contract, source: SourceMap, environment: bool, node: str | None) -> list[Problem]:
+    """Each plugin's options checked against the model the plugin itself runs with."""
+    problems = []
+    for path, message, hint in plugin_options.check(
+        contract, environment=environment, node=node, contract_path=source.file
+    ):
+        pos = source.locate(path)
+        problems.append(Problem(source.file, pos.line, pos.column, message, hint, _describe(path)))
+    return problems
+
+
+def _read_contract(file: Path) -> str:
+    """The file's text, refusing what is not a regular file of a sane size before reading any of it: a
+    FIFO or a device would block the reader or never end."""
     try:
-        text = file.read_text(encoding="utf-8")
+        info = file.stat()
     except FileNotFoundError:
         raise ContractError(
             [Problem(str(file), 1, 1, "file not found", "check the path, or run 'seam init' to write one")]
         ) from None
-    except IsADirectoryError:
-        raise ContractError(
-            [Problem(str(file), 1, 1, "this is a directory", "give the path of the contract file, e.g. seam.yaml")]
-        ) from None
-    except UnicodeDecodeError as exc:
-        raise ContractError(
-            [Problem(str(file), 1, 1, f"not UTF-8 text ({exc.reason})", "save the file as UTF-8")]
-        ) from None
     except OSError as exc:
         raise ContractError([Problem(str(file), 1, 1, f"cannot read: {exc.strerror}", "check permissions")]) from None
-    return parse_text(text, str(file))
+    if stat.S_ISDIR(info.st_mode):
+        raise ContractError(
+            [Problem(str(file), 1, 1, "this is a directory", "give the path of the contract file, e.g. seam.yaml")]
+        )
+    if not stat.S_ISREG(info.st_mode):
+        raise ContractError(
+            [
+                Problem(
+                    str(file),
+                    1,
+                    1,
+                    "not a regular file (a FIFO, socket or device)",
+                    "give the path of the contract file itself; a contract is read from a file on disk",
+                )
+            ]
+        )
+    too_big = Problem(
+        str(file),
+        1,
+        1,
+        f"the file is larger than {MAX_BYTES // (1024 * 1024)} MiB, far more than any contract",
+        "check that this is the contract file",
+    )
+    if info.st_size > MAX_BYTES:
+        raise ContractError([too_big])
+    try:
+        # O_NONBLOCK: should the path have been replaced by a FIFO since the stat, opening it does not wait.
+        fd = os.open(file, os.O_RDONLY | os.O_NONBLOCK)
+        with os.fdopen(fd, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                raise ContractError([Problem(str(file), 1, 1, "not a regular file", "give the contract file itself")])
+            data = handle.read(MAX_BYTES + 1)
+    except OSError as exc:
+        raise ContractError([Problem(str(file), 1, 1, f"cannot read: {exc.strerror}", "check permissions")]) from None
+    if len(data) > MAX_BYTES:
+        raise ContractError([too_big])
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise ContractError(
+            [Problem(str(file), line, column, f"not UTF-8 text ({exc.reason})", "save the file as UTF-8")]
+        ) from None
+
+
+def load(path: str | Path, *, node: str | None = None) -> LoadedContract:
+    """Load and validate a contract file, with the files and environment variables that the options of
+    ``node``'s plugins name (every plugin's, in a contract of one node)."""
+    file = Path(path)
+    return parse_text(_read_contract(file), str(file), environment=True, node=node)
 
 
 def iter_problems(error: ContractError) -> Iterator[Problem]:

@@ -53,7 +53,9 @@ class Side(StrEnum):
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=False)
+    # allow_inf_nan: a NaN limit compares false with everything (an alarm that never fires, a range that
+    # contains nothing yet passes its low < high check); infinity is no engineering value either.
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=False, allow_inf_nan=False)
 
 
 # --- site and people --------------------------------------------------------------------------------
@@ -515,6 +517,18 @@ class Journal(Strict):
     max_age: Duration = 7 * 86400.0
 
 
+class ControlPlane(Strict):
+    """The console and REST API of every node (see otseam/control)."""
+
+    #: Shown on the login page before anyone signs in (IEC 62443-3-3 SR 1.12, system use notification).
+    banner: str = ""
+    #: A session ends after this long without a request, and in any case after ``session_max``.
+    session_idle: Duration = 900.0
+    session_max: Duration = 8 * 3600.0
+    #: Who must give a TOTP code at login: nobody, the people named as command approvers, or everyone.
+    totp: Literal["off", "approvers", "everyone"] = "off"
+
+
 #: The node of a contract that declares no ``nodes:`` (the single-machine form of before nodes existed).
 DEFAULT_NODE = "default"
 
@@ -543,6 +557,7 @@ class Contract(Strict):
     objectives: list[Objective] = Field(default_factory=list)
     computed: list[ComputedPoint] = Field(default_factory=list)
     journal: Journal = Field(default_factory=Journal)
+    control: ControlPlane = Field(default_factory=ControlPlane)
 
     # Lookups used by rules, drivers and sinks. Built on demand; contracts are small.
     def person(self, person_id: str | None) -> Person | None:

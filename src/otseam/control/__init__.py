@@ -1,0 +1,4 @@
+"""The control plane: the REST API, the web console, users and roles, served by every node.
+
+See README.md in this folder.
+"""

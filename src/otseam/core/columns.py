@@ -105,6 +105,7 @@ class Summary:
     last_offset: int
     consecutive: bool
     last_gateway_ts: float
+    first_gateway_ts: float
 
 
 def _packed(typecode: str, values: Sequence[float] | Sequence[int]) -> bytes:
@@ -311,7 +312,10 @@ def inspect(payload: bytes | memoryview) -> Summary:
     layout = _layout(payload, with_text=False)
     offsets = layout.offsets
     (last_gateway_ts,) = _FLOAT.unpack_from(payload, layout.value_column - _FLOAT.size)
-    return Summary(layout.source, layout.count, offsets[0], offsets[-1], layout.consecutive, last_gateway_ts)
+    (first_gateway_ts,) = _FLOAT.unpack_from(payload, layout.gateway_ts)
+    return Summary(
+        layout.source, layout.count, offsets[0], offsets[-1], layout.consecutive, last_gateway_ts, first_gateway_ts
+    )
 
 
 def decode(payload: bytes | memoryview) -> Decoded:

@@ -16,9 +16,9 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from otseam.core.commands import RunOptions, serve, setup_logging
-from otseam.core.http import HttpAddressError, check_exposure, parse_address, read_token
-from otseam.core.supervisor import Settings, Supervisor
+from otseam.commands.run import RunOptions, serve, setup_logging
+from otseam.runtime.http import HttpAddressError, check_exposure, parse_address, read_token
+from otseam.runtime.supervisor import Settings, Supervisor
 from otseam.sim.plant import SimListenError, SimPlant
 
 

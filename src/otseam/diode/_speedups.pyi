@@ -9,8 +9,8 @@ API: int
 VERSION: int
 HEADER_SIZE: int
 MAC_SIZE: int
-#: Datagrams pack_payload seals at once: 16 with AVX-512 (checked against OpenSSL at import), else 1.
-HMAC_LANES: int
+#: Seam's fragment header in bytes (the block length, u32 big-endian).
+FRAGMENT_HEADER: int
 BEACON_PAYLOAD: int
 ITEM_RUN: int
 ITEM_BEACON: int
@@ -40,18 +40,19 @@ class Mac:
         session: int,
         sequence: int,
         payload: Buffer,
-        coder: Coder,
         tables: bytes,
     ) -> list[int]: ...
     def parse_batch(
         self, buffer: Buffer, starts: Sequence[int], sizes: Sequence[int], count: int, limit: int
     ) -> tuple[int, tuple[int, int, int, int, int], list[tuple[object, ...]]]: ...
 
-def join_fragments(joined: Buffer, size: int, k: int, header_size: int) -> bytes | None: ...
+def join_fragments(joined: Buffer, size: int, k: int) -> bytes | None: ...
 
 class Coder:
-    def __init__(self, library: str, header: Buffer) -> None: ...
+    def __init__(self) -> None: ...
     def tables(self, k: int, m: int) -> bytes: ...
+    def encode(self, k: int, m: int, tables: Buffer, block: Buffer) -> list[bytes]: ...
+    def decode_tables(self, k: int, m: int, used: tuple[int, ...]) -> bytes | None: ...
     def rebuild(
         self, k: int, used: tuple[int, ...], chosen: list[bytes], tables: Buffer, missing: tuple[int, ...]
     ) -> bytes | None: ...

@@ -1,11 +1,14 @@
 """Forward error correction: a block becomes k data + m parity fragments; any k of them rebuild it.
 
-Reed-Solomon from pyeclib (BSD licence) with Intel ISA-L's Cauchy backend, which the pyeclib wheels
-bundle. Cauchy, not ISA-L's Vandermonde backend: with a Vandermonde matrix some sets of k fragments
-cannot be inverted once m > 4 (measured here with k = 57, m = 8: about one random pattern of seven
-losses in 1,500 could not be rebuilt, by pyeclib or otherwise), so a block within its FEC margin could
-still be lost. Every square submatrix of a Cauchy matrix is invertible: any k fragments rebuild it. liberasurecode prefixes every fragment with an 80-byte header of its own (original
-size, checksum); we keep it because it lets ``decode`` return exactly the bytes that were encoded.
+Reed-Solomon over GF(2^8) with Intel ISA-L (BSD licence), linked into the diode's C module
+(``speedups/coder.c``; Debian's libisal-dev at build time). The parity rows are ISA-L's Cauchy matrix:
+every square submatrix of a Cauchy matrix is invertible, so any k of the k + m fragments rebuild the
+block. (A Vandermonde matrix does not keep that promise once m > 4: measured with k = 57, m = 8, about
+one random pattern of seven losses in 1,500 could not be inverted.)
+
+Every fragment starts with Seam's fragment header, 4 bytes: the block's length in bytes (big-endian).
+A block of L bytes in k fragments gives each ceil(L / k) data bytes, the last padded with zeros; the
+datagram header (under the MAC) carries k, m and the fragment's index. See docs/diode.md.
 
 k is chosen per block from its size, so a block of three samples costs 1 + ``min_parity`` small
 datagrams rather than a full 64-fragment stripe; m is ``ceil(k * overhead)`` but never below
@@ -15,23 +18,18 @@ datagrams rather than a full 64-fragment stripe; m is ``ceil(k * overhead)`` but
 from __future__ import annotations
 
 import math
-import os
-import warnings
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from otseam.diode import isal, wire
+from otseam.diode import wire
 
-with warnings.catch_warnings():
-    # pyeclib warns about Jerasure's deprecation at import time; we never use Jerasure.
-    warnings.simplefilter("ignore", FutureWarning)
-    from pyeclib.ec_iface import ECDriver, ECDriverError
-
-BACKEND = "isa_l_rs_cauchy"
-#: Bytes liberasurecode adds to each fragment (measured with the bundled ISA-L backend, checked at start).
-FRAGMENT_HEADER = 80
+BACKEND = "isa-l-cauchy"
+#: Seam's fragment header: the block length, u32 big-endian (speedups.h's FRAGMENT_HEADER).
+FRAGMENT_HEADER = wire.FRAGMENT_HEADER
 MAX_FRAGMENTS = 255  # k + m travel as one byte each and the index as one byte
+#: Distinct arrival patterns whose decode tables are kept (each k = 64 table is 32 * 64 * lost bytes).
+CACHE_PATTERNS = 4096
 
 
 class FecError(ValueError):
@@ -45,7 +43,7 @@ class FecSettings:
     max_k: int = 64
     overhead: float = 0.125
     min_parity: int = 3
-    #: Largest fragment (liberasurecode header included) that fits one datagram.
+    #: Largest fragment (Seam's fragment header included) that fits one datagram.
     fragment_size: int = 1430
 
     def __post_init__(self) -> None:
@@ -82,57 +80,30 @@ class FecSettings:
         return f"{BACKEND};k={self.max_k};overhead={self.overhead:g};min_parity={self.min_parity};fragment={self.fragment_size}"
 
 
-_SIZE_FIELD = slice(4, 8)  # liberasurecode's header: u32 index, u32 data size, ... (little-endian)
-
-
-def _as_long_as_claimed(fragments: list[bytes]) -> bool:
-    """Is every fragment exactly as long as its own header says, and all of one length?
-
-    pyeclib trusts each fragment's header for its size and copies that many bytes: a fragment shorter
-    than it claims (only a sender holding the key could make one: a bug, never the network) would hand
-    back whatever lies beyond it in memory. Checked here on every block pyeclib sees.
-    """
-    length = len(fragments[0])
-    if length < FRAGMENT_HEADER or any(len(f) != length for f in fragments):
-        return False
-    claimed = (length - FRAGMENT_HEADER).to_bytes(4, "little")
-    return all(f[_SIZE_FIELD] == claimed for f in fragments)
+def _compiled() -> ModuleType:
+    module = wire.speedups(None, warn=False)
+    if module is None:
+        raise FecError(
+            "the diode's compiled module (otseam.diode._speedups) is not built here, and its Reed-Solomon "
+            "is Intel ISA-L called from it: reinstall Seam with a C compiler and the headers of Python, "
+            "OpenSSL and ISA-L (Debian: gcc python3-dev libssl-dev libisal-dev)"
+        )
+    return module
 
 
 class Fec:
-    """Encoder and decoder, with one pyeclib driver per (k, m) pair actually used."""
+    """Encoder and decoder, with ISA-L's tables cached per (k, m) and per arrival pattern."""
 
     def __init__(self, settings: FecSettings) -> None:
         self.settings = settings
-        self._drivers: dict[tuple[int, int], ECDriver] = {}
+        compiled = _compiled()
+        self._coder: Any = compiled.Coder()
+        self._join = compiled.join_fragments
         # (k, m) by block size in fragments, worked out once: shape() runs for every block sent.
         self._capacity, self._max_block = settings.capacity, settings.max_block
         self._shapes = [(k, settings.parity_for(k)) for k in range(settings.max_k + 1)]
-        probe = self._driver(1, 1).encode(b"\x00" * settings.capacity)
-        if len(probe[0]) != settings.fragment_size:
-            raise FecError(
-                f"the installed erasure-code backend adds {len(probe[0]) - settings.capacity} bytes per fragment, "
-                f"not {FRAGMENT_HEADER}: this pyeclib build is not the one Seam was built for"
-            )
-        self._recovery = isal.available()
-        if self._recovery is not None:
-            # Rebuilding with ISA-L directly must give exactly what pyeclib gives, or it is not used.
-            block = os.urandom(settings.max_block - 7)
-            k, m, fragments = self.encode(block)
-            if not isal.agrees(self._recovery, block, k, m, fragments):
-                self._recovery = None
-
-    @property
-    def direct_recovery(self) -> bool:
-        """True when lost data fragments are rebuilt with cached ISA-L tables rather than by pyeclib."""
-        return self._recovery is not None
-
-    def _driver(self, k: int, m: int) -> ECDriver:
-        driver = self._drivers.get((k, m))
-        if driver is None:
-            driver = ECDriver(k=k, m=m, ec_type=BACKEND)
-            self._drivers[(k, m)] = driver
-        return driver
+        self._tables: dict[tuple[int, int], bytes] = {}
+        self._decode_tables: dict[tuple[int, int, tuple[int, ...]], tuple[bytes, tuple[int, ...]] | None] = {}
 
     def shape(self, size: int) -> tuple[int, int]:
         """k and m for a block of ``size`` bytes."""
@@ -142,86 +113,56 @@ class Fec:
             raise FecError(f"block of {size} bytes exceeds the stripe's {self._max_block}")
         return self._shapes[-(-size // self._capacity)]
 
+    def tables(self, k: int, m: int) -> bytes:
+        """ISA-L's encoding tables for k data and m parity fragments."""
+        tables = self._tables.get((k, m))
+        if tables is None:
+            tables = self._tables[(k, m)] = self._coder.tables(k, m)
+        return tables
+
     def encode(self, block: bytes) -> tuple[int, int, list[bytes]]:
-        """Split ``block`` into k data fragments followed by m parity fragments."""
+        """Split ``block`` into k data fragments followed by m parity fragments, each behind Seam's header."""
         k, m = self.shape(len(block))
-        fragments: list[bytes] = self._driver(k, m).encode(block)
+        fragments: list[bytes] = self._coder.encode(k, m, self.tables(k, m), block)
         return k, m, fragments
 
-    def _coder(self, speedups: ModuleType) -> Any | None:
-        """The compiled ISA-L coder, or None where it is not built or the library cannot be loaded."""
-        coder_type = getattr(speedups, "Coder", None)
-        # The library the decoder already loaded and checked against pyeclib (looking for it again
-        # would run ldconfig).
-        library = getattr(self._recovery, "_lib", None)
-        if coder_type is None or library is None:
-            return None
-        header = self._driver(1, 1).encode(b"\x00")[0][:FRAGMENT_HEADER]
-        try:
-            return coder_type(library._name, header)
-        except OSError:
-            return None
-
-    def direct(self, speedups: ModuleType) -> DirectEncoder | None:
-        """An encoder that seals straight into the datagrams (see :class:`DirectEncoder`), or None where
-        ISA-L cannot be loaded or does not give exactly pyeclib's fragments here."""
-        coder = self._coder(speedups)
-        if coder is None:
-            return None
-        encoder = DirectEncoder(self, coder)
-        return encoder if encoder.agrees(speedups.Mac(b"self-check")) else None
-
-    def compile_recovery(self, speedups: ModuleType) -> bool:
-        """Rebuild blocks in one C call (``Coder.rebuild``) from now on, if it gives exactly what pyeclib
-        gives here (checked now, on a random block, with no loss and with losses); True if it does."""
-        coder = self._coder(speedups)
-        recovery = self._recovery
-        if coder is None or recovery is None:
-            return False
-        recovery.rebuild = coder.rebuild
-        block = os.urandom(self.settings.max_block - 7)
-        k, m, fragments = self.encode(block)
-        if not isal.agrees(recovery, block, k, m, fragments):
-            recovery.rebuild = None
-        return recovery.rebuild is not None
+    def join(self, joined: bytes, size: int, k: int) -> bytes | None:
+        """The block of k complete data fragments of ``size`` bytes laid end to end in ``joined`` (parity may
+        follow); None if their headers do not agree."""
+        return self._join(joined, size, k)  # type: ignore[no-any-return]
 
     def decode(self, k: int, m: int, fragments: dict[int, bytes]) -> bytes | None:
         """Rebuild a block from at least k fragments (by index); None if they do not fit together."""
-        if len(fragments) < k or k + m > MAX_FRAGMENTS or k > self.settings.max_k:
+        if len(fragments) < k or k < 1 or m < 1 or k + m > MAX_FRAGMENTS or k > self.settings.max_k:
             return None
-        if self._recovery is not None:
-            # Also with every data fragment present: the same concatenation pyeclib would do, without
-            # its per-call overhead and a copy of the whole block (measured: 7% of the receiver's CPU).
-            rebuilt = self._recovery.decode(k, m, fragments)
-            if rebuilt is not None:
-                return rebuilt
-        # Data fragments first: with all k of them present pyeclib only concatenates.
-        chosen = [fragments[i] for i in sorted(fragments)[:k]]
-        if not _as_long_as_claimed(chosen):
+        used = tuple(sorted(fragments)[:k])  # data fragments first: with all k present, only a join
+        if used[-1] >= k + m:
             return None
-        try:
-            block: bytes = self._driver(k, m).decode(chosen)
-        except (ECDriverError, ValueError):
+        chosen = [fragments[i] for i in used]
+        if used[-1] < k:
+            return self._coder.rebuild(k, used, chosen, b"", ())  # type: ignore[no-any-return]
+        key = (k, m, used)
+        if key in self._decode_tables:
+            found = self._decode_tables[key]
+        else:
+            tables = self._coder.decode_tables(k, m, used)
+            present = set(used)
+            found = None if tables is None else (tables, tuple(i for i in range(k) if i not in present))
+            if len(self._decode_tables) >= CACHE_PATTERNS:
+                self._decode_tables.clear()
+            self._decode_tables[key] = found
+        if found is None:
             return None
-        return block
+        return self._coder.rebuild(k, used, chosen, found[0], found[1])  # type: ignore[no-any-return]
 
 
 class DirectEncoder:
-    """pyeclib's encode and ``Mac.pack_block`` in one C call (``Mac.pack_payload``), without a copy.
+    """Encoding and sealing in one C call (``Mac.pack_payload``): the block is copied once, into the
+    datagrams, ISA-L writes the parity in place, and the datagrams are sealed where they lie; the same
+    bytes as :meth:`Fec.encode` followed by ``Mac.pack_block`` (a test compares them on random blocks)."""
 
-    pyeclib copies a block into buffers it allocates, computes the parity, and copies every fragment
-    again into a bytes object, which sealing copies once more into its datagram: encoding and sealing a
-    full block took 176 us, this takes 132 us with the same (OpenSSL) sealing. ``pack_payload``
-    copies the block once, into the datagrams, has ISA-L (the library the pyeclib wheels bundle, as
-    liberasurecode calls it) write the parity in place, and writes liberasurecode's fragment headers
-    from a template taken from pyeclib's own output. The receiver is unchanged: the bytes are the same,
-    which :meth:`agrees` checks before this is used, and a test checks on random blocks.
-    """
-
-    def __init__(self, fec: Fec, coder: Any) -> None:
+    def __init__(self, fec: Fec) -> None:
         self._fec = fec
-        self._coder = coder
-        self._tables: dict[tuple[int, int], bytes] = {}
 
     def pack(
         self,
@@ -237,25 +178,7 @@ class DirectEncoder:
     ) -> list[int]:
         """Seal ``block``'s k + m fragments (k and m from :meth:`Fec.shape`) into ``buffer``, datagram i at
         i * slot; their lengths."""
-        tables = self._tables.get((k, m))
-        if tables is None:
-            tables = self._tables[(k, m)] = self._coder.tables(k, m)
         lengths: list[int] = sealer.pack_payload(
-            buffer, slot, flags, k, m, session, sequence, block, self._coder, tables
+            buffer, slot, flags, k, m, session, sequence, block, self._fec.tables(k, m)
         )
         return lengths
-
-    def agrees(self, sealer: Any) -> bool:
-        """Does it give pyeclib's datagrams, byte for byte, for blocks of the sizes that matter?"""
-        capacity, largest = self._fec.settings.capacity, self._fec.settings.max_block
-        slot = wire.OVERHEAD + self._fec.settings.fragment_size
-        for size in {1, 2, capacity - 1, capacity, capacity + 1, 3 * capacity + 7, largest - 1, largest}:
-            if not 0 < size <= largest:
-                continue
-            block = os.urandom(size)
-            k, m, fragments = self._fec.encode(block)
-            expected, actual = bytearray(slot * (k + m)), bytearray(slot * (k + m))
-            lengths = sealer.pack_block(expected, slot, 0, k, m, 1, 2, fragments)
-            if self.pack(sealer, actual, slot, 0, k, m, 1, 2, block) != lengths or actual != expected:
-                return False
-        return True

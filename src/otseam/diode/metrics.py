@@ -48,6 +48,16 @@ class ReceiverStats:
     healed: int = 0
     sessions: int = 0
     mismatches: int = 0
+    #: Datagrams that failed the MAC and were shaped like a beacon (part of rejected[MAC]).
+    foreign_beacons: int = 0
+    #: Authentic beacons not acted upon: a number already seen (a replay), or an unknown session whose
+    #: sender clock is older than beacons already seen.
+    replayed_beacons: int = 0
+    stale_beacons: int = 0
+    #: Blocks lost because they were sent while this receiver was not listening (part of ``lost``).
+    missed_offline: int = 0
+    #: Records written from blocks replayed on request (``seam diode replay``).
+    replayed_records: int = 0
     link_up: bool = False
     lag_seconds: float = 0.0
     record_lag_seconds: float = 0.0
@@ -96,10 +106,26 @@ class ReceiverCollector(Collector):
         block_family.add_metric(["undecodable"], s.undecodable)
         yield block_family
         yield CounterMetricFamily("seam_diode_gaps", "Unrecoverable gaps reported (diode.gap events)", value=s.gaps)
+        yield CounterMetricFamily(
+            "seam_diode_blocks_missed_offline",
+            "Blocks sent while this receiver was not listening (before it started, while it restarted); part of lost",
+            value=s.missed_offline,
+        )
+        beacons = CounterMetricFamily("seam_diode_beacons", "Authentic beacons by outcome", labels=["outcome"])
+        beacons.add_metric(["accepted"], s.beacons)
+        beacons.add_metric(["replayed"], s.replayed_beacons)
+        beacons.add_metric(["stale_session"], s.stale_beacons)
+        yield beacons
+        yield CounterMetricFamily(
+            "seam_diode_unauthenticated_beacons",
+            "Datagrams shaped like a beacon that failed the MAC (also in rejected_mac)",
+            value=s.foreign_beacons,
+        )
         records = CounterMetricFamily("seam_diode_records", "Records by outcome", labels=["outcome"])
         records.add_metric(["written"], s.records)
         records.add_metric(["duplicate"], s.duplicates)
         records.add_metric(["healed_by_snapshot"], s.healed)
+        records.add_metric(["replayed"], s.replayed_records)
         yield records
         yield CounterMetricFamily(
             "seam_diode_config_mismatches", "Beacons with a foreign configuration fingerprint", value=s.mismatches

@@ -10,9 +10,13 @@ records carry their original journal offsets, so values already written are not 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import hmac
+import json
 import logging
+import math
+import os
 import socket
 import sys
 import time
@@ -29,14 +33,16 @@ from otseam.core.records import Event, Record, Sample, Severity
 from otseam.diode import blocks, mmsg, wire
 from otseam.diode.config import DiodeSettings
 from otseam.diode.dedup import OffsetSet
-from otseam.diode.fec import FRAGMENT_HEADER, Fec
+from otseam.diode.fec import Fec
 from otseam.diode.metrics import ReceiverStats
 
 log = logging.getLogger(__name__)
 
 RECEIVE_BUFFER = 64 * 1024 * 1024
-#: Blocks held while waiting for an earlier one; beyond this the earliest is declared lost.
-MAX_PENDING = 8192
+#: Blocks held (incomplete, or complete behind an incomplete one) per session; beyond this the earliest is
+#: declared lost. 4,096 full blocks are about 370 MB, and more than half a second of data at 5 Gbit/s:
+#: a link that keeps up never comes near it, a sender gone wrong cannot make the receiver grow further.
+MAX_PENDING = 4096
 #: Datagrams handled per wake-up before yielding to the rest of the event loop.
 DRAIN_LIMIT = 2048
 #: Datagrams read per system call (recvmmsg), or per pass of recv_into where that is missing.
@@ -54,6 +60,20 @@ FLUSH_IDLE = 0.005
 TICK = 0.1
 #: Blocks given up, remembered per session so that a fragment arriving for one afterwards is recognised.
 GIVEN_UP_MEMORY = 1024
+#: A beacon of a session this receiver does not know is refused if its sender clock is older than the
+#: newest sender clock seen by more than this: a recorded beacon replayed, or an OT clock stepped back.
+STALE_SESSION = 60.0
+#: Sessions remembered across restarts (their next block and last beacon number), newest first.
+REMEMBERED_SESSIONS = 64
+#: A gap whose upper journal offset is still unknown (nothing released after it) is reported anyway
+#: after this long, with the upper bound left open.
+GAP_BOUND_WAIT = 5.0
+#: Missing ranges kept for /health.
+MISSING_SHOWN = 20
+#: At most one log line per this many seconds for datagrams that fail the MAC or carry another version.
+LOG_EVERY = 60.0
+#: How long close() keeps reading a socket that keeps filling (SIGTERM must end the process promptly).
+CLOSE_DRAIN = 1.0
 _SO_RCVBUFFORCE = 33 if sys.platform == "linux" else None
 EVENT_SOURCE = "diode-receive"
 _DATA, _PARITY, _BEACON = int(wire.Kind.DATA), int(wire.Kind.PARITY), int(wire.Kind.BEACON)
@@ -67,6 +87,21 @@ _SHORT, _MAGIC, _VERSION, _MAC, _MALFORMED = (
 #: The order of the counts the C checker returns, and the kinds of items it returns.
 _REASONS = (_SHORT, _MAGIC, _VERSION, _MAC, _MALFORMED)
 _ITEM_RUN, _ITEM_BEACON = wire.ITEM_RUN, wire.ITEM_BEACON
+_NOT_HISTORY = wire.FLAG_SNAPSHOT | wire.FLAG_REPLAY
+
+
+def _first(mark: tuple[int, float]) -> int:
+    return mark[0]
+
+
+def _time_of(record: Record) -> float:
+    return record.gateway_ts if isinstance(record, Sample) else record.ts
+
+
+def _iso(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1000):03d}Z"
+
+
 _COLUMNS_TAG = bytes([blocks.FORMAT_SAMPLES])
 
 
@@ -101,6 +136,26 @@ class Session:
     #: The latest blocks given up (oldest first), at most GIVEN_UP_MEMORY of them; True once a late
     #: fragment of the block has widened the reorder window.
     given_up: dict[int, bool] = field(default_factory=dict)
+    #: The highest beacon number acted upon: a beacon must carry a higher one (a replay does not).
+    beacon_number: int = -1
+    #: Blocks below this were sent before this receiver synchronised with the session (it was not
+    #: running, or restarting): those never received are reported as such.
+    synced_at: int = 0
+    #: The sender clock of the latest beacon acted upon.
+    sent_at: float = 0.0
+
+
+@dataclass(slots=True)
+class Gap:
+    """Blocks given up, waiting for the journal offset and time of the first record after them."""
+
+    session: int
+    first: int
+    last: int
+    reason: str
+    declared: float
+    #: (source, offset, gateway time) of the last record released before the gap, if any.
+    after: tuple[str, int, float] | None
 
 
 class DiodeReceiver:
@@ -132,8 +187,7 @@ class DiodeReceiver:
         #: One byte more than a datagram of ours can be, so that a longer one shows as too long.
         self._slot = settings.datagram_size + 1
         self._fec = Fec(settings.fec)
-        if speedups is not None:  # blocks that lost fragments rebuilt in one C call (checked first)
-            self._fec.compile_recovery(speedups)
+        self._join = self._fec.join
         self._fingerprint = settings.fingerprint(key)
         #: The parity a block of k data fragments must have, by k: anything else is not our configuration.
         self._parity = [settings.fec.parity_for(k) for k in range(settings.fec.max_k + 1)]
@@ -155,6 +209,21 @@ class DiodeReceiver:
         self._link_up = False
         self._last_beacon = 0.0
         self._mismatch_reported: dict[bytes, float] = {}
+        self._version_reported = float("-inf")
+        self._mac_reported = float("-inf")
+        self._mac_failures = 0
+        self._stale_reported = float("-inf")
+        #: Sessions seen before (also by an earlier run of this receiver): next block, last beacon number.
+        self._sessions_path = state_path.with_name(state_path.name + ".sessions") if state_path else None
+        self._remembered: dict[int, tuple[int, int, float]] = {}
+        self._newest_sent_at = float("-inf")
+        #: (source, offset, gateway time) of the last record of history released; gaps not yet bounded.
+        self._last_written: tuple[str, int, float] | None = None
+        if self._sessions_path is not None:
+            self._load_sessions(self._sessions_path)
+        self._open_gaps: list[Gap] = []
+        #: The latest missing ranges, for /health.
+        self.missing: deque[dict[str, object]] = deque(maxlen=MISSING_SHOWN)
         #: How long a block sent whole may still wait for a fragment; widened if the link reorders more.
         self.reorder_window = settings.reorder_window
         self.stats.reorder_window = settings.reorder_window
@@ -204,7 +273,8 @@ class DiodeReceiver:
                 await self._tick
         if self._sock is not None:
             asyncio.get_running_loop().remove_reader(self._sock.fileno())
-            while self._drain() >= DRAIN_LIMIT:
+            until = time.monotonic() + CLOSE_DRAIN  # a socket that keeps filling must not hold SIGTERM up
+            while self._drain() >= DRAIN_LIMIT and time.monotonic() < until:
                 pass
             self._sock.close()
             self._sock = None
@@ -214,6 +284,7 @@ class DiodeReceiver:
         for session in self.sessions.values():
             if session.matched:
                 self._declare_lost(session, now, up_to=session.known_sent)
+        self._bound_gaps(None)
         self._flush()
         self._save_state()
 
@@ -280,16 +351,59 @@ class DiodeReceiver:
         for reason, rejected in zip(_REASONS, rejected_counts, strict=True):
             if rejected:
                 stats.rejected[reason] += rejected
+        if rejected_counts[2] and now - self._version_reported >= LOG_EVERY:
+            self._report_version(view, starts, sizes, count, now)
+        if rejected_counts[3]:
+            self._mac_failed(rejected_counts[3], None, now)
         for item in items:
             tag = item[0]
             if tag == _ITEM_RUN:
                 self._run(*item[1:], now=now)  # type: ignore[misc]
             elif tag == _ITEM_BEACON:
                 self._beacon(item[1], item[2], item[3], now)
-            elif item[1] != self._fingerprint:  # a beacon that failed the MAC: explain it, act on nothing
-                self._report_mismatch(item[1], now, authentic=False)
+            else:  # a beacon that failed the MAC (already counted): named in the log line, nothing else
+                self._mac_failed(0, item[1], now)
         stats.datagrams += count
         stats.bytes += received
+
+    def _mac_failed(self, count: int, claimed: bytes | None, now: float) -> None:
+        """Datagrams that failed the MAC: counted (by the caller), never acted upon, never an event in the
+        journal (anyone can send them); one log line a minute at most, naming a fingerprint one of them
+        claimed, which helps to tell a sender with another key from noise."""
+        self._mac_failures += count
+        self.stats.foreign_beacons += claimed is not None
+        if now - self._mac_reported < LOG_EVERY or not self._mac_failures:
+            return
+        self._mac_reported = now
+        log.warning(
+            "%d diode datagram(s) failed authentication since the last report and were dropped%s; a sender "
+            "with another key, damaged datagrams, or forged ones (this receiver expects fingerprint %s)",
+            self._mac_failures,
+            f" (one claims fingerprint {claimed.hex()})" if claimed is not None else "",
+            self._fingerprint.hex(),
+        )
+        self._mac_failures = 0
+
+    def _report_version(self, view: memoryview, starts: list[int], sizes: list[int], count: int, now: float) -> None:
+        """Datagrams of another wire version were refused: say which, and what to do (at most once a minute;
+        the count is in the ``version`` counter). Nothing in them is acted upon."""
+        for i in range(count):
+            start, size = starts[i], sizes[i]
+            if size >= wire.OVERHEAD and view[start : start + 2] == wire.MAGIC and view[start + 2] != wire.VERSION:
+                version = view[start + 2]
+                break
+        else:
+            return
+        self._version_reported = now
+        known = wire.RETIRED_VERSIONS.get(version)
+        log.warning(
+            "a diode sender speaks wire version %d (%s); this receiver speaks version %d and refuses it: "
+            "upgrade %s so that both sides run the same Seam release",
+            version,
+            known or "unknown to this release",
+            wire.VERSION,
+            "the OT side" if known else "this receiver",
+        )
 
     def _run(
         self,
@@ -327,8 +441,7 @@ class DiodeReceiver:
         and :meth:`_complete` would conclude from the same fragments. False to take the general path."""
         if sequence < session.next_sequence or sequence in session.done or sequence in session.pending:
             return False
-        assert self._speedups is not None  # runs come from the C checker only
-        block = self._speedups.join_fragments(joined, size, k, FRAGMENT_HEADER)
+        block = self._join(joined, size, k)
         if block is None:  # headers that do not fit together: the general path says what it makes of them
             return False
         if sequence >= session.known_sent:
@@ -339,6 +452,8 @@ class DiodeReceiver:
         self.stats.direct += 1
         session.done[sequence] = (flags, block)
         self._release(session, now)
+        if len(session.pending) + len(session.done) > MAX_PENDING:
+            self._bound_held(session, now)
         return True
 
     def _add(
@@ -363,8 +478,8 @@ class DiodeReceiver:
         assembly = pending.get(sequence)
         if assembly is None:
             assembly = pending[sequence] = Assembly(k, m, flags, [None] * (k + m))
-            if len(pending) > MAX_PENDING:
-                self._declare_lost(session, now, force=True)
+            if len(pending) + len(session.done) > MAX_PENDING:
+                self._bound_held(session, now)
                 if sequence not in pending:  # given up at once: what came for it is now surplus
                     stats.surplus += count
                     return None
@@ -409,7 +524,7 @@ class DiodeReceiver:
         stats = self.stats
         rejected = stats.rejected
         unpack = wire.HEADER.unpack_from
-        inner_copy, outer_copy, equal = self._mac.inner.copy, self._mac.outer.copy, hmac.compare_digest
+        keyed_copy, equal = self._mac.keyed.copy, hmac.compare_digest
         header_size, mac_size, limit = wire.HEADER_SIZE, wire.MAC_SIZE, self._slot - 1
         magic_ours, version_ours, data_kind, parity_kind = wire.MAGIC, wire.VERSION, _DATA, _PARITY
         parity, max_k = self._parity, self._max_k
@@ -431,20 +546,18 @@ class DiodeReceiver:
                 continue
             if version != version_ours:
                 rejected[_VERSION] += 1
+                if now - self._version_reported >= LOG_EVERY:
+                    self._report_version(view, [start], [size], 1, now)
                 continue
             end = start + header_size + length
             if end + mac_size != start + size:
                 rejected[_SHORT] += 1
                 continue
-            inner = inner_copy()
-            inner.update(view[start:end])
-            outer = outer_copy()
-            outer.update(inner.digest())
-            if not equal(outer.digest()[:mac_size], view[end : end + mac_size]):
+            mac = keyed_copy()
+            mac.update(view[start:end])
+            if not equal(mac.digest()[:mac_size], view[end : end + mac_size]):
                 rejected[_MAC] += 1
-                claimed = wire.peek_beacon_fingerprint(view[start : start + size])
-                if claimed is not None and claimed != self._fingerprint:
-                    self._report_mismatch(claimed, now, authentic=False)
+                self._mac_failed(1, wire.peek_beacon_fingerprint(view[start : start + size]), now)
                 continue
             if kind != data_kind and kind != parity_kind:
                 if kind == _BEACON and not (k or m or index):
@@ -494,12 +607,12 @@ class DiodeReceiver:
         data = fragments[:k]
         missing_data = data.count(None)
         block = None
-        if not missing_data and self._speedups is not None:
+        if not missing_data:
             # Every data fragment, from runs the C checker could not hand over whole (a block split
             # between two reads): one join and the C header checks, not a Python loop over fragments.
             present = cast(list[bytes], data)
             if len(set(map(len, present))) == 1:
-                block = self._speedups.join_fragments(b"".join(present), len(present[0]), k, FRAGMENT_HEADER)
+                block = self._join(b"".join(present), len(present[0]), k)
         if block is None:
             block = self._fec.decode(k, m, {i: f for i, f in enumerate(fragments) if f is not None})
         if block is None:
@@ -511,42 +624,82 @@ class DiodeReceiver:
             self.stats.direct += 1
         session.done[sequence] = (assembly.flags, block)
         self._release(session, now)
+        if len(session.pending) + len(session.done) > MAX_PENDING:
+            self._bound_held(session, now)
 
     def _beacon(self, session_id: int, sequence: int, payload: bytes, now: float) -> None:
+        """An authentic beacon. Acted upon only if fresh: a number above any seen from its session, and,
+        for a session not seen before, a sender clock no older than STALE_SESSION behind the newest seen.
+        A recorded beacon replayed can then neither keep the link up nor open a session again."""
+        stats = self.stats
         beacon = wire.parse_beacon(payload)
-        if beacon is None or beacon.blocks_sent != sequence:
-            self.stats.rejected[wire.Rejected.MALFORMED] += 1
+        if beacon is None or beacon.blocks_sent != sequence or not math.isfinite(beacon.sent_at):
+            stats.rejected[wire.Rejected.MALFORMED] += 1
             return
-        self.stats.beacons += 1
         session = self.sessions.get(session_id)
-        if session is None:
-            matched = beacon.fingerprint == self._fingerprint
-            session = Session(
-                session_id,
-                matched,
-                beacon.blocks_sent,
-                beacon.blocks_sent,
-                last_heard=now,
-                whole_below=beacon.blocks_sent,
-            )
-            self.sessions[session_id] = session
-            if matched:
-                self.stats.sessions += 1
-                self._event(
-                    "diode.session",
-                    Severity.INFO,
-                    f"diode sender session {session_id:016x} synchronised at block {beacon.blocks_sent}",
-                    {"session": f"{session_id:016x}", "block": beacon.blocks_sent},
-                )
-            else:
-                self._report_mismatch(beacon.fingerprint, now, authentic=True)
+        if session is not None:
+            if beacon.number <= session.beacon_number:
+                stats.replayed_beacons += 1
+                return
+        else:
+            remembered = self._remembered.get(session_id)
+            if remembered is not None and beacon.number <= remembered[1]:
+                stats.replayed_beacons += 1
+                return
+            if remembered is None and beacon.sent_at < self._newest_sent_at - STALE_SESSION:
+                stats.stale_beacons += 1
+                if now - self._stale_reported >= LOG_EVERY:
+                    self._stale_reported = now
+                    log.warning(
+                        "refused a beacon of an unknown diode session %016x: its sender clock is %.0f s older "
+                        "than beacons already seen. A recorded beacon replayed, or the OT clock went back; if "
+                        "the clock went back, move the receiver's state file aside to accept the sender",
+                        session_id,
+                        self._newest_sent_at - beacon.sent_at,
+                    )
+                return
+            session = self._open_session(session_id, beacon, remembered, now)
+        stats.beacons += 1
+        session.beacon_number = beacon.number
+        session.sent_at = beacon.sent_at
         session.last_heard = now
+        self._newest_sent_at = max(self._newest_sent_at, beacon.sent_at)
         if not session.matched:
             return
         self._last_beacon = now
-        self.stats.lag_seconds = max(0.0, time.time() - beacon.sent_at)
+        stats.lag_seconds = max(0.0, time.time() - beacon.sent_at)
         self._sent_up_to(session, beacon.blocks_sent, now)
         self._sent_whole_below(session, beacon.blocks_sent, now)
+
+    def _open_session(
+        self, session_id: int, beacon: wire.Beacon, remembered: tuple[int, int, float] | None, now: float
+    ) -> Session:
+        """The first fresh beacon of a session. Its blocks are expected from where this receiver left it
+        (a restart), or from 0 (a session it never saw): every block sent while it was not listening is
+        then counted, and reported, as missed."""
+        matched = beacon.fingerprint == self._fingerprint
+        start = min(remembered[0], beacon.blocks_sent) if remembered is not None else 0
+        session = Session(session_id, matched, start, start, last_heard=now, whole_below=start)
+        session.synced_at = beacon.blocks_sent
+        self.sessions[session_id] = session
+        if not matched:
+            self._report_mismatch(beacon.fingerprint, now)
+            return session
+        self.stats.sessions += 1
+        missed = beacon.blocks_sent - start
+        self._event(
+            "diode.session",
+            Severity.INFO if not missed else Severity.MEDIUM,
+            f"diode sender session {session_id:016x} synchronised at block {beacon.blocks_sent}"
+            + (
+                f"; {missed} block(s) from block {start} were sent while this receiver was not listening "
+                "and are reported as missing"
+                if missed
+                else ""
+            ),
+            {"session": f"{session_id:016x}", "block": beacon.blocks_sent, "missed_from": start, "missed": missed},
+        )
+        return session
 
     def _sent_up_to(self, session: Session, sent: int, now: float) -> None:
         if sent > session.known_sent:
@@ -566,10 +719,11 @@ class DiodeReceiver:
                 self._gap(session, session.next_sequence - 1, session.next_sequence - 1, "undecodable")
             else:
                 self.stats.block_bytes += len(block)
-                self._records(block, snapshot=bool(flags & wire.FLAG_SNAPSHOT))
+                self._records(block, flags)
 
-    def _records(self, payload: bytes, snapshot: bool) -> None:
-        if payload[:1] == _COLUMNS_TAG and self._store_as_is(payload, snapshot):
+    def _records(self, payload: bytes, flags: int) -> None:
+        snapshot = bool(flags & wire.FLAG_SNAPSHOT)
+        if payload[:1] == _COLUMNS_TAG and self._store_as_is(payload, flags):
             return
         try:
             block = blocks.decode(payload)
@@ -594,6 +748,10 @@ class DiodeReceiver:
         if snapshot:
             self.stats.snapshots += 1
             self.stats.healed += accepted
+        elif flags & wire.FLAG_REPLAY:
+            self.stats.replayed_records += accepted
+        elif records:
+            self._history(source, block.offsets[0], _time_of(records[0]), block.offsets[-1], _time_of(records[-1]))
         if accepted:
             self._state_dirty = True
             self._out_bytes += len(payload)
@@ -603,7 +761,7 @@ class DiodeReceiver:
         if isinstance(newest, Sample):
             self.stats.record_lag_seconds = max(0.0, time.time() - newest.gateway_ts)
 
-    def _store_as_is(self, payload: bytes, snapshot: bool) -> bool:
+    def _store_as_is(self, payload: bytes, flags: int) -> bool:
         """The usual case, a run of samples whose offsets are all new: checked, and handed to the journal
         as it arrived, without a Python object per sample. False when the run has to be deduplicated
         sample by sample (a snapshot, a repeat after a restart), or is malformed (reported by the caller)."""
@@ -615,9 +773,13 @@ class DiodeReceiver:
             return False
         stats = self.stats
         stats.records += run.count
-        if snapshot:
+        if flags & wire.FLAG_SNAPSHOT:
             stats.snapshots += 1
             stats.healed += run.count
+        elif flags & wire.FLAG_REPLAY:
+            stats.replayed_records += run.count
+        else:
+            self._history(run.source, run.first_offset, run.first_gateway_ts, run.last_offset, run.last_gateway_ts)
         self._state_dirty = True
         self._out.append(SampleColumns(payload, run.count))
         self._out_bytes += len(payload)
@@ -625,6 +787,56 @@ class DiodeReceiver:
             self._flush()
         stats.record_lag_seconds = max(0.0, time.time() - run.last_gateway_ts)
         return True
+
+    def _history(self, source: str, first: int, first_ts: float, last: int, last_ts: float) -> None:
+        """A block of journal history (not a snapshot, not a replay) was released: it bounds the gaps
+        declared before it, and the next gaps start after it."""
+        if self._open_gaps:
+            self._bound_gaps((source, first, first_ts))
+        self._last_written = (source, last, last_ts)
+
+    def _bound_gaps(self, before: tuple[str, int, float] | None) -> None:
+        """Report the open gaps, with ``before`` the first record released after them (None: unknown yet)."""
+        gaps, self._open_gaps = self._open_gaps, []
+        for gap in gaps:
+            self._report_gap(gap, before)
+
+    def _report_gap(self, gap: Gap, before: tuple[str, int, float] | None) -> None:
+        count = gap.last - gap.first + 1
+        after = gap.after
+        source = (before or after or ("", 0, 0.0))[0]
+        first_offset = after[1] + 1 if after is not None else None
+        last_offset = before[1] - 1 if before is not None else None
+        span_from = after[2] if after is not None else None
+        span_to = before[2] if before is not None else None
+        offsets = f"journal offsets {first_offset if first_offset is not None else 'from the start'}..{last_offset if last_offset is not None else '(not yet known)'}"
+        times = (
+            f"source time {_iso(span_from) if span_from is not None else 'before the first record received'} to "
+            f"{_iso(span_to) if span_to is not None else '(not yet known)'}"
+        )
+        replay = ""
+        if first_offset is not None and last_offset is not None and first_offset <= last_offset:
+            replay = f"; to backfill, on the OT side: seam diode replay --from-offset {first_offset} --to-offset {last_offset}"
+        data: dict[str, object] = {
+            "session": f"{gap.session:016x}",
+            "first": gap.first,
+            "last": gap.last,
+            "blocks": count,
+            "reason": gap.reason,
+            "source": source,
+            "first_offset": first_offset,
+            "last_offset": last_offset,
+            "from_ts": span_from,
+            "to_ts": span_to,
+        }
+        self.missing.append(data)
+        self._event(
+            "diode.gap",
+            Severity.MEDIUM,
+            f"{count} diode block(s) missing ({gap.reason}): blocks {gap.first}..{gap.last} of session "
+            f"{gap.session:016x}, {offsets} of {source or 'the OT journal'}, {times}{replay}",
+            data,
+        )
 
     # --- time-driven decisions ------------------------------------------------------------------
 
@@ -647,6 +859,8 @@ class DiodeReceiver:
 
     def tick(self, now: float) -> None:
         self._check_losses(now)
+        if self._open_gaps and time.monotonic() - self._open_gaps[0].declared >= GAP_BOUND_WAIT:
+            self._bound_gaps(None)  # nothing has followed them yet: reported with the upper bound open
         for session in list(self.sessions.values()):
             silent = now - session.last_heard
             if silent > max(10.0, 5 * self.settings.beacon_interval) and len(self.sessions) > 1:
@@ -726,27 +940,92 @@ class DiodeReceiver:
         returns when the block now at the head is due to be given up (None: nothing waits).
 
         See :meth:`_deadline`; ``force`` gives up on the next block now (too many pending), ``up_to`` on
-        everything below it.
+        everything below it. A run of blocks of which nothing arrived (a restart, a burst of loss, a
+        beacon counting 2^40 blocks) is given up in one step, whatever its length.
         """
         while True:
             first = sequence = session.next_sequence
             due: float | None = None
             while sequence < session.known_sent and sequence not in session.done:
-                due = self._deadline(session, sequence, now)
-                timed_out = now >= due
-                if not (timed_out or (up_to is not None and sequence < up_to) or (force and sequence == first)):
+                forced = (up_to is not None and sequence < up_to) or (force and sequence == first)
+                if sequence in session.pending:
+                    due = self._deadline(session, sequence, now)
+                    timed_out = now >= due
+                    if not (timed_out or forced):
+                        break
+                    due = None
+                    del session.pending[sequence]
+                    if timed_out:  # a fragment of it may yet turn up, late: see _late
+                        self._remember_given_up(session, sequence)
+                    sequence += 1
+                    continue
+                end = self._next_heard(session, sequence)
+                cut = self._first_not_due(session, sequence, end, now)
+                timed_out_end = cut
+                if up_to is not None:
+                    cut = max(cut, min(end, up_to))
+                if force and sequence == first:
+                    cut = max(cut, sequence + 1)
+                if cut == sequence:
+                    due = self._deadline(session, sequence, now)
                     break
-                due = None
-                session.pending.pop(sequence, None)
-                if timed_out:  # a fragment of it may yet turn up, late: see _late
-                    self._remember_given_up(session, sequence)
-                sequence += 1
+                for given_up in range(max(sequence, timed_out_end - GIVEN_UP_MEMORY), timed_out_end):
+                    self._remember_given_up(session, given_up)
+                sequence = cut
             if sequence == first:
                 return due
             session.next_sequence = sequence
-            self._gap(session, first, sequence - 1, "beyond FEC repair")
+            if first < session.synced_at:
+                split = min(sequence, session.synced_at)
+                self._gap(session, first, split - 1, "sent while this receiver was not listening")
+                first = split
+            if first < sequence:
+                self._gap(session, first, sequence - 1, "beyond FEC repair")
             self._release(session, now)
             force = False  # forced: only the one block
+
+    def _bound_held(self, session: Session, now: float) -> None:
+        """Give up the earliest blocks until at most MAX_PENDING are held."""
+        while len(session.pending) + len(session.done) > MAX_PENDING:
+            head = session.next_sequence
+            self._declare_lost(session, now, force=True)
+            if session.next_sequence == head:  # nothing could be given up (cannot happen): never spin
+                break
+
+    @staticmethod
+    def _next_heard(session: Session, sequence: int) -> int:
+        """The first block after ``sequence`` of which something arrived, or the count of blocks sent."""
+        end = session.known_sent
+        for heard in session.pending:
+            if sequence < heard < end:
+                end = heard
+        for heard in session.done:
+            if sequence < heard < end:
+                end = heard
+        return end
+
+    def _first_not_due(self, session: Session, low: int, high: int, now: float) -> int:
+        """The first block in [low, high), none of which has a fragment here, still within its deadline
+        (``high`` if all are due). Deadlines do not decrease along the sequence (the evidence arrives in
+        order), so this is a binary search."""
+        marks, whole = session.marks, session.whole_marks
+        timeout, window = self.settings.block_timeout, self.reorder_window
+
+        def due(sequence: int) -> bool:
+            i = bisect.bisect_right(marks, sequence, key=_first)
+            deadline = (marks[i][1] if i < len(marks) else now) + timeout
+            j = bisect.bisect_right(whole, sequence, key=_first)
+            if j < len(whole):
+                deadline = min(deadline, whole[j][1] + window)
+            return now >= deadline
+
+        while low < high:
+            middle = (low + high) // 2
+            if due(middle):
+                low = middle + 1
+            else:
+                high = middle
+        return low
 
     @staticmethod
     def _remember_given_up(session: Session, sequence: int) -> None:
@@ -777,32 +1056,55 @@ class DiodeReceiver:
         )
 
     def _gap(self, session: Session, first: int, last: int, why: str) -> None:
+        """Blocks given up: counted now, reported once the first record after them is known (or after
+        GAP_BOUND_WAIT), with the journal offsets and source time span they covered."""
         count = last - first + 1
         self.stats.lost += count
         self.stats.gaps += 1
-        self._event(
-            "diode.gap",
-            Severity.MEDIUM,
-            f"{count} diode block(s) lost ({why}): blocks {first}..{last} of session {session.id:016x}; "
-            "current values return with the next snapshot",
-            {"session": f"{session.id:016x}", "first": first, "last": last, "blocks": count},
-        )
+        if why != "beyond FEC repair" and why != "undecodable":
+            self.stats.missed_offline += count
+        self._open_gaps.append(Gap(session.id, first, last, why, time.monotonic(), self._last_written))
 
-    def _report_mismatch(self, claimed: bytes, now: float, authentic: bool) -> None:
+    def _report_mismatch(self, claimed: bytes, now: float) -> None:
+        """An authentic beacon (same key) with another configuration: reported once a minute per
+        fingerprint. Only a holder of the key can cause this, and the table is bounded all the same."""
         self.stats.mismatches += 1
         last = self._mismatch_reported.get(claimed)
-        if last is not None and now - last < 60.0:
+        if last is not None and now - last < LOG_EVERY:
             return
+        if len(self._mismatch_reported) >= 64:
+            self._mismatch_reported.clear()
         self._mismatch_reported[claimed] = now
         self._event(
             "diode.config_mismatch",
             Severity.HIGH,
-            "a diode sender with a different "
-            + ("configuration" if authentic else "key or configuration")
-            + f" is transmitting (fingerprint {claimed.hex()}, this receiver expects {self._fingerprint.hex()}); "
-            "nothing it sends is decoded. Give both sides the same key file and FEC settings.",
-            {"claimed": claimed.hex(), "expected": self._fingerprint.hex(), "same_key": authentic},
+            "a diode sender with the same key but a different configuration is transmitting (fingerprint "
+            f"{claimed.hex()}, this receiver expects {self._fingerprint.hex()}); nothing it sends is decoded. "
+            "Give both sides the same FEC settings.",
+            {"claimed": claimed.hex(), "expected": self._fingerprint.hex(), "same_key": True},
         )
+
+    # --- what /health shows -----------------------------------------------------------------------
+
+    def health(self) -> dict[str, object]:
+        """The link, the missing ranges and the counters; "degraded" while the link is down or blocks
+        were missed that have not all been reported yet."""
+        stats = self.stats
+        problems = []
+        if not stats.link_up:
+            problems.append("diode link down: no fresh beacon" if self._last_beacon else "no sender heard yet")
+        if self._open_gaps:
+            problems.append(f"{len(self._open_gaps)} missing range(s) awaiting their journal offsets")
+        return {
+            "status": "degraded" if problems else "ok",
+            "problems": problems,
+            "link_up": stats.link_up,
+            "records": stats.records,
+            "lost_blocks": stats.lost,
+            "missed_while_not_listening": stats.missed_offline,
+            "missing": list(self.missing),
+            "receiver": stats.as_dict(),
+        }
 
     # --- output ---------------------------------------------------------------------------------
 
@@ -827,3 +1129,40 @@ class DiodeReceiver:
         if self._state_path is not None and self._state_dirty:
             self.seen.save(self._state_path)
             self._state_dirty = False
+        if self._sessions_path is not None:
+            self._save_sessions(self._sessions_path)
+
+    def _save_sessions(self, path: Path) -> None:
+        """Where each session stands (next block, last beacon number, sender clock), for a restart to
+        count what it missed and to refuse old beacons; the newest REMEMBERED_SESSIONS, replaced atomically."""
+        for session in self.sessions.values():
+            if session.matched:
+                self._remembered[session.id] = (session.next_sequence, session.beacon_number, session.sent_at)
+        newest = sorted(self._remembered.items(), key=lambda item: item[1][2], reverse=True)[:REMEMBERED_SESSIONS]
+        self._remembered = dict(newest)
+        data = {
+            "newest_sent_at": self._newest_sent_at if math.isfinite(self._newest_sent_at) else None,
+            "last_written": list(self._last_written) if self._last_written is not None else None,
+            "sessions": {f"{sid:016x}": list(state) for sid, state in newest},
+        }
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(data))
+        os.replace(tmp, path)
+
+    def _load_sessions(self, path: Path) -> None:
+        if not path.exists():
+            return
+        try:
+            data = json.loads(path.read_text())
+            newest = data.get("newest_sent_at")
+            self._newest_sent_at = float(newest) if newest is not None else float("-inf")
+            last = data.get("last_written")
+            if last is not None:
+                self._last_written = (str(last[0]), int(last[1]), float(last[2]))
+            for sid, (next_sequence, number, sent_at) in data["sessions"].items():
+                self._remembered[int(sid, 16)] = (int(next_sequence), int(number), float(sent_at))
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise ValueError(
+                f"the receiver's session file {path} is damaged ({exc}); move it aside to start afresh "
+                "(blocks sent while the receiver was down are then not counted)"
+            ) from None

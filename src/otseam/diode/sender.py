@@ -22,7 +22,7 @@ from otseam.core.memory import keep_freed_memory
 from otseam.core.records import Record, Sample
 from otseam.diode import blocks, mmsg, wire
 from otseam.diode.config import DiodeSettings
-from otseam.diode.fec import Fec
+from otseam.diode.fec import DirectEncoder, Fec
 
 log = logging.getLogger(__name__)
 
@@ -89,10 +89,11 @@ class DiodeSender:
         self._buffer = bytearray()
         self._address: tuple[str, int] = target
         self._fec = Fec(settings.fec)
-        self._direct = self._fec.direct(speedups) if speedups is not None else None
+        self._direct = DirectEncoder(self._fec) if self._sealer is not None else None
         self._fingerprint = settings.fingerprint(key)
         self.session = secrets.randbits(64)
         self.next_sequence = 0
+        self._beacon_number = 0
         self.stats = SenderStats()
         wire_block = (settings.fec.max_k + settings.fec.parity_for(settings.fec.max_k)) * settings.datagram_size
         self._bucket = TokenBucket(settings.rate, max(settings.rate * 0.01, 2.0 * wire_block))
@@ -157,7 +158,9 @@ class DiodeSender:
             self.next_sequence,
             int(self.settings.snapshot_interval * 1000),
             int(self.settings.beacon_interval * 1000),
+            self._beacon_number,
         )
+        self._beacon_number += 1
         header = wire.Header(wire.Kind.BEACON, 0, 0, 0, 0, self.session, self.next_sequence, wire.BEACON.size)
         datagram = wire.pack(self._key, header, wire.pack_beacon(beacon))
         async with self._lock:
@@ -167,7 +170,12 @@ class DiodeSender:
             self.stats.bytes += len(datagram)
 
     async def send_records(
-        self, source: str, offsets: Sequence[int], records: Sequence[Record], snapshot: bool = False
+        self,
+        source: str,
+        offsets: Sequence[int],
+        records: Sequence[Record],
+        snapshot: bool = False,
+        replay: bool = False,
     ) -> None:
         """Send records with their journal offsets; returns once every datagram has left the socket.
 
@@ -175,17 +183,17 @@ class DiodeSender:
         fail to encode, the blocks before it have been sent, and the receiver drops them as duplicates
         when the batch comes again (it deduplicates by offset)."""
         for payload in blocks.iter_split(source, offsets, records, self.settings.fec.max_block):
-            await self.send_block(payload, snapshot)
+            await self.send_block(payload, snapshot, replay)
         self.stats.records += len(records)
 
-    async def send_block(self, payload: bytes, snapshot: bool = False) -> int:
+    async def send_block(self, payload: bytes, snapshot: bool = False, replay: bool = False) -> int:
         """Encode one block, send all its fragments; returns its sequence number."""
         direct = self._direct
         if direct is None:
             k, m, fragments = self._fec.encode(payload)
         else:
             k, m = self._fec.shape(len(payload))  # refuses a block that cannot be sent before it is numbered
-        flags = wire.FLAG_SNAPSHOT if snapshot else 0
+        flags = (wire.FLAG_SNAPSHOT if snapshot else 0) | (wire.FLAG_REPLAY if replay else 0)
         async with self._lock:
             if self._sock is None:
                 raise RuntimeError("the diode sender is not started")

@@ -26,9 +26,7 @@ from dataclasses import dataclass, field
 import aiomqtt
 
 from otseam.host.store import MetricRow, StateRow, Store
-from otseam.sinks.mqtt_common import BrokerAddress, MqttSettings, make_client
-from otseam.sinks.mqtt_common.sockets import release_stale_writer, socket_fd
-from otseam.sinks.sparkplug.codec import (
+from otseam.protocols.sparkplug.codec import (
     BOOLEAN,
     PayloadError,
     decode_payload,
@@ -37,6 +35,8 @@ from otseam.sinks.sparkplug.codec import (
     metric_quality,
     metric_value,
 )
+from otseam.sinks.mqtt_common import BrokerAddress, MqttSettings, make_client
+from otseam.sinks.mqtt_common.sockets import release_stale_writer, socket_fd
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ class HostApp:
         *,
         share_group: str | None = None,
         rebirth_interval: float = 5.0,
-        session_expiry: int = 3600,
+        session_expiry: int = 0,
     ) -> None:
         if share_group and settings.version != 5:
             raise ValueError("shared subscriptions (--share-group) need MQTT 5")
@@ -112,14 +112,26 @@ class HostApp:
         self.store = store
         self.share_group = share_group
         self.rebirth_interval = rebirth_interval
-        #: Seconds the broker keeps this host's session (and queues its messages) while it is away;
-        #: 0 for a clean session each time.
+        #: Seconds the broker keeps this host's session (and queues its messages) while it is away.
+        #: 0 (Clean Start, Session Expiry 0) is what Sparkplug 3.0 requires of a host
+        #: (message-flow-phid-sparkplug-clean-session-50/-311); anything else is a named deviation.
         self.session_expiry = session_expiry
+        #: The timestamp of this session's STATE (the Will's and the birth's): repeated if re-announced.
+        self._stamp = 0
         self.nodes: dict[tuple[str, str], NodeSession] = {}
         self.stats = HostStats()
         self.online = asyncio.Event()
         self._stop = asyncio.Event()
         self.state_topic = f"{NAMESPACE}/STATE/{host_id}"
+
+    def deviations(self) -> list[str]:
+        """Each setting that departs from Sparkplug B 3.0, in words for a startup warning."""
+        if self.session_expiry:
+            return [
+                f"session expiry {self.session_expiry}s: a persistent session (Sparkplug 3.0 requires Clean Start "
+                "and Session Expiry 0, message-flow-phid-sparkplug-clean-session-50)"
+            ]
+        return []
 
     def summary(self) -> dict[str, int]:
         return dataclasses.asdict(self.stats)
@@ -142,6 +154,8 @@ class HostApp:
 
     async def run(self) -> None:
         """Stay connected (brokers in order) until ``stop``; STATE offline is published on the way out."""
+        for deviation in self.deviations():
+            log.warning("host %s deviates from Sparkplug B 3.0: %s", self.host_id, deviation)
         await self.restore()
         index = 0
         failures = 0
@@ -169,7 +183,7 @@ class HostApp:
         return json.dumps({"online": online, "timestamp": stamp}).encode()
 
     async def _session(self, broker: BrokerAddress) -> None:
-        stamp = int(time.time() * 1000)
+        stamp = self._stamp = int(time.time() * 1000)
         will = aiomqtt.Will(self.state_topic, self._state(False, stamp), qos=1, retain=True)
         # A persistent session (client id from the host id): what the broker queued for this host while
         # it was down, or had sent without an acknowledgement when it died, arrives when it is back.
@@ -197,6 +211,7 @@ class HostApp:
                 await client.subscribe(f"{NAMESPACE}/+/{kind}/#", qos=1)
             for kind in ("NDATA", "DDATA"):
                 await client.subscribe(f"{share}{NAMESPACE}/+/{kind}/#", qos=1)
+            await client.subscribe(self.state_topic, qos=1)
         else:
             await client.subscribe(f"{NAMESPACE}/#", qos=1)
         # STATE after the subscriptions: an edge node that births on it finds us listening.
@@ -235,6 +250,9 @@ class HostApp:
 
     async def handle(self, client: aiomqtt.Client | None, topic: str, payload: bytes) -> None:
         """One Sparkplug message. Never raises for what a network peer sent."""
+        if topic == self.state_topic:
+            await self._on_own_state(client, payload)
+            return
         parts = topic.split("/")
         if len(parts) < 4 or parts[0] != NAMESPACE or parts[1] == "STATE":
             return
@@ -284,6 +302,20 @@ class HostApp:
             if unknown:
                 self.stats.unknown_aliases += unknown
                 await self._request_rebirth(client, group, node, session, f"{unknown} metrics with unknown aliases")
+
+    async def _on_own_state(self, client: aiomqtt.Client | None, payload: bytes) -> None:
+        """Someone (or a stale retained Will) says this host is offline while it is online: say otherwise
+        (message-flow-hid-sparkplug-state-message-delivered)."""
+        try:
+            online = json.loads(payload).get("online")
+        except (ValueError, AttributeError):
+            online = None
+        if online is False and client is not None and self.online.is_set():
+            log.info(
+                "host %s: an offline STATE for this host arrived while online; publishing online again", self.host_id
+            )
+            with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
+                await client.publish(self.state_topic, self._state(True, self._stamp), qos=1, retain=True, timeout=2.0)
 
     def _check_seq(self, session: NodeSession, seq: int | None) -> None:
         if session.seq is None and seq is not None:

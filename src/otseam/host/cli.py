@@ -9,9 +9,9 @@ import logging
 import signal
 import sys
 
-from otseam.core import sdnotify
 from otseam.host.app import HostApp
 from otseam.host.store import open_store
+from otseam.runtime import sdnotify
 from otseam.sinks.mqtt_common import MqttConfigError, MqttSettings, parse_mqtt_options
 
 
@@ -28,7 +28,7 @@ def run_host(
     tls_key: str | None,
     username: str | None,
     password_env: str | None,
-    session_expiry: int = 3600,
+    session_expiry: int = 0,
 ) -> int:
     """Returns the process exit code; every mistake a user can make ends in one clear line."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)

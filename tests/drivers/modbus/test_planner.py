@@ -126,7 +126,7 @@ def test_contract_mistakes_are_named(point: dict[str, str], message: str) -> Non
         ("rtu:///dev/ttyS0?parity=X", {}, "parity is N, E or O"),
         ("tcp://h:502", {"max_gap": -1}, "max_gap"),
         ("tcp://h:502", {"max_registers_per_read": 126}, "max_registers_per_read"),
-        ("tcp://h:502", {"maxgap": 3}, "unknown Modbus option"),
+        ("tcp://h:502", {"maxgap": 3}, "unknown option 'maxgap'.*did you mean 'max_gap'"),
         ("tcp://h:502", {"byte_order": "ABDC"}, "byte_order"),
     ],
 )

@@ -10,8 +10,9 @@ import pytest
 from asyncua import ua
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from ruamel.yaml import YAML
 
-from otseam.contract import parse_text
+from otseam.contract import ContractError, parse_text
 from otseam.contract.models import Device
 from otseam.core.records import Quality
 from otseam.drivers.opcua import OpcUaConfigError, create, parse_address, requests_per_second
@@ -29,31 +30,59 @@ def make(options: str = "{}", endpoint: str = "opc.tcp://127.0.0.1:4840/x", poin
     return device(endpoint, points=points, poll="1s", options=options)
 
 
+def contract_text(options: str, endpoint: str) -> str:
+    return (
+        HEAD
+        + f"""\
+  - id: ua
+    driver: opcua
+    endpoint: {endpoint}
+    zone: cell
+    owner: olga
+    poll: 1s
+    options: {options}
+    points:
+{POINTS}"""
+    )
+
+
+def unchecked(options: str, endpoint: str) -> Device:
+    """The device as the models read it, before any plugin check: what the driver itself is given."""
+    return Device.model_validate(YAML(typ="safe").load(contract_text(options, endpoint))["devices"][0])
+
+
 @pytest.mark.parametrize(
     ("options", "endpoint", "message"),
     [
-        ("{mode: stream}", "opc.tcp://h:4840", "options.mode is 'subscribe' or 'poll'"),
-        ("{max_items_per_call: 0}", "opc.tcp://h:4840", "options.max_items_per_call must be a whole number"),
-        ("{max_nodes_per_read: true}", "opc.tcp://h:4840", "options.max_nodes_per_read must be a whole number"),
-        ("{bogus: 1}", "opc.tcp://h:4840", "unknown OPC UA option(s) bogus"),
-        ("{session_timeout: 500ms}", "opc.tcp://h:4840", "options.session_timeout is a duration"),
-        ("{max_backoff: soon}", "opc.tcp://h:4840", "options.max_backoff"),
-        ("{security_policy: Basic128}", "opc.tcp://h:4840", "options.security_policy must be one of"),
-        ("{security_policy: Basic256Sha256}", "opc.tcp://h:4840", "needs options.certificate and options.private_key"),
+        ("{mode: stream}", "opc.tcp://h:4840", "option mode: Input should be 'subscribe' or 'poll'"),
+        ("{max_items_per_call: 0}", "opc.tcp://h:4840", "option max_items_per_call: Input should be greater"),
+        ("{max_nodes_per_read: true}", "opc.tcp://h:4840", "option max_nodes_per_read"),
+        ("{bogus: 1}", "opc.tcp://h:4840", "unknown option 'bogus'"),
+        ("{session_timeout: 500ms}", "opc.tcp://h:4840", "option session_timeout: Input should be greater"),
+        ("{max_backoff: soon}", "opc.tcp://h:4840", "option max_backoff: 'soon' is not a duration"),
+        ("{security_policy: Basic128}", "opc.tcp://h:4840", "option security_policy: Input should be 'None'"),
+        ("{security_policy: Basic256Sha256}", "opc.tcp://h:4840", "needs certificate and private_key"),
         ("{security_policy: None, security_mode: Sign}", "opc.tcp://h:4840", "do not go together"),
-        ("{password_env: PW}", "opc.tcp://h:4840", "a password needs options.username"),
+        ("{password_env: PW}", "opc.tcp://h:4840", "a password needs username"),
         ("{username: op, password_file: /nonexistent/pw}", "opc.tcp://h:4840", "no file at"),
         ("{}", "tcp://h:502", "is not an OPC UA endpoint"),
         ("{}", "opc.tcp://op:secret@h:4840", "carries credentials"),
         ("{}", "opc.tcp://h:99999", "invalid port"),
     ],
 )
-def test_bad_settings_get_a_clear_message(options: str, endpoint: str, message: str) -> None:
+def test_bad_settings_get_a_clear_message_from_check_and_from_the_driver(
+    options: str, endpoint: str, message: str
+) -> None:
+    with pytest.raises(ContractError) as checked:
+        parse_text(contract_text(options, endpoint), environment=True)  # as `seam check` reads a file
     with pytest.raises(OpcUaConfigError) as caught:
-        create(make(options, endpoint), None)  # type: ignore[arg-type]
-    assert message in str(caught.value)
-    assert "device ua" in str(caught.value)
-    assert "secret" not in str(caught.value)  # a password in a URL is never repeated
+        create(unchecked(options, endpoint), None)  # type: ignore[arg-type]
+    for text in (str(checked.value), str(caught.value)):
+        assert message in text
+        assert "device ua" in text
+        assert "secret" not in text  # a password in a URL is never repeated
+    # check names the line and column; the driver's words are the same.
+    assert re.match(r"seam\.yaml:\d+:\d+: ", str(checked.value))
 
 
 def test_requests_per_second_and_addresses() -> None:
@@ -162,7 +191,7 @@ def test_the_sample_configuration_is_understood() -> None:
     text = sample.read_text().replace("devices:\n", "", 1)
     contract = parse_text(HEAD.replace("devices:\n", "devices:\n" + text)).contract
     with pytest.raises(
-        OpcUaConfigError, match=re.escape("options.certificate: no file at '/etc/seam/pki/seam-client.der'")
+        OpcUaConfigError, match=re.escape("option certificate: no file at '/etc/seam/pki/seam-client.der'")
     ):
         create(contract.devices[0], None)  # type: ignore[arg-type]
     contract.devices[0].options = {

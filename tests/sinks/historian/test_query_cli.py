@@ -13,11 +13,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+from otseam.commands.query import register
 from otseam.contract.models import Contract, SinkSpec, Site
 from otseam.core.plugins import PluginContext
 from otseam.core.records import Batch, Quality, Sample
 from otseam.sinks.historian import create
-from otseam.sinks.historian.commands import register
 from otseam.sinks.historian.query import QueryError, parse_time
 
 T0 = 1_800_000_000.0  # 2027-01-15T08:00:00Z
@@ -158,7 +158,9 @@ def test_where_is_the_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     (tmp_path / "bad.yaml").write_text("site: [\n")
     code, _, err = run("plc1/level", "--contract", "bad.yaml")
     assert code == 2 and "the contract cannot be used" in err
-    (tmp_path / "seam.yaml").write_text(CONTRACT.replace("type: historian", "type: file"))
+    (tmp_path / "seam.yaml").write_text(
+        CONTRACT.replace("type: historian", "type: file\n    options: {path: out.jsonl}")
+    )
     code, _, err = run("plc1/level")
     assert code == 2 and "declares no historian sink" in err
 

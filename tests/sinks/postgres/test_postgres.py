@@ -17,8 +17,7 @@ from otseam.contract.models import Contract, SinkSpec, Site
 from otseam.core.plugins import PluginContext, Sink, create_sink
 from otseam.core.records import Batch, Event, Quality, Record, Sample, Severity
 from otseam.journal import Journal
-from otseam.sinks.historian import HistorianConfigError
-from otseam.sinks.postgres import PostgresSink, PostgresSinkError
+from otseam.sinks.postgres import PostgresConfigError, PostgresSink, PostgresSinkError
 from tests.support.servers import Postgres, free_port
 
 T0 = 1_800_000_000.0
@@ -187,7 +186,7 @@ async def test_dsn_from_the_environment(pg_server: Postgres, monkeypatch: pytest
     ],
 )
 def test_option_mistakes(options: dict[str, object], message: str) -> None:
-    with pytest.raises(HistorianConfigError, match=message):
+    with pytest.raises(PostgresConfigError, match=message):
         make(options)
 
 

@@ -9,11 +9,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from otseam.core.records import Quality
-from otseam.sinks.sparkplug import codec
+from otseam.protocols.sparkplug import codec
 
 
-def roundtrip(datatype: int, value: object, quality: Quality = Quality.GOOD) -> tuple[object, int | None, object]:
-    metric = codec.MetricCodec.build("m", datatype, 7)
+def roundtrip(
+    datatype: int, value: object, quality: Quality = Quality.GOOD, quality_codes: str = "sparkplug"
+) -> tuple[object, int | None, object]:
+    metric = codec.MetricCodec.build("m", datatype, 7, quality_codes=quality_codes)
     data = codec.encode_payload(1000, [metric.encode(metric.birth_head, value, quality, 1234)], 5)  # type: ignore[arg-type]
     payload = codec.decode_payload(data)
     assert payload.seq == 5 and payload.timestamp == 1000
@@ -53,10 +55,22 @@ def test_float32_keeps_single_precision() -> None:
 
 @pytest.mark.parametrize(
     ("quality", "code"),
-    [(Quality.GOOD, 192), (Quality.STALE, 64), (Quality.UNCERTAIN, 64), (Quality.BAD_COMM, 0), (Quality.BAD_DEVICE, 0)],
+    [
+        (Quality.GOOD, 192),
+        (Quality.STALE, 500),
+        (Quality.UNCERTAIN, 500),
+        (Quality.BAD_COMM, 0),
+        (Quality.BAD_DEVICE, 0),
+    ],
 )
-def test_quality_becomes_the_opc_code(quality: Quality, code: int) -> None:
+def test_quality_becomes_the_sparkplug_code(quality: Quality, code: int) -> None:
     _, decoded_quality, _ = roundtrip(codec.DOUBLE, 1.0, quality)
+    assert decoded_quality == code
+
+
+@pytest.mark.parametrize(("quality", "code"), [(Quality.GOOD, 192), (Quality.STALE, 64), (Quality.BAD_COMM, 0)])
+def test_the_opc_deviation_sends_64_for_stale(quality: Quality, code: int) -> None:
+    _, decoded_quality, _ = roundtrip(codec.DOUBLE, 1.0, quality, "opc")
     assert decoded_quality == code
 
 
@@ -74,10 +88,17 @@ def test_values_that_do_not_fit_are_refused(datatype: int, value: object) -> Non
         metric.encode(metric.birth_head, value, Quality.GOOD, 0)  # type: ignore[arg-type]
 
 
-def test_data_head_uses_the_alias_only() -> None:
+def test_data_head_uses_the_alias_only_without_the_datatype() -> None:
     metric = codec.MetricCodec.build("long metric name", codec.DOUBLE, 42)
     payload = codec.decode_payload(codec.encode_payload(1, [metric.encode(metric.data_head, 2.0, Quality.GOOD, 3)], 1))
     assert payload.metrics[0].name == "" and payload.metrics[0].alias == 42
+    assert not payload.metrics[0].HasField("datatype")
+
+
+def test_the_datatype_in_data_deviation_repeats_it() -> None:
+    metric = codec.MetricCodec.build("m", codec.DOUBLE, 42, datatype_in_data=True)
+    payload = codec.decode_payload(codec.encode_payload(1, [metric.encode(metric.data_head, 2.0, Quality.GOOD, 3)], 1))
+    assert payload.metrics[0].datatype == codec.DOUBLE
 
 
 @settings(max_examples=300, deadline=None)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from otseam.core.records import Batch, Event, Quality, Sample, Severity
-from otseam.sinks.sparkplug import codec
+from otseam.protocols.sparkplug import codec
 from otseam.sinks.sparkplug.model import EdgeModel
 
 from .support import contract
@@ -38,7 +38,7 @@ def test_nbirth_has_seq_0_bdseq_and_rebirth_false_then_one_dbirth_per_device() -
     assert nbirth.seq == 0
     assert metrics(messages[0].payload) == {"bdSeq": 7, "Node Control/Rebirth": False}
     bdseq = next(m for m in nbirth.metrics if m.name == "bdSeq")
-    assert bdseq.datatype == codec.UINT64
+    assert bdseq.datatype == codec.INT64
     dbirth = codec.decode_payload(messages[1].payload)
     assert dbirth.seq == 1
     names = {m.name: (m.alias, m.datatype, m.is_null) for m in dbirth.metrics}

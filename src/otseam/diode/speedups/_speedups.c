@@ -1,8 +1,7 @@
 /*
- * The diode's per-datagram work in C: sealing and checking datagrams (HMAC-SHA256 with OpenSSL's
- * SHA-256, which uses the CPU's SHA extensions where it has them; the sender's pack_payload seals
- * sixteen at once with AVX-512 where it can), sendmmsg and recvmmsg; and the sender's per-block
- * work: encoding sample runs (otseam.core.columns) and Reed-Solomon with ISA-L into the datagrams.
+ * The diode's per-datagram work in C: sealing and checking datagrams (HMAC-SHA256 from OpenSSL's
+ * EVP_MAC, which uses the CPU's SHA extensions where it has them), sendmmsg and recvmmsg; and the
+ * per-block work: encoding sample runs (otseam.core.columns), Reed-Solomon with ISA-L.
  *
  * Why C: at a gigabit with one-frame datagrams each side handles 85,000 datagrams a second on one
  * core. In Python the header checks, the two hash-state copies and the slicing cost 3 to 4 us per
@@ -13,11 +12,10 @@
  * order are the ones docs/diode.md documents: size, magic, version, exact length, MAC, consistency.
  * Nothing is trusted before the MAC; every length is checked before it is used.
  *
- * This file: the module, the Mac type (pack_block, parse_batch) and join_fragments. Beside it:
- * mac.c (HMAC-SHA256 with OpenSSL), sha256x16.c (sixteen MACs at once with AVX-512), coder.c
- * (Reed-Solomon with ISA-L straight into the datagrams, pack_payload), columns.c (the columnar sample
- * encoder) and mmsg.c (sendmmsg and recvmmsg with segmentation and coalescing); speedups.h is what
- * they share.
+ * This file: the module and the Mac type (pack_block, parse_batch). Beside it: mac.c (HMAC-SHA256
+ * from OpenSSL), coder.c (Reed-Solomon with ISA-L and Seam's fragment header: pack_payload,
+ * join_fragments, Coder), columns.c (the columnar sample encoder) and mmsg.c (sendmmsg and recvmmsg
+ * with segmentation and coalescing); speedups.h is what they share.
  */
 
 #include "speedups.h"
@@ -47,16 +45,19 @@ Mac_init(MacObject *self, PyObject *args, PyObject *kwargs)
     Py_buffer key;
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*:Mac", names, &key))
         return -1;
-    mac_keys(self, key.buf, (size_t)key.len);
+    int failed = mac_keys(self, key.buf, (size_t)key.len);
     PyBuffer_Release(&key);
+    if (failed) {
+        PyErr_SetString(PyExc_RuntimeError, "Mac: OpenSSL could not set up HMAC-SHA256");
+        return -1;
+    }
     return 0;
 }
 
 static void
 Mac_dealloc(MacObject *self)
 {
-    OPENSSL_cleanse(&self->inner, sizeof self->inner);
-    OPENSSL_cleanse(&self->outer, sizeof self->outer);
+    EVP_MAC_CTX_free(self->ctx); /* OpenSSL clears the key material it held */
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -68,8 +69,12 @@ Mac_call(MacObject *self, PyObject *args, PyObject *kwargs)
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*:Mac", names, &data))
         return NULL;
     unsigned char out[MAC_SIZE];
-    mac_compute(self, data.buf, (size_t)data.len, out);
+    int failed = mac_compute(self, data.buf, (size_t)data.len, out);
     PyBuffer_Release(&data);
+    if (failed) {
+        PyErr_SetString(PyExc_RuntimeError, "Mac: not initialised, or OpenSSL could not compute the MAC");
+        return NULL;
+    }
     return PyBytes_FromStringAndSize((const char *)out, MAC_SIZE);
 }
 
@@ -116,7 +121,11 @@ Mac_pack_block(MacObject *self, PyObject *args)
         unsigned char *out = (unsigned char *)buffer.buf + i * slot;
         write_header(out, flags, k, m, (int)i, session, sequence, size);
         memcpy(out + HEADER_SIZE, PyBytes_AS_STRING(fragment), (size_t)size);
-        mac_compute(self, out, (size_t)(HEADER_SIZE + size), out + HEADER_SIZE + size);
+        if (mac_compute(self, out, (size_t)(HEADER_SIZE + size), out + HEADER_SIZE + size) < 0) {
+            PyErr_SetString(PyExc_RuntimeError, "pack_block: Mac not initialised, or OpenSSL failed");
+            Py_CLEAR(lengths);
+            goto done;
+        }
         PyObject *length = PyLong_FromSsize_t(HEADER_SIZE + size + MAC_SIZE);
         if (length == NULL) {
             Py_CLEAR(lengths);
@@ -247,7 +256,10 @@ Mac_parse_batch(MacObject *self, PyObject *args)
         length_of[candidates++] = size;
     }
     /* The MACs of all that is left, then the second pass, in arrival order. */
-    check_all(self, buffer.buf, buffer.len, at, length_of, candidates, mac_ok);
+    if (check_all(self, buffer.buf, at, length_of, candidates, mac_ok) < 0) {
+        PyErr_SetString(PyExc_RuntimeError, "parse_batch: Mac not initialised, or OpenSSL failed");
+        goto done;
+    }
     for (Py_ssize_t c = 0; c < candidates; c++) {
         const unsigned char *d = (const unsigned char *)buffer.buf + at[c];
         Py_ssize_t size = length_of[c], length = size - OVERHEAD;
@@ -330,12 +342,10 @@ done:
 }
 
 static PyMethodDef Mac_methods[] = {
-#ifdef HAVE_CODER
     {"pack_payload", (PyCFunction)Mac_pack_payload, METH_VARARGS,
-     "pack_payload(buffer, slot, flags, k, m, session, sequence, payload, coder, tables) -> lengths\n\n"
-     "Split payload into k fragments and m parity fragments (coder: ISA-L; tables: coder.tables(k, m)) "
-     "with liberasurecode's headers, and seal them as pack_block does; their lengths."},
-#endif
+     "pack_payload(buffer, slot, flags, k, m, session, sequence, payload, tables) -> lengths\n\n"
+     "Split payload into k fragments and m parity fragments (tables: Coder().tables(k, m)) behind "
+     "Seam's fragment header, and seal them as pack_block does; their lengths."},
     {"pack_block", (PyCFunction)Mac_pack_block, METH_VARARGS,
      "pack_block(buffer, slot, flags, k, m, session, sequence, fragments) -> lengths\n\n"
      "Write the datagrams of one block into buffer, datagram i at i * slot; their lengths."},
@@ -358,66 +368,9 @@ static PyTypeObject MacType = {
     .tp_methods = Mac_methods,
 };
 
-/*
- * join_fragments(joined, size, k, header_size) -> bytes | None
- *
- * The block carried by k data fragments of ``size`` bytes each, laid end to end in ``joined`` (which
- * may hold more fragments after them, parity, ignored): each fragment is liberasurecode's header of
- * ``header_size`` bytes, starting u32 index, u32 data size, u32 backend metadata size, u64 original
- * block size (little-endian), then its data. With every data fragment present, Reed-Solomon decoding
- * is only this concatenation. None unless each fragment says it is the one at its position, every
- * data size is size - header_size, and all claim the same original size, no larger than k fragments
- * carry: the checks isal.Recovery.decode makes, so both give the same answer (tested).
- */
-static PyObject *
-speedups_join_fragments(PyObject *module, PyObject *args)
-{
-    Py_buffer joined;
-    Py_ssize_t size, k, header_size;
-    if (!PyArg_ParseTuple(args, "y*nnn:join_fragments", &joined, &size, &k, &header_size))
-        return NULL;
-    PyObject *result = NULL;
-    if (k < 1 || k > MAX_FRAGMENTS || header_size < 20 || size < 1 || size > 0xffff || joined.len / size < k) {
-        PyErr_SetString(PyExc_ValueError, "join_fragments: k, size or header_size out of range, or fewer than k fragments");
-        goto done;
-    }
-    if (size < header_size) { /* a fragment shorter than its own header: nothing to join */
-        result = Py_NewRef(Py_None);
-        goto done;
-    }
-    const unsigned char *base = joined.buf;
-    uint64_t data = (uint64_t)(size - header_size);
-    uint64_t original = load64le(base + 12);
-    if (original > data * (uint64_t)k) {
-        result = Py_NewRef(Py_None);
-        goto done;
-    }
-    for (Py_ssize_t i = 0; i < k; i++) {
-        const unsigned char *h = base + i * size;
-        if (load32le(h) != (uint64_t)i || load32le(h + 4) != data || load64le(h + 12) != original) {
-            result = Py_NewRef(Py_None);
-            goto done;
-        }
-    }
-    result = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)original);
-    if (result == NULL)
-        goto done;
-    char *out = PyBytes_AS_STRING(result);
-    uint64_t left = original;
-    for (Py_ssize_t i = 0; i < k && left; i++) {
-        size_t part = left < data ? (size_t)left : (size_t)data;
-        memcpy(out, base + i * size + header_size, part);
-        out += part;
-        left -= part;
-    }
-done:
-    PyBuffer_Release(&joined);
-    return result;
-}
-
 static PyMethodDef speedups_methods[] = {
     {"join_fragments", speedups_join_fragments, METH_VARARGS,
-     "join_fragments(joined, size, k, header_size) -> bytes | None\n\n"
+     "join_fragments(joined, size, k) -> bytes | None\n\n"
      "The block of k complete data fragments laid end to end, if their headers agree; else None."},
     {"encode_columns", speedups_encode_columns, METH_VARARGS,
      "encode_columns(source, offsets, samples) -> bytes or None\n\n"
@@ -450,25 +403,19 @@ PyInit__speedups(void)
 {
     if (PyType_Ready(&MacType) < 0)
         return NULL;
-#ifdef HAVE_CODER
     if (PyType_Ready(&CoderType) < 0)
         return NULL;
-    coder_init();
-#endif
-    lanes_init();
     PyObject *module = PyModule_Create(&speedups_module);
     if (module == NULL)
         return NULL;
-#ifdef HAVE_CODER
     if (PyModule_AddObjectRef(module, "Coder", (PyObject *)&CoderType) < 0) {
         Py_DECREF(module);
         return NULL;
     }
-#endif
     if (PyModule_AddObjectRef(module, "Mac", (PyObject *)&MacType) < 0 ||
         PyModule_AddIntConstant(module, "VERSION", WIRE_VERSION) < 0 ||
         PyModule_AddIntConstant(module, "API", SPEEDUPS_API) < 0 ||
-        PyModule_AddIntConstant(module, "HMAC_LANES", hmac_lanes) < 0 ||
+        PyModule_AddIntConstant(module, "FRAGMENT_HEADER", FRAGMENT_HEADER) < 0 ||
         PyModule_AddIntConstant(module, "HEADER_SIZE", HEADER_SIZE) < 0 ||
         PyModule_AddIntConstant(module, "MAC_SIZE", MAC_SIZE) < 0 ||
         PyModule_AddIntConstant(module, "BEACON_PAYLOAD", BEACON_PAYLOAD) < 0 ||

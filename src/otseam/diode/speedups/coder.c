@@ -1,164 +1,227 @@
 #include "speedups.h"
 
-/* --- Reed-Solomon encoding straight into the datagrams (ISA-L, as liberasurecode calls it) ----------
+#include <isa-l/erasure_code.h>
+
+/* --- Reed-Solomon with Intel ISA-L (linked; Debian: libisal-dev), and Seam's fragment header --------
  *
- * pyeclib's encode copies the block into aligned buffers it allocates, computes the parity, writes
- * each fragment's 80-byte header, and copies every fragment again into a bytes object, which
- * pack_block then copies into the datagram (measured for a full block: 54 us for pyeclib's encode,
- * 176 us with the sealing; this, sealing with OpenSSL too, 132 us). Here the block is copied once,
- * into the datagram slots, ISA-L
- * (the library pyeclib's wheel bundles, loaded by path) writes the parity fragments in their slots,
- * and the fragment headers come from a template taken from pyeclib's own output. fec.py uses this
- * only after checking that it gives pyeclib's bytes exactly, and a test compares the two on random
- * blocks of every size class; the receiver decodes with pyeclib or ISA-L as before.
+ * A block of L bytes becomes k data fragments of d = ceil(L / k) bytes (the last padded with zeros)
+ * and m parity fragments of d bytes, computed with the parity rows of ISA-L's (k + m) x k Cauchy
+ * matrix: every k x k submatrix of it is invertible, so any k of the k + m fragments rebuild the
+ * block. Each fragment travels behind Seam's 4-byte fragment header, the block length L (u32,
+ * big-endian); the datagram header carries k, m and the fragment's index, under the MAC. Nothing here
+ * reproduces another library's private format.
+ *
+ * The sender's pack_payload copies the block once, into the datagram slots, has ISA-L write the
+ * parity in its slots, and seals the datagrams. The receiver joins the data fragments of a complete
+ * block (join_fragments) or rebuilds the lost ones (rebuild) with decode tables that depend only on
+ * which fragments arrived, computed by decode_tables and cached per pattern by fec.py.
  */
 
-#ifdef HAVE_CODER
-#include <dlfcn.h>
+/* d for a block of ``length`` bytes in k fragments; the block length a fragment header may claim is
+ * then any L with ceil(L / k) == d, which is how the receiver checks it. */
+static inline Py_ssize_t
+fragment_data(Py_ssize_t length, int k)
+{
+    return (length - 1) / k + 1; /* ceil, without length + k - 1 overflowing */
+}
 
-#define LEC_HEADER 80
-#define LEC_METADATA 59 /* the part of the header its CRC-32 covers */
-#define LEC_CRC_AT 67
-
-typedef void (*ec_encode_data_fn)(int, int, int, unsigned char *, unsigned char **, unsigned char **);
-typedef void (*ec_init_tables_fn)(int, int, unsigned char *, unsigned char *);
-typedef void (*gf_gen_cauchy1_matrix_fn)(unsigned char *, int, int);
+/* Is ``claimed`` a block length that k fragments of ``data`` bytes carry exactly as the sender
+ * splits it? */
+static inline int
+plausible_length(uint64_t claimed, uint64_t data, uint64_t k)
+{
+    return claimed >= 1 && data >= 1 && (claimed - 1) / k + 1 == data;
+}
 
 typedef struct {
     PyObject_HEAD
-    void *library;
-    ec_encode_data_fn encode_data;
-    ec_init_tables_fn init_tables;
-    gf_gen_cauchy1_matrix_fn cauchy;
-    unsigned char header[LEC_HEADER];
 } CoderObject;
 
-/* CRC-32 as zlib computes it (liberasurecode checksums each fragment header's metadata with zlib). */
-static uint32_t crc_table[256];
-/* The fragments of one block have the same header but for the index, a u32 below 256 at offset 0, and
- * a CRC is linear: crc(h with index i) = crc(h with index 0) ^ crc_index[i], with crc_index[i] the
- * CRC of the metadata-sized block holding only i, minus that of zeros. One CRC per block, not per
- * datagram (byte by byte it was a tenth of pack_payload). */
-static uint32_t crc_index[MAX_FRAGMENTS + 1];
-
-static void
-crc_init(void)
-{
-    for (uint32_t n = 0; n < 256; n++) {
-        uint32_t c = n;
-        for (int b = 0; b < 8; b++)
-            c = c & 1 ? 0xedb88320u ^ (c >> 1) : c >> 1;
-        crc_table[n] = c;
-    }
-}
-
-static uint32_t
-crc32_of(const unsigned char *p, size_t size)
-{
-    uint32_t c = 0xffffffffu;
-    for (size_t i = 0; i < size; i++)
-        c = crc_table[(c ^ p[i]) & 0xff] ^ (c >> 8);
-    return c ^ 0xffffffffu;
-}
-
-static void
-crc_index_init(void)
-{
-    unsigned char block[LEC_METADATA] = {0};
-    uint32_t zeros = crc32_of(block, sizeof block);
-    for (int i = 0; i <= MAX_FRAGMENTS; i++) {
-        block[0] = (unsigned char)i;
-        crc_index[i] = crc32_of(block, sizeof block) ^ zeros;
-    }
-}
-
 static int
-Coder_init(CoderObject *self, PyObject *args, PyObject *kwargs)
+check_shape(int k, int m)
 {
-    static char *names[] = {"library", "header", NULL};
-    const char *path;
-    Py_buffer header;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "sy*:Coder", names, &path, &header))
-        return -1;
-    if (header.len != LEC_HEADER) {
-        PyBuffer_Release(&header);
-        PyErr_SetString(PyExc_ValueError, "Coder: the header template must be 80 bytes");
-        return -1;
-    }
-    memcpy(self->header, header.buf, LEC_HEADER);
-    PyBuffer_Release(&header);
-    if (self->library != NULL)
-        return 0; /* __init__ called again: keep the library already loaded */
-    void *library = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-    if (library == NULL) {
-        PyErr_Format(PyExc_OSError, "Coder: cannot load %s", path);
-        return -1;
-    }
-    self->encode_data = (ec_encode_data_fn)dlsym(library, "ec_encode_data");
-    self->init_tables = (ec_init_tables_fn)dlsym(library, "ec_init_tables");
-    self->cauchy = (gf_gen_cauchy1_matrix_fn)dlsym(library, "gf_gen_cauchy1_matrix");
-    if (self->encode_data == NULL || self->init_tables == NULL || self->cauchy == NULL) {
-        dlclose(library);
-        PyErr_Format(PyExc_OSError, "Coder: %s is not ISA-L", path);
-        return -1;
-    }
-    self->library = library;
-    return 0;
-}
-
-static void
-Coder_dealloc(CoderObject *self)
-{
-    if (self->library != NULL)
-        dlclose(self->library);
-    Py_TYPE(self)->tp_free((PyObject *)self);
-}
-
-static int
-coder_ready(CoderObject *self)
-{
-    if (self->library == NULL) {
-        PyErr_SetString(PyExc_ValueError, "Coder: not initialised");
+    if (k < 1 || m < 1 || k + m > MAX_FRAGMENTS) {
+        PyErr_SetString(PyExc_ValueError, "k and m must be at least 1 and k + m at most 255");
         return 0;
     }
     return 1;
 }
 
-/* tables(k, m) -> bytes: ISA-L's expanded tables for the parity rows of the (k + m) x k Cauchy matrix,
- * as liberasurecode's isa_l_rs_cauchy backend builds them. */
+/* tables(k, m) -> bytes: ISA-L's expanded tables for the parity rows of the (k + m) x k Cauchy matrix. */
 static PyObject *
 Coder_tables(CoderObject *self, PyObject *args)
 {
     int k, m;
-    if (!PyArg_ParseTuple(args, "ii:tables", &k, &m))
+    if (!PyArg_ParseTuple(args, "ii:tables", &k, &m) || !check_shape(k, m))
         return NULL;
-    if (!coder_ready(self))
-        return NULL;
-    if (k < 1 || m < 1 || k + m > MAX_FRAGMENTS) {
-        PyErr_SetString(PyExc_ValueError, "tables: k and m must be at least 1 and k + m at most 255");
-        return NULL;
-    }
     unsigned char *matrix = PyMem_Malloc((size_t)(k + m) * (size_t)k);
     if (matrix == NULL)
         return PyErr_NoMemory();
     PyObject *tables = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)32 * k * m);
     if (tables != NULL) {
-        self->cauchy(matrix, k + m, k);
-        self->init_tables(k, m, matrix + (size_t)k * (size_t)k, (unsigned char *)PyBytes_AS_STRING(tables));
+        gf_gen_cauchy1_matrix(matrix, k + m, k);
+        ec_init_tables(k, m, matrix + (size_t)k * (size_t)k, (unsigned char *)PyBytes_AS_STRING(tables));
     }
     PyMem_Free(matrix);
     return tables;
 }
 
+/* The k data fragments (header and data) of ``block`` written at out[i], and the m parity ones. */
+static void
+encode_into(int k, int m, const unsigned char *tables, const unsigned char *block, Py_ssize_t length,
+            unsigned char *out[])
+{
+    Py_ssize_t size = fragment_data(length, k);
+    unsigned char *data[MAX_FRAGMENTS], *parity[MAX_FRAGMENTS];
+    for (int i = 0; i < k + m; i++) {
+        store32(out[i], (uint32_t)length);
+        unsigned char *chunk = out[i] + FRAGMENT_HEADER;
+        if (i < k) {
+            data[i] = chunk;
+            Py_ssize_t at = (Py_ssize_t)i * size;
+            Py_ssize_t have = length - at < 0 ? 0 : (length - at < size ? length - at : size);
+            if (have > 0)
+                memcpy(chunk, block + at, (size_t)have);
+            memset(chunk + have, 0, (size_t)(size - have));
+        }
+        else
+            parity[i - k] = chunk;
+    }
+    ec_encode_data((int)size, k, m, (unsigned char *)tables, data, parity);
+}
+
+static int
+check_block(Py_ssize_t length, int k, Py_ssize_t tables, int m)
+{
+    if (length < 1 || length > UINT32_MAX || tables != (Py_ssize_t)32 * k * m) {
+        PyErr_SetString(PyExc_ValueError, "an empty or oversized block, or tables not made for this k and m");
+        return 0;
+    }
+    if (fragment_data(length, k) > 0xffff - FRAGMENT_HEADER) {
+        PyErr_SetString(PyExc_ValueError, "the fragments of this block would not fit a datagram");
+        return 0;
+    }
+    return 1;
+}
+
+/* encode(k, m, tables, block) -> list of k + m fragments (Seam's header, then data) */
+static PyObject *
+Coder_encode(CoderObject *self, PyObject *args)
+{
+    int k, m;
+    Py_buffer tables, block;
+    if (!PyArg_ParseTuple(args, "iiy*y*:encode", &k, &m, &tables, &block))
+        return NULL;
+    PyObject *result = NULL;
+    unsigned char *out[MAX_FRAGMENTS];
+    if (!check_shape(k, m) || !check_block(block.len, k, tables.len, m))
+        goto done;
+    Py_ssize_t size = FRAGMENT_HEADER + fragment_data(block.len, k);
+    result = PyList_New(k + m);
+    if (result == NULL)
+        goto done;
+    for (int i = 0; i < k + m; i++) {
+        PyObject *fragment = PyBytes_FromStringAndSize(NULL, size);
+        if (fragment == NULL) {
+            Py_CLEAR(result);
+            goto done;
+        }
+        out[i] = (unsigned char *)PyBytes_AS_STRING(fragment);
+        PyList_SET_ITEM(result, i, fragment);
+    }
+    encode_into(k, m, tables.buf, block.buf, block.len, out);
+done:
+    PyBuffer_Release(&tables);
+    PyBuffer_Release(&block);
+    return result;
+}
+
+/*
+ * decode_tables(k, m, used) -> bytes | None
+ *
+ * ``used``: k ascending fragment indexes, the data fragments present then e parity ones. The tables
+ * (for ec_encode_data, 32 * k * e bytes) that turn those k fragments, in that order, into the e data
+ * fragments missing from them, ascending. Only an e x e matrix is inverted: with D the present data
+ * fragments, E the missing ones and P the parity rows used, d_E = A[P,E]^-1 (p_P + A[P,D] d_D)
+ * (addition is XOR in GF(2^8)). None if it cannot be inverted (never, for a Cauchy matrix).
+ */
+static PyObject *
+Coder_decode_tables(CoderObject *self, PyObject *args)
+{
+    int k, m;
+    PyObject *used_object;
+    if (!PyArg_ParseTuple(args, "iiO!:decode_tables", &k, &m, &PyTuple_Type, &used_object) || !check_shape(k, m))
+        return NULL;
+    if (PyTuple_GET_SIZE(used_object) != k) {
+        PyErr_SetString(PyExc_ValueError, "decode_tables: k indexes");
+        return NULL;
+    }
+    int used[MAX_FRAGMENTS], missing[MAX_FRAGMENTS], present[MAX_FRAGMENTS] = {0};
+    int e = 0;
+    for (int i = 0; i < k; i++) {
+        long index = PyLong_AsLong(PyTuple_GET_ITEM(used_object, i));
+        if (index == -1 && PyErr_Occurred())
+            return NULL;
+        if (index < 0 || index >= k + m || (i > 0 && index <= used[i - 1])) {
+            PyErr_SetString(PyExc_ValueError, "decode_tables: indexes must ascend, below k + m");
+            return NULL;
+        }
+        used[i] = (int)index;
+        if (index < k)
+            present[index] = 1;
+    }
+    for (int j = 0; j < k; j++)
+        if (!present[j])
+            missing[e++] = j;
+    int d = k - e; /* used[0 .. d) are data, used[d .. k) parity */
+    if (e == 0)
+        return PyBytes_FromStringAndSize(NULL, 0);
+    PyObject *result = NULL;
+    unsigned char *matrix = PyMem_Malloc((size_t)(k + m) * (size_t)k);
+    unsigned char *square = PyMem_Malloc((size_t)e * (size_t)e), *inverse = PyMem_Malloc((size_t)e * (size_t)e);
+    unsigned char *rows = PyMem_Calloc((size_t)e * (size_t)k, 1);
+    if (matrix == NULL || square == NULL || inverse == NULL || rows == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    gf_gen_cauchy1_matrix(matrix, k + m, k);
+    for (int s = 0; s < e; s++)
+        for (int t = 0; t < e; t++)
+            square[s * e + t] = matrix[(size_t)used[d + s] * k + missing[t]];
+    if (gf_invert_matrix(square, inverse, e) != 0) { /* works in place on square */
+        result = Py_NewRef(Py_None);
+        goto done;
+    }
+    /* Row t: (C A[P,D]) row t over the present data columns, then C row t over the parity columns. */
+    for (int t = 0; t < e; t++) {
+        unsigned char *row = rows + (size_t)t * k;
+        for (int j = 0; j < d; j++) {
+            unsigned char sum = 0;
+            for (int s = 0; s < e; s++)
+                sum ^= gf_mul(inverse[t * e + s], matrix[(size_t)used[d + s] * k + used[j]]);
+            row[j] = sum;
+        }
+        for (int s = 0; s < e; s++)
+            row[d + s] = inverse[t * e + s];
+    }
+    result = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)32 * k * e);
+    if (result != NULL)
+        ec_init_tables(k, e, rows, (unsigned char *)PyBytes_AS_STRING(result));
+done:
+    PyMem_Free(matrix);
+    PyMem_Free(square);
+    PyMem_Free(inverse);
+    PyMem_Free(rows);
+    return result;
+}
+
 /*
  * rebuild(k, used, chosen, tables, missing) -> bytes | None
  *
- * What isal.Recovery.decode does after it has found the decode tables, without a Python object or a
- * copy per fragment: ``chosen`` are k fragments (liberasurecode's header, then data) with the indexes
- * ``used`` (ascending: the data fragments present, then parity), ``missing`` the data fragments to
- * rebuild with ``tables`` (from ec_init_tables; ignored when nothing is missing). None unless every
- * fragment is as long as the first, says it is the one at its index, and all agree on the data size
- * and on an original block size that k fragments can carry: the checks the Python path makes.
+ * ``chosen`` are k fragments (Seam's header, then data) with the indexes ``used`` (ascending: the data
+ * fragments present, then parity), ``missing`` the data fragments to rebuild with ``tables`` (from
+ * decode_tables; ignored when nothing is missing). None unless every fragment is as long as the first
+ * and all claim the same block length, one that k fragments of their size carry.
  */
 static PyObject *
 Coder_rebuild(CoderObject *self, PyObject *args)
@@ -174,8 +237,6 @@ Coder_rebuild(CoderObject *self, PyObject *args)
     int present_data[MAX_FRAGMENTS]; /* by data index: position in chosen, or -1 if rebuilt */
     unsigned char *outputs[MAX_FRAGMENTS];
     unsigned char *scratch = NULL;
-    if (!coder_ready(self))
-        goto done;
     Py_ssize_t e = PyTuple_GET_SIZE(missing);
     if (k < 1 || k > MAX_FRAGMENTS || PyTuple_GET_SIZE(used) != k || PyList_GET_SIZE(chosen) != k || e > k ||
         (e > 0 && tables.len != (Py_ssize_t)32 * k * e)) {
@@ -186,6 +247,7 @@ Coder_rebuild(CoderObject *self, PyObject *args)
         present_data[j] = -1;
     Py_ssize_t length = -1;
     uint64_t original = 0, data_size = 0;
+    long previous = -1;
     for (int i = 0; i < k; i++) {
         PyObject *fragment = PyList_GET_ITEM(chosen, i), *index_object = PyTuple_GET_ITEM(used, i);
         if (!PyBytes_Check(fragment) || !PyLong_Check(index_object)) {
@@ -193,32 +255,29 @@ Coder_rebuild(CoderObject *self, PyObject *args)
             goto done;
         }
         long index = PyLong_AsLong(index_object);
-        if (index < 0 || index >= MAX_FRAGMENTS || (i > 0 && index <= PyLong_AsLong(PyTuple_GET_ITEM(used, i - 1)))) {
+        if (index < 0 || index >= MAX_FRAGMENTS || index <= previous) {
             if (!PyErr_Occurred())
                 PyErr_SetString(PyExc_ValueError, "rebuild: indexes must ascend, below 255");
             goto done;
         }
+        previous = index;
         const unsigned char *h = (const unsigned char *)PyBytes_AS_STRING(fragment);
         Py_ssize_t size = PyBytes_GET_SIZE(fragment);
         if (i == 0) {
-            if (size < LEC_HEADER)
+            if (size <= FRAGMENT_HEADER)
                 goto refuse;
             length = size;
-            data_size = load32le(h + 4);
-            original = load64le(h + 12);
-            /* ISA-L takes the length as an int: no datagram comes near, but a caller could. */
-            if (data_size != (uint64_t)(length - LEC_HEADER) || data_size > INT_MAX ||
-                original > data_size * (uint64_t)k)
+            data_size = (uint64_t)(size - FRAGMENT_HEADER);
+            original = load32(h);
+            if (!plausible_length(original, data_size, (uint64_t)k))
                 goto refuse;
         }
-        if (size != length || load32le(h) != (uint64_t)index || load32le(h + 4) != data_size ||
-            load64le(h + 12) != original)
+        if (size != length || load32(h) != original)
             goto refuse;
-        sources[i] = h + LEC_HEADER;
+        sources[i] = h + FRAGMENT_HEADER;
         if (index < k)
             present_data[index] = i;
     }
-    /* The tables rebuild exactly the absent data fragments, in ascending order. */
     Py_ssize_t absent = 0;
     for (int j = 0; j < k; j++)
         absent += present_data[j] == -1;
@@ -226,16 +285,17 @@ Coder_rebuild(CoderObject *self, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "rebuild: missing must name every absent data fragment");
         goto done;
     }
+    previous = -1;
     for (Py_ssize_t t = 0; t < e; t++) {
         long index = PyLong_AsLong(PyTuple_GET_ITEM(missing, t));
-        long previous = t > 0 ? PyLong_AsLong(PyTuple_GET_ITEM(missing, t - 1)) : -1;
         if (index < 0 || index >= k || present_data[index] != -1 || index <= previous) {
             if (!PyErr_Occurred())
                 PyErr_SetString(PyExc_ValueError, "rebuild: missing must name every absent data fragment");
             goto done;
         }
+        previous = index;
     }
-    if (e > 0 && data_size > 0) { /* fragments of no data (an empty block) have nothing to rebuild */
+    if (e > 0) {
         scratch = PyMem_Malloc((size_t)e * (size_t)data_size);
         if (scratch == NULL) {
             PyErr_NoMemory();
@@ -244,7 +304,7 @@ Coder_rebuild(CoderObject *self, PyObject *args)
         for (Py_ssize_t t = 0; t < e; t++)
             outputs[t] = scratch + (size_t)t * (size_t)data_size;
         Py_BEGIN_ALLOW_THREADS
-        self->encode_data((int)data_size, k, (int)e, (unsigned char *)tables.buf, (unsigned char **)sources, outputs);
+        ec_encode_data((int)data_size, k, (int)e, (unsigned char *)tables.buf, (unsigned char **)sources, outputs);
         Py_END_ALLOW_THREADS
     }
     result = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)original);
@@ -273,6 +333,12 @@ done:
 static PyMethodDef Coder_methods[] = {
     {"tables", (PyCFunction)Coder_tables, METH_VARARGS,
      "tables(k, m) -> bytes\n\nISA-L's encoding tables for k data and m parity fragments (32 * k * m bytes)."},
+    {"encode", (PyCFunction)Coder_encode, METH_VARARGS,
+     "encode(k, m, tables, block) -> list of bytes\n\nThe k data and m parity fragments of block, each behind "
+     "Seam's fragment header."},
+    {"decode_tables", (PyCFunction)Coder_decode_tables, METH_VARARGS,
+     "decode_tables(k, m, used) -> bytes | None\n\nTables that rebuild the data fragments missing from the k "
+     "fragments used (ascending indexes)."},
     {"rebuild", (PyCFunction)Coder_rebuild, METH_VARARGS,
      "rebuild(k, used, chosen, tables, missing) -> bytes | None\n\nThe block from k fragments, lost data "
      "fragments rebuilt with the decode tables; None if the fragments do not fit together."},
@@ -281,22 +347,18 @@ static PyMethodDef Coder_methods[] = {
 
 PyTypeObject CoderType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "otseam.diode._speedups.Coder",
-    .tp_doc = PyDoc_STR("Coder(library, header): ISA-L's Reed-Solomon encoder, loaded from library, with "
-                        "liberasurecode's 80-byte fragment header template."),
+    .tp_doc = PyDoc_STR("Coder(): Reed-Solomon with ISA-L's Cauchy matrix and Seam's fragment header."),
     .tp_basicsize = sizeof(CoderObject),
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_new = PyType_GenericNew,
-    .tp_init = (initproc)Coder_init,
-    .tp_dealloc = (destructor)Coder_dealloc,
     .tp_methods = Coder_methods,
 };
 
 /*
- * Mac.pack_payload(buffer, slot, flags, k, m, session, sequence, payload, coder, tables) -> lengths
+ * Mac.pack_payload(buffer, slot, flags, k, m, session, sequence, payload, tables) -> lengths
  *
- * What pyeclib's encode followed by pack_block gives, without the fragments as objects: the block
- * split into k fragments of ceil(len / k) bytes (the last padded with zeros), m parity fragments,
- * each behind liberasurecode's header, sealed into datagram i at i * slot.
+ * Coder.encode followed by pack_block, without the fragments as objects: the fragments are written in
+ * their datagrams (datagram i at i * slot), ISA-L writes the parity in place, and all are sealed.
  */
 PyObject *
 Mac_pack_payload(MacObject *self, PyObject *args)
@@ -305,70 +367,49 @@ Mac_pack_payload(MacObject *self, PyObject *args)
     Py_ssize_t slot;
     int flags, k, m;
     unsigned long long session, sequence;
-    CoderObject *coder;
-    if (!PyArg_ParseTuple(args, "w*niiiO&O&y*O!y*:pack_payload", &buffer, &slot, &flags, &k, &m, to_u64, &session,
-                          to_u64, &sequence, &payload, &CoderType, &coder, &tables))
+    if (!PyArg_ParseTuple(args, "w*niiiO&O&y*y*:pack_payload", &buffer, &slot, &flags, &k, &m, to_u64, &session,
+                          to_u64, &sequence, &payload, &tables))
         return NULL;
     PyObject *lengths = NULL;
-    unsigned char *data[MAX_FRAGMENTS], *parity[MAX_FRAGMENTS];
+    unsigned char *out[MAX_FRAGMENTS];
     int count = k + m;
-    if (!coder_ready(coder))
-        goto done;
-    if (flags < 0 || flags > 255 || k < 1 || k > 255 || m < 1 || m > 255 || count > MAX_FRAGMENTS) {
-        PyErr_SetString(PyExc_ValueError, "pack_payload: flags, k and m must fit a byte, k + m at most 255");
+    if (self->ctx == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "pack_payload: Mac not initialised");
         goto done;
     }
-    if (payload.len < 1 || tables.len != (Py_ssize_t)32 * k * m) {
-        PyErr_SetString(PyExc_ValueError, "pack_payload: an empty block, or tables not made for this k and m");
+    if (flags < 0 || flags > 255) {
+        PyErr_SetString(PyExc_ValueError, "pack_payload: flags must fit a byte");
         goto done;
     }
+    if (!check_shape(k, m) || !check_block(payload.len, k, tables.len, m))
+        goto done;
+    Py_ssize_t fragment = FRAGMENT_HEADER + fragment_data(payload.len, k);
     /* Divisions, not products, so that nothing can overflow and pass. */
-    Py_ssize_t size = (payload.len - 1) / k + 1; /* ceil(len / k), without len + k - 1 overflowing */
-    if (slot < OVERHEAD + LEC_HEADER || size > 0xffff - LEC_HEADER || size > slot - OVERHEAD - LEC_HEADER ||
-        slot > buffer.len / count) {
+    if (slot < OVERHEAD + fragment || slot > buffer.len / count) {
         PyErr_SetString(PyExc_ValueError, "pack_payload: the fragments do not fit the buffer's datagrams");
         goto done;
     }
-    Py_ssize_t fragment = LEC_HEADER + size, datagram = HEADER_SIZE + fragment + MAC_SIZE;
     unsigned char *base = (unsigned char *)buffer.buf;
     for (int i = 0; i < count; i++) {
-        unsigned char *chunk = base + (Py_ssize_t)i * slot + HEADER_SIZE + LEC_HEADER;
-        if (i < k) {
-            data[i] = chunk;
-            Py_ssize_t at = (Py_ssize_t)i * size;
-            Py_ssize_t have = payload.len - at < 0 ? 0 : (payload.len - at < size ? payload.len - at : size);
-            if (have > 0)
-                memcpy(chunk, (const unsigned char *)payload.buf + at, (size_t)have);
-            memset(chunk + have, 0, (size_t)(size - have));
-        }
-        else
-            parity[i - k] = chunk;
+        write_header(base + (Py_ssize_t)i * slot, flags, k, m, i, session, sequence, fragment);
+        out[i] = base + (Py_ssize_t)i * slot + HEADER_SIZE;
     }
     Py_BEGIN_ALLOW_THREADS
-    coder->encode_data((int)size, k, m, (unsigned char *)tables.buf, data, parity);
+    encode_into(k, m, tables.buf, payload.buf, payload.len, out);
     Py_END_ALLOW_THREADS
-    unsigned char first[LEC_HEADER]; /* fragment 0's header; the others differ in index and CRC */
-    memcpy(first, coder->header, LEC_HEADER);
-    store_le32(first, 0);
-    store_le32(first + 4, (uint32_t)size);
-    store_le64(first + 12, (uint64_t)payload.len);
-    uint32_t crc = crc32_of(first, LEC_METADATA);
-    PyObject *length = PyLong_FromSsize_t(datagram); /* one object for all: the datagrams are one size */
+    if (seal_all(self, base, slot, HEADER_SIZE + fragment, count) < 0) {
+        PyErr_SetString(PyExc_RuntimeError, "pack_payload: OpenSSL could not compute a MAC");
+        goto done;
+    }
+    PyObject *length = PyLong_FromSsize_t(HEADER_SIZE + fragment + MAC_SIZE); /* the datagrams are one size */
     lengths = length == NULL ? NULL : PyList_New(count);
     if (lengths == NULL) {
         Py_XDECREF(length);
         goto done;
     }
-    for (int i = 0; i < count; i++) {
-        unsigned char *out = base + (Py_ssize_t)i * slot, *header = out + HEADER_SIZE;
-        write_header(out, flags, k, m, (int)i, session, sequence, fragment);
-        memcpy(header, first, LEC_HEADER);
-        store_le32(header, (uint32_t)i);
-        store_le32(header + LEC_CRC_AT, crc ^ crc_index[i]);
+    for (int i = 0; i < count; i++)
         PyList_SET_ITEM(lengths, i, Py_NewRef(length));
-    }
     Py_DECREF(length);
-    seal_all(self, base, slot, HEADER_SIZE + fragment, count);
 done:
     PyBuffer_Release(&buffer);
     PyBuffer_Release(&payload);
@@ -376,12 +417,54 @@ done:
     return lengths;
 }
 
-/* At import: the CRC tables for liberasurecode's fragment headers. */
-void
-coder_init(void)
+/*
+ * join_fragments(joined, size, k) -> bytes | None
+ *
+ * The block carried by k data fragments of ``size`` bytes each (Seam's header, then data), laid end to
+ * end in ``joined`` (which may hold more fragments after them, parity, ignored). With every data
+ * fragment present, decoding is only this concatenation. None unless all k claim the same block
+ * length, one that k fragments of this size carry: the checks rebuild makes (tested against it).
+ */
+PyObject *
+speedups_join_fragments(PyObject *module, PyObject *args)
 {
-    crc_init();
-    crc_index_init();
+    Py_buffer joined;
+    Py_ssize_t size, k;
+    if (!PyArg_ParseTuple(args, "y*nn:join_fragments", &joined, &size, &k))
+        return NULL;
+    PyObject *result = NULL;
+    if (k < 1 || k > MAX_FRAGMENTS || size < 1 || size > 0xffff || joined.len / size < k) {
+        PyErr_SetString(PyExc_ValueError, "join_fragments: k or size out of range, or fewer than k fragments");
+        goto done;
+    }
+    const unsigned char *base = joined.buf;
+    if (size <= FRAGMENT_HEADER) { /* no room for a header and data (found by the fuzzer: read past it) */
+        result = Py_NewRef(Py_None);
+        goto done;
+    }
+    uint64_t data = (uint64_t)(size - FRAGMENT_HEADER);
+    uint64_t original = load32(base);
+    if (!plausible_length(original, data, (uint64_t)k)) {
+        result = Py_NewRef(Py_None);
+        goto done;
+    }
+    for (Py_ssize_t i = 1; i < k; i++)
+        if (load32(base + i * size) != original) {
+            result = Py_NewRef(Py_None);
+            goto done;
+        }
+    result = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)original);
+    if (result == NULL)
+        goto done;
+    char *out = PyBytes_AS_STRING(result);
+    uint64_t left = original;
+    for (Py_ssize_t i = 0; i < k && left; i++) {
+        size_t part = left < data ? (size_t)left : (size_t)data;
+        memcpy(out, base + i * size + FRAGMENT_HEADER, part);
+        out += part;
+        left -= part;
+    }
+done:
+    PyBuffer_Release(&joined);
+    return result;
 }
-
-#endif /* HAVE_CODER */

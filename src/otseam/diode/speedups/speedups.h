@@ -8,22 +8,15 @@
 #include <errno.h>
 #include <string.h>
 
-/* The low-level SHA-256 calls are deprecated in OpenSSL 3 in favour of EVP, which costs a provider
- * lookup and an allocation per context; a copied SHA256_CTX costs a memcpy. */
-#define OPENSSL_SUPPRESS_DEPRECATED
 #include <openssl/crypto.h>
-#include <openssl/sha.h>
+#include <openssl/evp.h>
 
 #ifdef __linux__
 #define HAVE_MMSG 1  /* mmsg.c */
-#define HAVE_CODER 1 /* coder.c */
-#endif
-#if defined(__x86_64__) && defined(__GNUC__)
-#define HAVE_MB 1 /* sha256x16.c */
 #endif
 
 /* Wire layout; wire.py holds the same numbers and refuses this module if they differ. */
-#define WIRE_VERSION 1
+#define WIRE_VERSION 2
 #define HEADER_SIZE 26
 #define MAC_SIZE 16
 #define OVERHEAD (HEADER_SIZE + MAC_SIZE)
@@ -31,15 +24,20 @@
 #define KIND_PARITY 2
 #define KIND_BEACON 3
 #define FINGERPRINT_SIZE 16
-#define BEACON_PAYLOAD 40 /* wire.BEACON.size */
+#define BEACON_PAYLOAD 48 /* wire.BEACON.size */
 #define MAX_FRAGMENTS 255
+/* Seam's fragment header, at the start of every fragment's payload: the block's length in bytes
+ * (u32, big-endian). A block of L bytes in k fragments gives each ceil(L / k) data bytes, the last
+ * padded with zeros. */
+#define FRAGMENT_HEADER 4
 
 /* Rejected reasons, as wire.Rejected numbers them; counts are returned in this order, minus one. */
 enum { R_SHORT = 1, R_MAGIC, R_VERSION, R_MAC, R_MALFORMED, R_COUNT = R_MALFORMED };
 
 /* What wire.py expects of this module's functions; raised whenever one of them changes shape
- * (2: runs carry their payloads joined; join_fragments. 3: Coder.rebuild). */
-#define SPEEDUPS_API 3
+ * (2: runs carry their payloads joined; join_fragments. 3: Coder.rebuild. 4: Seam's own fragment
+ * header, ISA-L linked, HMAC through EVP_MAC). */
+#define SPEEDUPS_API 4
 
 /* Items parse_batch returns, in arrival order. */
 enum { ITEM_RUN = 1, ITEM_BEACON = 2, ITEM_FOREIGN_BEACON = 3 };
@@ -93,7 +91,22 @@ write_header(unsigned char *out, int flags, int k, int m, int index, uint64_t se
     out[25] = (unsigned char)(length & 0xff);
 }
 
-/* Little-endian stores, for liberasurecode's header and the columnar format. */
+static inline uint32_t
+load32(const unsigned char *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
+}
+
+static inline void
+store32(unsigned char *p, uint32_t v)
+{
+    p[0] = (unsigned char)(v >> 24);
+    p[1] = (unsigned char)(v >> 16);
+    p[2] = (unsigned char)(v >> 8);
+    p[3] = (unsigned char)v;
+}
+
+/* Little-endian stores, for the columnar format. */
 static inline void
 store_le32(unsigned char *p, uint32_t v)
 {
@@ -114,29 +127,23 @@ store_le64(unsigned char *p, uint64_t v)
 
 typedef struct {
     PyObject_HEAD
-    SHA256_CTX inner;
-    SHA256_CTX outer;
+    EVP_MAC_CTX *ctx; /* HMAC-SHA256 keyed once; NULL before __init__ */
 } MacObject;
 
-/* mac.c: HMAC-SHA256 truncated to 16 bytes, both padded key blocks hashed once. */
-void mac_compute(const MacObject *self, const unsigned char *data, size_t size, unsigned char out[MAC_SIZE]);
-void mac_keys(MacObject *self, const unsigned char *key, size_t size);
+/* mac.c: HMAC-SHA256 (OpenSSL EVP_MAC) truncated to MAC_SIZE bytes. Each returns -1 if OpenSSL failed. */
+int mac_keys(MacObject *self, const unsigned char *key, size_t size);
+int mac_compute(MacObject *self, const unsigned char *data, size_t size, unsigned char out[MAC_SIZE]);
+int seal_all(MacObject *self, unsigned char *base, Py_ssize_t stride, Py_ssize_t size, int count);
+int check_all(MacObject *self, const unsigned char *data, const Py_ssize_t at[], const Py_ssize_t size[],
+              Py_ssize_t count, unsigned char ok[]);
 /* An "O&" converter for session and sequence numbers (_speedups.c). */
 int to_u64(PyObject *object, void *out);
 
-/* sha256x16.c: many MACs at once where the CPU allows, else OpenSSL one by one. */
-extern int hmac_lanes;
-void lanes_init(void);
-void seal_all(const MacObject *self, unsigned char *base, Py_ssize_t stride, Py_ssize_t size, int count);
-void check_all(const MacObject *self, const unsigned char *data, Py_ssize_t length, const Py_ssize_t at[],
-               const Py_ssize_t size[], Py_ssize_t count, unsigned char ok[]);
-
-#ifdef HAVE_CODER
-/* coder.c: Reed-Solomon with ISA-L straight into the datagrams. */
+/* coder.c: Reed-Solomon with ISA-L (linked), Seam's fragment header. */
 extern PyTypeObject CoderType;
 void coder_init(void);
 PyObject *Mac_pack_payload(MacObject *self, PyObject *args);
-#endif
+PyObject *speedups_join_fragments(PyObject *module, PyObject *args);
 
 /* columns.c */
 PyObject *speedups_encode_columns(PyObject *module, PyObject *args);

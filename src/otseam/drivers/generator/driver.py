@@ -9,20 +9,17 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
-from typing import Any
 
+from otseam.contract import plugin_options
 from otseam.contract.models import Device
-from otseam.contract.units import parse_duration
 from otseam.core.plugins import Emit
 from otseam.core.records import Quality, Sample, Value
+from otseam.drivers.generator.options import GeneratorConfigError, Options
 from otseam.drivers.generator.signals import Signal, parse_signal
 
+__all__ = ["GeneratorConfigError", "GeneratorDriver"]
+
 _GOOD = Quality.GOOD
-_OPTIONS = {"seed", "rate", "tick", "fail_after"}
-
-
-class GeneratorConfigError(ValueError):
-    """The device's generator settings cannot be used."""
 
 
 @dataclass(slots=True)
@@ -54,15 +51,9 @@ class GeneratorDriver:
     """Emits one sample per point every poll interval, or a fixed total ``rate`` of samples per second."""
 
     def __init__(self, device: Device) -> None:
-        unknown = set(device.options) - _OPTIONS
-        if unknown:
-            raise GeneratorConfigError(
-                f"device {device.id}: unknown generator option(s) {', '.join(sorted(unknown))}; "
-                f"allowed: {', '.join(sorted(_OPTIONS))}"
-            )
-        options = device.options
+        options = plugin_options.parse(Options, device.options, f"device {device.id}", GeneratorConfigError)
         self.device_id = device.id
-        seed = str(options.get("seed", device.id))
+        seed = str(options.seed if options.seed is not None else device.id)
         self.points: list[_Point] = []
         self.intervals: list[float] = []
         for point in device.points:
@@ -73,9 +64,9 @@ class GeneratorDriver:
                 raise GeneratorConfigError(f"point {key}: address {point.address!r}: {exc}") from None
             self.points.append(_Point(key, signal, _kind(point.type)))
             self.intervals.append(point.poll or device.poll)
-        self.rate = _positive(options, "rate", device.id)
-        self.tick = _duration(options, "tick", device.id) or 0.05
-        self.fail_after = _duration(options, "fail_after", device.id)
+        self.rate = options.rate
+        self.tick = options.tick
+        self.fail_after = options.fail_after
         #: Samples produced since start (for the benchmarks and tests).
         self.produced = 0
 
@@ -136,24 +127,3 @@ class GeneratorDriver:
                 cursor = cursor + 1 if cursor + 1 < count else 0
             self.produced += n
             await emit(batch)
-
-
-def _positive(options: dict[str, Any], name: str, device: str) -> float | None:
-    if name not in options:
-        return None
-    value = options[name]
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise GeneratorConfigError(f"device {device}: option {name} must be a number above zero, got {value!r}")
-    return float(value)
-
-
-def _duration(options: dict[str, Any], name: str, device: str) -> float | None:
-    if name not in options:
-        return None
-    try:
-        value = parse_duration(options[name])
-    except ValueError as exc:
-        raise GeneratorConfigError(f"device {device}: option {name}: {exc}") from None
-    if value <= 0:
-        raise GeneratorConfigError(f"device {device}: option {name} must be longer than zero")
-    return value

@@ -85,6 +85,8 @@ class ModbusDriver:
         self.states = [BlockState(b, start) for b in blocks]
         self._label = f"{device.id} ({self.endpoint.key} unit {self.unit})"
         self._online: bool | None = None
+        #: When the device last changed between connecting, online and offline (wall clock).
+        self._state_since = time.time()
         self._failures = 0
         self._retry_at = 0.0
         self._last_answer = start
@@ -284,6 +286,7 @@ class ModbusDriver:
             self._stale(state, out)
         if self._online is not False:
             self._online = False
+            self._state_since = time.time()
             log.warning("%s: offline; retrying in %.1fs with backoff", self._label, delay)
             out.append(self._state_event("offline", Severity.MEDIUM))
 
@@ -292,6 +295,7 @@ class ModbusDriver:
         self._retry_at = 0.0
         if self._online is not True:
             self._online = True
+            self._state_since = time.time()
             log.info("%s: online", self._label)
             out.append(self._state_event("online", Severity.INFO))
         if probed:
@@ -302,6 +306,20 @@ class ModbusDriver:
 
     def _state_event(self, state: str, severity: Severity) -> Event:
         return device_state(self.device.id, state, severity, endpoint=self.endpoint.key, unit=self.unit)
+
+    # --- what /health, /metrics and the status line show -----------------------------------------
+
+    @property
+    def healthy(self) -> bool:
+        """False while the device does not answer: a running driver is not a device that is up."""
+        return self._online is not False
+
+    def health(self) -> dict[str, object]:
+        state = {None: "connecting", True: "online", False: "offline"}[self._online]
+        report: dict[str, object] = {"device": state, "since": self._state_since, "endpoint": self.endpoint.key}
+        if self._online is False:
+            report["last_error"] = next((s.last_error for s in self.states if s.last_error), "no answer")
+        return report
 
     async def _watchdog(self, emit: Emit) -> None:
         """Marks points stale even while a read is still waiting for its timeout."""

@@ -27,7 +27,7 @@ def create(device: Device, ctx: PluginContext) -> Driver:
     from otseam.core.extras import load
 
     driver: Any = load("otseam.drivers.opcua.driver", "the opcua driver", "opcua")
-    return driver.OpcUaDriver(device)  # type: ignore[no-any-return]
+    return driver.OpcUaDriver(device, ctx.contract_path if ctx is not None else "")  # type: ignore[no-any-return]
 
 
 def __getattr__(name: str) -> object:

@@ -36,7 +36,7 @@ from otseam.contract.units import NodeId
 from otseam.core.plugins import Emit
 from otseam.core.records import Event, Quality, Record, Sample, Severity, Value, device_state
 from otseam.drivers.opcua._ua import ua
-from otseam.drivers.opcua.config import Options, PointSpec, parse_endpoint, parse_options, point_specs
+from otseam.drivers.opcua.config import PointSpec, Settings, parse_endpoint, parse_options, point_specs
 from otseam.drivers.opcua.convert import converter, decode, status_name, status_quality
 from otseam.drivers.opcua.session import Session
 
@@ -97,11 +97,11 @@ def _chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
 
 
 class OpcUaDriver:
-    def __init__(self, device: Device) -> None:
+    def __init__(self, device: Device, contract_path: str = "") -> None:
         self.device = device
         self.url = device.endpoint.strip()
         self.host, self.port = parse_endpoint(self.url, device.id)
-        self.options: Options = parse_options(device)
+        self.options: Settings = parse_options(device, contract_path)
         self.specs: list[PointSpec] = point_specs(device)
         for spec in self.specs:
             try:
@@ -122,6 +122,8 @@ class OpcUaDriver:
         self._emit_lock = asyncio.Lock()
         self._emit: Emit | None = None
         self._online: bool | None = None
+        #: When the device last changed between connecting, online and offline (wall clock).
+        self._state_since = time.time()
         self._last_error = ""
         self._subscription_id: int | None = None
         #: The subscription of a connection given up: deleted if the session comes back with it.
@@ -455,6 +457,7 @@ class OpcUaDriver:
     ) -> None:
         if self._online is not True:
             self._online = True
+            self._state_since = time.time()
             log.info("%s: online", self._label)
             out.append(self._state_event("online", Severity.INFO))
             self._last_error = ""
@@ -490,6 +493,7 @@ class OpcUaDriver:
                     out.append(Sample(self._keys[index], None, _BAD_COMM, now, now))
             if self._online is not False:
                 self._online = False
+                self._state_since = time.time()
                 log.warning("%s: offline", self._label)
                 out.append(self._state_event("offline", Severity.MEDIUM))
             if out and self._emit is not None:
@@ -508,6 +512,20 @@ class OpcUaDriver:
 
     def _state_event(self, state: str, severity: Severity) -> Event:
         return device_state(self.device.id, state, severity, endpoint=self.url)
+
+    # --- what /health, /metrics and the status line show -----------------------------------------
+
+    @property
+    def healthy(self) -> bool:
+        """False while the server cannot be reached: a running driver is not a device that is up."""
+        return self._online is not False
+
+    def health(self) -> dict[str, object]:
+        state = {None: "connecting", True: "online", False: "offline"}[self._online]
+        report: dict[str, object] = {"device": state, "since": self._state_since, "endpoint": self.url}
+        if self._online is False:
+            report["last_error"] = self._last_error or "no answer"
+        return report
 
 
 async def _wait_briefly(event: asyncio.Event, seconds: float) -> None:

@@ -24,7 +24,7 @@ from asyncua.crypto import security_policies, uacrypto
 from cryptography import x509
 
 from otseam.drivers.opcua._ua import ua
-from otseam.drivers.opcua.config import Options
+from otseam.drivers.opcua.config import Settings
 
 log = logging.getLogger("otseam.drivers.opcua")
 
@@ -32,7 +32,7 @@ APPLICATION_URI = "urn:otseam:seam:client"
 
 
 class Session:
-    def __init__(self, url: str, options: Options, timeout: float, label: str) -> None:
+    def __init__(self, url: str, options: Settings, timeout: float, label: str) -> None:
         self.url = url
         self.options = options
         self.timeout = timeout

@@ -14,9 +14,17 @@ __all__ = ["DiodeSendSink", "create", "sink_from_options"]
 
 
 def create(spec: SinkSpec, context: PluginContext) -> DiodeSendSink:
-    from otseam.core.plugins import beside_contract
+    from otseam.journal import Journal
+    from otseam.runtime.sinkrunner import RecordFilter
+    from otseam.sinks.diode_send.replay import replay_dir
 
-    options = dict(spec.options)
-    if isinstance(options.get("key_file"), str):
-        options["key_file"] = beside_contract(options["key_file"], context.contract_path)
-    return sink_from_options(options, name=spec.id)
+    # The node's journal, when it is one this process can read (inside ``seam run``): replay requests.
+    journal = context.journal if isinstance(context.journal, Journal) else None
+    return sink_from_options(
+        dict(spec.options),
+        name=spec.id,
+        contract_path=context.contract_path,
+        journal=journal,
+        replays=replay_dir(context.data_dir, spec.id) if journal is not None else None,
+        record_filter=RecordFilter(spec.points, spec.events),
+    )

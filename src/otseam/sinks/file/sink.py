@@ -17,14 +17,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from otseam.contract import plugin_options
 from otseam.contract.models import SinkSpec
 from otseam.core.records import Batch, Event, Quality, Record, Sample
+from otseam.sinks.file.options import FileSinkConfigError, Options
 
-_OPTIONS = {"path", "fsync"}
-
-
-class FileSinkConfigError(ValueError):
-    pass
+__all__ = ["FileSink", "FileSinkConfigError", "LineEncoder", "record_to_json"]
 
 
 def record_to_json(source: str, offset: int, record: Record) -> dict[str, Any]:
@@ -133,17 +131,10 @@ class FileSink:
     max_batch = 50_000
 
     def __init__(self, spec: SinkSpec, data_dir: str) -> None:
-        unknown = set(spec.options) - _OPTIONS
-        if unknown:
-            raise FileSinkConfigError(
-                f"sink {spec.id}: unknown option(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(_OPTIONS))}"
-            )
-        raw_path = spec.options.get("path")
-        if not isinstance(raw_path, str) or not raw_path.strip():
-            raise FileSinkConfigError(f"sink {spec.id}: add 'options: {{path: <file>}}', the file to append to")
-        path = Path(raw_path)
+        options = plugin_options.parse(Options, spec.options, f"sink {spec.id}", FileSinkConfigError)
+        path = Path(options.path)
         self.path = path if path.is_absolute() else Path(data_dir) / path
-        self.fsync = bool(spec.options.get("fsync", True))
+        self.fsync = options.fsync
         self.id = spec.id
         #: Highest offset written, per journal source.
         self.written: dict[str, int] = {}

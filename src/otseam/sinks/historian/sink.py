@@ -11,15 +11,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from otseam.contract import plugin_options
 from otseam.contract.models import SinkSpec
 from otseam.core.records import Batch
 from otseam.sinks.historian import store
-from otseam.sinks.historian.options import check_known, duration_option, str_option
+from otseam.sinks.historian.options import HistorianConfigError, Options
 
-OPTIONS = {
-    "path": "the database file; default <data dir>/<sink id>.db",
-    "retention": "how long to keep samples and events, e.g. '90d'; default forever",
-}
 #: Retention is applied at most this often (a DELETE per point, cheap but not free).
 RETENTION_INTERVAL = 600.0
 
@@ -28,13 +25,12 @@ class HistorianSink:
     """Implements :class:`otseam.core.plugins.Sink`."""
 
     def __init__(self, spec: SinkSpec, data_dir: str) -> None:
-        check_known(spec.id, spec.options, OPTIONS)
+        options = plugin_options.parse(Options, spec.options, f"sink {spec.id}", HistorianConfigError)
         self.sink_id = spec.id
-        path = str_option(spec.id, spec.options, "path")
-        self.path = Path(path) if path else Path(data_dir) / f"{spec.id}.db"
+        self.path = Path(options.path) if options.path else Path(data_dir) / f"{spec.id}.db"
         if not self.path.is_absolute():
             self.path = Path(data_dir) / self.path
-        self.retention = duration_option(spec.id, spec.options, "retention")
+        self.retention = options.retention
         self._executor: ThreadPoolExecutor | None = None
         self._writer: store.Writer | None = None
         self._last_retention = 0.0

@@ -18,6 +18,8 @@ from typing import Any
 
 import aiomqtt
 from paho.mqtt.client import MQTT_ERR_SUCCESS
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.reasoncodes import ReasonCode
 
 
 class PublishRefused(aiomqtt.MqttError):
@@ -110,3 +112,17 @@ async def _wait(acks: _Acks, event: asyncio.Event, disconnected: asyncio.Future[
         if disconnected.done():
             raise aiomqtt.MqttError(f"connection lost with {count} publications unacknowledged")
         raise aiomqtt.MqttError(f"{count} publications not acknowledged within {within:g}s")
+
+
+async def disconnect_with_will(client: aiomqtt.Client, *, within: float) -> None:
+    """MQTT 5 DISCONNECT with reason code 0x04 ("disconnect with Will message"), then wait for the close.
+
+    aiomqtt's own exit sends a plain DISCONNECT (0x00), which makes the broker discard the Will; once
+    this one is out, the exit finds the client already disconnected and leaves it at that.
+    """
+    reason = ReasonCode(PacketTypes.DISCONNECT, "Disconnect with will message")
+    info = client._client.disconnect(reasoncode=reason)
+    if info != MQTT_ERR_SUCCESS:
+        raise aiomqtt.MqttCodeError(info, "Could not disconnect")
+    disconnected: asyncio.Future[Any] = client._disconnected
+    await asyncio.wait([disconnected], timeout=within)

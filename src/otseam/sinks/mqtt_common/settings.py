@@ -17,22 +17,27 @@ import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-DEFAULT_PORT = 1883
-DEFAULT_TLS_PORT = 8883
+from otseam.contract import plugin_options
+from otseam.sinks.mqtt_common.options import (
+    BrokerAddress,
+    MqttConfigError,
+    MqttOptions,
+    mqtt_version,
+    parse_broker,
+)
 
-
-class MqttConfigError(ValueError):
-    """A mistake in the MQTT options of a sink or of `seam host`; the message says what to write."""
-
-
-@dataclass(frozen=True, slots=True)
-class BrokerAddress:
-    host: str
-    port: int
-    tls: bool = False
-
-    def __str__(self) -> str:
-        return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
+__all__ = [
+    "CONNECTION_KEYS",
+    "BrokerAddress",
+    "MqttConfigError",
+    "MqttOptions",
+    "MqttSettings",
+    "TlsSettings",
+    "make_client",
+    "parse_broker",
+    "parse_mqtt_options",
+    "settings_from",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,140 +78,53 @@ class MqttSettings:
         return aiomqtt.ProtocolVersion.V5 if self.version == 5 else aiomqtt.ProtocolVersion.V311
 
 
-def parse_broker(text: object) -> BrokerAddress:
-    """``host:port``, ``mqtt://host:port`` or ``mqtts://host:port`` (TLS)."""
-    if not isinstance(text, str) or not text.strip():
-        raise MqttConfigError(f"a broker is written 'host:port' or 'mqtts://host:port', got {text!r}")
-    rest = text.strip()
-    tls = False
-    if "://" in rest:
-        scheme, _, rest = rest.partition("://")
-        if scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
-            raise MqttConfigError(f"broker {text!r}: the scheme must be mqtt:// or mqtts://")
-        tls = scheme in ("mqtts", "ssl")
-    host, sep, port_text = rest.rpartition(":")
-    if not sep:
-        host, port_text = rest, ""
-    host = host.strip("[]")
-    if not host:
-        raise MqttConfigError(f"broker {text!r} has no host name")
-    if port_text:
-        if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
-            raise MqttConfigError(f"broker {text!r}: the port must be a number from 1 to 65535")
-        port = int(port_text)
-    else:
-        port = DEFAULT_TLS_PORT if tls else DEFAULT_PORT
-    return BrokerAddress(host, port, tls)
+#: The option keys every MQTT sink accepts besides its own.
+CONNECTION_KEYS = frozenset(MqttOptions.model_fields)
 
 
-def _read_secret(options: Mapping[str, Any]) -> str | None:
-    if "password" in options:
-        raise MqttConfigError(
-            "a password must not be written into the contract: use password_file (a file readable only by "
-            "Seam) or password_env (the name of an environment variable)"
-        )
-    if "password_file" in options:
-        path = Path(str(options["password_file"]))
+def _secret(options: MqttOptions) -> str | None:
+    if options.password_file is not None:
         try:
-            return path.read_text(encoding="utf-8").strip()
+            return Path(options.password_file).read_text(encoding="utf-8").strip()
         except OSError as exc:
-            raise MqttConfigError(f"password_file {str(path)!r} cannot be read: {exc.strerror}") from None
-    if "password_env" in options:
-        name = str(options["password_env"])
-        value = os.environ.get(name)
+            raise MqttConfigError(f"password_file {options.password_file!r} cannot be read: {exc.strerror}") from None
+    if options.password_env is not None:
+        value = os.environ.get(options.password_env)
         if value is None:
-            raise MqttConfigError(f"password_env names {name!r}, but that environment variable is not set")
+            raise MqttConfigError(
+                f"password_env names {options.password_env!r}, but that environment variable is not set"
+            )
         return value
     return None
 
 
-def _tls(options: Mapping[str, Any], any_tls_broker: bool) -> TlsSettings | None:
-    raw = options.get("tls")
-    if raw is None or raw is False:
-        return TlsSettings() if any_tls_broker else None
-    if raw is True:
-        return TlsSettings()
-    if not isinstance(raw, Mapping):
-        raise MqttConfigError("tls is either true or a mapping with ca, cert, key and check_hostname")
-    unknown = set(raw) - {"ca", "cert", "key", "check_hostname"}
-    if unknown:
-        raise MqttConfigError(f"tls has unknown keys {sorted(unknown)}: use ca, cert, key, check_hostname")
-    for key in ("ca", "cert", "key"):
-        if key in raw and not Path(str(raw[key])).is_file():
-            raise MqttConfigError(f"tls.{key}: no file at {str(raw[key])!r}")
-    if ("cert" in raw) != ("key" in raw):
-        raise MqttConfigError("tls: mutual TLS needs both cert (the client certificate) and key (its private key)")
-    check = raw.get("check_hostname", True)
-    if not isinstance(check, bool):
-        raise MqttConfigError("tls.check_hostname is true or false")
-    return TlsSettings(
-        ca_file=str(raw["ca"]) if "ca" in raw else None,
-        cert_file=str(raw["cert"]) if "cert" in raw else None,
-        key_file=str(raw["key"]) if "key" in raw else None,
-        check_hostname=check,
-    )
-
-
-def _version(raw: object) -> int:
-    text = str(raw).strip().lower()
-    if text in ("5", "5.0", "v5"):
-        return 5
-    if text in ("3.1.1", "311", "v311", "4"):
-        return 4
-    raise MqttConfigError(f"mqtt_version {raw!r} is not supported: use 5 or 3.1.1")
-
-
-#: The option keys parse_mqtt_options reads; every MQTT sink accepts these besides its own.
-CONNECTION_KEYS = frozenset(
-    {
-        "broker",
-        "brokers",
-        "mqtt_version",
-        "client_id",
-        "username",
-        "password",
-        "password_file",
-        "password_env",
-        "tls",
-        "qos",
-        "keepalive",
-        "timeout",
-    }
-)
-
-
-def parse_mqtt_options(options: Mapping[str, Any], *, default_client_id: str) -> MqttSettings:
-    """The connection part of a sink's options (the rest belongs to the sink)."""
-    raw_brokers = options.get("brokers", options.get("broker"))
-    if raw_brokers is None:
-        raise MqttConfigError("no broker given: add brokers: ['host:1883'] (several for fail-over, in order)")
-    if isinstance(raw_brokers, str):
-        raw_brokers = [raw_brokers]
-    if not isinstance(raw_brokers, list) or not raw_brokers:
-        raise MqttConfigError("brokers is a list such as ['broker-a:8883', 'broker-b:8883']")
-    brokers = tuple(parse_broker(b) for b in raw_brokers)
-    qos = options.get("qos", 1)
-    if qos not in (0, 1) or isinstance(qos, bool):
-        raise MqttConfigError(f"qos {qos!r}: use 1 (acknowledged, the default) or 0 (fire and forget)")
-    keepalive = options.get("keepalive", 30)
-    if not isinstance(keepalive, int) or isinstance(keepalive, bool) or not 5 <= keepalive <= 3600:
-        raise MqttConfigError(f"keepalive {keepalive!r}: a whole number of seconds from 5 to 3600")
-    timeout = options.get("timeout", 10.0)
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
-        raise MqttConfigError(f"timeout {timeout!r}: a positive number of seconds")
-    client_id = str(options.get("client_id") or default_client_id)
-    username = options.get("username")
+def settings_from(options: MqttOptions, *, default_client_id: str) -> MqttSettings:
+    """The connection part of a sink's validated options (the rest belongs to the sink)."""
+    brokers = tuple(parse_broker(b) for b in options.broker_list())
+    tls = options.tls
     return MqttSettings(
         brokers=brokers,
-        version=_version(options.get("mqtt_version", 5)),
-        client_id=client_id,
-        username=str(username) if username is not None else None,
-        password=_read_secret(options),
-        keepalive=keepalive,
-        qos=qos,
-        tls=_tls(options, any(b.tls for b in brokers)),
-        timeout=float(timeout),
+        version=mqtt_version(options.mqtt_version),
+        client_id=options.client_id or default_client_id,
+        username=options.username,
+        password=_secret(options),
+        keepalive=options.keepalive,
+        qos=options.qos,
+        tls=(
+            TlsSettings(tls.ca, tls.cert, tls.key, tls.check_hostname)
+            if tls is not None
+            else (TlsSettings() if any(b.tls for b in brokers) else None)
+        ),
+        timeout=float(options.timeout),
     )
+
+
+def parse_mqtt_options(
+    options: Mapping[str, Any], *, default_client_id: str, where: str = "mqtt", contract_path: str = ""
+) -> MqttSettings:
+    """Connection settings from a mapping of connection options only (``seam host`` builds one from flags)."""
+    model = plugin_options.parse(MqttOptions, options, where, MqttConfigError, contract_path=contract_path)
+    return settings_from(model, default_client_id=default_client_id)
 
 
 def make_client(

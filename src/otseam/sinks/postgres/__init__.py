@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from otseam.contract.models import SinkSpec
 from otseam.core.plugins import PluginContext
+from otseam.sinks.postgres.options import PostgresConfigError
 from otseam.sinks.postgres.sink import PostgresSink, PostgresSinkError
 
 
@@ -12,4 +13,4 @@ def create(spec: SinkSpec, context: PluginContext) -> PostgresSink:
     return PostgresSink(spec)
 
 
-__all__ = ["PostgresSink", "PostgresSinkError", "create"]
+__all__ = ["PostgresConfigError", "PostgresSink", "PostgresSinkError", "create"]

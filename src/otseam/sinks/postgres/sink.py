@@ -12,26 +12,17 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
+from otseam.contract import plugin_options
 from otseam.contract.models import SinkSpec
 from otseam.core.records import Batch
-from otseam.sinks.historian.options import HistorianConfigError, check_known, int_option, str_option
+from otseam.sinks.postgres.options import Options, PostgresConfigError
 from otseam.sinks.postgres.schema import Tables, event_lines, sample_lines
 
 log = logging.getLogger(__name__)
-
-OPTIONS = {
-    "dsn": "a libpq connection string or URI; prefer dsn_env so the password stays out of the contract",
-    "dsn_env": "the name of an environment variable holding the connection string",
-    "schema": "the PostgreSQL schema for the tables; default the user's search path (usually public)",
-    "table_prefix": "prefix of the table names; default 'seam_'",
-    "connect_timeout": "seconds to wait for the server; default 10",
-}
-_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,40}$")
 
 
 class PostgresSinkError(RuntimeError):
@@ -42,31 +33,16 @@ class PostgresSink:
     """Implements :class:`otseam.core.plugins.Sink`."""
 
     def __init__(self, spec: SinkSpec) -> None:
-        options = spec.options
-        check_known(spec.id, options, OPTIONS)
+        options = plugin_options.parse(Options, spec.options, f"sink {spec.id}", PostgresConfigError)
         self.sink_id = spec.id
-        dsn = str_option(spec.id, options, "dsn")
-        dsn_env = str_option(spec.id, options, "dsn_env")
-        if bool(dsn) == bool(dsn_env):
-            raise HistorianConfigError(
-                f"sink {spec.id}: give exactly one of 'dsn' or 'dsn_env' (the name of an environment variable "
-                "holding the connection string, which keeps the password out of the contract)"
-            )
-        self._dsn = dsn
-        self._dsn_env = dsn_env
-        if dsn:
-            self.where = _describe(spec.id, dsn)
+        self._dsn = options.dsn
+        self._dsn_env = options.dsn_env
+        if options.dsn:
+            self.where = _describe(spec.id, options.dsn)
         else:
-            self.where = f"the server named by ${dsn_env}"
-        schema = str_option(spec.id, options, "schema")
-        prefix = options.get("table_prefix", "seam_")
-        for key, value in (("schema", schema), ("table_prefix", prefix)):
-            if value is not None and (not isinstance(value, str) or not _NAME.match(value)):
-                raise HistorianConfigError(
-                    f"sink {spec.id}: option {key} must be lower-case letters, digits and '_' (at most 41)"
-                )
-        self.tables = Tables(schema, str(prefix))
-        self.connect_timeout = int_option(spec.id, options, "connect_timeout", 10)
+            self.where = f"the server named by ${options.dsn_env}"
+        self.tables = Tables(options.schema_, options.table_prefix)
+        self.connect_timeout = options.connect_timeout
         self._connection: psycopg.AsyncConnection[tuple[object, ...]] | None = None
         self._schema_ready = False
         #: Rows actually inserted (repeats of stored (source, offset) pairs are not counted).
@@ -150,7 +126,7 @@ def _describe(sink_id: str, dsn: str) -> str:
     try:
         parts = conninfo_to_dict(dsn)
     except psycopg.ProgrammingError:
-        raise HistorianConfigError(
+        raise PostgresConfigError(
             f"sink {sink_id}: the dsn is not a valid PostgreSQL connection string or URI"
         ) from None
     host = parts.get("host") or parts.get("hostaddr") or "localhost"

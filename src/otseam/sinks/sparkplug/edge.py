@@ -1,7 +1,11 @@
 """The Sparkplug B edge node: one MQTT session at a time, births, data from the journal, commands.
 
-Delivery is end-to-end: ``deliver`` returns after the broker acknowledged (QoS 1 PUBACK) every message
-of the batch, and only then does the sink runner commit the journal cursor. While no session is up,
+Delivery is at-least-once up to the broker: ``deliver`` returns once the broker has taken every message
+of the batch, and only then does the sink runner commit the journal cursor. Sparkplug 3.0 publishes
+births and data at QoS 0, which has no acknowledgement; so after a batch the edge sends one
+UNSUBSCRIBE (of a filter it never subscribed) and waits for its UNSUBACK. A broker handles the packets of
+one connection in order, so that answer means every message before it was received and routed. With
+the deviation ``qos: 1`` the PUBACKs are the confirmation instead. While no session is up,
 ``deliver`` waits a bounded time and then raises, so the backlog stays in the journal (memory stays
 flat) and is replayed once a broker accepts us again. Any failure during a delivery ends the session:
 the next one starts with a new bdSeq and fresh births, so host applications never see a half-told
@@ -30,13 +34,13 @@ import aiomqtt
 from otseam.contract.models import SinkSpec
 from otseam.core.plugins import JournalWriter, PluginContext
 from otseam.core.records import Batch, Event, Record, Severity
+from otseam.protocols.sparkplug.codec import PayloadError, decode_payload
 from otseam.sinks.mqtt_common import BrokerAddress, make_client
-from otseam.sinks.mqtt_common.publish import publish_all
+from otseam.sinks.mqtt_common.publish import disconnect_with_will, publish_all
 from otseam.sinks.mqtt_common.sockets import release_stale_writer, socket_fd
 from otseam.sinks.sparkplug.bdseq import BdSeqStore
-from otseam.sinks.sparkplug.codec import PayloadError, decode_payload
 from otseam.sinks.sparkplug.model import REBIRTH, EdgeModel, Message, ms
-from otseam.sinks.sparkplug.options import SparkplugOptions
+from otseam.sinks.sparkplug.settings import SparkplugOptions
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +77,8 @@ class SparkplugSink:
             aliases=options.aliases,
             report_by_exception=options.report_by_exception,
             max_metrics_per_message=options.max_metrics_per_message,
+            datatype_in_data=options.datatype_in_data,
+            quality_codes=options.quality_codes,
         )
         self.bdseq_store = BdSeqStore(Path(context.data_dir) / "sparkplug" / spec.id / "bdseq")
         journal = context.journal
@@ -88,10 +94,14 @@ class SparkplugSink:
         self._kill_session: asyncio.Event = asyncio.Event()
         self._closing = False
         self._host_online_ts: int | None = None
+        #: A filter this client never subscribes: unsubscribing it is a round trip, nothing more.
+        self._barrier = f"seam/delivery-barrier/{options.group_id}/{options.edge_node_id}"
 
     # --- the Sink protocol ----------------------------------------------------------------------
 
     async def start(self) -> None:
+        for deviation in self.options.deviations():
+            log.warning("sparkplug %s deviates from Sparkplug B 3.0: %s", self.spec.id, deviation)
         if self._session_task is None or self._session_task.done():
             self._closing = False
             self._session_task = asyncio.create_task(self._sessions(), name=f"sparkplug:{self.spec.id}")
@@ -147,14 +157,16 @@ class SparkplugSink:
             raise NotConnected(f"no Sparkplug session within {self.options.mqtt.timeout:g}s") from None
 
     async def _publish(self, client: aiomqtt.Client, messages: Sequence[Message]) -> None:
-        """Publish in order and wait for every acknowledgement (QoS 1) with a bound."""
-        # One round trip per batch, not one per message: every packet goes out, then one wait.
-        await publish_all(
-            client,
-            ((m.topic, m.payload, False) for m in messages),
-            qos=self.options.mqtt.qos,
-            within=self.options.mqtt.timeout,
-        )
+        """Publish in order and return when the broker has them all, with a bound.
+
+        One round trip per batch, not one per message: every packet goes out, then one wait (the
+        PUBACKs at QoS 1; at QoS 0 the UNSUBACK of a barrier sent after the last message).
+        """
+        qos = self.options.mqtt.qos
+        within = self.options.mqtt.timeout
+        await publish_all(client, ((m.topic, m.payload, False) for m in messages), qos=qos, within=within)
+        if qos == 0:
+            await client.unsubscribe(self._barrier, timeout=within)
         self.stats.messages += len(messages)
         self.stats.metrics += sum(m.metrics for m in messages)
 
@@ -255,10 +267,16 @@ class SparkplugSink:
         await self._say_goodbye(client)
 
     async def _say_goodbye(self, client: aiomqtt.Client) -> None:
-        """NDEATH before DISCONNECT, so hosts learn at once and not after the keepalive (both versions)."""
+        """NDEATH, then DISCONNECT (operational-behavior-edge-node-intentional-disconnect-ndeath).
+
+        MQTT 5: the DISCONNECT carries reason code 0x04, "disconnect with Will message", so the broker
+        also publishes the Will (the same bdSeq): a host that missed the first NDEATH still gets one.
+        """
         with contextlib.suppress(aiomqtt.MqttError, TimeoutError, OSError):
             payload = self.model.death_payload(self.bdseq, ms(time.time()))
             await client.publish(self.model.topic_ndeath, payload, qos=1, timeout=2.0)
+            if self.options.mqtt.version == 5:
+                await disconnect_with_will(client, within=2.0)
 
     async def _birth(self, client: aiomqtt.Client) -> None:
         async with self._lock:

@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 
 from otseam.contract.models import Contract, Point
 from otseam.core.records import Batch, Event, Quality, Sample, Value
-from otseam.sinks.sparkplug.codec import (
+from otseam.protocols.sparkplug.codec import (
     BOOLEAN,
     DATATYPES,
     DOUBLE,
     FLOAT,
-    UINT64,
+    INT64,
     MetricCodec,
     ValueMismatch,
     encode_payload,
@@ -82,6 +82,8 @@ class EdgeModel:
         aliases: bool = True,
         report_by_exception: bool = True,
         max_metrics_per_message: int = 5000,
+        datatype_in_data: bool = False,
+        quality_codes: str = "sparkplug",
     ) -> None:
         self.group_id = group_id
         self.edge_node_id = edge_node_id
@@ -102,7 +104,14 @@ class EdgeModel:
             for point in device.points:
                 alias += 1
                 key = device.key(point)
-                codec = MetricCodec.build(point.id, point_datatype(point), alias if aliases else None, aliases)
+                codec = MetricCodec.build(
+                    point.id,
+                    point_datatype(point),
+                    alias if aliases else None,
+                    aliases,
+                    datatype_in_data=datatype_in_data,
+                    quality_codes=quality_codes,
+                )
                 self.points[key] = (device.id, codec)
                 keys.append(key)
         self.values: dict[str, MetricState] = {}
@@ -123,14 +132,14 @@ class EdgeModel:
     # --- session messages -----------------------------------------------------------------------
 
     def death_payload(self, bdseq: int, now_ms: int) -> bytes:
-        """NDEATH (the MQTT Will): only bdSeq, and no seq."""
-        return encode_payload(now_ms, [encode_plain_metric(BDSEQ, UINT64, bdseq, now_ms)], None)
+        """NDEATH (the MQTT Will): only bdSeq (an Int64, as Sparkplug 3.0 types it), and no seq."""
+        return encode_payload(now_ms, [encode_plain_metric(BDSEQ, INT64, bdseq, now_ms)], None)
 
     def births(self, bdseq: int, now_ms: int) -> list[Message]:
         """NBIRTH with seq 0, then a DBIRTH for every online device (a new session or a rebirth)."""
         self.seq = 0
         metrics = [
-            encode_plain_metric(BDSEQ, UINT64, bdseq, now_ms),
+            encode_plain_metric(BDSEQ, INT64, bdseq, now_ms),
             encode_plain_metric(REBIRTH, BOOLEAN, False, now_ms),
         ]
         messages = [Message(self.topic_nbirth, encode_payload(now_ms, metrics, 0), "NBIRTH", None, 2)]

@@ -1,81 +1,40 @@
-"""The ``options`` of a ``type: sparkplug`` sink, checked once with a clear message per mistake."""
+"""What a ``type: sparkplug`` sink accepts in ``options``; `seam check` and the sink read this one model."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Literal
 
-from otseam.contract.units import parse_duration
-from otseam.sinks.mqtt_common import CONNECTION_KEYS, MqttConfigError, MqttSettings, parse_mqtt_options
+from pydantic import Field, field_validator
+
+from otseam.contract.option_types import Flag, Seconds, Whole
+from otseam.sinks.mqtt_common.options import MqttOptions
 
 #: Sparkplug ids are topic levels: no MQTT wildcards, no level separator, not empty.
 _SPARKPLUG_ID = re.compile(r"^[^/+#]{1,128}$")
 
-_KNOWN = CONNECTION_KEYS | {
-    "group_id",
-    "edge_node_id",
-    "primary_host_id",
-    "aliases",
-    "report_by_exception",
-    "startup_delay",
-    "max_metrics_per_message",
-}
 
-
-@dataclass(frozen=True, slots=True)
-class SparkplugOptions:
-    mqtt: MqttSettings
+class Options(MqttOptions):
     group_id: str
     edge_node_id: str
+    #: The primary host application whose STATE decides whether this edge node publishes.
     primary_host_id: str | None = None
-    aliases: bool = True
-    report_by_exception: bool = True
-    #: Upper bound of the random wait before each connection attempt (seconds).
-    startup_delay: float = 2.0
-    max_metrics_per_message: int = 5000
+    aliases: Flag = True
+    report_by_exception: Flag = True
+    #: Upper bound of the random wait before each connection attempt.
+    startup_delay: Seconds = Field(2.0, ge=0, le=3600)
+    max_metrics_per_message: Whole = Field(5000, ge=1, le=100_000)
+    #: Sparkplug 3.0 publishes births and data at QoS 0 (store-and-forward is Seam's own, through the
+    #: journal); 1 is a deviation, named in a startup warning.
+    qos: Whole = Field(0, ge=0, le=1)
+    #: Deviation: repeat the datatype in NDATA/DDATA (Sparkplug 3.0 says it SHOULD NOT be there).
+    datatype_in_data: Flag = False
+    #: "sparkplug" (0 bad, 192 good, 500 stale) or the deviation "opc" (64 for stale and uncertain).
+    quality_codes: Literal["sparkplug", "opc"] = "sparkplug"
 
-
-def _sparkplug_id(options: Mapping[str, Any], key: str, required: bool) -> str | None:
-    value = options.get(key)
-    if value is None:
-        if required:
-            raise MqttConfigError(f"sparkplug sink: {key} is required")
-        return None
-    if not isinstance(value, str) or not _SPARKPLUG_ID.match(value):
-        raise MqttConfigError(f"sparkplug sink: {key} {value!r} must be 1 to 128 characters without '/', '+' or '#'")
-    return value
-
-
-def _flag(options: Mapping[str, Any], key: str, default: bool) -> bool:
-    value = options.get(key, default)
-    if not isinstance(value, bool):
-        raise MqttConfigError(f"sparkplug sink: {key} is true or false, got {value!r}")
-    return value
-
-
-def parse_options(options: Mapping[str, Any], *, sink_id: str) -> SparkplugOptions:
-    unknown = set(options) - _KNOWN
-    if unknown:
-        raise MqttConfigError(f"sparkplug sink {sink_id!r}: unknown options {sorted(unknown)}; known: {sorted(_KNOWN)}")
-    group_id = _sparkplug_id(options, "group_id", required=True)
-    edge_node_id = _sparkplug_id(options, "edge_node_id", required=True)
-    assert group_id is not None and edge_node_id is not None
-    try:
-        delay = parse_duration(options.get("startup_delay", "2s"))
-    except ValueError as exc:
-        raise MqttConfigError(f"sparkplug sink: startup_delay: {exc}") from None
-    per_message = options.get("max_metrics_per_message", 5000)
-    if not isinstance(per_message, int) or isinstance(per_message, bool) or not 1 <= per_message <= 100_000:
-        raise MqttConfigError("sparkplug sink: max_metrics_per_message is a whole number from 1 to 100000")
-    return SparkplugOptions(
-        mqtt=parse_mqtt_options(options, default_client_id=f"seam-{group_id}-{edge_node_id}"),
-        group_id=group_id,
-        edge_node_id=edge_node_id,
-        primary_host_id=_sparkplug_id(options, "primary_host_id", required=False),
-        aliases=_flag(options, "aliases", True),
-        report_by_exception=_flag(options, "report_by_exception", True),
-        startup_delay=delay,
-        max_metrics_per_message=per_message,
-    )
+    @field_validator("group_id", "edge_node_id", "primary_host_id")
+    @classmethod
+    def _topic_level(cls, value: str | None) -> str | None:
+        if value is not None and not _SPARKPLUG_ID.match(value):
+            raise ValueError(f"{value!r} must be 1 to 128 characters without '/', '+' or '#'")
+        return value

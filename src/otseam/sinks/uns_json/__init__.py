@@ -11,4 +11,4 @@ __all__ = ["UnsJsonSink", "create"]
 
 def create(spec: SinkSpec, context: PluginContext) -> UnsJsonSink:
     """Raises MqttConfigError (a ValueError) with a clear message when the options are wrong."""
-    return UnsJsonSink(spec, context, parse_options(spec.options, sink_id=spec.id))
+    return UnsJsonSink(spec, context, parse_options(spec.options, sink_id=spec.id, contract_path=context.contract_path))

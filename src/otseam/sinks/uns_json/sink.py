@@ -26,15 +26,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from otseam.contract import plugin_options
 from otseam.contract.models import SinkSpec
 from otseam.core.plugins import PluginContext
 from otseam.core.records import Batch, Event, Sample
-from otseam.sinks.mqtt_common import CONNECTION_KEYS, MqttConfigError, MqttSettings, parse_mqtt_options
+from otseam.sinks.mqtt_common import MqttConfigError, MqttSettings, settings_from
 from otseam.sinks.mqtt_common.connection import MqttConnection
 from otseam.sinks.mqtt_common.publish import publish_all
-
-_KNOWN = CONNECTION_KEYS | {"retain", "timestamps", "topic_prefix"}
-_LEVEL_FORBIDDEN = set("+#\x00")
+from otseam.sinks.uns_json.options import Options
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,26 +46,15 @@ class UnsOptions:
     topic_prefix: str | None = None
 
 
-def parse_options(options: Mapping[str, Any], *, sink_id: str) -> UnsOptions:
-    unknown = set(options) - _KNOWN
-    if unknown:
-        raise MqttConfigError(f"uns_json sink {sink_id!r}: unknown options {sorted(unknown)}; known: {sorted(_KNOWN)}")
-    retain = options.get("retain", True)
-    if not isinstance(retain, bool):
-        raise MqttConfigError("uns_json sink: retain is true (keep each point's last value on the broker) or false")
-    stamps = options.get("timestamps", "iso")
-    if stamps not in ("iso", "ms"):
-        raise MqttConfigError("uns_json sink: timestamps is 'iso' (ISO 8601 UTC) or 'ms' (milliseconds since epoch)")
-    prefix = options.get("topic_prefix")
-    if prefix is not None and (
-        not isinstance(prefix, str) or not prefix.strip("/") or _LEVEL_FORBIDDEN & set(prefix) or prefix.startswith("$")
-    ):
-        raise MqttConfigError("uns_json sink: topic_prefix is a topic path without '+', '#' or a leading '$'")
+def parse_options(options: Mapping[str, Any], *, sink_id: str, contract_path: str = "") -> UnsOptions:
+    model = plugin_options.parse(
+        Options, options, f"uns_json sink {sink_id}", MqttConfigError, contract_path=contract_path
+    )
     return UnsOptions(
-        mqtt=parse_mqtt_options(options, default_client_id=f"seam-uns-{sink_id}"),
-        retain=retain,
-        timestamps=stamps,
-        topic_prefix=prefix.strip("/") if isinstance(prefix, str) else None,
+        mqtt=settings_from(model, default_client_id=f"seam-uns-{sink_id}"),
+        retain=model.retain,
+        timestamps=model.timestamps,
+        topic_prefix=model.topic_prefix,
     )
 
 

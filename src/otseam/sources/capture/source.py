@@ -244,7 +244,8 @@ class CaptureSource:
                     break
         finally:
             self.kernel_counters()
-            live.close()
+            live.close()  # reads the kernel's counts a last time
+            self.kernel_received, self.kernel_dropped = live.counters.received, live.counters.dropped
             self.live = None
             monitor.finish()
             events = self._hand_over(True)

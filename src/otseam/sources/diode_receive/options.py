@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
+
+from otseam.contract.option_types import ExistingFile, PluginOptions, environment_checked
 
 #: The options the receiver shares with the sender; both sides must agree on the FEC layout.
 SHARED = ("k", "overhead", "min_parity", "datagram_size", "offload", "beacon_interval")
@@ -21,15 +23,13 @@ def parse_listen(value: Any) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-class Options(BaseModel):
+class Options(PluginOptions):
     """Receive a one-way conduit into the node's journal. See README.md in this folder."""
-
-    model_config = ConfigDict(extra="forbid")
 
     #: host:port to receive on (the IT end of the diode).
     listen: str
     #: The pre-shared key file, the same on both sides (``seam diode keygen``). Never inline.
-    key_file: str
+    key_file: ExistingFile
     #: Where the receiver keeps which offsets it has stored (default: beside the journal).
     state: str | None = None
     k: Annotated[int, Field(ge=1, le=255)] | None = None
@@ -46,6 +46,22 @@ class Options(BaseModel):
     def _listen(cls, value: str) -> str:
         parse_listen(value)
         return value
+
+    @field_validator("key_file")
+    @classmethod
+    def _key(cls, value: str, info: ValidationInfo) -> str:
+        if environment_checked(info):
+            from otseam.diode.config import load_key  # the same reading the receiver does at start
+
+            load_key(value)
+        return value
+
+    @model_validator(mode="after")
+    def _link_settings(self) -> Options:
+        from otseam.diode.config import DiodeSettings  # the rules the sender applies too
+
+        DiodeSettings.from_options(self.settings_options())
+        return self
 
     def settings_options(self) -> dict[str, Any]:
         """What DiodeSettings.from_options takes: the link settings given, nothing else."""

@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from otseam.core.plugins import beside_contract
+from otseam.contract import plugin_options
 from otseam.diode.config import DiodeSettings, load_key
 from otseam.diode.metrics import ReceiverCollector
 from otseam.diode.receiver import DiodeReceiver
@@ -24,12 +24,14 @@ class DiodeReceiveSource:
     def __init__(self, spec: SourceSpec, context: PluginContext) -> None:
         self.spec = spec
         self.context = context
-        self.options = Options.model_validate(spec.options)
+        self.options = plugin_options.parse(
+            Options, spec.options, f"source {spec.id}", ValueError, contract_path=context.contract_path
+        )
         self.settings = DiodeSettings.from_options(self.options.settings_options())
         self.listen = parse_listen(self.options.listen)
         # Read now so that a missing or short key file is refused by `seam check` and at reload,
         # not discovered by a restart loop.
-        self.key = load_key(beside_contract(self.options.key_file, context.contract_path))
+        self.key = load_key(self.options.key_file)
         self.receiver: DiodeReceiver | None = None
 
     def _state_path(self) -> Path:
@@ -60,19 +62,11 @@ class DiodeReceiveSource:
             await receiver.close()
 
     def health(self) -> dict[str, object]:
-        """The link as /health shows it; down until the first authentic beacon arrives."""
+        """The link as /health shows it (the receiver's own report); down until a fresh beacon arrives."""
         if self.receiver is None:
-            return {"link_up": False}
-        stats = self.receiver.stats
-        return {
-            "link_up": stats.link_up,
-            "listen": f"{self.receiver.listen[0]}:{self.receiver.listen[1]}",
-            "gaps": stats.gaps,
-            "blocks_lost": stats.lost,
-            "records": stats.records,
-            "lag_seconds": stats.record_lag_seconds,
-        }
+            return {"status": "starting", "link_up": False}
+        return self.receiver.health()
 
     @property
     def healthy(self) -> bool:
-        return self.receiver is not None and self.receiver.stats.link_up
+        return self.receiver is not None and self.receiver.health()["status"] == "ok"

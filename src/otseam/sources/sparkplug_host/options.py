@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from otseam.contract.option_types import ExistingFile, PluginOptions
 
 
-class Options(BaseModel):
+class Options(PluginOptions):
     """A Sparkplug B primary host application storing what edge nodes publish. See README.md."""
-
-    model_config = ConfigDict(extra="forbid")
 
     #: The broker(s), tried in order: "mqtt://host:1883", "mqtts://host:8883".
     brokers: list[str] = Field(min_length=1)
@@ -20,14 +20,14 @@ class Options(BaseModel):
     #: SQLite file (relative to the node's data directory); default <data_dir>/<source id>.db.
     db: str | None = None
     #: A file holding a PostgreSQL DSN (never the DSN itself: it carries a password).
-    dsn_file: str | None = None
+    dsn_file: ExistingFile | None = None
     #: Share the subscription among several hosts (MQTT 5 shared subscription group).
     share_group: Annotated[str, Field(pattern=r"^[^/+#]+$")] | None = None
     #: 0 (the default): a clean session each time, as Sparkplug 3.0 asks of a host.
     session_expiry: Annotated[int, Field(ge=0, le=2**32 - 1)] = 0
     tls: dict[str, Any] | None = None
     username: str | None = None
-    password_file: str | None = None
+    password_file: ExistingFile | None = None
     password_env: str | None = None
 
     def mqtt_options(self) -> dict[str, Any]:

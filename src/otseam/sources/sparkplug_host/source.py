@@ -6,7 +6,7 @@ import contextlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from otseam.core.plugins import beside_contract
+from otseam.contract import plugin_options
 from otseam.host.app import HostApp
 from otseam.host.store import open_store
 from otseam.sinks.mqtt_common import parse_mqtt_options
@@ -21,16 +21,22 @@ class SparkplugHostSource:
     def __init__(self, spec: SourceSpec, context: PluginContext) -> None:
         self.spec = spec
         self.context = context
-        self.options = Options.model_validate(spec.options)
-        self.settings = parse_mqtt_options(self.options.mqtt_options(), default_client_id=f"seam-host-{spec.id}")
+        self.options = plugin_options.parse(
+            Options, spec.options, f"source {spec.id}", ValueError, contract_path=context.contract_path
+        )
+        self.settings = parse_mqtt_options(
+            self.options.mqtt_options(),
+            default_client_id=f"seam-host-{spec.id}",
+            where=f"source {spec.id}",
+            contract_path=context.contract_path,
+        )
         if self.options.share_group and self.settings.version != 5:
             raise ValueError(f"source {spec.id}: share_group needs mqtt_version 5 (shared subscriptions)")
         self.app: HostApp | None = None
 
     def _database(self) -> tuple[str | None, str | None]:
         if self.options.dsn_file:
-            path = beside_contract(self.options.dsn_file, self.context.contract_path)
-            return None, Path(path).read_text(encoding="utf-8").strip()
+            return None, Path(self.options.dsn_file).read_text(encoding="utf-8").strip()
         db = Path(self.options.db or f"{self.spec.id}.db")
         return str(db if db.is_absolute() else Path(self.context.data_dir) / db), None
 

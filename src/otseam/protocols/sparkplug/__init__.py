@@ -1,0 +1,1 @@
+"""Sparkplug B payloads, shared by the edge node sink and the host application source."""

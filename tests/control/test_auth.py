@@ -1,0 +1,202 @@
+"""Signing in: throttling and lockout, tokens (scoped, revocable), TOTP, expiry, removal."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pyotp
+import pytest
+
+from otseam.control.users import UserStore
+from tests.control.inproc import Node, running
+from tests.control.node import CONTRACT, PASSWORD, add_users, seam_inline
+
+
+async def wait_until(condition: Callable[[], object], what: str, within: float = 20.0) -> None:
+    import asyncio
+
+    deadline = time.monotonic() + within
+    while True:
+        result = condition()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+def with_control(extra: str) -> str:
+    return CONTRACT.replace('control:\n  banner: "Authorised use only. Activity is recorded."\n', extra)
+
+
+@pytest.fixture
+async def node(tmp_path: Path) -> AsyncIterator[Node]:
+    (tmp_path / "seam.yaml").write_text(CONTRACT)
+    add_users(tmp_path)
+    async with running(tmp_path) as started:
+        yield started
+
+
+async def test_the_session_cookie_is_httponly_and_strict(node: Node) -> None:
+    browser = await node.client()
+    try:
+        async with browser.session.post(
+            node.base + "/api/v1/login", json={"user": "ivan", "password": PASSWORD}
+        ) as response:
+            cookie = response.headers["Set-Cookie"]
+            csrf = (await response.json())["csrf"]
+        assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/" in cookie
+        status, _ = await browser.call("GET", "/api/v1/contract")
+        assert status == 200
+        status, _ = await browser.call("POST", "/api/v1/logout", {})
+        assert status == 403  # signing out is a change too: without the CSRF token it is refused
+        browser.csrf = csrf
+        status, _ = await browser.call("POST", "/api/v1/logout", {})
+        assert status == 200
+        status, _ = await browser.call("GET", "/api/v1/contract")
+        assert status == 401
+    finally:
+        await browser.close()
+
+
+async def test_five_wrong_passwords_lock_the_user_and_are_audited(node: Node) -> None:
+    browser = await node.client()
+    try:
+        for _ in range(5):
+            status, reply = await browser.login("olga", "not the password")
+            assert status == 401 and reply["error"] == "wrong user name or password"
+        status, reply = await browser.login("olga")  # the right password no longer helps
+        assert status == 429 and "locked" in reply["error"]
+        status, _ = await browser.login("erik")  # other users are not affected
+        assert status == 200
+        admin = await node.client("ada")
+        status, users = await admin.call("GET", "/api/v1/users")
+        assert {u["name"]: u["locked"] for u in users["items"]}["olga"] is True
+        status, audit = await admin.call("GET", "/api/v1/events?kind=audit.login")
+        refused = [e for e in audit["items"] if e["data"].get("outcome") == "refused"]
+        assert len(refused) >= 6 and all(PASSWORD not in str(e) for e in audit["items"])
+        await admin.close()
+    finally:
+        await browser.close()
+
+
+async def test_unknown_users_get_the_same_answer_as_wrong_passwords(node: Node) -> None:
+    browser = await node.client()
+    try:
+        status, reply = await browser.login("nobody", PASSWORD)
+        assert status == 401 and reply["error"] == "wrong user name or password"
+        status, reply = await browser.call("POST", "/api/v1/login", {"user": 1, "password": []})
+        assert status == 400
+        status, reply = await browser.call("POST", "/api/v1/login", None, headers={"Content-Type": "application/json"})
+        assert status == 400
+    finally:
+        await browser.close()
+
+
+async def test_tokens_are_scoped_and_revocable(node: Node) -> None:
+    owner = await node.client("erik")
+    machine = await node.client()
+    try:
+        status, created = await owner.call("POST", "/api/v1/tokens", {"name": "grafana", "scopes": ["read"]})
+        assert status == 200
+        machine.headers["Authorization"] = f"Bearer {created['secret']}"
+        assert (await machine.call("GET", "/api/v1/points"))[0] == 200
+        assert (await machine.call("POST", "/api/v1/alerts/1/ack", {"comment": "x"}))[0] == 403  # not in its scope
+        assert (await machine.call("POST", "/api/v1/tokens", {"name": "child"}))[0] == 403  # tokens mint nothing
+        stored = (node.supervisor.data_dir / "control" / "users.json").read_text()
+        assert created["secret"] not in stored and created["secret"].split("_")[2] not in stored
+        status, _ = await owner.call("DELETE", f"/api/v1/tokens/{created['id']}")
+        assert status == 200
+        assert (await machine.call("GET", "/api/v1/points"))[0] == 401
+        # An operator may not grant what a viewer's role lacks, and a viewer cannot grant acknowledging.
+        viewer = await node.client("ivan")
+        status, _ = await viewer.call("POST", "/api/v1/tokens", {"name": "x", "scopes": ["alerts.ack"]})
+        assert status == 403
+        await viewer.close()
+    finally:
+        await owner.close()
+        await machine.close()
+
+
+async def test_a_removed_user_is_signed_out_at_the_next_request(node: Node) -> None:
+    browser = await node.client("ivan")
+    try:
+        assert (await browser.call("GET", "/api/v1/session"))[0] == 200
+        code, _, err = seam_inline("user", "remove", str(node.supervisor.contract_path), "ivan")
+        assert code == 0, err
+        assert (await browser.call("GET", "/api/v1/session"))[0] == 401
+    finally:
+        await browser.close()
+
+
+async def test_a_password_change_ends_existing_sessions(node: Node) -> None:
+    browser = await node.client("sam")
+    try:
+        UserStore(node.supervisor.data_dir).set_password("sam", "a different long passphrase")
+        assert (await browser.call("GET", "/api/v1/session"))[0] == 401
+        assert (await browser.login("sam", "a different long passphrase"))[0] == 200
+    finally:
+        await browser.close()
+
+
+async def test_idle_sessions_expire(tmp_path: Path) -> None:
+    (tmp_path / "seam.yaml").write_text(with_control("control:\n  session_idle: 5s\n"))
+    add_users(tmp_path)
+    async with running(tmp_path) as node:
+        browser = await node.client("ivan")
+        try:
+            assert (await browser.call("GET", "/api/v1/session"))[0] == 200
+
+            async def expired() -> bool:
+                return (await browser.call("GET", "/api/v1/session"))[0] == 401 if await _idle(5.5) else False
+
+            await wait_until(expired, "the idle session to end")
+        finally:
+            await browser.close()
+
+
+async def _idle(seconds: float) -> bool:
+    import asyncio
+
+    await asyncio.sleep(seconds)  # being idle is the condition under test: no request for this long
+    return True
+
+
+async def test_totp_is_required_of_approvers_when_the_contract_says_so(tmp_path: Path) -> None:
+    commands = """\
+commands:
+  - id: setpoint
+    point: gen1/level
+    conduit: commands
+    approvers: [{side: ot, role: shift operator}, {side: it, role: data analyst}]
+"""
+    text = with_control("control:\n  totp: approvers\n") + commands
+    text = text.replace('unit: "%"\n', 'unit: "%"\n        writable: true\n').replace(
+        "conduits:\n",
+        "conduits:\n  - {id: commands, from: dmz, to: cell, direction: two-way, transport: tcp, "
+        "protocols: [seam-commands], owner: erik}\n",
+    )
+    (tmp_path / "seam.yaml").write_text(text)
+    add_users(tmp_path)
+    async with running(tmp_path) as node:
+        browser = await node.client()
+        try:
+            status, reply = await browser.login("olga")
+            assert status == 403 and "seam user totp" in reply["error"]  # an approver without a second factor
+            assert (await browser.login("erik"))[0] == 200  # not an approver
+            secret = pyotp.random_base32()
+            UserStore(node.supervisor.data_dir).set_totp("olga", secret)
+            status, reply = await browser.login("olga")
+            assert status == 401 and reply["totp"] is True
+            assert (await browser.login("olga", totp="000000" if pyotp.TOTP(secret).now() != "000000" else "111111"))[
+                0
+            ] == 401
+            code = pyotp.TOTP(secret).now()
+            assert (await browser.login("olga", totp=code))[0] == 200
+            assert (await browser.login("olga", totp=code))[0] == 401  # a code is good once
+        finally:
+            await browser.close()
