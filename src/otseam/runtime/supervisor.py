@@ -738,7 +738,9 @@ class Supervisor:
                 why = f": {component.last_error}" if component.last_error else ""
                 lines.append(f"{component.kind} {component.id} {component.state} since {_when(stopped)}{why}")
             elif not component.working:
-                state = detail.get("device") or detail.get("state") or detail.get("link") or "not working"
+                said = detail.get("problems")
+                listed = "; ".join(str(p) for p in said) if isinstance(said, list) and said else ""
+                state = detail.get("device") or listed or detail.get("state") or "not working"
                 changed = detail.get("since")
                 when = f" since {_when(float(changed))}" if isinstance(changed, int | float) else ""
                 error = detail.get("last_error") or detail.get("error")
