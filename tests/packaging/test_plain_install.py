@@ -99,8 +99,11 @@ async def test_a_plain_install_polls_modbus_into_the_historian(plain_venv: Path,
 async def test_an_opcua_device_without_the_extra_is_one_clear_message(plain_venv: Path, tmp_path: Path) -> None:
     async with SimPlant(modbus_port=0, opcua_port=0, tick=0.2, seed=2) as plant:
         (tmp_path / "seam.yaml").write_text(edge_only(plant, opcua_device=True))
+        # seam check says it already, at the device's line: it builds what seam run would.
         check = seam(plain_venv, "check", "seam.yaml", cwd=tmp_path)
-        assert "Traceback" not in check.stderr and check.returncode in (0, 1), check.stdout + check.stderr
+        found = check.stdout + check.stderr
+        assert check.returncode == 2 and "Traceback" not in found, found
+        assert "the opcua driver needs the extra: pip install 'otseam[opcua]'" in found
         result = await asyncio.to_thread(
             seam, plain_venv, "run", "seam.yaml", "--node", "ot-edge", "--http", "off", "--no-watch", cwd=tmp_path
         )
