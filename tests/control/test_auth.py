@@ -179,17 +179,17 @@ commands:
     approvers: [{side: ot, role: shift operator}, {side: it, role: data analyst}]
 """
     text = with_control("control:\n  totp: approvers\n") + commands
+    # Commands enter OT from the DMZ at site operations (level 3), which reaches the cell (ARCH-010).
     text = (
         text.replace('unit: "%"\n', 'unit: "%"\n        writable: true\n')
         .replace(
             "conduits:\n",
-            # Commands end at site operations (level 3), never straight in the cell (rule ARCH-010).
-            "conduits:\n  - {id: commands, from: dmz, to: ops, direction: two-way, transport: tcp, "
-            "protocols: [seam-commands], owner: erik}\n"
+            "conduits:\n  - {id: commands, from: dmz, to: ops, direction: two-way, transport: tls, "
+            "protocols: [seam-commands], ports: [8443], owner: erik, justification: approved setpoints only}\n"
             "  - {id: ops-cell, from: ops, to: cell, direction: two-way, transport: tcp, protocols: [modbus], "
-            "owner: erik, justification: the edge polls the cell and writes approved setpoints}\n",
+            "ports: [502], owner: erik, justification: polling}\n",
         )
-        .replace("zones:\n", "zones:\n  - {id: ops, name: Site operations, level: 3, sl: 2, owner: erik}\n", 1)
+        .replace("zones:\n", "zones:\n  - {id: ops, name: Site operations, level: 3, sl: 2, owner: erik}\n")
     )
     (tmp_path / "seam.yaml").write_text(text)
     add_users(tmp_path)

@@ -109,13 +109,28 @@ def test_send_and_receive_feed_the_replica_historian_and_mqtt(tmp_path: Path, mq
     )  # fmt: skip
     try:
         wait_until(lambda: "listening on" in log.read_text(), "the receiver to listen", detail=log.read_text)
-        sent = seam("send", "--journal", str(tmp_path / "ot"), "--target", f"127.0.0.1:{port}",
-                    "--key-file", str(key), "--drain")  # fmt: skip
-        assert sent.returncode == 0, sent.stderr
-        read = ["-p", str(replica_port), "-0", "-r", "100", "-c", "1", "-t", "4:float", "-B", "127.0.0.1"]
-        got = wait_until(lambda: values(mbpoll("-a", "1", *read)), "the replica to serve unit 1", interval=0.1)
-        assert got == {100: "7.25"}
-        assert values(mbpoll("-a", "2", *read)) == {100: "3.5"}
+        # The sender keeps running while the replica is read: its beacons keep the link up, and a replica
+        # whose link has been silent for 3 s serves nothing (stale), which a loaded machine can reach
+        # between a sender that exits at once (--drain) and the first read.
+        sender = subprocess.Popen(
+            [SEAM, "diode", "send", "--journal", str(tmp_path / "ot"), "--target", f"127.0.0.1:{port}",
+             "--key-file", str(key)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            read = ["-p", str(replica_port), "-0", "-r", "100", "-c", "1", "-t", "4:float", "-B", "127.0.0.1"]
+            got = wait_until(
+                lambda: values(mbpoll("-a", "1", *read)),
+                "the replica to serve unit 1",
+                interval=0.1,
+                detail=log.read_text,
+            )
+            assert got == {100: "7.25"}
+            assert values(mbpoll("-a", "2", *read)) == {100: "3.5"}
+        finally:
+            sender.send_signal(signal.SIGTERM)
+            _, sender_err = sender.communicate(timeout=30)
+        assert sender.returncode == 0, sender_err
         retained = subprocess.run(
             ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(mqtt_broker.port), "-t", "acme/works/plc1/level",
              "-C", "1", "-W", "10"],

@@ -16,8 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from otseam.diode.config import write_new_key
-from otseam.sim.contract import DIODE_KEY
+from otseam.sim.contract import render
 from otseam.sim.plant import SimPlant
 from tests.support.wait import wait_until_async
 
@@ -60,16 +59,25 @@ def test_no_extra_is_installed(plain_venv: Path) -> None:
     assert found == [], f"installed without being asked for: {found}"
 
 
+def edge_only(plant: SimPlant, opcua_device: bool = False) -> str:
+    """The simulator's contract cut down to what a plain install runs: its OT node with the Modbus
+    devices and the local historian (the diode, the IT node and the commands are extras' parts)."""
+    contract = plant.contract(opcua_device)
+    contract["nodes"] = [n for n in contract["nodes"] if n["id"] == "ot-edge"]
+    contract["sinks"] = [s for s in contract["sinks"] if s["type"] == "historian" and s.get("node") == "ot-edge"]
+    contract["sources"], contract["commands"], contract["objectives"] = [], [], []
+    return render(contract)
+
+
 async def test_a_plain_install_polls_modbus_into_the_historian(plain_venv: Path, tmp_path: Path) -> None:
     version = seam(plain_venv, "--version", cwd=tmp_path)
     assert version.returncode == 0 and version.stdout.startswith("seam "), version.stderr
     async with SimPlant(modbus_port=0, opcua=False, tick=0.2, seed=2) as plant:
-        (tmp_path / "seam.yaml").write_text(plant.contract_yaml())
-        write_new_key(tmp_path / DIODE_KEY)  # the edge also sends through the one-way link
+        (tmp_path / "seam.yaml").write_text(edge_only(plant))
         check = seam(plain_venv, "check", "seam.yaml", cwd=tmp_path)
         assert check.returncode in (0, 1) and "Traceback" not in check.stderr, check.stdout + check.stderr
         process = await asyncio.create_subprocess_exec(
-            str(plain_venv / "seam"), "run", "seam.yaml", "--node", "ot-edge", "--http", "off", "--no-watch",
+            str(plain_venv / "seam"), "run", "seam.yaml", "--http", "off", "--no-watch",
             cwd=tmp_path, env=CLEAN_ENV, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip
         try:
@@ -81,16 +89,7 @@ async def test_a_plain_install_polls_modbus_into_the_historian(plain_venv: Path,
             _, err = await asyncio.wait_for(process.communicate(), 60)
         assert process.returncode == 0, err.decode()
     query = seam(
-        plain_venv,
-        "query",
-        "raw-water/plant-name",
-        "--contract",
-        "seam.yaml",
-        "--node",
-        "ot-edge",
-        "--format",
-        "json",
-        cwd=tmp_path,
+        plain_venv, "query", "raw-water/plant-name", "--contract", "seam.yaml", "--format", "json", cwd=tmp_path
     )
     assert query.returncode == 0, query.stderr
     rows = json.loads(query.stdout)["rows"]
@@ -99,10 +98,12 @@ async def test_a_plain_install_polls_modbus_into_the_historian(plain_venv: Path,
 
 async def test_an_opcua_device_without_the_extra_is_one_clear_message(plain_venv: Path, tmp_path: Path) -> None:
     async with SimPlant(modbus_port=0, opcua_port=0, tick=0.2, seed=2) as plant:
-        (tmp_path / "seam.yaml").write_text(plant.contract_yaml(opcua_device=True))
-        write_new_key(tmp_path / DIODE_KEY)
+        (tmp_path / "seam.yaml").write_text(edge_only(plant, opcua_device=True))
+        # seam check says it already, at the device's line: it builds what seam run would.
         check = seam(plain_venv, "check", "seam.yaml", cwd=tmp_path)
-        assert "Traceback" not in check.stderr and check.returncode in (0, 1), check.stdout + check.stderr
+        found = check.stdout + check.stderr
+        assert check.returncode == 2 and "Traceback" not in found, found
+        assert "the opcua driver needs the extra: pip install 'otseam[opcua]'" in found
         result = await asyncio.to_thread(
             seam, plain_venv, "run", "seam.yaml", "--node", "ot-edge", "--http", "off", "--no-watch", cwd=tmp_path
         )

@@ -131,7 +131,8 @@ async def test_a_refused_block_is_split_and_the_split_remembered(tmp_path: Path)
         async with running(dev, collector, str(tmp_path)):
             await collector.wait_for(lambda: collector.quality("plc1/a") is Quality.GOOD)
             await collector.wait_for(lambda: collector.quality("plc1/b") is Quality.GOOD)
-            await collector.wait_for(lambda: seen.count((0, 1)) >= 3, what="three cycles after the split")
+            three = lambda: seen.count((0, 1)) >= 3 and seen.count((25, 1)) >= 3  # noqa: E731 (both halves, each cycle)
+            await collector.wait_for(three, what="three cycles after the split")
         assert collector.latest("plc1/a").value == 11  # type: ignore[union-attr]
         assert collector.latest("plc1/b").value == 22  # type: ignore[union-attr]
         # The first cycle tried the merged block once; every later cycle uses the two halves.
