@@ -197,9 +197,12 @@ def test_concurrent_approvals_all_land(tmp_path: Path) -> None:
         thread.start()
     for thread in threads:
         thread.join()
-    assert errors == []
+    # None is lost: each approval landed, or came after two others had already completed the quorum (the
+    # zone owner ot-engineer and it-lead suffice, so which one comes third depends on the threads' order).
     view = svc.show(identity("it-lead"), doc.id)
-    assert sorted(a["person"] for a in view["approvals"]) == ["it-lead", "ot-engineer", "ot-lead"]
+    landed = sorted(a["person"] for a in view["approvals"])
+    assert all("is approved; it can no longer be approved" in str(e) for e in errors), errors
+    assert len(landed) + len(errors) == 3 and len(landed) >= 2 and view["state"] == "approved", (landed, errors)
     assert view["state"] == "approved"
     from otseam.control.authority.audit import verify_log
 
