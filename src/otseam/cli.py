@@ -40,6 +40,7 @@ COMMAND_MODULES = [
     "otseam.monitor.commands",  # watch, inventory
     "otseam.control.authority.commands",  # command, contract, audit
     "otseam.control.commands",  # user
+    "otseam.sources.fleet_ingest.commands",  # fleet ingest
 ]
 
 #: command name -> (module that registers it, the first line of its help), for a start-up that imports
@@ -74,6 +75,10 @@ COMMAND_INDEX: dict[str, tuple[str, str]] = {
     "host": (
         "otseam.sinks.sparkplug.commands",
         "Run the IT-side Sparkplug B host application: STATE, ingestion into a historian, rebirths.",
+    ),
+    "fleet": (
+        "otseam.sources.fleet_ingest.commands",
+        "The fleet of sites on NATS JetStream (docs/scale.md).",
     ),
     "diode": (
         "otseam.diode.commands",
