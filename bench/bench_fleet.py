@@ -110,8 +110,8 @@ async def _publish(kind: str, sites: list[str], urls: dict[str, str], work: Path
     from otseam.contract.models import SinkSpec
     from otseam.core.plugins import PluginContext, create_sink
     from otseam.core.records import Quality, Sample
-    from otseam.core.sinkrunner import SinkStats, run_sink
     from otseam.journal import Journal
+    from otseam.runtime.sinkrunner import SinkStats, run_sink
 
     per = points // DEVICES
     keys = [f"d{d}/p{p}" for d in range(DEVICES) for p in range(per)]

@@ -33,6 +33,18 @@ from otseam.journal import Journal, codec, segments
 ROUNDS = 3
 
 
+def cpu_model() -> str:
+    """The CPU's model name and the vector flags that matter to the codecs, from /proc/cpuinfo."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "unknown CPU"
+    model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "?")
+    flags = next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), [])
+    vector = [f for f in ("sse4_2", "avx", "avx2", "avx512f", "pclmulqdq") if f in flags]
+    return f"{model} (flags: {' '.join(vector) or 'none of sse4_2/avx/avx2/avx512f/pclmulqdq'})"
+
+
 def make_batches(total: int, batch_size: int) -> list[list[Record]]:
     """Realistic samples: 500 point keys shared as objects (as a driver does), floats, two timestamps."""
     points = [f"plc{i % 10}/tag{i}" for i in range(500)]
@@ -239,6 +251,7 @@ def main() -> None:
     gc.freeze()
     root = Path(args.dir or tempfile.mkdtemp(prefix="seam-bench-journal-"))
     print(f"journal benchmark: {args.samples:,} samples in batches of {args.batch:,}, one core, {ROUNDS} rounds")
+    print(f"machine: {cpu_model()}; on-disk format {codec.FORMAT}")
     print(f"frame header {segments.HEADER_SIZE} bytes; files in {root}; load average {os.getloadavg()}")
     header = f"{'storage':<18}{'append/s (cpu)':>16}{'append/s (wall)':>17}{'read/s (cpu)':>14}{'read/s (wall)':>15}{'B/sample':>10}"
     designs = [

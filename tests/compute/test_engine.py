@@ -4,9 +4,11 @@ reload and the checkpoint of their state."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from otseam.core.records import Event, Quality, Sample
-from otseam.pipeline import Pipeline, compile_table
+from otseam.pipeline import Pipeline, PipelineConfigError, compile_table
 from tests.compute.helpers import computed, contract, pipeline, s
 
 G, ST, U = Quality.GOOD, Quality.STALE, Quality.UNCERTAIN
@@ -145,6 +147,7 @@ def test_condition_alarm_with_delay_and_hysteresis() -> None:
         events += alarms(out)
         states += computed(out, "dry_run")
     assert events == [("raised", 16), ("cleared", 30)]
+    assert pipe.compute.stats()["alarms_raised"] == 1
     assert [v for v, _, _ in states] == [False, False, False, True, True, False, False, False]
 
 
@@ -321,3 +324,45 @@ def test_a_periodic_checkpoint_comes_out_of_tick() -> None:
     assert pipe.tick(now=1030.0) == []
     (event,) = pipe.tick(now=1061.0)
     assert isinstance(event, Event) and event.kind == "compute.state" and "computed/volume" in event.data["points"]
+
+
+# --- fuzzing the whole path: any formula either is refused with a reason or runs -------------------
+
+_PARTS = ["$plc1/level", "$plc1/temp", "$plc1/mode", "$plc1/pump", "$plc1/name", "level", "0", "2.5", "1e308"]
+_PARTS += ['"degF"', '"degC"', "+", "-", "*", "/", "%", "<", "==", "and", "or", "not", "?", ":", "(", ")", ","]
+_PARTS += ["min(", "max(", "abs(", "clamp(", "if(", "round(", "sqrt(", "convert(", "true"]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.sampled_from(_PARTS), min_size=1, max_size=25), st.sampled_from(["float64", "int32", "bool"]))
+def test_any_formula_is_refused_with_a_reason_or_runs(parts: list[str], data_type: str) -> None:
+    point = {"id": "f", "expression": " ".join(parts), "inputs": {"level": "plc1/level"}, "type": data_type}
+    try:
+        pipe = pipeline(point)
+    except PipelineConfigError as exc:
+        assert "computed point computed/f" in str(exc)
+        return
+    batch = [
+        s("level", 1.5, 1.0),
+        s("temp", 70.0, 1.0),
+        s("mode", 0, 1.0),
+        s("pump", True, 1.0),
+        s("name", "x", 1.0),
+    ]
+    ((value, quality, ts),) = computed(pipe.process(batch), "f")
+    assert ts == 1.0
+    if quality is Quality.GOOD:
+        assert value is not None
+        kind = {"float64": float, "int32": int, "bool": bool}[data_type]
+        assert type(value) is kind
+    else:
+        assert value is None and quality is Quality.BAD_CONFIG
+
+
+def test_sliding_window_counts_samples_too_old_for_any_publication() -> None:
+    pipe = pipeline(window("count", step="5s"))
+    for t in (100.0, 101.0, 106.0):
+        pipe.process([s("flow", 1.0, t)])
+    pipe.process([s("flow", 1.0, 99.0)])  # [100, 110) is the next publication: 99 can be in none
+    assert pipe.compute.stats()["late_samples"] == 1
+    assert computed(pipe.process([s("flow", 1.0, 111.0)]), "w_count") == [(3, G, 110.0)]

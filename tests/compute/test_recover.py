@@ -61,3 +61,16 @@ def test_no_journal_or_no_checkpoint(tmp_path: Path) -> None:
     with Journal.open(tmp_path / "j") as journal:
         journal.append(samples(5, 1.0))
     assert last_checkpoint(tmp_path / "j") is None
+
+
+def test_damage_in_the_middle_does_not_hide_a_later_checkpoint(tmp_path: Path) -> None:
+    with Journal.open(tmp_path / "j") as journal:
+        journal.append([checkpoint(1.0, 1.0)])
+        journal.append(samples(50, 2.0))
+        journal.append([checkpoint(3.0, 3.0)])
+    (segment,) = sorted((tmp_path / "j").glob("*.seg"))
+    raw = bytearray(segment.read_bytes())
+    first_frame = 32 + int.from_bytes(raw[0:4], "little")
+    raw[first_frame + 20] = 0x7F  # the samples frame's kind: its header is no longer plausible
+    segment.write_bytes(bytes(raw))
+    assert total(last_checkpoint(tmp_path / "j")) == 3.0

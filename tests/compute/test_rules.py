@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from otseam.contract.loader import parse_text
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from otseam.contract.loader import ContractError, parse_text
 from otseam.contract.rules import run
+from otseam.contract.rules.registry import RULE_FAILED
 from tests.contract.helpers import example, to_text
 
 ZONE = "water"
@@ -97,8 +101,8 @@ def test_a_sink_may_list_computed_points() -> None:
 
 
 def test_seam_doc_shows_the_lineage() -> None:
-    from otseam.compute.lineage import lineage
     from otseam.contract.doc import render_html
+    from otseam.contract.formulas.lineage import lineage
 
     key = first_numeric_key()
     data = example()
@@ -178,3 +182,37 @@ def test_seam_check_prints_the_position_inside_the_formula(tmp_path: Any) -> Non
     column = text.splitlines()[line_no - 1].index("+ $pump-plc") + 1
     assert f"seam.yaml:{line_no}:{column}" in result.output
     assert "cannot add 'm' and 'L/s'" in result.output and "Traceback" not in result.output
+
+
+def test_a_sink_of_computed_points_carries_the_zones_of_their_sources() -> None:
+    from otseam.contract.rules.topology import sink_data_zones
+
+    key = first_numeric_key()
+    data = example()
+    data["computed"] = [{"id": "double", "expression": f"${key} * 2", "owner": owner()}]
+    loaded = parse_text(to_text(data), "seam.yaml")
+    contract = loaded.contract
+    sink = contract.sinks[0].model_copy(update={"points": ["computed/*"]})
+    device = contract.find_point(key)
+    assert device is not None and sink_data_zones(contract, sink) == {device[0].zone}
+
+
+_FUZZ_BASE = example()
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.text(st.characters(blacklist_categories=("Cs",)), max_size=80))
+def test_any_formula_text_gives_findings_never_a_rule_failure(text: str) -> None:
+    import copy
+
+    data = copy.deepcopy(_FUZZ_BASE)
+    data["computed"] = [{"id": "x", "expression": text, "owner": owner()}]
+    yaml_text = to_text(data)
+    try:
+        loaded = parse_text(yaml_text, "seam.yaml")
+    except ContractError:  # text a YAML file cannot carry as it is: the loader's business, not the formula's
+        return
+    lines = yaml_text.splitlines()
+    for finding in run(loaded):
+        assert RULE_FAILED not in finding.message, finding.message
+        assert 1 <= finding.line <= max(len(lines), 1) and finding.column >= 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -68,6 +69,8 @@ def test_demo_runs_the_plant_and_records_it(tmp_path: Path) -> None:
                     "raw-water/tank1-temperature",
                     "--contract",
                     str(workdir / "seam.yaml"),
+                    "--node",
+                    "ot-edge",
                     "--from",
                     "-10min",
                     "--format",
@@ -94,3 +97,82 @@ def test_demo_runs_the_plant_and_records_it(tmp_path: Path) -> None:
     text = "".join(output)
     assert process.returncode in (0, 130), text
     assert "Traceback" not in text
+
+
+def _start_demo(workdir: Path, *extra: str) -> tuple[subprocess.Popen[str], str, list[str]]:
+    """`seam demo` started; returns the process, the base URL of its /health, and its output so far."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "otseam.cli", "demo", "--dir", str(workdir), "--http", "127.0.0.1:0", *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    output: list[str] = []
+    assert process.stdout is not None
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        output.append(line)
+        match = _HEALTH.search(line)
+        if match:
+            return process, match.group(1), output
+    process.kill()
+    process.wait()
+    raise AssertionError("".join(output))
+
+
+def _stop_demo(process: subprocess.Popen[str], output: list[str]) -> str:
+    process.send_signal(signal.SIGINT)
+    try:
+        rest, _ = process.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        rest, _ = process.communicate()
+    output.append(rest or "")
+    assert process.returncode in (0, 130), "".join(output)
+    return "".join(output)
+
+
+def _devices_online(base: str) -> bool:
+    with urllib.request.urlopen(f"{base}/health", timeout=2) as response:
+        body = json.load(response)
+    drivers = [c for name, c in body["components"].items() if name.startswith("driver:")]
+    return bool(drivers) and all(c.get("detail", {}).get("device") == "online" for c in drivers)
+
+
+def test_demo_keeps_an_edited_contract(tmp_path: Path) -> None:
+    workdir = tmp_path / "demo"
+    process, base, output = _start_demo(workdir, "--no-opcua")
+    try:
+        _wait_for(lambda: _devices_online(base), "the plant polled")
+    finally:
+        _stop_demo(process, output)
+    contract = workdir / "seam.yaml"
+    edited = contract.read_text().replace("version: 1", "# poll slower, says the plant manager\nversion: 1", 1)
+    contract.write_text(edited)
+
+    process, base, output = _start_demo(workdir, "--no-opcua")
+    try:
+        # Kept as edited, and the plant is started where the kept contract expects it.
+        _wait_for(lambda: _devices_online(base), "the plant polled again, on the kept contract")
+    finally:
+        text = _stop_demo(process, output)
+    assert contract.read_text() == edited
+    assert "keeping" in text and "Traceback" not in text
+
+
+def test_a_port_in_use_suggests_what_to_do(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "otseam.cli", "demo", "--dir", str(tmp_path / "d"), "--http", f"127.0.0.1:{port}",
+             "--no-opcua"],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "--http 127.0.0.1:0" in result.stderr and "--http off" in result.stderr, result.stderr
+    assert "Traceback" not in result.stdout + result.stderr

@@ -11,8 +11,8 @@ from otseam.contract.models import Contract, SinkSpec
 from otseam.contract.models import Site as SiteModel
 from otseam.core.plugins import PluginContext, create_sink
 from otseam.core.records import Quality, Sample
-from otseam.core.sinkrunner import Backoff, SinkStats, run_sink
 from otseam.journal import Journal
+from otseam.runtime.sinkrunner import Backoff, SinkStats, run_sink
 from otseam.sinks.nats.sink import NatsSink
 
 

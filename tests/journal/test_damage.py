@@ -259,3 +259,18 @@ def test_state_file_rename_is_followed_by_a_directory_fsync(tmp_path: Path) -> N
     fd = opened.rsplit("=", 1)[1].strip()
     assert any(line.split("(", 1)[1].startswith(f"{fd})") for line in calls[renamed:] if "fsync(" in line), calls
     assert json.loads((path / "journal.json").read_text()) == {"source": "host-1", "floor": 7, "format": 2}
+
+
+@pytest.mark.parametrize("quality", [9, 200, "good", None])
+def test_a_quality_no_reader_knows_is_refused_before_anything_is_written(tmp_path: Path, quality: object) -> None:
+    """A frame a reader could not decode must never be written: refused at append, nothing on disk."""
+    path = tmp_path / "j"
+    with Journal.open(path) as journal:
+        journal.append(samples(0, 2))
+        size = journal.bytes_on_disk
+        bad = Sample("plc1/level", 1.0, quality, 1.0, 1.0)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="quality must be an otseam Quality"):
+            journal.append([*samples(2, 3), bad])
+        assert journal.bytes_on_disk == size and journal.last_offset == 2
+        offsets, _records, _dropped = asyncio.run(read_everything(journal))
+    assert offsets == [1, 2]

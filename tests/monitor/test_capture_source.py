@@ -140,6 +140,7 @@ sources:
       modbus_ports: [{sim.modbus_port}]
       allow_masters: [127.0.0.9]
       allow_from_contract: false
+      receive_buffer: 8388608
 """
         )
         run = SeamRun(tmp_path)
@@ -164,7 +165,9 @@ sources:
             run.wait_for(lambda: len(written()) >= 4, "the four write alerts in the sink")
             health = run.health()
             detail = health["components"]["source:span"]["detail"]
-            assert detail["frames"] > 0 and detail["kernel_received"] > 0 and detail["kernel_dropped"] == 0
+            assert detail["frames"] > 0 and detail["kernel_received"] >= detail["frames"]
+            # Drops depend on the machine's load; when there were some, the source says so.
+            assert detail["kernel_dropped"] == 0 or "dropped" in str(detail["problem"])
             assert detail["alerts"] >= 1 and detail["assets"] >= 2
             functions = {a["data"]["function"] for a in written()}  # type: ignore[index]
             assert functions == {5, 6, 15, 16} and all(a["data"]["src"] == PEER_HOST for a in written())  # type: ignore[index]

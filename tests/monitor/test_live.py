@@ -27,7 +27,9 @@ from otseam.monitor.engine import Monitor
 from otseam.monitor.live import LiveCapture, tcp_filter
 from tests.monitor.conftest import REPO
 from tests.monitor.pcapgen import ACK, SYN, Conversation, frame, mbap
+from tests.support.output import OutputLines
 from tests.support.servers import free_port
+from tests.support.wait import wait_until
 
 INJECT_FROM, INJECT_TO = "127.0.0.61", "127.0.0.62"
 
@@ -51,29 +53,13 @@ def start_watch(port: int) -> subprocess.Popen[bytes]:
     )
 
 
-def read_line_until(stream: object, predicate: object, within: float) -> list[str]:
-    """Lines from a pipe until one satisfies ``predicate``; fails after ``within`` seconds."""
-    assert hasattr(stream, "readline") and callable(predicate)
-    lines: list[str] = []
-    deadline = time.monotonic() + within
-    while True:
-        remaining = deadline - time.monotonic()
-        assert remaining > 0, f"timed out; lines so far: {lines}"
-        ready, _, _ = select.select([stream], [], [], remaining)
-        if ready:
-            line = stream.readline().decode()
-            assert line, f"the stream ended; lines so far: {lines}"
-            lines.append(line)
-            if predicate(line):
-                return lines
-
-
 async def test_watch_a_live_interface() -> None:
     port = free_port()
     watcher = start_watch(port)
     try:
         assert watcher.stderr is not None and watcher.stdout is not None
         ready = watcher.stderr.readline()
+        printed = OutputLines(watcher.stdout)
         assert b"capturing on lo" in ready, ready + watcher.stderr.read()
         plc = SimDevice(1, simdata=[SimData(0, values=[7, 8, 9], datatype=DataType.REGISTERS)])
         server = ModbusTcpServer([plc], address=("127.0.0.1", port))
@@ -91,20 +77,20 @@ async def test_watch_a_live_interface() -> None:
         finally:
             await server.shutdown()
         assert replies[0][7] == 3
-        lines = read_line_until(watcher.stdout, lambda line: '"MB-004"' in line, 30)
+        wait_until(lambda: printed.has('"MB-004"'), "the restart alert", detail=printed.so_far)
         watcher.send_signal(signal.SIGINT)  # Ctrl-C: stop watching, cleanly
-        out, err = watcher.communicate(timeout=30)
+        _out, err = watcher.communicate(timeout=30)
     finally:
         if watcher.poll() is None:
             watcher.kill()
             watcher.wait()
     assert watcher.returncode == 0, err
-    alerts = [json.loads(line) for line in [*lines, *out.decode().splitlines()]]
+    alerts = [json.loads(line) for line in printed.text().splitlines()]
     restart = [a for a in alerts if a["rule"] == "MB-004"]
     assert restart, alerts
     assert restart[0]["src"] == "127.0.0.1" and restart[0]["dport"] == port and restart[0]["function"] == 8
     assert restart[0]["frame"] >= 1
-    assert b"TCP packets passed the capture filter, 0 dropped" in err, err
+    assert b"TCP packets passed the capture filter" in err, err  # drops depend on the load: counted, not asserted
 
 
 def injector() -> socket.socket:
@@ -141,7 +127,7 @@ def drain_ours(live: LiveCapture, want: int, within: float = 10.0) -> list[Frame
 
 def test_the_kernel_filters() -> None:
     """Only TCP reaches the socket (UDP is dropped by the BPF program), and each frame once on lo."""
-    live = LiveCapture("lo")
+    live = LiveCapture("lo", receive_buffer=8 << 20)  # room for other tests' traffic on lo meanwhile
     try:
         with injector() as out:
             out.send(udp_frame(b"not for us"))
@@ -151,14 +137,13 @@ def test_the_kernel_filters() -> None:
         frames = drain_ours(live, 2)
         assert [bytes(f.data)[23] for f in frames] == [6, 6], "the UDP frames never reach the socket"
         assert [struct.unpack_from("!I", bytes(f.data), 38)[0] for f in frames] == [1, 2], "each frame once"
-        assert live.statistics().dropped == 0
     finally:
         live.close()
 
 
 def test_frames_carry_the_kernel_time() -> None:
     """A frame already queued in the socket has its time: reading it later does not change it."""
-    live = LiveCapture("lo")
+    live = LiveCapture("lo", receive_buffer=8 << 20)
     try:
         before = time.time()
         with injector() as out:
@@ -198,7 +183,7 @@ def test_kernel_drops_are_counted() -> None:
 
 
 async def test_a_conflicting_retransmission_on_the_wire_is_an_alert() -> None:
-    live = LiveCapture("lo")
+    live = LiveCapture("lo", receive_buffer=8 << 20)
     conv = Conversation(client=INJECT_FROM, server=INJECT_TO).handshake()
     seq = conv.cseq
     conv.c(mbap(1, 1, struct.pack("!BHH", 3, 10, 1)))
@@ -207,14 +192,16 @@ async def test_a_conflicting_retransmission_on_the_wire_is_an_alert() -> None:
         for data in conv.frames:
             out.send(data)
     monitor = Monitor()
-    stop = asyncio.Event()
-    async for got in live.frames(stop):
+    deadline = time.monotonic() + 30
+    async for got in live.frames():  # ours are queued already: the loop ends on them
         monitor.process(got)
-        if monitor.stats.tcp_conflicts or got.number >= len(conv.frames) + 50:
+        ours_seen = any(a.rule.id == "TCP-001" and a.src == INJECT_FROM for a in monitor.detector.alerts)
+        if ours_seen or time.monotonic() > deadline:
             break
+    live.close()
     monitor.finish()
-    alerts = [a for a in monitor.detector.alerts if a.rule.id == "TCP-001"]
-    assert alerts and alerts[0].src == INJECT_FROM, [a.as_dict() for a in monitor.detector.alerts]
+    alerts = [a for a in monitor.detector.alerts if a.rule.id == "TCP-001" and a.src == INJECT_FROM]
+    assert len(alerts) == 1, [a.as_dict() for a in monitor.detector.alerts]
 
 
 def test_the_filter_program_jumps_land_on_instructions() -> None:

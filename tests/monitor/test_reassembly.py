@@ -5,8 +5,9 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
+from otseam.monitor.analyzers.modbus.analyzer import Transaction
 from otseam.monitor.capture import read_capture
-from otseam.monitor.engine import Monitor, Transaction
+from otseam.monitor.engine import Monitor
 from otseam.monitor.reassembly import MAX_PENDING_SEGMENTS, Chunk, TcpDirection
 from tests.monitor.pcapgen import Conversation, mbap, write_pcap
 

@@ -84,7 +84,32 @@ def two_node_contract() -> str:
         if sink["type"] == "diode_send":
             sink["options"].update(target=f"{IT_ADDRESS}:{DIODE_PORT}", bind=OT_ADDRESS, snapshot_interval="2s")
     contract["sources"][0]["options"]["listen"] = f"{IT_ADDRESS}:{DIODE_PORT}"
+    # The edge polls the PLCs from its host's loopback: that is the master the contract allows.
+    for device in contract["devices"]:
+        device["monitor"] = {"allowed_masters": ["127.0.0.1"]}
+    # The edge also watches its own Modbus traffic (its host's loopback is where it polls the PLCs): the
+    # monitor's inventory events go into its journal and across the link like any other record.
+    contract["sources"].append(
+        {
+            "id": "own-traffic",
+            "type": "capture",
+            "node": "ot-edge",
+            "owner": "ot-control",
+            "options": {"interface": "lo", "modbus_ports": [MODBUS_PORT], "opcua_ports": [4840]},
+        }
+    )
     return render(contract)
+
+
+def events(db: Path, kind: str) -> list[str]:
+    """The origins of the events of ``kind`` a historian holds."""
+    if not db.exists():
+        return []
+    try:
+        with sqlite3.connect(db) as conn:
+            return [row[0] for row in conn.execute("SELECT origin FROM events WHERE kind = ?", (kind,))]
+    except sqlite3.OperationalError:
+        return []
 
 
 def test_one_contract_two_nodes_one_way(tmp_path: Path) -> None:
@@ -126,6 +151,10 @@ def test_one_contract_two_nodes_one_way(tmp_path: Path) -> None:
 
             wait(lambda: len(history(it_db)) > 300, "samples in the gateway's history", list(logs.values()))
             wait(lambda: sparkplug_metrics(host_db) > 100, "Sparkplug metrics stored by seam host", list(logs.values()))
+            # The edge's capture saw the PLCs it polls: an inventory event, carried to the IT side too.
+            wait(
+                lambda: events(it_db, "inventory.new_asset"), "the edge's inventory on the IT side", list(logs.values())
+            )
             replica = subprocess.run(
                 ["ip", "netns", "exec", it, "mbpoll", "-1", "-q", "-a", "3", "-t", "3", "-r", "1", "-c", "2",
                  "-p", str(REPLICA_PORT), "127.0.0.1"],
@@ -164,3 +193,6 @@ def test_one_contract_two_nodes_one_way(tmp_path: Path) -> None:
     sources = {line.split()[1] for line in frames.stdout.splitlines()}
     assert sources == {ot_mac}, f"a frame left the IT host: {sources - {ot_mac}} (IT is {it_mac})"
     assert "Traceback" not in logs["ot"].read_text() + logs["it"].read_text()
+    # The polling is the edge's own, declared in the contract: the monitor raised no alert about it.
+    assert events(ot_db, "alert") == [], events(ot_db, "alert")
+    assert set(events(ot_db, "inventory.new_asset")) == set(events(it_db, "inventory.new_asset"))

@@ -28,7 +28,7 @@ from typing import Any
 
 from otseam.compute import streams
 from otseam.compute.evaluate import Fn, compile_closure
-from otseam.compute.program import Program
+from otseam.contract.formulas.program import Program
 from otseam.core.records import Event, Quality, Record, Sample, Severity
 
 CHECKPOINT_KIND = "compute.state"
@@ -132,6 +132,7 @@ class Engine:
         self._last_checkpoint: float | None = None
         self.evaluations = 0
         self.errors = 0
+        self.alarms_raised = 0
 
     # --- configuration ----------------------------------------------------------------------------
 
@@ -327,6 +328,7 @@ class Engine:
                 if ts - runner.pending_since >= runner.delay:
                     runner.active = True
                     runner.pending_since = None
+                    self.alarms_raised += 1
                     event = self._alarm_event(runner, "raised", ts)
             else:
                 runner.pending_since = None
@@ -443,5 +445,6 @@ class Engine:
             "points": len(self.runners),
             "evaluations": self.evaluations,
             "errors": self.errors,
+            "alarms_raised": self.alarms_raised,
             "late_samples": sum(r.stream.late for r in self.runners.values() if r.stream is not None),
         }

@@ -3,8 +3,8 @@
 The engine's state lives in the journal itself (not in a side file that could disagree with it): at
 start the segments are read from the newest backwards, frame headers only, and only event frames are
 decoded, until a checkpoint is found. Checkpoints are written every minute, so this normally reads
-part of the newest segment. A damaged frame ends the search in its segment (the ones before it in the
-same file are still read); a journal with no checkpoint means counters start from zero, and the caller
+part of the newest segment. A damaged frame is skipped (a checkpoint in it is not trusted, the one
+before it is used); a journal with no checkpoint means counters start from zero, and the caller
 says so in the log.
 """
 
@@ -61,10 +61,11 @@ def last_checkpoint(directory: str | os.PathLike[str], budget: int = SEARCH_BUDG
 def _last_in_segment(path: Path, base: int) -> Event | None:
     frames: list[tuple[int, segments.FrameHeader]] = []
     try:
-        for position, header, ok in segments.iter_frames(path, base, verify=False):
+        # resync: damage in the middle of a segment does not hide the checkpoints written after it.
+        for position, header, ok in segments.iter_frames(path, base, verify=False, resync=True):
             if not ok:
-                break
-            if header.kind == codec.KIND_EVENTS:
+                continue
+            if header.kind == codec.FRAME_EVENTS:
                 frames.append((position, header))
     except OSError as exc:
         log.warning("cannot read journal segment %s while looking for computed-point state: %s", path, exc)

@@ -215,7 +215,7 @@ class Sliding(Stream):
         elif ts >= self.boundary:
             out = self._emit(self.boundary)
             self._advance(ts)
-        elif ts < self.boundary - self.step - self.length:
+        elif ts < self.boundary - self.length:
             self.late += 1
             return None
         self.samples.append((ts, value if _usable(value, quality) else None, quality))

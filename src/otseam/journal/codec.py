@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+import struct
 from collections.abc import Sequence
 from functools import partial
 from typing import Any
@@ -103,18 +104,29 @@ def encode(kind: int, records: Sequence[Item]) -> tuple[int, bytes]:
 
 
 def _encode_samples(samples: Sequence[Sample]) -> bytes:
-    _points, _values, qualities, _source_ts, _gateway_ts = zip(*samples, strict=True)
-    _quality_bytes(qualities)
     # The frame header carries the offsets; the column of offsets inside counts from 0.
     try:
-        return columns.encode("", range(len(samples)), samples)
+        payload = columns.encode("", range(len(samples)), samples)
     except (TypeError, ValueError):
-        # A type JSON cannot write slipped in (a numpy integer, say): normalise, then encode again.
-        # Rare, so the slow path is fine.
+        # A type JSON cannot write slipped in (a numpy integer, say), or a quality that is no byte:
+        # normalise, then encode again. Rare, so the slow path is fine.
+        _quality_bytes(tuple(s[2] for s in samples))
         plain = [
             tuple.__new__(Sample, (str(s[0]), _plain_value(s[1]), s[2], float(s[3]), float(s[4]))) for s in samples
         ]
-        return columns.encode("", range(len(plain)), plain)
+        payload = columns.encode("", range(len(plain)), plain)
+    # Every quality must be one a reader knows, or the frame would not decode: checked on the encoded
+    # column (after the 10-byte head, the JSON table, 4-byte point indexes and 8-byte offsets), in C.
+    count, table_length = _COLUMNS_HEAD.unpack_from(payload, 1)
+    start = _COLUMNS_HEAD_SIZE + table_length + 12 * count
+    if payload[start : start + count].translate(None, _VALID_QUALITY_BYTES):
+        raise ValueError(f"a sample's quality must be an otseam Quality (0..{len(_QUALITIES) - 1})")
+    return payload
+
+
+_COLUMNS_HEAD = struct.Struct("<II")  # count and JSON table length, after the tag byte
+_COLUMNS_HEAD_SIZE = 10  # tag u8, count u32, JSON length u32, value kind u8
+_VALID_QUALITY_BYTES = bytes(range(len(_QUALITIES)))
 
 
 def _quality_bytes(qualities: tuple[Any, ...]) -> bytes:

@@ -62,8 +62,9 @@ class Frame(NamedTuple):
     data: bytes
 
 
-class CaptureError(Exception):
-    """The file is not a capture we can read at all (wrong format, empty, unreadable)."""
+class CaptureError(ValueError):
+    """The file is not a capture we can read at all (wrong format, empty, unreadable): bad input, so a
+    ValueError, which the runtime reports as a problem with the settings rather than a plugin bug."""
 
 
 @dataclass(slots=True)
@@ -203,7 +204,7 @@ def pcapng_records(buf: bytes | mmap.mmap, stats: CaptureStats, name: str) -> It
                 stats.problems.append(f"{name}: interface block at byte {pos} is too short")
                 return
             (linktype,) = struct.unpack_from(order + "H", buf, body)
-            interfaces.append((linktype, _if_tsresol(buf, body + 8, body_end, order)))
+            interfaces.append((linktype, if_tsresol(buf, body + 8, body_end, order)))
         elif block_type in (6, 2):  # Enhanced Packet Block, obsolete Packet Block
             if body_end - body < 20:
                 stats.problems.append(f"{name}: packet block at byte {pos} is too short")
@@ -232,7 +233,7 @@ def pcapng_records(buf: bytes | mmap.mmap, stats: CaptureStats, name: str) -> It
         pos += block_len
 
 
-def _if_tsresol(buf: bytes | mmap.mmap, pos: int, end: int, order: str) -> float:
+def if_tsresol(buf: bytes | mmap.mmap, pos: int, end: int, order: str) -> float:
     """The interface's timestamp unit in seconds (option if_tsresol, code 9; microseconds by default)."""
     while pos + 4 <= end:
         code, length = struct.unpack_from(order + "HH", buf, pos)

@@ -1,8 +1,10 @@
 """The monitor: frames in; transactions, alerts and inventory changes out.
 
 One :class:`Monitor` owns the flow table (bounded: the least recently active connection is evicted
-first), runs each connection's bytes through TCP reassembly and the protocol's analyser, matches Modbus
-requests with responses and hands every observation to the detector and the inventory.
+first) and runs each connection's bytes through TCP reassembly into the analyzer of its protocol
+(``analyzers/``: one folder per protocol), which hands what it finds to the detector and the inventory.
+The engine itself knows no protocol: which one a connection speaks comes from the server port or, on
+any other port, from the analyzers' recognition of its first bytes.
 
 Nothing that arrives from the network can make ``process`` raise: the analysers turn bad input into
 findings, and a bug that slips through is caught per frame, counted and reported, and the next frame is
@@ -12,77 +14,26 @@ processed as usual (a monitor that stops on the first odd packet is a monitor an
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from otseam.monitor.allowlist import Policy
-from otseam.monitor.analyzers.modbus.parser import Message, ModbusStream, StreamFault, plausible_header
-from otseam.monitor.analyzers.opcua.parser import UaChannel, UaMessage, UaStream, looks_like_opcua
+from otseam.monitor.analyzers import ANALYZERS, Analyzer, ConnectionAnalysis
+from otseam.monitor.analyzers.modbus.analyzer import Transaction
+from otseam.monitor.analyzers.modbus.parser import Message, StreamFault
+from otseam.monitor.analyzers.opcua.parser import UaMessage
 from otseam.monitor.capture import LINKTYPE_NAMES, Frame
 from otseam.monitor.inventory import Change, Inventory
 from otseam.monitor.packet import TCP_FIN, TCP_RST, TCP_SYN, decode_tcp, ip_text
 from otseam.monitor.reassembly import Chunk, TcpDirection
 from otseam.monitor.rules import Alert, Detector, Endpoints
-from otseam.protocols.modbus.tables import EXCEPTION_NAMES, FUNCTION_NAMES
 
-MODBUS_PORTS = frozenset({502, 802})
-OPCUA_PORTS = frozenset({4840})
+_BY_NAME = {analyzer.name: analyzer for analyzer in ANALYZERS}
+MODBUS_PORTS = _BY_NAME["modbus"].default_ports
+OPCUA_PORTS = _BY_NAME["opcua"].default_ports
 #: Connections tracked at once; the least recently active is evicted beyond this.
 MAX_FLOWS = 20_000
-#: Requests awaiting their response, per connection (Modbus allows pipelining; a flood must not grow us).
-MAX_PENDING = 256
 _ACK = 0x10
-
-
-@dataclass(slots=True)
-class Transaction:
-    """A Modbus request and its response (either may be missing: capture started late, no answer)."""
-
-    ends: Endpoints
-    request: Message | None
-    response: Message | None
-
-    def as_dict(self) -> dict[str, Any]:
-        first = self.request or self.response
-        assert first is not None
-        req, resp = self.request, self.response
-        out: dict[str, Any] = {
-            "type": "modbus",
-            "ts": round(first.ts, 6),
-            "frame": first.frame,
-            "response_frame": resp.frame if resp else None,
-            "src": self.ends.client,
-            "sport": self.ends.cport,
-            "dst": self.ends.server,
-            "dport": self.ends.sport,
-            "tid": first.tid,
-            "unit": first.unit,
-            "function": first.function,
-            "function_name": FUNCTION_NAMES.get(first.function, f"function_{first.function}"),
-            "matched": req is not None and resp is not None,
-        }
-        source = req or resp
-        assert source is not None
-        for key in ("address", "quantity", "sub_function", "mei", "write_address"):
-            value = getattr(source, key)
-            if value is None and resp is not None:
-                value = getattr(resp, key)
-            if value is not None:
-                out[key] = value
-        if req is not None and req.values is not None:
-            out["request_values"] = req.values
-        if resp is not None:
-            if resp.values is not None:
-                out["response_values"] = resp.values
-            if resp.exception is not None:
-                out["exception"] = resp.exception
-                out["exception_name"] = EXCEPTION_NAMES.get(resp.exception, f"exception_{resp.exception}")
-            if resp.objects:
-                out["objects"] = dict(resp.objects)
-        problems = [m.problem for m in (req, resp) if m is not None and m.problem]
-        if problems:
-            out["problem"] = "; ".join(problems)
-        return out
 
 
 @dataclass(slots=True)
@@ -94,16 +45,14 @@ class Observations:
 
 
 class Connection:
-    __slots__ = ("analyzers", "channel", "directions", "ends", "pending", "protocol")
+    __slots__ = ("analysis", "directions", "ends", "protocol")
 
-    def __init__(self, ends: Endpoints, protocol: str) -> None:
+    def __init__(self, ends: Endpoints, protocol: str, analysis: ConnectionAnalysis) -> None:
         self.ends = ends
         self.protocol = protocol
         # Index 0: client to server; 1: server to client.
         self.directions = (TcpDirection(), TcpDirection())
-        self.analyzers: list[ModbusStream | UaStream | None] = [None, None]
-        self.pending: dict[int, Message] = {}
-        self.channel = UaChannel()
+        self.analysis = analysis
 
 
 @dataclass(slots=True)
@@ -133,8 +82,13 @@ class Monitor:
         keep_records: bool = True,
         modbus_ports: frozenset[int] = MODBUS_PORTS,
         opcua_ports: frozenset[int] = OPCUA_PORTS,
+        ports: dict[str, frozenset[int]] | None = None,
         max_flows: int = MAX_FLOWS,
+        analyzers: Sequence[Analyzer] = ANALYZERS,
     ) -> None:
+        """``ports``: the server ports of each analyzer by its name (``modbus_ports`` and ``opcua_ports``
+        are shorthands for the two analyzers shipped); an analyzer not named keeps its default ports.
+        ``analyzers``: the protocols read, in the order content recognition tries them."""
         self.policy = policy
         self.detector = Detector(policy)
         declared = (
@@ -147,8 +101,18 @@ class Monitor:
         self.modbus_messages: list[tuple[Endpoints, Message]] = []
         self.stream_faults: list[tuple[Endpoints, StreamFault]] = []
         self.ua_messages: list[tuple[Endpoints, UaMessage]] = []
-        self.modbus_ports = modbus_ports
-        self.opcua_ports = opcua_ports
+        self.analyzers = tuple(analyzers)
+        by_name = {analyzer.name: analyzer for analyzer in self.analyzers}
+        chosen = {analyzer.name: analyzer.default_ports for analyzer in self.analyzers}
+        chosen.update(
+            {name: value for name, value in (("modbus", modbus_ports), ("opcua", opcua_ports)) if name in by_name}
+        )
+        chosen.update({name: value for name, value in (ports or {}).items() if name in by_name})
+        self.ports = chosen
+        #: The analyzer of each server port.
+        self._port_analyzer: dict[int, Analyzer] = {
+            port: by_name[name] for name, numbers in chosen.items() for port in numbers
+        }
         self.max_flows = max_flows
         self._flows: OrderedDict[tuple[bytes, int, bytes, int], tuple[Connection, int]] = OrderedDict()
         self._ignored: set[tuple[bytes, int, bytes, int]] = set()
@@ -207,7 +171,7 @@ class Monitor:
         self, key: tuple[bytes, int, bytes, int], flags: int, payload: bytes, frame: Frame
     ) -> tuple[Connection, int] | None:
         src, sport, dst, dport = key
-        known = self.modbus_ports | self.opcua_ports
+        known = self._port_analyzer
         unusual = False
         # The well-known port decides who is the server, as Wireshark does; then the handshake; then
         # the usual habit of servers holding the lower port.
@@ -223,15 +187,11 @@ class Monitor:
         else:
             client_first = sport > dport  # the server usually holds the lower, well-known port
         server_port = dport if client_first else sport
-        if server_port in self.modbus_ports:
-            protocol = "modbus"
-        elif server_port in self.opcua_ports:
-            protocol = "opcua"
-        elif payload and plausible_header(payload, 0) and int.from_bytes(payload[4:6], "big") + 6 <= len(payload):
-            protocol, unusual = "modbus", True
-        elif payload and looks_like_opcua(payload):
-            protocol, unusual = "opcua", True
-        else:
+        analyzer = known.get(server_port)
+        if analyzer is None and payload:
+            analyzer = next((a for a in self.analyzers if a.recognises(payload)), None)
+            unusual = analyzer is not None
+        if analyzer is None:
             if payload:
                 if len(self._ignored) > 4 * self.max_flows:
                     self._ignored.clear()
@@ -247,7 +207,8 @@ class Monitor:
             ends = Endpoints(ip_text(src), ip_text(dst), sport, dport)
         else:
             ends = Endpoints(ip_text(dst), ip_text(src), dport, sport)
-        conn = Connection(ends, protocol)
+        protocol = analyzer.name
+        conn = Connection(ends, protocol, analyzer.open(self, ends))
         index = 0 if client_first else 1
         flows = self._flows
         while len(flows) >= 2 * self.max_flows:
@@ -297,78 +258,10 @@ class Monitor:
         """Forget an evicted connection: its other direction goes too, its open requests are reported."""
         src, sport, dst, dport = key
         self._flows.pop((dst, dport, src, sport), None)
-        self._flush_pending(conn)
+        conn.analysis.close()
 
     def _deliver(self, conn: Connection, index: int, chunk: Chunk) -> None:
-        data, gap, frame, ts = chunk
-        analyzer = conn.analyzers[index]
-        if analyzer is None:
-            synced = conn.directions[index].saw_syn and not gap
-            analyzer = ModbusStream(index == 0, synced) if conn.protocol == "modbus" else UaStream(conn.channel, synced)
-            conn.analyzers[index] = analyzer
-        elif gap:
-            analyzer.gap()
-        if isinstance(analyzer, ModbusStream):
-            messages: list[Message] = []
-            faults: list[StreamFault] = []
-            analyzer.feed(data, frame, ts, messages, faults)
-            for fault in faults:
-                self.detector.not_modbus(conn.ends, fault)
-                if self.keep_records:
-                    self.stream_faults.append((conn.ends, fault))
-            for msg in messages:
-                self._modbus(conn, msg)
-        else:
-            ua: list[UaMessage] = []
-            problems: list[str] = []
-            analyzer.feed(data, frame, ts, ua, problems)
-            for problem in problems:
-                self.detector.opcua_problem(conn.ends, frame, ts, problem)
-            for ua_message in ua:
-                self._opcua(conn, ua_message, index == 0)
-
-    def _modbus(self, conn: Connection, msg: Message) -> None:
-        self.stats.modbus_messages += 1
-        ends = conn.ends
-        if self.keep_records:
-            self.modbus_messages.append((ends, msg))
-        if msg.is_request:
-            self.detector.modbus_request(ends, msg)
-            pending = conn.pending
-            previous = pending.pop(msg.tid, None)
-            if previous is not None:
-                self._transaction(ends, previous, None)
-            if len(pending) >= MAX_PENDING:
-                oldest = next(iter(pending))
-                self._transaction(ends, pending.pop(oldest), None)
-            pending[msg.tid] = msg
-            self.inventory.modbus(ends.client, ends.server, msg.unit, msg.function, msg.ts, {})
-        else:
-            self.detector.modbus_response(ends, msg)
-            request = conn.pending.pop(msg.tid, None)
-            if request is not None and msg.values is not None and request.function in (1, 2) and request.quantity:
-                del msg.values[request.quantity :]  # coil bytes are padded to whole bytes
-            self._transaction(ends, request, msg)
-            self.inventory.modbus(ends.client, ends.server, msg.unit, msg.function, msg.ts, msg.objects)
-
-    def _transaction(self, ends: Endpoints, request: Message | None, response: Message | None) -> None:
-        self.stats.transactions += 1
-        if self.keep_records:
-            self.transactions.append(Transaction(ends, request, response))
-
-    def _opcua(self, conn: Connection, msg: UaMessage, from_client: bool) -> None:
-        self.stats.opcua_messages += 1
-        if self.keep_records:
-            self.ua_messages.append((conn.ends, msg))
-        self.detector.opcua(conn.ends, msg, from_client)
-        self.inventory.opcua(
-            conn.ends.client, conn.ends.server, msg.service if from_client else None, msg.security, msg.ts
-        )
-
-    def _flush_pending(self, conn: Connection) -> None:
-        for msg in conn.pending.values():
-            self._transaction(conn.ends, msg, None)
-        conn.pending.clear()
+        conn.analysis.deliver(index == 0, chunk, conn.directions[index].saw_syn and not chunk.gap)
 
     def drain(self) -> Observations:
         """What was observed since the last call (the lists are handed over, not copied)."""
@@ -394,5 +287,5 @@ class Monitor:
                 self._report_conflicts(conn, index, direction)
             if id(conn) not in seen:
                 seen.add(id(conn))
-                self._flush_pending(conn)
+                conn.analysis.close()
         self._flows.clear()

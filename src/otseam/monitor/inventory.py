@@ -1,8 +1,10 @@
 """The asset inventory built from what the wire shows: hosts, their roles and what they said about themselves.
 
 A host is a *master* when it sends requests (opens connections to an industrial port) and a *slave*
-(server) when it answers them; some are both (gateways). Vendor, product code and revision come from
-Modbus device identification responses (function 43, MEI 14), the only place a device names itself.
+(server) when it answers them; some are both (gateways). What else is known about a host depends on
+the protocol: each analyzer registers its fields (Modbus: unit ids and function codes; OPC UA: services
+and security modes) and fills them (``analyzers/<protocol>/inventory.py``), and a device that names
+itself (Modbus device identification) sets its identity with :meth:`Inventory.identified`.
 
 Changes are recorded as they happen (a new asset, a new identification) so that they can be journalled
 as events, the same way alerts are.
@@ -15,6 +17,14 @@ from typing import Any
 
 #: Hosts tracked; beyond this, new hosts are counted but not kept (a flood must not exhaust memory).
 MAX_ASSETS = 65_536
+#: The protocol-specific fields of an asset, in the order they are reported (registered by the analyzers).
+FIELDS: list[str] = []
+
+
+def register_fields(*names: str) -> None:
+    for name in names:
+        if name not in FIELDS:
+            FIELDS.append(name)
 
 
 @dataclass(slots=True)
@@ -26,14 +36,18 @@ class Asset:
     protocols: set[str] = field(default_factory=set)
     #: Ports this host serves on.
     ports: set[int] = field(default_factory=set)
-    unit_ids: set[int] = field(default_factory=set)
-    #: Function codes sent (as a master) or answered (as a slave).
-    functions: set[int] = field(default_factory=set)
     peers: set[str] = field(default_factory=set)
+    #: What the device said about itself (vendor, product_code, revision, ...).
     identity: dict[str, str] = field(default_factory=dict)
-    opcua_services: set[str] = field(default_factory=set)
-    opcua_security: set[str] = field(default_factory=set)
+    #: The analyzers' fields (see FIELDS): each a set of values.
+    fields: dict[str, set[Any]] = field(default_factory=dict)
     declared_as: str | None = None
+
+    def add(self, name: str, value: object) -> None:
+        values = self.fields.get(name)
+        if values is None:
+            values = self.fields[name] = set()
+        values.add(value)
 
     @property
     def role(self) -> str:
@@ -42,24 +56,25 @@ class Asset:
         return next(iter(self.roles), "unknown")
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "ip": self.ip,
             "role": self.role,
             "protocols": sorted(self.protocols),
             "ports": sorted(self.ports),
-            "unit_ids": sorted(self.unit_ids),
-            "function_codes": sorted(self.functions),
-            "first_seen": round(self.first_seen, 6),
-            "last_seen": round(self.last_seen, 6),
-            "vendor": self.identity.get("vendor"),
-            "product": self.identity.get("product_code"),
-            "revision": self.identity.get("revision"),
-            "identity": dict(self.identity),
-            "peers": sorted(self.peers),
-            "opcua_services": sorted(self.opcua_services),
-            "opcua_security": sorted(self.opcua_security),
-            "declared_as": self.declared_as,
         }
+        for name in FIELDS:
+            out[name] = sorted(self.fields.get(name, ()))
+        out.update(
+            first_seen=round(self.first_seen, 6),
+            last_seen=round(self.last_seen, 6),
+            vendor=self.identity.get("vendor"),
+            product=self.identity.get("product_code"),
+            revision=self.identity.get("revision"),
+            identity=dict(self.identity),
+            peers=sorted(self.peers),
+            declared_as=self.declared_as,
+        )
+        return out
 
 
 @dataclass(slots=True)
@@ -81,7 +96,8 @@ class Inventory:
         #: address -> device id, from the contract, when one was given.
         self.declared = declared
 
-    def _asset(self, ip: str, ts: float) -> Asset | None:
+    def asset(self, ip: str, ts: float) -> Asset | None:
+        """The asset of ``ip``, created on first sight (None once MAX_ASSETS are tracked)."""
         asset = self.assets.get(ip)
         if asset is None:
             if len(self.assets) >= MAX_ASSETS:
@@ -98,8 +114,8 @@ class Inventory:
         return asset
 
     def connection(self, client: str, server: str, port: int, protocol: str, ts: float) -> None:
-        master = self._asset(client, ts)
-        slave = self._asset(server, ts)
+        master = self.asset(client, ts)
+        slave = self.asset(server, ts)
         if master is not None:
             master.roles.add("master")
             master.protocols.add(protocol)
@@ -110,35 +126,16 @@ class Inventory:
             slave.ports.add(port)
             slave.peers.add(client)
 
-    def modbus(self, client: str, server: str, unit: int, function: int, ts: float, identity: dict[str, str]) -> None:
-        master = self._asset(client, ts)
-        slave = self._asset(server, ts)
-        if master is not None:
-            master.functions.add(function)
-        if slave is not None:
-            slave.unit_ids.add(unit)
-            slave.functions.add(function)
-            known = {
-                k: v
-                for k, v in identity.items()
-                if k in ("vendor", "product_code", "revision", "product_name", "model_name")
-            }
-            if known and any(slave.identity.get(k) != v for k, v in known.items()):
-                slave.identity.update(known)
-                summary = " ".join(known.get(k, "") for k in ("vendor", "product_code", "revision")).strip()
-                self.changes.append(
-                    Change(
-                        ts, "inventory.identified", server, f"{server} unit {unit} identifies as {summary}", dict(known)
-                    )
+    def identified(self, asset: Asset, ts: float, identity: dict[str, str], where: str) -> None:
+        """``asset`` named itself: keep what it said, and record a change when that is news."""
+        if identity and any(asset.identity.get(k) != v for k, v in identity.items()):
+            asset.identity.update(identity)
+            summary = " ".join(identity.get(k, "") for k in ("vendor", "product_code", "revision")).strip()
+            self.changes.append(
+                Change(
+                    ts, "inventory.identified", asset.ip, f"{asset.ip} {where} identifies as {summary}", dict(identity)
                 )
-
-    def opcua(self, client: str, server: str, service: str | None, security: str, ts: float) -> None:
-        slave = self._asset(server, ts)
-        if slave is not None:
-            slave.opcua_security.add(security)
-            if service:
-                slave.opcua_services.add(service)
-        self._asset(client, ts)
+            )
 
     def undeclared(self) -> list[Asset]:
         """Servers seen on the wire that the contract does not declare (empty without a contract)."""

@@ -120,7 +120,7 @@ def test_records_cross_into_the_journal_as_events(tmp_path: Path) -> None:
     log.append("login.failed", "it-lead", "console", {"address": "127.0.0.1"})
     log.append("command.request", "it-lead", "r1", {})
     kinds = [r.kind for r in journal.records if isinstance(r, Event)]
-    assert kinds == ["audit.login.failed", "audit.command.request"]
+    assert kinds == ["audit.login.failed", "audit.command.request", "audit.checkpoint"]
     assert json.loads(lines(log)[0])["hash"] == journal.records[0].data["hash"]  # type: ignore[union-attr]
 
 
@@ -161,3 +161,29 @@ def test_when_the_audit_log_cannot_be_written_nothing_happens(tmp_path: Path) ->
     assert svc.store.all() == []
     with pytest.raises(AuditUnavailable):
         svc.audit.append("x", "y", "z")
+
+
+def test_the_copy_that_crossed_in_the_journal_verifies_on_its_own(tmp_path: Path) -> None:
+    from otseam.control.authority.audit import verify_events
+
+    journal = Journal()
+    log = AuditLog(tmp_path / "a", node="ot-edge", clock=Clock(), journal=journal, checkpoint_every=4)
+    for i in range(10):
+        log.append("command.execute", "node", f"r{i}", {"i": i})
+    public = node_public_key(log.directory)
+    lines = [json.dumps({"kind": r.kind, "data": r.data}) for r in journal.records if isinstance(r, Event)]
+    # Delivered at least once, from record 3 on, out of order: still a chain.
+    copy = lines[2:] + lines[5:7]
+    copy.reverse()
+    verdict = verify_events(copy, "ot-edge", public)
+    # Records 1-4, 6-8, 10-12 and checkpoints 5, 9, 13 (every fourth record is followed by one).
+    assert verdict.ok and verdict.checkpoints == 3 and verdict.records == 11, verdict.problem
+    assert verdict.notes == ["the copy starts at record 3"]
+    verdict = verify_events(lines[:11], "ot-edge", public)
+    assert verdict.notes == ["records 10 to 11 are not covered by a signed checkpoint yet"]
+    edited = json.loads(lines[6])
+    edited["data"]["data"]["i"] = 99
+    verdict = verify_events([*lines[:6], json.dumps(edited), *lines[7:]], "ot-edge", public)
+    assert not verdict.ok and verdict.problem.startswith("record 7 (line 7) was edited")
+    verdict = verify_events([*lines, json.dumps(edited)], "ot-edge", public)
+    assert not verdict.ok and verdict.problem == "record 7 arrived twice with different content (line 14)"

@@ -10,7 +10,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from otseam.control.authority import commands
+from otseam.commands import authority as commands
 from tests.control.authority.helpers import PEOPLE, contract_text
 from tests.control.authority.servers import mbpoll, mbpoll_write, node_server
 
@@ -79,6 +79,14 @@ def test_request_approve_list_show(site: Path) -> None:
     assert code == 0 and "approved by ot-lead" in out
     code, out = seam("command", "keys", "-c", site / "seam.yaml")
     assert out.count("active") == len(PEOPLE)
+    # A revoked key signs nothing any more.
+    fingerprint = next(line.split()[1] for line in out.splitlines() if line.startswith("it-analyst"))
+    code, out = seam("command", "revoke", fingerprint, "-c", site / "seam.yaml")
+    assert code == 0 and out.startswith("revoked it-analyst"), out
+    code, out = seam(
+        "command", "request", "set-speed", "56", "--observed", "50", "--reason", "t", *as_(site, "it-analyst")
+    )
+    assert code == 1 and "no active key" in out, out
 
 
 def test_refusals_exit_with_one_clear_line(site: Path) -> None:
@@ -107,6 +115,15 @@ def test_reject_then_audit_verify_and_export(site: Path) -> None:
     code, out = seam("command", "reject", request_id, "--reason", "pump 2 is down", *as_(site, "ot-lead"))
     assert code == 0 and "rejected by ot-lead: pump 2 is down" in out
     code, out = seam("audit", "verify", "-c", site / "seam.yaml")
+    assert code == 0 and out.startswith("ok: "), out
+    # A copy elsewhere, checked with the node's public key only.
+    authority = site / "seam-data" / "authority"
+    copy = site / "copy"
+    copy.mkdir()
+    for name in ("audit.log", "audit.head", "node.key.pub"):
+        (copy / name).write_bytes((authority / name).read_bytes())
+    args = ["--log", copy / "audit.log", "--head", copy / "audit.head", "--public-key", copy / "node.key.pub"]
+    code, out = seam("audit", "verify", "-c", site / "seam.yaml", *args)
     assert code == 0 and out.startswith("ok: "), out
     code, out = seam("audit", "export", "-c", site / "seam.yaml", "--hostname", "dmz1")
     lines = out.splitlines()
@@ -227,3 +244,17 @@ def test_break_glass_on_the_ot_node(site: Path) -> None:
         ]
         opened = [r for r in records if r["kind"] == "breakglass.open"]
         assert len(opened) == 1 and opened[0]["severity"] == "critical"
+
+
+def test_certs_for_the_command_conduit(tmp_path: Path) -> None:
+    import ssl
+
+    from otseam.control.authority import pki
+
+    code, out = seam("command", "certs", tmp_path / "tls", "--dmz-host", "127.0.0.1")
+    assert code == 0 and "keep ca.key offline" in out, out
+    assert (tmp_path / "tls" / "ot-edge.key").stat().st_mode & 0o777 == 0o600
+    server = pki.server_context(tmp_path / "tls" / "dmz.pem", tmp_path / "tls" / "dmz.key", tmp_path / "tls" / "ca.pem")
+    assert server.verify_mode is ssl.CERT_REQUIRED and server.minimum_version is ssl.TLSVersion.TLSv1_3
+    code, out = seam("command", "certs", tmp_path / "tls", "--dmz-host", "127.0.0.1")
+    assert code == 2 and "already holds a CA" in out

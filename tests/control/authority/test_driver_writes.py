@@ -13,7 +13,10 @@ from otseam.drivers.modbus.write import ModbusWriter, WriteError
 from otseam.drivers.opcua.write import OpcUaWriter
 from otseam.drivers.opcua.write import WriteError as UaWriteError
 from tests.control.authority.servers import mbpoll, node_server
+from tests.drivers.modbus.test_rtu import pty_pair as pty_pair_fixture
 from tests.drivers.opcua.helpers import NodeServer
+
+pty_pair = pty_pair_fixture  # the serial-line fixture of the driver's own RTU tests
 
 ORDERS = ("ABCD", "CDAB", "BADC", "DCBA")
 VALUES: dict[str, Any] = {
@@ -126,3 +129,38 @@ async def test_opcua_write_lands_on_node_opcua() -> None:
                 await writer.write("as_float", 3.0)
     finally:
         server.stop()
+
+
+async def test_writes_over_an_rtu_serial_line(pty_pair: tuple[str, str]) -> None:
+    """Functions 16, 6 and 5 in RTU framing (unit, PDU, CRC) over a serial line, to pymodbus' RTU server."""
+    from pymodbus import FramerType
+    from pymodbus.server import ModbusSerialServer
+
+    from tests.drivers.modbus.helpers import sim_device
+
+    server_end, driver_end = pty_pair
+    server = ModbusSerialServer(
+        [sim_device(3, hr=[0] * 8, co=[False] * 8)], framer=FramerType.RTU, port=server_end, baudrate=38400
+    )
+    await server.serve_forever(background=True)
+    try:
+        device = Device.model_validate(
+            {
+                "id": "rtu",
+                "driver": "modbus",
+                "endpoint": f"rtu://{driver_end}?baudrate=38400",
+                "unit": 3,
+                "zone": "z",
+                "points": [
+                    {"id": "f", "address": "hr:0", "type": "float32", "byte_order": "CDAB"},
+                    {"id": "n", "address": "hr:4", "type": "int16"},
+                    {"id": "c", "address": "co:2", "type": "bool"},
+                ],
+            }
+        )
+        async with ModbusWriter(device) as writer:
+            for point, value in (("f", 42.25), ("n", -7), ("c", True)):
+                await writer.write(point, value)
+                assert await writer.read(point) == value
+    finally:
+        await server.shutdown()

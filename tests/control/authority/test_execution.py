@@ -202,6 +202,12 @@ async def test_the_ot_node_checks_its_own_contract_and_clock(tmp_path: Path, cer
         enroll_all(other.directory, tmp_path)
         outcome = await other.execute(item)
         assert outcome["status"] == "refused" and "made under contract" in outcome["detail"]
+        # Approved on Friday at 17:59, inside the window; at 18:00 the OT node no longer executes it.
+        s.clock.now = 1764957600.0 - 86400 - 60  # Friday 2025-12-05 17:59 UTC
+        late = s.approved("set-speed", 61, 0)
+        s.clock.now += 60
+        outcome = await s.executor.execute(s.svc.store.get(late.id).as_dict())
+        assert outcome["status"] == "refused" and "may run only Mon-Fri 06:00-18:00" in outcome["detail"], outcome
     finally:
         await s.outbox.close()
 
@@ -280,3 +286,40 @@ async def test_an_approved_opcua_setpoint_lands_on_node_opcua(tmp_path: Path, ce
             await s.outbox.close()
     finally:
         server.stop()
+
+
+async def test_an_ot_node_executes_only_for_its_own_devices(tmp_path: Path) -> None:
+    nodes = (
+        "nodes:\n  - {id: ot-edge, zone: supervisory}\n  - {id: ot-b, zone: supervisory}\n  - {id: dmz, zone: dmz}\n"
+    )
+    text = contract_text().replace("devices:\n", nodes + "devices:\n", 1)
+    text = text.replace("    zone: pumping\n", "    zone: pumping\n    node: ot-edge\n")
+    text = text.replace("    zone: filtration\n", "    zone: filtration\n    node: ot-edge\n")
+    clock = Clock()
+    svc, people, contract = service(tmp_path, clock, text)
+    view = svc.request(identity("it-analyst"), "set-speed", 60, "tariff", 50)
+    doc = CommandRequest.from_body(view["document"])
+    for person in ("it-lead", "ot-lead"):
+        svc.approve(identity(person), doc.id, *people.approval(person, doc.digest))
+    other = Executor(contract, tmp_path / "ot-b", node="ot-b", clock=clock, tz=UTC)
+    enroll_all(other.directory, tmp_path)
+    item = svc.ready()[0]
+    assert not other.concerns(item)
+    outcome = await other.execute(item)
+    assert outcome["status"] == "refused" and "polled by node 'ot-edge', not this one" in outcome["detail"]
+    mine = Executor(contract, tmp_path / "ot-edge", node="ot-edge", clock=clock, tz=UTC)
+    assert mine.concerns(item) and mine.concerns({"document": "garbage"})
+
+
+async def test_a_write_interrupted_by_a_stop_is_reported_not_repeated(tmp_path: Path) -> None:
+    clock = Clock()
+    svc, people, contract = service(tmp_path, clock)
+    doc = CommandRequest.from_body(svc.request(identity("it-analyst"), "set-speed", 60, "tariff", 50)["document"])
+    for person in ("it-lead", "ot-lead"):
+        svc.approve(identity(person), doc.id, *people.approval(person, doc.digest))
+    executor = Executor(contract, tmp_path / "ot-edge", node="ot-edge", clock=clock, tz=UTC)
+    # What a node that stopped between claiming the request and settling it leaves behind.
+    executor.ledger.claim(doc.id, {"id": doc.id, "command": doc.command, "status": "executing", "at": 0})
+    outcome = await executor.execute(svc.ready()[0])
+    assert outcome["status"] == "failed" and "interrupted during execution" in outcome["detail"]
+    assert kinds(executor).count("command.execute") == 0

@@ -95,6 +95,22 @@ def test_an_approved_command_crosses_from_the_dmz_node_to_the_plc(tmp_path: Path
             ot.wait_for(audited, "the audit record in the OT node's journal")
             events = [json.loads(line) for line in archive.read_text().splitlines() if '"audit.' in line]
             assert {e.get("kind") for e in events} >= {"audit.command.execute", "audit.command.outcome"}, events[:3]
+            # The IT side can verify the OT node's records from the events alone, with its public key.
+            from tests.control.authority.test_cli import seam
+
+            code, out = seam(
+                "audit",
+                "verify",
+                "-c",
+                tmp_path / "seam.yaml",
+                "--node",
+                "ot-edge",
+                "--events",
+                archive,
+                "--public-key",
+                ot_data / "authority" / "node.key.pub",
+            )
+            assert code == 0 and out.startswith("ok: ") and "records of ot-edge" in out, out
             health = ot.health()
             assert "source:command-executor" in json.dumps(health)
             # The OT node never listens for the IT side: its only listening socket is its own /health.

@@ -213,3 +213,25 @@ async def test_mutual_tls_from_files(tmp_path: Path) -> None:
         with pytest.raises(Exception):  # noqa: B017 - the server refuses the handshake; the error type is the client's
             await anonymous.deliver(Batch("edge-a", [2], [sample(2)]))
         await anonymous.close()
+
+
+def test_a_missing_client_names_the_extra() -> None:
+    """Without nats-py the sink and the ingest stop with one line naming `otseam[nats]`."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys; sys.modules['nats'] = None\n"
+        "from otseam.contract.models import Contract, Site, SinkSpec, SourceSpec\n"
+        "from otseam.core.plugins import PluginContext, PluginNotFound, create_sink, create_source\n"
+        "from otseam.core.extras import MissingExtra\n"
+        "c = PluginContext(contract=Contract(site=Site(enterprise='a', site='b')), data_dir='/nonexistent')\n"
+        "try:\n    create_sink(SinkSpec(id='f', type='nats', options={'servers': 'nats://127.0.0.1:1'}), c)\n"
+        "except PluginNotFound as exc:\n    print(exc)\n"
+        "try:\n    create_source(SourceSpec(id='i', type='fleet_ingest', options={}), c)\n"
+        "except MissingExtra as exc:\n    print(exc)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False)
+    lines = done.stdout.splitlines()
+    assert done.returncode == 0, done.stderr
+    assert len(lines) == 2 and all("pip install 'otseam[nats]'" in line for line in lines), done.stdout

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import deque
 from fnmatch import fnmatchcase
 
-from otseam.contract.models import Conduit, Contract, Direction, SinkSpec
+from otseam.contract.models import COMPUTED_DEVICE, Conduit, Contract, Direction, SinkSpec
 
 DMZ_LEVEL = 3.5
 
@@ -56,7 +56,15 @@ def sink_point_keys(contract: Contract, sink: SinkSpec) -> list[str]:
 def sink_data_zones(contract: Contract, sink: SinkSpec) -> set[str]:
     """The zones of the devices whose points a sink carries."""
     zones: set[str] = set()
-    for key in sink_point_keys(contract, sink):
+    keys = sink_point_keys(contract, sink)
+    # A computed point's data comes from the devices underneath it.
+    computed = [k for k in keys if k.startswith(f"{COMPUTED_DEVICE}/")]
+    if computed:
+        from otseam.contract.formulas.lineage import lineage
+
+        found_lineage = lineage(contract)
+        keys = keys + [s for k in computed if k in found_lineage for s in found_lineage[k].sources]
+    for key in keys:
         found = contract.find_point(key)
         if found:
             zones.add(found[0].zone)

@@ -25,7 +25,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -74,8 +74,8 @@ def node_key(directory: Path) -> Ed25519PrivateKey:
     return key
 
 
-def node_public_key(directory: Path) -> Ed25519PublicKey:
-    key = serialization.load_pem_public_key((directory / (NODE_KEY + ".pub")).read_bytes())
+def node_public_key(directory: Path, name: str = NODE_KEY + ".pub") -> Ed25519PublicKey:
+    key = serialization.load_pem_public_key((directory / name).read_bytes())
     if not isinstance(key, Ed25519PublicKey):
         raise ValueError("the node's audit public key is not Ed25519")
     return key
@@ -167,15 +167,18 @@ class AuditLog:
         try:
             with locked(self.directory / "audit.lock"):
                 record = self._append_locked(kind, actor, subject, data or {}, severity, message)
+                written = [record]
                 seq = int(record["seq"])
                 if self.checkpoint_every and seq % self.checkpoint_every == 0:
-                    self._append_locked("checkpoint", "node", self.node, self._checkpoint(record), Severity.INFO, "")
+                    checkpoint = self._checkpoint(record)
+                    written.append(self._append_locked("checkpoint", "node", self.node, checkpoint, Severity.INFO, ""))
         except AuditUnavailable:
             raise
         except (OSError, ValueError, CanonicalError) as exc:
             log.error("audit log %s cannot be written (%s): refusing the action", self.path, exc)
             raise AuditUnavailable(f"the audit log cannot be written ({exc}); nothing was done") from None
-        self._to_journal(record)
+        for item in written:  # checkpoints cross too: the IT side then holds signed heads
+            self._to_journal(item)
         return record
 
     def _checkpoint(self, record: dict[str, Any]) -> dict[str, Any]:
@@ -273,6 +276,69 @@ class Verdict:
     notes: list[str] = field(default_factory=list)
 
 
+def _walk(
+    parsed: list[tuple[int, dict[str, Any] | None]], first: int, first_prev: str, public: Ed25519PublicKey | None
+) -> tuple[Verdict, dict[int, str]]:
+    """Check the chain of ``parsed`` (line number, record) from sequence ``first`` whose ``prev`` is
+    ``first_prev``: every hash, every link, every checkpoint and its signature."""
+    seqs = {item["seq"] for _, item in parsed if item is not None}
+    verdict = Verdict(ok=True)
+    expected, prev = first, first_prev
+    by_seq: dict[int, str] = {}
+
+    for number, item in parsed:
+        if item is None:
+            return _failed(
+                verdict,
+                by_seq,
+                expected,
+                f"line {number} (where record {expected} belongs) is not a readable record: edited",
+            )
+        seq = item["seq"]
+        if seq < expected:
+            return _failed(
+                verdict, by_seq, seq, f"record {seq} (line {number}) comes after record {expected - 1}: reordered"
+            )
+        if seq > expected:
+            if expected in seqs:
+                return _failed(
+                    verdict, by_seq, expected, f"record {expected} is not at line {number}, where it belongs: reordered"
+                )
+            missing = f"record {expected}" if seq == expected + 1 else f"records {expected} to {seq - 1}"
+            return _failed(
+                verdict,
+                by_seq,
+                expected,
+                f"{missing} removed: line {number} holds record {seq} after record {expected - 1}",
+            )
+        if record_hash(item) != item.get("hash"):
+            return _failed(
+                verdict, by_seq, seq, f"record {seq} (line {number}) was edited: its content does not match its hash"
+            )
+        if item.get("prev") != prev:
+            return _failed(
+                verdict,
+                by_seq,
+                seq - 1,
+                f"record {seq - 1} was edited or replaced: record {seq} (line {number}) was chained to another hash",
+            )
+        if item.get("kind") == "checkpoint":
+            problem = _checkpoint_problem(item, by_seq, public)
+            if problem:
+                return _failed(verdict, by_seq, seq, f"checkpoint record {seq} (line {number}): {problem}")
+            verdict.checkpoints += 1
+        by_seq[seq] = item["hash"]
+        prev = item["hash"]
+        expected += 1
+    verdict.records = expected - first
+    return verdict, by_seq
+
+
+def _failed(verdict: Verdict, by_seq: dict[int, str], seq: int | None, text: str) -> tuple[Verdict, dict[int, str]]:
+    verdict.ok, verdict.problem, verdict.first_bad_seq = False, text, seq
+    return verdict, by_seq
+
+
 def verify_log(log_path: str | Path, head_path: str | Path | None, public: Ed25519PublicKey | None) -> Verdict:
     """Walk the chain and name the first record edited, removed, reordered, or where the log was cut."""
     log_path = Path(log_path)
@@ -291,42 +357,14 @@ def verify_log(log_path: str | Path, head_path: str | Path | None, public: Ed255
         except ValueError:
             item = None
         parsed.append((number, item))
-    seqs = {item["seq"] for _, item in parsed if item is not None}
-    verdict = Verdict(ok=True)
-    expected, prev = 1, GENESIS
-    by_seq: dict[int, str] = {}
+    verdict, by_seq = _walk(parsed, 1, GENESIS, public)
+    if not verdict.ok:
+        return verdict
 
     def fail(seq: int | None, text: str) -> Verdict:
         verdict.ok, verdict.problem, verdict.first_bad_seq = False, text, seq
         return verdict
 
-    for number, item in parsed:
-        if item is None:
-            return fail(expected, f"line {number} (where record {expected} belongs) is not a readable record: edited")
-        seq = item["seq"]
-        if seq < expected:
-            return fail(seq, f"record {seq} (line {number}) comes after record {expected - 1}: reordered")
-        if seq > expected:
-            if expected in seqs:
-                return fail(expected, f"record {expected} is not at line {number}, where it belongs: reordered")
-            missing = f"record {expected}" if seq == expected + 1 else f"records {expected} to {seq - 1}"
-            return fail(expected, f"{missing} removed: line {number} holds record {seq} after record {expected - 1}")
-        if record_hash(item) != item.get("hash"):
-            return fail(seq, f"record {seq} (line {number}) was edited: its content does not match its hash")
-        if item.get("prev") != prev:
-            return fail(
-                seq - 1,
-                f"record {seq - 1} was edited or replaced: record {seq} (line {number}) was chained to another hash",
-            )
-        if item.get("kind") == "checkpoint":
-            problem = _checkpoint_problem(item, by_seq, public)
-            if problem:
-                return fail(seq, f"checkpoint record {seq} (line {number}): {problem}")
-            verdict.checkpoints += 1
-        by_seq[seq] = item["hash"]
-        prev = item["hash"]
-        expected += 1
-    verdict.records = expected - 1
     if head_path is None:
         verdict.notes.append("no signed head given: a log cut short after its last record cannot be detected")
         return verdict
@@ -366,6 +404,52 @@ def _checkpoint_problem(item: dict[str, Any], by_seq: dict[int, str], public: Ed
         if not verify(public, PURPOSE_CHECKPOINT, head_digest(through, str(head)), str(data.get("signature", ""))):
             return "its signature does not verify"
     return ""
+
+
+def verify_events(lines: Iterable[str], node: str, public: Ed25519PublicKey | None) -> Verdict:
+    """Verify the audit records of ``node`` that crossed in the journal as events (one JSON event per
+    line, as the ``file`` sink writes them, with the record in ``data``).
+
+    Delivery is at least once and may start anywhere in the chain: repeats of a record are folded (a
+    repeat that differs is tampering), the records are taken in sequence order and checked from the
+    first one present. Records after the last signed checkpoint are reported as not yet covered by one.
+    """
+    found: dict[int, dict[str, Any]] = {}
+    where: dict[int, int] = {}
+    for number, line in enumerate(lines, 1):
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(event, dict) or not str(event.get("kind", "")).startswith("audit."):
+            continue
+        record = event.get("data")
+        if not isinstance(record, dict) or record.get("node") != node or not isinstance(record.get("seq"), int):
+            continue
+        seq = record["seq"]
+        if seq in found and found[seq] != record:
+            return Verdict(
+                ok=False,
+                problem=f"record {seq} arrived twice with different content (line {number})",
+                first_bad_seq=seq,
+            )
+        found[seq] = record
+        where.setdefault(seq, number)
+    if not found:
+        return Verdict(ok=False, problem=f"no audit records of node {node!r} in these events")
+    ordered = [(seq, found[seq]) for seq in sorted(found)]
+    first = ordered[0][1]
+    parsed: list[tuple[int, dict[str, Any] | None]] = [(where[seq], record) for seq, record in ordered]
+    verdict, _ = _walk(parsed, first["seq"], str(first.get("prev")), public)
+    if verdict.ok:
+        checkpoints = [seq for seq, r in ordered if r.get("kind") == "checkpoint"]
+        covered = checkpoints[-1] if checkpoints else 0
+        last = ordered[-1][0]
+        if first["seq"] != 1:
+            verdict.notes.append(f"the copy starts at record {first['seq']}")
+        if covered < last:
+            verdict.notes.append(f"records {covered + 1} to {last} are not covered by a signed checkpoint yet")
+    return verdict
 
 
 # --- export -----------------------------------------------------------------------------------------

@@ -177,6 +177,23 @@ class Executor:
         self.audit = AuditLog(self.directory, node=node, journal=journal, clock=clock)
         self.writers = writers
         self.poll_interval = poll_interval
+        #: Requests being executed by this process right now.
+        self._running: set[str] = set()
+
+    def places(self, device: Device) -> bool:
+        """Whether ``device`` is polled by this node (always, for a contract without nodes)."""
+        return not self.contract.nodes or self.contract.node_of(device) == self.node
+
+    def concerns(self, item: object) -> bool:
+        """Whether a fetched entry is for a device of this node; entries for other OT nodes are left to
+        them (not executed, not reported). Anything unreadable concerns us: it is refused and reported."""
+        try:
+            command = str(item["document"]["command"])  # type: ignore[index]
+        except (KeyError, TypeError):
+            return True
+        found = next((c for c in self.contract.commands if c.id == command), None)
+        point = self.contract.find_point(found.point) if found else None
+        return point is None or self.places(point[0])
 
     def _outcome(self, doc_id: str, command: str, status: str, detail: str, **extra: Any) -> dict[str, Any]:
         return {
@@ -202,6 +219,10 @@ class Executor:
             raise policy.PolicyError(
                 f"'{doc.command}' enters OT through conduit '{tgt.command.conduit}', not '{self.conduit}', "
                 "the one this node fetched it from"
+            )
+        if not self.places(tgt.device):
+            raise policy.PolicyError(
+                f"device '{tgt.device.id}' is polled by node '{self.contract.node_of(tgt.device)}', not this one"
             )
         zone = self.contract.zone(tgt.device.zone)
         if zone is None or zone.side is not Side.OT:
@@ -243,6 +264,17 @@ class Executor:
         command = str(raw_doc.get("command", "?")) if isinstance(raw_doc, dict) else "?"
         earlier = self.ledger.get(doc_id)
         if earlier is not None:
+            if earlier.get("status") == "executing" and doc_id not in self._running:
+                # Claimed, never settled: the node stopped during the write. Nobody knows what the
+                # device holds, so it is not written again; people must look.
+                earlier = self._outcome(
+                    doc_id,
+                    command,
+                    "failed",
+                    "interrupted during execution (the node stopped); check the point's value",
+                )
+                self.ledger.settle(doc_id, earlier)
+                self._record("command.outcome", earlier, Severity.HIGH)
             return earlier
         try:
             doc, tgt = self.verify(item)
@@ -269,8 +301,12 @@ class Executor:
         earlier = self.ledger.claim(doc.id, started)
         if earlier is not None:  # another executor took it between our check and now
             return earlier
-        outcome = await self._write(doc, tgt)
-        self.ledger.settle(doc.id, outcome)
+        self._running.add(doc.id)
+        try:
+            outcome = await self._write(doc, tgt)
+            self.ledger.settle(doc.id, outcome)
+        finally:
+            self._running.discard(doc.id)
         self._record("command.outcome", outcome, Severity.INFO if outcome["status"] == "executed" else Severity.HIGH)
         return outcome
 

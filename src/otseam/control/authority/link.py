@@ -171,6 +171,8 @@ class Fetcher:
             if not answer.get("ok"):
                 raise ConnectionError(f"the DMZ node refused: {answer.get('error')}")
             for item in answer.get("requests") or []:
+                if not self.executor.concerns(item):
+                    continue
                 outcome = await self.executor.execute(item)
                 outcomes.append(outcome)
                 await _send(writer, {"op": "report", "id": outcome["id"], "outcome": outcome})

@@ -141,6 +141,8 @@ def rtu_response_length(head: bytes) -> int | None:
         return 5  # unit, function, exception code, CRC
     if function in (READ_COILS, READ_DISCRETE_INPUTS, READ_HOLDING_REGISTERS, READ_INPUT_REGISTERS):
         return 5 + head[2]  # unit, function, byte count, data, CRC
+    if function in (WRITE_SINGLE_COIL, WRITE_SINGLE_REGISTER, WRITE_MULTIPLE_REGISTERS):
+        return 8  # unit, function, address, value or count, CRC (approved commands only, write.py)
     return None
 
 

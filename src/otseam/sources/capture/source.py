@@ -138,7 +138,9 @@ class CaptureSource:
 
     @classmethod
     def from_spec(cls, spec: SourceSpec, context: PluginContext) -> CaptureSource:
-        options = Options.model_validate(spec.options)
+        # Files named in the options are found beside the contract, as `seam check` finds them.
+        base = str(Path(context.contract_path).parent) if context.contract_path else ""
+        options = Options.model_validate(spec.options, context={"base": base})
         modbus_ports, opcua_ports = frozenset(options.modbus_ports), frozenset(options.opcua_ports)
         policy = build_policy(
             context.contract if options.allow_from_contract else None,
@@ -244,7 +246,8 @@ class CaptureSource:
                     break
         finally:
             self.kernel_counters()
-            live.close()
+            live.close()  # reads the kernel's counts a last time
+            self.kernel_received, self.kernel_dropped = live.counters.received, live.counters.dropped
             self.live = None
             monitor.finish()
             events = self._hand_over(True)

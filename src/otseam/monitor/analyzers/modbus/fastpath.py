@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from otseam.monitor.analyzers.modbus import inventory, rules
 from otseam.monitor.analyzers.modbus.parser import Message, decode_pdu
 from otseam.monitor.capture import (
     _PCAP_MAGIC,
@@ -38,6 +39,7 @@ from otseam.monitor.capture import (
     CaptureError,
     CaptureStats,
     Frame,
+    if_tsresol,
     pcapng_records,
 )
 from otseam.monitor.engine import Monitor
@@ -99,6 +101,10 @@ def index_capture(buf: Buffer, stats: CaptureStats, name: str) -> tuple[NDArray,
     classic pcap or a pcapng file whose packets are all Ethernet. None for anything else."""
     magic = bytes(buf[:4])
     if magic == _PCAPNG_SHB:
+        simple = _index_pcapng_simple(buf)
+        if simple is not None:
+            stats.frames = len(simple[0])
+            return simple
         try:
             records = list(pcapng_records(buf, stats, name))
         except CaptureError:
@@ -124,6 +130,68 @@ def index_capture(buf: Buffer, stats: CaptureStats, name: str) -> tuple[NDArray,
     record = _rows(b, headers, 16).view("<u4")  # (n, 4): seconds, fraction, included length, original length
     ts = record[:, 0].astype(np.float64) + record[:, 1].astype(np.float64) * resolution
     return headers + 16, record[:, 2].astype(np.int64), ts
+
+
+def _index_pcapng_simple(buf: Buffer) -> tuple[NDArray, NDArray, NDArray] | None:
+    """The pcapng files tcpdump, dumpcap and editcap write: one little-endian section, Ethernet
+    interfaces described before the first packet, enhanced packet blocks, every length consistent.
+    Indexed like a classic pcap (one short loop over the block lengths, then column-wise checks); None
+    for anything else, which the full block walk (``pcapng_records``) reads, problems and all."""
+    size = len(buf)
+    if size < 28 or bytes(buf[8:12]) != b"\x4d\x3c\x2b\x1a":
+        return None
+    length_at = _U32.unpack_from
+    pos = length_at(buf, 4)[0]
+    if pos < 28 or pos % 4 or pos > size:
+        return None
+    heads_list: list[int] = []
+    append = heads_list.append
+    last = size - 12
+    while pos <= last:
+        append(pos)
+        length = length_at(buf, pos + 4)[0]
+        if length < 12 or length % 4:
+            return None
+        pos += length
+    if pos != size:
+        return None
+    b = np.frombuffer(buf, dtype=np.uint8)
+    heads = np.asarray(heads_list, dtype=np.int64)
+    empty = np.zeros(0, dtype=np.int64)
+    if not len(heads):
+        return empty, empty, np.zeros(0, dtype=np.float64)
+    fields = _rows(b, heads, 8).view("<u4")  # (n, 2): block type, block length
+    kinds, lengths = fields[:, 0].astype(np.int64), fields[:, 1].astype(np.int64)
+    packets = kinds == 6
+    first_packet = int(heads[packets][0]) if packets.any() else size
+    resolutions: list[float] = []
+    for at, kind, length in zip(
+        heads[~packets].tolist(), kinds[~packets].tolist(), lengths[~packets].tolist(), strict=True
+    ):
+        if kind in (2, 3, 0x0A0D0D0A):  # obsolete and simple packet blocks, a second section
+            return None
+        if kind == 1:  # interface description: Ethernet only, and before any packet
+            if length < 20 or at > first_packet or _U16LE.unpack_from(buf, at + 8)[0] != LINKTYPE_ETHERNET:
+                return None
+            resolutions.append(if_tsresol(buf, at + 16, at + length - 4, "<"))
+    starts = heads[packets]
+    if not len(starts):
+        return empty, empty, np.zeros(0, dtype=np.float64)
+    block_lengths = lengths[packets]
+    if (block_lengths < 32).any():
+        return None
+    rows = _rows(b, starts + 8, 20).view("<u4")  # (n, 5): interface, time high, time low, caplen, origlen
+    interface = rows[:, 0].astype(np.int64)
+    caplen = rows[:, 3].astype(np.int64)
+    if (interface >= len(resolutions)).any() or (caplen > block_lengths - 32).any() or (caplen > MAX_FRAME).any():
+        return None
+    # Exactly the per-frame reader's float: the 64-bit count rounded once, then times the unit.
+    ticks = rows[:, 1].astype(np.float64) * 4294967296.0 + rows[:, 2].astype(np.float64)
+    times = ticks * np.asarray(resolutions, dtype=np.float64)[interface]
+    return starts + 28, caplen, times
+
+
+_U16LE = struct.Struct("<H")
 
 
 def _rows(b: NDArray, starts: NDArray, width: int) -> NDArray:
@@ -218,11 +286,11 @@ def analyse_pcap(monitor: Monitor, buf: Buffer, stats: CaptureStats, name: str =
         doff[options] = (b[at + 12] >> 4).astype(np.int64) * 4
         flags[options] = b[at + 13]
     ok = (doff >= 20) & (tcp + doff <= end)
-    known = np.asarray(sorted(monitor.modbus_ports | monitor.opcua_ports), dtype=np.int64)
+    known = np.asarray(sorted(set().union(*monitor.ports.values())), dtype=np.int64)
     c2s = np.isin(dport, known)
     s2c = ~c2s & np.isin(sport, known)
     server_port = np.where(c2s, dport, sport)
-    ok &= (c2s | s2c) & np.isin(server_port, np.asarray(sorted(monitor.modbus_ports), dtype=np.int64))
+    ok &= (c2s | s2c) & np.isin(server_port, np.asarray(sorted(monitor.ports["modbus"]), dtype=np.int64))
     sel = np.flatnonzero(ok)
     candidates, o, end, tcp, doff, sport, dport, c2s = (
         candidates[sel],
@@ -395,11 +463,11 @@ def analyse_pcap(monitor: Monitor, buf: Buffer, stats: CaptureStats, name: str =
         msg = Message(number, when, int(tid[row]), int(unit[row]), int(fc[row]), bool(c2s[row]), length)
         decode_pdu(msg, bytes(buf[start + 7 : start + 6 + length]))
         if msg.is_request:
-            monitor.detector.modbus_request(e, msg)
+            rules.request(monitor.detector, e, msg)
         else:
-            monitor.detector.modbus_response(e, msg)
+            rules.response(monitor.detector, e, msg)
             if msg.objects:
-                inv.modbus(e.client, e.server, msg.unit, msg.function, when, msg.objects)
+                inventory.record(inv, e.client, e.server, msg.unit, msg.function, when, msg.objects)
     # Inventory: each (connection, unit, function) once, at its first and last time.
     if len(m):
         mt = ts[candidates[m]]
@@ -413,8 +481,8 @@ def analyse_pcap(monitor: Monitor, buf: Buffer, stats: CaptureStats, name: str =
             c, rest = divmod(k, 256 * 128)
             u, f = divmod(rest, 128)
             e = ends(c)
-            inv.modbus(e.client, e.server, u, f, t0, {})
-            inv.modbus(e.client, e.server, u, f, t1, {})
+            inventory.record(inv, e.client, e.server, u, f, t0, {})
+            inventory.record(inv, e.client, e.server, u, f, t1, {})
     return True
 
 
