@@ -159,6 +159,46 @@ async def _publish(kind: str, sites: list[str], urls: dict[str, str], work: Path
     await asyncio.gather(*tasks, return_exceptions=True)
 
 
+# --- batching: one site's journal into one JetStream server, by message kind and batch size ---------------
+
+
+async def batching(total: int) -> list[tuple[str, int, float, float, int]]:
+    """(message kind, records per delivery, samples/s, CPU s per 100k samples in this process, messages)."""
+    from otseam.contract.models import SinkSpec
+    from otseam.core.plugins import PluginContext, create_sink
+    from otseam.core.records import Quality, Sample
+    from otseam.journal import Journal
+    from otseam.runtime.sinkrunner import SinkStats, run_sink
+
+    rows = []
+    keys = [f"d{d}/p{p}" for d in range(DEVICES) for p in range(100)]
+    with servers.nats_jetstream() as server, tempfile.TemporaryDirectory(prefix="seam-bench-batch-") as tmp:
+        client = await nats.connect(server.url)
+        await client.jetstream().add_stream(StreamConfig(name="SITE", subjects=["seam.>"], storage=StorageType.FILE))
+        await client.close()
+        for kind, batch in (("sample", 1000), ("device", 100), ("device", 1000), ("device", 5000)):
+            count = total // 10 if kind == "sample" else total
+            journal = Journal.open(Path(tmp) / f"{kind}{batch}", sync="none")
+            now = time.time()
+            for start in range(0, count, len(keys)):
+                journal.append([Sample(k, start + i * 0.5, Quality.GOOD, now, now) for i, k in enumerate(keys)])
+            context = PluginContext(contract=_contract("s000", len(keys)), data_dir=tmp)
+            options = {"servers": [server.url], "message": kind, "max_batch": batch, "timeout": 60}
+            sink = create_sink(SinkSpec(id="b", type="nats", options=options), context)
+            reader = journal.reader("b")
+            cpu0, t0 = time.process_time(), time.perf_counter()
+            task = asyncio.create_task(run_sink(sink, reader, stats=SinkStats("b"), max_wait=0.01))
+            while reader.committed < journal.last_offset:  # noqa: ASYNC110 - the journal offers nothing to await
+                await asyncio.sleep(0.01)
+            wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            rows.append((kind, batch, count / wall, cpu * 100_000 / count, sink.counters.messages))  # type: ignore[attr-defined]
+            await sink.close()
+            journal.close()
+    return rows
+
+
 # --- the ingest processes ---------------------------------------------------------------------------
 
 
@@ -284,11 +324,19 @@ async def main() -> None:
     parser.add_argument("--leaves", type=int, default=4, help="leaf node servers the sites share")
     parser.add_argument("--consumers", type=int, default=2, help="ingest / seam host processes")
     parser.add_argument("--skip-sparkplug", action="store_true")
+    parser.add_argument("--batching", type=int, default=200_000, help="samples for the batching run (0: skip)")
     args = parser.parse_args()
     print(f"machine: {describe()}; load average {os.getloadavg()[0]:.1f} at start (shared machine)")
     print(f"work: {args.sites} sites x {args.points} points every {args.period:g} s "
           f"= {args.sites * args.points / args.period:,.0f} samples/s offered, {args.seconds:g} s window; "
           f"{args.publishers} publisher processes, {args.leaves} leaf nodes, {args.consumers} consumers")  # fmt: skip
+    if args.batching:
+        print("nats sink batching (one journal -> one JetStream server, every message acknowledged):")
+        for kind, batch, rate, cpu, messages in await batching(args.batching):
+            print(f"  message: {kind:<6} max_batch {batch:>5}: {rate:>9,.0f} samples/s, "
+                  f"{cpu:.2f} CPU s per 100k in the publisher, {messages:,} messages")  # fmt: skip
+    if not args.sites:
+        return
     sites = [f"s{i:03d}" for i in range(args.sites)]
     leaves = [f"leaf{i}" for i in range(min(args.leaves, args.sites))]
     sites_of = {leaf: sites[i :: len(leaves)] for i, leaf in enumerate(leaves)}
