@@ -166,3 +166,43 @@ def test_security_headers(node: SeamRun) -> None:
     assert reply.headers["Cache-Control"] == "no-store"
     page = client.get("/")
     assert "frame-ancestors 'none'" in page.headers["Content-Security-Policy"]
+
+
+def test_a_computed_point_is_listed_with_its_lineage(tmp_path: object) -> None:
+    """Both teams see what a computed number is made of and who owns its formula (issue: edge processing)."""
+    from pathlib import Path
+
+    from tests.control.node import CONTRACT, start_node
+
+    computed = """\
+computed:
+  - id: flow_ls
+    expression: "$gen1/flow / 3.6"
+    type: float64
+    unit: L/s
+    owner: erik
+    description: outlet flow in litres per second
+"""
+    workdir = Path(str(tmp_path))
+    node = start_node(workdir, CONTRACT + computed)
+    try:
+        client = signed_in(node, "ivan")
+
+        def listed() -> dict[str, object] | None:
+            items = {p["key"]: p for p in client.get("/api/v1/points?device=computed").json()["items"]}
+            point = items.get("computed/flow_ls")
+            return point if point and point.get("quality") == "good" else None
+
+        node.wait_for(lambda: listed() is not None, "the computed point with a good value")
+        point = listed()
+        assert point is not None
+        assert point["lineage"] == {
+            "kind": "expression",
+            "formula": "$gen1/flow / 3.6",
+            "inputs": ["gen1/flow"],
+            "sources": ["gen1/flow"],
+            "owner": "erik",
+        }
+        assert point["unit"] == "L/s" and isinstance(point["value"], float)
+    finally:
+        node.stop()

@@ -19,7 +19,8 @@ from typing import Any
 
 from aiohttp import web
 
-from otseam.contract.models import Contract
+from otseam.contract.formulas.lineage import Lineage, lineage
+from otseam.contract.models import COMPUTED_DEVICE, Contract, Point
 from otseam.control import openapi
 from otseam.control.auth import COOKIE, CSRF_HEADER, Authenticator, Identity, LoginRefused, csrf_ok
 from otseam.control.events import ALERT_KINDS, EventStore
@@ -65,6 +66,11 @@ class BadRequest(Exception):
 
 def _error(status: int, message: str, **headers: str) -> web.Response:
     return web.json_response({"error": message}, status=status, headers=headers)
+
+
+def _lineage(origin: Lineage) -> dict[str, Any]:
+    data = origin.to_dict()
+    return {key: data[key] for key in ("kind", "formula", "inputs", "sources", "owner")}
 
 
 def _one(request: web.Request, name: str) -> str | None:
@@ -530,6 +536,15 @@ class ControlPlane:
                 if quality_text is not None and quality != quality_text:
                     continue
                 matched.append((key, device.id, point, value, quality))
+        computed = self._computed_points(contract)
+        if device_filter in (None, COMPUTED_DEVICE):
+            for key, point in computed.items():
+                value = live.get(key)
+                quality = value.quality.label if value else None
+                if (text and text not in key.lower()) or (quality_text is not None and quality != quality_text):
+                    continue
+                matched.append((key, COMPUTED_DEVICE, point, value, quality))
+        origins = lineage(contract) if computed else {}
         items = [
             {
                 "key": key,
@@ -542,10 +557,19 @@ class ControlPlane:
                 "unit": point.unit,
                 "type": point.type,
                 "writable": point.writable,
+                **({"lineage": _lineage(origins[key])} if key in origins else {}),
             }
             for key, device_id, point, value, quality in matched[offset : offset + limit]
         ]
         return web.json_response({"items": items, "total": len(matched)})
+
+    @staticmethod
+    def _computed_points(contract: Contract) -> dict[str, Point]:
+        """The edge's computed points, shaped as points (what the console lists beside device points)."""
+        return {
+            c.key: Point(id=c.id, address=COMPUTED_DEVICE, type=c.type, unit=c.unit, description=c.description)
+            for c in contract.computed
+        }
 
     async def h_history(self, request: web.Request) -> web.StreamResponse:
         from otseam.sinks.historian.query import QueryError, parse_bucket, parse_time, query

@@ -261,6 +261,11 @@ async function pointsPage(view, page) {
     all.push(...pageData.items);
     if (all.length >= pageData.total || !pageData.items.length) break;
   }
+  // A computed point says what it is made of and who owns its formula (the contract's lineage).
+  const lineageNote = (p) => p.lineage
+    ? `<div class="lineage">= ${esc(p.lineage.formula)}<br>from ${esc(p.lineage.sources.join(", "))}` +
+      `${p.lineage.owner ? `; formula owned by ${esc(p.lineage.owner)}` : ""}</div>`
+    : "";
   const selected = new Set(all.slice(0, 1).map((p) => p.key));
   const render = () => {
     const text = $("filter").value.toLowerCase();
@@ -269,7 +274,7 @@ async function pointsPage(view, page) {
       ["", "Point", "Value", "Unit", "Quality", "Age"],
       shown.map((p) => [
         `<input type="checkbox" data-key="${esc(p.key)}" ${selected.has(p.key) ? "checked" : ""}>`,
-        esc(p.key), `<span data-v="${esc(p.key)}"></span>`, esc(p.unit), `<span data-q="${esc(p.key)}"></span>`,
+        esc(p.key) + lineageNote(p), `<span data-v="${esc(p.key)}"></span>`, esc(p.unit), `<span data-q="${esc(p.key)}"></span>`,
         `<span data-a="${esc(p.key)}"></span>`,
       ]),
       'id="points-table"',

@@ -25,7 +25,7 @@ from typing import Any
 
 from asyncua.server.address_space import AddressSpace, AttributeValue, NodeData
 
-from otseam.contract.models import Contract, Device, Point
+from otseam.contract.models import COMPUTED_DEVICE, ComputedPoint, Contract, Device, Point
 from otseam.sinks.opcua_server import units
 from otseam.sinks.opcua_server._ua import ua
 from otseam.sinks.opcua_server.status import DATATYPES, NUMERIC, VARIANTS
@@ -242,7 +242,42 @@ class Builder:
             keys = [device.key(p) for p in device.points if selected is None or device.key(p) in selected]
             if keys:
                 self.device(device, node, set(keys))
+        computed = [c for c in contract.computed if selected is None or c.key in selected]
+        if computed:
+            self.computed(contract, computed, node)
         return node
+
+    def computed(self, contract: Contract, points: list[ComputedPoint], parent: NodeData) -> None:
+        """The edge's computed points under a virtual device ``computed``, each with its lineage as
+        properties (Formula, Inputs, Sources, FormulaOwner), so an IT client sees what a number is made
+        of and who answers for the formula."""
+        from otseam.contract.formulas.lineage import lineage
+
+        origins = lineage(contract)
+        node = self.obj(COMPUTED_DEVICE, COMPUTED_DEVICE, "points computed on the edge from other points", parent)
+        names = self.devices.setdefault(COMPUTED_DEVICE, [])
+        for computed in points:
+            as_point = Point(
+                id=computed.id,
+                address=COMPUTED_DEVICE,
+                type=computed.type,
+                unit=computed.unit,
+                range=computed.range,
+                description=computed.description,
+            )
+            self.point(COMPUTED_DEVICE, computed.key, as_point, node)
+            names.append(computed.key)
+            origin = origins.get(computed.key)
+            if origin is None:
+                continue
+            variable = self.aspace[self.points[computed.key].nodeid]
+            for name, text in (
+                ("Formula", origin.formula),
+                ("Inputs", ", ".join(origin.inputs)),
+                ("Sources", ", ".join(origin.sources)),
+                ("FormulaOwner", origin.owner or ""),
+            ):
+                self._property(variable, name, ua.DataValue(ua.Variant(text, ua.VariantType.String)), ua.NodeId(12))
 
     def device(self, device: Device, parent: NodeData, keys: set[str]) -> None:
         description = " ".join(x for x in (device.description, device.vendor, device.model) if x)

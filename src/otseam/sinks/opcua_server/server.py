@@ -179,7 +179,7 @@ class OpcUaServerSink:
     def _selected(self) -> set[str] | None:
         if not self.spec.points:
             return None
-        keys = {d.key(p) for d in self.contract.devices for p in d.points}
+        keys = {d.key(p) for d in self.contract.devices for p in d.points} | {c.key for c in self.contract.computed}
         return {k for k in keys if any(fnmatch(k, pattern) for pattern in self.spec.points)}
 
     async def deliver(self, batch: Batch) -> None:
