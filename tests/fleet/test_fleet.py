@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -20,7 +22,6 @@ import pytest
 from otseam.contract.models import Contract, SourceSpec
 from otseam.contract.models import Site as SiteModel
 from otseam.core.plugins import PluginContext, create_source
-from otseam.core.records import Record
 from otseam.sources.fleet_ingest.source import FleetIngestSource
 from tests.fleet.edge import Edge
 from tests.fleet.topology import FLEET, fleet, make_streams
@@ -99,11 +100,6 @@ async def test_shared_consumer_stores_each_record_once(pg_server: Postgres, tmp_
 
 async def test_fleet_survives_a_cut_site_and_a_dead_hub_server(pg_server: Postgres, tmp_path: Path) -> None:
     prefix = f"f{uuid.uuid4().hex[:8]}_"
-    events: list[Record] = []
-
-    async def collect(records: object) -> None:
-        events.extend(records)  # type: ignore[arg-type]
-
     with fleet(["site1", "site2"]) as running:
         await make_streams(running, "seam", "acme")
         edges = {name: Edge.open(name, site.server.url, tmp_path / name, max_batch=500)
@@ -111,8 +107,18 @@ async def test_fleet_survives_a_cut_site_and_a_dead_hub_server(pg_server: Postgr
         for edge in edges.values():
             edge.start_sink()
             edge.start_polling(devices=2, points=25, period=0.1)  # 500 samples/s per site
-        ingests = [ingest(n, running.hub_urls, pg_server.dsn, prefix, tmp_path) for n in ("ingest-a", "ingest-b")]
-        tasks = [asyncio.create_task(s.run(collect)) for s in ingests]
+        # Two ingest processes (`seam fleet ingest`) on one durable consumer, as an IT node would run them.
+        command = ["fleet", "ingest", "--dsn-env", "FLEET_DSN", "--table-prefix", prefix]
+        for url in running.hub_urls:
+            command += ["--server", url]
+        environment = {**os.environ, "FLEET_DSN": pg_server.dsn}
+        logs = [tmp_path / f"ingest-{i}.log" for i in range(2)]
+        handles = [log.open("wb") for log in logs]
+        ingests = [
+            await asyncio.create_subprocess_exec(sys.executable, "-m", "otseam.cli", *command, env=environment,
+                                                 stdout=asyncio.subprocess.DEVNULL, stderr=handle)
+            for handle in handles
+        ]  # fmt: skip
         site1 = edges["site1"].journal.source
 
         async def stored(source: str, at_least: int) -> bool:
@@ -167,9 +173,13 @@ async def test_fleet_survives_a_cut_site_and_a_dead_hub_server(pg_server: Postgr
         ]
         for _, first, last, n in per_site:
             assert last - first + 1 == n  # no offset missing
-        assert not [e for e in events if getattr(e, "kind", "") == "fleet.rejected"]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        for process in ingests:
+            assert process.returncode is None, "an ingest process died"
+            process.send_signal(signal.SIGTERM)
+        for process, log, handle in zip(ingests, logs, handles, strict=True):
+            await asyncio.wait_for(process.wait(), 60)
+            handle.close()
+            assert process.returncode == 0, log.read_text()
+            assert "fleet.rejected" not in log.read_text()
         for edge in edges.values():
             await edge.close()
