@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 # command:package pairs; a command already on PATH (however it was installed) is not reinstalled.
 SYSTEM_TOOLS := mosquitto:mosquitto initdb:postgresql mbpoll:mbpoll tshark:tshark tcpdump:tcpdump \
                 ip:iproute2 ethtool:ethtool socat:socat node:nodejs npm:npm clang:clang \
-                chromium:chromium strace:strace
+                chromium:chromium strace:strace nats-server:nats-server
 # file:package pairs for what building the diode's C speedups needs (see setup.py).
 BUILD_FILES := /usr/include/openssl/evp.h:libssl-dev /usr/include/isa-l/erasure_code.h:libisal-dev \
                /usr/lib/llvm-14/lib/clang/14.0.6/lib/linux/libclang_rt.fuzzer-x86_64.a:libclang-rt-14-dev

@@ -40,6 +40,7 @@ COMMAND_MODULES = [
     "otseam.commands.monitor",  # watch, inventory
     "otseam.commands.authority",  # command, contract, audit
     "otseam.commands.users",  # user
+    "otseam.commands.fleet",  # fleet ingest
 ]
 
 #: command name -> (module that registers it, the first line of its help), for a start-up that imports
@@ -74,6 +75,10 @@ COMMAND_INDEX: dict[str, tuple[str, str]] = {
     "host": (
         "otseam.commands.host",
         "Run the IT-side Sparkplug B host application: STATE, ingestion into a historian, rebirths.",
+    ),
+    "fleet": (
+        "otseam.commands.fleet",
+        "The fleet of sites on NATS JetStream (docs/scale.md).",
     ),
     "diode": (
         "otseam.commands.diode",
