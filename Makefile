@@ -118,7 +118,7 @@ fuzz: venv
 		ASAN_OPTIONS=detect_leaks=0 $(FUZZ_DIR)/fuzz_speedups -max_total_time=$(FUZZ_TIME) \
 		-rss_limit_mb=2048 -artifact_prefix=$(FUZZ_DIR)/ $(FUZZ_DIR)/work tests/diode/native/corpus
 
-demo: venv
+demo: venv console
 	$(BIN)/seam demo
 
 bench: setup
