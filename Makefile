@@ -115,7 +115,7 @@ fuzz: venv
 		-lpython$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_config_var("LDVERSION"))') \
 		-lcrypto -lisal -o $(FUZZ_DIR)/fuzz_speedups
 	PYTHONPATH=src:$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') \
-		ASAN_OPTIONS=detect_leaks=0 $(FUZZ_DIR)/fuzz_speedups -max_total_time=$(FUZZ_TIME) \
+		PYTHONMALLOC=malloc ASAN_OPTIONS=detect_leaks=0 $(FUZZ_DIR)/fuzz_speedups -max_total_time=$(FUZZ_TIME) \
 		-rss_limit_mb=2048 -artifact_prefix=$(FUZZ_DIR)/ $(FUZZ_DIR)/work tests/diode/native/corpus
 
 demo: venv console

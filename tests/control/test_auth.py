@@ -144,7 +144,7 @@ async def test_a_password_change_ends_existing_sessions(node: Node) -> None:
 
 
 async def test_idle_sessions_expire(tmp_path: Path) -> None:
-    (tmp_path / "seam.yaml").write_text(with_control("control:\n  session_idle: 1s\n"))
+    (tmp_path / "seam.yaml").write_text(with_control("control:\n  session_idle: 5s\n"))
     add_users(tmp_path)
     async with running(tmp_path) as node:
         browser = await node.client("ivan")
@@ -152,7 +152,7 @@ async def test_idle_sessions_expire(tmp_path: Path) -> None:
             assert (await browser.call("GET", "/api/v1/session"))[0] == 200
 
             async def expired() -> bool:
-                return (await browser.call("GET", "/api/v1/session"))[0] == 401 if await _idle(1.2) else False
+                return (await browser.call("GET", "/api/v1/session"))[0] == 401 if await _idle(5.5) else False
 
             await wait_until(expired, "the idle session to end")
         finally:

@@ -217,7 +217,7 @@ async def test_the_console_end_to_end(node: Node, page: Page) -> None:
     await page.click("text=Link")
     await expect(page.locator("#no-gaps")).to_be_visible()
     await make_a_gap(node)
-    await expect(page.locator("#gaps")).to_contain_text("diode block(s) lost", timeout=15_000)
+    await expect(page.locator("#gaps")).to_contain_text("diode block(s) missing", timeout=15_000)
     await expect(page.locator("#gaps code.cmd").first).to_contain_text("seam diode replay seam.yaml")
     await shot(page, "link")
 

@@ -58,7 +58,7 @@ def seam(*args: str) -> subprocess.CompletedProcess[str]:
 def received(health_port: int) -> int:
     """Records the running receiver has written, from its /health."""
     with urllib.request.urlopen(f"http://127.0.0.1:{health_port}/health", timeout=2) as response:
-        return int(json.load(response)["components"]["source:diode"]["detail"]["records"])
+        return int(json.load(response)["components"]["source:diode"]["detail"]["receiver"]["records"])
 
 
 def test_user_mistakes_get_one_line_and_no_traceback(tmp_path: Path) -> None:

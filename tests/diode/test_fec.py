@@ -192,3 +192,10 @@ def test_decode_tables_refuse_inconsistent_arguments_without_crashing(k: int, m:
     except (ValueError, TypeError, OverflowError):
         return
     assert result is None or isinstance(result, bytes)
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 4])
+def test_fragments_too_short_for_a_header_join_to_nothing(size: int) -> None:
+    """Found by the fuzzer: a fragment shorter than its header was read past (4 bytes from a 1-4 byte one)."""
+    assert SPEEDUPS.join_fragments(bytes(size) * 3, size, 3) is None
+    assert SPEEDUPS.join_fragments(b"\x00\x00\x00\x01"[:size], size, 1) is None

@@ -422,3 +422,33 @@ def test_sigterm_stops_the_receiver_within_5_seconds(tmp_path: Path, state: str)
             process.kill()
             process.wait()
     assert process.returncode == 0
+
+
+def test_blocks_held_behind_a_missing_one_are_bounded(tmp_path: Path) -> None:
+    """An authentic sender that never completes block 0 but sends thousands after it: the receiver holds
+    at most MAX_PENDING blocks, giving up the earliest, and writes the rest in order."""
+    from otseam.diode import blocks as diode_blocks
+    from otseam.diode.fec import Fec
+    from otseam.diode.receiver import MAX_PENDING
+
+    journal = open_journal(tmp_path / "it")
+    config = settings(block_timeout="60s", reorder_window="60s")  # only the bound may give up here
+    receiver = DiodeReceiver(("127.0.0.1", 0), KEY, config, journal)
+    fec = Fec(config.fec)
+    sealer = wire.Mac(KEY)
+    body = wire.pack_beacon(wire.Beacon(receiver._fingerprint, time.time(), 0, 0, 1000, 0))
+    head = wire.HEADER.pack(wire.MAGIC, wire.VERSION, wire.Kind.BEACON, 0, 0, 0, 0, 3, 0, len(body))
+    now = time.monotonic()
+    receiver.datagram(memoryview(head + body + sealer(head + body)), now)
+    total = MAX_PENDING + 500
+    for sequence in range(total):
+        offsets, records = samples(2, first_offset=1 + 2 * sequence)
+        (payload,) = diode_blocks.encode_split("ot-edge", offsets, records, config.fec.max_block)
+        k, m, fragments = fec.encode(payload)
+        datagrams = wire.pack_block(KEY, 0, k, m, 3, sequence, fragments)
+        for datagram in [] if sequence == 0 else datagrams:  # block 0 never arrives
+            receiver.datagram(memoryview(datagram), now)
+        session = receiver.sessions[3]
+        assert len(session.pending) + len(session.done) <= MAX_PENDING
+    assert receiver.stats.lost == 1 and receiver.stats.records == 2 * (total - 1)
+    journal.close()

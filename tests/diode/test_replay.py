@@ -158,3 +158,34 @@ async def test_a_gap_from_a_receiver_restart_is_replayed_and_every_sample_lands_
     assert keys == [s.gateway_ts for s in written]  # every sample, exactly once
     stats = json.loads((tmp_path / "second.json").read_text())
     assert stats["replayed_records"] == gap["last_offset"] - gap["first_offset"] + 1
+
+
+def test_replay_refuses_what_it_cannot_do_with_one_clear_error(tmp_path: Path) -> None:
+    import subprocess
+
+    (tmp_path / "key").write_text(secrets.token_hex(32))
+    contract_file = tmp_path / "seam.yaml"
+    contract_file.write_text(CONTRACT.format(port=free_port()))
+
+    def replay(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [SEAM, "diode", "replay", "--contract", str(contract_file), *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    backwards = replay("--from-offset", "10", "--to-offset", "5")
+    assert backwards.returncode == 2 and "after to_offset" in backwards.stderr
+    nothing = replay()
+    assert nothing.returncode == 2 and "needs a range" in nothing.stderr
+    bad_time = replay("--since", "yesterday")
+    assert bad_time.returncode == 2 and "2026-12-07T01:30:00Z" in bad_time.stderr
+    not_running = replay("--from-offset", "1", "--to-offset", "5")
+    assert not_running.returncode == 2 and "has not run on this node" in not_running.stderr
+    (tmp_path / "ot-data" / "diode-replay" / "to-it").mkdir(parents=True)  # it ran once, but not now
+    unanswered = replay("--from-offset", "1", "--to-offset", "5", "--wait", "1")
+    assert unanswered.returncode == 2 and "no running diode_send sink" in unanswered.stderr
+    assert not list((tmp_path / "ot-data" / "diode-replay" / "to-it").iterdir())  # the request was withdrawn
+    for result in (backwards, nothing, bad_time, not_running, unanswered):
+        assert "Traceback" not in result.stderr

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from otseam.diode.config import write_new_key
+from otseam.sim.contract import DIODE_KEY
 from otseam.sim.plant import SimPlant
 from tests.support.wait import wait_until_async
 
@@ -63,10 +65,11 @@ async def test_a_plain_install_polls_modbus_into_the_historian(plain_venv: Path,
     assert version.returncode == 0 and version.stdout.startswith("seam "), version.stderr
     async with SimPlant(modbus_port=0, opcua=False, tick=0.2, seed=2) as plant:
         (tmp_path / "seam.yaml").write_text(plant.contract_yaml())
+        write_new_key(tmp_path / DIODE_KEY)  # the edge also sends through the one-way link
         check = seam(plain_venv, "check", "seam.yaml", cwd=tmp_path)
         assert check.returncode in (0, 1) and "Traceback" not in check.stderr, check.stdout + check.stderr
         process = await asyncio.create_subprocess_exec(
-            str(plain_venv / "seam"), "run", "seam.yaml", "--http", "off", "--no-watch",
+            str(plain_venv / "seam"), "run", "seam.yaml", "--node", "ot-edge", "--http", "off", "--no-watch",
             cwd=tmp_path, env=CLEAN_ENV, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip
         try:
@@ -78,7 +81,16 @@ async def test_a_plain_install_polls_modbus_into_the_historian(plain_venv: Path,
             _, err = await asyncio.wait_for(process.communicate(), 60)
         assert process.returncode == 0, err.decode()
     query = seam(
-        plain_venv, "query", "raw-water/plant-name", "--contract", "seam.yaml", "--format", "json", cwd=tmp_path
+        plain_venv,
+        "query",
+        "raw-water/plant-name",
+        "--contract",
+        "seam.yaml",
+        "--node",
+        "ot-edge",
+        "--format",
+        "json",
+        cwd=tmp_path,
     )
     assert query.returncode == 0, query.stderr
     rows = json.loads(query.stdout)["rows"]
@@ -88,10 +100,11 @@ async def test_a_plain_install_polls_modbus_into_the_historian(plain_venv: Path,
 async def test_an_opcua_device_without_the_extra_is_one_clear_message(plain_venv: Path, tmp_path: Path) -> None:
     async with SimPlant(modbus_port=0, opcua_port=0, tick=0.2, seed=2) as plant:
         (tmp_path / "seam.yaml").write_text(plant.contract_yaml(opcua_device=True))
+        write_new_key(tmp_path / DIODE_KEY)
         check = seam(plain_venv, "check", "seam.yaml", cwd=tmp_path)
         assert "Traceback" not in check.stderr and check.returncode in (0, 1), check.stdout + check.stderr
         result = await asyncio.to_thread(
-            seam, plain_venv, "run", "seam.yaml", "--http", "off", "--no-watch", cwd=tmp_path
+            seam, plain_venv, "run", "seam.yaml", "--node", "ot-edge", "--http", "off", "--no-watch", cwd=tmp_path
         )
     output = result.stdout + result.stderr
     assert result.returncode == 2, output

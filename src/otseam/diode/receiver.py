@@ -39,8 +39,10 @@ from otseam.diode.metrics import ReceiverStats
 log = logging.getLogger(__name__)
 
 RECEIVE_BUFFER = 64 * 1024 * 1024
-#: Blocks held while waiting for an earlier one; beyond this the earliest is declared lost.
-MAX_PENDING = 8192
+#: Blocks held (incomplete, or complete behind an incomplete one) per session; beyond this the earliest is
+#: declared lost. 4,096 full blocks are about 370 MB, and more than half a second of data at 5 Gbit/s:
+#: a link that keeps up never comes near it, a sender gone wrong cannot make the receiver grow further.
+MAX_PENDING = 4096
 #: Datagrams handled per wake-up before yielding to the rest of the event loop.
 DRAIN_LIMIT = 2048
 #: Datagrams read per system call (recvmmsg), or per pass of recv_into where that is missing.
@@ -450,6 +452,8 @@ class DiodeReceiver:
         self.stats.direct += 1
         session.done[sequence] = (flags, block)
         self._release(session, now)
+        if len(session.pending) + len(session.done) > MAX_PENDING:
+            self._bound_held(session, now)
         return True
 
     def _add(
@@ -474,8 +478,8 @@ class DiodeReceiver:
         assembly = pending.get(sequence)
         if assembly is None:
             assembly = pending[sequence] = Assembly(k, m, flags, [None] * (k + m))
-            if len(pending) > MAX_PENDING:
-                self._declare_lost(session, now, force=True)
+            if len(pending) + len(session.done) > MAX_PENDING:
+                self._bound_held(session, now)
                 if sequence not in pending:  # given up at once: what came for it is now surplus
                     stats.surplus += count
                     return None
@@ -620,6 +624,8 @@ class DiodeReceiver:
             self.stats.direct += 1
         session.done[sequence] = (assembly.flags, block)
         self._release(session, now)
+        if len(session.pending) + len(session.done) > MAX_PENDING:
+            self._bound_held(session, now)
 
     def _beacon(self, session_id: int, sequence: int, payload: bytes, now: float) -> None:
         """An authentic beacon. Acted upon only if fresh: a number above any seen from its session, and,
@@ -978,6 +984,14 @@ class DiodeReceiver:
             self._release(session, now)
             force = False  # forced: only the one block
 
+    def _bound_held(self, session: Session, now: float) -> None:
+        """Give up the earliest blocks until at most MAX_PENDING are held."""
+        while len(session.pending) + len(session.done) > MAX_PENDING:
+            head = session.next_sequence
+            self._declare_lost(session, now, force=True)
+            if session.next_sequence == head:  # nothing could be given up (cannot happen): never spin
+                break
+
     @staticmethod
     def _next_heard(session: Session, sequence: int) -> int:
         """The first block after ``sequence`` of which something arrived, or the count of blocks sent."""
@@ -1085,6 +1099,7 @@ class DiodeReceiver:
             "status": "degraded" if problems else "ok",
             "problems": problems,
             "link_up": stats.link_up,
+            "records": stats.records,
             "lost_blocks": stats.lost,
             "missed_while_not_listening": stats.missed_offline,
             "missing": list(self.missing),

@@ -12,7 +12,8 @@
  *      selector set, every datagram is first sealed with the key, so that the checks after the MAC see
  *      authentic but arbitrary headers and payloads.
  *   1  join_fragments(data, size, k)
- *   2  Coder.decode_tables then Coder.rebuild on fragments cut from the input
+ *   2  Coder.encode, then Coder.decode_tables and Coder.rebuild after losing fragments (a bitmask from
+ *      the input): the block must come back byte for byte; then with one byte of a fragment changed
  *   3  the column decoders (otseam.core.columns.decode and inspect; Python, so libFuzzer's coverage
  *      guidance does not see inside them: they are fed every input of this target, and any exception
  *      other than ColumnsError aborts)
@@ -32,6 +33,7 @@ PyMODINIT_FUNC PyInit__speedups(void);
 #define KEY "fuzz-key-fuzz-key-fuzz-key-fuzz!"
 #define OVERHEAD 42
 #define SLOT 1473
+#define MAX_INDEX 255
 
 static PyObject *module, *mac, *coder, *columns_decode, *columns_inspect, *columns_error, *blocks_decode,
     *blocks_error;
@@ -148,57 +150,79 @@ receive_and_check(const uint8_t *data, size_t size, int seal)
     Py_DECREF(buffer);
 }
 
+/* Target 2: a block (the input after 4 bytes) encoded with k data and m parity fragments, some of them
+ * lost (a bitmask from the input), rebuilt: it must give the block back, byte for byte (an oracle, not
+ * only the sanitizers). Then the same with one byte of one fragment changed: any answer but a crash. */
 static void
 rebuild(const uint8_t *data, size_t size)
 {
-    if (size < 4)
+    if (size < 5)
         return;
-    int k = data[0] % 70 + 1, m = data[1] % 20 + 1, fragment = data[2] * 4 + data[3] % 4 + 1;
-    data += 4;
-    size -= 4;
-    PyObject *used = PyTuple_New(k), *chosen = PyList_New(0);
-    int index = 0;
+    int k = data[0] % 64 + 1, m = data[1] % 16 + 1;
+    uint32_t mask = (uint32_t)data[2] << 8 | data[3];
+    const uint8_t *block = data + 4;
+    Py_ssize_t length = (Py_ssize_t)(size - 4);
+    PyObject *tables = PyObject_CallMethod(coder, "tables", "ii", k, m);
+    if (tables == NULL)
+        fail("tables");
+    PyObject *fragments = PyObject_CallMethod(coder, "encode", "iiOy#", k, m, tables, block, length);
+    Py_DECREF(tables);
+    if (fragments == NULL) {
+        expect(NULL); /* a block too large for its fragments is refused */
+        return;
+    }
+    int kept[MAX_INDEX], count = 0, present[MAX_INDEX] = {0};
+    for (int i = 0; i < k + m && count < k; i++)
+        if (mask >> (i % 16) & 1 || i >= 16) { /* lose some of the first 16, as the mask says */
+            kept[count++] = i;
+            present[i] = 1;
+        }
+    for (int i = 0; i < k + m && count < k; i++) /* too many lost: take the lowest left, in order */
+        if (!present[i]) {
+            present[i] = 1;
+            count++;
+        }
+    count = 0;
+    for (int i = 0; i < k + m && count < k; i++)
+        if (present[i])
+            kept[count++] = i;
+    PyObject *used = PyTuple_New(k), *chosen = PyList_New(k), *missing_list = PyList_New(0);
     for (int i = 0; i < k; i++) {
-        index += i < (int)size ? data[i] % 3 : 1;
-        PyTuple_SET_ITEM(used, i, PyLong_FromLong(i == 0 ? index - 1 : index - 1 + i));
+        PyTuple_SET_ITEM(used, i, PyLong_FromLong(kept[i]));
+        PyObject *fragment = PyList_GET_ITEM(fragments, kept[i]);
+        Py_INCREF(fragment);
+        PyList_SET_ITEM(chosen, i, fragment);
     }
-    for (int i = 0; i < k; i++) {
-        size_t from = size ? ((size_t)i * (size_t)fragment) % size : 0;
-        size_t take = size - from < (size_t)fragment ? size - from : (size_t)fragment;
-        PyObject *piece = PyBytes_FromStringAndSize((const char *)data + from, (Py_ssize_t)take);
-        PyList_Append(chosen, piece);
-        Py_DECREF(piece);
-    }
-    PyObject *tables = PyObject_CallMethod(coder, "decode_tables", "iiO", k, m, used);
-    if (tables == NULL) {
-        expect(NULL);
-        tables = PyBytes_FromStringAndSize(NULL, 0);
-    }
-    else if (tables == Py_None) {
-        Py_DECREF(tables);
-        tables = PyBytes_FromStringAndSize(NULL, 0);
-    }
-    PyObject *missing = PyTuple_New(0);
-    /* The missing data indexes, as fec.py computes them; wrong ones are refused as ValueError. */
-    PyObject *list = PyList_New(0);
-    for (int j = 0; j < k; j++) {
-        int present = 0;
-        for (int i = 0; i < k; i++)
-            present |= PyLong_AsLong(PyTuple_GET_ITEM(used, i)) == j;
-        if (!present) {
+    for (int j = 0; j < k; j++)
+        if (!present[j]) {
             PyObject *number = PyLong_FromLong(j);
-            PyList_Append(list, number);
+            PyList_Append(missing_list, number);
             Py_DECREF(number);
         }
-    }
-    Py_DECREF(missing);
-    missing = PyList_AsTuple(list);
-    Py_DECREF(list);
-    expect(PyObject_CallMethod(coder, "rebuild", "iOOOO", k, used, chosen, tables, missing));
+    PyObject *missing = PyList_AsTuple(missing_list);
+    Py_DECREF(missing_list);
+    PyObject *decode = PyObject_CallMethod(coder, "decode_tables", "iiO", k, m, used);
+    if (decode == NULL || decode == Py_None)
+        fail("decode_tables refused a valid pattern");
+    PyObject *result = PyObject_CallMethod(coder, "rebuild", "iOOOO", k, used, chosen, decode, missing);
+    if (result == NULL || !PyBytes_Check(result) || PyBytes_GET_SIZE(result) != length ||
+        memcmp(PyBytes_AS_STRING(result), block, (size_t)length) != 0)
+        fail("rebuild did not give the block back");
+    Py_DECREF(result);
+    /* One byte changed, in the header or the data of one fragment. */
+    int which = data[2] % k;
+    PyObject *original = PyList_GET_ITEM(chosen, which);
+    Py_ssize_t fragment_size = PyBytes_GET_SIZE(original);
+    PyObject *changed = PyBytes_FromStringAndSize(PyBytes_AS_STRING(original), fragment_size);
+    PyBytes_AS_STRING(changed)[data[3] % fragment_size] ^= (char)(data[1] | 1);
+    PyList_SET_ITEM(chosen, which, changed); /* steals changed, releases original's reference */
+    Py_DECREF(original);
+    expect(PyObject_CallMethod(coder, "rebuild", "iOOOO", k, used, chosen, decode, missing));
+    Py_DECREF(decode);
     Py_DECREF(used);
     Py_DECREF(chosen);
-    Py_DECREF(tables);
     Py_DECREF(missing);
+    Py_DECREF(fragments);
 }
 
 /* A Python decoder: returns, or raises its own refusal (``refusal``); anything else is a bug. */

@@ -27,7 +27,8 @@ def framed(datagrams: list[bytes]) -> bytes:
 def main() -> None:
     OUT.mkdir(exist_ok=True)
     for old in OUT.iterdir():
-        old.unlink()
+        if not old.name.startswith("regression-"):  # inputs that once found a bug stay
+            old.unlink()
     settings = DiodeSettings.from_options({"rate": "1Gbit/s"})
     fec = Fec(settings.fec)
     samples: list[Record] = [Sample(f"plc1/p{i % 7}", i * 0.5, Quality.GOOD, 1000.0 + i, 1000.5 + i) for i in range(40)]
@@ -49,7 +50,7 @@ def main() -> None:
         joined = b"".join(fragments)
         size = len(fragments[0])
         seeds.append(bytes([1]) + (size - 1).to_bytes(2, "big") + bytes([k - 1]) + joined[: 8 * size])
-        seeds.append(bytes([2, k - 1, m - 1, (size - 1) // 4, (size - 1) % 4]) + joined[: 8 * size])
+        seeds.append(bytes([2, k - 1, m - 1, 0xA5, 0x5A]) + payload[:4000])  # k, m, which fragments arrive
         seeds.append(bytes([4]) + payload)
         if payload[:1] == bytes([blocks.FORMAT_SAMPLES]):
             columns.inspect(payload)  # a valid columnar payload, tag byte included, as the receiver sees it

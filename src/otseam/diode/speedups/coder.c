@@ -438,7 +438,11 @@ speedups_join_fragments(PyObject *module, PyObject *args)
         goto done;
     }
     const unsigned char *base = joined.buf;
-    uint64_t data = size > FRAGMENT_HEADER ? (uint64_t)(size - FRAGMENT_HEADER) : 0;
+    if (size <= FRAGMENT_HEADER) { /* no room for a header and data (found by the fuzzer: read past it) */
+        result = Py_NewRef(Py_None);
+        goto done;
+    }
+    uint64_t data = (uint64_t)(size - FRAGMENT_HEADER);
     uint64_t original = load32(base);
     if (!plausible_length(original, data, (uint64_t)k)) {
         result = Py_NewRef(Py_None);
