@@ -390,6 +390,8 @@ async def _demo(directory: Path, http: tuple[str, str], seed: int, mqtt: str | N
             nodes.append(await start_node(contract, "ot-edge", http[0], logs, echo, verbose))
             await wait_ready(nodes[-1], stop, sources=False)
         except DemoError as exc:
+            if stop.is_set():  # Ctrl-C while starting: a normal stop, not a failure
+                return 0
             echo(f"seam demo: {exc}")
             return 1
         typer.echo(guide(contract.resolve(), ports, nodes, passwords, notes))
