@@ -12,12 +12,14 @@ import sys
 import threading
 from pathlib import Path
 
+import paho.mqtt.client as paho
 import pytest
 from ruamel.yaml import YAML
 
 from otseam.contract import load
 from otseam.demo.commands import DemoError, prepare_contract
 from tests.control.node import Client
+from tests.support.servers import mosquitto
 from tests.support.wait import wait_until
 
 _CONSOLE = re.compile(r"(IT|OT) console\s+(http://127\.0\.0\.1:\d+)/")
@@ -56,12 +58,12 @@ def _alive(pid: int) -> bool:
 
 
 class Demo:
-    def __init__(self, cwd: Path) -> None:
+    def __init__(self, cwd: Path, *extra: str) -> None:
         self.cwd = cwd
         self.lines: list[str] = []
         self._lock = threading.Lock()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "otseam.cli", "demo", "--http", "127.0.0.1:0"],
+            [sys.executable, "-m", "otseam.cli", "demo", "--http", "127.0.0.1:0", *extra],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -194,6 +196,12 @@ def test_demo_runs_both_nodes_and_a_two_person_setpoint_change(tmp_path: Path) -
             return bool(rows) and abs(float(rows[-1]["value"]) - 1.4) < 1e-6
 
         demo.wait_for(read_back, "the new setpoint, read from the plant, in the IT historian")
+
+        # The runbook's backfill command, as written, against the running OT node.
+        replay = seam(
+            "diode", "replay", "--contract", contract, "--from-offset", "0", "--to-offset", "50", cwd=tmp_path
+        )
+        assert replay.returncode == 0, replay.stdout + replay.stderr
     finally:
         nodes = _children(demo.process.pid)
         demo.process.send_signal(signal.SIGINT)  # what Ctrl-C sends
@@ -214,15 +222,30 @@ def test_demo_runs_both_nodes_and_a_two_person_setpoint_change(tmp_path: Path) -
         assert "stopped" in (tmp_path / "seam-demo" / "logs" / log).read_text().splitlines()[-1]
 
 
-def test_sigterm_stops_the_demo_and_its_nodes(tmp_path: Path) -> None:
-    demo = Demo(tmp_path)
-    try:
-        demo.wait_for(lambda: "stop         Ctrl-C" in demo.output, "the demo's guide")
-        nodes = _children(demo.process.pid)
-        assert len(nodes) >= 2
-    finally:
-        demo.process.send_signal(signal.SIGTERM)
-        demo.process.wait(timeout=60)
+def test_with_mqtt_it_publishes_sparkplug_and_sigterm_stops_everything(tmp_path: Path) -> None:
+    topics: list[str] = []
+    with mosquitto() as broker:
+        client = paho.Client(paho.CallbackAPIVersion.VERSION2)
+        client.on_connect = lambda c, *_: c.subscribe("spBv1.0/#")
+        client.on_message = lambda _c, _u, message: topics.append(message.topic)
+        client.connect(broker.host, broker.port)
+        client.loop_start()
+        demo = Demo(tmp_path, "--mqtt", f"mqtt://{broker.host}:{broker.port}")
+        try:
+            demo.wait_for(lambda: "stop         Ctrl-C" in demo.output, "the demo's guide")
+            nodes = _children(demo.process.pid)
+            assert len(nodes) >= 2
+            # The IT node publishes the plant as a Sparkplug B edge node: births, then data.
+            demo.wait_for(
+                lambda: {"NBIRTH", "DBIRTH", "DDATA"} <= {t.split("/")[2] for t in list(topics)},
+                "Sparkplug B births and data from the IT node",
+            )
+            assert all(t.startswith("spBv1.0/sim-water/") for t in topics), topics[:5]
+        finally:
+            demo.process.send_signal(signal.SIGTERM)
+            demo.process.wait(timeout=60)
+            client.loop_stop()
+            client.disconnect()
     assert demo.process.returncode == 0, demo.output
     wait_until(lambda: not [p for p in nodes if _alive(p)], "every node stopped", 10)
 
