@@ -136,7 +136,14 @@ def build_demo_contract(ports: DemoPorts, *, capture: bool, mqtt: str | None, op
                 "type": "capture",
                 "node": "ot-edge",
                 "owner": "ot-control",
-                "options": {"interface": "lo", "modbus_ports": [ports.modbus], "opcua_ports": [ports.opcua]},
+                # On loopback every part has the address 127.0.0.1: the OT node's own polling is the
+                # master the capture must expect (on a plant's span port, the edge's address).
+                "options": {
+                    "interface": "lo",
+                    "modbus_ports": [ports.modbus],
+                    "opcua_ports": [ports.opcua],
+                    "allow_masters": ["127.0.0.1"],
+                },
             }
         )
     contract["sinks"].append(
