@@ -36,8 +36,8 @@ sys.path.insert(0, str(REPO / "src"))
 from otseam.contract.models import Contract, SinkSpec  # noqa: E402
 from otseam.core.plugins import PluginContext  # noqa: E402
 from otseam.core.records import Batch, Quality, Sample  # noqa: E402
-from otseam.core.sinkrunner import SinkStats, run_sink  # noqa: E402
 from otseam.journal import Journal  # noqa: E402
+from otseam.runtime.sinkrunner import SinkStats, run_sink  # noqa: E402
 from otseam.sinks import sparkplug  # noqa: E402
 from otseam.sinks.sparkplug.model import EdgeModel  # noqa: E402
 from tests.support import servers  # noqa: E402

@@ -29,71 +29,71 @@ app = typer.Typer(
 
 #: Packages that contribute subcommands, in the order they appear in --help.
 COMMAND_MODULES = [
-    "otseam.contract.commands",  # check, init, doc
-    "otseam.sim.commands",  # sim
+    "otseam.commands.contract",  # check, init, doc
+    "otseam.commands.sim",  # sim
     "otseam.demo.commands",  # demo
-    "otseam.core.commands",  # run
-    "otseam.sinks.historian.commands",  # query
-    "otseam.drivers.modbus.commands",  # discover
-    "otseam.sinks.sparkplug.commands",  # host
-    "otseam.diode.commands",  # diode send / receive
-    "otseam.monitor.commands",  # watch, inventory
-    "otseam.control.authority.commands",  # command, contract, audit
-    "otseam.control.commands",  # user
+    "otseam.commands.run",  # run
+    "otseam.commands.query",  # query
+    "otseam.commands.discover",  # discover
+    "otseam.commands.host",  # host
+    "otseam.commands.diode",  # diode send / receive
+    "otseam.commands.monitor",  # watch, inventory
+    "otseam.commands.authority",  # command, contract, audit
+    "otseam.commands.users",  # user
 ]
 
 #: command name -> (module that registers it, the first line of its help), for a start-up that imports
 #: nothing it does not run. tests/test_cli.py checks it against the modules.
 COMMAND_INDEX: dict[str, tuple[str, str]] = {
     "check": (
-        "otseam.contract.commands",
+        "otseam.commands.contract",
         "Check a contract against every rule. Exit 0: clean (or info only); 1: findings; 2: unusable file.",
     ),
     "init": (
-        "otseam.contract.commands",
+        "otseam.commands.contract",
         "Write a commented example contract (a small water works) that passes `seam check`.",
     ),
     "doc": (
-        "otseam.contract.commands",
+        "otseam.commands.contract",
         "Render the interface as one self-contained HTML page (diagram, owners, constraints, commands).",
     ),
     "sim": (
-        "otseam.sim.commands",
+        "otseam.commands.sim",
         "Run a simulated water plant: Modbus/TCP PLCs and an OPC UA server, or a scale test rig.",
     ),
     "demo": ("otseam.demo.commands", "A simulated water plant and the whole edge on it: no configuration needed."),
     "run": (
-        "otseam.core.commands",
+        "otseam.commands.run",
         "Run the contract: drivers, pipeline, journal and sinks, supervised. SIGHUP reloads, SIGTERM stops.",
     ),
     "query": (
-        "otseam.sinks.historian.commands",
+        "otseam.commands.query",
         "Show what the local historian recorded for POINT: raw rows, or min/max/avg per --bucket. Times in UTC.",
     ),
-    "discover": ("otseam.drivers.modbus.commands", "Find devices on the network and draft their contract section."),
+    "discover": ("otseam.commands.discover", "Find devices on the network and draft their contract section."),
     "host": (
-        "otseam.sinks.sparkplug.commands",
+        "otseam.commands.host",
         "Run the IT-side Sparkplug B host application: STATE, ingestion into a historian, rebirths.",
     ),
     "diode": (
-        "otseam.diode.commands",
+        "otseam.commands.diode",
         "A one-way link: send the journal through a data diode (OT side), receive it (IT side).",
     ),
     "watch": (
-        "otseam.monitor.commands",
+        "otseam.commands.monitor",
         "Passive OT monitoring: decode Modbus/TCP and OPC UA from a capture or a span port, raise alerts.",
     ),
     "inventory": (
-        "otseam.monitor.commands",
+        "otseam.commands.monitor",
         "The assets a capture shows: role, unit ids, function codes, vendor/product/revision, first/last seen.",
     ),
     "command": (
-        "otseam.control.authority.commands",
+        "otseam.commands.authority",
         "Two-person commands: keys, requests, approvals, break-glass.",
     ),
-    "contract": ("otseam.control.authority.commands", "Contract change control: propose, diff, approve, status."),
-    "audit": ("otseam.control.authority.commands", "The tamper-evident audit log: verify, export."),
-    "user": ("otseam.control.commands", "The console's users: who may sign in to this node, and as which person."),
+    "contract": ("otseam.commands.authority", "Contract change control: propose, diff, approve, status."),
+    "audit": ("otseam.commands.authority", "The tamper-evident audit log: verify, export."),
+    "user": ("otseam.commands.users", "The console's users: who may sign in to this node, and as which person."),
 }
 
 
@@ -125,7 +125,7 @@ def _root(
     ),
 ) -> None:
     """Seam: the defined interface between a plant's OT and its IT."""
-    from otseam.core import logfmt
+    from otseam.runtime import logfmt
 
     try:
         logfmt.use(log_format)

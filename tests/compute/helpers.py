@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from otseam.compute.program import compile_computed
+from otseam.contract.formulas.program import compile_computed
 from otseam.contract.models import Contract
 from otseam.core.records import Quality, Sample
 from otseam.pipeline import Pipeline

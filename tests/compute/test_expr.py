@@ -9,9 +9,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from otseam.compute.check import Checked, Input, check
 from otseam.compute.evaluate import compile_closure, interpret
-from otseam.compute.expr import MAX_LENGTH, ExprError, Ref, parse
+from otseam.contract.formulas.check import Checked, Input, check
+from otseam.contract.formulas.expr import MAX_LENGTH, ExprError, Ref, parse
 from tests.compute.helpers import problems
 
 UNITS = {"a": ("float", "m"), "b": ("float", "m"), "t": ("float", "degF"), "p": ("float", "bar"), "n": ("int", "")}

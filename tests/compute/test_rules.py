@@ -101,8 +101,8 @@ def test_a_sink_may_list_computed_points() -> None:
 
 
 def test_seam_doc_shows_the_lineage() -> None:
-    from otseam.compute.lineage import lineage
     from otseam.contract.doc import render_html
+    from otseam.contract.formulas.lineage import lineage
 
     key = first_numeric_key()
     data = example()

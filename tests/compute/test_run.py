@@ -17,8 +17,8 @@ from typing import Any
 from prometheus_client import generate_latest
 
 from otseam.compute.recover import last_checkpoint
-from otseam.core.metrics import build_registry
-from otseam.core.supervisor import Settings, Supervisor
+from otseam.runtime.metrics import build_registry
+from otseam.runtime.supervisor import Settings, Supervisor
 from tests.core.seamrun import contract, file_sink, generator
 from tests.support.wait import wait_until as shared_wait_until
 from tests.support.wait import wait_until_async

@@ -9,7 +9,7 @@ from typing import Any
 import typer
 from ruamel.yaml import YAML
 
-from otseam.contract import commands
+from otseam.commands import contract as commands
 from otseam.contract.init import example_text
 from otseam.contract.loader import LoadedContract, parse_text
 from otseam.contract.rules import Finding, run

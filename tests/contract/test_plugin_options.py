@@ -20,8 +20,8 @@ import pytest
 from ruamel.yaml import YAML
 from typer.testing import CliRunner
 
-from otseam.core.supervisor import StartupError, Supervisor
 from otseam.diode.config import write_new_key
+from otseam.runtime.supervisor import StartupError, Supervisor
 from tests.contract.helpers import cli, to_text
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "otseam"

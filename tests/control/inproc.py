@@ -15,9 +15,9 @@ from aiohttp import web
 
 from otseam.control.server import ControlPlane
 from otseam.control.view import SupervisorView
-from otseam.core.http import HttpServer
-from otseam.core.metrics import build_registry
-from otseam.core.supervisor import Settings, Supervisor
+from otseam.runtime.http import HttpServer
+from otseam.runtime.metrics import build_registry
+from otseam.runtime.supervisor import Settings, Supervisor
 from tests.control.node import PASSWORD
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from otseam.core.components import Component, supervise
-from otseam.core.sinkrunner import Backoff
+from otseam.runtime.components import Component, supervise
+from otseam.runtime.sinkrunner import Backoff
 from tests.support.wait import wait_until_async
 
 

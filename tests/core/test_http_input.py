@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
-from otseam.core.http import HttpServer
+from otseam.runtime.http import HttpServer
 
 TOKEN = "s3cret-token"
 

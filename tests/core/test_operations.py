@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from otseam.core import logfmt, sdnotify
+from otseam.runtime import logfmt, sdnotify
 from tests.core.seamrun import SeamRun, contract, file_sink, generator, records
 from tests.support.wait import wait_until
 

@@ -13,10 +13,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from otseam.contract.models import SinkSpec
-from otseam.core.http import HttpAddressError, parse_address
 from otseam.core.records import Event, Quality, Sample, Severity
-from otseam.core.sinkrunner import Backoff, RecordFilter, SinkStats, run_sink
 from otseam.journal import Journal
+from otseam.runtime.http import HttpAddressError, parse_address
+from otseam.runtime.sinkrunner import Backoff, RecordFilter, SinkStats, run_sink
 from otseam.sinks.file import FileSink
 from tests.support.wait import wait_until_async as wait_until
 

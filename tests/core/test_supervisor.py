@@ -10,9 +10,9 @@ from pathlib import Path
 from prometheus_client import generate_latest
 from rich.console import Console
 
-from otseam.core.metrics import build_registry
-from otseam.core.status import StatusView
-from otseam.core.supervisor import Settings, Supervisor
+from otseam.runtime.metrics import build_registry
+from otseam.runtime.status import StatusView
+from otseam.runtime.supervisor import Settings, Supervisor
 from tests.core.seamrun import contract, file_sink, generator
 from tests.support.wait import wait_until_async as wait_until
 

@@ -9,9 +9,9 @@ from pathlib import Path
 from otseam.contract.models import Contract, Device, Point, SinkSpec, Site
 from otseam.core.plugins import PluginContext, create_sink
 from otseam.core.records import Event, Quality, Record, Sample
-from otseam.core.sinkrunner import SinkStats, run_sink
 from otseam.diode.receiver import DiodeReceiver
 from otseam.replica.modbus import ModbusReplica
+from otseam.runtime.sinkrunner import SinkStats, run_sink
 from otseam.sinks.diode_send import DiodeSendSink
 from tests.diode.harness import open_journal, read_all, settings
 from tests.replica.test_modbus_replica import mbpoll, values

@@ -25,12 +25,12 @@ from prometheus_client import generate_latest
 
 from otseam.contract.models import Contract, Device, Point, Site
 from otseam.core.records import Quality, Sample
-from otseam.core.sinkrunner import SinkStats, run_sink
 from otseam.diode import wire
 from otseam.diode.metrics import registry_for
 from otseam.diode.receiver import DiodeReceiver
 from otseam.diode.sender import DiodeSender
 from otseam.replica.modbus import ModbusReplica
+from otseam.runtime.sinkrunner import SinkStats, run_sink
 from tests.diode.harness import KEY, events, open_journal, read_all, samples, settings
 from tests.replica.test_modbus_replica import mbpoll, values
 from tests.support.wait import wait_until_async

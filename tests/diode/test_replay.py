@@ -23,8 +23,8 @@ from typing import Any
 from otseam.contract.loader import load
 from otseam.core.plugins import PluginContext, create_sink
 from otseam.core.records import Quality, Record, Sample
-from otseam.core.sinkrunner import SinkStats, run_sink
 from otseam.journal import Journal
+from otseam.runtime.sinkrunner import SinkStats, run_sink
 from otseam.sinks.diode_send import DiodeSendSink
 from tests.diode.harness import read_all
 from tests.support.servers import free_port

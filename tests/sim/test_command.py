@@ -11,7 +11,7 @@ import typer
 from pymodbus.client import ModbusTcpClient
 from typer.testing import CliRunner
 
-from otseam.sim.commands import register
+from otseam.commands.sim import register
 from tests.support.servers import free_port, wait_for_port
 from tests.support.wait import wait_until
 
@@ -90,7 +90,7 @@ def test_a_port_in_use_is_explained() -> None:
 
 
 def test_unit_ids_are_shown_as_ranges() -> None:
-    from otseam.sim.commands import _ranges
+    from otseam.commands.sim import _ranges
 
     assert _ranges([1, 2, 3, 7, 9, 10]) == "1-3, 7, 9-10"
     assert _ranges(list(range(1, 248))) == "1-247"

@@ -7,9 +7,9 @@ pipeline, ``streams`` holds windows, counters and rates, ``recover`` finds their
 """
 
 from otseam.compute.engine import CHECKPOINT_KIND, Engine
-from otseam.compute.expr import ExprError, parse
-from otseam.compute.lineage import Lineage, lineage
-from otseam.compute.program import Compiled, ComputeProblem, Program, compile_computed
+from otseam.contract.formulas.expr import ExprError, parse
+from otseam.contract.formulas.lineage import Lineage, lineage
+from otseam.contract.formulas.program import Compiled, ComputeProblem, Program, compile_computed
 
 __all__ = [
     "CHECKPOINT_KIND",

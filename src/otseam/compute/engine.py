@@ -28,7 +28,7 @@ from typing import Any
 
 from otseam.compute import streams
 from otseam.compute.evaluate import Fn, compile_closure
-from otseam.compute.program import Program
+from otseam.contract.formulas.program import Program
 from otseam.core.records import Event, Quality, Record, Sample, Severity
 
 CHECKPOINT_KIND = "compute.state"

@@ -17,8 +17,8 @@ import operator
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from otseam.compute.check import Checked
-from otseam.compute.expr import Binary, BoolLit, Call, Cond, Node, Num, Ref, Str, Unary
+from otseam.contract.formulas.check import Checked
+from otseam.contract.formulas.expr import Binary, BoolLit, Call, Cond, Node, Num, Ref, Str, Unary
 
 Fn = Callable[[], Any]
 

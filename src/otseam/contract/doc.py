@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from html import escape
 
-from otseam.compute.lineage import lineage
 from otseam.contract.diagram import render_svg
+from otseam.contract.formulas.lineage import lineage
 from otseam.contract.loader import LoadedContract
 from otseam.contract.models import Contract, Device, Point
 from otseam.contract.rules.registry import Finding

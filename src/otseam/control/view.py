@@ -15,8 +15,8 @@ from otseam.contract.models import Contract, SinkSpec
 from otseam.core.records import Quality, Record, Value
 
 if TYPE_CHECKING:
-    from otseam.core.supervisor import Supervisor
     from otseam.journal import Journal
+    from otseam.runtime.supervisor import Supervisor
 
 
 @dataclass(slots=True, frozen=True)
@@ -62,7 +62,7 @@ class NodeView(Protocol):
 def data_dir_for(contract_path: Path, contract: Contract, node: str | None) -> Path:
     """The node's data directory (the same rule as ``seam run --node``), relative to the contract file.
     Raises ValueError with the reason when ``node`` is not one of the contract's nodes."""
-    from otseam.core.supervisor import StartupError, resolve_node
+    from otseam.runtime.supervisor import StartupError, resolve_node
 
     try:
         resolved = resolve_node(contract, node)

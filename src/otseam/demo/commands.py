@@ -424,7 +424,7 @@ async def _first_exit(nodes: list[NodeProcess]) -> None:
 
 def _http_pair(it_http: str, ot_http: str | None) -> tuple[str, str]:
     """(OT, IT) addresses: the OT console defaults to the IT console's port + 1 (or any free port)."""
-    from otseam.core.http import HttpAddressError, check_exposure, parse_address
+    from otseam.runtime.http import HttpAddressError, check_exposure, parse_address
 
     try:
         host, port = parse_address(it_http)

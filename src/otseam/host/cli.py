@@ -9,9 +9,9 @@ import logging
 import signal
 import sys
 
-from otseam.core import sdnotify
 from otseam.host.app import HostApp
 from otseam.host.store import open_store
+from otseam.runtime import sdnotify
 from otseam.sinks.mqtt_common import MqttConfigError, MqttSettings, parse_mqtt_options
 
 

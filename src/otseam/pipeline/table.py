@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from otseam.compute.program import Program, compile_computed, source_devices
+from otseam.contract.formulas.program import Program, compile_computed, source_devices
 from otseam.contract.models import COMPUTED_DEVICE, Alarm, ComputedPoint, Contract, Device, Point
 from otseam.core.records import Quality, Severity, Value
 

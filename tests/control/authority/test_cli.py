@@ -10,7 +10,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from otseam.control.authority import commands
+from otseam.commands import authority as commands
 from tests.control.authority.helpers import PEOPLE, contract_text
 from tests.control.authority.servers import mbpoll, mbpoll_write, node_server
 

@@ -10,8 +10,8 @@ import typer
 from ruamel.yaml import YAML
 from typer.testing import CliRunner
 
+from otseam.commands.discover import parse_target, parse_units, register
 from otseam.contract.models import Device
-from otseam.drivers.modbus.commands import parse_target, parse_units, register
 from otseam.drivers.modbus.discover import discover, render_draft
 from otseam.sim.plant import SimPlant
 from tests.support.servers import free_port, wait_for_port

@@ -13,11 +13,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+from otseam.commands.query import register
 from otseam.contract.models import Contract, SinkSpec, Site
 from otseam.core.plugins import PluginContext
 from otseam.core.records import Batch, Quality, Sample
 from otseam.sinks.historian import create
-from otseam.sinks.historian.commands import register
 from otseam.sinks.historian.query import QueryError, parse_time
 
 T0 = 1_800_000_000.0  # 2027-01-15T08:00:00Z

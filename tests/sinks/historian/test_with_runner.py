@@ -8,8 +8,8 @@ from pathlib import Path
 from otseam.contract.models import Contract, SinkSpec, Site
 from otseam.core.plugins import PluginContext, create_sink
 from otseam.core.records import Quality, Record, Sample
-from otseam.core.sinkrunner import RecordFilter, SinkStats, run_sink
 from otseam.journal import Journal
+from otseam.runtime.sinkrunner import RecordFilter, SinkStats, run_sink
 from otseam.sinks.historian.query import query
 
 T0 = 1_800_000_000.0

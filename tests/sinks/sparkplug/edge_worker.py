@@ -17,8 +17,8 @@ from pathlib import Path
 from otseam.contract.models import SinkSpec
 from otseam.core.plugins import PluginContext
 from otseam.core.records import Quality, Sample
-from otseam.core.sinkrunner import Backoff, SinkStats, run_sink
 from otseam.journal import Journal
+from otseam.runtime.sinkrunner import Backoff, SinkStats, run_sink
 from otseam.sinks import sparkplug
 from tests.sinks.sparkplug.support import contract
 from tests.support.wait import wait_until_async

@@ -22,10 +22,10 @@ import pytest
 from otseam.contract.models import SinkSpec
 from otseam.core.plugins import PluginContext
 from otseam.core.records import Quality, Sample
-from otseam.core.sinkrunner import Backoff, SinkStats, run_sink
 from otseam.host.app import HostApp
 from otseam.host.store import SqliteStore
 from otseam.journal import Journal
+from otseam.runtime.sinkrunner import Backoff, SinkStats, run_sink
 from otseam.sinks import sparkplug
 from otseam.sinks.mqtt_common import parse_mqtt_options
 from tests.support import servers

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from otseam.compute.program import ComputeProblem, compile_computed, source_devices
+from otseam.contract.formulas.program import ComputeProblem, compile_computed, source_devices
 from otseam.contract.loader import LoadedContract, PathKey
 from otseam.contract.rules.registry import Hit, Severity, rule
 

@@ -60,7 +60,7 @@ def sink_data_zones(contract: Contract, sink: SinkSpec) -> set[str]:
     # A computed point's data comes from the devices underneath it.
     computed = [k for k in keys if k.startswith(f"{COMPUTED_DEVICE}/")]
     if computed:
-        from otseam.compute.lineage import lineage
+        from otseam.contract.formulas.lineage import lineage
 
         found_lineage = lineage(contract)
         keys = keys + [s for k in computed if k in found_lineage for s in found_lineage[k].sources]

@@ -14,8 +14,8 @@ __all__ = ["DiodeSendSink", "create", "sink_from_options"]
 
 
 def create(spec: SinkSpec, context: PluginContext) -> DiodeSendSink:
-    from otseam.core.sinkrunner import RecordFilter
     from otseam.journal import Journal
+    from otseam.runtime.sinkrunner import RecordFilter
     from otseam.sinks.diode_send.replay import replay_dir
 
     # The node's journal, when it is one this process can read (inside ``seam run``): replay requests.

@@ -18,10 +18,10 @@ from typing import Any
 
 from otseam.contract import plugin_options
 from otseam.core.records import Batch, Record, Sample
-from otseam.core.sinkrunner import RecordFilter
 from otseam.diode.config import DiodeConfigError, DiodeSettings, load_key
 from otseam.diode.sender import CurrentValues, DiodeSender
 from otseam.journal import Journal
+from otseam.runtime.sinkrunner import RecordFilter
 from otseam.sinks.diode_send.options import Options, parse_target
 from otseam.sinks.diode_send.replay import CHUNK, REQUEST_SUFFIX, ReplayError, ReplayRequest, answer
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from otseam.compute.program import Program, compile_computed
+from otseam.contract.formulas.program import Program, compile_computed
 from otseam.contract.models import ComputedPoint, Contract
 from otseam.contract.units import format_duration
 

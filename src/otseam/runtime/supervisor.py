@@ -39,7 +39,6 @@ from typing import TYPE_CHECKING, Any
 from otseam.compute.recover import checkpoint_data, last_checkpoint
 from otseam.contract.loader import ContractError, LoadedContract, load
 from otseam.contract.models import DEFAULT_NODE, Contract, Device, SinkSpec, SourceSpec
-from otseam.core.components import Component, supervise
 from otseam.core.plugins import (
     Driver,
     Emit,
@@ -52,9 +51,10 @@ from otseam.core.plugins import (
     create_source,
 )
 from otseam.core.records import Event, Record, Severity
-from otseam.core.sinkrunner import RecordFilter, SinkStats, run_sink
 from otseam.journal import Journal, JournalError, JournalMetrics
 from otseam.pipeline import Pipeline, PipelineConfigError, compile_table
+from otseam.runtime.components import Component, supervise
+from otseam.runtime.sinkrunner import RecordFilter, SinkStats, run_sink
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry

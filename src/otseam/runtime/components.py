@@ -14,7 +14,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from otseam.core.sinkrunner import Backoff
+from otseam.runtime.sinkrunner import Backoff
 
 log = logging.getLogger("otseam.supervisor")
 

@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 if TYPE_CHECKING:
-    from otseam.core.supervisor import Supervisor
+    from otseam.runtime.supervisor import Supervisor
 
 
 class SeamCollector:

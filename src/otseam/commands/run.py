@@ -17,8 +17,8 @@ from rich.console import Console
 from rich.logging import RichHandler
 
 from otseam.contract.units import parse_duration
-from otseam.core import logfmt, sdnotify
-from otseam.core.http import (
+from otseam.runtime import logfmt, sdnotify
+from otseam.runtime.http import (
     TOKEN_ENV,
     HttpAddressError,
     HttpServer,
@@ -27,9 +27,9 @@ from otseam.core.http import (
     parse_address,
     read_token,
 )
-from otseam.core.metrics import build_registry
-from otseam.core.status import StatusView
-from otseam.core.supervisor import Settings, StartupError, Supervisor
+from otseam.runtime.metrics import build_registry
+from otseam.runtime.status import StatusView
+from otseam.runtime.supervisor import Settings, StartupError, Supervisor
 
 log = logging.getLogger("otseam.run")
 

@@ -65,7 +65,7 @@ def _contract(path: Path) -> Contract:
 
 
 def _node_dir(path: Path, node: str | None) -> tuple[str, Path]:
-    from otseam.core.supervisor import StartupError, resolve_node
+    from otseam.runtime.supervisor import StartupError, resolve_node
 
     contract = _contract(path)
     try:

@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from otseam.compute.expr import Binary, BoolLit, Call, Cond, ExprError, Node, Num, Ref, Str, Unary
-from otseam.compute.units import conversion, known_units
+from otseam.contract.formulas.expr import Binary, BoolLit, Call, Cond, ExprError, Node, Num, Ref, Str, Unary
+from otseam.contract.formulas.units import conversion, known_units
 
 #: A point's data type as the expression sees it.
 KIND_OF_TYPE = {

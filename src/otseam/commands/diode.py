@@ -20,10 +20,10 @@ import typer
 
 from otseam.contract.loader import ContractError, LoadedContract, load
 from otseam.contract.models import Contract, SinkSpec, SourceSpec
-from otseam.core import sdnotify
-from otseam.core.http import HttpAddressError, HttpServer, check_exposure, read_token
-from otseam.core.shortcut import shortcut_contract
 from otseam.diode.config import DiodeConfigError, DiodeSettings, load_key, write_new_key
+from otseam.runtime import sdnotify
+from otseam.runtime.http import HttpAddressError, HttpServer, check_exposure, read_token
+from otseam.runtime.shortcut import shortcut_contract
 
 diode_app = typer.Typer(
     name="diode",
@@ -131,8 +131,8 @@ def send(
     duration: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
 ) -> None:
     """OT side: send the journal's records through the diode (never reads from the network)."""
-    from otseam.core.sinkrunner import RecordFilter, SinkStats, run_sink
     from otseam.journal import Journal, JournalError
+    from otseam.runtime.sinkrunner import RecordFilter, SinkStats, run_sink
     from otseam.sinks.diode_send import sink_from_options
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -305,9 +305,9 @@ async def _run_shortcut(
     the runtime's supervisor, /health and /metrics served the same way as by `seam run`."""
     from prometheus_client import CollectorRegistry
 
-    from otseam.core.metrics import build_registry
-    from otseam.core.shortcut import SHORTCUT_NODE
-    from otseam.core.supervisor import Settings, StartupError, Supervisor
+    from otseam.runtime.metrics import build_registry
+    from otseam.runtime.shortcut import SHORTCUT_NODE
+    from otseam.runtime.supervisor import Settings, StartupError, Supervisor
 
     registry = CollectorRegistry(auto_describe=False)
     # SIGTERM stops the receiver within seconds in every state; IT sinks resume from their cursors.
@@ -483,5 +483,5 @@ def register(app: typer.Typer) -> None:
     app.add_typer(diode_app, name="diode")
 
 
-if __name__ == "__main__":  # python -m otseam.diode.commands (used by the namespace tests)
+if __name__ == "__main__":  # python -m otseam.commands.diode (used by the namespace tests)
     diode_app(sys.argv[1:])

@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from otseam.compute.check import KIND_OF_TYPE, Checked, Input, check
-from otseam.compute.expr import ExprError, Ref, parse
+from otseam.contract.formulas.check import KIND_OF_TYPE, Checked, Input, check
+from otseam.contract.formulas.expr import ExprError, Ref, parse
 from otseam.contract.models import COMPUTED_DEVICE, INTEGER_RANGES, ComputedPoint, Contract
 
 #: The fields of a computed point whose text is an expression.

@@ -28,7 +28,7 @@ def _database_from_contract(
 ) -> tuple[Path, list[str]]:
     """The historian database a contract's historian sink writes (on ``node_id``), and the point keys."""
     from otseam.contract.loader import ContractError, load
-    from otseam.core.supervisor import StartupError, resolve_node
+    from otseam.runtime.supervisor import StartupError, resolve_node
 
     try:
         loaded = load(contract_path)

@@ -17,7 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 if TYPE_CHECKING:
-    from otseam.core.supervisor import Supervisor
+    from otseam.runtime.supervisor import Supervisor
 
 log = logging.getLogger("otseam.status")
 
