@@ -274,3 +274,23 @@ def test_an_edited_contract_survives_a_restart(tmp_path: Path) -> None:
     path, _, notes = prepare_contract(tmp_path, "mqtt://127.0.0.1:1883", fresh=True)
     assert notes[0].startswith("wrote")
     assert "sparkplug" in {s.type for s in load(path).contract.sinks}
+
+
+def test_without_cap_net_raw_the_demo_leaves_capture_out_and_says_why(tmp_path: Path) -> None:
+    # The same preparation `seam demo` does, in a process that lost CAP_NET_RAW (setpriv, util-linux).
+    script = (
+        "import sys; from pathlib import Path; from otseam.demo.commands import prepare_contract; "
+        "path, _, notes = prepare_contract(Path(sys.argv[1]), None, fresh=False); print('\\n'.join(notes))"
+    )
+    result = subprocess.run(
+        ["setpriv", "--inh-caps=-net_raw", "--bounding-set=-net_raw", sys.executable, "-c", script, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "capture: this process may not capture packets (it lacks CAP_NET_RAW)" in result.stdout
+    loaded = load(tmp_path / "seam.yaml").contract
+    assert "capture" not in {s.type for s in loaded.sources}
+    assert {"command_outbox", "command_executor", "diode_receive"} <= {s.type for s in loaded.sources}
