@@ -321,9 +321,10 @@ def guide(
         "",
         "  Demo users (the same on both consoles; new passwords every run, stored only as hashes):",
     ]
-    for _person, user, what in DEMO_USERS:
+    for person, user, what in DEMO_USERS:
         if user in passwords:
-            lines.append(f"    {user:<12} {passwords[user]:<18} {what}")
+            signs = f" (signs as person {person})" if person != user else ""
+            lines.append(f"    {user:<12} {passwords[user]:<18} {what}{signs}")
     lines += [
         "",
         f"  contract     {rel}   (yours to edit: the nodes reload it; a restart keeps it)",
