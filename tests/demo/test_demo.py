@@ -19,17 +19,12 @@ from ruamel.yaml import YAML
 from otseam.contract import load
 from otseam.demo.commands import DemoError, prepare_contract
 from tests.control.node import Client
+from tests.demo.seam_cli import seam
 from tests.support.servers import mosquitto
 from tests.support.wait import wait_until
 
 _CONSOLE = re.compile(r"(IT|OT) console\s+(http://127\.0\.0\.1:\d+)/")
 _USER = re.compile(r"^\s+(ot-engineer|it-analyst|seam-owner)\s+(\S+)\s", re.MULTILINE)
-
-
-def seam(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "otseam.cli", *map(str, args)], capture_output=True, text=True, check=False, cwd=cwd
-    )
 
 
 def _children(pid: int) -> set[int]:

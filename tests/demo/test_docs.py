@@ -3,18 +3,13 @@ deployment and runbook pages show run as written."""
 
 from __future__ import annotations
 
-import importlib
-import os
 import shlex
 import subprocess
 from pathlib import Path
 
-import typer
-from typer.testing import CliRunner
-
-from otseam import cli
 from otseam.contract import reference
 from otseam.demo.contract import DemoPorts, build_demo_contract, free_ports
+from tests.demo.seam_cli import seam
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -46,29 +41,11 @@ def _doc_commands(page: str) -> list[str]:
     return lines
 
 
-def _app() -> typer.Typer:
-    """Every `seam` command, registered as `seam` registers them, to run in this process (the page has
-    many commands; an interpreter each would take most of the test's time)."""
-    app = typer.Typer(name="seam", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
-    for module in dict.fromkeys(cli.COMMAND_MODULES):
-        importlib.import_module(module).register(app)
-    return app
-
-
 def _run(line: str, root: Path, stdin: str = "") -> subprocess.CompletedProcess[str]:
     """A documented command as written, with the deployment's /etc/seam under ``root``, run in ``root``."""
     args = shlex.split(line.replace("/etc/seam/", f"{root}/etc/seam/"))
     assert args[0] == "seam"
-    here = Path.cwd()
-    os.chdir(root)
-    try:
-        result = CliRunner().invoke(_APP, args[1:], input=stdin)
-    finally:
-        os.chdir(here)
-    return subprocess.CompletedProcess(args, result.exit_code, result.stdout, result.stderr)
-
-
-_APP = _app()
+    return seam(*args[1:], cwd=root, stdin=stdin)
 
 
 def test_the_runbook_commands_work_as_written(tmp_path: Path) -> None:
