@@ -20,7 +20,7 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.machine import describe  # noqa: E402
+from bench.machine import describe
 
 ROOT = Path(__file__).resolve().parent.parent
 GUIDE_END = "stop         Ctrl-C"
