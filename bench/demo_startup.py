@@ -10,6 +10,7 @@ Target (issue 21): a working console in under two minutes.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -62,7 +63,8 @@ def main() -> int:
                         break
                 time.sleep(0.25)
         finally:
-            os.killpg(make.pid, signal.SIGINT)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(make.pid, signal.SIGINT)
             try:
                 code = make.wait(60)
             except subprocess.TimeoutExpired:
