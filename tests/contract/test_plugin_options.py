@@ -17,9 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from argon2 import PasswordHasher
 from ruamel.yaml import YAML
 from typer.testing import CliRunner
 
+from otseam.control.authority.pki import issue, make_ca
 from otseam.diode.config import write_new_key
 from otseam.runtime.supervisor import StartupError, Supervisor
 from tests.contract.helpers import cli, to_text
@@ -38,6 +40,10 @@ SAMPLES = {
     "modbus_replica": SRC / "sinks" / "modbus_replica" / "sample.yaml",
     "diode_receive": SRC / "sources" / "diode_receive" / "sample.yaml",
     "sparkplug_host": SRC / "sources" / "sparkplug_host" / "sample.yaml",
+    "opcua_server": SRC / "sinks" / "opcua_server" / "sample.yaml",
+    "capture": SRC / "sources" / "capture" / "sample.yaml",
+    "command_executor": SRC / "sources" / "command_executor" / "sample.yaml",
+    "command_outbox": SRC / "sources" / "command_outbox" / "sample.yaml",
 }
 
 BASE: dict[str, Any] = {
@@ -48,7 +54,23 @@ BASE: dict[str, Any] = {
         {"id": "sam", "name": "Sam Seam", "side": "seam", "role": "interface owner"},
     ],
     "seam_owner": "sam",
-    "zones": [{"id": "cell", "level": 2, "sl": 2, "owner": "olga"}],
+    "zones": [
+        {"id": "cell", "level": 3, "sl": 2, "owner": "olga"},
+        {"id": "dmz", "level": 3.5, "sl": 2, "owner": "sam"},
+    ],
+    # The command sources need the two-way conduit they serve.
+    "conduits": [
+        {
+            "id": "commands-in",
+            "from": "dmz",
+            "to": "cell",
+            "direction": "two-way",
+            "transport": "tls",
+            "protocols": ["seam-command"],
+            "ports": [8443],
+            "owner": "sam",
+        },
+    ],
     "devices": [
         {
             "id": "gen",
@@ -66,9 +88,23 @@ runner = CliRunner()
 APP = cli()
 
 
+def _site_files(tmp: Path) -> None:
+    """Real certificates and a real users file where the samples name them: plugins read these when
+    they are created, and a placeholder would be refused by check and run alike."""
+    tls = tmp / "tls"
+    if (tls / "ca.pem").exists():
+        return
+    make_ca(tls)
+    for name, server in (("ot-edge", False), ("dmz", True), ("edge", False)):
+        issue(tls, name, ["127.0.0.1"], tls, server=server)
+    (tmp / "opcua").mkdir(exist_ok=True)
+    (tmp / "opcua" / "users").write_text("mes:" + PasswordHasher().hash("not-a-real-password") + "\n")
+
+
 def _localise(node: Any, tmp: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     """The samples name files under /etc/seam and environment variables of a real site: here they are
     made to exist, so that what remains to judge is the options themselves."""
+    _site_files(tmp)
     if isinstance(node, dict):
         out = {}
         for key, value in node.items():
@@ -104,7 +140,8 @@ def sample_contract(name: str, tmp: Path, monkeypatch: pytest.MonkeyPatch) -> di
         data["sinks"].append(entry)
     for source in sample.get("sources", []):
         entry = dict(_localise(source, tmp, monkeypatch), owner="olga")
-        entry.pop("conduit", None)
+        if entry.get("conduit") != "commands-in":
+            entry.pop("conduit", None)
         entry.pop("node", None)
         data.setdefault("sources", []).append(entry)
     return data
@@ -272,7 +309,6 @@ def test_files_are_checked_for_the_node_this_machine_is(tmp_path: Path, monkeypa
     """With several nodes, a key file named for another machine is not looked for here; with --node it
     is, relative to the contract file wherever the command starts."""
     data = sample_contract("diode_send", tmp_path, monkeypatch)
-    data["zones"].append({"id": "dmz", "level": 3.5, "sl": 2, "owner": "sam"})
     data["nodes"] = [{"id": "edge", "zone": "cell"}, {"id": "gateway", "zone": "dmz"}]
     for item in (*data["devices"], *data["sinks"]):
         item["node"] = "edge"
@@ -295,3 +331,22 @@ def test_files_are_checked_for_the_node_this_machine_is(tmp_path: Path, monkeypa
     assert runner.invoke(APP, ["check", str(path), "--node", "edge"]).exit_code != 2
     Supervisor(path, node="edge").prepare()
     assert runner.invoke(APP, ["check", str(path), "--node", "nowhere"]).exit_code == 2
+
+
+def test_what_only_creating_the_plugin_finds_is_refused_by_check_at_its_entry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A users file with a password where an argon2 hash belongs passes every options model (the file
+    exists); the OPC UA server refuses it when created, and so does `seam check`, at the sink's entry."""
+    monkeypatch.chdir(tmp_path)
+    data = sample_contract("opcua_server", tmp_path, monkeypatch)
+    (tmp_path / "opcua" / "users").write_text("mes:hunter2\n")
+    check_ok, check_out, run_ok, run_out = verdicts(data, tmp_path)
+    assert not check_ok and not run_ok
+    assert "argon2" in check_out and "argon2" in run_out
+    assert "hunter2" not in check_out
+    found = json.loads(check_out)
+    index = next(i for i, s in enumerate(data["sinks"]) if s["type"] == "opcua_server")
+    assert found[0]["path"] == f"sinks.{index}"
+    lines = (tmp_path / "seam.yaml").read_text().splitlines()
+    assert lines[found[0]["line"] - 1].strip() == f"- id: {data['sinks'][index]['id']}"

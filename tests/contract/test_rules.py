@@ -130,6 +130,30 @@ FAILING: list[tuple[str, str, Mutation, str]] = [
     ("ARCH-008", "sink via an undeclared conduit", lambda d: d["sinks"][1].update(conduit="nope"), "sinks[1].conduit"),
     ("ARCH-008", "sink data cannot reach its conduit", _isolated_lab, "sinks[2].conduit"),
     ("ARCH-009", "command without a conduit", lambda d: _command(d).pop("conduit"), "commands[0]"),
+    # Purdue: the DMZ talks to site operations (level 3), never straight to a cell or the process.
+    ("ARCH-010", "two-way DMZ to a level-2 cell", _set("conduits.commands-in.to", "pumping"), "conduits[3]"),
+    (
+        "ARCH-010",
+        "two-way level-1 cell to the DMZ, written the other way round",
+        lambda d: _add_conduit(
+            d, "cell-out", "filtration", "dmz", "two-way", transport="tls", protocols=["opcua"], ports=[4840]
+        ),
+        "conduits[5]",
+    ),
+    (
+        "ARCH-011",
+        "plain TCP between the DMZ and IT",
+        _set("conduits.dmz-to-enterprise.transport", "tcp"),
+        "conduits[4].transport",
+    ),
+    (
+        "ARCH-011",
+        "plain TCP between OT and the DMZ",
+        _set("conduits.commands-in.transport", "tcp"),
+        "conduits[3].transport",
+    ),
+    ("ARCH-012", "a conduit that lists no protocol", _set("conduits.pumping-poll.protocols", []), "conduits[1]"),
+    ("ARCH-012", "a two-way TCP conduit that lists no port", _set("conduits.pumping-poll.ports", []), "conduits[1]"),
     ("NODE-000", "a contract without nodes", _without_nodes, ""),
     ("NODE-001", "a node in an undeclared zone", _set("nodes.ot-edge.zone", "nowhere"), "nodes[0].zone"),
     ("NODE-002", "a device on no node of several", lambda d: _device(d, "pump-plc").pop("node"), "devices[0]"),
@@ -372,6 +396,13 @@ PASSING: list[tuple[str, str, Mutation]] = [
     ("ARCH-007", "SL 2 two-way to SL 1 needs no justification", lambda d: _conduit(d, "dmz-to-enterprise").pop("justification", None)),
     ("ARCH-008", "a local sink without conduit", lambda d: d["sinks"][1].pop("conduit")),
     ("ARCH-009", "command reaching its device through supervisory", lambda d: None),
+    ("ARCH-010", "two-way DMZ to level 3 (site operations)", lambda d: None),
+    ("ARCH-010", "one-way diode out of a level-1 cell into the DMZ", lambda d: _add_conduit(
+        d, "cell-diode", "filtration", "dmz", transport="diode", protocols=["seam-diode"], ports=[4001])),
+    ("ARCH-011", "TLS and a diode across the boundary", lambda d: None),
+    ("ARCH-011", "plain TCP inside OT", _set("conduits.pumping-poll.transport", "tcp")),
+    ("ARCH-012", "protocols and ports listed", lambda d: None),
+    ("ARCH-012", "a serial link needs no port", lambda d: _conduit(d, "pumping-poll").update(transport="serial", ports=[])),
     ("NODE-000", "a contract with nodes", lambda d: None),
     ("NODE-001", "both nodes in declared zones", lambda d: None),
     ("NODE-002", "one node, components without node keys", _one_node),

@@ -105,7 +105,8 @@ def test_alarms_are_listed_and_acknowledged_with_a_comment(node: SeamRun) -> Non
     viewer = signed_in(node, "ivan")
 
     def raised() -> list[dict[str, object]]:
-        return [a for a in operator.get("/api/v1/alerts?unacknowledged=true").json()["items"] if a["kind"] == "alarm"]
+        items = operator.get("/api/v1/alerts?unacknowledged=true").json()["items"]
+        return [a for a in items if a["kind"] == "alarm" and a["data"]["state"] == "raised"]
 
     node.wait_for(lambda: bool(raised()), "an alarm", within=30)
     alarm = raised()[0]
@@ -119,6 +120,11 @@ def test_alarms_are_listed_and_acknowledged_with_a_comment(node: SeamRun) -> Non
     assert operator.request("POST", f"/api/v1/alerts/{offset}/ack", {"comment": "again"}).status == 409
     assert operator.request("POST", "/api/v1/alerts/123456789/ack", {"comment": "x"}).status == 404
     assert all(a["offset"] != offset for a in raised())
+    cleared = [a for a in operator.get("/api/v1/alerts").json()["items"] if a["data"].get("state") == "cleared"]
+    if cleared:  # a clearing is information, not something to acknowledge
+        assert not cleared[0]["needs_ack"]
+        reply = operator.request("POST", f"/api/v1/alerts/{cleared[0]['offset']}/ack", {"comment": "x"})
+        assert reply.status == 409
 
     def audited() -> bool:
         items = viewer.get("/api/v1/events?kind=audit.ack").json()["items"]
@@ -160,3 +166,43 @@ def test_security_headers(node: SeamRun) -> None:
     assert reply.headers["Cache-Control"] == "no-store"
     page = client.get("/")
     assert "frame-ancestors 'none'" in page.headers["Content-Security-Policy"]
+
+
+def test_a_computed_point_is_listed_with_its_lineage(tmp_path: object) -> None:
+    """Both teams see what a computed number is made of and who owns its formula (issue: edge processing)."""
+    from pathlib import Path
+
+    from tests.control.node import CONTRACT, start_node
+
+    computed = """\
+computed:
+  - id: flow_ls
+    expression: "$gen1/flow / 3.6"
+    type: float64
+    unit: L/s
+    owner: erik
+    description: outlet flow in litres per second
+"""
+    workdir = Path(str(tmp_path))
+    node = start_node(workdir, CONTRACT + computed)
+    try:
+        client = signed_in(node, "ivan")
+
+        def listed() -> dict[str, object] | None:
+            items = {p["key"]: p for p in client.get("/api/v1/points?device=computed").json()["items"]}
+            point = items.get("computed/flow_ls")
+            return point if point and point.get("quality") == "good" else None
+
+        node.wait_for(lambda: listed() is not None, "the computed point with a good value")
+        point = listed()
+        assert point is not None
+        assert point["lineage"] == {
+            "kind": "expression",
+            "formula": "$gen1/flow / 3.6",
+            "inputs": ["gen1/flow"],
+            "sources": ["gen1/flow"],
+            "owner": "erik",
+        }
+        assert point["unit"] == "L/s" and isinstance(point["value"], float)
+    finally:
+        node.stop()

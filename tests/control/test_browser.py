@@ -1,9 +1,10 @@
 """The console in a real browser: Debian's chromium, driven by Playwright, never a downloaded browser.
 
-Signs in, sees the map, watches a live value change, opens a trend, sees the stream drop and come back,
-acknowledges an alarm, and sees a diode gap appear on the link page: the gap comes from a real diode
-sender and receiver (through the lossy relay of the diode tests) writing into this node's journal, as
-the diode_receive source does on an IT node. A screenshot of each page is saved (SHOTS_ENV).
+Signs in, sees the map (with a flow the capture source saw that no conduit declares), watches a live
+value change, opens a trend, sees the stream drop and come back, acknowledges an alarm, sees the
+capture's alerts with their ATT&CK ids and its unknown assets first, and sees a diode gap appear on the link page: the node receives the one-way
+conduit with a diode_receive source, fed by a real diode sender through the lossy relay of the diode
+tests. A screenshot of each page is saved (SHOTS_ENV).
 """
 
 from __future__ import annotations
@@ -11,19 +12,23 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import socket
+import struct
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from playwright.async_api import Page, async_playwright, expect
 
 from otseam.core.records import Quality, Record, Sample
-from otseam.diode.receiver import DiodeReceiver
 from otseam.diode.sender import DiodeSender
 from tests.control.inproc import Node, running
 from tests.control.node import CONTRACT, PASSWORD, add_users
 from tests.diode.harness import KEY, settings
 from tests.diode.relay import Impairments, LossyRelay
+from tests.monitor.pcapgen import Conversation, mbap, write_pcap
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [
@@ -64,9 +69,47 @@ def preload_history(workdir: Path) -> None:
     db.close()
 
 
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def with_diode_source(port: int) -> str:
+    """This node also receives the one-way conduit, as a DMZ node does: a diode_receive source."""
+    return (
+        CONTRACT
+        + f"""\
+sources:
+  - id: from-ot
+    type: diode_receive
+    conduit: cell-dmz
+    owner: sam
+    options: {{listen: "127.0.0.1:{port}", key_file: diode.key, beacon_interval: 200ms, block_timeout: 200ms}}
+  - id: span
+    type: capture
+    owner: erik
+    options: {{file: plant.pcap, modbus_ports: [502]}}
+"""
+    )
+
+
+def plant_capture(path: Path) -> None:
+    """A capture of the plant network, built byte by byte: a host the contract does not know writes a
+    register of a PLC (the capture source reports it as alerts and new assets)."""
+    conversation = Conversation(client="10.0.0.99", server="10.0.0.20").handshake()
+    conversation.c(mbap(1, 1, struct.pack("!BHH", 6, 40, 1234)))
+    conversation.s(mbap(1, 1, struct.pack("!BHH", 6, 40, 1234)))
+    conversation.c(mbap(2, 1, struct.pack("!BHH", 8, 1, 0)))
+    conversation.s(mbap(2, 1, struct.pack("!BHH", 8, 1, 0)))
+    write_pcap(path, conversation.frames, start=time.time() - 60)
+
+
 @pytest.fixture
 async def node(tmp_path: Path) -> AsyncIterator[Node]:
-    (tmp_path / "seam.yaml").write_text(CONTRACT)
+    (tmp_path / "diode.key").write_bytes(KEY + b"\n")
+    (tmp_path / "seam.yaml").write_text(with_diode_source(free_udp_port()))
+    plant_capture(tmp_path / "plant.pcap")
     add_users(tmp_path)
     preload_history(tmp_path)
     async with running(tmp_path) as started:
@@ -95,18 +138,26 @@ def shots(tmp_path: Path) -> None:
     _shots[:] = [Path(os.environ.get(SHOTS_ENV) or tmp_path / "shots")]
 
 
-async def shot(page: Page, name: str) -> None:
+async def shot(page: Page, name: str, *, full: bool = False) -> None:
     directory = _shots[0]
     directory.mkdir(parents=True, exist_ok=True)
-    await page.screenshot(path=str(directory / f"{name}.png"))
+    await page.screenshot(path=str(directory / f"{name}.png"), full_page=full)
 
 
 async def make_a_gap(node: Node) -> None:
-    """Blocks a real diode sender sends and the relay drops entirely: the receiver reports the gap."""
-    journal = node.supervisor.journal
-    assert journal is not None
-    receiver = DiodeReceiver(("127.0.0.1", 0), KEY, settings(), journal)
-    await receiver.start()
+    """A real diode sender sends six blocks through the lossy relay to the node's diode_receive source;
+    the relay drops two of them entirely, so the source reports a gap into the node's journal."""
+    contract = node.supervisor.plan.contract if node.supervisor.plan else None
+    assert contract is not None
+    listen = contract.sources[0].options["listen"]
+    host, port = listen.rsplit(":", 1)
+
+    def receiver() -> dict[str, Any]:
+        detail: dict[str, Any] = node.supervisor.health()["components"]["source:from-ot"].get("detail", {})
+        return detail.get("receiver", detail)
+
+    def gaps() -> int:
+        return int(receiver().get("gaps", 0))
 
     async def until(condition: Callable[[], bool], what: str) -> None:
         for _ in range(300):
@@ -116,33 +167,36 @@ async def make_a_gap(node: Node) -> None:
         raise AssertionError(f"timed out waiting for {what}")
 
     now = 1_800_000_000.0
+    received: list[int] = []
 
     async def send(sender: DiodeSender, batch: int) -> None:
         offsets = list(range(1 + batch * 300, 1 + (batch + 1) * 300))
         records: list[Record] = [Sample(f"plc9/p{o % 20}", float(o), Quality.GOOD, now + o, now + o) for o in offsets]
         await sender.send_records("ot-edge", offsets, records)
 
-    try:
-        with LossyRelay(receiver.listen, Impairments(seed=3)) as relay:
-            sender = DiodeSender(relay.address, KEY, settings())
-            await sender.start()
-            for batch in (0, 1):
-                await send(sender, batch)
-            await until(lambda: receiver.stats.records >= 600, "the first blocks to arrive")
-            # The relay forwards on its own thread: switch the loss on and off only once it has seen
-            # what was sent before, so exactly blocks 2 and 3 are lost.
-            relay.set(drop=1.0)
-            for batch in (2, 3):
-                await send(sender, batch)
-            await until(lambda: len(relay.truth.lost_blocks(sender.session)) >= 2, "the relay to drop two blocks")
-            relay.set(drop=0.0)
-            for batch in (4, 5):
-                await send(sender, batch)
-            await sender.send_beacon()
-            await until(lambda: receiver.stats.gaps > 0, "the receiver to report the gap")
-            await sender.close()
-    finally:
-        await receiver.close()
+    def records_in() -> int:
+        received.append(int(receiver().get("records", 0)))
+        return received[-1]
+
+    with LossyRelay((host, int(port)), Impairments(seed=3)) as relay:
+        sender = DiodeSender(relay.address, KEY, settings())
+        await sender.start()
+        await sender.send_beacon()
+        for batch in (0, 1):
+            await send(sender, batch)
+        await until(lambda: records_in() >= 600, "the first blocks to arrive")
+        # The relay forwards on its own thread: switch the loss on and off only once it has seen what was
+        # sent before, so that exactly blocks 2 and 3 are lost.
+        relay.set(drop=1.0)
+        for batch in (2, 3):
+            await send(sender, batch)
+        await until(lambda: len(relay.truth.lost_blocks(sender.session)) >= 2, "the relay to drop two blocks")
+        relay.set(drop=0.0)
+        for batch in (4, 5):
+            await send(sender, batch)
+        await sender.send_beacon()
+        await until(lambda: gaps() > 0, "the source to report the gap")
+        await sender.close()
 
 
 async def test_the_console_end_to_end(node: Node, page: Page) -> None:
@@ -159,6 +213,8 @@ async def test_the_console_end_to_end(node: Node, page: Page) -> None:
     # The map: zones by level, the node in its zone, the conduit carrying this node's traffic.
     await expect(page.locator("svg.map [data-zone=cell]")).to_be_visible()
     await expect(page.locator("#flows")).to_contain_text("declared-and-seen")
+    # The capture saw a flow no conduit declares.
+    await expect(page.locator("#flows")).to_contain_text("seen-but-not-declared")
     await expect(page.locator("#live")).to_have_text("live")
     await shot(page, "map")
 
@@ -211,18 +267,24 @@ async def test_the_console_end_to_end(node: Node, page: Page) -> None:
     await page.fill(f'[data-ack-comment="{offset}"]', "level checked on site")
     await button.click()
     await expect(page.locator("#alerts")).to_contain_text("olga: level checked on site")
-    await shot(page, "alerts")
+    # The capture source's alerts carry their ATT&CK for ICS technique; unknown assets come first.
+    await expect(page.locator("#alerts")).to_contain_text("T0855")
+    await expect(page.locator("#inventory tbody tr").first).to_contain_text("unknown")
+    await shot(page, "alerts", full=True)
 
     # A gap on the link, with the OT-side command that closes it.
     await page.click("text=Link")
     await expect(page.locator("#no-gaps")).to_be_visible()
     await make_a_gap(node)
     await expect(page.locator("#gaps")).to_contain_text("diode block(s) missing", timeout=15_000)
-    await expect(page.locator("#gaps code.cmd").first).to_contain_text("seam diode replay seam.yaml")
+    await expect(page.locator("#gaps code.cmd").first).to_have_text(
+        "seam diode replay --contract seam.yaml --from-offset 601 --to-offset 1200"
+    )
+    await expect(page.locator("#link")).to_contain_text("from-ot")
     await shot(page, "link")
 
     await page.click("text=Requests")
-    await expect(page.locator("main")).to_contain_text("The authority service is not running on this node")
+    await expect(page.locator("main")).to_contain_text("This console does not show command requests yet")
     await shot(page, "requests")
     await page.click("text=Audit")
     await expect(page.locator("#audit")).to_contain_text("acknowledged alarm")

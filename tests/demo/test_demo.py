@@ -7,6 +7,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -289,3 +290,20 @@ def test_without_cap_net_raw_the_demo_leaves_capture_out_and_says_why(tmp_path: 
     loaded = load(tmp_path / "seam.yaml").contract
     assert "capture" not in {s.type for s in loaded.sources}
     assert {"command_outbox", "command_executor", "diode_receive"} <= {s.type for s in loaded.sources}
+
+
+def test_a_console_port_in_use_says_what_to_do(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "otseam.cli", "demo", "--dir", str(tmp_path / "d"), "--http", f"127.0.0.1:{port}"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"127.0.0.1:{port} is in use" in result.stderr and "--http 127.0.0.1:0" in result.stderr, result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    assert not (tmp_path / "d" / "seam.yaml").exists()

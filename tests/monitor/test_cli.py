@@ -13,9 +13,9 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from otseam.commands import monitor as commands
 from otseam.core.records import Event
 from otseam.journal import Journal
-from otseam.commands import monitor as commands
 from tests.monitor.conftest import REPO
 from tests.monitor.pcapgen import Conversation, mbap, pcap_bytes
 from tests.monitor.traffic import MODBUS_SCRIPTS, PEER_HOST, SIM_HOST, server_port

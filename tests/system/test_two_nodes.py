@@ -84,6 +84,9 @@ def two_node_contract() -> str:
         if sink["type"] == "diode_send":
             sink["options"].update(target=f"{IT_ADDRESS}:{DIODE_PORT}", bind=OT_ADDRESS, snapshot_interval="2s")
     contract["sources"][0]["options"]["listen"] = f"{IT_ADDRESS}:{DIODE_PORT}"
+    # The edge polls the PLCs from its host's loopback: that is the master the contract allows.
+    for device in contract["devices"]:
+        device["monitor"] = {"allowed_masters": ["127.0.0.1"]}
     # The edge also watches its own Modbus traffic (its host's loopback is where it polls the PLCs): the
     # monitor's inventory events go into its journal and across the link like any other record.
     contract["sources"].append(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from enum import StrEnum
 from pathlib import Path
@@ -11,7 +12,7 @@ import typer
 from rich.console import Console
 
 from otseam.contract.init import AnswersEnded, example_key, example_text, interview
-from otseam.contract.loader import ContractError, load, parse_text
+from otseam.contract.loader import ContractError, LoadedContract, Problem, load, parse_text
 from otseam.contract.report import (
     EXIT_CLEAN,
     EXIT_FINDINGS,
@@ -34,6 +35,46 @@ class OutputFormat(StrEnum):
 def _console(stderr: bool = False) -> Console:
     # soft_wrap: never break a file:line:column line in the middle when output goes to a pipe or log.
     return Console(stderr=stderr, soft_wrap=True, highlight=False)
+
+
+_ENTRY = re.compile(r"^(device|source|sink) ([A-Za-z][A-Za-z0-9_-]*): ")
+_SECTIONS = {"device": "devices", "source": "sources", "sink": "sinks"}
+
+
+def plan_problems(loaded: LoadedContract, node: str | None) -> list[Problem]:
+    """What `seam run` would still refuse once the contract loads: the run side's own plan for the node
+    (the pipeline compiled, every plugin placed on it created as at start), at the position of the
+    entry each refusal names. Only for a node that is this machine: one given, or the only one."""
+    from otseam.runtime.supervisor import StartupError, Supervisor
+
+    nodes = [n.id for n in loaded.contract.nodes]
+    if node is None and len(nodes) > 1:
+        return []
+    try:
+        Supervisor(loaded.path, node=node, fixed=loaded).prepare()
+    except StartupError as exc:
+        problems = []
+        for line in str(exc).splitlines():
+            match = _ENTRY.match(line)
+            path: tuple[str | int, ...] = ()
+            if match:
+                section = _SECTIONS[match.group(1)]
+                entries = getattr(loaded.contract, section)
+                index = next((i for i, e in enumerate(entries) if e.id == match.group(2)), None)
+                path = (section, index) if index is not None else ()
+            at = loaded.at(path)
+            problems.append(
+                Problem(
+                    str(loaded.path),
+                    at.line,
+                    at.column,
+                    line,
+                    "seam run refuses this when it starts: fix it here first",
+                    ".".join(str(p) for p in path),
+                )
+            )
+        return problems
+    return []
 
 
 def check(
@@ -68,6 +109,13 @@ def check(
         _console(stderr=True).print(
             f"[red]--node {node}: no such node in {contract}[/red]; its nodes are {', '.join(nodes) or 'none'}"
         )
+        raise typer.Exit(EXIT_UNUSABLE)
+    refused = plan_problems(loaded, node)
+    if refused:
+        if output == OutputFormat.JSON:
+            print(to_json(problems_as_findings(refused)))
+        else:
+            print_problems(_console(stderr=True), refused)
         raise typer.Exit(EXIT_UNUSABLE)
     if node is None and len(nodes) > 1 and output == OutputFormat.HUMAN:
         _console(stderr=True).print(
@@ -135,6 +183,11 @@ def doc(
     except ContractError as exc:
         print_problems(_console(stderr=True), exc.problems)
         raise typer.Exit(EXIT_UNUSABLE) from None
+    # The page says "passes seam check" only for a contract `seam run` would accept.
+    refused = plan_problems(loaded, None)
+    if refused:
+        print_problems(_console(stderr=True), refused)
+        raise typer.Exit(EXIT_UNUSABLE)
     from otseam.contract.doc import render_html  # here: `seam check` never loads the page renderer
 
     page = render_html(loaded, run(loaded))

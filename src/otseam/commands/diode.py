@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import json
 import logging
 import os
@@ -22,7 +21,7 @@ from otseam.contract.loader import ContractError, LoadedContract, load
 from otseam.contract.models import Contract, SinkSpec, SourceSpec
 from otseam.diode.config import DiodeConfigError, DiodeSettings, load_key, write_new_key
 from otseam.runtime import sdnotify
-from otseam.runtime.http import HttpAddressError, HttpServer, check_exposure, read_token
+from otseam.runtime.http import HttpAddressError, check_exposure, read_token
 from otseam.runtime.shortcut import shortcut_contract
 
 diode_app = typer.Typer(
@@ -303,41 +302,14 @@ async def _run_shortcut(
 ) -> int:
     """`seam diode receive` as a node of its own: the diode_receive source and the IT-side sinks under
     the runtime's supervisor, /health and /metrics served the same way as by `seam run`."""
-    from prometheus_client import CollectorRegistry
+    from otseam.runtime.shortcut import run_shortcut
 
-    from otseam.runtime.metrics import build_registry
-    from otseam.runtime.shortcut import SHORTCUT_NODE
-    from otseam.runtime.supervisor import Settings, StartupError, Supervisor
-
-    registry = CollectorRegistry(auto_describe=False)
     # SIGTERM stops the receiver within seconds in every state; IT sinks resume from their cursors.
-    settings = Settings(watch=False, drain_timeout=SINK_DRAIN)
-    supervisor = Supervisor(node.path, settings, node=SHORTCUT_NODE, registry=registry, fixed=node)
-    http = None
-    try:
-        supervisor.install_signal_handlers()
-        try:
-            await supervisor.start()
-        except StartupError as exc:
-            typer.echo(f"seam diode: {exc}", err=True)
-            return 2
-        if metrics_address:
-            http = HttpServer(supervisor.health, build_registry(supervisor, registry), *metrics_address, token)
-            bound = await http.start()
-            log.info("diode receive: metrics on http://%s:%d/metrics", metrics_address[0], bound)
-        # Everything built so far lives as long as the process: out of the collector's full passes,
-        # which otherwise walk it again and again while samples stream in.
-        gc.freeze()
-        if duration is not None:
-            asyncio.get_running_loop().call_later(duration, supervisor.request_stop)
-        ready = sdnotify.started("diode receive")  # systemd: started, and its watchdog fed from here on
-        try:
-            await supervisor.run()
-        finally:
-            ready.cancel()
-    finally:
-        if http is not None:
-            await http.stop()
+    supervisor = await run_shortcut(
+        "diode receive", node, drain_timeout=SINK_DRAIN, http=metrics_address, token=token, duration=duration
+    )
+    if supervisor is None:
+        return 2
     component = supervisor.components.get("source:diode")
     receiver = getattr(component.plugin, "receiver", None) if component is not None else None
     if receiver is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import gc
 import logging
 import sys
@@ -120,7 +121,15 @@ async def serve(
         try:
             bound = await http.start()
         except OSError as exc:
-            typer.echo(f"seam run: cannot listen on {host}:{port}: {exc.strerror or exc}", err=True)
+            hint = ""
+            if exc.errno == errno.EADDRINUSE:
+                hint = (
+                    f"; another process listens there: use --http {host}:0 (any free port, printed at start) "
+                    "or --http off"
+                )
+            typer.echo(
+                f"seam: cannot listen on {host}:{port} for /health and /metrics: {exc.strerror or exc}{hint}", err=True
+            )
             return 2
         bound_address = (host, bound)
         scheme = "https" if options.tls else "http"

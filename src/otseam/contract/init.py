@@ -20,6 +20,7 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.scalarstring import SingleQuotedScalarString
 
+from otseam.contract.loader import UNPRINTABLE
 from otseam.contract.models import RestartTolerance
 from otseam.contract.units import format_duration, parse_rate
 
@@ -82,11 +83,18 @@ def _valid_tolerance(answer: str) -> str | None:
     return None if answer.strip() in choices else f"answer one of: {', '.join(choices)}"
 
 
+def _plain_text(answer: str) -> str | None:
+    """Control characters (a pasted escape sequence, a stray byte) cannot stand in a contract."""
+    if UNPRINTABLE.search(answer) or any(char in answer for char in "\t\r\n\x85\u2028\u2029"):
+        return "please answer in plain text: the answer holds a control character"
+    return None
+
+
 def _ask(ask: Ask, say: Say, question: Question) -> str:
     """Ask until the answer is valid. A bounded number of tries: piped input must not loop forever."""
     for _ in range(5):
         answer = ask(question.text, question.default).strip()
-        error = question.validate(answer) if question.validate else None
+        error = _plain_text(answer) or (question.validate(answer) if question.validate else None)
         if error is None:
             return answer
         say(f"  {error}")

@@ -352,7 +352,7 @@ def _flow_too_deep(text: str) -> tuple[int, int] | None:
 
 #: Characters YAML does not allow in a document (YAML 1.2, 5.1): control characters (NUL among them),
 #: lone UTF-16 surrogates and the two non-characters U+FFFE, U+FFFF.
-_UNPRINTABLE = re.compile("[^\x09\x0a\x0d\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+UNPRINTABLE = re.compile("[^\x09\x0a\x0d\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 #: What must not be inside a text value even when written as an escape ("\0", "\ud800"): a NUL ends a
 #: C string in every tool downstream, a lone surrogate cannot be written out as UTF-8 at all.
 _BAD_IN_TEXT = re.compile("[\x00\ud800-\udfff]")
@@ -368,7 +368,7 @@ def _describe_char(char: str) -> str:
 
 
 def _unprintable(text: str, file: str) -> None:
-    match = _UNPRINTABLE.search(text)
+    match = UNPRINTABLE.search(text)
     if match is None:
         return
     start = match.start()

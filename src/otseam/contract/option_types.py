@@ -14,7 +14,8 @@ from otseam.contract.units import parse_duration
 class PluginOptions(BaseModel):
     """The base of every plugin's ``Options``: a misspelt key is an error, never a silent default."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    # allow_inf_nan: no option of any plugin means anything as NaN or infinity.
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False)
 
 
 def _seconds(value: Any) -> float:

@@ -93,6 +93,21 @@ class Authenticator:
     # --- signing in ---------------------------------------------------------------------------------
 
     def login(self, name: str, password: str, code: str | None, address: str) -> Session:
+        """Everything in one call (blocking for the argon2 verification): for callers without a loop."""
+        self.admit(name, address)
+        return self.complete(name, self.store.verify(name, password), code, address)
+
+    async def login_async(self, name: str, password: str, code: str | None, address: str) -> Session:
+        """The same on the event loop: only the password verification (argon2, deliberately slow) runs
+        in a worker thread; throttling, sessions and codes stay on the loop, which owns them."""
+        import asyncio
+
+        self.admit(name, address)
+        user = await asyncio.to_thread(self.store.verify, name, password)
+        return self.complete(name, user, code, address)
+
+    def admit(self, name: str, address: str) -> None:
+        """Raise LoginRefused when the address is throttled or the account locked."""
         now = self.clock()
         self._expire_sessions(now)
         by_address = self._failures(self._addresses, address, now)
@@ -106,7 +121,14 @@ class Authenticator:
                 "this account is locked after repeated failed sign-ins; try again later",
                 by_user.locked_until - now,
             )
-        user = self.store.verify(name, password)
+
+    def complete(self, name: str, user: User | None, code: str | None, address: str) -> Session:
+        """After the password check: count a failure, or check the second factor and open a session."""
+        now = self.clock()
+        by_address = self._failures(self._addresses, address, now)
+        by_user = self._failures(self._users, name, now)
+        if by_user.locked_until > now:  # locked by a concurrent failure while the password was checked
+            raise LoginRefused(429, "this account is locked after repeated failed sign-ins; try again later")
         if user is None:
             self._fail(by_user, by_address, now)
             raise LoginRefused(401, "wrong user name or password")

@@ -6,8 +6,9 @@ subscriber that watches everything: the latest value of each point that changed,
 subscriber watching a few points gets its own, filtered copy.
 
 Never silent: every second each stream gets a ``tick`` (the page declares the stream lost when ticks
-stop). A subscriber too slow to keep up is not dropped quietly: its queue is cleared and it is sent a
-``resync`` message saying how many messages it missed, followed by a fresh snapshot.
+stop). A subscriber too slow to keep up (more than two seconds behind, or 16 MiB waiting) is not dropped
+quietly: its backlog is cleared and it is sent a ``resync`` message saying how many messages it missed,
+followed by a fresh snapshot.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import json
 import logging
 import math
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,8 +32,11 @@ from otseam.journal import JournalError
 log = logging.getLogger("otseam.control.live")
 
 CURSOR = "console"
-#: Messages a subscriber may have waiting before it is told to resynchronise.
-QUEUE = 512
+#: How far behind a stream may fall, and how much it may hold, before it is told to resynchronise.
+MAX_AGE = 2.0
+MAX_BYTES = 16 * 1024 * 1024
+#: The shortest interval between two values messages of a stream, in seconds.
+FLUSH = 0.05
 #: Put in a subscriber's queue to end its stream (the server is stopping).
 CLOSE = b"\x00close"
 
@@ -53,24 +58,46 @@ def sse(kind: str, data: Any, ident: int | None = None) -> bytes:
 
 @dataclass(slots=True, eq=False)
 class Subscriber:
+    """One open stream's messages not yet written. Bounded by age and size rather than by count: a
+    client that falls more than MAX_AGE behind, or holds more than MAX_BYTES, is told to resynchronise
+    (one snapshot replaces the backlog), so neither its lag nor the node's memory can grow without end."""
+
     points: frozenset[str] | None
     events: bool = True
-    queue: asyncio.Queue[bytes] = field(default_factory=lambda: asyncio.Queue(QUEUE))
+    pending: deque[tuple[float, bytes]] = field(default_factory=deque)
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    size: int = 0
     missed: int = 0
 
     def offer(self, message: bytes) -> None:
-        try:
-            self.queue.put_nowait(message)
-        except asyncio.QueueFull:
-            self.missed += self.queue.qsize() + 1
-            while not self.queue.empty():
-                self.queue.get_nowait()
-            self.queue.put_nowait(b"")  # the handler turns an empty message into resync + snapshot
+        now = time.monotonic()
+        if self.pending and (now - self.pending[0][0] > MAX_AGE or self.size + len(message) > MAX_BYTES):
+            self.missed += len(self.pending) + 1
+            self.pending.clear()
+            self.size = 0
+            self.pending.append((now, b""))  # the handler turns an empty message into resync + snapshot
+        else:
+            self.pending.append((now, message))
+            self.size += len(message)
+        self.ready.set()
 
     def close(self) -> None:
-        while not self.queue.empty():
-            self.queue.get_nowait()
-        self.queue.put_nowait(CLOSE)
+        self.pending.clear()
+        self.size = 0
+        self.pending.append((0.0, CLOSE))
+        self.ready.set()
+
+    async def get(self, idle: float) -> bytes | None:
+        """The next message, or None when nothing came within ``idle`` seconds."""
+        if not self.pending:
+            self.ready.clear()
+            try:
+                await asyncio.wait_for(self.ready.wait(), idle)
+            except TimeoutError:
+                return None
+        _, message = self.pending.popleft()
+        self.size -= len(message)
+        return message
 
 
 class LiveHub:
@@ -133,20 +160,30 @@ class LiveHub:
 
     async def _follow(self, cursor: Any) -> None:
         next_tick = 0.0
+        latest: dict[str, list[Any]] = {}
+        last_sent = 0.0
         while True:
-            batch = await cursor.next_batch(max_records=20_000, max_wait=0.25)
+            # Values are sent at most every FLUSH seconds: a node whose drivers append a hundred times a
+            # second sends each stream a few large messages rather than a hundred small ones (each
+            # point's latest value wins), at the cost of at most FLUSH of latency. Events go at once.
+            now = time.monotonic()
+            wait = 0.25 if not latest else max(0.0, last_sent + FLUSH - now)
+            batch = await cursor.next_batch(max_records=20_000, max_wait=wait)
             if batch.records:
-                self._handle(batch.offsets, batch.records)
+                self._collect(batch.offsets, batch.records, latest)
                 cursor.commit(batch.last_offset)
                 self.offset = batch.last_offset
                 self.error = ""
             now = time.monotonic()
+            if latest and now - last_sent >= FLUSH:
+                self._send_values(latest)
+                latest = {}
+                last_sent = now
             if now >= next_tick:
                 next_tick = now + 1.0
                 self._broadcast(sse("tick", {"ts": self.clock(), "offset": self.offset}), None)
 
-    def _handle(self, offsets: list[int], records: list[Any]) -> None:
-        latest: dict[str, list[Any]] = {}
+    def _collect(self, offsets: list[int], records: list[Any], latest: dict[str, list[Any]]) -> None:
         events: list[tuple[int, Event]] = []
         for offset, record in zip(offsets, records, strict=True):
             if record.__class__ is Sample:
@@ -154,43 +191,49 @@ class LiveHub:
             elif isinstance(record, Event):
                 events.append((offset, record))
         self.batches += 1
-        last = offsets[-1]
         if events:
             self.events.add(events)
             for listener in self._event_listeners:
                 listener(events)
+            self._send_events(events)
+        if not self.subscribers:
+            latest.clear()  # nobody is watching: the next stream starts from a snapshot anyway
+
+    def _send_values(self, latest: dict[str, list[Any]]) -> None:
         if not self.subscribers:
             return
-        if latest:
-            rows = list(latest.values())
-            shared = sse("values", rows, last)
-            for subscriber in list(self.subscribers):
-                if subscriber.points is None:
-                    subscriber.offer(shared)
-                else:
-                    mine = [r for r in rows if r[0] in subscriber.points]
-                    if mine:
-                        subscriber.offer(sse("values", mine, last))
-            self.messages += 1
-        if events:
-            message = sse(
-                "events",
-                [
-                    {
-                        "offset": o,
-                        "ts": e.ts,
-                        "kind": e.kind,
-                        "source": e.source,
-                        "severity": e.severity.label,
-                        "message": e.message,
-                    }
-                    for o, e in events
-                ],
-                last,
-            )
-            for subscriber in list(self.subscribers):
-                if subscriber.events:
-                    subscriber.offer(message)
+        rows = list(latest.values())
+        shared = sse("values", rows, self.offset)
+        for subscriber in list(self.subscribers):
+            if subscriber.points is None:
+                subscriber.offer(shared)
+            else:
+                mine = [r for r in rows if r[0] in subscriber.points]
+                if mine:
+                    subscriber.offer(sse("values", mine, self.offset))
+        self.messages += 1
+
+    def _send_events(self, events: list[tuple[int, Event]]) -> None:
+        if not self.subscribers:
+            return
+        message = sse(
+            "events",
+            [
+                {
+                    "offset": o,
+                    "ts": e.ts,
+                    "kind": e.kind,
+                    "source": e.source,
+                    "severity": e.severity.label,
+                    "message": e.message,
+                }
+                for o, e in events
+            ],
+            events[-1][0],
+        )
+        for subscriber in list(self.subscribers):
+            if subscriber.events:
+                subscriber.offer(message)
 
     def _broadcast(self, message: bytes, points: frozenset[str] | None) -> None:
         del points

@@ -84,6 +84,17 @@ POINT: dict[str, Any] = {
         "source_ts": {"type": ["number", "null"]},
         "age": {"type": ["number", "null"]},
         "unit": {"type": "string"},
+        "lineage": {
+            "type": "object",
+            "description": "For a computed point: its formula, the points it reads, and who owns the formula.",
+            "properties": {
+                "kind": {"type": "string"},
+                "formula": {"type": "string"},
+                "inputs": {"type": "array", "items": {"type": "string"}},
+                "sources": {"type": "array", "items": {"type": "string"}},
+                "owner": {"type": ["string", "null"]},
+            },
+        },
     },
 }
 

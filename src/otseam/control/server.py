@@ -7,7 +7,6 @@ document) runs in a worker thread so polling never waits for a person's chart.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import math
@@ -20,7 +19,8 @@ from typing import Any
 
 from aiohttp import web
 
-from otseam.contract.models import Contract
+from otseam.contract.formulas.lineage import Lineage, lineage
+from otseam.contract.models import COMPUTED_DEVICE, Contract, Point
 from otseam.control import openapi
 from otseam.control.auth import COOKIE, CSRF_HEADER, Authenticator, Identity, LoginRefused, csrf_ok
 from otseam.control.events import ALERT_KINDS, EventStore
@@ -66,6 +66,11 @@ class BadRequest(Exception):
 
 def _error(status: int, message: str, **headers: str) -> web.Response:
     return web.json_response({"error": message}, status=status, headers=headers)
+
+
+def _lineage(origin: Lineage) -> dict[str, Any]:
+    data = origin.to_dict()
+    return {key: data[key] for key in ("kind", "formula", "inputs", "sources", "owner")}
 
 
 def _one(request: web.Request, name: str) -> str | None:
@@ -262,7 +267,7 @@ class ControlPlane:
             raise BadRequest(400, "give user and password as text (and totp when asked)")
         address = request.remote or "?"
         try:
-            session = await asyncio.to_thread(self.auth.login, name[:200], password[:1024], code, address)
+            session = await self.auth.login_async(name[:200], password[:1024], code, address)
         except LoginRefused as exc:
             if not exc.needs_totp or exc.status != 401 or code:
                 self._audit(
@@ -356,8 +361,11 @@ class ControlPlane:
         counts = {}
         for name, entry in self._health().get("components", {}).items():
             detail = entry.get("detail") if isinstance(entry, dict) else None
-            if name.startswith("source:") and isinstance(detail, dict) and isinstance(detail.get("records"), int):
-                counts[name[7:]] = int(detail["records"])
+            if not name.startswith("source:") or not isinstance(detail, dict):
+                continue
+            stats = _receiver_stats(detail)
+            if isinstance(stats.get("records"), int):
+                counts[name[7:]] = int(stats["records"])
         return counts
 
     def _device_states(self, health: dict[str, Any]) -> dict[str, str]:
@@ -528,6 +536,15 @@ class ControlPlane:
                 if quality_text is not None and quality != quality_text:
                     continue
                 matched.append((key, device.id, point, value, quality))
+        computed = self._computed_points(contract)
+        if device_filter in (None, COMPUTED_DEVICE):
+            for key, point in computed.items():
+                value = live.get(key)
+                quality = value.quality.label if value else None
+                if (text and text not in key.lower()) or (quality_text is not None and quality != quality_text):
+                    continue
+                matched.append((key, COMPUTED_DEVICE, point, value, quality))
+        origins = lineage(contract) if computed else {}
         items = [
             {
                 "key": key,
@@ -540,10 +557,19 @@ class ControlPlane:
                 "unit": point.unit,
                 "type": point.type,
                 "writable": point.writable,
+                **({"lineage": _lineage(origins[key])} if key in origins else {}),
             }
             for key, device_id, point, value, quality in matched[offset : offset + limit]
         ]
         return web.json_response({"items": items, "total": len(matched)})
+
+    @staticmethod
+    def _computed_points(contract: Contract) -> dict[str, Point]:
+        """The edge's computed points, shaped as points (what the console lists beside device points)."""
+        return {
+            c.key: Point(id=c.id, address=COMPUTED_DEVICE, type=c.type, unit=c.unit, description=c.description)
+            for c in contract.computed
+        }
 
     async def h_history(self, request: web.Request) -> web.StreamResponse:
         from otseam.sinks.historian.query import QueryError, parse_bucket, parse_time, query
@@ -619,6 +645,8 @@ class ControlPlane:
             before=_int(request, "before", 2**62, 0, 2**62) if "before" in request.query else None,
             limit=_int(request, "limit", 100, 1, 1000),
         )
+        for item in page.items:
+            item["needs_ack"] = _needs_ack(item)
         return web.json_response({"items": page.items, "next": page.next})
 
     async def h_ack(self, request: web.Request) -> web.StreamResponse:
@@ -634,6 +662,8 @@ class ControlPlane:
         alert = self.events.get(offset) if 0 <= offset < 2**62 else None
         if alert is None or alert["kind"] not in ALERT_KINDS:
             return _error(404, f"no alert at offset {offset}")
+        if not _needs_ack(alert):
+            return _error(409, "this event records an alarm clearing: acknowledge the alarm it clears")
         if alert["acknowledged"] is not None:
             return _error(409, f"already acknowledged by {alert['acknowledged']['user']}")
         updated = self.events.acknowledge(offset, identity.user, comment.strip(), self.clock())
@@ -713,19 +743,26 @@ class ControlPlane:
                 continue
             entry = components.get(f"source:{source.id}", {})
             detail = entry.get("detail", {}) if isinstance(entry, dict) else {}
-            if isinstance(detail, dict) and detail.get("fec_margin") is not None:
-                margins.append(detail["fec_margin"])
+            detail = detail if isinstance(detail, dict) else {}
+            stats = _receiver_stats(detail)
+            if isinstance(stats.get("margin_used_max"), int | float):
+                margins.append(stats["margin_used_max"])
             receivers.append(
                 {
                     "source": source.id,
                     "conduit": source.conduit,
-                    "state": entry.get("state"),
+                    "state": detail.get("status") or entry.get("state"),
+                    "problems": detail.get("problems", []),
+                    "link_up": bool(detail.get("link_up", stats.get("link_up", False))),
+                    "records": stats.get("records"),
+                    "gaps": stats.get("gaps"),
+                    "blocks_lost": detail.get("lost_blocks", stats.get("lost")),
+                    "missing": detail.get("missing", []),
                     "rate": round(self._rates.get(f"source:{source.id}", (0.0, 0, 0.0))[2], 3),
-                    **(detail if isinstance(detail, dict) else {}),
                 }
             )
         gaps = [
-            {**event, "replay": _replay_command(self.view.contract_path(), event)}
+            {**event, "replay": _replay_command(contract, self.view.contract_path(), event)}
             for event in self.events.list(kinds=("diode.gap",), limit=_int(request, "limit", 100, 1, 1000)).items
         ]
         return web.json_response(
@@ -762,9 +799,8 @@ class ControlPlane:
         try:
             await response.write(b"retry: 2000\n\n" + sse("snapshot", self.hub.snapshot(points), self.hub.offset))
             while True:
-                try:
-                    message = await asyncio.wait_for(subscriber.queue.get(), 5.0)
-                except TimeoutError:
+                message = await subscriber.get(5.0)
+                if message is None:
                     message = b": idle\n\n"
                 if not self._still_valid(identity):
                     await response.write(sse("signed-out", {"message": "the session ended: sign in again"}))
@@ -876,6 +912,17 @@ async def _json(request: web.Request, allowed: frozenset[str]) -> dict[str, Any]
     return body
 
 
+def _receiver_stats(detail: dict[str, Any]) -> dict[str, Any]:
+    """The diode receiver's counters inside a diode_receive source's health detail."""
+    inner = detail.get("receiver")
+    return inner if isinstance(inner, dict) else detail
+
+
+def _needs_ack(event: dict[str, Any]) -> bool:
+    """Monitor alerts and raised alarms are acknowledged; an alarm's clearing is information."""
+    return bool(event["kind"] == "alert" or event["data"].get("state") == "raised")
+
+
 def _fast_dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), allow_nan=False, default=str)
 
@@ -888,20 +935,22 @@ def _endpoint_host(endpoint: str) -> str | None:
     return match.group(1) if match else None
 
 
-def _replay_command(contract_path: Path, gap: dict[str, Any]) -> str:
-    """The OT-side command that closes a gap: the one the event names, else one built from its range."""
+def _replay_command(contract: Contract, contract_path: Path, gap: dict[str, Any]) -> str:
+    """The OT-side command that closes a gap (`seam diode replay`, run where the diode_send sink runs,
+    with the same contract): by journal offsets when the gap names them, else by source time."""
     data = gap["data"]
-    if isinstance(data.get("replay"), str):
-        return str(data["replay"])
-    contract = contract_path.name
-    if "first_offset" in data and "last_offset" in data:
-        return f"seam diode replay {contract} --from-offset {data['first_offset']} --to-offset {data['last_offset']}"
-    start, end = data.get("source_from"), data.get("source_to")
-    if start is not None and end is not None:
-        return f"seam diode replay {contract} --from {start} --to {end}"
-    with contextlib.suppress(TypeError, ValueError):
+    command = f"seam diode replay --contract {contract_path.name}"
+    senders = [s for s in contract.sinks if s.type == "diode_send"]
+    if len(senders) > 1:
+        receiving = {s.conduit for s in contract.sources if s.type == "diode_receive"}
+        matching = [s.id for s in senders if s.conduit in receiving]
+        command += f" --sink {matching[0] if len(matching) == 1 else '<the diode_send sink>'}"
+    first, last = data.get("first_offset"), data.get("last_offset")
+    if isinstance(first, int) and isinstance(last, int) and first <= last:
+        return f"{command} --from-offset {first} --to-offset {last}"
+    start, end = data.get("from_ts"), data.get("to_ts")
+    if isinstance(start, int | float) and isinstance(end, int | float):
         from otseam.sinks.historian.query import format_time
 
-        moment = float(gap["ts"])
-        return f"seam diode replay {contract} --from {format_time(moment - 60)} --to {format_time(moment)}"
-    return f"seam diode replay {contract}"
+        return f"{command} --since {format_time(float(start))} --until {format_time(float(end))}"
+    return f"{command} (the range is not known yet: see the gap's message)"

@@ -61,7 +61,9 @@ class Sink(Protocol):
 
     ``deliver`` returns only when the batch is safely handed over (written, acknowledged); the caller
     then commits the sink's cursor. Raising means "not delivered": the same batch is offered again after
-    a backoff, so ``deliver`` must be idempotent per ``(batch.source, offset)``.
+    a backoff, so ``deliver`` must be idempotent per ``(batch.source, offset)``. The one exception is
+    :class:`RecordsRejected`: the rest of the batch was delivered, and the records it names never will
+    be (the runner writes them to the node's dead-letter file instead of retrying them for ever).
     """
 
     async def start(self) -> None: ...
@@ -69,6 +71,17 @@ class Sink(Protocol):
     async def deliver(self, batch: Batch) -> None: ...
 
     async def close(self) -> None: ...
+
+
+class RecordsRejected(Exception):
+    """Raised by ``Sink.deliver`` once everything else in the batch is delivered: these records (by journal
+    offset) will never be accepted by this sink (a value its peer cannot represent, a name it refuses),
+    so retrying them would only hold up everything behind them until retention deletes them."""
+
+    def __init__(self, offsets: Sequence[int], reason: str) -> None:
+        super().__init__(reason)
+        self.offsets = list(offsets)
+        self.reason = reason
 
 
 @dataclass(slots=True)

@@ -26,6 +26,7 @@ import os
 import re
 import secrets
 import signal
+import socket
 import sys
 import time
 import urllib.error
@@ -423,6 +424,24 @@ async def _first_exit(nodes: list[NodeProcess]) -> None:
     await asyncio.wait([asyncio.ensure_future(n.process.wait()) for n in nodes], return_when="FIRST_COMPLETED")
 
 
+def busy_address(addresses: tuple[str, str]) -> str | None:
+    """The first of the consoles' addresses another process already listens on (port 0 is never busy)."""
+    from otseam.runtime.http import parse_address
+
+    for text in addresses:
+        host, port = parse_address(text)
+        if port == 0:
+            continue
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((host, port))
+            except OSError:
+                return text
+    return None
+
+
 def _http_pair(it_http: str, ot_http: str | None) -> tuple[str, str]:
     """(OT, IT) addresses: the OT console defaults to the IT console's port + 1 (or any free port)."""
     from otseam.runtime.http import HttpAddressError, check_exposure, parse_address
@@ -464,6 +483,14 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """The whole seam on this machine: a simulated plant, an OT node, a one-way link, an IT node, consoles."""
         addresses = _http_pair(http, ot_http)
+        busy = busy_address(addresses)
+        if busy is not None:
+            typer.echo(
+                f"seam demo: {busy} is in use (another seam demo or seam run?): stop it, or choose other "
+                "addresses with --http and --ot-http (--http 127.0.0.1:0 takes any free ports)",
+                err=True,
+            )
+            raise typer.Exit(2)
         try:
             directory.mkdir(parents=True, exist_ok=True)
         except OSError as exc:

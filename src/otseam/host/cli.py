@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
-import signal
+import os
 import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-from otseam.host.app import HostApp
 from otseam.host.store import open_store
-from otseam.runtime import sdnotify
-from otseam.sinks.mqtt_common import MqttConfigError, MqttSettings, parse_mqtt_options
+from otseam.sinks.mqtt_common import MqttConfigError, parse_mqtt_options
+
+if TYPE_CHECKING:
+    from otseam.runtime.supervisor import Supervisor
 
 
 def run_host(
@@ -57,36 +59,66 @@ def run_host(
     except MqttConfigError as exc:
         print(f"seam host: {exc}", file=sys.stderr)
         return 2
+    # The database's path is fixed here, before the event loop: the node's data lives beside it.
+    database = Path(db).resolve() if db is not None else None
     try:
-        return asyncio.run(_main(settings, host_id, db, dsn, share_group, session_expiry))
+        return asyncio.run(_main(options, host_id, database, dsn, share_group, session_expiry))
     except KeyboardInterrupt:
         return 0
 
 
+#: Where `seam host --dsn` puts the connection string for its source: in this process's environment,
+#: never in a file or on another command line.
+DSN_ENV = "SEAM_HOST_DSN"
+
+
 async def _main(
-    settings: MqttSettings, host_id: str, db: str | None, dsn: str | None, share_group: str | None, session_expiry: int
+    options: dict[str, object],
+    host_id: str,
+    database: Path | None,
+    dsn: str | None,
+    share_group: str | None,
+    expiry: int,
 ) -> int:
-    try:
-        store = await open_store(db, dsn)
-    except Exception as exc:  # a wrong path or an unreachable database: say which, no traceback
+    """The host application as the ``sparkplug_host`` source of a one-node contract, run by the runtime
+    (supervised, restarted with backoff, drained on stop) like any source of a node."""
+    from otseam.contract.models import SourceSpec
+    from otseam.runtime.shortcut import run_shortcut, shortcut_contract
+
+    try:  # a wrong path or an unreachable database is said at once, not retried for ever
+        store = await open_store(str(database) if database is not None else None, dsn)
+        await store.close()
+    except Exception as exc:
         print(f"seam host: cannot open the historian: {exc}", file=sys.stderr)
         return 2
-    app = HostApp(settings, host_id, store, share_group=share_group, session_expiry=session_expiry)
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, app.stop)
+    source_options: dict[str, object] = {**options, "host_id": host_id, "session_expiry": expiry}
+    if share_group is not None:
+        source_options["share_group"] = share_group
+    if dsn is not None:
+        os.environ[DSN_ENV] = dsn
+        source_options["dsn_env"] = DSN_ENV
+        journal = Path(f"seam-host-{host_id}") / "journal"
+    else:
+        assert database is not None  # open_store refused anything but exactly one of the two
+        source_options["db"] = str(database)
+        # The node's own events (the host's connection, its restarts) go into a journal beside the database.
+        journal = database.with_name(database.stem + ".journal")
+    node = shortcut_contract(
+        "host", journal, sources=[SourceSpec(id="host", type="sparkplug_host", options=source_options)]
+    )
 
-    async def announce() -> None:
-        await app.online.wait()
+    async def announce(supervisor: Supervisor) -> None:
+        component = supervisor.components["source:host"]
+        # The supervisor creates the source in a task of its own; this polls once, at start, for the
+        # first connection to a broker (the host's own `online` event exists only once it runs).
+        while not (component.plugin is not None and getattr(component.plugin, "healthy", False)):  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
         print(f"seam host {host_id}: online", flush=True)
-        await sdnotify.started(f"seam host {host_id}")  # systemd: ready, and the watchdog fed until cancelled
 
-    announcer = asyncio.create_task(announce())
-    try:
-        await app.run()
-    finally:
-        announcer.cancel()
-        await store.close()
-        print(f"seam host {host_id}: stopped {json.dumps(app.summary())}", flush=True)
+    supervisor = await run_shortcut("host", node, started=announce)
+    if supervisor is None:
+        return 2
+    plugin = supervisor.components["source:host"].plugin
+    app = getattr(plugin, "app", None)
+    print(f"seam host {host_id}: stopped {json.dumps(app.summary() if app is not None else {})}", flush=True)
     return 0

@@ -62,8 +62,9 @@ class Frame(NamedTuple):
     data: bytes
 
 
-class CaptureError(Exception):
-    """The file is not a capture we can read at all (wrong format, empty, unreadable)."""
+class CaptureError(ValueError):
+    """The file is not a capture we can read at all (wrong format, empty, unreadable): bad input, so a
+    ValueError, which the runtime reports as a problem with the settings rather than a plugin bug."""
 
 
 @dataclass(slots=True)

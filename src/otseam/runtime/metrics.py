@@ -127,6 +127,11 @@ class SeamCollector:
             "Records the journal's retention removed before this sink delivered them",
             labels=["sink"],
         )
+        rejected = CounterMetricFamily(
+            "seam_sink_rejected_records",
+            "Records the sink will never accept, kept in the node's dead-letter file",
+            labels=["sink"],
+        )
         up = GaugeMetricFamily("seam_sink_up", "1 while the sink is delivering without errors", labels=["sink"])
         cursors = {}
         if sup.journal is not None and not sup.journal.closed:
@@ -137,11 +142,12 @@ class SeamCollector:
             lag_age.add_metric([sink_id], (cursor.oldest_unread_age or 0.0) if cursor else 0.0)
             dropped.add_metric([sink_id], cursor.dropped if cursor else 0)
             delivered.add_metric([sink_id], stats.delivered_records)
+            rejected.add_metric([sink_id], stats.rejected_records)
             errors.add_metric([sink_id], stats.errors)
             up.add_metric(
                 [sink_id], 1.0 if stats.state in ("running", "draining") and not stats.consecutive_failures else 0.0
             )
-        yield from (lag, lag_age, delivered, errors, dropped, up)
+        yield from (lag, lag_age, delivered, errors, dropped, rejected, up)
 
     def _journal(self) -> Iterator[Metric]:
         sup = self.supervisor

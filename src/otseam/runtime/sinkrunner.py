@@ -21,8 +21,9 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from otseam.core.plugins import JournalReader, Sink
+from otseam.core.plugins import JournalReader, RecordsRejected, Sink
 from otseam.core.records import Batch, Event, Record, Sample
+from otseam.runtime.deadletter import DeadLetters
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +123,8 @@ class SinkStats:
     last_delivery_ts: float = 0.0
     #: Seconds between the newest delivered sample's gateway timestamp and its delivery.
     last_delivery_delay: float = 0.0
+    #: Records the sink said it will never accept, written to the dead-letter file instead.
+    rejected_records: int = 0
 
     def lag(self, head_offset: int) -> int:
         """Records appended to the journal but not yet committed by this sink."""
@@ -141,8 +144,12 @@ async def run_sink(
     max_wait: float = 0.5,
     backoff: Backoff | None = None,
     clock: Callable[[], float] = time.time,
+    dead_letters: DeadLetters | None = None,
 ) -> None:
     """Deliver everything from ``reader`` to ``sink`` until cancelled or ``stop`` is set.
+
+    Records the sink rejects for good (:class:`RecordsRejected`) go to ``dead_letters`` and are
+    committed; without a dead-letter box they are retried like any failed delivery.
 
     ``max_records`` bounds a batch; by default it is the sink's own ``max_batch`` attribute if it has one
     (a sink whose delivery ends in an fsync or a transaction wants large batches to catch up after an
@@ -174,7 +181,7 @@ async def run_sink(
                 continue
             wanted = record_filter.apply(batch)
             if wanted.records:
-                await _deliver_until_done(sink, wanted, stats, backoff, stop, clock)
+                await _deliver_until_done(sink, wanted, stats, backoff, stop, clock, dead_letters)
             stats.skipped_records += len(batch) - len(wanted)
             reader.commit(batch.last_offset)
             stats.committed_offset = batch.last_offset
@@ -217,6 +224,7 @@ async def _deliver_until_done(
     backoff: Backoff,
     stop: asyncio.Event,
     clock: Callable[[], float],
+    dead_letters: DeadLetters | None = None,
 ) -> None:
     """Deliver one batch, retrying the very same batch until it goes through or the task is cancelled.
 
@@ -224,37 +232,43 @@ async def _deliver_until_done(
     supervisor bounds the drain with a timeout and cancels, which leaves the batch uncommitted.
     """
     while True:
+        rejected = 0
         try:
             await sink.deliver(batch)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            stats.errors += 1
-            if not stats.consecutive_failures:
-                stats.failing_since = time.time()
-            stats.consecutive_failures += 1
-            stats.last_error = _describe(exc)
-            stats.state = "retrying"
-            delay = backoff.next_delay()
-            # One line per failure streak and then every tenth, so an hour-long outage does not flood the log.
-            if stats.consecutive_failures == 1 or stats.consecutive_failures % 10 == 0:
-                log.warning(
-                    "sink %s: delivery of %d records failed (%s); attempt %d, retrying in %.1fs",
-                    stats.sink_id,
-                    len(batch),
-                    stats.last_error,
-                    stats.consecutive_failures,
-                    delay,
-                )
-            await asyncio.sleep(delay)
-            continue
+            if isinstance(exc, RecordsRejected) and dead_letters is not None:
+                # The rest of the batch went through; these never will: kept aside, not retried.
+                rejected = dead_letters.put(batch, exc)
+                stats.rejected_records += rejected
+            else:
+                stats.errors += 1
+                if not stats.consecutive_failures:
+                    stats.failing_since = time.time()
+                stats.consecutive_failures += 1
+                stats.last_error = _describe(exc)
+                stats.state = "retrying"
+                delay = backoff.next_delay()
+                # One line per failure streak and then every tenth, so an hour-long outage does not flood the log.
+                if stats.consecutive_failures == 1 or stats.consecutive_failures % 10 == 0:
+                    log.warning(
+                        "sink %s: delivery of %d records failed (%s); attempt %d, retrying in %.1fs",
+                        stats.sink_id,
+                        len(batch),
+                        stats.last_error,
+                        stats.consecutive_failures,
+                        delay,
+                    )
+                await asyncio.sleep(delay)
+                continue
         if stats.consecutive_failures:
             log.info("sink %s: delivering again after %d failed attempts", stats.sink_id, stats.consecutive_failures)
         backoff.reset()
         stats.consecutive_failures = 0
         stats.failing_since = 0.0
         stats.state = "draining" if stop.is_set() else "running"
-        stats.delivered_records += len(batch)
+        stats.delivered_records += len(batch) - rejected
         stats.delivered_batches += 1
         delivered_at = clock()
         stats.last_delivery_ts = delivered_at

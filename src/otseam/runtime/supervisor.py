@@ -54,6 +54,7 @@ from otseam.core.records import Event, Record, Severity
 from otseam.journal import Journal, JournalError, JournalMetrics
 from otseam.pipeline import Pipeline, PipelineConfigError, compile_table
 from otseam.runtime.components import Component, supervise
+from otseam.runtime.deadletter import DeadLetters
 from otseam.runtime.sinkrunner import RecordFilter, SinkStats, run_sink
 
 if TYPE_CHECKING:
@@ -567,6 +568,7 @@ class Supervisor:
                     record_filter=record_filter,
                     stop=component.stop,
                     max_records=self.settings.max_batch,
+                    dead_letters=DeadLetters(spec.id, self.data_dir, self._append),
                 )
             finally:
                 reader.close()
@@ -738,7 +740,9 @@ class Supervisor:
                 why = f": {component.last_error}" if component.last_error else ""
                 lines.append(f"{component.kind} {component.id} {component.state} since {_when(stopped)}{why}")
             elif not component.working:
-                state = detail.get("device") or detail.get("state") or detail.get("link") or "not working"
+                said = detail.get("problems")
+                listed = "; ".join(str(p) for p in said) if isinstance(said, list) and said else ""
+                state = detail.get("device") or listed or detail.get("state") or "not working"
                 changed = detail.get("since")
                 when = f" since {_when(float(changed))}" if isinstance(changed, int | float) else ""
                 error = detail.get("last_error") or detail.get("error")
@@ -770,6 +774,7 @@ class Supervisor:
                     entry["delivery_state"] = stats.state
                     entry["delivered_records"] = stats.delivered_records
                     entry["delivery_errors"] = stats.errors
+                    entry["rejected_records"] = stats.rejected_records
                     if stats.last_error:
                         entry["last_delivery_error"] = stats.last_error
         degraded = any(not c.working for c in self.components.values()) or any(

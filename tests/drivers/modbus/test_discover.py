@@ -68,7 +68,7 @@ def test_the_command_writes_a_draft_for_the_water_plant(tmp_path: Path) -> None:
         sim.terminate()
         sim.wait(10)
     assert result.returncode == 0, result.stderr
-    assert "unit 1 answers" in result.stdout and "unit 4" not in result.stdout
+    assert "unit 1 answers" in result.stderr and "unit 4" not in result.stderr
     text = draft.read_text()
     assert "TODO" in text
     devices = [Device.model_validate(d) for d in YAML(typ="safe").load(text)["devices"]]
@@ -97,3 +97,20 @@ def test_unreachable_host_and_bad_arguments_get_one_clear_line() -> None:
 def test_unit_lists() -> None:
     assert parse_units("1-3,7,2") == [1, 2, 3, 7]
     assert parse_units("0") == [0]
+
+
+async def test_progress_is_reported_and_the_draft_rate_is_no_higher_than_the_probe() -> None:
+    async with SimPlant(modbus_port=0, tick=None, opcua=False, devices=1, points=4) as plant:
+        endpoint = parse_target(f"127.0.0.1:{plant.modbus_port}")
+        lines: list[str] = []
+        found = await discover(
+            endpoint, [1, 2, 3], rate=500, answer_within=0.2, progress=lines.append, progress_every=0.0
+        )
+    assert [f.unit for f in found] == [1]
+    assert any(line.startswith("tried 1 of 3 unit ids (1 answered") for line in lines), lines
+    slow = YAML(typ="safe").load(render_draft(endpoint, found, "test", probed_rate=2.0))
+    assert slow["devices"][0]["constraints"]["max_request_rate"] == "2/s"
+    very_slow = YAML(typ="safe").load(render_draft(endpoint, found, "test", probed_rate=0.5))
+    assert very_slow["devices"][0]["constraints"]["max_request_rate"] == "30/min"
+    fast = YAML(typ="safe").load(render_draft(endpoint, found, "test", probed_rate=1000.0))
+    assert fast["devices"][0]["constraints"]["max_request_rate"] == "10/s"

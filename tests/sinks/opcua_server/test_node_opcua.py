@@ -47,6 +47,7 @@ class NodeClient:
         await self.process.stdin.drain()
 
 
+# node-opcua names the policies as the specification's URIs do (with underscores).
 @pytest.mark.parametrize(("policy", "mode"), [("Basic256Sha256", "SignAndEncrypt"), ("Aes256_Sha256_RsaPss", "Sign")])
 async def test_node_opcua_browses_reads_subscribes_history_reads_and_cannot_write(
     tmp_path: Path, policy: str, mode: str

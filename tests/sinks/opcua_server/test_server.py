@@ -14,12 +14,13 @@ import pytest
 from asyncua import Client, ua
 from asyncua.ua.uaerrors import BadUserAccessDenied, UaError
 
+from otseam.contract import parse_text
 from otseam.core.records import Batch, Event, Quality, Sample, Severity
 from otseam.journal import Journal
 from otseam.sinks import opcua_server
 from otseam.sinks.opcua_server import units
 
-from .support import PASSWORD, Pki, contract, historian, make_pki, port, running, secure_options
+from .support import CONTRACT, PASSWORD, Pki, contract, historian, make_pki, port, running, secure_options
 
 NS = "urn:otseam:acme:plant1"
 
@@ -293,3 +294,37 @@ def test_bad_options_are_one_clear_error(tmp_path: Path, options: dict[str, Any]
         opcua_server.create(
             SinkSpec(id="ua", type="opcua_server", options=options), PluginContext(contract(), str(tmp_path))
         )
+
+
+async def test_computed_points_are_served_with_their_lineage(tmp_path: Path, pki: Pki) -> None:
+    """A computed point is a variable under the virtual device `computed`, its value and quality as
+    the edge computed them, and its lineage as properties: what it is made of, and who owns the formula."""
+    text = (
+        CONTRACT
+        + """\
+people:
+  - {id: olga, name: Olga Ops, side: ot, role: process engineer}
+computed:
+  - id: level_ft
+    expression: "$plc1/level * 3.28084"
+    type: float64
+    unit: ft
+    owner: olga
+    description: basin level in feet
+"""
+    )
+    the_contract = parse_text(text).contract
+    p = port()
+    async with running(tmp_path, secure_options(pki, p), the_contract=the_contract) as sink, client(p, pki) as c:
+        ns = await c.get_namespace_index(NS)
+        node = await c.nodes.objects.get_child(
+            [f"{ns}:{name}" for name in ("acme", "plant1", "water", "filters", "computed", "level_ft")]
+        )
+        assert node.nodeid == ua.NodeId("computed/level_ft", ns)
+        assert (await (await node.get_child("0:Formula")).read_value()) == "$plc1/level * 3.28084"
+        assert (await (await node.get_child("0:Inputs")).read_value()) == "plc1/level"
+        assert (await (await node.get_child("0:Sources")).read_value()) == "plc1/level"
+        assert (await (await node.get_child("0:FormulaOwner")).read_value()) == "olga"
+        await sink.deliver(batch([Sample("computed/level_ft", 8.2, Quality.GOOD, 1_790_000_000.0, 1_790_000_000.1)]))
+        value = await node.read_data_value()
+        assert value.Value.Value == 8.2 and value.StatusCode.is_good()

@@ -228,3 +228,80 @@ def command_conduit_reaches_device(loaded: LoadedContract) -> Iterator[Hit]:
                 f"command '{command.id}' crosses conduit '{conduit.id}' into zone '{conduit.to_zone}', from which "
                 f"device '{device.id}' in zone '{device.zone}' cannot be reached",
             )
+
+
+@rule(
+    "ARCH-010",
+    Severity.ERROR,
+    "No two-way conduit joins the DMZ (level 3.5) to level 2 or below",
+    "end the conduit in a level-3 zone (site operations), which reaches the cell through a conduit of its own; "
+    "or carry the data out of the cell one way, through a diode",
+)
+def dmz_two_way_below_level_3(loaded: LoadedContract) -> Iterator[Hit]:
+    # Purdue: the DMZ exchanges data with level 3 and level 4 only. A two-way path from the DMZ into a
+    # control cell puts the cell one compromised DMZ host away from the outside (IEC 62443-3-2 keeps
+    # such paths to conduits whose ends are the zones that need them).
+    contract = loaded.contract
+    for i, conduit in enumerate(contract.conduits):
+        if conduit.direction != Direction.TWO_WAY:
+            continue
+        levels = conduit_levels(contract, conduit)
+        if levels is None or DMZ_LEVEL not in levels:
+            continue
+        other = levels[1] if levels[0] == DMZ_LEVEL else levels[0]
+        if other <= 2:
+            yield Hit(
+                ("conduits", i),
+                f"two-way conduit '{conduit.id}' joins the DMZ to zone "
+                f"'{conduit.to_zone if levels[0] == DMZ_LEVEL else conduit.from_zone}' at level {other:g}",
+            )
+
+
+#: Transports that authenticate both ends and encrypt, or cannot carry anything back at all.
+PROTECTED_TRANSPORTS = frozenset({"tls", "mtls", "dtls", "ssh", "ipsec", "wireguard", "vpn", "diode"})
+
+
+@rule(
+    "ARCH-011",
+    Severity.WARNING,
+    "A conduit that crosses into or out of the DMZ is authenticated and encrypted",
+    "set 'transport:' to tls (or ssh, ipsec, wireguard), or carry the data one way through a diode",
+)
+def boundary_conduit_protected(loaded: LoadedContract) -> Iterator[Hit]:
+    # IEC 62443-3-2 ZCR: the conduits between zones of different trust are where protection is applied.
+    # Cleartext across the OT/IT boundary lets anyone on either network read and forge what crosses.
+    contract = loaded.contract
+    for i, conduit in enumerate(contract.conduits):
+        levels = conduit_levels(contract, conduit)
+        if levels is None or DMZ_LEVEL not in levels or levels[0] == levels[1]:
+            continue
+        if conduit.transport.strip().lower() not in PROTECTED_TRANSPORTS:
+            yield Hit(
+                ("conduits", i, "transport"),
+                f"conduit '{conduit.id}' crosses the DMZ boundary over '{conduit.transport}', which neither "
+                "authenticates nor encrypts",
+            )
+
+
+#: Transports that have ports: for these a two-way conduit lists the ports it opens.
+IP_TRANSPORTS = frozenset({"tcp", "udp", "tls", "mtls", "dtls", "mqtt", "http", "https"})
+
+
+@rule(
+    "ARCH-012",
+    Severity.WARNING,
+    "Every conduit lists the protocols it carries, and a two-way IP conduit the ports it opens",
+    "list them under 'protocols:' and 'ports:' - the firewall between the zones opens exactly these",
+)
+def conduit_channels_listed(loaded: LoadedContract) -> Iterator[Hit]:
+    # IEC 62443-3-2 asks for each conduit's communication channels to be documented. An empty list
+    # reads as "anything may cross", which no firewall rule and no reviewer can check.
+    for i, conduit in enumerate(loaded.contract.conduits):
+        if not conduit.protocols:
+            yield Hit(("conduits", i), f"conduit '{conduit.id}' lists no protocol")
+        elif (
+            conduit.direction == Direction.TWO_WAY
+            and conduit.transport.strip().lower() in IP_TRANSPORTS
+            and not conduit.ports
+        ):
+            yield Hit(("conduits", i), f"two-way conduit '{conduit.id}' lists no port")

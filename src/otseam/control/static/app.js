@@ -45,6 +45,7 @@ async function api(method, path, body) {
 
 async function showLogin() {
   stopStream();
+  stopTimers();
   state.session = null;
   $("top").hidden = true; $("view").hidden = true; $("stream-lost").hidden = true; $("login").hidden = false;
   try { $("banner").textContent = (await (await fetch(API + "/banner")).json()).banner || ""; } catch (e) { /* shown empty */ }
@@ -147,8 +148,7 @@ const pages = {
 
 function route() {
   if (!state.session) return;
-  for (const timer of state.timers) clearInterval(timer);
-  state.timers = [];
+  stopTimers();
   const name = (location.hash.match(/^#\/(\w+)/) || [])[1] || "map";
   for (const a of document.querySelectorAll("nav a")) a.classList.toggle("active", a.getAttribute("href") === "#/" + name);
   const view = $("view");
@@ -159,7 +159,23 @@ function route() {
   });
 }
 
-function every(ms, fn) { state.timers.push(setInterval(fn, ms)); }
+// A page's periodic refresh: a failure is shown on the page (and retried), never left unhandled.
+function every(ms, fn) {
+  state.timers.push(setInterval(() => {
+    Promise.resolve().then(fn).then(
+      () => { const note = $("refresh-error"); if (note) note.remove(); },
+      (error) => {
+        if (error.message === "signed out" || $("refresh-error")) return;
+        $("view").insertAdjacentHTML("afterbegin", `<p class="error" id="refresh-error">Not refreshed: ${esc(error.message)}</p>`);
+      },
+    );
+  }, ms));
+}
+
+function stopTimers() {
+  for (const timer of state.timers) clearInterval(timer);
+  state.timers = [];
+}
 
 // Map: zones by Purdue level (enterprise at the top), nodes in their zone, conduits between.
 async function mapPage(view, page) {
@@ -245,6 +261,11 @@ async function pointsPage(view, page) {
     all.push(...pageData.items);
     if (all.length >= pageData.total || !pageData.items.length) break;
   }
+  // A computed point says what it is made of and who owns its formula (the contract's lineage).
+  const lineageNote = (p) => p.lineage
+    ? `<div class="lineage">= ${esc(p.lineage.formula)}<br>from ${esc(p.lineage.sources.join(", "))}` +
+      `${p.lineage.owner ? `; formula owned by ${esc(p.lineage.owner)}` : ""}</div>`
+    : "";
   const selected = new Set(all.slice(0, 1).map((p) => p.key));
   const render = () => {
     const text = $("filter").value.toLowerCase();
@@ -253,7 +274,7 @@ async function pointsPage(view, page) {
       ["", "Point", "Value", "Unit", "Quality", "Age"],
       shown.map((p) => [
         `<input type="checkbox" data-key="${esc(p.key)}" ${selected.has(p.key) ? "checked" : ""}>`,
-        esc(p.key), `<span data-v="${esc(p.key)}"></span>`, esc(p.unit), `<span data-q="${esc(p.key)}"></span>`,
+        esc(p.key) + lineageNote(p), `<span data-v="${esc(p.key)}"></span>`, esc(p.unit), `<span data-q="${esc(p.key)}"></span>`,
         `<span data-a="${esc(p.key)}"></span>`,
       ]),
       'id="points-table"',
@@ -322,10 +343,20 @@ async function trend(keys, from) {
 
 // Alerts (ATT&CK for ICS ids, acknowledge with a comment) and inventory (unknown assets first).
 async function alertsPage(view, page) {
-  view.innerHTML = `<h2>Alerts</h2><label><input type="checkbox" id="unacked"> only unacknowledged</label><div id="alerts"></div>
+  view.innerHTML = `<h2>Alerts</h2><label><input type="checkbox" id="unacked"> only unacknowledged</label>
+    <p id="alerts-waiting" class="muted" hidden>New alerts arrived: the list is refreshed once the comment is sent or cleared.</p>
+    <div id="alerts"></div>
     <h2>Inventory</h2><p class="muted">Assets the capture source saw, against the devices the contract declares. Unknown assets first.</p><div id="inventory"></div>`;
   const canAck = ["operator", "engineer", "seam-owner", "admin"].includes(state.session.role);
-  const draw = async () => {
+  const writing = () =>
+    [...document.querySelectorAll("[data-ack-comment]")].some((el) => el.value.trim() || el === document.activeElement);
+  const draw = async (force) => {
+    // Never redraw under someone typing a comment: say that new alerts wait instead.
+    if (!force && writing()) {
+      $("alerts-waiting").hidden = false;
+      return;
+    }
+    $("alerts-waiting").hidden = true;
     const alerts = await api("GET", `/alerts?limit=200${$("unacked").checked ? "&unacknowledged=true" : ""}`);
     $("alerts").innerHTML = alerts.items.length
       ? table(
@@ -335,7 +366,9 @@ async function alertsPage(view, page) {
             esc((a.data.attack || []).join ? (a.data.attack || []).join(", ") : a.data.attack || ""), esc(a.source), esc(a.message),
             a.acknowledged
               ? `${esc(a.acknowledged.user)}: ${esc(a.acknowledged.comment)}`
-              : canAck
+              : !a.needs_ack
+                ? `<span class="muted">cleared</span>`
+                : canAck
                 ? `<input type="text" placeholder="comment" data-ack-comment="${a.offset}"> <button type="button" data-ack="${a.offset}">Acknowledge</button>`
                 : `<span class="muted">not acknowledged</span>`,
           ]),
@@ -356,11 +389,13 @@ async function alertsPage(view, page) {
     const comment = document.querySelector(`[data-ack-comment="${offset}"]`).value.trim();
     if (!comment) { alert("Say in a comment what was done or why."); return; }
     try { await api("POST", `/alerts/${offset}/ack`, { comment }); } catch (error) { alert(error.message); }
-    draw();
+    draw(true);
   });
-  $("unacked").addEventListener("change", draw);
-  page.onEvents = (events) => { if (events.some((e) => e.kind === "alert" || e.kind === "alarm" || e.kind.startsWith("inventory."))) draw(); };
-  await draw();
+  $("unacked").addEventListener("change", () => draw(true));
+  page.onEvents = (events) => {
+    if (events.some((e) => e.kind === "alert" || e.kind === "alarm" || e.kind.startsWith("inventory."))) draw(false);
+  };
+  await draw(true);
 }
 
 // The diode link: what this node sends, what it receives, and each gap with the command that closes it.
@@ -383,7 +418,7 @@ async function linkPage(view, page) {
             r.rate.toFixed(1), esc(r.gaps ?? ""), esc(r.blocks_lost ?? ""), esc(r.state || ""),
           ]))
         : `<p class="muted">This node receives nothing from a diode.</p>`) +
-      `<p>FEC margin: ${link.fec_margin === null ? '<span class="muted">not reported by this node</span>' : esc(link.fec_margin)}</p>` +
+      `<p>FEC margin used (largest share of the repair capacity a block needed): ${link.fec_margin === null ? '<span class="muted">not reported by this node</span>' : esc((link.fec_margin * 100).toFixed(0) + " %")}</p>` +
       `<h3>Gaps</h3>` +
       (link.gaps.length
         ? table(["Time", "What was lost", "Close it on the OT side with"], link.gaps.map((g) => [
@@ -398,15 +433,17 @@ async function linkPage(view, page) {
 
 async function requestsPage(view) {
   view.innerHTML = `<h2>Requests and approvals</h2>
-    <div class="placeholder"><p><strong>The authority service is not running on this node.</strong></p>
-    <p>Command requests and their two-person approvals appear here once it is installed. Nothing is listed because
-    nothing exists yet: this page shows no examples and no made-up requests.</p></div>`;
+    <div class="placeholder"><p><strong>This console does not show command requests yet.</strong></p>
+    <p>Requests and their two-person approvals are kept by the authority service of this node; until its routes
+    are mounted in the console, use <code>seam command list</code>, <code>seam command show</code> and
+    <code>seam command approve</code> on the node. Nothing is listed here rather than anything made up.</p></div>`;
 }
 
 async function auditPage(view) {
   view.innerHTML = `<h2>Audit</h2>
-    <div class="placeholder"><p><strong>The tamper-evident audit log of the authority service is not running on this node.</strong>
-    Until it is, this page lists the audit events this node journalled (sign-ins, acknowledgements, tokens, contract reloads).</p></div>
+    <div class="placeholder"><p><strong>The hash-chained audit log is not shown in this console yet</strong>
+    (<code>seam audit verify</code> and <code>seam audit export</code> read it on the node). Below: the audit events
+    this node journalled (sign-ins, acknowledgements, API tokens, contract reloads).</p></div>
     <div id="audit"></div>`;
   const events = await api("GET", "/events?kind=audit.&limit=200");
   $("audit").innerHTML = events.items.length
@@ -419,7 +456,8 @@ async function contractPage(view) {
   view.innerHTML = `<h2>Contract</h2>
     <p>${esc(contract.site.enterprise)} / ${esc(contract.site.site)} · ${contract.people.length} people · ${contract.zones.length} zones ·
     ${contract.conduits.length} conduits · ${contract.devices.length} devices · ${contract.sinks.length} sinks</p>
-    <p class="muted">Proposals and their semantic diff appear here once change control is installed on this node.</p>
+    <p class="muted">Proposals and their semantic diff are not shown in this console yet: <code>seam contract diff</code>,
+    <code>seam contract status</code> on the node.</p>
     <h3>People</h3>${table(["Person", "Name", "Side", "Role"], contract.people.map((p) => [esc(p.id), esc(p.name), esc(p.side), esc(p.role)]))}
     <h3>Interface document (seam doc)</h3><p><a href="${API}/contract/document" target="_blank" rel="noopener">open in its own tab</a></p>
     <iframe class="doc" src="${API}/contract/document" title="interface document" sandbox></iframe>`;

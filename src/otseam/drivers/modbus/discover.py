@@ -188,13 +188,28 @@ async def discover(
     answer_within: float = 0.5,
     max_address: int = 1000,
     progress: Callable[[str], None] = lambda _: None,
+    progress_every: float = 5.0,
 ) -> list[FoundUnit]:
-    """Everything found at ``endpoint``; raises OSError or TimeoutError if it cannot be reached."""
+    """Everything found at ``endpoint``; raises OSError or TimeoutError if it cannot be reached.
+
+    ``progress`` gets a line for each unit that answers and, at most every ``progress_every`` seconds,
+    how far the scan is: a scan of 247 unit ids at a polite rate takes minutes, and silence for that
+    long reads as a hang."""
     link = await open_link(endpoint, max(answer_within, 2.0), 1)
     prober = Prober(link, rate, answer_within)
     found: list[FoundUnit] = []
+    started = last_report = time.monotonic()
     try:
-        for unit in units:
+        for index, unit in enumerate(units, 1):
+            now = time.monotonic()
+            if now - last_report >= progress_every:
+                last_report = now
+                done = index - 1
+                left = (now - started) / done * (len(units) - done) if done else 0.0
+                progress(
+                    f"tried {done} of {len(units)} unit ids ({len(found)} answered, {prober.requests} requests, "
+                    f"{now - started:.0f}s so far, about {left:.0f}s to go)"
+                )
             if not await _responds(prober, unit):
                 continue
             item = FoundUnit(unit, await _identify(prober, unit))
@@ -230,7 +245,22 @@ def _q(text: str) -> str:
     return json.dumps(text, ensure_ascii=False)
 
 
-def render_draft(endpoint: Endpoint, found: list[FoundUnit], command: str) -> str:
+#: The request rate a draft suggests when discovery itself was faster: a guess, for the owner to confirm.
+DRAFT_RATE = 10.0
+
+
+def rate_text(rate: float) -> str:
+    """Requests per second as the contract writes a rate: '10/s', or per minute below one a second."""
+    return f"{rate:g}/s" if rate >= 1 else f"{rate * 60:g}/min"
+
+
+def suggested_rate(probed: float) -> float:
+    """What a draft proposes as ``max_request_rate``: never more than discovery itself sent, since
+    that is the only rate the device has been seen to bear."""
+    return min(DRAFT_RATE, probed)
+
+
+def render_draft(endpoint: Endpoint, found: list[FoundUnit], command: str, probed_rate: float = DRAFT_RATE) -> str:
     """A ``devices:`` section for a person to complete; every guess is marked TODO."""
     lines = [
         f"# Draft written by `{command}` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
@@ -264,7 +294,8 @@ def render_draft(endpoint: Endpoint, found: list[FoundUnit], command: str) -> st
         lines += [
             "    poll: 1s  # TODO: how fresh the values need to be",
             "    constraints:",
-            "      max_request_rate: 10/s  # TODO: ask the owner what the device tolerates",
+            f"      max_request_rate: {rate_text(suggested_rate(probed_rate))}  # TODO: discovery asked at "
+            f"{rate_text(probed_rate)}; ask the owner what the device tolerates",
             "      timeout: 1s",
         ]
         if not item.ranges:

@@ -163,7 +163,7 @@ class LoginManager:
     def get_user(
         self, iserver: Any, username: str | None = None, password: str | None = None, certificate: Any = None
     ) -> User | None:
-        if username is None and certificate is None:
+        if username is None and not certificate:  # (None security passes an empty certificate)
             if self.anonymous:
                 return User(role=UserRole.User, name="anonymous")
             self._on_refused("anonymous")

@@ -18,13 +18,14 @@ minor version in pyproject.toml because this uses its address space classes.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from asyncua.server.address_space import AddressSpace, AttributeValue, NodeData
 
-from otseam.contract.models import Contract, Device, Point
+from otseam.contract.models import COMPUTED_DEVICE, ComputedPoint, Contract, Device, Point
 from otseam.sinks.opcua_server import units
 from otseam.sinks.opcua_server._ua import ua
 from otseam.sinks.opcua_server.status import DATATYPES, NUMERIC, VARIANTS
@@ -68,11 +69,46 @@ class Builder:
         self.history = history
         self.points: dict[str, PointNode] = {}
         self.devices: dict[str, list[str]] = {}
+        #: Attributes that many nodes share (see ``_constant``).
+        self._shared: dict[tuple[Any, ...], AttributeValue] = {}
+        self._initial = ua.DataValue(
+            ua.Variant(None, ua.VariantType.Null),
+            StatusCode=ua.StatusCode(ua.StatusCodes.BadWaitingForInitialData),
+            ServerTimestamp=datetime.now(UTC),
+        )
+        self._units: dict[str, ua.DataValue] = {}
+        self._inverse: dict[tuple[int, Any], Any] = {}
+        self._typedefs: dict[tuple[Any, int], Any] = {}
+        self._ranges: dict[tuple[float, float], ua.DataValue] = {}
 
     # --- generic nodes ---------------------------------------------------------------------------
 
     def _attribute(self, node: NodeData, attribute: ua.AttributeIds, variant: ua.Variant) -> None:
         node.attributes[attribute] = AttributeValue(ua.DataValue(variant))
+
+    def _constant(
+        self,
+        node: NodeData,
+        attribute: ua.AttributeIds,
+        variant_type: Any,
+        key: str | int | float | bool,
+        build: Callable[[Any], Any] | None = None,
+    ) -> None:
+        """An attribute whose value many nodes share (a write mask of 0, a data type, an access level).
+
+        The attribute object itself is shared: this server never writes these attributes (every write
+        service is refused, and the sink writes only Value), and a monitored item on one of them only
+        registers a callback under its own unique handle. Building and hashing asyncua's objects is
+        most of the cost of a node: 100,000 points are 300,000 nodes.
+        """
+        cache_key = (attribute, key, type(key))
+        shared = self._shared.get(cache_key)
+        if shared is None:
+            value = build(key) if build is not None else key
+            shared = self._shared[cache_key] = AttributeValue(
+                ua.DataValue(ua.Variant(value, variant_type, is_array=isinstance(value, list)))
+            )
+        node.attributes[attribute] = shared
 
     def _new(
         self,
@@ -89,16 +125,11 @@ class Builder:
         display = ua.LocalizedText(name)
         self._attribute(node, ua.AttributeIds.NodeId, ua.Variant(nodeid, ua.VariantType.NodeId))
         self._attribute(node, ua.AttributeIds.BrowseName, ua.Variant(browse, ua.VariantType.QualifiedName))
-        self._attribute(node, ua.AttributeIds.NodeClass, ua.Variant(nodeclass, ua.VariantType.Int32))
+        self._constant(node, ua.AttributeIds.NodeClass, ua.VariantType.Int32, int(nodeclass), lambda c: c)
         self._attribute(node, ua.AttributeIds.DisplayName, ua.Variant(display, ua.VariantType.LocalizedText))
-        self._attribute(
-            node, ua.AttributeIds.Description, ua.Variant(ua.LocalizedText(description), ua.VariantType.LocalizedText)
-        )
-        self._attribute(node, ua.AttributeIds.WriteMask, ua.Variant(0, ua.VariantType.UInt32))
-        self._attribute(node, ua.AttributeIds.UserWriteMask, ua.Variant(0, ua.VariantType.UInt32))
-        parent_class: Any = parent.attributes[ua.AttributeIds.NodeClass].value
-        parent_name: Any = parent.attributes[ua.AttributeIds.BrowseName].value
-        parent_display: Any = parent.attributes[ua.AttributeIds.DisplayName].value
+        self._constant(node, ua.AttributeIds.Description, ua.VariantType.LocalizedText, description, ua.LocalizedText)
+        self._constant(node, ua.AttributeIds.WriteMask, ua.VariantType.UInt32, 0)
+        self._constant(node, ua.AttributeIds.UserWriteMask, ua.VariantType.UInt32, 0)
         parent.references.append(
             ua.ReferenceDescription(
                 ReferenceTypeId=reference,
@@ -110,8 +141,15 @@ class Builder:
                 TypeDefinition=typedef,
             )
         )
-        node.references.append(
-            ua.ReferenceDescription(
+        # The reference back to the parent and the one to the type are the same for every sibling: shared
+        # (asyncua never changes a ReferenceDescription in place).
+        inverse_key = (id(parent), reference.Identifier)
+        inverse = self._inverse.get(inverse_key)
+        if inverse is None:
+            parent_class: Any = parent.attributes[ua.AttributeIds.NodeClass].value
+            parent_name: Any = parent.attributes[ua.AttributeIds.BrowseName].value
+            parent_display: Any = parent.attributes[ua.AttributeIds.DisplayName].value
+            inverse = self._inverse[inverse_key] = ua.ReferenceDescription(
                 ReferenceTypeId=reference,
                 IsForward=False,
                 NodeId=parent.nodeid,
@@ -119,28 +157,27 @@ class Builder:
                 DisplayName=parent_display.Value.Value,
                 NodeClass=parent_class.Value.Value,
             )
-        )
-        node.references.append(
-            ua.ReferenceDescription(
-                ReferenceTypeId=_HAS_TYPE,
-                IsForward=True,
-                NodeId=typedef,
-                NodeClass=ua.NodeClass.VariableType if nodeclass == ua.NodeClass.Variable else ua.NodeClass.ObjectType,
+        type_key = (typedef.Identifier, int(nodeclass))
+        type_reference = self._typedefs.get(type_key)
+        if type_reference is None:
+            type_class = ua.NodeClass.VariableType if nodeclass == ua.NodeClass.Variable else ua.NodeClass.ObjectType
+            type_reference = self._typedefs[type_key] = ua.ReferenceDescription(
+                ReferenceTypeId=_HAS_TYPE, IsForward=True, NodeId=typedef, NodeClass=type_class
             )
-        )
+        node.references += (inverse, type_reference)
         self.aspace[nodeid] = node
         return node
 
     def folder(self, path: str, name: str, description: str, parent: NodeData) -> NodeData:
         node = self._new(ua.NodeId(path, self.ns), ua.NodeClass.Object, name, description, parent, _ORGANIZES, _FOLDER)
-        self._attribute(node, ua.AttributeIds.EventNotifier, ua.Variant(0, ua.VariantType.Byte))
+        self._constant(node, ua.AttributeIds.EventNotifier, ua.VariantType.Byte, 0)
         return node
 
     def obj(self, nodeid: str, name: str, description: str, parent: NodeData) -> NodeData:
         node = self._new(
             ua.NodeId(nodeid, self.ns), ua.NodeClass.Object, name, description, parent, _ORGANIZES, _OBJECT_TYPE
         )
-        self._attribute(node, ua.AttributeIds.EventNotifier, ua.Variant(0, ua.VariantType.Byte))
+        self._constant(node, ua.AttributeIds.EventNotifier, ua.VariantType.Byte, 0)
         return node
 
     def variable(
@@ -157,35 +194,33 @@ class Builder:
     ) -> NodeData:
         node = self._new(nodeid, ua.NodeClass.Variable, name, description, parent, reference, typedef)
         node.attributes[ua.AttributeIds.Value] = AttributeValue(value)
-        self._attribute(node, ua.AttributeIds.DataType, ua.Variant(datatype, ua.VariantType.NodeId))
-        self._attribute(node, ua.AttributeIds.ValueRank, ua.Variant(-1, ua.VariantType.Int32))
-        self._attribute(node, ua.AttributeIds.ArrayDimensions, ua.Variant([], ua.VariantType.UInt32, is_array=True))
-        self._attribute(node, ua.AttributeIds.AccessLevel, ua.Variant(access, ua.VariantType.Byte))
-        self._attribute(node, ua.AttributeIds.UserAccessLevel, ua.Variant(access, ua.VariantType.Byte))
-        self._attribute(node, ua.AttributeIds.MinimumSamplingInterval, ua.Variant(0.0, ua.VariantType.Double))
+        self._constant(node, ua.AttributeIds.DataType, ua.VariantType.NodeId, datatype.Identifier, lambda _: datatype)
+        self._constant(node, ua.AttributeIds.ValueRank, ua.VariantType.Int32, -1)
+        self._constant(node, ua.AttributeIds.ArrayDimensions, ua.VariantType.UInt32, 0, lambda _: [])
+        self._constant(node, ua.AttributeIds.AccessLevel, ua.VariantType.Byte, access)
+        self._constant(node, ua.AttributeIds.UserAccessLevel, ua.VariantType.Byte, access)
+        self._constant(node, ua.AttributeIds.MinimumSamplingInterval, ua.VariantType.Double, 0.0)
         historizing = self.history and reference != _HAS_PROPERTY
-        self._attribute(node, ua.AttributeIds.Historizing, ua.Variant(historizing, ua.VariantType.Boolean))
+        self._constant(node, ua.AttributeIds.Historizing, ua.VariantType.Boolean, historizing)
         return node
 
-    def _property(self, owner: NodeData, name: str, value: ua.Variant, datatype: ua.NodeId) -> None:
+    def _property(self, owner: NodeData, name: str, value: ua.DataValue, datatype: ua.NodeId) -> None:
         identifier: Any = owner.nodeid.Identifier
         nodeid = ua.NodeId(f"{identifier}#{name}", self.ns)
-        self.variable(
+        node = self.variable(
             nodeid,
             name,
             "",
             owner,
             _HAS_PROPERTY,
             _PROPERTY_TYPE,
-            ua.DataValue(value),
+            value,
             datatype,
             ua.AccessLevel.CurrentRead.mask,
         )
         # Properties are named in namespace 0 (OPC 10000-8 defines EURange and EngineeringUnits there).
         browse = ua.QualifiedName(name, 0)
-        self.aspace[nodeid].attributes[ua.AttributeIds.BrowseName] = AttributeValue(
-            ua.DataValue(ua.Variant(browse, ua.VariantType.QualifiedName))
-        )
+        self._constant(node, ua.AttributeIds.BrowseName, ua.VariantType.QualifiedName, name, lambda _: browse)
         for reference in owner.references:
             if reference.NodeId == nodeid:
                 reference.BrowseName = browse
@@ -207,7 +242,42 @@ class Builder:
             keys = [device.key(p) for p in device.points if selected is None or device.key(p) in selected]
             if keys:
                 self.device(device, node, set(keys))
+        computed = [c for c in contract.computed if selected is None or c.key in selected]
+        if computed:
+            self.computed(contract, computed, node)
         return node
+
+    def computed(self, contract: Contract, points: list[ComputedPoint], parent: NodeData) -> None:
+        """The edge's computed points under a virtual device ``computed``, each with its lineage as
+        properties (Formula, Inputs, Sources, FormulaOwner), so an IT client sees what a number is made
+        of and who answers for the formula."""
+        from otseam.contract.formulas.lineage import lineage
+
+        origins = lineage(contract)
+        node = self.obj(COMPUTED_DEVICE, COMPUTED_DEVICE, "points computed on the edge from other points", parent)
+        names = self.devices.setdefault(COMPUTED_DEVICE, [])
+        for computed in points:
+            as_point = Point(
+                id=computed.id,
+                address=COMPUTED_DEVICE,
+                type=computed.type,
+                unit=computed.unit,
+                range=computed.range,
+                description=computed.description,
+            )
+            self.point(COMPUTED_DEVICE, computed.key, as_point, node)
+            names.append(computed.key)
+            origin = origins.get(computed.key)
+            if origin is None:
+                continue
+            variable = self.aspace[self.points[computed.key].nodeid]
+            for name, text in (
+                ("Formula", origin.formula),
+                ("Inputs", ", ".join(origin.inputs)),
+                ("Sources", ", ".join(origin.sources)),
+                ("FormulaOwner", origin.owner or ""),
+            ):
+                self._property(variable, name, ua.DataValue(ua.Variant(text, ua.VariantType.String)), ua.NodeId(12))
 
     def device(self, device: Device, parent: NodeData, keys: set[str]) -> None:
         description = " ".join(x for x in (device.description, device.vendor, device.model) if x)
@@ -223,11 +293,7 @@ class Builder:
         variant = point_variant(point)
         nodeid = ua.NodeId(key, self.ns)
         # No value has arrived yet: Bad_WaitingForInitialData until the first sample.
-        initial = ua.DataValue(
-            ua.Variant(None, ua.VariantType.Null),
-            StatusCode=ua.StatusCode(ua.StatusCodes.BadWaitingForInitialData),
-            ServerTimestamp=datetime.now(UTC),
-        )
+        initial = self._initial
         limits = point.range or point.clamp
         analog = point.type in NUMERIC and bool(point.unit)
         typedef = (ANALOG_UNIT_RANGE if limits else ANALOG_UNIT) if analog else _DATA_VARIABLE
@@ -243,16 +309,24 @@ class Builder:
             self.access,
         )
         if analog:
-            code, display, description = units.lookup(point.unit)
-            eu = ua.EUInformation(
-                NamespaceUri=units.UNECE_NAMESPACE if code != -1 else "",
-                UnitId=code,
-                DisplayName=ua.LocalizedText(display),
-                Description=ua.LocalizedText(description),
-            )
-            self._property(node, "EngineeringUnits", ua.Variant(eu, ua.VariantType.ExtensionObject), ua.NodeId(887))
+            eu = self._units.get(point.unit)
+            if eu is None:
+                code, display, description = units.lookup(point.unit)
+                info = ua.EUInformation(
+                    NamespaceUri=units.UNECE_NAMESPACE if code != -1 else "",
+                    UnitId=code,
+                    DisplayName=ua.LocalizedText(display),
+                    Description=ua.LocalizedText(description),
+                )
+                eu = self._units[point.unit] = ua.DataValue(ua.Variant(info, ua.VariantType.ExtensionObject))
+            self._property(node, "EngineeringUnits", eu, ua.NodeId(887))
             if limits:
-                rng = ua.Range(Low=float(limits.low), High=float(limits.high))
-                self._property(node, "EURange", ua.Variant(rng, ua.VariantType.ExtensionObject), ua.NodeId(884))
+                bounds = (float(limits.low), float(limits.high))
+                rng = self._ranges.get(bounds)
+                if rng is None:
+                    rng = self._ranges[bounds] = ua.DataValue(
+                        ua.Variant(ua.Range(Low=bounds[0], High=bounds[1]), ua.VariantType.ExtensionObject)
+                    )
+                self._property(node, "EURange", rng, ua.NodeId(884))
         value = node.attributes[ua.AttributeIds.Value]
         self.points[key] = PointNode(key, nodeid, variant, value, device)

@@ -8,9 +8,9 @@ from urllib.parse import urlparse
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 #: The security policies offered; "None" only when asked for by name (loopback tests, demos).
-Policy = Literal["Basic256Sha256", "Aes128_Sha256_RsaOaep", "Aes256_Sha256_RsaPss", "None"]
+Policy = Literal["Basic256Sha256", "Aes128Sha256RsaOaep", "Aes256Sha256RsaPss", "None"]
 Mode = Literal["Sign", "SignAndEncrypt"]
-DEFAULT_POLICIES: tuple[Policy, ...] = ("Basic256Sha256", "Aes128_Sha256_RsaOaep", "Aes256_Sha256_RsaPss")
+DEFAULT_POLICIES: tuple[Policy, ...] = ("Basic256Sha256", "Aes128Sha256RsaOaep", "Aes256Sha256RsaPss")
 DEFAULT_MODES: tuple[Mode, ...] = ("SignAndEncrypt", "Sign")
 
 

@@ -35,10 +35,10 @@ log = logging.getLogger(__name__)
 _POLICIES: dict[tuple[str, str], ua.SecurityPolicyType] = {
     ("Basic256Sha256", "Sign"): ua.SecurityPolicyType.Basic256Sha256_Sign,
     ("Basic256Sha256", "SignAndEncrypt"): ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt,
-    ("Aes128_Sha256_RsaOaep", "Sign"): ua.SecurityPolicyType.Aes128Sha256RsaOaep_Sign,
-    ("Aes128_Sha256_RsaOaep", "SignAndEncrypt"): ua.SecurityPolicyType.Aes128Sha256RsaOaep_SignAndEncrypt,
-    ("Aes256_Sha256_RsaPss", "Sign"): ua.SecurityPolicyType.Aes256Sha256RsaPss_Sign,
-    ("Aes256_Sha256_RsaPss", "SignAndEncrypt"): ua.SecurityPolicyType.Aes256Sha256RsaPss_SignAndEncrypt,
+    ("Aes128Sha256RsaOaep", "Sign"): ua.SecurityPolicyType.Aes128Sha256RsaOaep_Sign,
+    ("Aes128Sha256RsaOaep", "SignAndEncrypt"): ua.SecurityPolicyType.Aes128Sha256RsaOaep_SignAndEncrypt,
+    ("Aes256Sha256RsaPss", "Sign"): ua.SecurityPolicyType.Aes256Sha256RsaPss_Sign,
+    ("Aes256Sha256RsaPss", "SignAndEncrypt"): ua.SecurityPolicyType.Aes256Sha256RsaPss_SignAndEncrypt,
 }
 
 
@@ -179,7 +179,7 @@ class OpcUaServerSink:
     def _selected(self) -> set[str] | None:
         if not self.spec.points:
             return None
-        keys = {d.key(p) for d in self.contract.devices for p in d.points}
+        keys = {d.key(p) for d in self.contract.devices for p in d.points} | {c.key for c in self.contract.computed}
         return {k for k in keys if any(fnmatch(k, pattern) for pattern in self.spec.points)}
 
     async def deliver(self, batch: Batch) -> None:

@@ -6,6 +6,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, IPvAnyAddress, model_validator
 
+from otseam.contract.option_types import ExistingFile
+
 Port = Annotated[int, Field(ge=1, le=65535)]
 
 
@@ -28,7 +30,7 @@ class Options(BaseModel):
     #: Build the allow-list from the contract's devices (who may talk to them, and how).
     allow_from_contract: bool = True
     #: A capture taken when all was well: the pairs and function codes it shows are allowed.
-    baseline: Annotated[str, Field(min_length=1)] | None = None
+    baseline: ExistingFile | None = None
     #: The socket's receive buffer in bytes: larger survives longer bursts without kernel drops.
     receive_buffer: Annotated[int, Field(ge=64 * 1024, le=1 << 30)] | None = None
 

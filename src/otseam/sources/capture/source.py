@@ -138,7 +138,9 @@ class CaptureSource:
 
     @classmethod
     def from_spec(cls, spec: SourceSpec, context: PluginContext) -> CaptureSource:
-        options = Options.model_validate(spec.options)
+        # Files named in the options are found beside the contract, as `seam check` finds them.
+        base = str(Path(context.contract_path).parent) if context.contract_path else ""
+        options = Options.model_validate(spec.options, context={"base": base})
         modbus_ports, opcua_ports = frozenset(options.modbus_ports), frozenset(options.opcua_ports)
         policy = build_policy(
             context.contract if options.allow_from_contract else None,

@@ -6,6 +6,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from otseam.contract.option_types import ExistingFile
+
 
 def parse_address(value: Any) -> tuple[str, int]:
     text = str(value).strip()
@@ -25,9 +27,9 @@ class Options(BaseModel):
     #: The name the DMZ node's certificate carries, when it differs from the host in ``connect``.
     server_name: str | None = None
     #: This node's certificate and key, and the CA (PEM files).
-    cert: str
-    key: str
-    ca: str
+    cert: ExistingFile
+    key: ExistingFile
+    ca: ExistingFile
     #: Seconds between two fetches.
     interval: Annotated[float, Field(gt=0, le=3600)] = 2.0
     #: IANA time zone the commands' windows are read in (default: this machine's).

@@ -4,6 +4,8 @@ records go into the node's journal (and so across the diode) as ``audit.*`` even
 
 from __future__ import annotations
 
+import ssl
+from pathlib import Path
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -22,7 +24,9 @@ class CommandExecutorSource:
     def __init__(self, spec: SourceSpec, context: PluginContext) -> None:
         self.spec = spec
         self.context = context
-        self.options = Options.model_validate(spec.options)
+        # Files named in the options are found beside the contract, as `seam check` finds them.
+        base = str(Path(context.contract_path).parent) if context.contract_path else ""
+        self.options = Options.model_validate(spec.options, context={"base": base})
         self.host, self.port = parse_address(self.options.connect)
         if spec.conduit is None:
             raise ValueError(f"source {spec.id}: 'conduit' must name the declared two-way command conduit")
@@ -35,7 +39,10 @@ class CommandExecutorSource:
             raise ValueError(f"source {spec.id}: unknown time zone {self.options.timezone!r}") from None
         files = (self.options.cert, self.options.key, self.options.ca)
         cert, key, ca = (beside_contract(f, context.contract_path) for f in files)
-        self.ssl = client_context(cert, key, ca)
+        try:
+            self.ssl = client_context(cert, key, ca)
+        except (OSError, ssl.SSLError) as exc:  # a wrong file is the settings' fault, said as such
+            raise ValueError(f"source {spec.id}: cannot use cert, key and ca: {exc.strerror or exc}") from None
         self.fetcher: Fetcher | None = None
 
     async def run(self, emit: Emit) -> None:

@@ -6,6 +6,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from otseam.contract.option_types import ExistingFile
+
 
 def parse_address(value: Any, what: str = "listen on") -> tuple[str, int]:
     """``host:port`` (``[::1]:port`` for IPv6) → (host, port)."""
@@ -24,9 +26,9 @@ class Options(BaseModel):
     #: host:port this DMZ node listens on for the OT node (a port of the command conduit).
     listen: str
     #: This node's certificate and key, and the CA both ends' certificates come from (PEM files).
-    cert: str
-    key: str
-    ca: str
+    cert: ExistingFile
+    key: ExistingFile
+    ca: ExistingFile
     #: Certificate names (CN) of the OT nodes allowed to fetch; the node ids, by convention.
     allowed_peers: list[str] = Field(min_length=1)
 

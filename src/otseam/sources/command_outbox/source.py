@@ -4,6 +4,8 @@ the journal through the authority's audit log) and serves approved requests unti
 from __future__ import annotations
 
 import asyncio
+import ssl
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from otseam.contract.models import Direction
@@ -22,7 +24,9 @@ class CommandOutboxSource:
     def __init__(self, spec: SourceSpec, context: PluginContext) -> None:
         self.spec = spec
         self.context = context
-        self.options = Options.model_validate(spec.options)
+        # Files named in the options are found beside the contract, as `seam check` finds them.
+        base = str(Path(context.contract_path).parent) if context.contract_path else ""
+        self.options = Options.model_validate(spec.options, context={"base": base})
         conduit = context.contract.conduit(spec.conduit)
         if conduit is None or conduit.direction is not Direction.TWO_WAY:
             raise ValueError(f"source {spec.id}: 'conduit' must name the declared two-way command conduit")
@@ -32,7 +36,10 @@ class CommandOutboxSource:
         files = (self.options.cert, self.options.key, self.options.ca)
         self.cert, self.key, self.ca = (beside_contract(f, context.contract_path) for f in files)
         # Load now: a missing certificate is refused by `seam check`, not found by a restart loop.
-        self.context_ssl = server_context(self.cert, self.key, self.ca)
+        try:
+            self.context_ssl = server_context(self.cert, self.key, self.ca)
+        except (OSError, ssl.SSLError) as exc:  # a wrong file is the settings' fault, said as such
+            raise ValueError(f"source {spec.id}: cannot use cert, key and ca: {exc.strerror or exc}") from None
         self.outbox: Outbox | None = None
 
     async def run(self, emit: Emit) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationError, ValidationInfo, model_validator
 
 from otseam.contract.option_types import ExistingFile, PluginOptions
 
@@ -21,6 +21,8 @@ class Options(PluginOptions):
     db: str | None = None
     #: A file holding a PostgreSQL DSN (never the DSN itself: it carries a password).
     dsn_file: ExistingFile | None = None
+    #: Or the name of an environment variable of the node's process that holds it.
+    dsn_env: str | None = None
     #: Share the subscription among several hosts (MQTT 5 shared subscription group).
     share_group: Annotated[str, Field(pattern=r"^[^/+#]+$")] | None = None
     #: 0 (the default): a clean session each time, as Sparkplug 3.0 asks of a host.
@@ -29,6 +31,20 @@ class Options(PluginOptions):
     username: str | None = None
     password_file: ExistingFile | None = None
     password_env: str | None = None
+
+    @model_validator(mode="after")
+    def _connection(self, info: ValidationInfo) -> Options:
+        # The connection part is checked by the model every MQTT plugin shares, as the source reads it.
+        from otseam.sinks.mqtt_common.options import MqttOptions
+
+        try:
+            MqttOptions.model_validate(self.mqtt_options(), context=info.context)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"])
+            message = str(first["msg"]).removeprefix("Value error, ")
+            raise ValueError(f"{where}: {message}" if where else message) from None
+        return self
 
     def mqtt_options(self) -> dict[str, Any]:
         """The connection part, as the MQTT settings parser shared with the Sparkplug sink takes it."""

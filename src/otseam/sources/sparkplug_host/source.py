@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,7 +28,7 @@ class SparkplugHostSource:
         )
         self.settings = parse_mqtt_options(
             self.options.mqtt_options(),
-            default_client_id=f"seam-host-{spec.id}",
+            default_client_id=f"seam-host-{self.options.host_id}",
             where=f"source {spec.id}",
             contract_path=context.contract_path,
         )
@@ -35,6 +37,11 @@ class SparkplugHostSource:
         self.app: HostApp | None = None
 
     def _database(self) -> tuple[str | None, str | None]:
+        if self.options.dsn_env:
+            dsn = os.environ.get(self.options.dsn_env, "")
+            if not dsn:
+                raise ValueError(f"source {self.spec.id}: the environment variable {self.options.dsn_env} is empty")
+            return None, dsn
         if self.options.dsn_file:
             return None, Path(self.options.dsn_file).read_text(encoding="utf-8").strip()
         db = Path(self.options.db or f"{self.spec.id}.db")
@@ -51,10 +58,15 @@ class SparkplugHostSource:
             session_expiry=self.options.session_expiry,
         )
         self.app = app
+        running = asyncio.ensure_future(app.run())
         try:
-            await app.run()
+            await asyncio.shield(running)
         finally:
+            # Stopped (or cancelled by the supervisor): the host says STATE offline and lets go of the
+            # broker itself, within a bound, before the store closes.
             app.stop()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(running, 10)
             with contextlib.suppress(Exception):
                 await store.close()
 
