@@ -481,7 +481,7 @@ def register(app: typer.Typer) -> None:
         seed: Annotated[int, typer.Option("--seed", help="Seed of the simulated process.")] = 1,
         verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging in the nodes' logs.")] = False,
     ) -> None:
-        """The whole seam on this machine: a simulated plant, an OT node, a one-way link, an IT node, consoles."""
+        """A simulated water plant, its OT and IT nodes and their consoles: no configuration needed."""
         addresses = _http_pair(http, ot_http)
         busy = busy_address(addresses)
         if busy is not None:
