@@ -118,8 +118,13 @@ fuzz: venv
 		PYTHONMALLOC=malloc ASAN_OPTIONS=detect_leaks=0 $(FUZZ_DIR)/fuzz_speedups -max_total_time=$(FUZZ_TIME) \
 		-rss_limit_mb=2048 -artifact_prefix=$(FUZZ_DIR)/ $(FUZZ_DIR)/work tests/diode/native/corpus
 
-demo: venv
+# The demo needs the runtime with every extra, not the test tools: a fresh clone reaches a working
+# console sooner (`make test` later adds the rest to the same environment).
+demo: $(VENV)/.demo-installed console
 	$(BIN)/seam demo
+$(VENV)/.demo-installed: $(BIN)/python pyproject.toml setup.py $(wildcard src/otseam/diode/speedups/*)
+	$(BIN)/pip install -q -e '.[all]'
+	touch $@
 
 bench: setup
 	$(BIN)/python -m bench

@@ -62,7 +62,10 @@ COMMAND_INDEX: dict[str, tuple[str, str]] = {
         "otseam.commands.sim",
         "Run a simulated water plant: Modbus/TCP PLCs and an OPC UA server, or a scale test rig.",
     ),
-    "demo": ("otseam.demo.commands", "A simulated water plant and the whole edge on it: no configuration needed."),
+    "demo": (
+        "otseam.demo.commands",
+        "A simulated water plant, its OT and IT nodes and their consoles: no configuration needed.",
+    ),
     "run": (
         "otseam.commands.run",
         "Run the contract: drivers, pipeline, journal and sinks, supervised. SIGHUP reloads, SIGTERM stops.",
