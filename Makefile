@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 # command:package pairs; a command already on PATH (however it was installed) is not reinstalled.
 SYSTEM_TOOLS := mosquitto:mosquitto initdb:postgresql mbpoll:mbpoll tshark:tshark tcpdump:tcpdump \
                 ip:iproute2 ethtool:ethtool socat:socat node:nodejs npm:npm clang:clang \
-                chromium:chromium strace:strace
+                chromium:chromium strace:strace nats-server:nats-server
 # file:package pairs for what building the diode's C speedups needs (see setup.py).
 BUILD_FILES := /usr/include/openssl/evp.h:libssl-dev /usr/include/isa-l/erasure_code.h:libisal-dev \
                /usr/lib/llvm-14/lib/clang/14.0.6/lib/linux/libclang_rt.fuzzer-x86_64.a:libclang-rt-14-dev
@@ -118,8 +118,13 @@ fuzz: venv
 		PYTHONMALLOC=malloc ASAN_OPTIONS=detect_leaks=0 $(FUZZ_DIR)/fuzz_speedups -max_total_time=$(FUZZ_TIME) \
 		-rss_limit_mb=2048 -artifact_prefix=$(FUZZ_DIR)/ $(FUZZ_DIR)/work tests/diode/native/corpus
 
-demo: venv
+# The demo needs the runtime with every extra, not the test tools: a fresh clone reaches a working
+# console sooner (`make test` later adds the rest to the same environment).
+demo: $(VENV)/.demo-installed console
 	$(BIN)/seam demo
+$(VENV)/.demo-installed: $(BIN)/python pyproject.toml setup.py $(wildcard src/otseam/diode/speedups/*)
+	$(BIN)/pip install -q -e '.[all]'
+	touch $@
 
 bench: setup
 	$(BIN)/python -m bench

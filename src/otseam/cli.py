@@ -40,6 +40,7 @@ COMMAND_MODULES = [
     "otseam.commands.monitor",  # watch, inventory
     "otseam.commands.authority",  # command, contract, audit
     "otseam.commands.users",  # user
+    "otseam.commands.fleet",  # fleet ingest
 ]
 
 #: command name -> (module that registers it, the first line of its help), for a start-up that imports
@@ -61,7 +62,10 @@ COMMAND_INDEX: dict[str, tuple[str, str]] = {
         "otseam.commands.sim",
         "Run a simulated water plant: Modbus/TCP PLCs and an OPC UA server, or a scale test rig.",
     ),
-    "demo": ("otseam.demo.commands", "A simulated water plant and the whole edge on it: no configuration needed."),
+    "demo": (
+        "otseam.demo.commands",
+        "A simulated water plant, its OT and IT nodes and their consoles: no configuration needed.",
+    ),
     "run": (
         "otseam.commands.run",
         "Run the contract: drivers, pipeline, journal and sinks, supervised. SIGHUP reloads, SIGTERM stops.",
@@ -74,6 +78,10 @@ COMMAND_INDEX: dict[str, tuple[str, str]] = {
     "host": (
         "otseam.commands.host",
         "Run the IT-side Sparkplug B host application: STATE, ingestion into a historian, rebirths.",
+    ),
+    "fleet": (
+        "otseam.commands.fleet",
+        "The fleet of sites on NATS JetStream (docs/scale.md).",
     ),
     "diode": (
         "otseam.commands.diode",

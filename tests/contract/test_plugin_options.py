@@ -40,6 +40,8 @@ SAMPLES = {
     "modbus_replica": SRC / "sinks" / "modbus_replica" / "sample.yaml",
     "diode_receive": SRC / "sources" / "diode_receive" / "sample.yaml",
     "sparkplug_host": SRC / "sources" / "sparkplug_host" / "sample.yaml",
+    "nats": SRC / "sinks" / "nats" / "sample.yaml",
+    "fleet_ingest": SRC / "sources" / "fleet_ingest" / "sample.yaml",
     "opcua_server": SRC / "sinks" / "opcua_server" / "sample.yaml",
     "capture": SRC / "sources" / "capture" / "sample.yaml",
     "command_executor": SRC / "sources" / "command_executor" / "sample.yaml",

@@ -9,6 +9,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -50,8 +51,15 @@ def _no_leftover_hosts() -> Iterator[None]:
 
 class HostProcess:
     def __init__(self, *args: str) -> None:
+        # In a directory of its own: the host keeps a small journal of its node beside its data.
+        self.workdir = tempfile.mkdtemp(prefix="seam-host-test-")
         self.process = subprocess.Popen(
-            [SEAM, "host", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1
+            [SEAM, "host", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            bufsize=1,
+            cwd=self.workdir,
         )
         _STARTED.append(self.process)
         line = self.process.stdout.readline() if self.process.stdout else ""

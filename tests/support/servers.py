@@ -146,3 +146,86 @@ def postgres() -> Iterator[Postgres]:
             stderr=subprocess.DEVNULL,
         )
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+# --- NATS --------------------------------------------------------------------------------------------
+
+
+def nats_binary() -> str:
+    binary = shutil.which("nats-server") or "/usr/sbin/nats-server"
+    if not os.path.exists(binary):
+        raise RuntimeError("nats-server is not installed: run 'make test' once to install the test tools")
+    return binary
+
+
+@dataclass
+class NatsServer:
+    """One nats-server process with its configuration file; stop and start it again on the same ports."""
+
+    name: str
+    port: int
+    config: Path
+    log: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen([nats_binary(), "-c", str(self.config)], stdout=log, stderr=log)
+        wait_until(
+            self._listening,
+            f"nats-server {self.name} listening on {self.port}",
+            detail=self.tail,
+            abort=lambda: (
+                f"nats-server {self.name} exited" if self.process and self.process.poll() is not None else None
+            ),
+            ignore=(OSError,),
+        )
+
+    def _listening(self) -> bool:
+        socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+        return True
+
+    def stop(self, kill: bool = False) -> None:
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        if kill:
+            process.kill()
+        else:
+            process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+def nats_config(workdir: Path, name: str, body: str, port: int | None = None) -> NatsServer:
+    """Write ``<name>.conf`` (listening on a free loopback port, with ``body`` appended) into ``workdir``."""
+    port = port or free_port()
+    config = workdir / f"{name}.conf"
+    config.write_text(f'server_name: "{name}"\nlisten: "127.0.0.1:{port}"\n{body}\n')
+    return NatsServer(name, port, config, workdir / f"{name}.log")
+
+
+@contextlib.contextmanager
+def nats_jetstream(extra_config: str = "") -> Iterator[NatsServer]:
+    """A single nats-server with JetStream (files in a temporary directory) on a free loopback port."""
+    workdir = Path(tempfile.mkdtemp(prefix="seam-nats-"))
+    server = nats_config(workdir, "n1", f'jetstream {{ store_dir: "{workdir / "js"}" }}\n{extra_config}')
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)

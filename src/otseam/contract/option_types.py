@@ -59,7 +59,9 @@ def _existing_file(value: str, info: ValidationInfo) -> str:
     missing one is reported now, as `seam run` would."""
     context = info.context if isinstance(info.context, dict) else {}
     base = context.get("base")
-    path = value if not base or os.path.isabs(value) else os.path.join(str(base), value)
+    # Made absolute: from a relative base (`seam run seam-demo/seam.yaml`), a plugin joining it to the
+    # contract's directory again would otherwise open seam-demo/seam-demo/...
+    path = value if not base or os.path.isabs(value) else os.path.abspath(os.path.join(str(base), value))
     if not environment_checked(info):
         return path
     if not os.path.isfile(path):

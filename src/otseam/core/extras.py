@@ -19,6 +19,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "diode": ("pyeclib",),
     "console": ("aiohttp",),
     "serial": ("serial",),
+    "nats": ("nats", "nkeys"),
 }
 
 

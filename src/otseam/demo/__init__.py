@@ -1,1 +1,1 @@
-"""`seam demo`: the simulated plant and the whole edge running on it, on embedded defaults."""
+"""`seam demo`: the simulated plant, its OT node and its IT node on this machine, with nothing to configure."""
