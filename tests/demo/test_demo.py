@@ -110,7 +110,10 @@ def test_demo_runs_both_nodes_and_a_two_person_setpoint_change(tmp_path: Path) -
             assert client.login(user, "not the password").status == 401
             reply = client.login(user, passwords[user])
             assert reply.status == 200, reply.body
-            assert client.get("/api/v1/session").json()["user"] == user
+            session = client.get("/api/v1/session").json()
+            assert session["user"] == user
+            if user == "it-analyst":  # requests in the IT console; approving is the contract's approvers'
+                assert "commands.request" in session["permissions"], session
         assert Client(consoles["IT"]).get("/static/try.html").status == 200
 
         # Values cross the one-way link into the IT node's historian, with good quality.

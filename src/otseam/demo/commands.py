@@ -179,7 +179,7 @@ def enroll_people(contract_path: Path) -> None:
 def create_users(contract_path: Path) -> dict[str, str]:
     """The demo users on both nodes, each with a new random password; returns user name → password."""
     from otseam.contract.loader import load
-    from otseam.control.roles import default_role
+    from otseam.control.roles import Role, default_role
     from otseam.control.users import UserStore
 
     contract = load(contract_path).contract
@@ -190,8 +190,11 @@ def create_users(contract_path: Path) -> dict[str, str]:
             person = contract.person(person_id)
             if person is None:
                 continue  # an edited contract without this person: no such user
+            # The analyst requests setpoint changes in the IT console: a console role that may request (the
+            # contract's approvers still decide who approves).
+            role = Role.ENGINEER if user == "it-analyst" else default_role(person, contract)
             if store.get(user) is None:
-                store.add(user, person_id, default_role(person, contract), passwords[user])
+                store.add(user, person_id, role, passwords[user])
             else:
                 store.set_password(user, passwords[user])
     return passwords
@@ -339,6 +342,7 @@ def guide(
         f"    seam command approve ID --as ot-control --key {keys}/ot-control.key -c {rel} --node it-gateway",
         f"    seam command approve ID --as seam-owner --key {keys}/seam-owner.key -c {rel} --node it-gateway",
         f"    seam command show ID --as seam-owner -c {rel} --node it-gateway",
+        f"    or in the IT console's Requests page: approvers sign there by picking their key file in {keys}/",
         f"    seam audit verify -c {rel} --node ot-edge",
         "",
         "  stop         Ctrl-C (the journals keep everything; run again to continue)",
