@@ -112,6 +112,10 @@ def running_sim() -> Iterator[Sim]:
             process.wait()
 
 
+#: The payload of the probe that marks the end of a capture.
+CLOSING_PROBE = b"seam capture end"
+
+
 @contextlib.contextmanager
 def tcpdump(port: int, path: Path) -> Iterator[None]:
     """tcpdump on lo, recording TCP port ``port``, live before the body runs.
@@ -141,6 +145,15 @@ def tcpdump(port: int, path: Path) -> Iterator[None]:
 
             wait_until(recorded, "tcpdump to record its probe", TIMEOUT)
         yield
+        # A closing probe, sent after everything the body sent: once tcpdump has written it (the file
+        # ends with its payload), every packet before it is in the file too, and SIGINT loses nothing.
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+
+            def closed() -> bool:
+                probe.sendto(CLOSING_PROBE, (PEER_HOST, probe_port))
+                return path.read_bytes().endswith(CLOSING_PROBE)
+
+            wait_until(closed, "tcpdump to record everything before its closing probe", TIMEOUT)
     finally:
         # SIGINT: tcpdump writes what it holds and exits; the file is then complete.
         process.send_signal(signal.SIGINT)
