@@ -220,6 +220,13 @@ async def run_driver(dev: Device, collector: Collector) -> asyncio.Task[None]:
 
 
 async def stop_driver(task: asyncio.Task[None]) -> None:
-    task.cancel()
+    """Cancel the driver as the supervisor does: again if a cancellation was swallowed on the way (asyncua's
+    own wait_for can lose one that lands just as an answer does), and fail rather than hang."""
+    for _ in range(30):
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=1.0)
+        if done:
+            break
+    assert task.done(), "the driver did not stop when cancelled, 30 times over"
     with contextlib.suppress(asyncio.CancelledError):
         await task

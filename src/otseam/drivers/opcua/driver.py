@@ -174,6 +174,11 @@ class OpcUaDriver:
                 except Exception:
                     # Our own bug or an unexpected answer: say so loudly, and carry on.
                     log.exception("%s: unexpected error; reconnecting", self._label)
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    # A cancellation the client library swallowed (its wait_for can lose one that lands
+                    # just as an answer does): honour it rather than reconnect.
+                    raise asyncio.CancelledError
                 await self._went_away()
                 await session.drop()
                 if self._data_seen:
