@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -12,21 +11,12 @@ import pytest
 from otseam.control.users import UserStore
 from tests.control.inproc import Node, running
 from tests.control.node import CONTRACT, PASSWORD, add_users, seam_inline
+from tests.support.wait import wait_until_async
 
 
 async def wait_until(condition: Callable[[], object], what: str, within: float = 20.0) -> None:
-    import asyncio
-
-    deadline = time.monotonic() + within
-    while True:
-        result = condition()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
+    """The suite's wait helper, with this file's argument order."""
+    await wait_until_async(condition, what, within)
 
 
 def with_control(extra: str) -> str:

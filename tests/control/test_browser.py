@@ -9,7 +9,6 @@ tests. A screenshot of each page is saved (SHOTS_ENV).
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import socket
@@ -29,6 +28,7 @@ from tests.control.node import CONTRACT, PASSWORD, add_users
 from tests.diode.harness import KEY, settings
 from tests.diode.relay import Impairments, LossyRelay
 from tests.monitor.pcapgen import Conversation, mbap, write_pcap
+from tests.support.wait import wait_until_async
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [
@@ -160,11 +160,7 @@ async def make_a_gap(node: Node) -> None:
         return int(receiver().get("gaps", 0))
 
     async def until(condition: Callable[[], bool], what: str) -> None:
-        for _ in range(300):
-            if condition():
-                return
-            await asyncio.sleep(0.05)
-        raise AssertionError(f"timed out waiting for {what}")
+        await wait_until_async(condition, what, 15.0, interval=0.05)
 
     now = 1_800_000_000.0
     received: list[int] = []
