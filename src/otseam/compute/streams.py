@@ -12,6 +12,7 @@ sample is a re-sent old value and a bad one has none: both only make the result 
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections import deque
 from typing import Any
 
@@ -33,12 +34,14 @@ def _usable(value: Any, quality: Quality) -> bool:
     return value is not None and (quality is _GOOD or quality is _UNCERTAIN)
 
 
-class Stream:
+class Stream(ABC):
+    """One window, counter or rate: fed samples, it says when it has a value to publish."""
+
     #: Samples that arrived for a window already closed (dropped and counted).
     late = 0
 
-    def push(self, value: Any, quality: Quality, ts: float) -> Output | None:
-        raise NotImplementedError
+    @abstractmethod
+    def push(self, value: Any, quality: Quality, ts: float) -> Output | None: ...
 
     def tick(self, now: float) -> Output | None:
         return None
