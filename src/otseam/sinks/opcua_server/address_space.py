@@ -41,6 +41,10 @@ _DATA_VARIABLE = ua.NodeId(ua.ObjectIds.BaseDataVariableType)
 ANALOG_UNIT = ua.NodeId(ua.ObjectIds.AnalogUnitType)
 ANALOG_UNIT_RANGE = ua.NodeId(ua.ObjectIds.AnalogUnitRangeType)
 _OBJECTS = ua.NodeId(ua.ObjectIds.ObjectsFolder)
+_NODE_ID = ua.AttributeIds.NodeId
+_BROWSE_NAME = ua.AttributeIds.BrowseName
+_DISPLAY_NAME = ua.AttributeIds.DisplayName
+_VALUE = ua.AttributeIds.Value
 
 
 def point_variant(point: Point) -> ua.VariantType:
@@ -80,11 +84,12 @@ class Builder:
         self._inverse: dict[tuple[int, Any], Any] = {}
         self._typedefs: dict[tuple[Any, int], Any] = {}
         self._ranges: dict[tuple[float, float], ua.DataValue] = {}
+        self._templates: dict[tuple[Any, ...], dict[Any, Any]] = {}
+        #: Property values by the identity of their DataValue (each is kept alive by its attribute).
+        self._values: dict[int, AttributeValue] = {}
+        self._names: dict[tuple[str, int], tuple[Any, Any, AttributeValue, AttributeValue]] = {}
 
     # --- generic nodes ---------------------------------------------------------------------------
-
-    def _attribute(self, node: NodeData, attribute: ua.AttributeIds, variant: ua.Variant) -> None:
-        node.attributes[attribute] = AttributeValue(ua.DataValue(variant))
 
     def _constant(
         self,
@@ -110,26 +115,64 @@ class Builder:
             )
         node.attributes[attribute] = shared
 
+    def _template(self, nodeclass: Any, description: str, variable: tuple[Any, int, bool] | None) -> dict[Any, Any]:
+        """The attributes every node of one kind shares (class, description, masks; for a variable its
+        data type, rank, access and history flags; for an object its event notifier), made once: a
+        node's attributes start as a copy of these and add only their own ids and names."""
+        key = (int(nodeclass), description, variable)
+        template = self._templates.get(key)
+        if template is None:
+            node = NodeData(ua.NodeId())
+            self._constant(node, ua.AttributeIds.NodeClass, ua.VariantType.Int32, int(nodeclass), lambda c: c)
+            self._constant(
+                node, ua.AttributeIds.Description, ua.VariantType.LocalizedText, description, ua.LocalizedText
+            )
+            self._constant(node, ua.AttributeIds.WriteMask, ua.VariantType.UInt32, 0)
+            self._constant(node, ua.AttributeIds.UserWriteMask, ua.VariantType.UInt32, 0)
+            if variable is None:
+                self._constant(node, ua.AttributeIds.EventNotifier, ua.VariantType.Byte, 0)
+            else:
+                datatype, access, historizing = variable
+                self._constant(
+                    node, ua.AttributeIds.DataType, ua.VariantType.NodeId, datatype.Identifier, lambda _: datatype
+                )
+                self._constant(node, ua.AttributeIds.ValueRank, ua.VariantType.Int32, -1)
+                self._constant(node, ua.AttributeIds.ArrayDimensions, ua.VariantType.UInt32, 0, lambda _: [])
+                self._constant(node, ua.AttributeIds.AccessLevel, ua.VariantType.Byte, access)
+                self._constant(node, ua.AttributeIds.UserAccessLevel, ua.VariantType.Byte, access)
+                self._constant(node, ua.AttributeIds.MinimumSamplingInterval, ua.VariantType.Double, 0.0)
+                self._constant(node, ua.AttributeIds.Historizing, ua.VariantType.Boolean, historizing)
+            template = self._templates[key] = node.attributes
+        return template
+
     def _new(
         self,
         nodeid: ua.NodeId,
         nodeclass: ua.NodeClass,
         name: str,
-        description: str,
         parent: NodeData,
         reference: ua.NodeId,
         typedef: ua.NodeId,
+        template: dict[Any, Any],
+        namespace: int | None = None,
     ) -> NodeData:
         node = NodeData(nodeid)
-        browse = ua.QualifiedName(name, self.ns)
-        display = ua.LocalizedText(name)
-        self._attribute(node, ua.AttributeIds.NodeId, ua.Variant(nodeid, ua.VariantType.NodeId))
-        self._attribute(node, ua.AttributeIds.BrowseName, ua.Variant(browse, ua.VariantType.QualifiedName))
-        self._constant(node, ua.AttributeIds.NodeClass, ua.VariantType.Int32, int(nodeclass), lambda c: c)
-        self._attribute(node, ua.AttributeIds.DisplayName, ua.Variant(display, ua.VariantType.LocalizedText))
-        self._constant(node, ua.AttributeIds.Description, ua.VariantType.LocalizedText, description, ua.LocalizedText)
-        self._constant(node, ua.AttributeIds.WriteMask, ua.VariantType.UInt32, 0)
-        self._constant(node, ua.AttributeIds.UserWriteMask, ua.VariantType.UInt32, 0)
+        attributes = node.attributes = template.copy()
+        attributes[_NODE_ID] = AttributeValue(ua.DataValue(ua.Variant(nodeid, ua.VariantType.NodeId, is_array=False)))
+        names = self._names.get((name, namespace)) if namespace is not None else None
+        if names is None:
+            browse = ua.QualifiedName(name, self.ns if namespace is None else namespace)
+            display = ua.LocalizedText(name)
+            names = (
+                browse,
+                display,
+                AttributeValue(ua.DataValue(ua.Variant(browse, ua.VariantType.QualifiedName, is_array=False))),
+                AttributeValue(ua.DataValue(ua.Variant(display, ua.VariantType.LocalizedText, is_array=False))),
+            )
+            if namespace is not None:
+                # A property's name is the same on every point (EURange...): one set of objects for all.
+                self._names[(name, namespace)] = names
+        browse, display, attributes[_BROWSE_NAME], attributes[_DISPLAY_NAME] = names
         parent.references.append(
             ua.ReferenceDescription(
                 ReferenceTypeId=reference,
@@ -147,8 +190,8 @@ class Builder:
         inverse = self._inverse.get(inverse_key)
         if inverse is None:
             parent_class: Any = parent.attributes[ua.AttributeIds.NodeClass].value
-            parent_name: Any = parent.attributes[ua.AttributeIds.BrowseName].value
-            parent_display: Any = parent.attributes[ua.AttributeIds.DisplayName].value
+            parent_name: Any = parent.attributes[_BROWSE_NAME].value
+            parent_display: Any = parent.attributes[_DISPLAY_NAME].value
             inverse = self._inverse[inverse_key] = ua.ReferenceDescription(
                 ReferenceTypeId=reference,
                 IsForward=False,
@@ -169,16 +212,14 @@ class Builder:
         return node
 
     def folder(self, path: str, name: str, description: str, parent: NodeData) -> NodeData:
-        node = self._new(ua.NodeId(path, self.ns), ua.NodeClass.Object, name, description, parent, _ORGANIZES, _FOLDER)
-        self._constant(node, ua.AttributeIds.EventNotifier, ua.VariantType.Byte, 0)
-        return node
+        template = self._template(ua.NodeClass.Object, description, None)
+        return self._new(ua.NodeId(path, self.ns), ua.NodeClass.Object, name, parent, _ORGANIZES, _FOLDER, template)
 
     def obj(self, nodeid: str, name: str, description: str, parent: NodeData) -> NodeData:
-        node = self._new(
-            ua.NodeId(nodeid, self.ns), ua.NodeClass.Object, name, description, parent, _ORGANIZES, _OBJECT_TYPE
+        template = self._template(ua.NodeClass.Object, description, None)
+        return self._new(
+            ua.NodeId(nodeid, self.ns), ua.NodeClass.Object, name, parent, _ORGANIZES, _OBJECT_TYPE, template
         )
-        self._constant(node, ua.AttributeIds.EventNotifier, ua.VariantType.Byte, 0)
-        return node
 
     def variable(
         self,
@@ -191,24 +232,27 @@ class Builder:
         value: ua.DataValue,
         datatype: ua.NodeId,
         access: int,
+        namespace: int | None = None,
     ) -> NodeData:
-        node = self._new(nodeid, ua.NodeClass.Variable, name, description, parent, reference, typedef)
-        node.attributes[ua.AttributeIds.Value] = AttributeValue(value)
-        self._constant(node, ua.AttributeIds.DataType, ua.VariantType.NodeId, datatype.Identifier, lambda _: datatype)
-        self._constant(node, ua.AttributeIds.ValueRank, ua.VariantType.Int32, -1)
-        self._constant(node, ua.AttributeIds.ArrayDimensions, ua.VariantType.UInt32, 0, lambda _: [])
-        self._constant(node, ua.AttributeIds.AccessLevel, ua.VariantType.Byte, access)
-        self._constant(node, ua.AttributeIds.UserAccessLevel, ua.VariantType.Byte, access)
-        self._constant(node, ua.AttributeIds.MinimumSamplingInterval, ua.VariantType.Double, 0.0)
         historizing = self.history and reference != _HAS_PROPERTY
-        self._constant(node, ua.AttributeIds.Historizing, ua.VariantType.Boolean, historizing)
+        template = self._template(ua.NodeClass.Variable, description, (datatype, access, historizing))
+        node = self._new(nodeid, ua.NodeClass.Variable, name, parent, reference, typedef, template, namespace)
+        if reference == _HAS_PROPERTY:
+            # A property's value never changes (the same EngineeringUnits for every point in m3/h...):
+            # one attribute object per value, shared like the constants above.
+            shared = self._values.get(id(value))
+            if shared is None:
+                shared = self._values[id(value)] = AttributeValue(value)
+            node.attributes[_VALUE] = shared
+        else:
+            node.attributes[_VALUE] = AttributeValue(value)
         return node
 
     def _property(self, owner: NodeData, name: str, value: ua.DataValue, datatype: ua.NodeId) -> None:
         identifier: Any = owner.nodeid.Identifier
-        nodeid = ua.NodeId(f"{identifier}#{name}", self.ns)
-        node = self.variable(
-            nodeid,
+        # Properties are named in namespace 0 (OPC 10000-8 defines EURange and EngineeringUnits there).
+        self.variable(
+            ua.NodeId(f"{identifier}#{name}", self.ns),
             name,
             "",
             owner,
@@ -217,13 +261,8 @@ class Builder:
             value,
             datatype,
             ua.AccessLevel.CurrentRead.mask,
+            namespace=0,
         )
-        # Properties are named in namespace 0 (OPC 10000-8 defines EURange and EngineeringUnits there).
-        browse = ua.QualifiedName(name, 0)
-        self._constant(node, ua.AttributeIds.BrowseName, ua.VariantType.QualifiedName, name, lambda _: browse)
-        for reference in owner.references:
-            if reference.NodeId == nodeid:
-                reference.BrowseName = browse
 
     # --- the plant ------------------------------------------------------------------------------
 
