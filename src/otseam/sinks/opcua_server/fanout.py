@@ -219,9 +219,10 @@ async def notify(callbacks: dict[int, Any], previous: Any, dv: Any) -> None:
         mdata = item.mdata
         if mdata.mode == _DISABLED:
             continue
+        # asyncua's own path sets old_dvalue itself before it reads it: only the current value is kept
+        # (a reference, not asyncua's deep copy), and one value per item stays alive, not two.
         values = mdata.mvalue
         old = values.current_dvalue
-        values.old_dvalue = old
         values.current_dvalue = dv
         if old is previous and item.trigger == _STATUS_VALUE:
             if changed is None:
