@@ -4,6 +4,7 @@ timestamp, a deadband item (served by asyncua's own path) filters, a queue of on
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime
@@ -14,6 +15,7 @@ from asyncua import Client, ua
 
 from otseam.core.records import Batch, Event, Quality, Sample, Severity
 from otseam.sinks.opcua_server.fanout import SharedEncodingSubscription
+from otseam.sinks.opcua_server.server import YOUNG_GENERATION
 from tests.support.wait import wait_until_async
 
 from .support import port, running
@@ -116,6 +118,8 @@ async def test_every_subscriber_sees_every_change_with_status_and_source_time(tm
         iserver: Any = sink.server.iserver  # type: ignore[union-attr]
         kinds = {type(sub) for sub in iserver.subscription_service.subscriptions.values()}
         assert SharedEncodingSubscription in kinds
+        # Served values die young instead of filling the oldest generation (see server.py).
+        assert gc.get_threshold()[0] >= YOUNG_GENERATION
 
 
 async def test_a_disabled_item_hears_nothing_until_enabled_again(tmp_path: Path) -> None:

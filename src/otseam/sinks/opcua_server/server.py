@@ -48,6 +48,22 @@ class OpcUaServerError(ValueError):
     """A configuration the server cannot start with; the message says what to change."""
 
 
+#: Allocations (net of frees) between two collections of the youngest generation: Python's default is 700.
+YOUNG_GENERATION = 50_000
+
+
+def _young_generation_for_serving() -> None:
+    """Each value served lives until its point's next change, seconds later at 100,000 points: with the
+    default threshold it outlives two young collections, reaches the oldest generation, and every
+    quarter of that generation's size in such arrivals costs a full collection over all monitored
+    items (measured: 40 % of the server's CPU at 100,000 subscribed points). With a larger young
+    generation the values die before they are promoted. Process-wide, like ``seam run``'s
+    ``gc.freeze()``; it only ever raises the threshold."""
+    young, *older = gc.get_threshold()
+    if young < YOUNG_GENERATION:
+        gc.set_threshold(YOUNG_GENERATION, *older)
+
+
 def _holds_certificates(directory: Path) -> bool:
     """Start-up only (a handful of files): the trust list is read once, before serving."""
     if not directory.is_dir():
@@ -178,6 +194,7 @@ class OpcUaServerSink:
         )
         await server.start()
         self.server = server
+        _young_generation_for_serving()
         log.info(
             "opcua_server %s: %d points on %s (%s)",
             self.spec.id,
