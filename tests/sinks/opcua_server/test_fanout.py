@@ -127,18 +127,25 @@ async def test_a_disabled_item_hears_nothing_until_enabled_again(tmp_path: Path)
     async with running(tmp_path, options(p)) as sink, clients(p, 1) as (c,):
         ns = await c.get_namespace_index(NS)
         seen = Seen()
-        subscription = await c.create_subscription(20, seen)
+        # A slow publishing interval: the change made just before disabling is most likely still queued
+        # when the item is enabled again, next to the current value asyncua then queues itself.
+        subscription = await c.create_subscription(500, seen)
         await subscription.subscribe_data_change(c.get_node(ua.NodeId("plc1/level", ns)), queuesize=100)
         source = 1_790_000_000.0
-        await sink.deliver(Batch("j", [1], [Sample("plc1/level", 1.0, Quality.GOOD, source, source)]))
+
+        async def change(seq: int, level: float) -> None:
+            await sink.deliver(Batch("j", [seq], [Sample("plc1/level", level, Quality.GOOD, source + seq, source)]))
+
+        await change(1, 1.0)
         await wait_until_async(lambda: seen.values("plc1/level")[-1:] == [1.0], "the first change")
+        await change(2, 1.5)
         await subscription.set_monitoring_mode(ua.MonitoringMode.Disabled)
-        for i, level in enumerate((2.0, 2.5)):
-            record = Sample("plc1/level", level, Quality.GOOD, source + 1 + i, source + 1 + i)
-            await sink.deliver(Batch("j", [2 + i], [record]))
+        await change(3, 2.0)
+        await change(4, 2.5)
         await subscription.set_monitoring_mode(ua.MonitoringMode.Reporting)
-        # Enabled again, the item reports the current value once (asyncua's own path), then changes.
+        # Enabled again, the item reports the current value once (asyncua's own path), after what was
+        # queued before, then the changes.
         await wait_until_async(lambda: seen.values("plc1/level")[-1:] == [2.5], "the current value on enable")
-        await sink.deliver(Batch("j", [4], [Sample("plc1/level", 3.0, Quality.GOOD, source + 2, source + 2)]))
+        await change(5, 3.0)
         await wait_until_async(lambda: seen.values("plc1/level")[-1:] == [3.0], "the next change")
-        assert seen.values("plc1/level")[1:] == [1.0, 2.5, 3.0]
+        assert seen.values("plc1/level")[1:] == [1.0, 1.5, 2.5, 3.0]

@@ -80,14 +80,16 @@ class SharedEncodingSubscription(InternalSubscription):
         self._shared = {}
         parts: list[bytes] = [b""]
         count = 0
-        # asyncua's own queue first (the initial value of a new item, items with a filter): older.
+        for item in shared.values():
+            count += item.take(parts)
+        # Then asyncua's own queue (items with a filter; the current value asyncua sends an item that
+        # is created or enabled again): what it holds for a shared item came after that item's last
+        # shared change, since each shared change takes the item's older entries into its own queue.
         for notifications in self._triggered_datachanges.values():
             for notification in notifications:
                 parts.append(_encode_notification(notification))
                 count += 1
         self._triggered_datachanges = {}
-        for item in shared.values():
-            count += item.take(parts)
         parts[0] = _INT32.pack(count)
         parts.append(_NO_DIAGNOSTICS)
         result.NotificationMessage.NotificationData.append(
@@ -177,8 +179,9 @@ class SharedItem:
                     queue.append(self.latest)
                     self.latest = None
             if older:
-                # asyncua queued this item's first value: keep the order, one queue, one bound.
-                queue[:0] = [_encode_notification(n)[4:] for n in older]
+                # asyncua queued a value of this item since its last shared change (its initial value,
+                # or the current one when it was enabled again): one queue, in order, one bound.
+                queue.extend(_encode_notification(n)[4:] for n in older)
             queue.append(encoded)
             if size and len(queue) > size:
                 del queue[: len(queue) - size]
