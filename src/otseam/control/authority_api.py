@@ -30,13 +30,13 @@ from typing import Any
 
 from aiohttp import web
 
+from otseam.audit.log import AuditLog, AuditUnavailable, authority_dir, node_public_key, record_login, verify_log
 from otseam.contract.models import Contract
 from otseam.control.auth import Identity as ConsoleIdentity
 from otseam.control.authority import keys
-from otseam.control.authority.audit import AuditLog, AuditUnavailable, node_public_key, record_login, verify_log
 from otseam.control.authority.document import CommandRequest, DocumentError
 from otseam.control.authority.governance import ChangeControl, GovernanceError, enabled
-from otseam.control.authority.service import AuthorityError, AuthorityService, Identity, authority_dir
+from otseam.control.authority.service import AuthorityError, AuthorityService, Identity
 from otseam.control.authority.store import Signature
 from otseam.control.users import UserStore
 from otseam.control.view import NodeView, historian_path

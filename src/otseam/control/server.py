@@ -20,11 +20,11 @@ from typing import Any
 
 from aiohttp import web
 
+from otseam.audit.log import AuditUnavailable
 from otseam.contract.formulas.lineage import Lineage, lineage
 from otseam.contract.models import COMPUTED_DEVICE, Contract, Point
 from otseam.control import openapi
 from otseam.control.auth import COOKIE, CSRF_HEADER, Authenticator, Identity, LoginRefused, csrf_ok
-from otseam.control.authority.audit import AuditUnavailable
 from otseam.control.authority_api import AuthorityAPI
 from otseam.control.events import ALERT_KINDS, EventStore
 from otseam.control.live import CLOSE, LiveHub, cancel, sse

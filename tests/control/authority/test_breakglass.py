@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from otseam.audit.canonical import digest
 from otseam.control.authority import keys
 from otseam.control.authority.breakglass import BreakGlass, BreakGlassError
-from otseam.control.authority.canonical import digest
 from otseam.control.authority.executor import Executor
 from otseam.control.authority.store import Signature
 from otseam.core.records import Event, Severity

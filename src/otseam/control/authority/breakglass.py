@@ -15,13 +15,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+from otseam.audit.canonical import digest
+from otseam.audit.files import atomic_write, locked
+from otseam.audit.log import AuditUnavailable
 from otseam.contract.models import Side
 from otseam.control.authority import policy
-from otseam.control.authority.audit import AuditUnavailable
-from otseam.control.authority.canonical import digest
 from otseam.control.authority.document import CommandRequest, new_id, normalise_value
 from otseam.control.authority.executor import Executor, to_engineering
-from otseam.control.authority.files import atomic_write, locked
 from otseam.control.authority.keys import PURPOSE_BREAK_GLASS, PURPOSE_REVIEW
 from otseam.control.authority.store import Signature
 from otseam.core.records import Event, Severity

@@ -34,9 +34,9 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from otseam.control.authority.canonical import CanonicalError, canonical, decimal_text, digest
-from otseam.control.authority.files import atomic_write, locked
-from otseam.control.authority.keys import PURPOSE_CHECKPOINT, fingerprint, sign, verify
+from otseam.audit.canonical import CanonicalError, canonical, decimal_text, digest
+from otseam.audit.files import atomic_write, locked
+from otseam.audit.signing import PURPOSE_CHECKPOINT, fingerprint, sign, verify
 from otseam.core.plugins import JournalWriter
 from otseam.core.records import Event, Severity
 
@@ -46,6 +46,11 @@ GENESIS = "0" * 64
 LOG_NAME = "audit.log"
 HEAD_NAME = "audit.head"
 NODE_KEY = "node.key"
+
+
+def authority_dir(data_dir: str | Path) -> Path:
+    """Where a node keeps its audit log, its signing key and the authority's files."""
+    return Path(data_dir) / "authority"
 
 
 class AuditUnavailable(RuntimeError):
