@@ -36,6 +36,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from otseam.audit.log import AuditLog, AuditUnavailable, authority_dir
 from otseam.compute.recover import checkpoint_data, last_checkpoint
 from otseam.contract.loader import ContractError, LoadedContract, SourceMap, load
 from otseam.contract.models import DEFAULT_NODE, Contract, Device, SinkSpec, SourceSpec
@@ -232,6 +233,8 @@ class Supervisor:
         self.state = "starting"
         self.plan: Plan | None = None
         self.journal: Journal | None = None
+        #: The node's audit log, for its time-based checkpoints (every part that records opens its own).
+        self.audit: AuditLog | None = None
         self.pipeline: Pipeline | None = None
         self.data_dir = Path(".")
         self.components: dict[str, Component] = {}
@@ -371,6 +374,7 @@ class Supervisor:
             self.journal = Journal.from_config(plan.contract.journal.model_copy(update={"path": str(journal_path)}))
         except JournalError as exc:
             raise StartupError(f"journal: {exc}") from None
+        self.audit = AuditLog(authority_dir(self.data_dir), node=self.node, journal=self.journal)
         self.pipeline = Pipeline(plan.table)
         self._recover_compute_state()
         self.plan = plan
@@ -474,6 +478,10 @@ class Supervisor:
         beats = self.pipeline.tick()
         if beats:
             self._append(beats)
+        if self.audit is not None:
+            # A quiet audit log still gets its signed checkpoint (AuditLog logs the failure itself).
+            with contextlib.suppress(AuditUnavailable):
+                self.audit.checkpoint_if_due()
         for callback in self.on_tick:
             try:
                 callback()
