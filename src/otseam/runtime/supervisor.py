@@ -98,6 +98,8 @@ class Settings:
     #: contract, a text refuses it and says why. ``seam run`` passes change control's check (governance);
     #: a module-level function, so that a reload planned in a child process carries it along.
     admit: Callable[[Path, Path, str], str | None] | None = None
+    #: Sign an audit checkpoint once the oldest record no checkpoint covers is this old (seconds).
+    audit_checkpoint_seconds: float = 300.0
 
 
 @dataclass(slots=True)
@@ -374,7 +376,12 @@ class Supervisor:
             self.journal = Journal.from_config(plan.contract.journal.model_copy(update={"path": str(journal_path)}))
         except JournalError as exc:
             raise StartupError(f"journal: {exc}") from None
-        self.audit = AuditLog(authority_dir(self.data_dir), node=self.node, journal=self.journal)
+        self.audit = AuditLog(
+            authority_dir(self.data_dir),
+            node=self.node,
+            journal=self.journal,
+            checkpoint_seconds=self.settings.audit_checkpoint_seconds,
+        )
         self.pipeline = Pipeline(plan.table)
         self._recover_compute_state()
         self.plan = plan
