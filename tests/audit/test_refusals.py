@@ -36,3 +36,14 @@ def test_a_flood_is_folded_into_a_counted_record(tmp_path: Path) -> None:
     assert [r["data"]["address"] for r in records] == [0, 1, 2, 2]
     assert records[-1]["data"]["folded"] == 7 and records[-1]["message"].startswith("7 more refusals")
     refusals.close()
+
+
+def test_what_a_client_sent_is_bounded(tmp_path: Path) -> None:
+    audit = AuditLog(tmp_path / "authority", node="it-gateway")
+    refusals = Refusals(audit, "test")
+    huge = "x" * 100_000
+    refusals.record("login.failed", huge, huge, {"user": huge, "targets": [huge] * 1000}, huge)
+    refusals.close()
+    (record,) = audit.records()
+    assert len(record["actor"]) == 503 and len(record["message"]) == 2003
+    assert len(record["data"]["targets"]) == 50 and len(record["data"]["targets"][0]) == 503

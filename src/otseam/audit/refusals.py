@@ -57,6 +57,9 @@ class Refusals:
         severity: Severity = Severity.HIGH,
     ) -> None:
         """Queue the record of one refusal; returns at once."""
+        # What a client sent (a user name, a metric name, node ids) is bounded before it is kept.
+        actor, subject, message = _bounded(actor), _bounded(subject), _bounded(message, 2000)
+        data = {str(k)[:100]: _bounded(v) for k, v in list(data.items())[:50]}
         with self._guard:
             if self._pending >= self.limit:
                 self._folded += 1
@@ -143,3 +146,14 @@ class Refusals:
             worker, self._worker = self._worker, None
         if worker is not None:
             worker.shutdown(wait=True)
+
+
+def _bounded(value: Any, limit: int = 500) -> Any:
+    """``value`` with every text cut to ``limit`` characters and every list to 50 items."""
+    if isinstance(value, str):
+        return value if len(value) <= limit else value[:limit] + "..."
+    if isinstance(value, list | tuple):
+        return [_bounded(item, limit) for item in value[:50]]
+    if isinstance(value, dict):
+        return {str(k)[:100]: _bounded(v, limit) for k, v in list(value.items())[:50]}
+    return value
