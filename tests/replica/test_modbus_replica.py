@@ -122,6 +122,7 @@ async def test_every_write_is_refused_with_exception_01_and_recorded(tmp_path: P
         (6, 100, "high"),
         (5, 5, "high"),
     ]
+    assert all(r["actor"].startswith("127.0.0.1:") and r["actor"] == r["data"]["client"] for r in records)
     assert verify_log(audit.path, audit.head_path, node_public_key(audit.directory)).ok
     # ...and, through it, events of the journal (what a diode or a sink carries on).
     attempts = events(read_all(journal), "audit.replica.write_attempt")

@@ -172,13 +172,21 @@ class ModbusReplica:
         address = int.from_bytes(pdu[1:3], "big") if len(pdu) >= 3 else None
         message = (
             f"write attempt on the read-only Modbus replica refused: function {pdu[0]}, unit {unit}, "
-            f"address {address}; this replica has no path to the plant"
+            f"address {address}, from {self.server.client or 'an unknown client'}; this replica has no path to the plant"
         )
         log.warning("%s", message)
-        data = {"via": "modbus-replica", "function": pdu[0], "unit": unit, "address": address, "pdu": pdu[:16].hex()}
+        client = self.server.client
+        data = {
+            "via": "modbus-replica",
+            "client": client,
+            "function": pdu[0],
+            "unit": unit,
+            "address": address,
+            "pdu": pdu[:16].hex(),
+        }
         if self.refusals is not None:
-            # Modbus/TCP carries no user: the record names the function and address, the actor is unknown.
-            self.refusals.record("replica.write_attempt", "modbus client", "replica/modbus", data, message)
+            # Modbus/TCP carries no user: the actor is the client's address.
+            self.refusals.record("replica.write_attempt", client or "modbus client", "replica/modbus", data, message)
         elif self.journal is not None:
             self.journal.append(
                 [Event(time.time(), "replica.write_attempt", "replica/modbus", Severity.HIGH, message, data)]
