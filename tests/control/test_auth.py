@@ -249,12 +249,23 @@ async def test_what_cannot_be_recorded_is_refused(node: Node) -> None:
     owner = await node.client("erik")
     try:
         offset = await raise_alert(node, owner)
+        status, earlier = await owner.call("POST", "/api/v1/tokens", {"name": "earlier", "scopes": ["read"]})
+        assert status == 200
         log = authority_dir(node.supervisor.data_dir) / "audit.log"
         log.unlink()
         log.symlink_to("/dev/full")  # a full disk
         status, reply = await owner.call("POST", "/api/v1/tokens", {"name": "grafana", "scopes": ["read"]})
         assert status == 503 and "not created" in reply["error"]
+        # Revoking only takes access away: it stands, says it is not on record, and the journal says so too.
+        status, reply = await owner.call("DELETE", f"/api/v1/tokens/{earlier['id']}")
+        assert status == 200 and "not on record" in reply["warning"]
         assert all(t.revoked is not None for t in UserStore(node.supervisor.data_dir).tokens())
+
+        async def unrecorded() -> bool:
+            items = (await owner.call("GET", "/api/v1/events?kind=audit.unrecorded"))[1]["items"]
+            return any(e["data"]["token"] == earlier["id"] and e["severity"] == "high" for e in items)
+
+        await wait_until(unrecorded, "the unrecorded revocation in the journal")
         status, reply = await owner.call("POST", f"/api/v1/alerts/{offset}/ack", {"comment": "seen"})
         assert status == 503 and "audit log cannot be written" in reply["error"]
         unacknowledged = (await owner.call("GET", "/api/v1/alerts"))[1]["items"]
