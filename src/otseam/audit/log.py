@@ -1,4 +1,4 @@
-"""The tamper-evident audit log of the seam's authority.
+"""The tamper-evident audit log of a node.
 
 One JSON record per line in ``<authority dir>/audit.log``. Each record carries its sequence number,
 the SHA-256 of the record before it (``prev``) and its own hash over the canonical encoding of
@@ -42,7 +42,7 @@ from otseam.audit.signing import PURPOSE_CHECKPOINT, fingerprint, sign, verify
 from otseam.core.plugins import JournalWriter
 from otseam.core.records import Event, Severity
 
-log = logging.getLogger("otseam.control.authority")
+log = logging.getLogger("otseam.audit")
 
 GENESIS = "0" * 64
 LOG_NAME = "audit.log"
