@@ -127,8 +127,8 @@ def test_alarms_are_listed_and_acknowledged_with_a_comment(node: SeamRun) -> Non
         assert reply.status == 409
 
     def audited() -> bool:
-        items = viewer.get("/api/v1/events?kind=audit.ack").json()["items"]
-        return any(e["data"]["offset"] == offset and e["data"]["person"] == "olga" for e in items)
+        items = viewer.get("/api/v1/events?kind=audit.alert.ack").json()["items"]
+        return any(e["data"]["data"]["offset"] == offset and e["data"]["actor"] == "olga" for e in items)
 
     node.wait_for(audited, "the acknowledgement in the journal")
 
