@@ -234,6 +234,7 @@ def run_one(name: str, poll: float, args: argparse.Namespace, broker: Broker, su
         t0, cpu0 = time.time(), tree_cpu(process.pid)
         time.sleep(args.seconds)
         t1, cpu1 = time.time(), tree_cpu(process.pid)
+        result["peak_rss_steady_mib"] = round(sampler.peak, 1)
         outage: tuple[float, float] | None = None
         if args.outage_seconds > 0 and abs(poll - args.outage_poll) < 1e-9:
             outage = broker_outage(broker, args.outage_seconds, record, workdir)
@@ -242,6 +243,7 @@ def run_one(name: str, poll: float, args: argparse.Namespace, broker: Broker, su
         stop_process(process)
         result["peak_rss_mib"] = round(sampler.stop(), 1)
         stop_process(sim)  # type: ignore[arg-type]
+    np.savez_compressed(workdir / "received.npz", *record.arrays()[:3])
     result |= analyse(record, workdir, args.points, args.devices * args.points, (t0, t1), cpu1 - cpu0, poll)
     if outage is not None:
         result["outage"] = outage_figures(record, workdir / "cycles.txt", args.devices * args.points, outage)
@@ -297,25 +299,28 @@ def analyse(record: Record, workdir: Path, points: int, tags: int, window: tuple
             poll: float) -> dict[str, Any]:  # fmt: skip
     t0, t1 = window
     times = change_times(workdir / "cycles.txt")
-    _, cycles, first, received, wrong = first_arrivals(record)
-    all_tags, all_cycles, _, _ = record.arrays()
+    first_tags, cycles, first, received, wrong = first_arrivals(record)
+    all_tags = record.arrays()[0]
     in_window = (received >= t0) & (received < t1)
-    changed = times[np.minimum(all_cycles, len(times) - 1)]
-    latency_ms = 1000 * (received[in_window] - changed[in_window])
+    # Latency is that of a change: its first arrival (a value read twice in one cycle is delivered
+    # twice by some gateways; the second copy is not a change and is not timed).
+    fresh = (first >= t0) & (first < t1)
+    change_of_first = times[np.minimum(cycles, len(times) - 1)]
+    latency_ms = 1000 * (first[fresh] - change_of_first[fresh])
     latency_ms = latency_ms[np.isfinite(latency_ms)]
-    # From the read that first showed the value to its receipt: the gateway's own latency.
+    # From the read that first showed the change to its arrival: the gateway's own latency, whatever
+    # the phase of its polling against the PLC's cycle.
     read_keys, read_at = read_times(workdir / "reads.txt", points)
-    keys = (all_tags[in_window] << CYCLE_BITS) | all_cycles[in_window]
+    keys = (first_tags[fresh] << CYCLE_BITS) | cycles[fresh]
     where = np.minimum(np.searchsorted(read_keys, keys), max(len(read_keys) - 1, 0))
     known = read_keys[where] == keys if len(read_keys) else np.zeros(len(keys), dtype=bool)
-    read_ms = 1000 * (received[in_window][known] - read_at[where][known])
-    updates = int(np.sum((first >= t0) & (first < t1)))
+    read_ms = 1000 * (first[fresh][known] - read_at[where][known])
+    updates = int(fresh.sum())
     seconds = t1 - t0
     # Coverage: of the changes the PLCs made inside the window (a poll period clear of its end), the
     # share delivered at any time.
     made = (times >= t0) & (times < t1 - 2 * poll)
     expected = int(made.sum()) * tags
-    change_of_first = times[np.minimum(cycles, len(times) - 1)]
     delivered = int(np.sum((change_of_first >= t0) & (change_of_first < t1 - 2 * poll)))
     return {
         "seconds": round(seconds, 1),
