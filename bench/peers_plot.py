@@ -84,20 +84,23 @@ def main() -> int:
 
     outages = [r for r in results if r.get("outage")]
     if outages:
-        fig, ax = plt.subplots(figsize=(7, 3.8))
+        fig, ax = plt.subplots(figsize=(8.5, 4.4))
         names = [LABELS.get(r["gateway"], r["gateway"]) for r in outages]
-        made = [r["outage"]["changes_made"] for r in outages]
         got = [r["outage"]["changes_delivered"] for r in outages]
-        lost = [m - g for m, g in zip(made, got, strict=True)]
+        lost = [r["outage"]["changes_lost"] for r in outages]
+        never = [r["outage"].get("changes_never_read", 0) for r in outages]
         ax.bar(names, got, color=[COLOURS.get(r["gateway"]) for r in outages], label="delivered")
-        bars = ax.bar(names, lost, bottom=got, color="#cccccc", hatch="//", label="never arrived")
+        bars = ax.bar(names, lost, bottom=got, color="#cccccc", hatch="//", label="read, never arrived")
         ax.bar_label(bars, labels=[f"lost {v:,}" for v in lost], fontsize=8)
+        base = [g + v for g, v in zip(got, lost, strict=True)]
+        ax.bar(
+            names, never, bottom=base, color="#f2f2f2", edgecolor="#999999", label="not read (poll missed the cycle)"
+        )
         ax.set_ylabel("tag changes made while the broker was down")
         seconds = outages[0]["outage"]["seconds"]
         ax.set_title(f"Broker down for {seconds:.0f} s at a {outages[0]['poll_ms']} ms poll: what arrived")
-        ax.legend(fontsize=8)
+        legend_below(fig, ax)
         fig.suptitle(subtitle, fontsize=9)
-        fig.tight_layout()
         fig.savefig(folder / "peers-outage.png", dpi=110)
     print(f"plots: {folder}/peers-throughput.png, peers-latency.png" + (", peers-outage.png" if outages else ""))
     return 0
