@@ -243,7 +243,9 @@ def run_one(name: str, poll: float, args: argparse.Namespace, broker: Broker, su
         stop_process(process)
         result["peak_rss_mib"] = round(sampler.stop(), 1)
         stop_process(sim)  # type: ignore[arg-type]
-    np.savez_compressed(workdir / "received.npz", *record.arrays()[:3])
+    if record.tags:  # every value as received, for a second look at a run
+        np.savez_compressed(workdir / "received.npz", tags=np.concatenate(record.tags),
+                            values=np.concatenate(record.values), received=np.concatenate(record.received))  # fmt: skip
     result |= analyse(record, workdir, args.points, args.devices * args.points, (t0, t1), cpu1 - cpu0, poll)
     if outage is not None:
         result["outage"] = outage_figures(record, workdir, args.points, args.devices * args.points, outage)
@@ -331,6 +333,7 @@ def analyse(record: Record, workdir: Path, points: int, tags: int, window: tuple
         "messages": record.messages,
         "wrong_values": wrong,
         "undecodable_messages": record.undecodable,
+        "null_values": record.nulls,
         "cpu_s": round(cpu, 2),
         "cpu_share": round(cpu / seconds, 3),
         "cpu_s_per_100k": round(1e5 * cpu / updates, 3) if updates else None,

@@ -35,7 +35,7 @@ def grouped(ax: Any, results: list[dict[str, Any]], key: str, polls: list[int], 
 def legend_below(fig: Any, ax: Any) -> None:
     handles, labels = ax.get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    fig.tight_layout(rect=(0, 0.06, 1, 0.94))
 
 
 def main() -> int:
@@ -96,6 +96,7 @@ def main() -> int:
         ax.bar(
             names, never, bottom=base, color="#f2f2f2", edgecolor="#999999", label="not read (poll missed the cycle)"
         )
+        ax.set_ylim(0, 1.15 * max(g + v + n for g, v, n in zip(got, lost, never, strict=True)))
         ax.set_ylabel("tag changes made while the broker was down")
         seconds = outages[0]["outage"]["seconds"]
         ax.set_title(f"Broker down for {seconds:.0f} s at a {outages[0]['poll_ms']} ms poll: what arrived")

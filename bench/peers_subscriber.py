@@ -46,6 +46,8 @@ class Record:
     received: list[np.ndarray] = field(default_factory=list)
     messages: int = 0
     undecodable: int = 0
+    #: Values sent without a value (Seam's BAD_COMM samples when a first poll is late): not changes.
+    nulls: int = 0
 
     def add(self, tags: list[int], values: list[int], now: float) -> None:
         self.tags.append(np.asarray(tags, dtype=np.int32))
@@ -143,6 +145,9 @@ class Subscriber:
         else:
             aliases = self.aliases
             for metric in payload.metrics:
+                if metric.is_null:
+                    self.record.nulls += 1
+                    continue
                 tags.append(aliases[(device, metric.alias)])
                 values.append(metric.int_value)
         self.record.add(tags, values, now)
