@@ -27,7 +27,7 @@ from otseam.control.auth import COOKIE, CSRF_HEADER, Authenticator, Identity, Lo
 from otseam.control.authority.audit import AuditUnavailable
 from otseam.control.authority_api import AuthorityAPI
 from otseam.control.events import ALERT_KINDS, EventStore
-from otseam.control.live import CLOSE, LiveHub, cancel, sse
+from otseam.control.live import LiveHub, cancel, sse
 from otseam.control.roles import Permission
 from otseam.control.routes import ROUTES, Open, Route
 from otseam.control.users import UserError, UserStore
@@ -795,6 +795,8 @@ class ControlPlane:
         body["console"] = {
             "live_offset": self.hub.offset,
             "streams": len(self.hub.subscribers),
+            "messages": self.hub.messages,
+            "resyncs": self.hub.resyncs,
             "error": self.hub.error or None,
         }
         return web.json_response(body, dumps=lambda o: json.dumps(o, default=str))
@@ -812,22 +814,18 @@ class ControlPlane:
         await response.prepare(request)
         subscriber = self.hub.subscribe(points, events)
         try:
-            await response.write(b"retry: 2000\n\n" + sse("snapshot", self.hub.snapshot(points), self.hub.offset))
+            await response.write(b"retry: 2000\n\n" + self.hub.snapshot(points))
             while True:
-                message = await subscriber.get(5.0)
-                if message is None:
-                    message = b": idle\n\n"
+                waiting = await subscriber.wait(5.0)
                 if not self._still_valid(identity):
                     await response.write(sse("signed-out", {"message": "the session ended: sign in again"}))
                     break
-                if message is CLOSE:
+                if subscriber.closed:
                     break
-                if message == b"":
-                    missed, subscriber.missed = subscriber.missed, 0
-                    self.hub.resyncs += 1
-                    message = sse("resync", {"missed": missed}) + sse(
-                        "snapshot", self.hub.snapshot(points), self.hub.offset
-                    )
+                if subscriber.behind:
+                    message = self.hub.resync(subscriber, points)
+                else:
+                    message = subscriber.take() if waiting else b": idle\n\n"
                 await response.write(message)
         except (ConnectionResetError, asyncio.CancelledError):
             pass

@@ -130,9 +130,12 @@ function stopStream() {
   clearTimeout(state.reconnect);
 }
 
-function applyValues(rows) {
-  for (const [point, value, quality, sourceTs, reportTs] of rows) state.values.set(point, { value, quality, sourceTs, reportTs });
-  if (state.page && state.page.onValues) state.page.onValues(rows);
+// A values or snapshot message: groups of points that share quality and timestamps (one driver poll).
+function applyValues(groups) {
+  for (const [quality, sourceTs, reportTs, points, values] of groups) {
+    for (let i = 0; i < points.length; i++) state.values.set(points[i], { value: values[i], quality, sourceTs, reportTs });
+  }
+  if (state.page && state.page.onValues) state.page.onValues(groups);
 }
 
 function onEvents(events) {
