@@ -71,8 +71,8 @@ async function submitLogin(event) {
 function started() {
   const s = state.session;
   $("login").hidden = true; $("top").hidden = false; $("view").hidden = false;
-  $("who").textContent = `${s.name} (${s.side} side, ${s.role})`;
-  $("where").textContent = `${s.site} / ${s.node}`;
+  $("who").textContent = $("who").title = `${s.name} (${s.side} side, ${s.role})`;
+  $("where").textContent = $("where").title = `${s.site} / ${s.node}`;
   startStream();
   route();
 }
@@ -100,7 +100,7 @@ function startStream() {
   source.addEventListener("values", (e) => { seen(); applyValues(JSON.parse(e.data)); });
   source.addEventListener("events", (e) => { seen(); onEvents(JSON.parse(e.data)); });
   source.addEventListener("tick", () => seen());
-  source.addEventListener("resync", (e) => { seen(); console.warn("resynchronised after missing", JSON.parse(e.data).missed, "messages"); });
+  source.addEventListener("resync", (e) => { seen(); showResync(JSON.parse(e.data).missed); });
   source.addEventListener("error", (e) => {
     if (e.data) { setLive(false, "live: error"); $("stream-lost").textContent = JSON.parse(e.data).message; return; }
     lost();
@@ -113,6 +113,19 @@ function startStream() {
       if (state.stream && Date.now() - state.lastMessage > 3500) lost();
     }, 500);
   }
+}
+
+// The node could not write to this page as fast as values changed: it skipped what was waiting and sends
+// the current value of every point instead (the snapshot that follows). Said on the page, never silent.
+function showResync(missed) {
+  const bar = $("stream-resync");
+  bar.hidden = false;
+  const what = `${esc(missed)} ${missed === 1 ? "message was" : "messages were"} skipped and every value was sent afresh`;
+  bar.innerHTML = `Live updates fell behind at ${new Date().toISOString().slice(11, 19)}Z: ${what}. ` +
+    "Events in that interval may be missing from this page's lists. " +
+    '<button type="button" id="resync-reload">Reload this page</button> <button type="button" id="resync-close">Dismiss</button>';
+  $("resync-reload").addEventListener("click", () => { bar.hidden = true; route(); });
+  $("resync-close").addEventListener("click", () => { bar.hidden = true; });
 }
 
 function lost() {
