@@ -47,7 +47,7 @@ async function showLogin() {
   stopStream();
   stopTimers();
   state.session = null;
-  $("top").hidden = true; $("view").hidden = true; $("stream-lost").hidden = true; $("login").hidden = false;
+  $("top").hidden = true; $("view").hidden = true; $("stream-lost").hidden = true; $("stream-resync").hidden = true; $("login").hidden = false;
   try { $("banner").textContent = (await (await fetch(API + "/banner")).json()).banner || ""; } catch (e) { /* shown empty */ }
   $("banner").hidden = !$("banner").textContent;
   $("login-user").focus();
@@ -450,15 +450,52 @@ async function linkPage(view, page) {
 }
 
 async function contractPage(view) {
-  const contract = await api("GET", "/contract");
+  // The session as it is now, with its permissions (the sign-in answer does not list them).
+  const [contract, session] = await Promise.all([api("GET", "/contract"), api("GET", "/session")]);
   view.innerHTML = `<h2>Contract</h2>
     <p>${esc(contract.site.enterprise)} / ${esc(contract.site.site)} · ${contract.people.length} people · ${contract.zones.length} zones ·
     ${contract.conduits.length} conduits · ${contract.devices.length} devices · ${contract.sinks.length} sinks</p>
     <p class="muted">Proposals, the changes they make in words and who must approve them: on the
     <a href="#/requests">Requests</a> page (<code>seam contract diff</code> compares two files).</p>
+    ${(session.permissions || []).includes("contract.change") ? proposeForm() : ""}
     <h3>People</h3>${table(["Person", "Name", "Side", "Role"], contract.people.map((p) => [esc(p.id), esc(p.name), esc(p.side), esc(p.role)]))}
     <h3>Interface document (seam doc)</h3><p><a href="${API}/contract/document" target="_blank" rel="noopener">open in its own tab</a></p>
     <iframe class="doc" src="${API}/contract/document" title="interface document" sandbox></iframe>`;
+  if ($("propose-form")) wirePropose();
+}
+
+// Proposing a change is what `seam contract propose` does: the node compares the text with the contract in
+// force, runs the rules (an error refuses it), and records a proposal for the approvers the change needs.
+function proposeForm() {
+  return `<h3>Propose a change</h3><form id="propose-form" class="propose">
+    <p class="muted">Paste the changed contract, or pick its file (read here, in the browser). The node shows the
+    changes in words and the rules' findings; the approvers sign it on the <a href="#/requests">Requests</a> page.</p>
+    <label>Contract file <input type="file" id="propose-file" accept=".yaml,.yml,text/yaml"></label>
+    <textarea id="propose-text" rows="10" spellcheck="false" placeholder="the whole changed contract (YAML)" required></textarea>
+    <p><button type="submit">Propose</button></p></form><div id="propose-result" role="status"></div>`;
+}
+
+function wirePropose() {
+  $("propose-file").addEventListener("change", async (e) => {
+    const file = e.target.files[0];
+    if (file) $("propose-text").value = await file.text();
+  });
+  $("propose-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const out = $("propose-result");
+    out.textContent = "Proposing…";
+    try {
+      const p = await api("POST", "/contract/proposals", { text: $("propose-text").value });
+      const list = (items, mark) => items.length ? `<ul>${items.map((i) => `<li>${mark(i)}${esc(i)}</li>`).join("")}</ul>` : "<p class=\"muted\">none</p>";
+      out.innerHTML = `<p class="ok" id="propose-done">Proposed r${esc(p.revision)} (${esc(p.status)}), SHA-256 <code>${esc(p.digest)}</code>.</p>
+        <h4>Changes</h4>${list(p.changes, (c) => (p.widening.includes(c) ? "<strong>widens:</strong> " : ""))}
+        <h4>Rule findings</h4>${list(p.findings, () => "")}
+        <h4>Needs approval from</h4>${list(Object.entries(p.required).map(([who, why]) => `${who} (${why})`), () => "")}`;
+    } catch (error) {
+      out.innerHTML = `<pre class="error" id="propose-error"></pre>`;
+      $("propose-error").textContent = error.message;
+    }
+  });
 }
 
 // --- start ------------------------------------------------------------------------------------------
