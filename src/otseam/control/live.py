@@ -165,6 +165,9 @@ class LiveHub:
         self.batches = 0
         self.messages = 0
         self.resyncs = 0
+        #: CPU-seconds of the event loop's thread spent on live updates: taking and encoding batches, and
+        #: (added by the stream handlers) writing them. Shown by /api/v1/health, read by the benchmark.
+        self.cpu = 0.0
         self.error = ""
         self._event_listeners: list[Callable[[list[tuple[int, Event]]], None]] = []
         #: Batches as the journal wrote them: (first offset, records). Appended on the writing thread.
@@ -256,7 +259,9 @@ class LiveHub:
         next_commit = 0.0
         while not journal.closed:
             await asyncio.sleep(FLUSH)
+            began = time.thread_time()
             self._drain()
+            self.cpu += time.thread_time() - began
             now = time.monotonic()
             if now >= next_commit and self.offset > cursor.committed:
                 next_commit = now + COMMIT_EVERY

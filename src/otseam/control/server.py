@@ -797,6 +797,7 @@ class ControlPlane:
             "streams": len(self.hub.subscribers),
             "messages": self.hub.messages,
             "resyncs": self.hub.resyncs,
+            "cpu_seconds": round(self.hub.cpu, 3),
             "error": self.hub.error or None,
         }
         return web.json_response(body, dumps=lambda o: json.dumps(o, default=str))
@@ -822,11 +823,15 @@ class ControlPlane:
                     break
                 if subscriber.closed:
                     break
+                began = time.thread_time()
                 if subscriber.behind:
                     message = self.hub.resync(subscriber, points)
                 else:
                     message = subscriber.take() if waiting else b": idle\n\n"
+                # The write goes to the socket at once; it waits (and other tasks run) only when the
+                # client's socket is full, which then counts their CPU too: an upper bound.
                 await response.write(message)
+                self.hub.cpu += time.thread_time() - began
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         finally:
