@@ -211,16 +211,19 @@ class LiveHub:
             if journal is None or journal.closed:
                 await asyncio.sleep(0.5)
                 continue
-            self._inbox.clear()
-            stop = journal.observe(self._take)
             try:
                 cursor = journal.reader(CURSOR)
             except JournalError as exc:
-                stop()
                 self._fail(str(exc))
                 await asyncio.sleep(1.0)
                 continue
+            stop: Callable[[], None] | None = None
             try:
+                # A long backlog is indexed before batches are taken as written (they would pile up
+                # meanwhile); then only the stretch appended during that is read before following.
+                await self._index_backlog(cursor, journal.last_offset)
+                self._inbox.clear()
+                stop = journal.observe(self._take)
                 await self._index_backlog(cursor, journal.last_offset)
                 await self._follow(journal, cursor)
             except JournalError as exc:
@@ -229,7 +232,8 @@ class LiveHub:
                 self._fail(str(exc))
                 await asyncio.sleep(1.0)
             finally:
-                stop()
+                if stop is not None:
+                    stop()
                 cursor.close()
 
     def _take(self, first: int, records: Sequence[Record | SampleColumns]) -> None:
