@@ -101,6 +101,10 @@ class Node:
             stderr=subprocess.STDOUT,
             text=True,
             env=env,
+            # A session of its own: with the kernel's autogroup scheduling (on by default), CPU is shared
+            # fairly between sessions, and a node in the load process's session would split one share
+            # with its own clients, which stand for browsers on other machines.
+            start_new_session=True,
         )
         self.lines: list[str] = []
         self.port = 0
@@ -157,6 +161,8 @@ class Totals:
     def __init__(self) -> None:
         #: CPU-seconds the node's live updates took (its own count: encoding and writing), in the phase.
         self.console_cpu = 0.0
+        #: CPU-seconds the clients (this process) took in the phase: they share the node's machine.
+        self.load_cpu = 0.0
         self.rows = 0
         self.messages = 0
         self.resyncs = 0
@@ -272,9 +278,10 @@ async def phase(port: int, cookie: str, clients: int, seconds: float, pid: int) 
     await asyncio.sleep(3.0)  # every client has its snapshot and is in step
     console0 = await asyncio.to_thread(live_stats, port, cookie)
     totals.counting = True
-    cpu0, wall0 = cpu_seconds(pid), time.time()
+    cpu0, wall0, own0 = cpu_seconds(pid), time.time(), time.process_time()
     await asyncio.sleep(seconds)
-    cpu1, wall1 = cpu_seconds(pid), time.time()
+    cpu1, wall1, own1 = cpu_seconds(pid), time.time(), time.process_time()
+    totals.load_cpu = own1 - own0
     totals.counting = False
     console1 = await asyncio.to_thread(live_stats, port, cookie)
     totals.console_cpu = float(console1["cpu_seconds"]) - float(console0["cpu_seconds"])  # type: ignore[arg-type]
@@ -328,6 +335,7 @@ def main() -> int:
     )
     print(f"  node CPU without clients: {base_cpu / (base_end - base_start):.2f} CPU-s per s")
     print(f"  node CPU with clients:    {cpu / duration:.2f} CPU-s per s (the streams add {added / duration:.2f})")
+    print(f"  the clients' process (same machine): {totals.load_cpu / duration:.2f} CPU-s per s")
     print(
         f"  updates delivered: {totals.rows:,} ({totals.rows / duration:,.0f}/s) in {totals.messages:,} messages; "
         f"resyncs {totals.resyncs}"
