@@ -353,7 +353,10 @@ def main() -> int:
         f"  latency gateway timestamp -> client: p50 {percentile(totals.latencies, 0.5) * 1000:.0f} ms, "
         f"p99 {percentile(totals.latencies, 0.99) * 1000:.0f} ms, max {max(totals.latencies, default=0) * 1000:.0f} ms"
     )
-    print(f"  resyncs seen by the node: {stats.get('resyncs')}; load process niceness {args.nice}")
+    print(
+        f"  resyncs seen by the node: {stats.get('resyncs')}; its interval between sends at the end: "
+        f"{float(stats.get('interval') or 0) * 1000:.0f} ms; load process niceness {args.nice}"  # type: ignore[arg-type]
+    )
     verdict = "ok" if gap <= 2 * POLL else "EXCEEDED"
     base_verdict = "ok" if base_gap <= 2 * POLL else "EXCEEDED"
     print(

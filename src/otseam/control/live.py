@@ -4,7 +4,9 @@ The hub takes each batch as the journal writes it (:meth:`Journal.observe`: the 
 its records, no decoding from disk) and, every ``FLUSH`` seconds, turns what arrived into at most two
 messages: the latest value of each point that changed (one JSON encoding of the samples themselves, no
 Python work per sample beyond a dict update) and the events. Every stream watching everything is handed
-the same bytes; a stream watching a few points gets a copy filtered from its own points.
+the same bytes; a stream watching a few points gets a copy filtered from its own points. Polling comes
+first: when the event loop wakes the hub late (the process is short of CPU), the hub sends less often,
+each point's latest value winning meanwhile, so the streams' share of the CPU shrinks.
 
 Events are also indexed for the alerts pages (``EventStore``). That index must not miss an event across
 a crash, so the hub keeps a journal cursor (``console``): at start it reads what the index may lack, and
@@ -46,6 +48,11 @@ MAX_AGE = 2.0
 MAX_BYTES = 16 * 1024 * 1024
 #: How often what the journal took is sent on, in seconds (each point's latest value wins meanwhile).
 FLUSH = 0.05
+#: When the event loop is this late waking the hub (the process is short of CPU), the interval doubles,
+#: up to SLOWEST: the streams then send each point's latest value less often and the polling keeps the
+#: CPU. It comes back down when the loop is on time again.
+LATE = 0.02
+SLOWEST = 0.8
 #: The index's cursor is committed at most this often, in seconds.
 COMMIT_EVERY = 1.0
 
@@ -168,6 +175,8 @@ class LiveHub:
         #: CPU-seconds of the event loop's thread spent on live updates: taking and encoding batches, and
         #: (added by the stream handlers) writing them. Shown by /api/v1/health, read by the benchmark.
         self.cpu = 0.0
+        #: The interval between two sends now, in seconds (see LATE).
+        self.interval = FLUSH
         self.error = ""
         self._event_listeners: list[Callable[[list[tuple[int, Event]]], None]] = []
         #: Batches as the journal wrote them: (first offset, records). Appended on the writing thread.
@@ -262,7 +271,13 @@ class LiveHub:
         next_tick = 0.0
         next_commit = 0.0
         while not journal.closed:
-            await asyncio.sleep(FLUSH)
+            due = time.monotonic() + self.interval
+            await asyncio.sleep(self.interval)
+            late = time.monotonic() - due
+            if late > LATE:
+                self.interval = min(SLOWEST, self.interval * 2)
+            elif self.interval > FLUSH:
+                self.interval = max(FLUSH, self.interval * 0.8)
             began = time.thread_time()
             self._drain()
             self.cpu += time.thread_time() - began

@@ -798,6 +798,7 @@ class ControlPlane:
             "messages": self.hub.messages,
             "resyncs": self.hub.resyncs,
             "cpu_seconds": round(self.hub.cpu, 3),
+            "interval": round(self.hub.interval, 3),
             "error": self.hub.error or None,
         }
         return web.json_response(body, dumps=lambda o: json.dumps(o, default=str))
