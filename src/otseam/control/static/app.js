@@ -181,12 +181,20 @@ function every(ms, fn) {
   state.timers.push(setInterval(() => {
     Promise.resolve().then(fn).then(
       () => { const note = $("refresh-error"); if (note) note.remove(); },
-      (error) => {
-        if (error.message === "signed out" || $("refresh-error")) return;
-        $("view").insertAdjacentHTML("afterbegin", `<p class="error" id="refresh-error">Not refreshed: ${esc(error.message)}</p>`);
-      },
+      notRefreshed,
     );
   }, ms));
+}
+
+// A redraw a live event asked for: if the person has moved to another page meanwhile, the old page's
+// elements are gone and that is no failure; any other failure is said on the page.
+function redraw(page, draw) {
+  draw().catch((error) => { if (state.page === page) notRefreshed(error); });
+}
+
+function notRefreshed(error) {
+  if (error.message === "signed out" || $("refresh-error")) return;
+  $("view").insertAdjacentHTML("afterbegin", `<p class="error" id="refresh-error">Not refreshed: ${esc(error.message)}</p>`);
 }
 
 function stopTimers() {
@@ -411,7 +419,7 @@ async function alertsPage(view, page) {
   });
   $("unacked").addEventListener("change", () => draw(true));
   page.onEvents = (events) => {
-    if (events.some((e) => e.kind === "alert" || e.kind === "alarm" || e.kind.startsWith("inventory."))) draw(false);
+    if (events.some((e) => e.kind === "alert" || e.kind === "alarm" || e.kind.startsWith("inventory."))) redraw(page, () => draw(false));
   };
   await draw(true);
 }
@@ -444,7 +452,7 @@ async function linkPage(view, page) {
           ]), 'id="gaps"')
         : `<p class="muted" id="no-gaps">No gaps recorded.</p>`);
   };
-  page.onEvents = (events) => { if (events.some((e) => e.kind.startsWith("diode."))) draw(); };
+  page.onEvents = (events) => { if (events.some((e) => e.kind.startsWith("diode."))) redraw(page, draw); };
   await draw();
   every(2000, draw);
 }
