@@ -67,9 +67,9 @@ def test_the_stream_sends_a_snapshot_then_values_and_ticks(node: SeamRun) -> Non
         kinds[kind] = kinds.get(kind, 0) + 1
         if kind in ("snapshot", "values"):
             assert isinstance(data, list)
-            for row in data:
-                assert row[0] == "gen1/flow"  # filtered to what was asked
-                values.append(row[1])
+            for _quality, _source_ts, _report_ts, points, group_values in data:
+                assert set(points) == {"gen1/flow"}  # filtered to what was asked
+                values.extend(group_values)
         if kinds.get("tick", 0) >= 2 and len(set(values)) >= 3:
             break
     assert kinds.get("snapshot") == 1 and kinds.get("values", 0) >= 1 and kinds.get("tick", 0) >= 2

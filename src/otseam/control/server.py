@@ -28,7 +28,7 @@ from otseam.control.auth import COOKIE, CSRF_HEADER, Authenticator, Identity, Lo
 from otseam.control.authority_api import AuthorityAPI
 from otseam.control.breakglass_api import BreakGlassAPI
 from otseam.control.events import ALERT_KINDS, EventStore
-from otseam.control.live import CLOSE, LiveHub, cancel, sse
+from otseam.control.live import LiveHub, cancel, sse
 from otseam.control.roles import Permission
 from otseam.control.routes import ROUTES, Open, Route
 from otseam.control.users import UserError, UserStore
@@ -807,6 +807,10 @@ class ControlPlane:
         body["console"] = {
             "live_offset": self.hub.offset,
             "streams": len(self.hub.subscribers),
+            "messages": self.hub.messages,
+            "resyncs": self.hub.resyncs,
+            "cpu_seconds": round(self.hub.cpu, 3),
+            "interval": round(self.hub.interval, 3),
             "error": self.hub.error or None,
         }
         return web.json_response(body, dumps=lambda o: json.dumps(o, default=str))
@@ -824,23 +828,23 @@ class ControlPlane:
         await response.prepare(request)
         subscriber = self.hub.subscribe(points, events)
         try:
-            await response.write(b"retry: 2000\n\n" + sse("snapshot", self.hub.snapshot(points), self.hub.offset))
+            await response.write(b"retry: 2000\n\n" + self.hub.snapshot(points))
             while True:
-                message = await subscriber.get(5.0)
-                if message is None:
-                    message = b": idle\n\n"
+                waiting = await subscriber.wait(5.0)
                 if not self._still_valid(identity):
                     await response.write(sse("signed-out", {"message": "the session ended: sign in again"}))
                     break
-                if message is CLOSE:
+                if subscriber.closed:
                     break
-                if message == b"":
-                    missed, subscriber.missed = subscriber.missed, 0
-                    self.hub.resyncs += 1
-                    message = sse("resync", {"missed": missed}) + sse(
-                        "snapshot", self.hub.snapshot(points), self.hub.offset
-                    )
+                began = time.thread_time()
+                if subscriber.behind:
+                    message = self.hub.resync(subscriber, points)
+                else:
+                    message = subscriber.take() if waiting else b": idle\n\n"
+                # The write goes to the socket at once; it waits (and other tasks run) only when the
+                # client's socket is full, which then counts their CPU too: an upper bound.
                 await response.write(message)
+                self.hub.cpu += time.thread_time() - began
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         finally:

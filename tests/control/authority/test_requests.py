@@ -64,7 +64,7 @@ def test_a_request_needs_two_people_of_the_listed_roles(tmp_path: Path) -> None:
     with pytest.raises(AuthorityError, match="cannot approve"):
         svc.approve(identity("it-analyst"), doc.id, *people.approval("it-analyst", doc.digest))
     view = svc.approve(identity("it-lead"), doc.id, *people.approval("it-lead", doc.digest))
-    assert view["state"] == "pending" and view["missing"].startswith("1 approval(s) of 2")
+    assert view["state"] == "pending" and view["missing"].startswith("1 of 2 approvals")
     with pytest.raises(AuthorityError, match="already approved"):
         svc.approve(identity("it-lead"), doc.id, *people.approval("it-lead", doc.digest))
     # ot-engineer owns the device's zone, but the command lists an OT operations supervisor.
