@@ -27,7 +27,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from otseam.control.authority.audit import AuditLog, node_public_key, verify_log
+from otseam.audit.log import AuditLog, node_public_key, verify_log
 
 ROUNDS = 3
 

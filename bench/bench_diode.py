@@ -52,8 +52,9 @@ PYDIODE_BITRATE = str(3_000_000_000)
 
 
 def cpu_description() -> str:
-    """The CPU model and the flags that matter to the diode's hot paths (SHA extensions for the MAC,
-    AVX2/AVX-512/GFNI for ISA-L's Reed-Solomon, AES for the alternatives measured in bench_diode_mac.py)."""
+    """The CPU model and the flags that matter to the diode's hot paths (AES and carry-less multiply, also
+    in their vector forms, for the MAC; AVX2/AVX-512/GFNI for ISA-L's Reed-Solomon; SHA extensions for
+    the key derivation and the HMAC measured in bench_diode_mac.py)."""
     model, flags = "unknown", set()
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -61,7 +62,7 @@ def cpu_description() -> str:
                 model = line.split(":", 1)[1].strip()
             elif line.startswith("flags") and not flags:
                 flags = set(line.split(":", 1)[1].split())
-    wanted = ("sha_ni", "avx2", "avx512f", "avx512bw", "gfni", "aes", "pclmulqdq")
+    wanted = ("aes", "pclmulqdq", "vaes", "vpclmulqdq", "avx2", "avx512f", "avx512bw", "gfni", "sha_ni")
     present = [f for f in wanted if f in flags]
     absent = [f for f in wanted if f not in flags]
     return f"{model}; flags: {' '.join(present) or '-'} (absent: {' '.join(absent) or '-'})"
@@ -400,19 +401,25 @@ def summarise(results: list[dict[str, Any]]) -> None:
         goodput = median(rows, "goodput")
         low, high = min(row["goodput"] for row in rows), max(row["goodput"] for row in rows)
         seam_rows = groups.get((path, loss, "seam"))
+        # Per CPU-second over the runs that delivered (a failed transfer delivered nothing to divide).
+        delivered = [row for row in rows if not row["failed"]]
+        per_cpu = median(delivered, "per_cpu") if delivered else 0.0
         ratio = ""
         if tool != "seam" and seam_rows:
             ratio = f"Seam {median(seam_rows, 'goodput') / goodput:.2f}x" if goodput > 0 else "peer failed"
+            seam_delivered = [row for row in seam_rows if not row["failed"]]
+            if per_cpu and seam_delivered:
+                ratio += f"; per CPU-s Seam {median(seam_delivered, 'per_cpu') / per_cpu:.2f}x"
         points = f"{median(rows, 'points'):,.0f}" if tool == "seam" else "-"
         failed = sum(int(row["failed"]) for row in rows)
         print(f"{path:9} {loss:>5.0%} {tool:14} {len(rows):>4} {goodput:>8.1f} {f'{low:.0f}-{high:.0f}':>13} {points:>10} "
               f"{max(row['residual'] for row in rows):>9.2%} {failed:>6} {median(rows, 'send_cpu'):>8.2f} "
-              f"{median(rows, 'receive_cpu'):>8.2f} {median(rows, 'relay_cpu'):>9.2f} {median(rows, 'per_cpu'):>10.0f}  {ratio}")  # fmt: skip
+              f"{median(rows, 'receive_cpu'):>8.2f} {median(rows, 'relay_cpu'):>9.2f} {per_cpu:>10.0f}  {ratio}")  # fmt: skip
     print(
         "Medians over the runs; residual is the worst run; failed counts pydiode transfers that did not arrive whole. "
         "cpu: seconds of each process; for Seam over the transfer only (start-up and sample generation excluded; "
         "with start-up: see the JSON lines), for pydiode the whole process. Mbit/cpu-s: payload per CPU-second "
-        "of sender plus receiver."
+        "of sender plus receiver, median of the runs that delivered."
     )
 
 

@@ -20,7 +20,7 @@ PLUGIN_FOLDERS = {"drivers", "sources", "sinks", "replica", "protocols"}
 LAYERS = [
     {"contract"},
     {"core"},
-    {"journal", "pipeline", "compute", "protocols"},
+    {"journal", "pipeline", "compute", "protocols", "audit"},
     {"runtime"},
 ]
 #: The top: command modules and the entry point; nothing imports them. (`seam demo` is a command that

@@ -67,9 +67,9 @@ def test_the_stream_sends_a_snapshot_then_values_and_ticks(node: SeamRun) -> Non
         kinds[kind] = kinds.get(kind, 0) + 1
         if kind in ("snapshot", "values"):
             assert isinstance(data, list)
-            for row in data:
-                assert row[0] == "gen1/flow"  # filtered to what was asked
-                values.append(row[1])
+            for _quality, _source_ts, _report_ts, points, group_values in data:
+                assert set(points) == {"gen1/flow"}  # filtered to what was asked
+                values.extend(group_values)
         if kinds.get("tick", 0) >= 2 and len(set(values)) >= 3:
             break
     assert kinds.get("snapshot") == 1 and kinds.get("values", 0) >= 1 and kinds.get("tick", 0) >= 2
@@ -127,8 +127,8 @@ def test_alarms_are_listed_and_acknowledged_with_a_comment(node: SeamRun) -> Non
         assert reply.status == 409
 
     def audited() -> bool:
-        items = viewer.get("/api/v1/events?kind=audit.ack").json()["items"]
-        return any(e["data"]["offset"] == offset and e["data"]["person"] == "olga" for e in items)
+        items = viewer.get("/api/v1/events?kind=audit.alert.ack").json()["items"]
+        return any(e["data"]["data"]["offset"] == offset and e["data"]["actor"] == "olga" for e in items)
 
     node.wait_for(audited, "the acknowledgement in the journal")
 

@@ -9,7 +9,7 @@ import pyotp
 import pytest
 
 from otseam.control.users import UserStore
-from tests.control.inproc import Node, running
+from tests.control.inproc import Browser, Node, running
 from tests.control.node import CONTRACT, PASSWORD, add_users, seam_inline
 from tests.support.wait import wait_until_async
 
@@ -201,3 +201,76 @@ commands:
             assert (await browser.login("olga", totp=code))[0] == 401  # a code is good once
         finally:
             await browser.close()
+
+
+async def raise_alert(node: Node, browser: Browser) -> int:
+    """An alert in the node's journal, once the console lists it: its offset."""
+    from otseam.core.records import Event, Severity
+
+    assert node.supervisor.journal is not None
+    node.supervisor.journal.append([Event(1.0, "alert", "plc1", Severity.HIGH, "look", {"test": True})])
+
+    async def listed() -> int | None:
+        items = (await browser.call("GET", "/api/v1/alerts"))[1]["items"]
+        return next((a["offset"] for a in items if a["data"].get("test")), None)
+
+    await wait_until(listed, "the alert to be listed")
+    offset = await listed()
+    assert offset is not None
+    return offset
+
+
+def audit_kinds(node: Node) -> list[str]:
+    from otseam.audit.log import AuditLog, authority_dir
+
+    return [r["kind"] for r in AuditLog(authority_dir(node.supervisor.data_dir)).records()]
+
+
+async def test_token_changes_and_acknowledgements_are_audit_records(node: Node) -> None:
+
+    owner = await node.client("erik")
+    try:
+        status, created = await owner.call("POST", "/api/v1/tokens", {"name": "grafana", "scopes": ["read"]})
+        assert status == 200
+        assert (await owner.call("DELETE", f"/api/v1/tokens/{created['id']}"))[0] == 200
+        offset = await raise_alert(node, owner)
+        assert (await owner.call("POST", f"/api/v1/alerts/{offset}/ack", {"comment": "seen"}))[0] == 200
+        assert audit_kinds(node)[-3:] == ["token.create", "token.revoke", "alert.ack"]
+        # The journal carries them (and so does the diode): the audit log's own copies.
+        status, events = await owner.call("GET", "/api/v1/events?kind=audit.token")
+        assert [e["kind"] for e in events["items"]] == ["audit.token.revoke", "audit.token.create"]
+    finally:
+        await owner.close()
+
+
+async def test_what_cannot_be_recorded_is_refused(node: Node) -> None:
+    from otseam.audit.log import authority_dir
+
+    owner = await node.client("erik")
+    try:
+        offset = await raise_alert(node, owner)
+        status, earlier = await owner.call("POST", "/api/v1/tokens", {"name": "earlier", "scopes": ["read"]})
+        assert status == 200
+        log = authority_dir(node.supervisor.data_dir) / "audit.log"
+        log.unlink()
+        log.symlink_to("/dev/full")  # a full disk
+        status, reply = await owner.call("POST", "/api/v1/tokens", {"name": "grafana", "scopes": ["read"]})
+        assert status == 503 and "not created" in reply["error"]
+        # Revoking only takes access away: it stands, says it is not on record, and the journal says so too.
+        status, reply = await owner.call("DELETE", f"/api/v1/tokens/{earlier['id']}")
+        assert status == 200 and "not on record" in reply["warning"]
+        assert all(t.revoked is not None for t in UserStore(node.supervisor.data_dir).tokens())
+
+        async def unrecorded() -> bool:
+            items = (await owner.call("GET", "/api/v1/events?kind=audit.unrecorded"))[1]["items"]
+            return any(e["data"]["token"] == earlier["id"] and e["severity"] == "high" for e in items)
+
+        await wait_until(unrecorded, "the unrecorded revocation in the journal")
+        status, reply = await owner.call("POST", f"/api/v1/alerts/{offset}/ack", {"comment": "seen"})
+        assert status == 503 and "audit log cannot be written" in reply["error"]
+        unacknowledged = (await owner.call("GET", "/api/v1/alerts"))[1]["items"]
+        assert any(a["offset"] == offset and a["acknowledged"] is None for a in unacknowledged)
+        # Signing in is refused too: a session that is not on record does not start.
+        assert (await (await node.client()).login("ivan"))[0] == 503
+    finally:
+        await owner.close()

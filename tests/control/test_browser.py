@@ -10,6 +10,7 @@ tests. A screenshot of each page is saved (SHOTS_ENV).
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import struct
@@ -21,6 +22,7 @@ from typing import Any
 import pytest
 from playwright.async_api import Page, async_playwright, expect
 
+from otseam.control.live import MAX_AGE
 from otseam.core.records import Quality, Record, Sample
 from otseam.diode.sender import DiodeSender
 from tests.control.inproc import Node, running
@@ -254,6 +256,18 @@ async def test_the_console_end_to_end(node: Node, page: Page) -> None:
     await node.restart_http()
     await expect(page.locator("#live")).to_have_text("live", timeout=15_000)
     await expect(page.locator("#stream-lost")).to_be_hidden()
+
+    # The stream falls behind (what it had waiting grew older than the bound): the node skips it, sends
+    # every value afresh, and the page says so.
+    for subscriber in node.control.hub.subscribers:
+        subscriber.offer(b": waiting\n\n", time.monotonic())
+        subscriber.offer(b": waiting\n\n", subscriber.since + MAX_AGE + 1)
+    await expect(page.locator("#stream-resync")).to_contain_text("Live updates fell behind")
+    await expect(page.locator("#stream-resync")).to_contain_text(re.compile(r"\d+ messages were skipped"))
+    await expect(page.locator("#live")).to_have_text("live")
+    await shot(page, "stream-resync")
+    await page.click("#resync-close")
+    await expect(page.locator("#stream-resync")).to_be_hidden()
 
     # An alarm, acknowledged with a comment.
     await page.click("text=Alerts & inventory")

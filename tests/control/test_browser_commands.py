@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Page, expect
 
+from otseam.audit.log import AuditLog
 from otseam.control.authority import keys, pki
-from otseam.control.authority.audit import AuditLog
 from otseam.control.authority.governance import ChangeControl
 from otseam.control.authority.keys import Keyring
 from otseam.control.roles import Role

@@ -2,26 +2,66 @@
 
 from __future__ import annotations
 
-from otseam.control.live import CLOSE, MAX_BYTES, Subscriber
+import json
+
+from otseam.control.live import MAX_BYTES, Subscriber, values_message
+from otseam.core.records import Quality, Sample
 
 
 async def test_a_backlog_beyond_the_size_bound_becomes_one_resync() -> None:
     subscriber = Subscriber(None)
     message = b"x" * (1024 * 1024)
-    for _ in range(MAX_BYTES // len(message) + 5):
-        subscriber.offer(message)
-    assert subscriber.size <= MAX_BYTES
-    assert subscriber.missed > 0
-    first = await subscriber.get(0.1)
-    assert first == b""  # the marker the stream handler turns into resync + snapshot
-    while await subscriber.get(0.0) is not None:
-        pass
-    assert subscriber.size == 0
+    offered = MAX_BYTES // len(message) + 5
+    for _ in range(offered):
+        subscriber.offer(message, 0.0)
+        assert subscriber.size <= MAX_BYTES
+    assert subscriber.behind
+    assert await subscriber.wait(0.1)
+    # Everything offered is either still waiting or counted as missed: nothing disappears unsaid.
+    assert subscriber.take_missed() == offered
+    assert not subscriber.behind and subscriber.size == 0
+
+
+async def test_a_backlog_older_than_the_age_bound_becomes_one_resync() -> None:
+    subscriber = Subscriber(None)
+    subscriber.offer(b"first", 0.0)
+    subscriber.offer(b"second", 1.0)
+    assert not subscriber.behind
+    subscriber.offer(b"late", 10.0)
+    assert subscriber.behind
+    subscriber.offer(b"after", 10.1)
+    assert subscriber.take_missed() == 4
+
+
+async def test_what_waits_is_written_at_once() -> None:
+    subscriber = Subscriber(None)
+    subscriber.offer(b"a", 0.0)
+    subscriber.offer(b"b", 0.0)
+    assert await subscriber.wait(0.1)
+    assert subscriber.take() == b"ab"
+    assert not await subscriber.wait(0.01)
 
 
 async def test_close_ends_the_stream_before_anything_waiting() -> None:
     subscriber = Subscriber(None)
-    subscriber.offer(b"data")
+    subscriber.offer(b"data", 0.0)
     subscriber.close()
-    assert await subscriber.get(0.1) is CLOSE
-    assert await subscriber.get(0.01) is None
+    assert await subscriber.wait(0.1)
+    assert subscriber.closed and subscriber.take() == b""
+
+
+def test_values_travel_in_groups_sharing_quality_and_timestamps_and_a_non_finite_number_is_null() -> None:
+    samples = [
+        Sample("d/a", 1.5, Quality.GOOD, 10.0, 10.5),
+        Sample("d/b", "on", Quality.GOOD, 10.0, 10.5),
+        Sample("d/c", 2, Quality.UNCERTAIN, 11.0, 11.5),
+        Sample("d/d", float("nan"), Quality.GOOD, 12.0, 12.5),
+    ]
+    fast = values_message("values", samples[:3], 7)
+    assert fast.startswith(b"id: 7\nevent: values\ndata: ") and fast.endswith(b"\n\n")
+    assert json.loads(fast.split(b"data: ", 1)[1]) == [
+        [int(Quality.GOOD), 10.0, 10.5, ["d/a", "d/b"], [1.5, "on"]],
+        [int(Quality.UNCERTAIN), 11.0, 11.5, ["d/c"], [2]],
+    ]
+    slow = json.loads(values_message("values", samples, 8).split(b"data: ", 1)[1])
+    assert slow[2] == [int(Quality.GOOD), 12.0, 12.5, ["d/d"], [None]]

@@ -45,6 +45,27 @@ def test_add_list_passwd_remove(tmp_path: Path) -> None:
     assert "olga" not in seam_inline("user", "list", contract)[1]
 
 
+def test_token_changes_from_the_command_line_are_on_record_or_do_not_happen(tmp_path: Path) -> None:
+    contract = _contract(tmp_path)
+    assert seam_inline("user", "add", contract, "olga", "--person", "olga", stdin=PASSWORD + "\n")[0] == 0
+    code, _, err = seam_inline("user", "token", contract, "olga", "--name", "grafana", "--scope", "read")
+    assert code == 0, err
+    token_id = err.split()[1]
+    assert seam_inline("user", "revoke", contract, token_id)[0] == 0
+    log = tmp_path / "data" / "authority" / "audit.log"
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [(r["kind"], r["actor"], r["subject"]) for r in records] == [
+        ("token.create", "olga", token_id),
+        ("token.revoke", "olga", token_id),
+    ]
+    log.unlink()
+    log.symlink_to("/dev/full")  # a full disk
+    code, out, err = seam_inline("user", "token", contract, "olga", "--name", "grafana", "--scope", "read")
+    assert code == 2 and "the token was not created" in err and "seam_" not in out
+    document = json.loads((tmp_path / "data" / "control" / "users.json").read_text())
+    assert all(t["revoked"] for t in document["tokens"].values())
+
+
 def test_refusals_are_one_line_and_exit_2(tmp_path: Path) -> None:
     contract = _contract(tmp_path)
     cases = [

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from otseam.core.records import Event, Quality, Record, Sample
 from otseam.diode.config import DiodeSettings
@@ -16,6 +20,22 @@ if TYPE_CHECKING:
     from tests.diode.relay import LossyRelay
 
 KEY = b"a3f1c29e0b7d4e65a3f1c29e0b7d4e65"
+
+
+def expected_mac(key: bytes, data: bytes | bytearray | memoryview) -> bytes:
+    """The MAC docs/diode.md specifies, computed apart from wire.Mac: HKDF-SHA256 as RFC 5869 writes it
+    (Python's hmac), then the GCM tag of ``data`` as associated data with nothing encrypted."""
+    data = bytes(data)
+    session = data[8:16]
+    prk = hmac.digest(bytes(hashlib.sha256().digest_size), key, "sha256")  # extract, no salt: HashLen zeros
+    info = b"seam diode wire 3: AES-256-GCM key of session " + session
+    session_key = hmac.digest(prk, info + b"\x01", "sha256")  # expand: one block is 32 bytes
+    counter = data[-8:] if data[3] == 3 and len(data) >= 34 else data[16:24]
+    nonce = counter + bytes((data[3], data[7], 0, 0))
+    tagger = Cipher(algorithms.AES(session_key), modes.GCM(nonce)).encryptor()
+    tagger.authenticate_additional_data(data)
+    tagger.finalize()
+    return tagger.tag
 
 
 def settings(**options: object) -> DiodeSettings:

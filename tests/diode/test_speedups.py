@@ -3,7 +3,6 @@ verdicts, the same journal, and no crash whatever it is handed."""
 
 from __future__ import annotations
 
-import hmac
 import itertools
 import logging
 import select
@@ -21,12 +20,13 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from otseam.core import columns
 from otseam.core.records import Event, Quality, Record, Sample
 from otseam.diode import blocks, wire
 from otseam.diode.fec import Fec
 from otseam.diode.receiver import DiodeReceiver
 from otseam.journal import Journal
-from tests.diode.harness import KEY, open_journal, read_all
+from tests.diode.harness import KEY, expected_mac, open_journal, read_all
 from tests.diode.harness import settings as diode_settings
 
 OTHER_KEY = b"0123456789abcdef0123456789abcdef"
@@ -53,16 +53,45 @@ def test_the_compiled_module_is_built_here_so_nothing_silently_falls_back_to_pyt
 
 
 @settings(max_examples=300)
-@given(st.binary(max_size=200), st.binary(max_size=3000))
+@given(st.binary(min_size=1, max_size=200), st.binary(min_size=wire.HEADER_SIZE, max_size=3000))
 @example(b"k" * 64, b"a 64-byte key is used as it is")
-@example(b"k" * 65, b"a 65-byte key is hashed first")
-@example(b"", b"")
-def test_the_mac_is_hmac_sha256_truncated_to_16_bytes_for_any_key_and_data(key: bytes, data: bytes) -> None:
-    expected = hmac.digest(key, data, "sha256")[: wire.MAC_SIZE]
+@example(b"k" * 65, b"a 65-byte key, hashed by HKDF's extract like any other")
+@example(b"k", bytes(wire.HEADER_SIZE))
+@example(b"k" * 32, b"SD\x03\x03" + bytes(22) + bytes(7))  # a beacon too short to carry a beacon number
+@example(b"k" * 32, b"SD\x03\x03" + bytes(22) + bytes(range(8)))  # the shortest with one
+def test_the_mac_is_the_gcm_tag_under_the_session_key_for_any_key_and_datagram(key: bytes, data: bytes) -> None:
+    expected = expected_mac(key, data)
     mac = compiled().Mac(key)
     assert mac(data) == expected
     assert mac(bytearray(data)) == expected and mac(memoryview(data)) == expected
     assert wire.Mac(key)(data) == expected
+
+
+def test_a_mac_refuses_an_empty_key_and_a_datagram_shorter_than_its_header() -> None:
+    with pytest.raises(RuntimeError):
+        compiled().Mac(b"")
+    with pytest.raises(ValueError):
+        wire.Mac(b"")
+    with pytest.raises(ValueError):
+        compiled().Mac(KEY)(bytes(wire.HEADER_SIZE - 1))
+    with pytest.raises(ValueError):
+        wire.Mac(KEY)(bytes(wire.HEADER_SIZE - 1))
+
+
+def test_session_keys_survive_a_flood_of_forgeries_naming_other_sessions() -> None:
+    """A Mac keeps a few session keys; forgeries naming random sessions must not evict the live one, and
+    a key derived again gives the same tags."""
+    mac = compiled().Mac(KEY)
+    live = wire.HEADER.pack(wire.MAGIC, wire.VERSION, 1, 0, 1, 3, 0, SESSION, 5, 3) + b"abc"
+    sealed = live + mac(live)
+    for session in range(1, 200):
+        forged = wire.HEADER.pack(wire.MAGIC, wire.VERSION, 1, 0, 1, 3, 0, session, 5, 3) + b"abc" + bytes(16)
+        mac.parse_batch(sealed + forged, [0, len(sealed)], [len(sealed), len(forged)], 2, 2000)
+        assert mac(live) == expected_mac(KEY, live)
+    for session in range(1000, 1020):  # many live sessions: keys are derived again, with the same values
+        other = wire.HEADER.pack(wire.MAGIC, wire.VERSION, 1, 0, 1, 3, 0, session, 5, 3) + b"abc"
+        assert mac(other) == expected_mac(KEY, other)
+    assert mac(live) == expected_mac(KEY, live)
 
 
 @st.composite
@@ -243,7 +272,7 @@ def pool() -> Pool:
 def _reseal(data: bytes | bytearray, key: bytes = KEY) -> bytes:
     """Replace the MAC so that an edited header is authentic again (or sealed with another key)."""
     body = bytes(data[: -wire.MAC_SIZE])
-    return body + hmac.digest(key, body, "sha256")[: wire.MAC_SIZE]
+    return body + expected_mac(key, body)
 
 
 #: A datagram the kernel truncated (size -1 in a batch; in one datagram, one byte too many to be ours).
@@ -596,9 +625,9 @@ def test_macs_checked_sixteen_at_a_time_reject_exactly_the_forged_datagrams(
 
 
 def test_lane_macs_equal_openssls_for_every_datagram_size() -> None:
-    """The receiver's sixteen-lane HMAC is this project's own SHA-256 code: for every payload size of a
-    1,500-byte link and a sample of jumbo sizes, sixteen datagrams sealed by OpenSSL must all pass, and
-    each with one bit of its payload changed must fail. (Its import-time self-check covers ten sizes.)"""
+    """For every payload size of a 1,500-byte link and a sample of jumbo sizes (GHASH works in 16-byte
+    blocks: every tail length), sixteen sealed datagrams must all pass, and each with one bit of its
+    payload changed must fail."""
     module = compiled()
     sealer = module.Mac(KEY)
     for size in [*range(1, 1500), *range(1500, 9000, 7)]:
@@ -611,3 +640,71 @@ def test_lane_macs_equal_openssls_for_every_datagram_size() -> None:
         for i in range(16):
             buffer[i * slot + wire.HEADER_SIZE + (size * 7 + i) % size] ^= 1 << (i % 8)
         assert sealer.parse_batch(buffer, starts, lengths, 16, slot)[1][3] == 16, size
+
+
+# --- inspect_columns: the receiver's check of a run before storing it as it came -----------------------
+
+QUALITIES = len(Quality)
+TEXT = st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=40)
+#: What JSON carries without an escape.
+PLAIN = st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E, blacklist_characters='"\\'), max_size=40)
+
+
+@st.composite
+def sample_runs(draw: st.DrawFn) -> bytes:
+    """Runs as senders encode them (the common shapes and some others), then perhaps damaged."""
+    count = draw(st.integers(1, 30))
+    keys = draw(st.lists(TEXT | st.text(max_size=8), min_size=1, max_size=5))
+    value = draw(
+        st.sampled_from(
+            [
+                st.floats(allow_nan=True),
+                TEXT,
+                st.text(max_size=20),
+                st.integers(-5, 5),
+                st.one_of(st.floats(), TEXT),
+            ]
+        )
+    )
+    records = [
+        Sample(draw(st.sampled_from(keys)), draw(value), draw(st.sampled_from(list(Quality))), 1.5 * i, 2.0 * i)
+        for i in range(count)
+    ]
+    first = draw(st.sampled_from([0, 7, 2**62, 2**63 - 1 - count]))
+    offsets = list(range(first, first + count))
+    if draw(st.booleans()):
+        offsets = draw(st.permutations(offsets))
+    payload = bytearray(columns.encode(draw(TEXT | st.text(max_size=6)), offsets, records))
+    for _ in range(draw(st.integers(0, 3))):
+        position = draw(st.integers(0, len(payload) - 1))
+        payload[position] = draw(st.integers(0, 255))
+    if draw(st.integers(0, 9)) == 0:
+        payload = payload[: draw(st.integers(0, len(payload)))] + draw(st.binary(max_size=9))
+    return bytes(payload)
+
+
+def _reference(payload: bytes) -> columns.Summary | None:
+    try:
+        return columns.inspect(payload)
+    except columns.ColumnsError:
+        return None
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(sample_runs())
+def test_inspect_columns_accepts_only_what_the_reference_accepts_with_the_same_summary(payload: bytes) -> None:
+    fields = compiled().inspect_columns(payload, QUALITIES)
+    if fields is not None:  # compared by repr: a NaN timestamp equals itself
+        assert repr(_reference(payload)) == repr(columns.Summary(*fields))
+
+
+@given(st.lists(st.floats(allow_nan=False) | TEXT, min_size=1, max_size=50), PLAIN, st.integers(0, 2**40))
+def test_inspect_columns_takes_the_runs_a_sender_makes(values: list[float | str], source: str, first: int) -> None:
+    """Float or ASCII text values with printable ASCII keys and consecutive offsets: the C path takes them."""
+    kind = type(values[0])
+    samples: list[Record] = [
+        Sample(f"plc/{i % 3}", v if type(v) is kind else values[0], Quality.GOOD, i, i) for i, v in enumerate(values)
+    ]
+    payload = columns.encode(source, list(range(first, first + len(values))), samples)
+    fields = compiled().inspect_columns(payload, QUALITIES)
+    assert fields is not None and columns.Summary(*fields) == columns.inspect(payload)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hmac
+import logging
 import time
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -105,27 +108,26 @@ class _Kept:
         return len(records)
 
 
-def test_wire_version_1_is_refused_with_a_message_naming_it(caplog: object) -> None:
-    """A sender of the previous format (liberasurecode fragments, hand-written SHA-256), even holding the
-    right key: every datagram counted as ``version``, nothing written, one log line saying what to do."""
-    import logging
-
-    import pytest
-
-    assert isinstance(caplog, pytest.LogCaptureFixture)
+@pytest.mark.parametrize(("version", "named"), [(1, "liberasurecode"), (2, "HMAC-SHA256")])
+def test_retired_wire_versions_are_refused_with_a_message_naming_them(
+    caplog: pytest.LogCaptureFixture, version: int, named: str
+) -> None:
+    """A sender of a previous format (1: liberasurecode fragments and a hand-written SHA-256; 2: sealed
+    with HMAC-SHA256), even holding the right key: every datagram counted as ``version``, nothing
+    written, one log line saying what to do."""
     caplog.set_level(logging.WARNING)
     for compiled in (None, False):
         journal = _Kept()
         receiver = DiodeReceiver(("127.0.0.1", 0), KEY, diode_settings(), journal, compiled=compiled)  # type: ignore[arg-type]
         beacon = wire.pack_beacon(wire.Beacon(receiver._fingerprint, time.time(), 0, 0, 1000, 0))
-        body = wire.HEADER.pack(wire.MAGIC, 1, wire.Kind.BEACON, 0, 0, 0, 0, 5, 0, len(beacon)) + beacon
-        old = body + wire.Mac(KEY)(body)
+        body = wire.HEADER.pack(wire.MAGIC, version, wire.Kind.BEACON, 0, 0, 0, 0, 5, 0, len(beacon)) + beacon
+        old = body + hmac.digest(KEY, body, "sha256")[: wire.MAC_SIZE]  # as version 2 sealed it
         now = time.monotonic()
         for _ in range(50):
             receiver.datagram(memoryview(old), now)
         receiver._flush()
         assert receiver.stats.rejected[wire.Rejected.VERSION] == 50
         assert receiver.stats.beacons == 0 and not receiver.sessions and journal.records == []
-    lines = [r.getMessage() for r in caplog.records if "wire version 1" in r.getMessage()]
+    lines = [r.getMessage() for r in caplog.records if f"wire version {version} " in r.getMessage()]
     assert len(lines) == 2  # once per receiver, not once per datagram
-    assert "upgrade the OT side" in lines[0] and "liberasurecode" in lines[0]
+    assert "upgrade the OT side" in lines[0] and named in lines[0]

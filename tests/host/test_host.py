@@ -199,6 +199,55 @@ async def test_host_asks_for_rebirth_on_a_seq_gap_and_an_unknown_alias(
     assert rows(tmp_path / "h.db", flow_rows) == [(10, 0.0, 9.0)]
 
 
+def level_data(seq: int, value: float) -> bytes:
+    """A DDATA of plc1/level (alias 1 in the sink's births) with this seq."""
+    metric = codec.MetricCodec.build("", codec.DOUBLE, 1, True)
+    return codec.encode_payload(1, [metric.encode(metric.data_head, value, Quality.GOOD, int(value))], seq)
+
+
+async def test_tck_id_operational_behavior_host_reordering_start_success_and_rebirth(
+    tmp_path: Path, broker: servers.Mosquitto
+) -> None:
+    """Reordered messages are put back in seq order with no rebirth; one that never comes gets a rebirth
+    after the reorder timeout, and what was held is stored all the same."""
+    store = SqliteStore(str(tmp_path / "h.db"))
+    settings_ = parse_mqtt_options({"brokers": [f"127.0.0.1:{broker.port}"]}, default_client_id="seam-host-r")
+    # Long enough that the swapped pair is always put back in order, however slow the machine.
+    host = HostApp(settings_, "h", store, rebirth_interval=0.0, reorder_timeout=120.0)
+    running = asyncio.create_task(host.run())
+    await host.online.wait()
+    sink = make_sink(tmp_path, broker.port)
+    topic = "spBv1.0/plant/DDATA/edge1/plc1"
+    try:
+        async with capture(broker.port) as cap:
+            await sink.start()
+            await sink.deliver(flow(0, 5))
+            await wait_until(lambda: host.stats.metrics_stored == 5)
+            seq = host.nodes[("plant", "edge1")].seq or 0
+            # Two messages swapped on the way (as a broker cluster may do with QoS 0).
+            publish_raw(broker.port, topic, level_data((seq + 2) % 256, 2.0))
+            await wait_until(lambda: host.stats.reordered == 1, what="the early message held")
+            assert host.stats.metrics_stored == 5
+            publish_raw(broker.port, topic, level_data((seq + 1) % 256, 1.0))
+            await wait_until(lambda: host.stats.metrics_stored == 7, what="both applied once the missing one came")
+            assert (host.stats.seq_gaps, host.stats.rebirth_requests) == (0, 0)
+            assert host.nodes[("plant", "edge1")].seq == (seq + 2) % 256
+            # One that never comes: after the reorder timeout, a gap, a rebirth, and the held one stored.
+            host.reorder_timeout = 0.2
+            publish_raw(broker.port, topic, level_data((seq + 4) % 256, 4.0))
+            await cap.wait_for(lambda: len(cap.of("NCMD")) == 1)
+            await wait_until(lambda: host.stats.metrics_stored >= 8, what="the held message stored all the same")
+            assert host.stats.seq_gaps == 1 and host.stats.rebirth_requests == 1
+    finally:
+        await sink.close()
+        host.stop()
+        await running
+        await store.close()
+    # The level values in the order their seqs say, each once.
+    stored = rows(tmp_path / "h.db", "SELECT value, seq FROM sparkplug_metrics WHERE metric='level' ORDER BY seq")
+    assert [value for value, _ in stored] == [1.0, 2.0, 4.0]
+
+
 async def test_two_hosts_share_the_data_and_store_it_once(
     tmp_path: Path, broker: servers.Mosquitto, pg_server: servers.Postgres
 ) -> None:

@@ -509,3 +509,15 @@ async def test_sealed_segments_are_synced_off_the_writer_and_closed(tmp_path: Pa
     with Journal.open(tmp_path / "j") as reopened:
         batch = await reopened.reader("a").next_batch(max_records=10_000, max_wait=0)
     assert batch.records == samples(0, 6000)
+
+
+def test_an_observer_sees_each_write_with_its_first_offset_until_it_stops(tmp_path: Path) -> None:
+    seen: list[tuple[int, int]] = []
+    with Journal.open(tmp_path / "j") as journal:
+        stop = journal.observe(lambda first, records: seen.append((first, len(records))))
+        journal.append(samples(0, 3))
+        journal.append(samples(3, 2))
+        stop()
+        journal.append(samples(5, 1))
+        stop()  # a second stop is harmless
+    assert seen == [(1, 3), (4, 2)]

@@ -49,6 +49,13 @@ def test_every_rule_has_an_id_severity_and_description() -> None:
         assert rule.attack is None or rule.attack.startswith("T08")
 
 
+def test_every_rule_names_an_attack_technique_but_the_ones_none_applies_to() -> None:
+    # Malformed or unassigned bytes and an undeclared server are symptoms, not techniques:
+    # docs/monitor.md says why each of these carries no ATT&CK for ICS id.
+    without = {rule_id for rule_id, rule in RULES.items() if rule.attack is None}
+    assert without == {"MB-016", "MB-017", "UA-003", "INV-001"}
+
+
 def test_ordinary_polling_raises_nothing() -> None:
     conv = Conversation(client=MASTER, server=PLC).handshake()
     for i in range(50):

@@ -11,8 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from otseam.audit.log import AuditLog, node_public_key, verify_log
 from otseam.contract.models import Contract, Device, Point, Scaling, Site
-from otseam.core.records import Event, Quality, Record, Sample
+from otseam.core.records import Event, Quality, Record, Sample, Severity
 from otseam.replica.modbus import LayoutError, ModbusReplica
 from tests.diode.harness import events, open_journal, read_all
 
@@ -101,7 +102,8 @@ async def test_reads_answer_the_replicated_values_as_the_contract_encodes_them(t
 
 async def test_every_write_is_refused_with_exception_01_and_recorded(tmp_path: Path) -> None:
     journal = open_journal(tmp_path / "it")
-    replica = ModbusReplica(plant(), journal, port=0, options={"units": {"plc2": 2}})
+    audit = AuditLog(tmp_path / "authority", node="it-gateway", journal=journal)
+    replica = ModbusReplica(plant(), journal, port=0, options={"units": {"plc2": 2}}, audit=audit)
     await replica.start()
     try:
         replica.apply([good("plc1/level", 12.5), good("plc1/pump", False)])
@@ -114,8 +116,37 @@ async def test_every_write_is_refused_with_exception_01_and_recorded(tmp_path: P
         assert values(out) == {100: "12.5"}  # unchanged
     finally:
         await replica.close()
-    attempts = events(read_all(journal), "replica.write_attempt")
-    assert [e.data["function"] for e in attempts] == [6, 5]
+    # Records of the hash-chained audit log (closing the replica wrote what was queued)...
+    records = [r for r in audit.records() if r["kind"] == "replica.write_attempt"]
+    assert [(r["data"]["function"], r["data"]["address"], r["severity"]) for r in records] == [
+        (6, 100, "high"),
+        (5, 5, "high"),
+    ]
+    assert all(r["actor"].startswith("127.0.0.1:") and r["actor"] == r["data"]["client"] for r in records)
+    assert verify_log(audit.path, audit.head_path, node_public_key(audit.directory)).ok
+    # ...and, through it, events of the journal (what a diode or a sink carries on).
+    attempts = events(read_all(journal), "audit.replica.write_attempt")
+    assert [e.data["data"]["function"] for e in attempts] == [6, 5]
+    journal.close()
+
+
+async def test_a_write_is_refused_even_when_its_record_cannot_be_written(tmp_path: Path) -> None:
+    journal = open_journal(tmp_path / "it")
+    audit = AuditLog(tmp_path / "authority", node="it-gateway", journal=journal)
+    audit.directory.mkdir()
+    audit.path.symlink_to("/dev/full")  # every write fails with ENOSPC: a full disk
+    replica = ModbusReplica(plant(), journal, port=0, options={"units": {"plc2": 2}}, audit=audit)
+    await replica.start()
+    try:
+        code, out = await mbpoll("-p", str(replica.port), "-a", "1", "-0", "-r", "100", "-t", "4", "127.0.0.1", "7")
+        assert code != 0 and "Illegal function" in out
+    finally:
+        await replica.close()
+    assert replica.refusals is not None and replica.refusals.stats.unrecorded == 1
+    # Not silent: the gap is an event of high severity in the journal, carrying what was refused.
+    (gap,) = events(read_all(journal), "audit.unrecorded")
+    assert gap.severity == Severity.HIGH and gap.data["kind"] == "replica.write_attempt"
+    assert "cannot be written" in gap.message
     journal.close()
 
 

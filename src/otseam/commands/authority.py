@@ -20,23 +20,24 @@ from typing import Annotated, Any
 import typer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from otseam.contract.loader import ContractError, load
-from otseam.contract.models import Contract
-from otseam.contract.units import parse_duration
-from otseam.control.authority import keys, pki
-from otseam.control.authority.audit import (
+from otseam.audit.canonical import digest
+from otseam.audit.log import (
     AuditLog,
     AuditUnavailable,
+    authority_dir,
     node_public_key,
     syslog_line,
     verify_events,
     verify_log,
 )
+from otseam.contract.loader import ContractError, load
+from otseam.contract.models import Contract
+from otseam.contract.units import parse_duration
+from otseam.control.authority import keys, pki
 from otseam.control.authority.breakglass import DEFAULT_DURATION_S, BreakGlass, BreakGlassError
-from otseam.control.authority.canonical import digest
 from otseam.control.authority.changes import describe
 from otseam.control.authority.governance import MARKER, ChangeControl, GovernanceError, turn_on
-from otseam.control.authority.service import AuthorityError, AuthorityService, Identity, authority_dir
+from otseam.control.authority.service import AuthorityError, AuthorityService, Identity
 from otseam.control.authority.store import Signature
 
 command_app = typer.Typer(help="Two-person commands: keys, requests, approvals, break-glass.", no_args_is_help=True)

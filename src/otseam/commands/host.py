@@ -35,6 +35,13 @@ def register(app: typer.Typer) -> None:
                 "requires): a clean session; more is a deviation",
             ),
         ] = 0,
+        reorder_timeout: Annotated[
+            float,
+            typer.Option(
+                "--reorder-timeout",
+                help="seconds a message ahead of its seq waits for the missing ones before a rebirth is asked",
+            ),
+        ] = 2.0,
     ) -> None:
         """Run the IT-side Sparkplug B host application: STATE, ingestion into a historian, rebirths."""
         from otseam.host.cli import run_host
@@ -52,5 +59,6 @@ def register(app: typer.Typer) -> None:
             username=username,
             password_env=password_env,
             session_expiry=session_expiry,
+            reorder_timeout=reorder_timeout,
         )
         raise typer.Exit(code)

@@ -15,6 +15,7 @@ from typing import Annotated
 
 import typer
 
+from otseam.audit.log import AuditUnavailable
 from otseam.contract.models import Contract
 from otseam.contract.units import parse_duration
 from otseam.control.roles import Permission, Role, check_role, default_role, totp_required
@@ -51,6 +52,25 @@ def _open(contract_path: Path, node: str | None) -> tuple[Contract, UserStore]:
     except ContractError as exc:
         raise _fail(f"the contract cannot be used:\n{exc}") from None
     return loaded.contract, UserStore(node_data_dir(loaded.path, loaded.contract, node))
+
+
+def _on_record(contract_path: Path, node: str | None, kind: str, user: str, subject: str, message: str) -> None:
+    """A record of the node's hash-chained audit log, written from the command line (the running node's
+    journal does not see it; ``seam audit verify`` does). Raises AuditUnavailable."""
+    from otseam.audit.log import AuditLog, authority_dir
+    from otseam.contract.loader import load
+    from otseam.runtime.supervisor import StartupError, resolve_node
+
+    loaded = load(contract_path)
+    try:
+        node_id = resolve_node(loaded.contract, node)
+    except StartupError as exc:
+        raise _fail(str(exc)) from None
+    data_dir = node_data_dir(loaded.path, loaded.contract, node)
+    account = UserStore(data_dir).get(user)
+    audit = AuditLog(authority_dir(data_dir), node=node_id)
+    actor = account.person if account is not None else user
+    audit.append(kind, actor, subject, {"user": user, "via": "command line"}, message=message)
 
 
 def _read_password(confirm: bool) -> str:
@@ -196,6 +216,11 @@ def token(
         except ValueError as exc:
             raise _fail(f"--expires: {exc}") from None
     created, secret = store.create_token(name, label, list(scope), lifetime)
+    try:
+        _on_record(contract, node, "token.create", name, created.id, f"{name}: API token {created.id} ({label})")
+    except AuditUnavailable as exc:
+        store.revoke_token(created.id)  # a token not on record must not work
+        raise _fail(f"{exc}; the token was not created") from None
     typer.echo(f"token {created.id} for {name} ({', '.join(created.scopes)}):", err=True)
     typer.echo(secret)
 
@@ -207,9 +232,13 @@ def revoke(
     """Revoke an API token."""
     _, store = _open(contract, node)
     try:
-        store.revoke_token(token_id)
+        token = store.revoke_token(token_id)
     except UserError as exc:
         raise _fail(str(exc)) from None
+    try:
+        _on_record(contract, node, "token.revoke", token.user, token_id, f"API token {token_id} revoked")
+    except AuditUnavailable as exc:  # revoking only takes access away: it stands, and says what is missing
+        raise _fail(f"token {token_id} revoked, but NOT on record: {exc}") from None
     typer.echo(f"token {token_id} revoked")
 
 

@@ -30,13 +30,13 @@ from typing import Any
 
 from aiohttp import web
 
+from otseam.audit.log import AuditLog, AuditUnavailable, authority_dir, node_public_key, record_login, verify_log
 from otseam.contract.models import Contract
 from otseam.control.auth import Identity as ConsoleIdentity
 from otseam.control.authority import keys
-from otseam.control.authority.audit import AuditLog, AuditUnavailable, node_public_key, record_login, verify_log
 from otseam.control.authority.document import CommandRequest, DocumentError
 from otseam.control.authority.governance import ChangeControl, GovernanceError, enabled
-from otseam.control.authority.service import AuthorityError, AuthorityService, Identity, authority_dir
+from otseam.control.authority.service import AuthorityError, AuthorityService, Identity
 from otseam.control.authority.store import Signature
 from otseam.control.users import UserStore
 from otseam.control.view import NodeView, historian_path
@@ -58,7 +58,7 @@ def _error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
 
 
-class _JournalOf:
+class JournalOf:
     """The node's journal as the audit log writes to it (its records then cross the diode)."""
 
     def __init__(self, view: NodeView) -> None:
@@ -71,7 +71,7 @@ class _JournalOf:
         return 0
 
 
-async def _body(request: web.Request, allowed: frozenset[str]) -> dict[str, Any]:
+async def body_of(request: web.Request, allowed: frozenset[str]) -> dict[str, Any]:
     if request.content_length is not None and request.content_length > 256 * 1024:
         raise ApiError(413, "the request body is too large")
     try:
@@ -86,7 +86,7 @@ async def _body(request: web.Request, allowed: frozenset[str]) -> dict[str, Any]
     return body
 
 
-def _text(body: dict[str, Any], name: str, limit: int, required: bool = True) -> str:
+def text_of(body: dict[str, Any], name: str, limit: int, required: bool = True) -> str:
     value = body.get(name)
     if value is None and not required:
         return ""
@@ -117,7 +117,7 @@ def _query_text(request: web.Request, name: str) -> str | None:
     return values[0] if values else None
 
 
-def _signing(purpose: str, digest: str) -> dict[str, str]:
+def signing(purpose: str, digest: str) -> dict[str, str]:
     """What an approver signs, said exactly (the message is UTF-8 without a trailing newline)."""
     return {"purpose": purpose, "sha256": digest, "message": keys.message(purpose, digest).decode()}
 
@@ -140,7 +140,7 @@ class AuthorityAPI:
             self._audit_log = AuditLog(
                 authority_dir(self.view.data_dir()),
                 node=self.view.node_id,
-                journal=_JournalOf(self.view),
+                journal=JournalOf(self.view),
                 clock=self.clock,
             )
         return self._audit_log
@@ -161,7 +161,7 @@ class AuthorityAPI:
                     self.view.data_dir(),
                     node=self.view.node_id,
                     clock=self.clock,
-                    journal=_JournalOf(self.view),
+                    journal=JournalOf(self.view),
                     audit=self.audit_log(),
                 )
             except AuthorityError as exc:
@@ -266,9 +266,9 @@ class AuthorityAPI:
         return (rows[-1].ts, rows[-1].value, rows[-1].quality.label) if rows else None
 
     async def h_prepare(self, request: web.Request, who: ConsoleIdentity) -> web.StreamResponse:
-        body = await _body(request, frozenset({"command", "value", "reason", "observed"}))
-        command = _text(body, "command", 200)
-        reason = _text(body, "reason", 2000)
+        body = await body_of(request, frozenset({"command", "value", "reason", "observed"}))
+        command = text_of(body, "command", 200)
+        reason = text_of(body, "reason", 2000)
         value, observed = body.get("value"), body.get("observed")
         for name, item in (("value", value), ("observed", observed)):
             if isinstance(item, dict | list) or item is None:
@@ -276,11 +276,11 @@ class AuthorityAPI:
         service = await self.served()
         doc = await asyncio.to_thread(service.prepare, self.identity(who), command, value, reason, observed)
         return web.json_response(
-            {"document": doc.body(), "sha256": doc.digest, "signing": _signing(keys.PURPOSE_REQUEST, doc.digest)}
+            {"document": doc.body(), "sha256": doc.digest, "signing": signing(keys.PURPOSE_REQUEST, doc.digest)}
         )
 
     async def h_submit(self, request: web.Request, who: ConsoleIdentity) -> web.StreamResponse:
-        body = await _body(request, frozenset({"document", "fingerprint", "signature"}))
+        body = await body_of(request, frozenset({"document", "fingerprint", "signature"}))
         try:
             doc = CommandRequest.from_body(body.get("document"))
         except DocumentError as exc:
@@ -288,7 +288,7 @@ class AuthorityAPI:
         signature = None
         if body.get("signature") is not None or body.get("fingerprint") is not None:
             ident = self.identity(who)
-            signature = Signature(ident.person_id, _text(body, "fingerprint", 100), _text(body, "signature", 200))
+            signature = Signature(ident.person_id, text_of(body, "fingerprint", 100), text_of(body, "signature", 200))
         try:
             view = await asyncio.to_thread((await self.served()).submit, self.identity(who), doc, signature)
         except ValueError as exc:  # the store refuses a second document under an id already taken
@@ -315,20 +315,20 @@ class AuthorityAPI:
         return web.json_response(_with_signing(view))
 
     async def h_approve(self, request: web.Request, who: ConsoleIdentity) -> web.StreamResponse:
-        body = await _body(request, frozenset({"fingerprint", "signature"}))
-        fingerprint, signature = _text(body, "fingerprint", 100), _text(body, "signature", 200)
+        body = await body_of(request, frozenset({"fingerprint", "signature"}))
+        fingerprint, signature = text_of(body, "fingerprint", 100), text_of(body, "signature", 200)
         view = await asyncio.to_thread(
             (await self.served()).approve, self.identity(who), request.match_info["id"][:100], fingerprint, signature
         )
         return web.json_response(_with_signing(view))
 
     async def h_reject(self, request: web.Request, who: ConsoleIdentity) -> web.StreamResponse:
-        body = await _body(request, frozenset({"reason", "fingerprint", "signature"}))
-        reason = _text(body, "reason", 2000)
+        body = await body_of(request, frozenset({"reason", "fingerprint", "signature"}))
+        reason = text_of(body, "reason", 2000)
         ident = self.identity(who)
         signature = None
         if body.get("signature") is not None or body.get("fingerprint") is not None:
-            signature = Signature(ident.person_id, _text(body, "fingerprint", 100), _text(body, "signature", 200))
+            signature = Signature(ident.person_id, text_of(body, "fingerprint", 100), text_of(body, "signature", 200))
         view = await asyncio.to_thread(
             (await self.served()).reject, ident, request.match_info["id"][:100], reason, signature
         )
@@ -350,7 +350,7 @@ class AuthorityAPI:
         proposals = await asyncio.to_thread(control.all)
         items = [{k: v for k, v in p.items() if k != "text"} for p in reversed(proposals)]
         for item in items:
-            item["signing"] = _signing(keys.PURPOSE_BUNDLE, item["digest"])
+            item["signing"] = signing(keys.PURPOSE_BUNDLE, item["digest"])
         governance = enabled(control.directory)
         return web.json_response({"items": items, "next": None, "governance": governance})
 
@@ -361,21 +361,21 @@ class AuthorityAPI:
             proposal = await asyncio.to_thread(control._load, revision)
         except GovernanceError as exc:
             raise ApiError(404, str(exc)) from None
-        proposal["signing"] = _signing(keys.PURPOSE_BUNDLE, proposal["digest"])
+        proposal["signing"] = signing(keys.PURPOSE_BUNDLE, proposal["digest"])
         return web.json_response(proposal)
 
     async def h_propose(self, request: web.Request, who: ConsoleIdentity) -> web.StreamResponse:
-        body = await _body(request, frozenset({"text"}))
-        text = _text(body, "text", 200_000)
+        body = await body_of(request, frozenset({"text"}))
+        text = text_of(body, "text", 200_000)
         ident = self.identity(who)
         current = await asyncio.to_thread(self.view.contract_path().read_text, encoding="utf-8")
         proposal = await asyncio.to_thread(self.changes().propose, text, current, ident.person_id)
-        proposal["signing"] = _signing(keys.PURPOSE_BUNDLE, proposal["digest"])
+        proposal["signing"] = signing(keys.PURPOSE_BUNDLE, proposal["digest"])
         return web.json_response({k: v for k, v in proposal.items() if k != "text"})
 
     async def h_approve_proposal(self, request: web.Request, who: ConsoleIdentity) -> web.StreamResponse:
-        body = await _body(request, frozenset({"fingerprint", "signature"}))
-        fingerprint, signature = _text(body, "fingerprint", 100), _text(body, "signature", 200)
+        body = await body_of(request, frozenset({"fingerprint", "signature"}))
+        fingerprint, signature = text_of(body, "fingerprint", 100), text_of(body, "signature", 200)
         control = self.changes()
         revision = control.parse_revision(request.match_info["revision"][:20])
         ident = self.identity(who)
@@ -443,8 +443,8 @@ class AuthorityAPI:
 def _with_signing(view: dict[str, Any]) -> dict[str, Any]:
     digest = str(view.get("digest") or CommandRequest.from_body(view["document"]).digest)
     view["sha256"] = digest
-    view["signing"] = _signing(keys.PURPOSE_APPROVAL, digest)
-    view["rejection_signing"] = _signing(keys.PURPOSE_REJECTION, digest)
+    view["signing"] = signing(keys.PURPOSE_APPROVAL, digest)
+    view["rejection_signing"] = signing(keys.PURPOSE_REJECTION, digest)
     return view
 
 

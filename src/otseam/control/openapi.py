@@ -55,7 +55,7 @@ def document() -> dict[str, Any]:
             operation["x-seam-permission"] = str(route.access)
         if route.method == "POST" and route.handler == "login":
             operation["responses"]["429"] = {"description": "Throttled or locked out"}
-        if route.handler.startswith("authority_"):
+        if route.handler.startswith(("authority_", "breakglass_")):
             operation["responses"].update(AUTHORITY_ERRORS)
         if route.body is not None:
             operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": route.body}}}

@@ -37,6 +37,10 @@ class Permission(StrEnum):
     COMMAND_APPROVE = "commands.approve"
     #: Propose a contract change and approve one with one's own key.
     CONTRACT_CHANGE = "contract.change"
+    #: Open a break-glass session and write through it (the contract still decides: OT side, OT node).
+    BREAK_GLASS = "breakglass"
+    #: Close the review of a break-glass session (the contract still decides: its seam owner only).
+    BREAK_GLASS_REVIEW = "breakglass.review"
 
 
 #: The permissions of each role. Deny by default: a permission not listed is refused.
@@ -46,9 +50,13 @@ class Permission(StrEnum):
 _DECIDE = {Permission.COMMAND_REQUEST, Permission.COMMAND_APPROVE, Permission.CONTRACT_CHANGE}
 GRANTS: dict[Role, frozenset[Permission]] = {
     Role.VIEWER: frozenset({Permission.READ, Permission.TOKENS}),
-    Role.OPERATOR: frozenset({Permission.READ, Permission.TOKENS, Permission.ACK, Permission.COMMAND_REQUEST}),
-    Role.ENGINEER: frozenset({Permission.READ, Permission.TOKENS, Permission.ACK, *_DECIDE}),
-    Role.SEAM_OWNER: frozenset({Permission.READ, Permission.TOKENS, Permission.ACK, *_DECIDE}),
+    Role.OPERATOR: frozenset(
+        {Permission.READ, Permission.TOKENS, Permission.ACK, Permission.COMMAND_REQUEST, Permission.BREAK_GLASS}
+    ),
+    Role.ENGINEER: frozenset({Permission.READ, Permission.TOKENS, Permission.ACK, *_DECIDE, Permission.BREAK_GLASS}),
+    Role.SEAM_OWNER: frozenset(
+        {Permission.READ, Permission.TOKENS, Permission.ACK, *_DECIDE, Permission.BREAK_GLASS_REVIEW}
+    ),
     Role.ADMIN: frozenset({Permission.READ, Permission.TOKENS, Permission.ACK, Permission.ADMIN}),
 }
 

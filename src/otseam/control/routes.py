@@ -307,6 +307,77 @@ AUTHORITY_ROUTES: tuple[Route, ...] = (
     ),
 )
 
+SESSION_ID = _p("id", "The break-glass session id.")
+#: The session document break-glass prepare returns (otseam.control.authority.breakglass.session_body).
+SESSION: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["id", "person", "reason", "opened", "expires", "node"],
+    "properties": {
+        **{name: _TEXT for name in ("id", "person", "reason", "node")},
+        **{name: _MS for name in ("opened", "expires")},
+    },
+}
+_SIGNED_PROPS = SIGNED["properties"]
+_REASON: dict[str, Any] = {"type": "string", "minLength": 1, "maxLength": 2000, "pattern": r"\S"}
+
+
+def _strict(properties: dict[str, Any]) -> dict[str, Any]:
+    """A JSON body of exactly these fields, all required."""
+    return {"type": "object", "required": list(properties), "additionalProperties": False, "properties": properties}
+
+
+#: Handlers named ``breakglass_*`` are served by otseam.control.breakglass_api (on an OT node; elsewhere
+#: they answer 403, as break-glass itself refuses).
+BREAKGLASS_ROUTES: tuple[Route, ...] = (
+    Route(
+        "GET",
+        f"{API}/breakglass",
+        "breakglass_sessions",
+        Permission.READ,
+        "Break-glass sessions on this node, newest first: active ones, and reviews still open.",
+        response=LIST_PAGE,
+    ),
+    Route(
+        "POST",
+        f"{API}/breakglass/prepare",
+        "breakglass_prepare",
+        Permission.BREAK_GLASS,
+        "The session document an OT person signs to open break-glass (nothing is stored).",
+        body=_strict({"reason": _REASON, "duration_s": {"type": "number", "minimum": 1, "maximum": 3600}}),
+    ),
+    Route(
+        "POST",
+        f"{API}/breakglass",
+        "breakglass_open",
+        Permission.BREAK_GLASS,
+        "Open a break-glass session: the document signed by its person; raises a high-severity alert.",
+        body=_strict({"session": SESSION, **_SIGNED_PROPS}),
+    ),
+    Route(
+        "POST",
+        f"{API}/breakglass/{{id}}/execute",
+        "breakglass_execute",
+        Permission.BREAK_GLASS,
+        "Write a declared command through one's own open session (range checked, read before and back).",
+        example=f"{API}/breakglass/nosuchsession/execute",
+        params=(SESSION_ID,),
+        body=_strict(
+            {"command": {"type": "string", "minLength": 1, "maxLength": 200}, "value": SCALAR, "observed": SCALAR}
+        ),
+    ),
+    Route(
+        "POST",
+        f"{API}/breakglass/{{id}}/review",
+        "breakglass_review",
+        Permission.BREAK_GLASS_REVIEW,
+        "Close the review of a session: the seam owner's note and signature over the session document.",
+        example=f"{API}/breakglass/nosuchsession/review",
+        params=(SESSION_ID,),
+        body=_strict({"note": _REASON, **_SIGNED_PROPS}),
+    ),
+)
+
 ROUTES: tuple[Route, ...] = (
     # --- open --------------------------------------------------------------------------------------
     Route("GET", "/health", "", Open.PUBLIC, "Liveness and component states (no data values).", api=False),
@@ -511,6 +582,8 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", f"{API}/users", "users", Permission.ADMIN, "The node's users.", response=LIST_PAGE),
     # --- the authority: command requests, approvals, change control and the audit log -------------
     *AUTHORITY_ROUTES,
+    # --- break-glass (OT node) --------------------------------------------------------------------
+    *BREAKGLASS_ROUTES,
 )
 
 

@@ -20,14 +20,15 @@ from typing import Any
 
 from aiohttp import web
 
+from otseam.audit.log import AuditUnavailable
 from otseam.contract.formulas.lineage import Lineage, lineage
 from otseam.contract.models import COMPUTED_DEVICE, Contract, Point
 from otseam.control import openapi
 from otseam.control.auth import COOKIE, CSRF_HEADER, Authenticator, Identity, LoginRefused, csrf_ok
-from otseam.control.authority.audit import AuditUnavailable
 from otseam.control.authority_api import AuthorityAPI
+from otseam.control.breakglass_api import BreakGlassAPI
 from otseam.control.events import ALERT_KINDS, EventStore
-from otseam.control.live import CLOSE, LiveHub, cancel, sse
+from otseam.control.live import LiveHub, cancel, sse
 from otseam.control.roles import Permission
 from otseam.control.routes import ROUTES, Open, Route
 from otseam.control.users import UserError, UserStore
@@ -124,6 +125,8 @@ class ControlPlane:
         self.rules: dict[int, tuple[web.AbstractRoute, Route]] = {}
         #: Command requests, approvals, change control, the audit log (handlers named authority_*).
         self.authority = AuthorityAPI(view, clock)
+        #: Break-glass sessions, their writes and reviews (handlers named breakglass_*).
+        self.breakglass = BreakGlassAPI(view, clock)
 
     def rule_for(self, route: web.AbstractRoute) -> Route | None:
         """The access rule of a route of the server, None when it has none (and is refused)."""
@@ -167,10 +170,13 @@ class ControlPlane:
         app.on_shutdown.append(self._end_streams)
 
     def _handler(self, name: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
-        if not name.startswith("authority_"):
+        if name.startswith("authority_"):
+            served = self.authority.handler(name.removeprefix("authority_"))
+        elif name.startswith("breakglass_"):
+            served = self.breakglass.handler(name.removeprefix("breakglass_"))
+        else:
             method: Callable[[web.Request], Awaitable[web.StreamResponse]] = getattr(self, f"h_{name}")
             return method
-        served = self.authority.handler(name.removeprefix("authority_"))
 
         async def handler(request: web.Request) -> web.StreamResponse:
             return await served(request, request[IDENTITY])
@@ -248,8 +254,10 @@ class ControlPlane:
         cookie = request.cookies.get(COOKIE)
         return self.auth.from_session(cookie) if cookie else None
 
-    def _audit(self, kind: str, severity: Severity, message: str, data: dict[str, Any]) -> None:
-        self.view.append([Event(self.clock(), kind, "control", severity, message, data)])
+    async def _audit(self, kind: str, actor: str, subject: str, data: dict[str, Any], message: str) -> None:
+        """A record of the node's hash-chained audit log (which copies it into the journal), written off
+        the event loop. Raises AuditUnavailable: the caller refuses what it could not record."""
+        await asyncio.to_thread(self.authority.audit_log().append, kind, actor, subject, data, Severity.INFO, message)
 
     # --- console files ------------------------------------------------------------------------------
 
@@ -681,13 +689,17 @@ class ControlPlane:
             return _error(409, "this event records an alarm clearing: acknowledge the alarm it clears")
         if alert["acknowledged"] is not None:
             return _error(409, f"already acknowledged by {alert['acknowledged']['user']}")
+        try:  # on record first: an acknowledgement that cannot be recorded does not happen
+            await self._audit(
+                "alert.ack",
+                identity.person or identity.user,
+                f"alert {offset}",
+                {"user": identity.user, "person": identity.person, "offset": offset, "comment": comment.strip()},
+                f"{identity.user} acknowledged {alert['kind']} {alert['source']}: {comment.strip()}",
+            )
+        except AuditUnavailable as exc:
+            return _error(503, str(exc))
         updated = self.events.acknowledge(offset, identity.user, comment.strip(), self.clock())
-        self._audit(
-            "audit.ack",
-            Severity.INFO,
-            f"{identity.user} acknowledged {alert['kind']} {alert['source']}: {comment.strip()}",
-            {"user": identity.user, "person": identity.person, "offset": offset, "comment": comment.strip()},
-        )
         return web.json_response(updated)
 
     async def h_events(self, request: web.Request) -> web.StreamResponse:
@@ -795,6 +807,10 @@ class ControlPlane:
         body["console"] = {
             "live_offset": self.hub.offset,
             "streams": len(self.hub.subscribers),
+            "messages": self.hub.messages,
+            "resyncs": self.hub.resyncs,
+            "cpu_seconds": round(self.hub.cpu, 3),
+            "interval": round(self.hub.interval, 3),
             "error": self.hub.error or None,
         }
         return web.json_response(body, dumps=lambda o: json.dumps(o, default=str))
@@ -812,23 +828,23 @@ class ControlPlane:
         await response.prepare(request)
         subscriber = self.hub.subscribe(points, events)
         try:
-            await response.write(b"retry: 2000\n\n" + sse("snapshot", self.hub.snapshot(points), self.hub.offset))
+            await response.write(b"retry: 2000\n\n" + self.hub.snapshot(points))
             while True:
-                message = await subscriber.get(5.0)
-                if message is None:
-                    message = b": idle\n\n"
+                waiting = await subscriber.wait(5.0)
                 if not self._still_valid(identity):
                     await response.write(sse("signed-out", {"message": "the session ended: sign in again"}))
                     break
-                if message is CLOSE:
+                if subscriber.closed:
                     break
-                if message == b"":
-                    missed, subscriber.missed = subscriber.missed, 0
-                    self.hub.resyncs += 1
-                    message = sse("resync", {"missed": missed}) + sse(
-                        "snapshot", self.hub.snapshot(points), self.hub.offset
-                    )
+                began = time.thread_time()
+                if subscriber.behind:
+                    message = self.hub.resync(subscriber, points)
+                else:
+                    message = subscriber.take() if waiting else b": idle\n\n"
+                # The write goes to the socket at once; it waits (and other tasks run) only when the
+                # client's socket is full, which then counts their CPU too: an upper bound.
                 await response.write(message)
+                self.hub.cpu += time.thread_time() - began
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         finally:
@@ -875,12 +891,18 @@ class ControlPlane:
                 raise BadRequest(400, "expires_in is a number of seconds")
             expires = self.clock() + float(expires_in)
         token, secret = self.users.create_token(identity.user, name.strip(), scopes, expires)
-        self._audit(
-            "audit.token",
-            Severity.INFO,
-            f"{identity.user} created API token {token.id} ({name.strip()})",
-            {"user": identity.user, "token": token.id, "scopes": [str(s) for s in scopes]},
-        )
+        try:
+            await self._audit(
+                "token.create",
+                identity.person or identity.user,
+                token.id,
+                {"user": identity.user, "token": token.id, "name": name.strip(), "scopes": [str(s) for s in scopes]},
+                f"{identity.user} created API token {token.id} ({name.strip()})",
+            )
+        except AuditUnavailable as exc:
+            # A token that is not on record must not work: it is revoked before anyone sees its secret.
+            self.users.revoke_token(token.id)
+            return _error(503, f"{exc}; the token was not created")
         return web.json_response({**token.public(), "secret": secret})
 
     async def h_revoke_token(self, request: web.Request) -> web.StreamResponse:
@@ -893,12 +915,31 @@ class ControlPlane:
             token = self.users.revoke_token(token_id)
         except UserError as exc:
             return _error(404, str(exc))
-        self._audit(
-            "audit.token",
-            Severity.INFO,
-            f"{identity.user} revoked API token {token_id}",
-            {"user": identity.user, "token": token_id},
-        )
+        message = f"{identity.user} revoked API token {token_id}"
+        try:
+            await self._audit(
+                "token.revoke",
+                identity.person or identity.user,
+                token_id,
+                {"user": identity.user, "token": token_id},
+                message,
+            )
+        except AuditUnavailable as exc:
+            # Revoking only takes access away, so it stands; the missing record is said, loudly, in the
+            # journal and in the answer.
+            self.view.append(
+                [
+                    Event(
+                        self.clock(),
+                        "audit.unrecorded",
+                        "control",
+                        Severity.HIGH,
+                        f"NOT in the audit log ({exc}): {message}",
+                        {"kind": "token.revoke", "token": token_id, "user": identity.user},
+                    )
+                ]
+            )
+            return web.json_response({**token.public(), "warning": f"revoked, but not on record: {exc}"})
         return web.json_response(token.public())
 
     async def h_users(self, request: web.Request) -> web.StreamResponse:

@@ -29,7 +29,7 @@ from otseam.core import columns
 from otseam.core.columns import SampleColumns
 from otseam.core.memory import keep_freed_memory
 from otseam.core.plugins import JournalWriter
-from otseam.core.records import Event, Record, Sample, Severity
+from otseam.core.records import Event, Quality, Record, Sample, Severity
 from otseam.diode import blocks, mmsg, wire
 from otseam.diode.config import DiodeSettings
 from otseam.diode.dedup import OffsetSet
@@ -37,6 +37,9 @@ from otseam.diode.fec import Fec
 from otseam.diode.metrics import ReceiverStats
 
 log = logging.getLogger(__name__)
+
+#: How many quality values a sample may carry (the C inspector's bound).
+_QUALITIES = len(Quality)
 
 RECEIVE_BUFFER = 64 * 1024 * 1024
 #: Blocks held (incomplete, or complete behind an incomplete one) per session; beyond this the earliest is
@@ -524,7 +527,7 @@ class DiodeReceiver:
         stats = self.stats
         rejected = stats.rejected
         unpack = wire.HEADER.unpack_from
-        keyed_copy, equal = self._mac.keyed.copy, hmac.compare_digest
+        mac, equal = self._mac, hmac.compare_digest
         header_size, mac_size, limit = wire.HEADER_SIZE, wire.MAC_SIZE, self._slot - 1
         magic_ours, version_ours, data_kind, parity_kind = wire.MAGIC, wire.VERSION, _DATA, _PARITY
         parity, max_k = self._parity, self._max_k
@@ -553,9 +556,7 @@ class DiodeReceiver:
             if end + mac_size != start + size:
                 rejected[_SHORT] += 1
                 continue
-            mac = keyed_copy()
-            mac.update(view[start:end])
-            if not equal(mac.digest()[:mac_size], view[end : end + mac_size]):
+            if not equal(mac(view[start:end]), view[end : end + mac_size]):
                 rejected[_MAC] += 1
                 self._mac_failed(1, wire.peek_beacon_fingerprint(view[start : start + size]), now)
                 continue
@@ -761,12 +762,21 @@ class DiodeReceiver:
         if isinstance(newest, Sample):
             self.stats.record_lag_seconds = max(0.0, time.time() - newest.gateway_ts)
 
+    def _inspect(self, payload: bytes) -> columns.Summary:
+        """columns.inspect, by the C module for the runs a sender makes (it returns None for anything
+        else, which the reference then decides); raises ColumnsError."""
+        if self._speedups is not None:
+            fields = self._speedups.inspect_columns(payload, _QUALITIES)
+            if fields is not None:
+                return columns.Summary(*fields)
+        return columns.inspect(payload)
+
     def _store_as_is(self, payload: bytes, flags: int) -> bool:
         """The usual case, a run of samples whose offsets are all new: checked, and handed to the journal
         as it arrived, without a Python object per sample. False when the run has to be deduplicated
         sample by sample (a snapshot, a repeat after a restart), or is malformed (reported by the caller)."""
         try:
-            run = columns.inspect(payload)
+            run = self._inspect(payload)
         except columns.ColumnsError:
             return False
         if not (run.consecutive and self.seen.add_run(run.source, run.first_offset, run.last_offset)):

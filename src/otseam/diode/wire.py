@@ -1,4 +1,4 @@
-"""The diode's datagram (wire version 2): a fixed 26-byte header, a payload, a truncated HMAC-SHA256.
+"""The diode's datagram (wire version 3): a fixed 26-byte header, a payload, an AES-256-GCM tag.
 
 Every field is big-endian. The layout is documented with a byte table in docs/diode.md; change both
 together and bump ``VERSION``, and the same numbers in ``speedups/speedups.h`` (checked at import).
@@ -17,11 +17,14 @@ The Python here is the reference; ``speedups/_speedups.c`` does the same work on
     16  8  block sequence number (in a beacon: the sequence the next block will take)
     24  2  payload length
     26  n  payload
-    26+n 16 HMAC-SHA256(key, bytes 0 .. 26+n), first 16 bytes
+    26+n 16 AES-256-GCM tag of bytes 0 .. 26+n (associated data, nothing encrypted) under the
+            session's key, HKDF-SHA256(key, info = SESSION_KEY_INFO + session id); nonce: the
+            sequence (in a beacon, its beacon number), the type, the fragment index, two zero bytes
 
 A fragment's payload is Seam's fragment header (the block length, u32) and the fragment's data; see
 fec.py. Version 1 carried liberasurecode's 80-byte fragment header instead and an HMAC computed by hand;
-a receiver refuses it, counted as ``version`` and logged (at a limited rate) with what to do.
+version 2 was sealed with a truncated HMAC-SHA256. A receiver refuses both, counted as ``version`` and
+logged (at a limited rate) with what to do.
 
 The MAC is checked before any other field is trusted, and every length is checked before it is used:
 the receiver faces whatever reaches its port, and a short or forged datagram is counted and dropped.
@@ -35,18 +38,25 @@ import logging
 import struct
 from dataclasses import dataclass
 from enum import IntEnum
-from functools import partial
+from functools import lru_cache, partial
 from types import ModuleType
 from typing import NamedTuple
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from otseam.core import columns
 
 log = logging.getLogger(__name__)
 
 MAGIC = b"SD"
-VERSION = 2
+VERSION = 3
 #: Versions a receiver recognises only to refuse them with a message naming what to upgrade.
-RETIRED_VERSIONS = {1: "Seam's diode before wire version 2 (liberasurecode fragments, hand-written HMAC)"}
+RETIRED_VERSIONS = {
+    1: "Seam's diode before wire version 2 (liberasurecode fragments, hand-written HMAC)",
+    2: "Seam's diode before wire version 3 (datagrams sealed with HMAC-SHA256)",
+}
 HEADER = struct.Struct(">2sBBBBBBQQH")
 HEADER_SIZE = HEADER.size  # 26
 MAC_SIZE = 16
@@ -106,26 +116,57 @@ def pack(key: bytes, header: Header, payload: bytes) -> bytes:
         len(payload),
     )
     body = head + payload
-    return body + hmac.digest(key, body, "sha256")[:MAC_SIZE]
+    return body + _mac_of(key)(body)
+
+
+#: What a session's key is derived for (HKDF's info, followed by the session id, 8 bytes big-endian).
+SESSION_KEY_INFO = b"seam diode wire 3: AES-256-GCM key of session "
+#: Session keys a Mac keeps; more are derived again when needed.
+SESSION_KEYS = 64
+
+
+def session_key(key: bytes, session: int) -> bytes:
+    """The AES-256 key of one sender session: HKDF-SHA256 of the master key (no salt)."""
+    info = SESSION_KEY_INFO + session.to_bytes(8, "big")
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(key)
+
+
+def nonce(data: bytes | bytearray | memoryview) -> bytes:
+    """The GCM nonce of a datagram (header and payload): its sequence, or in a beacon its beacon number
+    (the payload's last 8 bytes), then its type, its fragment index and two zero bytes. No two datagrams
+    a sender seals under one session key share it (docs/diode.md says why)."""
+    counter = data[-8:] if data[3] == _BEACON and len(data) >= HEADER_SIZE + 8 else data[16:24]
+    return bytes(counter) + bytes((data[3], data[7], 0, 0))
 
 
 class Mac:
-    """HMAC-SHA256 with ``key``, truncated to ``MAC_SIZE``, for the per-datagram hot paths.
+    """The MAC of a datagram: the AES-256-GCM tag (from ``cryptography``, i.e. OpenSSL) of its header and
+    payload as associated data, nothing encrypted, under the key of the session the header names, with
+    the nonce :func:`nonce` makes. ``data`` is a datagram without its MAC (at least the header)."""
 
-    The same value as ``hmac.digest(key, data, "sha256")[:MAC_SIZE]``: OpenSSL's HMAC (through
-    Python's ``hmac`` module), keyed once; each datagram copies the keyed context (``keyed.copy``)
-    instead of setting one up again, which ``hmac.digest`` does on every call.
-    """
-
-    __slots__ = ("keyed",)
+    __slots__ = ("_key", "_sessions")
 
     def __init__(self, key: bytes) -> None:
-        self.keyed = hmac.new(key, digestmod="sha256")
+        if not key:
+            raise ValueError("the diode key is empty")
+        self._key = bytes(key)
+        self._sessions: dict[int, AESGCM] = {}
 
     def __call__(self, data: bytes | bytearray | memoryview) -> bytes:
-        mac = self.keyed.copy()
-        mac.update(data)
-        return mac.digest()[:MAC_SIZE]
+        if len(data) < HEADER_SIZE:
+            raise ValueError("a datagram's header and payload, at least 26 bytes")
+        session = int.from_bytes(data[8:16], "big")
+        sealer = self._sessions.get(session)
+        if sealer is None:
+            if len(self._sessions) >= SESSION_KEYS:
+                self._sessions.clear()
+            sealer = self._sessions[session] = AESGCM(session_key(self._key, session))
+        return sealer.encrypt(nonce(data), b"", bytes(data))
+
+
+@lru_cache(maxsize=8)
+def _mac_of(key: bytes) -> Mac:
+    return Mac(key)
 
 
 def pack_block_into(
@@ -145,7 +186,7 @@ def pack_block_into(
     beyond the MAC itself: this runs for every datagram sent.
     """
     view = memoryview(buffer)
-    pack_into, keyed_copy = HEADER.pack_into, mac.keyed.copy
+    pack_into = HEADER.pack_into
     lengths = []
     for index, fragment in enumerate(fragments):
         start = index * slot
@@ -155,9 +196,7 @@ def pack_block_into(
             buffer, start, MAGIC, VERSION, _DATA if index < k else _PARITY, flags, k, m, index, session, sequence, size
         )
         buffer[start + HEADER_SIZE : end] = fragment
-        sealed = keyed_copy()
-        sealed.update(view[start:end])
-        buffer[end : end + MAC_SIZE] = sealed.digest()[:MAC_SIZE]
+        buffer[end : end + MAC_SIZE] = mac(view[start:end])
         lengths.append(end + MAC_SIZE - start)
     return lengths
 
@@ -189,7 +228,7 @@ def parse(key: bytes, data: bytes | memoryview) -> Header | Rejected:
     end = HEADER_SIZE + length
     if end + MAC_SIZE != size:
         return Rejected.SHORT
-    expected = hmac.digest(key, data[:end], "sha256")[:MAC_SIZE]
+    expected = _mac_of(key)(data[:end])
     if not hmac.compare_digest(expected, data[end:]):
         return Rejected.MAC
     if kind in (_DATA, _PARITY):
@@ -225,7 +264,7 @@ ITEM_RUN, ITEM_BEACON, ITEM_FOREIGN_BEACON = 1, 2, 3
 
 
 #: The shape of the C module's functions this file calls (its SPEEDUPS_API).
-SPEEDUPS_API = 4
+SPEEDUPS_API = 5
 
 
 def _load_speedups() -> ModuleType | None:

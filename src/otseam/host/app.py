@@ -6,6 +6,12 @@ counts when its bdSeq matches the session it claims to end (a late Will of an ol
 ignored). Whenever the story does not add up (a seq gap, an unknown alias, data from a node that never
 was born), the host asks that node for a rebirth with an NCMD, at most once per ``rebirth_interval``.
 
+Reordering: a broker (a cluster especially) may deliver QoS 0 messages out of order. A message a few
+seqs ahead of the one expected is held for ``reorder_timeout`` seconds; when the missing ones arrive,
+everything is applied in seq order and nothing is asked. When the timeout expires first, the gap is
+counted, a rebirth is requested (tck-id-operational-behavior-host-reordering-rebirth), and what was held
+is still applied, in seq order: the host never throws away data it received.
+
 Scale-out: with ``share_group`` several hosts split the data messages between them through an MQTT 5
 shared subscription, while every host still receives every birth and death (plain subscriptions), so
 each one knows every alias and online state. A shared subscription hands each host only part of the
@@ -44,6 +50,19 @@ NAMESPACE = "spBv1.0"
 _SKIP_METRICS = ("bdSeq", "Node Control/")
 
 
+@dataclass(frozen=True, slots=True)
+class Held:
+    kind: str
+    device: str
+    decoded: object
+    now_ms: int
+
+
+#: A message at most this many seqs ahead of the expected one may be a reordering; further ahead (or
+#: behind: a duplicate) it is a gap at once.
+REORDER_WINDOW = 128
+
+
 @dataclass(slots=True)
 class NodeSession:
     bdseq: int | None = None
@@ -55,6 +74,14 @@ class NodeSession:
     datatypes: dict[tuple[str, str], int] = field(default_factory=dict)
     devices: dict[str, bool] = field(default_factory=dict)
     last_rebirth_request: float = 0.0
+    #: seq -> a message that arrived ahead of its turn, held until the missing ones come or time runs out.
+    held: dict[int, Held] = field(default_factory=dict)
+    reorder_timer: asyncio.TimerHandle | None = None
+
+    def release_timer(self) -> None:
+        if self.reorder_timer is not None:
+            self.reorder_timer.cancel()
+            self.reorder_timer = None
 
     def snapshot(self) -> str:
         return json.dumps(
@@ -89,6 +116,7 @@ class HostStats:
     births: int = 0
     deaths: int = 0
     seq_gaps: int = 0
+    reordered: int = 0
     unknown_aliases: int = 0
     rebirth_requests: int = 0
     malformed: int = 0
@@ -103,6 +131,7 @@ class HostApp:
         *,
         share_group: str | None = None,
         rebirth_interval: float = 5.0,
+        reorder_timeout: float = 2.0,
         session_expiry: int = 0,
     ) -> None:
         if share_group and settings.version != 5:
@@ -112,6 +141,13 @@ class HostApp:
         self.store = store
         self.share_group = share_group
         self.rebirth_interval = rebirth_interval
+        #: Seconds a message that arrived ahead of its seq waits for the missing ones; 0 asks at once.
+        self.reorder_timeout = reorder_timeout
+        #: Messages are applied one at a time, whether they come from the broker or from a reorder
+        #: timeout: the order of a node's session is the order of its seqs.
+        self._applying = asyncio.Lock()
+        self._client: aiomqtt.Client | None = None
+        self._expiries: set[asyncio.Task[None]] = set()
         #: Seconds the broker keeps this host's session (and queues its messages) while it is away.
         #: 0 (Clean Start, Session Expiry 0) is what Sparkplug 3.0 requires of a host
         #: (message-flow-phid-sparkplug-clean-session-50/-311); anything else is a named deviation.
@@ -178,6 +214,11 @@ class HostApp:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(min(30.0, 0.5 * 2 ** min(failures, 6))):
                     await self._stop.wait()
+        # Stopping: what was held waiting for a missing seq is stored all the same.
+        async with self._applying:
+            for (group, node), session in self.nodes.items():
+                with contextlib.suppress(Exception):
+                    await self._flush_held(None, group, node, session, reason=None)
 
     def _state(self, online: bool, stamp: int) -> bytes:
         return json.dumps({"online": online, "timestamp": stamp}).encode()
@@ -250,6 +291,11 @@ class HostApp:
 
     async def handle(self, client: aiomqtt.Client | None, topic: str, payload: bytes) -> None:
         """One Sparkplug message. Never raises for what a network peer sent."""
+        async with self._applying:
+            self._client = client
+            await self._handle(client, topic, payload)
+
+    async def _handle(self, client: aiomqtt.Client | None, topic: str, payload: bytes) -> None:
         if topic == self.state_topic:
             await self._on_own_state(client, payload)
             return
@@ -272,20 +318,95 @@ class HostApp:
         now_ms = int(time.time() * 1000)
         seq = int(decoded.seq) if decoded.HasField("seq") else None
         if kind == "NBIRTH":
+            # What was held belongs to the session this birth ends: applied first (the gap counted).
+            await self._flush_held(client, group, node, session, reason=None)
             await self._on_nbirth(group, node, session, decoded, seq, now_ms)
             return
         if kind == "NDEATH":
+            await self._flush_held(client, group, node, session, reason=None)
             await self._on_ndeath(group, node, session, decoded, now_ms)
             return
         if not session.online:
             # Data or a device message from a node whose birth we never saw (we started after it did).
             await self._request_rebirth(client, group, node, session, "no birth seen for this node")
             return
-        if not self.share_group:
-            self._check_seq(session, seq)
-            if seq is None or session.seq != seq:
-                await self._request_rebirth(client, group, node, session, "seq gap")
-                session.seq = seq
+        if self.share_group:
+            await self._apply(client, group, node, session, Held(kind, device, decoded, now_ms), seq)
+            return
+        await self._in_seq_order(client, group, node, session, Held(kind, device, decoded, now_ms), seq)
+
+    async def _in_seq_order(
+        self, client: aiomqtt.Client | None, group: str, node: str, session: NodeSession, message: Held, seq: int | None
+    ) -> None:
+        if session.seq is None and seq is not None:
+            session.seq = seq - 1  # a restored session: the first message sets the reference
+        expected = None if session.seq is None else (session.seq + 1) % 256
+        if seq is not None and seq == expected:
+            session.seq = seq
+            await self._apply(client, group, node, session, message, seq)
+            await self._apply_held_in_turn(client, group, node, session)
+            return
+        ahead = None if seq is None or expected is None else (seq - expected) % 256
+        if self.reorder_timeout > 0 and ahead is not None and 0 < ahead < REORDER_WINDOW:
+            assert seq is not None
+            session.held[seq] = message
+            self.stats.reordered += 1
+            if session.reorder_timer is None:
+                loop = asyncio.get_running_loop()
+                session.reorder_timer = loop.call_later(self.reorder_timeout, self._reorder_expired, group, node)
+            return
+        self.stats.seq_gaps += 1
+        await self._request_rebirth(client, group, node, session, "seq gap")
+        session.seq = seq
+        await self._apply(client, group, node, session, message, seq)
+
+    async def _apply_held_in_turn(
+        self, client: aiomqtt.Client | None, group: str, node: str, session: NodeSession
+    ) -> None:
+        """Apply what was held for as long as the next seq is among it."""
+        while session.seq is not None and (following := (session.seq + 1) % 256) in session.held:
+            session.seq = following
+            await self._apply(client, group, node, session, session.held.pop(following), following)
+        if not session.held:
+            session.release_timer()
+
+    def _reorder_expired(self, group: str, node: str) -> None:
+        task = asyncio.ensure_future(self._give_up_waiting(group, node))
+        self._expiries.add(task)
+        task.add_done_callback(self._expiries.discard)
+
+    async def _give_up_waiting(self, group: str, node: str) -> None:
+        """The missing seqs did not come in time: count the gap, ask for a rebirth, apply what was held."""
+        async with self._applying:
+            session = self.nodes.get((group, node))
+            if session is None:
+                return
+            session.reorder_timer = None
+            try:
+                await self._flush_held(self._client, group, node, session, "seq gap (reorder timeout)")
+            except Exception as exc:  # the store refused: nothing to acknowledge here, say it
+                log.error("host %s: cannot store held messages of %s/%s: %s", self.host_id, group, node, exc)
+
+    async def _flush_held(
+        self, client: aiomqtt.Client | None, group: str, node: str, session: NodeSession, reason: str | None
+    ) -> None:
+        """Apply what was held, in seq order, counting the gap it waited on; ask for a rebirth if
+        ``reason`` (not when a birth or a death ends the session anyway)."""
+        if not session.held:
+            return
+        session.release_timer()
+        self.stats.seq_gaps += 1
+        if reason is not None:
+            await self._request_rebirth(client, group, node, session, reason)
+        start = session.seq if session.seq is not None else 0
+        for seq in sorted(session.held, key=lambda s: (s - start) % 256):
+            session.seq = seq
+            await self._apply(client, group, node, session, session.held.pop(seq), seq)
+
+    async def _apply(
+        self, client: aiomqtt.Client | None, group: str, node: str, session: NodeSession, message: Held, seq: int | None
+    ) -> None:
+        kind, device, decoded, now_ms = message.kind, message.device, message.decoded, message.now_ms
         if kind == "DBIRTH":
             self.stats.births += 1
             session.devices[device] = True
@@ -316,16 +437,6 @@ class HostApp:
             )
             with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
                 await client.publish(self.state_topic, self._state(True, self._stamp), qos=1, retain=True, timeout=2.0)
-
-    def _check_seq(self, session: NodeSession, seq: int | None) -> None:
-        if session.seq is None and seq is not None:
-            session.seq = seq  # a restored session: the first message sets the reference
-            return
-        expected = None if session.seq is None else (session.seq + 1) % 256
-        if seq is not None and expected is not None and seq == expected:
-            session.seq = seq
-        else:
-            self.stats.seq_gaps += 1
 
     async def _on_nbirth(
         self, group: str, node: str, session: NodeSession, decoded: object, seq: int | None, now_ms: int

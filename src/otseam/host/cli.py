@@ -31,6 +31,7 @@ def run_host(
     username: str | None,
     password_env: str | None,
     session_expiry: int = 0,
+    reorder_timeout: float = 2.0,
 ) -> int:
     """Returns the process exit code; every mistake a user can make ends in one clear line."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
@@ -56,13 +57,16 @@ def run_host(
             raise MqttConfigError(f"--share-group {share_group!r} must be non-empty without '/', '+' or '#'")
         if not 0 <= session_expiry <= 2**32 - 1:
             raise MqttConfigError("--session-expiry is a number of seconds from 0 (a clean session) to 4294967295")
+        if not 0 <= reorder_timeout <= 60:
+            raise MqttConfigError("--reorder-timeout is a number of seconds from 0 (ask at once) to 60")
     except MqttConfigError as exc:
         print(f"seam host: {exc}", file=sys.stderr)
         return 2
     # The database's path is fixed here, before the event loop: the node's data lives beside it.
     database = Path(db).resolve() if db is not None else None
     try:
-        return asyncio.run(_main(options, host_id, database, dsn, share_group, session_expiry))
+        timing = {"session_expiry": session_expiry, "reorder_timeout": reorder_timeout}
+        return asyncio.run(_main(options, host_id, database, dsn, share_group, timing))
     except KeyboardInterrupt:
         return 0
 
@@ -78,7 +82,7 @@ async def _main(
     database: Path | None,
     dsn: str | None,
     share_group: str | None,
-    expiry: int,
+    timing: dict[str, float],
 ) -> int:
     """The host application as the ``sparkplug_host`` source of a one-node contract, run by the runtime
     (supervised, restarted with backoff, drained on stop) like any source of a node."""
@@ -91,7 +95,7 @@ async def _main(
     except Exception as exc:
         print(f"seam host: cannot open the historian: {exc}", file=sys.stderr)
         return 2
-    source_options: dict[str, object] = {**options, "host_id": host_id, "session_expiry": expiry}
+    source_options: dict[str, object] = {**options, "host_id": host_id, **timing}
     if share_group is not None:
         source_options["share_group"] = share_group
     if dsn is not None:

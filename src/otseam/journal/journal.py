@@ -154,6 +154,8 @@ class Journal:
         #: pages clean: the data may be gone from disk and cache alike, and a later fsync would succeed
         #: without writing it. Nothing more may be accepted as durable.
         self._failed: str | None = None
+        #: Called after every write (see :meth:`observe`).
+        self._observers: list[Callable[[int, Sequence[Record | SampleColumns]], None]] = []
 
     # --- opening -------------------------------------------------------------------------------------
 
@@ -408,7 +410,7 @@ class Journal:
         pieces: list[bytes] = []
         sizes: list[int] = []
         bases: list[int] = []
-        offset = self._next
+        offset = first = self._next
         pending = [
             (kind, run[start : start + MAX_FRAME_RECORDS])
             for kind, run in codec.split_runs(records)
@@ -451,7 +453,22 @@ class Journal:
         self._bytes += total
         self._next = offset
         self._maybe_sync()
+        for observer in self._observers:
+            observer(first, records)
         return offset - 1
+
+    def observe(self, observer: Callable[[int, Sequence[Record | SampleColumns]], None]) -> Callable[[], None]:
+        """Call ``observer(first offset, records)`` after every write, on the writing thread with the
+        journal's lock held (so it must only take the batch and return), until the returned function is
+        called. For a live view of what is appended without decoding it again from disk; a consumer that
+        must not miss anything across restarts still reads a cursor."""
+        self._observers.append(observer)
+
+        def stop() -> None:
+            if observer in self._observers:
+                self._observers.remove(observer)
+
+        return stop
 
     def _maybe_sync(self) -> None:
         if self.sync == "none":

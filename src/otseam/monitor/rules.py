@@ -39,14 +39,14 @@ _H, _M, _L, _C = Severity.HIGH, Severity.MEDIUM, Severity.LOW, Severity.CRITICAL
 RULES: dict[str, Rule] = {
     r.id: r
     for r in (
-        Rule("MB-020", "flow-not-allowed", _H, None, "a flow that no declared device and conduit allows"),
-        Rule("MB-021", "new-pair-after-baseline", _M, None, "a master/slave pair not seen in the baseline"),
+        Rule("MB-020", "flow-not-allowed", _H, "T0848", "a flow that no declared device and conduit allows"),
+        Rule("MB-021", "new-pair-after-baseline", _M, "T0848", "a master/slave pair not seen in the baseline"),
         Rule("INV-001", "undeclared-device", _M, None, "a Modbus or OPC UA server the contract does not declare"),
         Rule(
             "TCP-001",
             "conflicting-retransmission",
             _H,
-            None,
+            "T0820",
             "a TCP retransmission or overlap that carries different bytes for a range already seen (evasion)",
         ),
     )

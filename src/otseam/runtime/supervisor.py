@@ -36,6 +36,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from otseam.audit.log import AuditLog, AuditUnavailable, authority_dir
 from otseam.compute.recover import checkpoint_data, last_checkpoint
 from otseam.contract.loader import ContractError, LoadedContract, SourceMap, load
 from otseam.contract.models import DEFAULT_NODE, Contract, Device, SinkSpec, SourceSpec
@@ -97,6 +98,8 @@ class Settings:
     #: contract, a text refuses it and says why. ``seam run`` passes change control's check (governance);
     #: a module-level function, so that a reload planned in a child process carries it along.
     admit: Callable[[Path, Path, str], str | None] | None = None
+    #: Sign an audit checkpoint once the oldest record no checkpoint covers is this old (seconds).
+    audit_checkpoint_seconds: float = 300.0
 
 
 @dataclass(slots=True)
@@ -232,6 +235,8 @@ class Supervisor:
         self.state = "starting"
         self.plan: Plan | None = None
         self.journal: Journal | None = None
+        #: The node's audit log, for its time-based checkpoints (every part that records opens its own).
+        self.audit: AuditLog | None = None
         self.pipeline: Pipeline | None = None
         self.data_dir = Path(".")
         self.components: dict[str, Component] = {}
@@ -371,6 +376,12 @@ class Supervisor:
             self.journal = Journal.from_config(plan.contract.journal.model_copy(update={"path": str(journal_path)}))
         except JournalError as exc:
             raise StartupError(f"journal: {exc}") from None
+        self.audit = AuditLog(
+            authority_dir(self.data_dir),
+            node=self.node,
+            journal=self.journal,
+            checkpoint_seconds=self.settings.audit_checkpoint_seconds,
+        )
         self.pipeline = Pipeline(plan.table)
         self._recover_compute_state()
         self.plan = plan
@@ -474,6 +485,10 @@ class Supervisor:
         beats = self.pipeline.tick()
         if beats:
             self._append(beats)
+        if self.audit is not None:
+            # A quiet audit log still gets its signed checkpoint (AuditLog logs the failure itself).
+            with contextlib.suppress(AuditUnavailable):
+                self.audit.checkpoint_if_due()
         for callback in self.on_tick:
             try:
                 callback()

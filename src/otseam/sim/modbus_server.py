@@ -77,10 +77,13 @@ class _Connection(asyncio.Protocol):
         self.server = server
         self.transport: asyncio.Transport | None = None
         self.buffer = bytearray()
+        self.peer = ""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        peer = transport.get_extra_info("peername")
+        self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) and len(peer) >= 2 else ""
         stats = self.server.stats
         if stats.connections >= self.server.max_connections:
             stats.refused += 1
@@ -109,6 +112,7 @@ class _Connection(asyncio.Protocol):
         buffer = self.buffer
         buffer += data
         transport = self.transport
+        self.server.client = self.peer  # who is asking, for a bank that records it (one thread: no race)
         size = len(buffer)
         start = 0
         # Answers to a burst of pipelined requests go out in one write, and the buffer is trimmed once:
@@ -189,6 +193,8 @@ class ModbusTcpServer:
         self.faults = Faults()
         self.unit_faults: dict[int, Faults] = {}
         self.stats = ServerStats()
+        #: The address (host:port) of the client whose request is being answered now.
+        self.client = ""
         #: Source of the garbage bytes, seeded so a failing test can be repeated.
         self.random = random.Random(seed)
         self._server: asyncio.Server | None = None

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from otseam.control.authority.audit import AuditLog, AuditUnavailable, node_public_key, syslog_line, verify_log
+from otseam.audit.log import AuditLog, AuditUnavailable, node_public_key, syslog_line, verify_log
 from otseam.control.authority.service import AuthorityError
 from otseam.core.records import Event, Record
 from tests.control.authority.helpers import Clock, identity, service
@@ -60,7 +60,7 @@ def test_an_edited_record_is_named(tmp_path: Path) -> None:
 
 
 def test_an_edited_record_with_a_recomputed_hash_is_named_by_its_successor(tmp_path: Path) -> None:
-    from otseam.control.authority.audit import record_hash
+    from otseam.audit.log import record_hash
 
     log = written(tmp_path)
     text = lines(log)
@@ -125,7 +125,7 @@ def test_records_cross_into_the_journal_as_events(tmp_path: Path) -> None:
 
 
 def test_logins_and_failed_logins_are_records(tmp_path: Path) -> None:
-    from otseam.control.authority.audit import record_login
+    from otseam.audit.log import record_login
 
     log = AuditLog(tmp_path / "a", node="dmz", clock=Clock())
     record_login(log, "it-lead", True, "127.0.0.1")
@@ -164,7 +164,7 @@ def test_when_the_audit_log_cannot_be_written_nothing_happens(tmp_path: Path) ->
 
 
 def test_the_copy_that_crossed_in_the_journal_verifies_on_its_own(tmp_path: Path) -> None:
-    from otseam.control.authority.audit import verify_events
+    from otseam.audit.log import verify_events
 
     journal = Journal()
     log = AuditLog(tmp_path / "a", node="ot-edge", clock=Clock(), journal=journal, checkpoint_every=4)

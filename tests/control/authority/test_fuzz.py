@@ -12,8 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from otseam.audit.log import verify_log
 from otseam.contract.models import INTEGER_RANGES, Device
-from otseam.control.authority.audit import verify_log
 from otseam.control.authority.document import CommandRequest, DocumentError
 from otseam.control.authority.keys import KeyProblem, parse_public
 from otseam.drivers.modbus.planner import plan

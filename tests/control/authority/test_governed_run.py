@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from otseam.audit.log import AuditLog, verify_log
 from otseam.control.authority import keys
-from otseam.control.authority.audit import AuditLog, verify_log
 from otseam.control.authority.governance import ChangeControl, turn_on
 from otseam.control.authority.store import Signature
 from tests.control.node import CONTRACT

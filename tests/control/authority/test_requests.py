@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from otseam.audit.canonical import CanonicalError, canonical, decimal_text
 from otseam.control.authority import keys
-from otseam.control.authority.canonical import CanonicalError, canonical, decimal_text
 from otseam.control.authority.document import CommandRequest
 from otseam.control.authority.service import AuthorityError
 from tests.control.authority.helpers import Clock, contract_text, identity, service
@@ -64,7 +64,7 @@ def test_a_request_needs_two_people_of_the_listed_roles(tmp_path: Path) -> None:
     with pytest.raises(AuthorityError, match="cannot approve"):
         svc.approve(identity("it-analyst"), doc.id, *people.approval("it-analyst", doc.digest))
     view = svc.approve(identity("it-lead"), doc.id, *people.approval("it-lead", doc.digest))
-    assert view["state"] == "pending" and view["missing"].startswith("1 approval(s) of 2")
+    assert view["state"] == "pending" and view["missing"].startswith("1 of 2 approvals")
     with pytest.raises(AuthorityError, match="already approved"):
         svc.approve(identity("it-lead"), doc.id, *people.approval("it-lead", doc.digest))
     # ot-engineer owns the device's zone, but the command lists an OT operations supervisor.
@@ -204,7 +204,7 @@ def test_concurrent_approvals_all_land(tmp_path: Path) -> None:
     assert all("is approved; it can no longer be approved" in str(e) for e in errors), errors
     assert len(landed) + len(errors) == 3 and len(landed) >= 2 and view["state"] == "approved", (landed, errors)
     assert view["state"] == "approved"
-    from otseam.control.authority.audit import verify_log
+    from otseam.audit.log import verify_log
 
     assert verify_log(svc.audit.path, svc.audit.head_path, None).ok
 

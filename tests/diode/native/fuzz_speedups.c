@@ -16,7 +16,8 @@
  *      the input): the block must come back byte for byte; then with one byte of a fragment changed
  *   3  the column decoders (otseam.core.columns.decode and inspect; Python, so libFuzzer's coverage
  *      guidance does not see inside them: they are fed every input of this target, and any exception
- *      other than ColumnsError aborts)
+ *      other than ColumnsError aborts), and the C inspector (inspect_columns), which must accept only
+ *      what columns.inspect accepts, with the same summary
  *   4  the block decoder (otseam.diode.blocks.decode, the same remark), BlockError being the only refusal
  */
 #define PY_SSIZE_T_CLEAN
@@ -35,8 +36,9 @@ PyMODINIT_FUNC PyInit__speedups(void);
 #define SLOT 1473
 #define MAX_INDEX 255
 
-static PyObject *module, *mac, *coder, *columns_decode, *columns_inspect, *columns_error, *blocks_decode,
-    *blocks_error;
+static PyObject *module, *mac, *coder, *columns_decode, *columns_inspect, *columns_error, *columns_summary,
+    *blocks_decode, *blocks_error;
+static long qualities;
 static int pair[2];
 
 static void
@@ -76,6 +78,10 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
     columns_decode = attribute("otseam.core.columns", "decode");
     columns_inspect = attribute("otseam.core.columns", "inspect");
     columns_error = attribute("otseam.core.columns", "ColumnsError");
+    columns_summary = attribute("otseam.core.columns", "Summary");
+    PyObject *quality = attribute("otseam.core.records", "Quality");
+    qualities = (long)PyObject_Length(quality);
+    Py_DECREF(quality);
     blocks_decode = attribute("otseam.diode.blocks", "decode");
     blocks_error = attribute("otseam.diode.blocks", "BlockError");
     if (socketpair(AF_UNIX, SOCK_DGRAM, 0, pair) < 0)
@@ -241,6 +247,32 @@ decode_with(PyObject *decoder, PyObject *refusal, const uint8_t *data, size_t si
     fail("a decoder raised something other than its refusal");
 }
 
+/* The C inspector accepts only what columns.inspect accepts, with the same summary (compared by repr, so
+ * that a NaN timestamp equals itself). */
+static void
+inspect_agrees(const uint8_t *data, size_t size)
+{
+    PyObject *fields = PyObject_CallMethod(module, "inspect_columns", "y#l", data, (Py_ssize_t)size, qualities);
+    if (fields == NULL)
+        fail("inspect_columns raised");
+    if (fields == Py_None) {
+        Py_DECREF(fields);
+        return;
+    }
+    PyObject *reference = PyObject_CallFunction(columns_inspect, "y#", data, (Py_ssize_t)size);
+    if (reference == NULL)
+        fail("inspect_columns accepted what columns.inspect refuses");
+    PyObject *ours = PyObject_CallObject(columns_summary, fields);
+    PyObject *a = ours == NULL ? NULL : PyObject_Repr(ours), *b = PyObject_Repr(reference);
+    if (a == NULL || b == NULL || PyUnicode_Compare(a, b) != 0)
+        fail("inspect_columns and columns.inspect disagree on a summary");
+    Py_DECREF(a);
+    Py_DECREF(b);
+    Py_DECREF(ours);
+    Py_DECREF(reference);
+    Py_DECREF(fields);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -264,6 +296,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     case 3:
         decode_with(columns_decode, columns_error, data, size);
         decode_with(columns_inspect, columns_error, data, size);
+        inspect_agrees(data, size);
         break;
     case 4:
         decode_with(blocks_decode, blocks_error, data, size);

@@ -14,6 +14,7 @@ import pytest
 from asyncua import Client, ua
 from asyncua.ua.uaerrors import BadUserAccessDenied, UaError
 
+from otseam.audit.log import AuditLog, node_public_key, verify_log
 from otseam.contract import parse_text
 from otseam.core.records import Batch, Event, Quality, Sample, Severity
 from otseam.journal import Journal
@@ -188,8 +189,13 @@ async def test_every_write_type_service_is_refused_and_audited_in_the_journal(tm
         stored = await cursor.next_batch(100, 0.1)
     finally:
         reopened.close()
-    audits = [r for r in stored.records if isinstance(r, Event) and r.kind == "audit"]
-    assert [a.data["service"] for a in audits] == services
+    # Each refusal is a record of the node's hash-chained audit log, and its copy is in the journal.
+    audit = AuditLog(tmp_path / "authority")
+    assert [r["data"]["service"] for r in audit.records() if r["kind"] == "opcua.refused"] == services
+    assert verify_log(audit.path, audit.head_path, node_public_key(audit.directory)).ok
+    audits = [r for r in stored.records if isinstance(r, Event) and r.kind == "audit.opcua.refused"]
+    assert [a.data["data"]["service"] for a in audits] == services
+    assert audits[0].data["actor"] == "mes" and audits[0].data["data"]["via"] == "opcua"
 
 
 async def test_history_read_pages_through_the_historian_with_continuation_points(tmp_path: Path, pki: Pki) -> None:
@@ -248,6 +254,9 @@ async def test_no_anonymous_no_unknown_user_no_untrusted_certificate_no_plain_te
         # asking for a user; a wrong password reaches the login check and is audited.
         logins = [e.data for e in sink.audit_events if e.data["action"] == "opcua.login_refused"]
         assert [d["user"] for d in logins] == ["mes"] and sink.stats["refused_logins"] == 1
+        sink.refusals.flush()
+        failed = [r for r in AuditLog(tmp_path / "authority").records() if r["kind"] == "login.failed"]
+        assert [(r["actor"], r["data"]["via"]) for r in failed] == [("mes", "opcua")]
     # A client whose certificate is not in the trust list is refused at the secure channel.
     (tmp_path / "other").mkdir()
     untrusted = await make_pki(tmp_path / "other", trust_client=False)

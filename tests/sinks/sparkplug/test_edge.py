@@ -14,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from otseam.audit.log import AuditLog, node_public_key, verify_log
 from otseam.contract.models import SinkSpec
 from otseam.core.plugins import PluginContext
 from otseam.core.records import Batch, Quality, Sample
@@ -240,6 +241,17 @@ async def test_rebirth_on_ncmd_and_every_other_command_is_refused_and_audited(
     assert audits[0].data["type"] == "DCMD" and audits[0].data["metric"] == "level"
     assert audits[1].data["metric"] == "Node Control/Reboot"
     assert "refused" in audits[2].message
+    # Every command that arrived is a record of the node's hash-chained audit log (the sink's close
+    # wrote what was queued), the rebirth included.
+    audit = AuditLog(tmp_path / "authority")
+    records = [(r["kind"], r["data"]["metric"]) for r in audit.records()]
+    assert records == [
+        ("sparkplug.rebirth", "Node Control/Rebirth"),
+        ("sparkplug.command.refused", "level"),
+        ("sparkplug.command.refused", "Node Control/Reboot"),
+        ("sparkplug.command.refused", "?"),
+    ]
+    assert verify_log(audit.path, audit.head_path, node_public_key(audit.directory)).ok
 
 
 async def test_deliver_raises_while_the_broker_is_down_and_resumes_after(tmp_path: Path) -> None:

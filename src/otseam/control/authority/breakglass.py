@@ -15,13 +15,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+from otseam.audit.canonical import digest
+from otseam.audit.files import atomic_write, locked
+from otseam.audit.log import AuditUnavailable
 from otseam.contract.models import Side
 from otseam.control.authority import policy
-from otseam.control.authority.audit import AuditUnavailable
-from otseam.control.authority.canonical import digest
 from otseam.control.authority.document import CommandRequest, new_id, normalise_value
 from otseam.control.authority.executor import Executor, to_engineering
-from otseam.control.authority.files import atomic_write, locked
 from otseam.control.authority.keys import PURPOSE_BREAK_GLASS, PURPOSE_REVIEW
 from otseam.control.authority.store import Signature
 from otseam.core.records import Event, Severity
@@ -31,7 +31,11 @@ MAX_DURATION_S = 60 * 60
 
 
 class BreakGlassError(Exception):
-    pass
+    """Refused; ``status`` is the HTTP status the REST API answers with (409 unless said otherwise)."""
+
+    def __init__(self, message: str, status: int = 409) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 def session_body(session_id: str, person: str, reason: str, opened: int, expires: int, node: str) -> dict[str, Any]:
@@ -49,14 +53,14 @@ class BreakGlass:
 
     def _path(self, session_id: str) -> Path:
         if not session_id.isalnum():
-            raise BreakGlassError(f"'{session_id}' is not a break-glass session id")
+            raise BreakGlassError(f"'{session_id}' is not a break-glass session id", 404)
         return self.directory / f"{session_id}.json"
 
     def get(self, session_id: str) -> dict[str, Any]:
         try:
             data: dict[str, Any] = json.loads(self._path(session_id).read_text(encoding="utf-8"))
         except FileNotFoundError:
-            raise BreakGlassError(f"no break-glass session {session_id} on this node") from None
+            raise BreakGlassError(f"no break-glass session {session_id} on this node", 404) from None
         return data
 
     def sessions(self) -> list[dict[str, Any]]:
@@ -68,26 +72,35 @@ class BreakGlass:
     def open_reviews(self) -> list[dict[str, Any]]:
         return [s for s in self.sessions() if s.get("review") is None]
 
-    def _ot_person(self, person_id: str) -> None:
+    def available(self) -> bool:
+        """Whether this node may hold break-glass sessions at all (it is in an OT zone)."""
         contract = self.executor.contract
-        person = contract.person(person_id)
-        if person is None or person.side is not Side.OT:
-            raise BreakGlassError(f"'{person_id}' is not an OT-side person of the contract; break-glass is OT's alone")
+        if not contract.nodes:
+            return True
         node = contract.node(self.executor.node)
-        if contract.nodes:
-            zone = contract.zone(node.zone) if node is not None else None
-            if zone is None or zone.side is not Side.OT:
-                raise BreakGlassError(
-                    f"node '{self.executor.node}' is not in an OT zone; break-glass runs on the OT node only"
-                )
+        zone = contract.zone(node.zone) if node is not None else None
+        return zone is not None and zone.side is Side.OT
+
+    def _ot_person(self, person_id: str) -> None:
+        person = self.executor.contract.person(person_id)
+        if person is None or person.side is not Side.OT:
+            raise BreakGlassError(
+                f"'{person_id}' is not an OT-side person of the contract; break-glass is OT's alone", 403
+            )
+        if not self.available():
+            raise BreakGlassError(
+                f"node '{self.executor.node}' is not in an OT zone; break-glass runs on the OT node only", 403
+            )
 
     def prepare(self, person: str, reason: str, duration_s: float) -> dict[str, Any]:
         """The session document the person signs (not stored yet)."""
         self._ot_person(person)
         if not reason.strip():
-            raise BreakGlassError("break-glass needs a reason")
+            raise BreakGlassError("break-glass needs a reason", 422)
         if not 0 < duration_s <= MAX_DURATION_S:
-            raise BreakGlassError(f"a break-glass session lasts more than 0 and at most {MAX_DURATION_S // 60} minutes")
+            raise BreakGlassError(
+                f"a break-glass session lasts more than 0 and at most {MAX_DURATION_S // 60} minutes", 422
+            )
         now = self._now_ms()
         return session_body(new_id(), person, reason.strip(), now, now + round(duration_s * 1000), self.executor.node)
 
@@ -98,25 +111,34 @@ class BreakGlass:
             body["person"], signature.fingerprint, PURPOSE_BREAK_GLASS, digest(body), signature.signature
         )
         if problem:
-            raise BreakGlassError(problem)
+            raise BreakGlassError(problem, 403)
+        if (
+            not isinstance(body.get("expires"), int)
+            or not 0 < body["expires"] - self._now_ms() <= MAX_DURATION_S * 1000
+        ):
+            raise BreakGlassError("the session document is expired or longer than allowed: prepare a new one", 422)
         message = f"BREAK-GLASS opened by {body['person']} on {body['node'] or 'this node'}: {body['reason']}"
-        try:
-            self.executor.audit.append(
-                "breakglass.open",
-                body["person"],
-                body["id"],
-                {"session": body, "signature": signature.as_dict()},
-                Severity.CRITICAL,
-                message,
-            )
-        except AuditUnavailable as exc:
-            raise BreakGlassError(str(exc)) from None
-        journal = self.executor.audit.journal
-        if journal is not None:
-            journal.append([Event(body["opened"] / 1000, "alert.breakglass", body["id"], Severity.HIGH, message, body)])
         record: dict[str, Any] = {"session": body, "signature": signature.as_dict(), "executions": [], "review": None}
         with locked(self._lock):
+            if self._path(str(body["id"])).exists():  # a signed opening replayed must not reopen a session
+                raise BreakGlassError(f"break-glass session {body['id']} was opened already")
+            try:
+                self.executor.audit.append(
+                    "breakglass.open",
+                    body["person"],
+                    body["id"],
+                    {"session": body, "signature": signature.as_dict()},
+                    Severity.CRITICAL,
+                    message,
+                )
+            except AuditUnavailable as exc:
+                raise BreakGlassError(str(exc), 503) from None
             atomic_write(self._path(body["id"]), json.dumps(record, indent=1).encode())
+        journal = self.executor.audit.journal
+        if journal is not None:
+            # An "alert" event: the console lists it with the other alerts, to be acknowledged.
+            alert = Event(body["opened"] / 1000, "alert", f"breakglass/{body['id']}", Severity.HIGH, message, body)
+            journal.append([alert])
         return record
 
     async def current(self, command: str) -> str:
@@ -126,7 +148,7 @@ class BreakGlass:
             value = to_engineering(tgt.point, await writer.read(tgt.point.id))
         return normalise_value(tgt.point, value)
 
-    async def execute(self, session_id: str, command: str, value: object, observed: str) -> dict[str, Any]:
+    async def execute(self, session_id: str, command: str, value: object, observed: object) -> dict[str, Any]:
         record = self.get(session_id)
         body = record["session"]
         now = self._now_ms()
@@ -138,8 +160,9 @@ class BreakGlass:
         try:
             tgt = policy.target(contract, command)
             text = normalise_value(tgt.point, value)
+            observed = normalise_value(tgt.point, observed)
         except (policy.PolicyError, ValueError) as exc:
-            raise BreakGlassError(str(exc)) from None
+            raise BreakGlassError(str(exc), 422) from None
         if contract.nodes and contract.node_of(tgt.device) != self.executor.node:
             raise BreakGlassError(
                 f"device '{tgt.device.id}' is not polled by this node; break-glass writes only its own"
@@ -175,10 +198,10 @@ class BreakGlass:
         contract = self.executor.contract
         if person != contract.seam_owner:
             raise BreakGlassError(
-                f"only the seam owner ({contract.seam_owner or 'none declared'}) closes a break-glass review"
+                f"only the seam owner ({contract.seam_owner or 'none declared'}) closes a break-glass review", 403
             )
         if not note.strip():
-            raise BreakGlassError("a review needs a note")
+            raise BreakGlassError("a review needs a note", 422)
         with locked(self._lock):
             record = self.get(session_id)
             if record.get("review") is not None:
@@ -187,7 +210,7 @@ class BreakGlass:
                 person, signature.fingerprint, PURPOSE_REVIEW, digest(record["session"]), signature.signature
             )
             if problem:
-                raise BreakGlassError(problem)
+                raise BreakGlassError(problem, 403)
             try:
                 self.executor.audit.append(
                     "breakglass.review",
@@ -198,7 +221,7 @@ class BreakGlass:
                     f"break-glass session {session_id} reviewed by {person}: {note.strip()}",
                 )
             except AuditUnavailable as exc:
-                raise BreakGlassError(str(exc)) from None
+                raise BreakGlassError(str(exc), 503) from None
             record["review"] = {
                 "person": person,
                 "note": note.strip(),

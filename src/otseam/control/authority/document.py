@@ -15,8 +15,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
+from otseam.audit.canonical import CanonicalError, decimal_text, digest
 from otseam.contract.models import INTEGER_RANGES, Point
-from otseam.control.authority.canonical import CanonicalError, decimal_text, digest
 
 Mode = Literal["two-person", "break-glass"]
 VERSION = 1

@@ -24,14 +24,13 @@ from datetime import tzinfo
 from pathlib import Path
 from typing import Any, Protocol
 
+from otseam.audit.files import atomic_write, locked
+from otseam.audit.log import AuditLog, AuditUnavailable, authority_dir
 from otseam.contract.loader import load
 from otseam.contract.models import Contract, Device, Point, Side
 from otseam.control.authority import policy
-from otseam.control.authority.audit import AuditLog, AuditUnavailable
 from otseam.control.authority.document import CommandRequest, DocumentError, contract_version, python_value
-from otseam.control.authority.files import atomic_write, locked
 from otseam.control.authority.keys import PURPOSE_APPROVAL, Keyring
-from otseam.control.authority.service import authority_dir
 from otseam.core.plugins import JournalWriter
 from otseam.core.records import Severity, Value
 

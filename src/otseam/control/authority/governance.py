@@ -19,14 +19,14 @@ import re
 from pathlib import Path
 from typing import Any
 
+from otseam.audit.canonical import digest
+from otseam.audit.files import atomic_write, locked
+from otseam.audit.log import AuditLog, AuditUnavailable
 from otseam.contract.loader import ContractError, parse_text
 from otseam.contract.models import Contract
 from otseam.contract.rules import Severity as RuleSeverity
 from otseam.contract.rules import run as run_rules
-from otseam.control.authority.audit import AuditLog, AuditUnavailable
-from otseam.control.authority.canonical import digest
 from otseam.control.authority.changes import approvers_needed, describe
-from otseam.control.authority.files import atomic_write, locked
 from otseam.control.authority.keys import PURPOSE_BUNDLE, Keyring
 from otseam.control.authority.store import Signature
 from otseam.core.records import Severity

@@ -3,18 +3,14 @@
 A person's private key lives in a file only they can read (mode 0600; a key file that others can read
 is refused, as ssh does). It is never passed on a command line. The node keeps a keyring of public
 keys by person, each listed by its fingerprint, ``SHA256:`` and the unpadded base64 of the SHA-256 of
-the raw 32-byte key (the form ``ssh-keygen -l`` prints).
-
-What is signed is never the raw document: it is a purpose label followed by the document's SHA-256,
-so a signature given for a command request can never be presented as the approval of a contract
-bundle or a checkpoint of the audit log.
+the raw 32-byte key (the form ``ssh-keygen -l`` prints). How a signature is made and checked (a
+purpose label and a SHA-256, never the raw document) is ``otseam.audit.signing``, re-exported here.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import json
 import os
 import stat
@@ -22,52 +18,49 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from otseam.control.authority.files import atomic_write, locked
-
-#: The purpose labels (domain separation) of everything Seam signs.
-PURPOSE_REQUEST = "otseam command request v1"
-PURPOSE_APPROVAL = "otseam command approval v1"
-PURPOSE_REJECTION = "otseam command rejection v1"
-PURPOSE_BREAK_GLASS = "otseam break-glass v1"
-PURPOSE_REVIEW = "otseam break-glass review v1"
-PURPOSE_BUNDLE = "otseam contract bundle v1"
-PURPOSE_CHECKPOINT = "otseam audit checkpoint v1"
+from otseam.audit.files import atomic_write, locked
+from otseam.audit.signing import (
+    PURPOSE_APPROVAL as PURPOSE_APPROVAL,
+)
+from otseam.audit.signing import (
+    PURPOSE_BREAK_GLASS as PURPOSE_BREAK_GLASS,
+)
+from otseam.audit.signing import (
+    PURPOSE_BUNDLE as PURPOSE_BUNDLE,
+)
+from otseam.audit.signing import (
+    PURPOSE_CHECKPOINT as PURPOSE_CHECKPOINT,
+)
+from otseam.audit.signing import (
+    PURPOSE_REJECTION as PURPOSE_REJECTION,
+)
+from otseam.audit.signing import (
+    PURPOSE_REQUEST as PURPOSE_REQUEST,
+)
+from otseam.audit.signing import (
+    PURPOSE_REVIEW as PURPOSE_REVIEW,
+)
+from otseam.audit.signing import (
+    fingerprint as fingerprint,
+)
+from otseam.audit.signing import (
+    message as message,
+)
+from otseam.audit.signing import (
+    sign as sign,
+)
+from otseam.audit.signing import (
+    verify as verify,
+)
 
 PUBLIC_PREFIX = "seam-ed25519"
 
 
 class KeyProblem(ValueError):
     """A key file that cannot be used, or a person without an enrolled key."""
-
-
-def fingerprint(public: Ed25519PublicKey) -> str:
-    raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return "SHA256:" + base64.b64encode(hashlib.sha256(raw).digest()).decode().rstrip("=")
-
-
-def message(purpose: str, digest_hex: str) -> bytes:
-    return f"{purpose}\n{digest_hex}".encode()
-
-
-def sign(private: Ed25519PrivateKey, purpose: str, digest_hex: str) -> str:
-    """The base64 Ed25519 signature of ``purpose`` and ``digest_hex``."""
-    return base64.b64encode(private.sign(message(purpose, digest_hex))).decode()
-
-
-def verify(public: Ed25519PublicKey, purpose: str, digest_hex: str, signature_b64: str) -> bool:
-    try:
-        signature = base64.b64decode(signature_b64, validate=True)
-    except (binascii.Error, ValueError):
-        return False
-    try:
-        public.verify(signature, message(purpose, digest_hex))
-    except InvalidSignature:
-        return False
-    return True
 
 
 def public_text(public: Ed25519PublicKey, person: str) -> str:

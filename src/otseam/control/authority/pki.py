@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from otseam.control.authority.files import atomic_write
+from otseam.audit.files import atomic_write
 
 
 def server_context(cert: str | Path, key: str | Path, ca: str | Path) -> ssl.SSLContext:

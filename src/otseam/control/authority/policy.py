@@ -136,7 +136,8 @@ def quorum_problem(contract: Contract, doc: CommandRequest, approvers: Sequence[
         if person is not None and person_id != doc.requester:
             people.append(person)
     if len(people) < 2:
-        return f"{len(people)} approval(s) of 2 or more from people other than the requester"
+        have = "no approvals yet, 2 needed" if not people else f"{len(people)} of 2 approvals"
+        return f"{have} from people other than the requester"
     specs = tgt.command.approvers
     if specs and not _match_all(specs, people):
         wanted = "; ".join(f"{s.side.value} {s.role}" for s in specs)

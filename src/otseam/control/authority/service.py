@@ -22,10 +22,10 @@ from datetime import tzinfo
 from pathlib import Path
 from typing import Any
 
+from otseam.audit.log import AuditLog, AuditUnavailable, authority_dir
 from otseam.contract.loader import ContractError, load
 from otseam.contract.models import Contract, Side
 from otseam.control.authority import policy
-from otseam.control.authority.audit import AuditLog, AuditUnavailable
 from otseam.control.authority.document import CommandRequest, DocumentError, contract_version, new_id, normalise_value
 from otseam.control.authority.keys import PURPOSE_APPROVAL, PURPOSE_REJECTION, PURPOSE_REQUEST, Keyring
 from otseam.control.authority.store import Entry, NotFound, Signature, Store
@@ -50,10 +50,6 @@ class Identity:
     person_id: str
     side: Side | str
     role: str
-
-
-def authority_dir(data_dir: str | Path) -> Path:
-    return Path(data_dir) / "authority"
 
 
 def entry_view(entry: Entry, now_ms: int, contract: Contract) -> dict[str, Any]:

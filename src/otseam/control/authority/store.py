@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from otseam.audit.files import atomic_write, locked
 from otseam.control.authority.document import CommandRequest
-from otseam.control.authority.files import atomic_write, locked
 
 _ID = re.compile(r"^[0-9a-f]{16}$")
 log = logging.getLogger("otseam.control.authority")

@@ -47,7 +47,7 @@ async function showLogin() {
   stopStream();
   stopTimers();
   state.session = null;
-  $("top").hidden = true; $("view").hidden = true; $("stream-lost").hidden = true; $("login").hidden = false;
+  $("top").hidden = true; $("view").hidden = true; $("stream-lost").hidden = true; $("stream-resync").hidden = true; $("login").hidden = false;
   try { $("banner").textContent = (await (await fetch(API + "/banner")).json()).banner || ""; } catch (e) { /* shown empty */ }
   $("banner").hidden = !$("banner").textContent;
   $("login-user").focus();
@@ -71,8 +71,8 @@ async function submitLogin(event) {
 function started() {
   const s = state.session;
   $("login").hidden = true; $("top").hidden = false; $("view").hidden = false;
-  $("who").textContent = `${s.name} (${s.side} side, ${s.role})`;
-  $("where").textContent = `${s.site} / ${s.node}`;
+  $("who").textContent = $("who").title = `${s.name} (${s.side} side, ${s.role})`;
+  $("where").textContent = $("where").title = `${s.site} / ${s.node}`;
   startStream();
   route();
 }
@@ -100,7 +100,7 @@ function startStream() {
   source.addEventListener("values", (e) => { seen(); applyValues(JSON.parse(e.data)); });
   source.addEventListener("events", (e) => { seen(); onEvents(JSON.parse(e.data)); });
   source.addEventListener("tick", () => seen());
-  source.addEventListener("resync", (e) => { seen(); console.warn("resynchronised after missing", JSON.parse(e.data).missed, "messages"); });
+  source.addEventListener("resync", (e) => { seen(); showResync(JSON.parse(e.data).missed); });
   source.addEventListener("error", (e) => {
     if (e.data) { setLive(false, "live: error"); $("stream-lost").textContent = JSON.parse(e.data).message; return; }
     lost();
@@ -113,6 +113,19 @@ function startStream() {
       if (state.stream && Date.now() - state.lastMessage > 3500) lost();
     }, 500);
   }
+}
+
+// The node could not write to this page as fast as values changed: it skipped what was waiting and sends
+// the current value of every point instead (the snapshot that follows). Said on the page, never silent.
+function showResync(missed) {
+  const bar = $("stream-resync");
+  bar.hidden = false;
+  const what = `${esc(missed)} ${missed === 1 ? "message was" : "messages were"} skipped and every value was sent afresh`;
+  bar.innerHTML = `Live updates fell behind at ${new Date().toISOString().slice(11, 19)}Z: ${what}. ` +
+    "Events in that interval may be missing from this page's lists. " +
+    '<button type="button" id="resync-reload">Reload this page</button> <button type="button" id="resync-close">Dismiss</button>';
+  $("resync-reload").addEventListener("click", () => { bar.hidden = true; route(); });
+  $("resync-close").addEventListener("click", () => { bar.hidden = true; });
 }
 
 function lost() {
@@ -130,9 +143,12 @@ function stopStream() {
   clearTimeout(state.reconnect);
 }
 
-function applyValues(rows) {
-  for (const [point, value, quality, sourceTs, reportTs] of rows) state.values.set(point, { value, quality, sourceTs, reportTs });
-  if (state.page && state.page.onValues) state.page.onValues(rows);
+// A values or snapshot message: groups of points that share quality and timestamps (one driver poll).
+function applyValues(groups) {
+  for (const [quality, sourceTs, reportTs, points, values] of groups) {
+    for (let i = 0; i < points.length; i++) state.values.set(points[i], { value: values[i], quality, sourceTs, reportTs });
+  }
+  if (state.page && state.page.onValues) state.page.onValues(groups);
 }
 
 function onEvents(events) {
@@ -165,12 +181,20 @@ function every(ms, fn) {
   state.timers.push(setInterval(() => {
     Promise.resolve().then(fn).then(
       () => { const note = $("refresh-error"); if (note) note.remove(); },
-      (error) => {
-        if (error.message === "signed out" || $("refresh-error")) return;
-        $("view").insertAdjacentHTML("afterbegin", `<p class="error" id="refresh-error">Not refreshed: ${esc(error.message)}</p>`);
-      },
+      notRefreshed,
     );
   }, ms));
+}
+
+// A redraw a live event asked for: if the person has moved to another page meanwhile, the old page's
+// elements are gone and that is no failure; any other failure is said on the page.
+function redraw(page, draw) {
+  draw().catch((error) => { if (state.page === page) notRefreshed(error); });
+}
+
+function notRefreshed(error) {
+  if (error.message === "signed out" || $("refresh-error")) return;
+  $("view").insertAdjacentHTML("afterbegin", `<p class="error" id="refresh-error">Not refreshed: ${esc(error.message)}</p>`);
 }
 
 function stopTimers() {
@@ -395,7 +419,7 @@ async function alertsPage(view, page) {
   });
   $("unacked").addEventListener("change", () => draw(true));
   page.onEvents = (events) => {
-    if (events.some((e) => e.kind === "alert" || e.kind === "alarm" || e.kind.startsWith("inventory."))) draw(false);
+    if (events.some((e) => e.kind === "alert" || e.kind === "alarm" || e.kind.startsWith("inventory."))) redraw(page, () => draw(false));
   };
   await draw(true);
 }
@@ -428,21 +452,58 @@ async function linkPage(view, page) {
           ]), 'id="gaps"')
         : `<p class="muted" id="no-gaps">No gaps recorded.</p>`);
   };
-  page.onEvents = (events) => { if (events.some((e) => e.kind.startsWith("diode."))) draw(); };
+  page.onEvents = (events) => { if (events.some((e) => e.kind.startsWith("diode."))) redraw(page, draw); };
   await draw();
   every(2000, draw);
 }
 
 async function contractPage(view) {
-  const contract = await api("GET", "/contract");
+  // The session as it is now, with its permissions (the sign-in answer does not list them).
+  const [contract, session] = await Promise.all([api("GET", "/contract"), api("GET", "/session")]);
   view.innerHTML = `<h2>Contract</h2>
     <p>${esc(contract.site.enterprise)} / ${esc(contract.site.site)} · ${contract.people.length} people · ${contract.zones.length} zones ·
     ${contract.conduits.length} conduits · ${contract.devices.length} devices · ${contract.sinks.length} sinks</p>
     <p class="muted">Proposals, the changes they make in words and who must approve them: on the
     <a href="#/requests">Requests</a> page (<code>seam contract diff</code> compares two files).</p>
+    ${(session.permissions || []).includes("contract.change") ? proposeForm() : ""}
     <h3>People</h3>${table(["Person", "Name", "Side", "Role"], contract.people.map((p) => [esc(p.id), esc(p.name), esc(p.side), esc(p.role)]))}
     <h3>Interface document (seam doc)</h3><p><a href="${API}/contract/document" target="_blank" rel="noopener">open in its own tab</a></p>
     <iframe class="doc" src="${API}/contract/document" title="interface document" sandbox></iframe>`;
+  if ($("propose-form")) wirePropose();
+}
+
+// Proposing a change is what `seam contract propose` does: the node compares the text with the contract in
+// force, runs the rules (an error refuses it), and records a proposal for the approvers the change needs.
+function proposeForm() {
+  return `<h3>Propose a change</h3><form id="propose-form" class="propose">
+    <p class="muted">Paste the changed contract, or pick its file (read here, in the browser). The node shows the
+    changes in words and the rules' findings; the approvers sign it on the <a href="#/requests">Requests</a> page.</p>
+    <label>Contract file <input type="file" id="propose-file" accept=".yaml,.yml,text/yaml"></label>
+    <textarea id="propose-text" rows="10" spellcheck="false" placeholder="the whole changed contract (YAML)" required></textarea>
+    <p><button type="submit">Propose</button></p></form><div id="propose-result" role="status"></div>`;
+}
+
+function wirePropose() {
+  $("propose-file").addEventListener("change", async (e) => {
+    const file = e.target.files[0];
+    if (file) $("propose-text").value = await file.text();
+  });
+  $("propose-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const out = $("propose-result");
+    out.textContent = "Proposing…";
+    try {
+      const p = await api("POST", "/contract/proposals", { text: $("propose-text").value });
+      const list = (items, mark) => items.length ? `<ul>${items.map((i) => `<li>${mark(i)}${esc(i)}</li>`).join("")}</ul>` : "<p class=\"muted\">none</p>";
+      out.innerHTML = `<p class="ok" id="propose-done">Proposed r${esc(p.revision)} (${esc(p.status)}), SHA-256 <code>${esc(p.digest)}</code>.</p>
+        <h4>Changes</h4>${list(p.changes, (c) => (p.widening.includes(c) ? "<strong>widens:</strong> " : ""))}
+        <h4>Rule findings</h4>${list(p.findings, () => "")}
+        <h4>Needs approval from</h4>${list(Object.entries(p.required).map(([who, why]) => `${who} (${why})`), () => "")}`;
+    } catch (error) {
+      out.innerHTML = `<pre class="error" id="propose-error"></pre>`;
+      $("propose-error").textContent = error.message;
+    }
+  });
 }
 
 // --- start ------------------------------------------------------------------------------------------

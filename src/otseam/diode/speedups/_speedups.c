@@ -1,6 +1,6 @@
 /*
- * The diode's per-datagram work in C: sealing and checking datagrams (HMAC-SHA256 from OpenSSL's
- * EVP_MAC, which uses the CPU's SHA extensions where it has them), sendmmsg and recvmmsg; and the
+ * The diode's per-datagram work in C: sealing and checking datagrams (AES-256-GCM tags from OpenSSL's
+ * EVP interface, on the CPU's AES and carry-less multiply instructions), sendmmsg and recvmmsg; and the
  * per-block work: encoding sample runs (otseam.core.columns), Reed-Solomon with ISA-L.
  *
  * Why C: at a gigabit with one-frame datagrams each side handles 85,000 datagrams a second on one
@@ -12,8 +12,8 @@
  * order are the ones docs/diode.md documents: size, magic, version, exact length, MAC, consistency.
  * Nothing is trusted before the MAC; every length is checked before it is used.
  *
- * This file: the module and the Mac type (pack_block, parse_batch). Beside it: mac.c (HMAC-SHA256
- * from OpenSSL), coder.c (Reed-Solomon with ISA-L and Seam's fragment header: pack_payload,
+ * This file: the module and the Mac type (pack_block, parse_batch). Beside it: mac.c (the tags, from
+ * OpenSSL), coder.c (Reed-Solomon with ISA-L and Seam's fragment header: pack_payload,
  * join_fragments, Coder), columns.c (the columnar sample encoder) and mmsg.c (sendmmsg and recvmmsg
  * with segmentation and coalescing); speedups.h is what they share.
  */
@@ -48,7 +48,7 @@ Mac_init(MacObject *self, PyObject *args, PyObject *kwargs)
     int failed = mac_keys(self, key.buf, (size_t)key.len);
     PyBuffer_Release(&key);
     if (failed) {
-        PyErr_SetString(PyExc_RuntimeError, "Mac: OpenSSL could not set up HMAC-SHA256");
+        PyErr_SetString(PyExc_RuntimeError, "Mac: an empty key, or OpenSSL could not set up HKDF and AES-256-GCM");
         return -1;
     }
     return 0;
@@ -57,7 +57,7 @@ Mac_init(MacObject *self, PyObject *args, PyObject *kwargs)
 static void
 Mac_dealloc(MacObject *self)
 {
-    EVP_MAC_CTX_free(self->ctx); /* OpenSSL clears the key material it held */
+    mac_free(self); /* clears the key material */
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -68,6 +68,11 @@ Mac_call(MacObject *self, PyObject *args, PyObject *kwargs)
     Py_buffer data;
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*:Mac", names, &data))
         return NULL;
+    if (data.len < HEADER_SIZE) {
+        PyBuffer_Release(&data);
+        PyErr_SetString(PyExc_ValueError, "Mac: a datagram's header and payload, at least 26 bytes");
+        return NULL;
+    }
     unsigned char out[MAC_SIZE];
     int failed = mac_compute(self, data.buf, (size_t)data.len, out);
     PyBuffer_Release(&data);
@@ -358,7 +363,8 @@ static PyMethodDef Mac_methods[] = {
 
 static PyTypeObject MacType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "otseam.diode._speedups.Mac",
-    .tp_doc = PyDoc_STR("Mac(key): HMAC-SHA256 truncated to 16 bytes, and the diode's datagram packing and checks."),
+    .tp_doc = PyDoc_STR("Mac(key): the AES-256-GCM tag of a datagram under its session's key (HKDF of key), and the "
+                        "diode's datagram packing and checks."),
     .tp_basicsize = sizeof(MacObject),
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_new = PyType_GenericNew,
@@ -376,6 +382,10 @@ static PyMethodDef speedups_methods[] = {
      "encode_columns(source, offsets, samples) -> bytes or None\n\n"
      "otseam.core.columns.encode for runs whose values are all floats or all str, byte for byte; None "
      "where the Python encoder must decide."},
+    {"inspect_columns", speedups_inspect_columns, METH_VARARGS,
+     "inspect_columns(payload, qualities) -> summary fields or None\n\n"
+     "otseam.core.columns.inspect for the common runs (plain JSON document, float or ASCII text values, "
+     "consecutive offsets): Summary's fields, or None where the Python must decide."},
 #ifdef HAVE_MMSG
     {"send_batch", speedups_send_batch, METH_VARARGS,
      "send_batch(fd, address, buffer, slot, lengths, first, count, segment) -> sent\n\n"

@@ -373,7 +373,7 @@ Mac_pack_payload(MacObject *self, PyObject *args)
     PyObject *lengths = NULL;
     unsigned char *out[MAX_FRAGMENTS];
     int count = k + m;
-    if (self->ctx == NULL) {
+    if (!mac_ready(self)) {
         PyErr_SetString(PyExc_RuntimeError, "pack_payload: Mac not initialised");
         goto done;
     }

@@ -10,13 +10,14 @@
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/kdf.h>
 
 #ifdef __linux__
 #define HAVE_MMSG 1  /* mmsg.c */
 #endif
 
 /* Wire layout; wire.py holds the same numbers and refuses this module if they differ. */
-#define WIRE_VERSION 2
+#define WIRE_VERSION 3
 #define HEADER_SIZE 26
 #define MAC_SIZE 16
 #define OVERHEAD (HEADER_SIZE + MAC_SIZE)
@@ -36,8 +37,8 @@ enum { R_SHORT = 1, R_MAGIC, R_VERSION, R_MAC, R_MALFORMED, R_COUNT = R_MALFORME
 
 /* What wire.py expects of this module's functions; raised whenever one of them changes shape
  * (2: runs carry their payloads joined; join_fragments. 3: Coder.rebuild. 4: Seam's own fragment
- * header, ISA-L linked, HMAC through EVP_MAC). */
-#define SPEEDUPS_API 4
+ * header, ISA-L linked, HMAC through EVP_MAC. 5: AES-256-GCM tags with per-session keys). */
+#define SPEEDUPS_API 5
 
 /* Items parse_batch returns, in arrival order. */
 enum { ITEM_RUN = 1, ITEM_BEACON = 2, ITEM_FOREIGN_BEACON = 3 };
@@ -125,13 +126,30 @@ store_le64(unsigned char *p, uint64_t v)
     }
 }
 
+/* A session's key, derived from the master key, keyed into an AES-256-GCM context (mac.c). */
+#define SESSION_KEYS 8
+typedef struct {
+    uint64_t session;
+    uint64_t used;  /* the Mac's clock at its last use; 0: an empty slot */
+    int trusted;    /* a datagram of this session was authenticated (or sealed) with it */
+    EVP_CIPHER_CTX *gcm;
+} SessionKey;
+
 typedef struct {
     PyObject_HEAD
-    EVP_MAC_CTX *ctx; /* HMAC-SHA256 keyed once; NULL before __init__ */
+    int ready;             /* keyed; 0 before __init__ */
+    EVP_KDF_CTX *kdf;      /* HKDF-SHA256's expand step, keyed with the master key's extract */
+    EVP_CIPHER *aes;       /* AES-256-GCM */
+    uint64_t clock;
+    SessionKey keys[SESSION_KEYS];
+    SessionKey *last;      /* the slot used last: the usual case is one session */
 } MacObject;
 
-/* mac.c: HMAC-SHA256 (OpenSSL EVP_MAC) truncated to MAC_SIZE bytes. Each returns -1 if OpenSSL failed. */
+/* mac.c: the AES-256-GCM tag (GMAC) of a datagram, under its session's key (OpenSSL EVP). Each returns
+ * -1 if OpenSSL failed or the Mac was never keyed. */
 int mac_keys(MacObject *self, const unsigned char *key, size_t size);
+int mac_ready(const MacObject *self);
+void mac_free(MacObject *self);
 int mac_compute(MacObject *self, const unsigned char *data, size_t size, unsigned char out[MAC_SIZE]);
 int seal_all(MacObject *self, unsigned char *base, Py_ssize_t stride, Py_ssize_t size, int count);
 int check_all(MacObject *self, const unsigned char *data, const Py_ssize_t at[], const Py_ssize_t size[],
@@ -147,6 +165,7 @@ PyObject *speedups_join_fragments(PyObject *module, PyObject *args);
 
 /* columns.c */
 PyObject *speedups_encode_columns(PyObject *module, PyObject *args);
+PyObject *speedups_inspect_columns(PyObject *module, PyObject *args);
 
 #ifdef HAVE_MMSG
 /* mmsg.c */

@@ -3,8 +3,10 @@
 It reuses the simulator's MBAP server and register bank (otseam.sim); what it adds is the policy:
 
 * every write function (5, 6, 15, 16, 22, 23) is answered with exception 01, illegal function, and
-  recorded as a ``replica.write_attempt`` event in the IT journal: the replica has no path to the
-  plant, and an attempt to write through it is worth knowing about;
+  recorded as a ``replica.write_attempt`` record of the node's hash-chained audit log (``audit`` given,
+  as the sink always does; it reaches the IT journal as an ``audit.replica.write_attempt`` event),
+  else as a plain ``replica.write_attempt`` event in the journal: the replica has no path to the plant,
+  and an attempt to write through it is worth knowing about;
 * a read touching a point whose latest quality is not good, or that has no value yet, or while the
   diode link is down, is answered with exception 04, server device failure: Modbus has no quality
   flag, and a stale value served as if fresh is the one thing a replica must not do. With
@@ -14,6 +16,7 @@ It reuses the simulator's MBAP server and register bank (otseam.sim); what it ad
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -21,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from otseam.audit.log import AuditLog
+from otseam.audit.refusals import Refusals
 from otseam.contract.models import Contract
 from otseam.core.plugins import JournalWriter
 from otseam.core.records import Batch, Event, Record, Sample, Severity
@@ -70,6 +75,8 @@ class ModbusReplica:
         host: str = "127.0.0.1",
         port: int = 5020,
         options: dict[str, Any] | None = None,
+        *,
+        audit: AuditLog | None = None,
     ) -> None:
         options = dict(options or {})
         policy = options.pop("quality_policy", "exception")
@@ -79,6 +86,7 @@ class ModbusReplica:
         self.slots = build_layout(contract, options)
         self._by_key = {s.key: s for s in self.slots}
         self.journal = journal
+        self.refusals = Refusals(audit, "replica/modbus") if audit is not None else None
         self.bank = ReplicaBank(self._write_attempt)
         self._build_units()
         self.server = ModbusTcpServer(self.bank, host, port, answer_unknown_units=False)
@@ -108,6 +116,8 @@ class ModbusReplica:
 
     async def close(self) -> None:
         await self.server.stop()
+        if self.refusals is not None:
+            await asyncio.to_thread(self.refusals.close)
 
     async def deliver(self, batch: Batch) -> None:
         self.apply(batch.records)
@@ -162,19 +172,22 @@ class ModbusReplica:
         address = int.from_bytes(pdu[1:3], "big") if len(pdu) >= 3 else None
         message = (
             f"write attempt on the read-only Modbus replica refused: function {pdu[0]}, unit {unit}, "
-            f"address {address}; this replica has no path to the plant"
+            f"address {address}, from {self.server.client or 'an unknown client'}; this replica has no path to the plant"
         )
         log.warning("%s", message)
-        if self.journal is not None:
+        client = self.server.client
+        data = {
+            "via": "modbus-replica",
+            "client": client,
+            "function": pdu[0],
+            "unit": unit,
+            "address": address,
+            "pdu": pdu[:16].hex(),
+        }
+        if self.refusals is not None:
+            # Modbus/TCP carries no user: the actor is the client's address.
+            self.refusals.record("replica.write_attempt", client or "modbus client", "replica/modbus", data, message)
+        elif self.journal is not None:
             self.journal.append(
-                [
-                    Event(
-                        time.time(),
-                        "replica.write_attempt",
-                        "replica/modbus",
-                        Severity.HIGH,
-                        message,
-                        {"function": pdu[0], "unit": unit, "address": address, "pdu": pdu[:16].hex()},
-                    )
-                ]
+                [Event(time.time(), "replica.write_attempt", "replica/modbus", Severity.HIGH, message, data)]
             )

@@ -16,9 +16,12 @@ __all__ = ["Options", "create"]
 
 def create(spec: SinkSpec, context: PluginContext) -> ModbusReplica:
     """Builds the register map from the contract (refused here if two points overlap); binds on start."""
+    from otseam.audit.log import AuditLog, authority_dir
     from otseam.replica.modbus import ModbusReplica
 
     options = Options.model_validate(spec.options)
     host, port = parse_listen(options.listen)
     layout = {"quality_policy": options.quality_policy, "units": options.units, "remap": options.remap}
-    return ModbusReplica(context.contract, context.journal, host, port, layout)
+    # Each refused write is a record of the node's audit log (and from it an event in the journal).
+    audit = AuditLog(authority_dir(context.data_dir), node=context.node, journal=context.journal, clock=context.clock)
+    return ModbusReplica(context.contract, context.journal, host, port, layout, audit=audit)

@@ -5,7 +5,8 @@ CurrentWrite. Second, independent of the first: every request is checked against
 services that only read. Write, Call, AddNodes, AddReferences, DeleteNodes, DeleteReferences,
 HistoryUpdate, and anything not on the list (deny by default, including services a later asyncua
 adds), are refused with Bad_UserAccessDenied before the server looks at them, and each refusal is
-reported to ``on_refused`` (the sink turns it into an audit event in the node's journal).
+reported to ``on_refused`` (the sink makes it a record of the node's hash-chained audit log, which
+the journal carries on).
 """
 
 from __future__ import annotations

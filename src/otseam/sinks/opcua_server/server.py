@@ -8,6 +8,7 @@ nothing is buffered, so a batch is "delivered" once every value is in the addres
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import time
@@ -20,9 +21,11 @@ from asyncua.crypto.truststore import TrustStore
 from asyncua.crypto.validator import CertificateValidator, CertificateValidatorOptions
 from asyncua.server.server import Server
 
+from otseam.audit.log import AuditLog, authority_dir
+from otseam.audit.refusals import Refusals
 from otseam.contract.models import Contract, SinkSpec
-from otseam.core.plugins import JournalWriter, PluginContext, beside_contract
-from otseam.core.records import Batch, Event, Quality, Record, Sample, Severity, Value
+from otseam.core.plugins import PluginContext, beside_contract
+from otseam.core.records import Batch, Event, Quality, Sample, Severity, Value
 from otseam.sinks.opcua_server._ua import ua
 from otseam.sinks.opcua_server.access import LoginManager, ReadOnlyRuleset, Refusal, UserDirectory, UsersFile
 from otseam.sinks.opcua_server.address_space import Builder, PointNode
@@ -91,7 +94,11 @@ class OpcUaServerSink:
         self.options = options
         self.contract = context.contract
         self.data_dir = Path(context.data_dir)
-        self._audit: JournalWriter | None = context.journal
+        # Refused requests and logins are records of the node's hash-chained audit log (journalled by it).
+        self.refusals = Refusals(
+            AuditLog(authority_dir(context.data_dir), node=context.node, journal=context.journal, clock=context.clock),
+            f"sink:{spec.id}",
+        )
         self._contract_path = context.contract_path
         if users is None and options.users_file:
             try:
@@ -236,6 +243,7 @@ class OpcUaServerSink:
         if self._reader is not None:
             self._reader.close()
             self._reader = None
+        await asyncio.to_thread(self.refusals.close)
 
     def status(self) -> dict[str, Any]:
         return {"points": len(self.points), "online": self.server is not None, **self.stats}
@@ -350,6 +358,8 @@ class OpcUaServerSink:
         self.stats["refused_requests"] += 1
         targets = f" on {', '.join(refusal.targets)}" if refusal.targets else ""
         self._record(
+            "opcua.refused",
+            refusal.user,
             f"refused OPC UA {refusal.service} from {refusal.user}{targets}: this server is read-only",
             {
                 "action": "opcua.refused",
@@ -361,19 +371,16 @@ class OpcUaServerSink:
 
     def _login_refused(self, user: str) -> None:
         self.stats["refused_logins"] += 1
-        self._record(f"refused OPC UA login of {user}", {"action": "opcua.login_refused", "user": user})
+        self._record(
+            "login.failed", user, f"refused OPC UA login of {user}", {"action": "opcua.login_refused", "user": user}
+        )
 
-    def _record(self, message: str, data: dict[str, Any]) -> None:
-        event = Event(time.time(), "audit", f"sink:{self.spec.id}", Severity.MEDIUM, message, data)
+    def _record(self, kind: str, actor: str, message: str, data: dict[str, Any]) -> None:
+        """Kept in memory (bounded, for status) and written to the audit log off the event loop."""
         log.warning("%s", message)
-        self.audit_events.append(event)
+        self.audit_events.append(Event(time.time(), "audit", f"sink:{self.spec.id}", Severity.MEDIUM, message, data))
         del self.audit_events[:-100]
-        if self._audit is not None:
-            records: list[Record] = [event]
-            try:
-                self._audit.append(records)
-            except Exception as exc:  # the audit trail must not take the server down
-                log.error("could not journal an OPC UA audit event: %s", exc)
+        self.refusals.record(kind, actor, f"opcua/{self.spec.id}", {"via": "opcua", **data}, message, Severity.MEDIUM)
 
 
 _INT_RANGES: dict[ua.VariantType, tuple[int, int]] = {

@@ -12,7 +12,8 @@ the next one starts with a new bdSeq and fresh births, so host applications neve
 story (a seq gap they cannot explain).
 
 Commands: the only one that acts is ``Node Control/Rebirth``. Every other NCMD or DCMD metric is
-refused and recorded as an audit event; there is no path from MQTT to a device's registers.
+refused; each command that arrives, refused or not, is a record of the node's hash-chained audit log
+(``sparkplug.command.refused``, ``sparkplug.rebirth``). There is no path from MQTT to a device's registers.
 """
 
 from __future__ import annotations
@@ -31,9 +32,11 @@ from typing import Any
 
 import aiomqtt
 
+from otseam.audit.log import AuditLog, authority_dir
+from otseam.audit.refusals import Refusals
 from otseam.contract.models import SinkSpec
 from otseam.core.plugins import JournalWriter, PluginContext
-from otseam.core.records import Batch, Event, Record, Severity
+from otseam.core.records import Batch, Event, Severity
 from otseam.protocols.sparkplug.codec import PayloadError, decode_payload
 from otseam.sinks.mqtt_common import BrokerAddress, make_client
 from otseam.sinks.mqtt_common.publish import disconnect_with_will, publish_all
@@ -82,7 +85,15 @@ class SparkplugSink:
         )
         self.bdseq_store = BdSeqStore(Path(context.data_dir) / "sparkplug" / spec.id / "bdseq")
         journal = context.journal
-        self._audit: JournalWriter | None = journal if isinstance(journal, JournalWriter) else None
+        self.refusals = Refusals(
+            AuditLog(
+                authority_dir(context.data_dir),
+                node=context.node,
+                journal=journal if isinstance(journal, JournalWriter) else None,
+                clock=context.clock,
+            ),
+            f"sink:{spec.id}",
+        )
         self.stats = EdgeStats()
         #: Audit events raised here, also kept in memory (bounded) for `seam` status and the tests.
         self.audit_events: list[Event] = []
@@ -128,6 +139,12 @@ class SparkplugSink:
 
     async def close(self) -> None:
         self._closing = True
+        try:
+            await self._stop_session_task()
+        finally:
+            await asyncio.to_thread(self.refusals.close)  # what is queued is written
+
+    async def _stop_session_task(self) -> None:
         task, self._session_task = self._session_task, None
         if task is None:
             return
@@ -326,6 +343,14 @@ class SparkplugSink:
                 if metric.boolean_value:
                     self.stats.rebirth_requests += 1
                     log.info("sparkplug %s: rebirth requested", self.spec.id)
+                    self.refusals.record(
+                        "sparkplug.rebirth",
+                        "mqtt client",
+                        self.options.edge_node_id,
+                        {"via": "sparkplug", "type": "NCMD", "metric": name},
+                        f"Sparkplug rebirth requested of {self.options.edge_node_id}",
+                        Severity.INFO,
+                    )
                     if self._ready.is_set():
                         await self._birth(client)
                 continue
@@ -347,9 +372,12 @@ class SparkplugSink:
         log.warning("%s", event.message)
         self.audit_events.append(event)
         del self.audit_events[:-100]
-        if self._audit is not None:
-            records: list[Record] = [event]
-            try:
-                self._audit.append(records)
-            except Exception as exc:  # the audit trail must not take the edge node down
-                log.error("could not journal the refusal: %s", exc)
+        # MQTT tells nothing of the sender (a broker may say who it authenticated, the message does not).
+        self.refusals.record(
+            "sparkplug.command.refused",
+            "mqtt client",
+            target,
+            {"via": "sparkplug", **event.data},
+            event.message,
+            event.severity,
+        )

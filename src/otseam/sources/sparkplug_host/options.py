@@ -27,6 +27,9 @@ class Options(PluginOptions):
     share_group: Annotated[str, Field(pattern=r"^[^/+#]+$")] | None = None
     #: 0 (the default): a clean session each time, as Sparkplug 3.0 asks of a host.
     session_expiry: Annotated[int, Field(ge=0, le=2**32 - 1)] = 0
+    #: Seconds a message that arrived ahead of its seq waits for the missing ones before the host counts
+    #: a gap and asks for a rebirth (Sparkplug 3.0's Reorder Timeout); 0 asks at once.
+    reorder_timeout: Annotated[float, Field(ge=0, le=60)] = 2.0
     tls: dict[str, Any] | None = None
     username: str | None = None
     password_file: ExistingFile | None = None

@@ -56,6 +56,7 @@ class SparkplugHostSource:
             store,
             share_group=self.options.share_group,
             session_expiry=self.options.session_expiry,
+            reorder_timeout=self.options.reorder_timeout,
         )
         self.app = app
         running = asyncio.ensure_future(app.run())

@@ -43,7 +43,7 @@ RULES = (
     Rule("MB-010", "umas-program-download", _C, "T0843", "UMAS program download to the controller"),
     Rule("MB-011", "umas-program-upload", _H, "T0845", "UMAS program upload from the controller"),
     Rule("MB-012", "umas-run-stop", _C, "T0858", "UMAS start or stop of the controller"),
-    Rule("MB-013", "umas-engineering", _M, None, "another UMAS engineering function"),
+    Rule("MB-013", "umas-engineering", _M, "T0871", "another UMAS engineering function"),
     Rule("MB-014", "non-modbus-on-modbus-port", _M, "T0869", "traffic on a Modbus port that is not Modbus"),
     Rule("MB-015", "modbus-on-unusual-port", _M, "T0869", "Modbus/TCP on a port other than 502/802"),
     Rule("MB-016", "malformed-frame", _M, None, "protocol id not 0, length mismatch, PDU over 253 bytes"),

@@ -1,13 +1,15 @@
-"""The tamper-evident audit log of the seam's authority.
+"""The tamper-evident audit log of a node.
 
 One JSON record per line in ``<authority dir>/audit.log``. Each record carries its sequence number,
 the SHA-256 of the record before it (``prev``) and its own hash over the canonical encoding of
 everything else, so an edited, removed or reordered record breaks the chain where it happened. After
 every record the node signs the head (sequence and hash) with its own Ed25519 key into
-``audit.head``: a log cut short no longer reaches the signed head. Every ``checkpoint_every`` records a
-signed checkpoint is also written into the chain itself, and every record is appended to the node's
-journal as an event (kind ``audit.<what>``), so copies cross the diode and the IT side holds signed
-heads the OT node cannot later take back.
+``audit.head``: a log cut short no longer reaches the signed head. A signed checkpoint is also written
+into the chain itself every ``checkpoint_every`` records, and ``checkpoint_seconds`` after the first
+record it does not cover yet (at the next append, or when the node's housekeeping calls
+:meth:`AuditLog.checkpoint_if_due`), so a quiet log is signed too. Every record is appended to the
+node's journal as an event (kind ``audit.<what>``), so copies cross the diode and the IT side holds
+signed heads the OT node cannot later take back.
 
 Fail closed: :meth:`AuditLog.append` raises :class:`AuditUnavailable` when the record cannot be made
 durable, and every caller that would change something (a request, an approval, a write to a PLC)
@@ -34,18 +36,23 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from otseam.control.authority.canonical import CanonicalError, canonical, decimal_text, digest
-from otseam.control.authority.files import atomic_write, locked
-from otseam.control.authority.keys import PURPOSE_CHECKPOINT, fingerprint, sign, verify
+from otseam.audit.canonical import CanonicalError, canonical, decimal_text, digest
+from otseam.audit.files import atomic_write, locked
+from otseam.audit.signing import PURPOSE_CHECKPOINT, fingerprint, sign, verify
 from otseam.core.plugins import JournalWriter
 from otseam.core.records import Event, Severity
 
-log = logging.getLogger("otseam.control.authority")
+log = logging.getLogger("otseam.audit")
 
 GENESIS = "0" * 64
 LOG_NAME = "audit.log"
 HEAD_NAME = "audit.head"
 NODE_KEY = "node.key"
+
+
+def authority_dir(data_dir: str | Path) -> Path:
+    """Where a node keeps its audit log, its signing key and the authority's files."""
+    return Path(data_dir) / "authority"
 
 
 class AuditUnavailable(RuntimeError):
@@ -111,6 +118,7 @@ class AuditLog:
         journal: JournalWriter | None = None,
         clock: Callable[[], float] = time.time,
         checkpoint_every: int = 100,
+        checkpoint_seconds: float = 300.0,
         log_path: str | Path | None = None,
     ) -> None:
         self.directory = Path(directory)
@@ -120,6 +128,8 @@ class AuditLog:
         self.journal = journal
         self.clock = clock
         self.checkpoint_every = checkpoint_every
+        #: A checkpoint once the oldest record no checkpoint covers is this old (0: by count only).
+        self.checkpoint_seconds = checkpoint_seconds
         self._key: Ed25519PrivateKey | None = None
 
     def _signing_key(self) -> Ed25519PrivateKey:
@@ -169,9 +179,8 @@ class AuditLog:
                 record = self._append_locked(kind, actor, subject, data or {}, severity, message)
                 written = [record]
                 seq = int(record["seq"])
-                if self.checkpoint_every and seq % self.checkpoint_every == 0:
-                    checkpoint = self._checkpoint(record)
-                    written.append(self._append_locked("checkpoint", "node", self.node, checkpoint, Severity.INFO, ""))
+                if (self.checkpoint_every and seq % self.checkpoint_every == 0) or self._time_due():
+                    written.append(self._append_checkpoint(record))
         except AuditUnavailable:
             raise
         except (OSError, ValueError, CanonicalError) as exc:
@@ -181,15 +190,48 @@ class AuditLog:
             self._to_journal(item)
         return record
 
-    def _checkpoint(self, record: dict[str, Any]) -> dict[str, Any]:
+    def checkpoint_if_due(self) -> dict[str, Any] | None:
+        """Sign a checkpoint if records wait for one longer than ``checkpoint_seconds``; the checkpoint
+        record, or None when none is due. Cheap when nothing is due (one small file read), so the node
+        calls it on every housekeeping tick. Raises :class:`AuditUnavailable` like :meth:`append`."""
+        if not self.checkpoint_seconds or not self._time_due():
+            return None
+        try:
+            with locked(self.directory / "audit.lock"):
+                if not self._time_due():  # another writer signed it meanwhile
+                    return None
+                seq, hash_ = self._tail()
+                checkpoint = self._append_checkpoint({"seq": seq, "hash": hash_})
+        except (OSError, ValueError, CanonicalError) as exc:
+            log.error("audit log %s: the due checkpoint cannot be written (%s)", self.path, exc)
+            raise AuditUnavailable(f"the audit log cannot be written ({exc})") from None
+        self._to_journal(checkpoint)
+        return checkpoint
+
+    def _time_due(self) -> bool:
+        """True when the oldest record not covered by a checkpoint is ``checkpoint_seconds`` old."""
+        if not self.checkpoint_seconds:
+            return False
+        since = self._head().get("unsigned_since")
+        return isinstance(since, int) and self.clock() * 1000 - since >= self.checkpoint_seconds * 1000
+
+    def _head(self) -> dict[str, Any]:
+        try:
+            head = json.loads(self.head_path.read_bytes())
+        except (OSError, ValueError):
+            return {}
+        return head if isinstance(head, dict) else {}
+
+    def _append_checkpoint(self, record: dict[str, Any]) -> dict[str, Any]:
         key = self._signing_key()
         signed = head_digest(int(record["seq"]), str(record["hash"]))
-        return {
+        checkpoint = {
             "through": record["seq"],
             "head": record["hash"],
             "key": fingerprint(key.public_key()),
             "signature": sign(key, PURPOSE_CHECKPOINT, signed),
         }
+        return self._append_locked("checkpoint", "node", self.node, checkpoint, Severity.INFO, "")
 
     def _append_locked(
         self, kind: str, actor: str, subject: str, data: dict[str, Any], severity: Severity, message: str
@@ -218,11 +260,15 @@ class AuditLog:
         finally:
             os.close(fd)
         key = self._signing_key()
+        # When the oldest record not yet covered by a checkpoint was written (a scheduling hint for the
+        # time-based checkpoint, outside the signature: verification never reads it).
+        since = self._head().get("unsigned_since") if seq else None
         head = {
             "seq": record["seq"],
             "hash": record["hash"],
             "key": fingerprint(key.public_key()),
             "signature": sign(key, PURPOSE_CHECKPOINT, head_digest(record["seq"], record["hash"])),
+            "unsigned_since": None if kind == "checkpoint" else since if isinstance(since, int) else record["ts"],
         }
         atomic_write(self.head_path, json.dumps(head).encode())
         return record
