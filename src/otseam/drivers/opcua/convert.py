@@ -54,6 +54,8 @@ _EARLIEST = 86400.0
 
 
 _WRONG = object()
+#: What a converter returns for a value it cannot take.
+WRONG = _WRONG
 
 
 def status_quality(code: int) -> Quality:
