@@ -151,6 +151,8 @@ class OpcUaDriver:
         #: Revised by the server at subscription time.
         self.publishing_interval = self.interval
         self.keepalive_count = 1
+        #: When every monitored item of the current subscription had been created (monotonic; 0: not yet).
+        self.subscribed_at = 0.0
 
     @property
     def subscription_id(self) -> int | None:
@@ -316,7 +318,7 @@ class OpcUaDriver:
                 )
                 pending, refused_filters, with_filter = refused_filters, [], False
         # Creating many items can take longer than the watchdog allows: its clock starts now.
-        self._last_publish = time.monotonic()
+        self._last_publish = self.subscribed_at = time.monotonic()
         log.info(
             "%s: subscribed to %d node(s), publishing every %gs",
             self._label,
@@ -592,6 +594,7 @@ class OpcUaDriver:
             if self._subscription_id is not None:
                 self._previous_subscription = self._subscription_id
             self._subscription_id = None
+            self.subscribed_at = 0.0
             now = time.time()
             for index, quality in enumerate(self.quality):
                 if quality is _BAD_CONFIG or quality is _STALE or quality is _BAD_COMM:
