@@ -8,7 +8,7 @@ from asyncua.common.utils import Buffer
 from asyncua.ua.ua_binary import struct_to_binary
 
 from otseam.drivers.opcua._ua import ua
-from otseam.drivers.opcua.notification import from_result, read_publish
+from otseam.drivers.opcua.notification import from_result, read_create_results, read_publish
 
 NOW = datetime.datetime(2026, 3, 1, 12, 0, 0, 123000, tzinfo=datetime.UTC)
 
@@ -72,3 +72,20 @@ def test_every_layout_reads_as_asyncua_reads_it() -> None:
 def test_a_keep_alive_has_nothing_to_acknowledge() -> None:
     _, publish = read_publish(Buffer(struct_to_binary(response([]))))
     assert not publish.has_data and not publish.changes and not publish.status_changes
+
+
+def test_create_results_read_with_and_without_a_filter_result() -> None:
+    results = [
+        ua.MonitoredItemCreateResult(
+            StatusCode=ua.StatusCode(ua.StatusCodes.BadNodeIdUnknown if k % 3 == 0 else ua.StatusCodes.Good),
+            MonitoredItemId=k,
+            RevisedSamplingInterval=500.0,
+            RevisedQueueSize=4,
+            FilterResult=ua.EventFilterResult() if k % 4 == 0 else None,
+        )
+        for k in range(50)
+    ]
+    response = ua.CreateMonitoredItemsResponse(Results=results)
+    header, codes = read_create_results(Buffer(struct_to_binary(response)))
+    assert header.ServiceResult.value == 0
+    assert codes == [result.StatusCode.value for result in results]

@@ -39,7 +39,7 @@ from otseam.core.records import Event, Quality, Record, Sample, Severity, Value,
 from otseam.drivers.opcua._ua import ua, ua_binary
 from otseam.drivers.opcua.config import PointSpec, Settings, parse_endpoint, parse_options, point_specs
 from otseam.drivers.opcua.convert import WRONG, converter, decode, status_name, status_quality
-from otseam.drivers.opcua.notification import Change, Publish, from_result, read_publish
+from otseam.drivers.opcua.notification import Change, Publish, from_result, read_create_results, read_publish
 from otseam.drivers.opcua.session import Session
 
 log = logging.getLogger("otseam.drivers.opcua")
@@ -299,8 +299,7 @@ class OpcUaDriver:
             pending = pending[len(batch) :]
             out: list[Record] = []
             now = time.time()
-            for index, status in zip(batch, results, strict=False):
-                code = _code(status)
+            for index, code in zip(batch, results, strict=False):
                 if code & 0x80000000 == 0:
                     continue
                 if with_filter and code & 0xFFFF0000 in _FILTER_REFUSED and self.specs[index].deadband is not None:
@@ -347,7 +346,8 @@ class OpcUaDriver:
             # asyncio.wait neither raises the tasks' CancelledError nor swallows one aimed at us.
             await asyncio.wait(tasks, timeout=self.timeout)
 
-    async def _create_items(self, uasession: Any, batch: list[int], with_filter: bool) -> list[Any]:
+    async def _create_items(self, uasession: Any, batch: list[int], with_filter: bool) -> list[int]:
+        """The status code of each item created."""
         requests = []
         publishing_ms = self.publishing_interval * 1000
         for index in batch:
@@ -383,10 +383,13 @@ class OpcUaDriver:
             TimestampsToReturn=ua.TimestampsToReturn.Both,
             ItemsToCreate=requests,
         )
-        results: list[Any] = await uasession.create_monitored_items(params)
-        if len(results) != len(batch):
-            raise Fault(f"the server answered {len(results)} results for {len(batch)} monitored items")
-        return results
+        request = ua.CreateMonitoredItemsRequest()
+        request.Parameters = params
+        header, codes = read_create_results(await uasession._send_request(request))
+        header.ServiceResult.check()
+        if len(codes) != len(batch):
+            raise Fault(f"the server answered {len(codes)} results for {len(batch)} monitored items")
+        return codes
 
     async def _on_publish(self, result: ua.PublishResult) -> None:
         """A Publish response asyncua decoded (a test's message, or one decoded elsewhere)."""

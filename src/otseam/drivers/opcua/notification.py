@@ -214,3 +214,37 @@ def from_result(result: ua.PublishResult) -> Publish:
     for notification in data:
         _add_decoded(publish, notification)
     return publish
+
+
+_CREATE_RESULT = struct.Struct("<IIdI")  # StatusCode, MonitoredItemId, RevisedSamplingInterval, RevisedQueueSize
+_NO_FILTER_RESULT = b"\x00\x00\x00"  # a null ExtensionObject: NodeId i=0 (two-byte form), no body
+
+
+def read_create_results(body: Buffer) -> tuple[ua.ResponseHeader, list[int]]:
+    """The status code of each result of a CreateMonitoredItems response.
+
+    asyncua decodes each result with its FilterResult ExtensionObject (about 7 us an item here, most
+    of the driver's CPU in subscribing to 100,000 nodes); the status is all the driver needs. A result
+    with a FilterResult goes through asyncua's decoder to be stepped over.
+    """
+    data = bytes(body)
+    buffer = Buffer(data)
+    nodeid_from_binary(buffer)
+    header = struct_from_binary(ua.ResponseHeader, buffer)
+    pos = buffer.cur_pos
+    if header.ServiceResult.value & 0x80000000:
+        return header, []
+    (count,) = _INT32.unpack_from(data, pos)
+    pos += 4
+    codes: list[int] = []
+    append, unpack, size = codes.append, _CREATE_RESULT.unpack_from, _CREATE_RESULT.size
+    for _ in range(max(0, count)):
+        append(unpack(data, pos)[0])
+        pos += size
+        if data[pos : pos + 3] == _NO_FILTER_RESULT:
+            pos += 3
+        else:
+            buffer = Buffer(data, pos)
+            extensionobject_from_binary(buffer)
+            pos = buffer.cur_pos
+    return header, codes
