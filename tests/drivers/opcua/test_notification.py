@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 
+import pytest
 from asyncua.common.utils import Buffer
 from asyncua.ua.ua_binary import struct_to_binary
 
@@ -89,3 +90,11 @@ def test_create_results_read_with_and_without_a_filter_result() -> None:
     header, codes = read_create_results(Buffer(struct_to_binary(response)))
     assert header.ServiceResult.value == 0
     assert codes == [result.StatusCode.value for result in results]
+
+
+def test_a_truncated_response_raises_rather_than_inventing_values() -> None:
+    items = [ua.MonitoredItemNotification(ClientHandle=k, Value=data_value(k)) for k in range(60)]
+    whole = struct_to_binary(response([ua.DataChangeNotification(MonitoredItems=items)]))
+    for cut in (len(whole) // 3, len(whole) // 2, len(whole) - 40):
+        with pytest.raises(Exception):  # noqa: B017 - struct.error or asyncua's NotEnoughData, by where it ends
+            read_publish(Buffer(whole[:cut]))

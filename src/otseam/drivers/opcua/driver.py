@@ -417,7 +417,11 @@ class OpcUaDriver:
             except (OSError, ua.UaError) as exc:
                 self._fail(f"a Publish request failed ({_describe(exc, self.timeout)})")
                 return
-            header, publish = read_publish(body)
+            try:
+                header, publish = read_publish(body)
+            except Exception as exc:  # a malformed response from a broken or hostile server
+                self._fail(f"a Publish response could not be read ({exc.__class__.__name__}: {exc})")
+                return
             code = header.ServiceResult.value
             if code & 0x80000000:
                 self._fail(f"the server answered {status_name(code)} to a Publish request")
