@@ -10,7 +10,8 @@ What a plant can rely on:
 * Subscribe mode (default): one subscription per device, publishing interval = the device's poll,
   monitored items created in batches (one CreateMonitoredItems call per ``max_items_per_call``
   nodes), sampling interval per point. The server sends a keep-alive every interval, so silence is
-  noticed by a watchdog within two publishing intervals.
+  noticed by a watchdog within two publishing intervals. Several Publish requests stay in flight and
+  the responses are read from their bytes (notification.py), not by asyncua's decoder.
 * Poll mode: all nodes due in a cycle are read with one Read call per ``max_nodes_per_read`` nodes.
 * A node the server does not have is BAD_CONFIG for that point only; a value of the wrong type is
   BAD_CONFIG, never passed on; Bad/Uncertain statuses become qualities (see convert.py).
