@@ -315,11 +315,13 @@ def main() -> None:
             endpoints.append(f"opc.tcp://127.0.0.1:{port}/seam/test")
         for server in servers:
             assert server.stdout is not None
+            said = []
             for line in server.stdout:
                 if line.strip() == "ready":
                     break
+                said.append(line)
             else:
-                raise SystemExit("a node-opcua server did not start")
+                raise SystemExit("a node-opcua server did not start:\n" + "".join(said[-20:]))
         endpoint = ",".join(endpoints)
         print(f"CPU: {describe_cpu()}")
         print(
