@@ -11,3 +11,5 @@ import importlib
 from typing import Any
 
 ua: Any = importlib.import_module("asyncua.ua")
+#: asyncua's binary codec, for the requests the driver sends without asyncua's session methods.
+ua_binary: Any = importlib.import_module("asyncua.ua.ua_binary")

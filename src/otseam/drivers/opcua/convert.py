@@ -54,6 +54,8 @@ _EARLIEST = 86400.0
 
 
 _WRONG = object()
+#: What a converter returns for a value it cannot take.
+WRONG = _WRONG
 
 
 def status_quality(code: int) -> Quality:
@@ -87,6 +89,8 @@ def _as_bool(value: Any) -> object:
 
 
 def _as_float(value: Any) -> object:
+    if value.__class__ is float:  # the common case first: this runs once per value received
+        return value
     if value is True or value is False or not isinstance(value, int | float):
         return _WRONG
     return float(value)
