@@ -52,18 +52,31 @@ def test_token_changes_from_the_command_line_are_on_record_or_do_not_happen(tmp_
     assert code == 0, err
     token_id = err.split()[1]
     assert seam_inline("user", "revoke", contract, token_id)[0] == 0
+    code, _, err = seam_inline("user", "token", contract, "olga", "--name", "scada", "--scope", "read")
+    assert code == 0, err
+    second = err.split()[1]
+    assert seam_inline("user", "remove", contract, "olga")[0] == 0
     log = tmp_path / "data" / "authority" / "audit.log"
     records = [json.loads(line) for line in log.read_text().splitlines()]
     assert [(r["kind"], r["actor"], r["subject"]) for r in records] == [
+        ("user.add", "olga", "olga"),
         ("token.create", "olga", token_id),
         ("token.revoke", "olga", token_id),
+        ("token.create", "olga", second),
+        ("user.remove", "olga", "olga"),
+        ("token.revoke", "olga", second),
     ]
+    assert seam_inline("user", "add", contract, "olga", "--person", "olga", stdin=PASSWORD + "\n")[0] == 0
     log.unlink()
     log.symlink_to("/dev/full")  # a full disk
     code, out, err = seam_inline("user", "token", contract, "olga", "--name", "grafana", "--scope", "read")
     assert code == 2 and "the token was not created" in err and "seam_" not in out
     document = json.loads((tmp_path / "data" / "control" / "users.json").read_text())
     assert all(t["revoked"] for t in document["tokens"].values())
+    # Access granted off the record is not granted.
+    code, _, err = seam_inline("user", "add", contract, "ivan", "--person", "olga", stdin=PASSWORD + "\n")
+    assert code == 2 and "NOT added" in err
+    assert "ivan" not in json.loads((tmp_path / "data" / "control" / "users.json").read_text())["users"]
 
 
 def test_refusals_are_one_line_and_exit_2(tmp_path: Path) -> None:

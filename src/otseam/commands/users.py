@@ -54,7 +54,9 @@ def _open(contract_path: Path, node: str | None) -> tuple[Contract, UserStore]:
     return loaded.contract, UserStore(node_data_dir(loaded.path, loaded.contract, node))
 
 
-def _on_record(contract_path: Path, node: str | None, kind: str, user: str, subject: str, message: str) -> None:
+def _on_record(
+    contract_path: Path, node: str | None, kind: str, user: str, subject: str, message: str, actor: str | None = None
+) -> None:
     """A record of the node's hash-chained audit log, written from the command line (the running node's
     journal does not see it; ``seam audit verify`` does). Raises AuditUnavailable."""
     from otseam.audit.log import AuditLog, authority_dir
@@ -67,9 +69,10 @@ def _on_record(contract_path: Path, node: str | None, kind: str, user: str, subj
     except StartupError as exc:
         raise _fail(str(exc)) from None
     data_dir = node_data_dir(loaded.path, loaded.contract, node)
-    account = UserStore(data_dir).get(user)
+    if actor is None:
+        account = UserStore(data_dir).get(user)
+        actor = account.person if account is not None else user
     audit = AuditLog(authority_dir(data_dir), node=node_id)
-    actor = account.person if account is not None else user
     audit.append(kind, actor, subject, {"user": user, "via": "command line"}, message=message)
 
 
@@ -123,6 +126,11 @@ def add(
         store.add(name, person, chosen, password, secret)
     except UserError as exc:
         raise _fail(str(exc)) from None
+    try:
+        _on_record(contract, node, "user.add", name, name, f"user {name} added for {person}, role {chosen}")
+    except AuditUnavailable as exc:  # access granted off the record is not granted
+        store.remove(name)
+        raise _fail(f"user {name} NOT added: the audit log cannot be written: {exc}") from None
     typer.echo(f"added {name}: {entry.name} ({entry.side} side), role {chosen}")
     if totp_required(entry, loaded) and secret is None:
         typer.echo(f"note: the contract requires a TOTP code from {name}; enrol with 'seam user totp'", err=True)
@@ -153,11 +161,20 @@ def remove(
 ) -> None:
     """Remove a user; their tokens are revoked and their sessions end at their next request."""
     _, store = _open(contract, node)
+    account = store.get(name)
     try:
         revoked = store.remove(name)
     except UserError as exc:
         raise _fail(str(exc)) from None
-    typer.echo(f"removed {name}" + (f"; {revoked} token(s) revoked" if revoked else ""))
+    person = account.person if account is not None else name
+    try:  # removing only takes access away: it stands, and says what is missing from the record
+        _on_record(contract, node, "user.remove", name, name, f"user {name} ({person}) removed", actor=person)
+        for token_id in revoked:
+            message = f"API token {token_id} revoked with its user {name}"
+            _on_record(contract, node, "token.revoke", name, token_id, message, actor=person)
+    except AuditUnavailable as exc:
+        raise _fail(f"user {name} removed, but NOT on record: {exc}") from None
+    typer.echo(f"removed {name}" + (f"; {len(revoked)} token(s) revoked" if revoked else ""))
 
 
 @user_app.command("passwd")

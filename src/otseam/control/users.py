@@ -226,17 +226,17 @@ class UserStore:
             contents.users[name] = user
         return user
 
-    def remove(self, name: str) -> int:
-        """Remove the user and revoke their tokens; returns how many tokens were revoked."""
+    def remove(self, name: str) -> list[str]:
+        """Remove the user and revoke their tokens; returns the ids of the tokens revoked."""
         now = time.time()
         with self._change() as contents:
             if contents.users.pop(name, None) is None:
                 raise UserError(f"no user {name}")
-            revoked = 0
+            revoked = []
             for token in contents.tokens.values():
                 if token.user == name and token.revoked is None:
                     token.revoked = now
-                    revoked += 1
+                    revoked.append(token.id)
         return revoked
 
     def set_password(self, name: str, password: str) -> None:
