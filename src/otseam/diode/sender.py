@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 START_BEACONS = 3
 END_BEACONS = 3
 SEND_BUFFER = 8 * 1024 * 1024
+#: The token bucket's burst, in seconds of the rate.
+BURST_SECONDS = 0.04
 
 
 class TokenBucket:
@@ -100,7 +102,12 @@ class DiodeSender:
         self._beacon_number = 0
         self.stats = SenderStats()
         wire_block = (settings.fec.max_k + settings.fec.parity_for(settings.fec.max_k)) * settings.datagram_size
-        self._bucket = TokenBucket(settings.rate, max(settings.rate * 0.01, 2.0 * wire_block))
+        # A burst of 40 ms of the rate: the sender wakes up every 20 ms or so (the bucket refills to half),
+        # and the receiver, which pauses as long between reads, gets one burst per wake-up. Each wake-up
+        # costs both sides CPU (measured: at 400 Mbit/s, a burst of 10 ms cost the sender a third more
+        # CPU, the receiver a quarter more; docs/bench/diode.md). The receiver's socket buffer (64 MB
+        # asked for) takes a burst whole.
+        self._bucket = TokenBucket(settings.rate, max(settings.rate * BURST_SECONDS, 2.0 * wire_block))
         self._sock: socket.socket | None = None
         self._lock = asyncio.Lock()
         self._beacons: asyncio.Task[None] | None = None
