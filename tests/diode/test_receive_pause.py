@@ -11,18 +11,13 @@ import pytest
 from otseam.core.records import Sample
 from otseam.diode import receiver as receiver_module
 from otseam.diode.receiver import DiodeReceiver
-from otseam.diode.sender import DiodeSender
-from tests.diode.harness import KEY, open_journal, read_all, samples, settings, through
+from tests.diode.harness import read_all, samples, started_link, through
 from tests.support.wait import wait_until_async
 
 
 async def deliver_in_rounds(tmp_path: Path) -> DiodeReceiver:
     """Three rounds of samples, each after the receiver has finished its previous pause (if any)."""
-    journal = open_journal(tmp_path / "it")
-    receiver = DiodeReceiver(("127.0.0.1", 0), KEY, settings(), journal)
-    await receiver.start()
-    sender = DiodeSender(receiver.listen, KEY, settings())
-    await sender.start()
+    journal, receiver, sender = await started_link(tmp_path / "it")
     offsets, records = samples(6000)
     for start in range(0, len(records), 2000):
         await sender.send_records("ot-edge", offsets[start : start + 2000], records[start : start + 2000])
