@@ -103,3 +103,16 @@ def through(sender: DiodeSender, receiver: DiodeReceiver, relay: LossyRelay | No
         return consumed >= sent and receiver.stats.datagrams >= truth.forwarded
 
     return check
+
+
+async def started_link(path: Path) -> tuple[Journal, DiodeReceiver, DiodeSender]:
+    """A receiver writing a fresh IT journal at ``path`` and a sender to it, both started, default settings."""
+    from otseam.diode.receiver import DiodeReceiver
+    from otseam.diode.sender import DiodeSender
+
+    journal = open_journal(path)
+    receiver = DiodeReceiver(("127.0.0.1", 0), KEY, settings(), journal)
+    await receiver.start()
+    sender = DiodeSender(receiver.listen, KEY, settings())
+    await sender.start()
+    return journal, receiver, sender
