@@ -14,10 +14,17 @@ BUILD_FILES := /usr/include/openssl/evp.h:libssl-dev /usr/include/isa-l/erasure_
                /usr/lib/llvm-14/lib/clang/14.0.6/lib/linux/libclang_rt.fuzzer-x86_64.a:libclang-rt-14-dev
 # Tests run in two processes (the machines have two cores); override with PYTEST_WORKERS=0 to debug.
 PYTEST_WORKERS ?= 2
+# The suite starts hundreds of Python processes and rewrites every test module's asserts: with bytecode
+# caching off (an environment may set this), each of them compiles its modules from source again.
+unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: test test-external lint typecheck unit stress setup system-deps venv interop console demo bench clean sanitize fuzz
 
-test: setup lint typecheck sanitize fuzz unit
+# The checks run side by side, each one's output printed whole when it ends: the suite spends much of
+# its time waiting (servers starting, protocol timers), and the static checks, the sanitizer run and
+# the fuzzer's fixed 30 s fill that time instead of adding to it (docs/testing.md, where the time goes).
+test: setup
+	@$(MAKE) --no-print-directory -j5 --output-sync=target lint typecheck sanitize fuzz unit
 
 setup: system-deps venv interop console
 
