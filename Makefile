@@ -18,7 +18,7 @@ PYTEST_WORKERS ?= 2
 # caching off (an environment may set this), each of them compiles its modules from source again.
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: test test-external lint typecheck unit stress setup system-deps venv interop console demo bench clean sanitize fuzz
+.PHONY: test coverage test-external lint typecheck unit stress setup system-deps venv interop console demo bench clean sanitize fuzz
 
 # The checks run side by side, each one's output printed whole when it ends: the suite spends much of
 # its time waiting (servers starting, protocol timers), and the static checks, the sanitizer run and
@@ -70,10 +70,18 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy
 
-# Coverage of the package (subprocesses such as `seam run` included), reported at the end with the
-# slowest tests: what the suite exercises, and where its time goes.
+# COVERAGE=1 measures the package's line coverage (subprocesses such as `seam run` included) and reports
+# it at the end; CI runs it so. Coverage's tracer on Python 3.11 roughly doubles the suite's CPU time
+# (library code included: parsing YAML costs 3.7x under it), so a plain `make test` leaves it out.
+COVERAGE ?=
+COVERAGE_ARGS := $(if $(COVERAGE),--cov --cov-report=term)
+
+# The slowest tests are listed at the end: where the time goes (docs/testing.md).
 unit: setup
-	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile --cov --cov-report=term --durations=20
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile $(COVERAGE_ARGS) --durations=20
+
+coverage:
+	@$(MAKE) --no-print-directory test COVERAGE=1
 
 # The suite (or STRESS_TESTS) five times in a row beside one busy process per core: no test may depend
 # on an idle machine (docs/testing.md).
