@@ -14,6 +14,7 @@ import importlib.metadata
 import re
 import sys
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -76,7 +77,7 @@ def imported_modules() -> dict[str, set[str]]:
 
 
 @functools.cache
-def providers() -> dict[str, list[str]]:
+def providers() -> Mapping[str, list[str]]:
     return importlib.metadata.packages_distributions()
 
 
