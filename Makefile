@@ -71,7 +71,7 @@ typecheck: venv
 	$(BIN)/mypy
 
 # COVERAGE=1 measures the package's line coverage (subprocesses such as `seam run` included) and reports
-# it at the end; CI runs it so. Coverage's tracer on Python 3.11 roughly doubles the suite's CPU time
+# it at the end; CI runs it so. Coverage's tracer on Python 3.11 costs the suite about 1.6x its CPU time
 # (library code included: parsing YAML costs 3.7x under it), so a plain `make test` leaves it out.
 COVERAGE ?=
 COVERAGE_ARGS := $(if $(COVERAGE),--cov --cov-report=term)
