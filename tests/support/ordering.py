@@ -27,8 +27,8 @@ class FileOrder:
     @pytest.hookimpl(trylast=True)
     def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
         cache = getattr(config, "cache", None)
-        if cache is None:
-            return
+        if cache is None or config.getoption("failedfirst", False) or config.getoption("newfirst", False):
+            return  # no cache, or the user asked for an order of their own
         known: dict[str, float] = cache.get(CACHE_KEY, {})
         first_seen: dict[str, int] = {}
         for index, item in enumerate(items):
