@@ -14,6 +14,10 @@ BUILD_FILES := /usr/include/openssl/evp.h:libssl-dev /usr/include/isa-l/erasure_
                /usr/lib/llvm-14/lib/clang/14.0.6/lib/linux/libclang_rt.fuzzer-x86_64.a:libclang-rt-14-dev
 # Tests run in two processes (the machines have two cores); override with PYTEST_WORKERS=0 to debug.
 PYTEST_WORKERS ?= 2
+# Each file whole to one worker (module-scoped servers start once), in the order the suite's own
+# plugin gives them (tests/support/ordering.py: longest first); xdist would otherwise hand out the
+# files with the most tests first, and a two-test file of two minutes last.
+DIST := --dist loadfile --no-loadscope-reorder
 # The suite starts hundreds of Python processes and rewrites every test module's asserts: with bytecode
 # caching off (an environment may set this), each of them compiles its modules from source again.
 unexport PYTHONDONTWRITEBYTECODE
@@ -78,7 +82,7 @@ COVERAGE_ARGS := $(if $(COVERAGE),--cov --cov-report=term)
 
 # The slowest tests are listed at the end: where the time goes (docs/testing.md).
 unit: setup
-	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile $(COVERAGE_ARGS) --durations=20
+	$(BIN)/pytest -n $(PYTEST_WORKERS) $(DIST) $(COVERAGE_ARGS) --durations=20
 
 coverage:
 	@$(MAKE) --no-print-directory test COVERAGE=1
@@ -87,7 +91,7 @@ coverage:
 # on an idle machine (docs/testing.md).
 STRESS_TESTS ?= tests
 stress: setup
-	$(BIN)/python -m tests.support.stress --runs 5 -- -n $(PYTEST_WORKERS) --dist loadfile $(STRESS_TESTS)
+	$(BIN)/python -m tests.support.stress --runs 5 -- -n $(PYTEST_WORKERS) $(DIST) $(STRESS_TESTS)
 
 # Tests against public corpora kept outside the repository (SEAM_FIXTURES names their directory).
 # A missing corpus is an error, never a skip.
