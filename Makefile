@@ -12,8 +12,10 @@ SYSTEM_TOOLS := mosquitto:mosquitto initdb:postgresql mbpoll:mbpoll tshark:tshar
 # file:package pairs for what building the diode's C speedups needs (see setup.py).
 BUILD_FILES := /usr/include/openssl/evp.h:libssl-dev /usr/include/isa-l/erasure_code.h:libisal-dev \
                /usr/lib/llvm-14/lib/clang/14.0.6/lib/linux/libclang_rt.fuzzer-x86_64.a:libclang-rt-14-dev
-# Tests run in two processes (the machines have two cores); override with PYTEST_WORKERS=0 to debug.
-PYTEST_WORKERS ?= 2
+# Tests run in four processes on the two cores: the suite waits (servers starting, protocol timers, a
+# two-minute link cut) more than it computes, about 380 CPU-seconds in 7.5 minutes with two workers and
+# in under 4 with four (docs/testing.md). Override with PYTEST_WORKERS=0 to debug.
+PYTEST_WORKERS ?= 4
 # Each file whole to one worker (module-scoped servers start once), in the order the suite's own
 # plugin gives them (tests/support/ordering.py: longest first); xdist would otherwise hand out the
 # files with the most tests first, and a two-test file of two minutes last.
