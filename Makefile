@@ -12,12 +12,25 @@ SYSTEM_TOOLS := mosquitto:mosquitto initdb:postgresql mbpoll:mbpoll tshark:tshar
 # file:package pairs for what building the diode's C speedups needs (see setup.py).
 BUILD_FILES := /usr/include/openssl/evp.h:libssl-dev /usr/include/isa-l/erasure_code.h:libisal-dev \
                /usr/lib/llvm-14/lib/clang/14.0.6/lib/linux/libclang_rt.fuzzer-x86_64.a:libclang-rt-14-dev
-# Tests run in two processes (the machines have two cores); override with PYTEST_WORKERS=0 to debug.
-PYTEST_WORKERS ?= 2
+# Tests run in four processes on the two cores: the suite waits (servers starting, protocol timers, a
+# two-minute link cut) more than it computes, about 380 CPU-seconds in 7.5 minutes with two workers and
+# in under 4 with four (docs/testing.md). Override with PYTEST_WORKERS=0 to debug.
+PYTEST_WORKERS ?= 4
+# Each file whole to one worker (module-scoped servers start once), in the order the suite's own
+# plugin gives them (tests/support/ordering.py: longest first); xdist would otherwise hand out the
+# files with the most tests first, and a two-test file of two minutes last.
+DIST := --dist loadfile --no-loadscope-reorder
+# The suite starts hundreds of Python processes and rewrites every test module's asserts: with bytecode
+# caching off (an environment may set this), each of them compiles its modules from source again.
+unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: test test-external lint typecheck unit stress setup system-deps venv interop console demo bench clean sanitize fuzz
+.PHONY: test coverage test-external lint typecheck unit stress setup system-deps venv interop console demo bench clean sanitize fuzz
 
-test: setup lint typecheck sanitize fuzz unit
+# The checks run side by side, each one's output printed whole when it ends: the suite spends much of
+# its time waiting (servers starting, protocol timers), and the static checks, the sanitizer run and
+# the fuzzer's fixed 30 s fill that time instead of adding to it (docs/testing.md, where the time goes).
+test: setup
+	@$(MAKE) --no-print-directory -j5 --output-sync=target lint typecheck sanitize fuzz unit
 
 setup: system-deps venv interop console
 
@@ -63,16 +76,24 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy
 
-# Coverage of the package (subprocesses such as `seam run` included), reported at the end with the
-# slowest tests: what the suite exercises, and where its time goes.
+# COVERAGE=1 measures the package's line coverage (subprocesses such as `seam run` included) and reports
+# it at the end; CI runs it so. Coverage's tracer on Python 3.11 costs the suite about 1.6x its CPU time
+# (library code included: parsing YAML costs 3.7x under it), so a plain `make test` leaves it out.
+COVERAGE ?=
+COVERAGE_ARGS := $(if $(COVERAGE),--cov --cov-report=term)
+
+# The slowest tests are listed at the end: where the time goes (docs/testing.md).
 unit: setup
-	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile --cov --cov-report=term --durations=20
+	$(BIN)/pytest -n $(PYTEST_WORKERS) $(DIST) $(COVERAGE_ARGS) --durations=20
+
+coverage:
+	@$(MAKE) --no-print-directory test COVERAGE=1
 
 # The suite (or STRESS_TESTS) five times in a row beside one busy process per core: no test may depend
 # on an idle machine (docs/testing.md).
 STRESS_TESTS ?= tests
 stress: setup
-	$(BIN)/python -m tests.support.stress --runs 5 -- -n $(PYTEST_WORKERS) --dist loadfile $(STRESS_TESTS)
+	$(BIN)/python -m tests.support.stress --runs 5 -- -n $(PYTEST_WORKERS) $(DIST) $(STRESS_TESTS)
 
 # Tests against public corpora kept outside the repository (SEAM_FIXTURES names their directory).
 # A missing corpus is an error, never a skip.

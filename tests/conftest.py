@@ -8,6 +8,8 @@ import pytest
 
 from tests.support import servers
 
+pytest_plugins = ["tests.support.ordering"]
+
 
 @pytest.fixture
 def mqtt_broker() -> Iterator[servers.Mosquitto]:

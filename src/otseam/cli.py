@@ -199,7 +199,7 @@ def main(argv: list[str] | None = None) -> Any:
     except (ModuleNotFoundError, MissingExtra) as exc:
         # An optional part used without its extra: one line that names the extra, exit 2 (a usage error).
         if isinstance(exc, ModuleNotFoundError):
-            extra = extra_for(exc.name)
+            extra = extra_for(exc.name, prefer=name)
             if extra is None:
                 raise
             exc = MissingExtra(f"seam {name}" if name else "seam", extra, exc.name)

@@ -30,7 +30,11 @@ from tests.control.node import CONTRACT, PASSWORD, add_users
 from tests.diode.harness import KEY, settings
 from tests.diode.relay import Impairments, LossyRelay
 from tests.monitor.pcapgen import Conversation, mbap, write_pcap
-from tests.support.wait import wait_until_async
+from tests.support.wait import DEFAULT_WITHIN, wait_until_async
+
+# Playwright's assertions wait for their condition; their own bound (5 s) was too short with four
+# workers beside Chromium, so they take the suite's (it only decides how long a broken test takes).
+expect.set_options(timeout=DEFAULT_WITHIN * 1000)
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [

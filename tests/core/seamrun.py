@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.support.wait import wait_until
+from tests.support.wait import DEFAULT_WITHIN, wait_until
 
 PEOPLE_AND_ZONES = """\
 version: 1
@@ -99,7 +99,7 @@ class SeamRun:
         with self._lock:
             return "\n".join(self.lines)
 
-    def wait_for(self, condition: Callable[[], bool], what: str, within: float = 30.0) -> None:
+    def wait_for(self, condition: Callable[[], bool], what: str, within: float = DEFAULT_WITHIN) -> None:
         def exited() -> str | None:
             return None if self.process.poll() is None else f"seam run exited ({self.process.returncode})"
 

@@ -10,10 +10,17 @@ exist). Each namespace's loopback is up, so services inside it (a simulator, a b
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import os
 import re
 import secrets
 import subprocess
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
+from typing import TypeVar
+
+T = TypeVar("T")
+CLONE_NEWNET = 0x40000000
 
 OT_ADDRESS, IT_ADDRESS = "10.203.77.1", "10.203.77.2"
 
@@ -53,3 +60,51 @@ def namespace_pair() -> Iterator[tuple[str, str, str, str]]:
     finally:
         for ns in (ot, it):
             subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
+
+
+@contextlib.contextmanager
+def loopback_namespace() -> Iterator[str]:
+    """A network namespace with only its own loopback, up; removed again on exit.
+
+    Its `lo` carries what the test sends and nothing else: a capture there sees no other test's traffic.
+    """
+    name = f"seam-lo-{secrets.token_hex(3)}"
+    run("ip", "netns", "add", name)
+    try:
+        run("ip", "-n", name, "link", "set", "lo", "up")
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "del", name], capture_output=True, check=False)
+
+
+def enter_namespace(name: str) -> None:
+    """Move the calling thread (only it) into network namespace ``name``."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = os.open(f"/run/netns/{name}", os.O_RDONLY)
+    try:
+        if libc.setns(fd, CLONE_NEWNET) != 0:
+            raise OSError(ctypes.get_errno(), f"setns into {name}")
+    finally:
+        os.close(fd)
+
+
+def in_namespace(name: str, make: Callable[[], T]) -> T:
+    """``make()`` run in network namespace ``name``, in a thread of its own: the sockets it opens belong
+    to that namespace for their whole life, whichever thread uses them later (the namespace is a
+    property of a thread, so the test's own threads stay where they are)."""
+    result: list[T] = []
+    failure: list[BaseException] = []
+
+    def enter_and_make() -> None:
+        try:
+            enter_namespace(name)
+            result.append(make())
+        except BaseException as exc:  # handed to the caller's thread
+            failure.append(exc)
+
+    thread = threading.Thread(target=enter_and_make, name=f"netns {name}")
+    thread.start()
+    thread.join()
+    if failure:
+        raise failure[0]
+    return result[0]

@@ -12,8 +12,9 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from tests.support.wait import wait_until
+from tests.support.wait import DEFAULT_WITHIN, wait_until
 
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
@@ -23,12 +24,20 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_for_port(port: int, host: str = "127.0.0.1", timeout: float = 30.0) -> None:
+def wait_for_port(
+    port: int, host: str = "127.0.0.1", timeout: float = DEFAULT_WITHIN, process: subprocess.Popen[Any] | None = None
+) -> None:
+    """Wait until ``host:port`` accepts connections; give up at once if ``process`` (the one that is to
+    listen there) has exited instead."""
+
     def listening() -> bool:
         socket.create_connection((host, port), timeout=0.5).close()
         return True
 
-    wait_until(listening, f"a listener on {host}:{port}", timeout, interval=0.05, ignore=(OSError,))
+    def exited() -> str | None:
+        return None if process is None or process.poll() is None else f"it exited ({process.returncode})"
+
+    wait_until(listening, f"a listener on {host}:{port}", timeout, interval=0.05, ignore=(OSError,), abort=exited)
 
 
 @dataclass

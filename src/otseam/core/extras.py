@@ -10,17 +10,19 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-#: The top-level modules each extra brings (as pyproject.toml's optional-dependencies install them).
+#: The top-level modules each extra brings (as pyproject.toml's optional-dependencies install them; the
+#: diode, the console and Modbus RTU need none: their modules are runtime dependencies).
 EXTRAS: dict[str, tuple[str, ...]] = {
     "opcua": ("asyncua",),
     "postgres": ("psycopg",),
     "mqtt": ("aiomqtt", "paho"),
     "sparkplug": ("aiomqtt", "paho", "google.protobuf"),
-    "diode": ("pyeclib",),
-    "console": ("aiohttp",),
-    "serial": ("serial",),
     "nats": ("nats", "nkeys"),
 }
+
+
+#: Parts named otherwise than the extra they need (a part named like its extra needs no entry).
+PART_EXTRAS: dict[str, str] = {"host": "sparkplug", "uns_json": "mqtt", "fleet_ingest": "nats"}
 
 
 class MissingExtra(LookupError):
@@ -32,14 +34,27 @@ class MissingExtra(LookupError):
         super().__init__(f"{part} needs the extra: pip install 'otseam[{extra}]'{missing}")
 
 
-def extra_for(module: str | None) -> str | None:
-    """The extra that installs ``module`` (a name from ModuleNotFoundError), or None."""
+def extra_for(module: str | None, prefer: str | None = None) -> str | None:
+    """The extra that installs ``module`` (a name from ModuleNotFoundError), or None.
+
+    ``prefer`` is the part's own name (a plugin, a command): when the module is in several extras, the
+    part's own extra is the one it needs (aiomqtt for the sparkplug sink or `seam host`: sparkplug).
+    """
     if not module:
         return None
-    for extra, modules in EXTRAS.items():
-        if any(module == m or module.startswith(m + ".") for m in modules):
-            return extra
-    return None
+    # A parent package counts too: without protobuf, importing google.protobuf fails on "google".
+    extras = [
+        e for e, ms in EXTRAS.items() if any(module in (m, *_parents(m)) or module.startswith(m + ".") for m in ms)
+    ]
+    own = PART_EXTRAS.get(prefer, prefer) if prefer else None
+    if own in extras:
+        return own
+    return extras[0] if extras else None
+
+
+def _parents(module: str) -> list[str]:
+    parts = module.split(".")
+    return [".".join(parts[:i]) for i in range(1, len(parts))]
 
 
 def load(module: str, part: str, extra: str) -> ModuleType:

@@ -131,7 +131,7 @@ def _load(kind: str, name: str) -> Any:
     except ModuleNotFoundError as exc:
         if exc.name and exc.name.startswith(f"otseam.{kind}s.{module_name}"):
             raise PluginNotFound(f"no {kind} named {name!r} (looked for otseam.{kind}s.{module_name})") from exc
-        extra = extra_for(exc.name)
+        extra = extra_for(exc.name, prefer=module_name)
         if extra is not None:  # an optional part whose extra is not installed: say which one
             raise PluginNotFound(str(MissingExtra(f"the {name} {kind}", extra, exc.name))) from exc
         raise

@@ -41,7 +41,7 @@ def test_seam_run_records_the_sims_opcua_values(tmp_path: Path) -> None:
     sim = subprocess.Popen(sim_args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     run: SeamRun | None = None
     try:
-        wait_for_port(opcua_port, timeout=60)
+        wait_for_port(opcua_port, process=sim)
         run = SeamRun(tmp_path, "--node", "ot-edge")
         run.wait_started()
         opcua_points = 'device="plant-opcua"'
