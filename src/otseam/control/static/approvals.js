@@ -99,13 +99,16 @@ async function requestsPage(view, page) {
     $("new-request").innerHTML = `<p class="muted">The contract declares no commands: nothing can be requested.</p>`;
   }
 
-  const draw = async () => {
+  // `unlessBusy`: an automatic refresh gives way to a key file picked or a reason typed while its
+  // fetch was under way (checked again once the answers are in, not only before asking).
+  const draw = async (unlessBusy = false) => {
     const filter = $("filter-state").value;
     // Both lists fetched first, then drawn together: a page half redrawn would replace what someone is
     // doing in the other half.
     const [list, proposals] = await Promise.all([
       api("GET", `/commands/requests?limit=100${filter ? "&state=" + filter : ""}`), api("GET", "/contract/proposals"),
     ]);
+    if (unlessBusy && busy()) return;
     $("requests").innerHTML = list.items.length
       ? list.items.map((r) => requestCard(r, session, mayRequest, mayApprove)).join("")
       : `<p class="muted">No requests${filter ? " in this state" : ""}.</p>`;
@@ -168,11 +171,11 @@ async function requestsPage(view, page) {
       draw();
     } catch (error) { out.textContent = error.message; }
   });
-  $("filter-state").addEventListener("change", draw);
+  $("filter-state").addEventListener("change", () => draw());
   // Automatic refreshes never wipe a key file picked or a reason being typed.
   const busy = () => [...document.querySelectorAll("#requests input, #proposals input")].some((i) => (i.type === "file" ? i.files.length : i.value));
   // A refresh that fails (the node restarting) is retried by the next one; the stream's bar says it is down.
-  const refresh = () => (busy() ? Promise.resolve() : draw().catch((error) => console.warn("not refreshed:", error.message)));
+  const refresh = () => (busy() ? Promise.resolve() : draw(true).catch((error) => console.warn("not refreshed:", error.message)));
   page.onEvents = (events) => { if (events.some((e) => e.kind.startsWith("audit.command") || e.kind.startsWith("audit.contract"))) refresh(); };
   await draw();
   every(5000, refresh);  // expiry is a matter of time, not of events
