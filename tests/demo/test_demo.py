@@ -301,7 +301,19 @@ def test_a_console_port_in_use_says_what_to_do(tmp_path: Path) -> None:
         busy.listen()
         port = busy.getsockname()[1]
         result = subprocess.run(
-            [sys.executable, "-m", "otseam.cli", "demo", "--dir", str(tmp_path / "d"), "--http", f"127.0.0.1:{port}"],
+            # The OT console on any free port: its default, the next port, may be another test's right now.
+            [
+                sys.executable,
+                "-m",
+                "otseam.cli",
+                "demo",
+                "--dir",
+                str(tmp_path / "d"),
+                "--http",
+                f"127.0.0.1:{port}",
+                "--ot-http",
+                "127.0.0.1:0",
+            ],
             capture_output=True,
             text=True,
             timeout=60,
