@@ -99,8 +99,8 @@ async function requestsPage(view, page) {
     $("new-request").innerHTML = `<p class="muted">The contract declares no commands: nothing can be requested.</p>`;
   }
 
-  // `unlessBusy`: an automatic refresh gives way to a key file picked or a reason typed while its
-  // fetch was under way (checked again once the answers are in, not only before asking).
+  // `unlessBusy`: a redraw gives way to a key file picked or a reason typed while its fetch was under
+  // way (checked again once the answers are in, not only before asking), so nobody's pick is wiped.
   const draw = async (unlessBusy = false) => {
     const filter = $("filter-state").value;
     // Both lists fetched first, then drawn together: a page half redrawn would replace what someone is
@@ -155,7 +155,9 @@ async function requestsPage(view, page) {
         if (!reason) throw new Error("a rejection needs a reason");
         await api("POST", `/commands/requests/${encodeURIComponent(id)}/reject`, { reason });
       }
-      draw();
+      // What this card held is spent; whatever else someone picked or typed meanwhile is kept.
+      card.querySelectorAll("input").forEach((input) => { input.value = ""; });
+      draw(true);
     } catch (error) { out.textContent = error.message; }
   });
   $("proposals").addEventListener("click", async (e) => {
@@ -168,7 +170,8 @@ async function requestsPage(view, page) {
       const file = box.querySelector("input[type=file]").files[0];
       if (!file) throw new Error("choose your key file: the page signs the bundle hash with it, the file stays here");
       await api("POST", `/contract/proposals/r${encodeURIComponent(revision)}/approve`, await signWithKeyFile(file, box.dataset.message));
-      draw();
+      box.querySelectorAll("input").forEach((input) => { input.value = ""; });
+      draw(true);
     } catch (error) { out.textContent = error.message; }
   });
   $("filter-state").addEventListener("change", () => draw());
