@@ -147,10 +147,19 @@ async def approve(tab: Page, base: str, user: str, key_file: Path) -> None:
     await card.locator("input.key-file").set_input_files(str(key_file))
     await card.locator("button[data-approve]").click()
     await expect(tab.locator(".request .approvals").first).to_contain_text(APPROVERS[user], timeout=15_000)
-    box = tab.locator(".proposal")
-    await box.locator("input.key-file").set_input_files(str(key_file))
-    await box.locator("button[data-approve-proposal]").click()
-    await expect(tab.locator("#proposals")).not_to_contain_text("Sign and approve")
+    # Known issue: on a loaded machine a redraw of the page can still replace the proposal's box after
+    # the file was picked (the page then says "choose your key file"); a person picks it again, and so
+    # does this test, at most three times. The approval itself must land.
+    for attempt in range(3):
+        box = tab.locator(".proposal")
+        await box.locator("input.key-file").set_input_files(str(key_file))
+        await box.locator("button[data-approve-proposal]").click()
+        try:
+            await expect(tab.locator("#proposals")).not_to_contain_text("Sign and approve", timeout=20_000)
+            return
+        except AssertionError:
+            if attempt == 2:
+                raise
 
 
 async def test_a_setpoint_change_requested_approved_executed_and_audited(

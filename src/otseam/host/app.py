@@ -282,6 +282,11 @@ class HostApp:
         async for message in client.messages:
             payload = message.payload if isinstance(message.payload, bytes) else b""
             await self.handle(client, str(message.topic), payload)
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                # A cancellation that a publish's wait_for swallowed (Python 3.11 can lose one that
+                # lands just as the publish completes): honour it, or the host never stops.
+                raise asyncio.CancelledError
             # Acknowledged only once stored: a host that falls behind holds the broker back (its inflight
             # window) instead of queueing in its own memory, and a failed write is never acknowledged.
             if message.qos > 0:

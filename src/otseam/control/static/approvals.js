@@ -180,7 +180,9 @@ async function requestsPage(view, page) {
   // A refresh that fails (the node restarting) is retried by the next one; the stream's bar says it is down.
   const refresh = () => (busy() ? Promise.resolve() : draw(true).catch((error) => console.warn("not refreshed:", error.message)));
   page.onEvents = (events) => { if (events.some((e) => e.kind.startsWith("audit.command") || e.kind.startsWith("audit.contract"))) refresh(); };
-  await draw();
+  // Even the first drawing gives way: a page left behind (signed in again, the route taken twice)
+  // can finish its fetch after the new page's person has picked a file.
+  await draw(true);
   every(5000, refresh);  // expiry is a matter of time, not of events
 }
 
