@@ -89,7 +89,14 @@ async def test_malformed_requests_are_logged_as_one_readable_line(server: tuple[
     assert_readable(lines.lines)
 
 
-_HEADER_BYTES = st.binary(max_size=120).filter(lambda b: b"\r" not in b and b"\n" not in b)
+def _without_percent(data: bytes) -> bytes:
+    """The log check below looks for an unformatted template ("%s") in every line, and a client's own "%s",
+    echoed back in a 400's reason, would look like one: the fuzzers send "%" as "#", and
+    test_percent_signs_sent_by_a_client_are_only_echoed sends it on purpose."""
+    return data.replace(b"%", b"#")
+
+
+_HEADER_BYTES = st.binary(max_size=120).filter(lambda b: b"\r" not in b and b"\n" not in b).map(_without_percent)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -102,10 +109,19 @@ async def test_any_authorization_header_gets_an_answer(server: tuple[int, Lines]
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(raw=st.binary(min_size=1, max_size=400))
+@given(raw=st.binary(min_size=1, max_size=400).map(_without_percent))
 async def test_any_bytes_get_an_answer_or_a_close_and_no_template(server: tuple[int, Lines], raw: bytes) -> None:
     port, lines = server
     answer = await exchange(port, raw + b"\r\n\r\n", end=True)
     if answer:
         assert status_of(answer) in (200, 400, 401, 404, 405, 413, 414, 431, 501, 505)
     assert_readable(lines.lines)
+
+
+async def test_percent_signs_sent_by_a_client_are_only_echoed(server: tuple[int, Lines]) -> None:
+    port, lines = server
+    for credentials in (b"Bearer %s%r%d%n", b"%(token)s", b"\x01%s\x7f%r"):
+        assert status_of(await exchange(port, request(credentials))) in (400, 401)
+    assert status_of(await exchange(port, request(f"Bearer {TOKEN}".encode()))) == 200
+    for line in lines.lines:
+        assert "\n" not in line and "\x1b" not in line and TOKEN not in line, line
