@@ -83,6 +83,11 @@ class Hostile:
             self._writers.discard(writer)
             writer.close()
 
+    def send(self, data: bytes) -> None:
+        """Write ``data`` on every open connection: an answer the responder held back (None), sent late."""
+        for writer in self._writers:
+            writer.write(data)
+
     async def start(self, port: int = 0) -> None:
         self._server = await asyncio.start_server(self._handle, "127.0.0.1", port)
         self.port = self._server.sockets[0].getsockname()[1]

@@ -91,6 +91,8 @@ class ModbusDriver:
         self._retry_at = 0.0
         self._last_answer = start
         self._emit_lock = asyncio.Lock()
+        #: What the running poll cycle has read and not handed on yet (it hands a cycle on at once).
+        self._unsent: list[Record] = []
         self._connection: Connection | None = None
         intervals = [b.interval for b in blocks] or [device.poll]
         self._shortest = min(intervals)
@@ -133,7 +135,7 @@ class ModbusDriver:
         probing = self._failures > 0
         if probing:
             due = due[:1]  # one read tells whether the unit is back
-        out: list[Record] = []
+        out = self._unsent
         assert self._connection is not None
         if self._connection.pipelines and not self._spacing and not probing:
             outcomes = await self._read_pipelined(due, out)
@@ -154,6 +156,8 @@ class ModbusDriver:
         elif outcomes:
             self._answered(out, probing)
         if out:
+            # Off _unsent before waiting for the lock: the watchdog must not send this batch again.
+            self._unsent = []
             async with self._emit_lock:
                 await emit(out)
 
@@ -334,6 +338,11 @@ class ModbusDriver:
                 if now - self._last_answer > 2 * interval and quiet > interval:
                     self._stale(state, out)
             if out:
+                # What the running cycle read before the silence goes first, sent by us: after this
+                # STALE it would arrive as fresh, hide the silence, and be marked stale once more when
+                # the driver stops (the same reading journalled twice).
+                out[:0] = self._unsent
+                self._unsent.clear()
                 async with self._emit_lock:
                     await emit(out)
 
