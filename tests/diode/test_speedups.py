@@ -3,6 +3,7 @@ verdicts, the same journal, and no crash whatever it is handed."""
 
 from __future__ import annotations
 
+import array
 import itertools
 import logging
 import select
@@ -183,10 +184,16 @@ def test_parse_batch_returns_or_refuses_inconsistent_arguments_whatever_it_is_gi
     for position, what in planted:
         datagram = _sample_datagram(what)
         buffer[position : position + len(datagram)] = datagram
+    mac = compiled().Mac(KEY)
+    as_arrays = array.array("q", starts), array.array("q", sizes)  # the form recv_batch fills in place
     try:
-        received, rejected, items = compiled().Mac(KEY).parse_batch(bytes(buffer), starts, sizes, count, limit)
+        result = mac.parse_batch(bytes(buffer), starts, sizes, count, limit)
     except ValueError:
+        with pytest.raises(ValueError):
+            mac.parse_batch(bytes(buffer), *as_arrays, count, limit)
         return
+    assert mac.parse_batch(bytes(buffer), *as_arrays, count, limit) == result
+    received, rejected, items = result
     counted = [s for s in sizes[: max(count, 0)] if wire.OVERHEAD <= s <= limit]
     assert received == sum(counted)  # every datagram within the limit lies inside the buffer, or it raised
     assert len(rejected) == 5 and sum(rejected) <= count
@@ -488,6 +495,43 @@ def test_recv_batch_cuts_a_coalesced_message_at_its_segment_size_with_a_shorter_
         starts, sizes = _receive(receiving, 65536)
     assert starts == [0, 100, 200, 300, 400, 500]
     assert sizes == [100, 100, 100, 100, 100, 60]
+
+
+def test_recv_batch_fills_arrays_in_place_as_it_fills_lists() -> None:
+    receiving, sending = _pair(coalesce=True)
+    slot, count = 65536, 8
+    capacity = count * (slot // wire.OVERHEAD + 1)
+    starts, sizes = array.array("q", bytes(8 * capacity)), array.array("q", bytes(8 * capacity))
+    with receiving, sending:
+        payload = b"".join(bytes([i]) * 100 for i in range(5)) + b"\x09" * 60
+        _segmented(sending, receiving.getsockname(), payload, 100)
+        buffer = bytearray(slot * count)
+        filled = 0
+        for _ in range(20):  # loopback delivers at once; this only bounds a test that would spin forever
+            select.select([receiving], [], [], 0.5)
+            filled = compiled().recv_batch(receiving.fileno(), buffer, slot, count, starts, sizes)
+            if filled:
+                break
+    assert list(starts[:filled]) == [0, 100, 200, 300, 400, 500]
+    assert list(sizes[:filled]) == [100, 100, 100, 100, 100, 60]
+    assert buffer[500:560] == b"\x09" * 60
+
+
+@pytest.mark.parametrize("entries", [0, 8 * (65536 // 42 + 1) - 1])
+def test_recv_batch_refuses_arrays_too_small_for_a_batch(entries: int) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock, pytest.raises(ValueError, match="array"):
+        compiled().recv_batch(
+            sock.fileno(),
+            bytearray(65536 * 8),
+            65536,
+            8,
+            array.array("q", [0] * entries),
+            array.array("q", [0] * 10**6),
+        )
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock, pytest.raises(ValueError, match="array"):
+        compiled().recv_batch(
+            sock.fileno(), bytearray(800), 100, 8, array.array("i", [0] * 100), array.array("q", [0] * 100)
+        )
 
 
 def test_recv_batch_without_coalescing_gives_each_segment_its_own_slot() -> None:

@@ -1,5 +1,7 @@
 # Types of the compiled module built from speedups/*.c (see speedups/_speedups.c and setup.py).
+from array import array
 from collections.abc import Sequence
+from typing import overload
 
 from typing_extensions import Buffer
 
@@ -62,5 +64,8 @@ def inspect_columns(payload: Buffer, qualities: int) -> tuple[str, int, int, int
 def send_batch(
     fd: int, address: bytes, buffer: Buffer, slot: int, lengths: list[int], first: int, count: int, segment: bool
 ) -> int: ...
+@overload
 def recv_batch(fd: int, buffer: bytearray, slot: int, count: int) -> tuple[list[int], list[int]]: ...
+@overload
+def recv_batch(fd: int, buffer: bytearray, slot: int, count: int, starts: array[int], sizes: array[int]) -> int: ...
 def enable_coalescing(fd: int) -> bool: ...

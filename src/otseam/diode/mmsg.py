@@ -13,6 +13,7 @@ callers use ``sendto`` / ``recv_into``, one datagram per call: same bytes on the
 
 from __future__ import annotations
 
+import array
 import ctypes
 import ctypes.util
 import errno
@@ -22,7 +23,7 @@ import socket
 import struct
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 from otseam.diode import wire
 
@@ -135,9 +136,14 @@ class BatchReceiver:
         self.slot = max(slot, COALESCED_SLOT) if self.coalescing else slot
         self.buffer = bytearray(self.slot * count)
         self.view = memoryview(self.buffer)
-        self.starts = list(range(0, self.slot * count, self.slot))
-        self.sizes = [0] * count
+        self.starts: Sequence[int] = list(range(0, self.slot * count, self.slot))
+        self.sizes: Sequence[int] = [0] * count
         if self._recv_batch is not None:
+            # Filled in place by each receive, and read in place by the checker: no Python integer per
+            # datagram. Room for every message cut into the smallest datagrams the C module accepts.
+            capacity = count * (self.slot // wire.OVERHEAD + 1)
+            self.starts = self._starts_array = array.array("q", bytes(8 * capacity))
+            self.sizes = self._sizes_array = array.array("q", bytes(8 * capacity))
             return
         if _CALLS is None:
             raise OSError(errno.ENOSYS, "recvmmsg is not available here")
@@ -158,15 +164,17 @@ class BatchReceiver:
     def receive(self) -> int:
         """Datagrams now queued (up to ``count`` messages); 0 when none is. Raises OSError on a real error."""
         if self._recv_batch is not None:
-            self.starts, self.sizes = self._recv_batch(self._fd, self.buffer, self.slot, self.count)
-            return len(self.sizes)
-        got: int = self._call(self._fd, self._messages_address, self.count, MSG_DONTWAIT, None)
+            got: int = self._recv_batch(
+                self._fd, self.buffer, self.slot, self.count, self._starts_array, self._sizes_array
+            )
+            return got
+        got = self._call(self._fd, self._messages_address, self.count, MSG_DONTWAIT, None)
         if got < 0:
             code = ctypes.get_errno()
             if code in (errno.EAGAIN, errno.EINTR):
                 return 0
             raise OSError(code, os.strerror(code))
-        raw, sizes, slot = self._raw, self.sizes, self.slot
+        raw, sizes, slot = self._raw, cast(list[int], self.sizes), self.slot
         flags_at, len_at = _FLAGS_OFFSET, _LEN_OFFSET
         for i in range(got):
             base = i * _MMSG_SIZE

@@ -21,6 +21,7 @@ import socket
 import sys
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
@@ -384,7 +385,7 @@ class DiodeReceiver:
         """One datagram, through the same checks as a batch (used for single datagrams and fuzzing)."""
         self._handle(data, [0], [len(data)], 1, now)
 
-    def _handle(self, view: memoryview, starts: list[int], sizes: list[int], count: int, now: float) -> None:
+    def _handle(self, view: memoryview, starts: Sequence[int], sizes: Sequence[int], count: int, now: float) -> None:
         """The hot path: datagram ``i`` is ``view[starts[i] : starts[i] + sizes[i]]``."""
         if self._checker is None:
             self._handle_python(view, starts, sizes, count, now)
@@ -427,7 +428,9 @@ class DiodeReceiver:
         )
         self._mac_failures = 0
 
-    def _report_version(self, view: memoryview, starts: list[int], sizes: list[int], count: int, now: float) -> None:
+    def _report_version(
+        self, view: memoryview, starts: Sequence[int], sizes: Sequence[int], count: int, now: float
+    ) -> None:
         """Datagrams of another wire version were refused: say which, and what to do (at most once a minute;
         the count is in the ``version`` counter). Nothing in them is acted upon."""
         for i in range(count):
@@ -475,6 +478,8 @@ class DiodeReceiver:
             return
         if first == 0 and count >= k and self._whole(session, sequence, flags, k, size, joined, now):
             return
+        if self._finished(session, sequence, count):  # the parity after a whole block, usually: no copies
+            return
         payloads = [joined[i : i + size] for i in range(0, len(joined), size)]
         self._add(session, sequence, flags, k, m, first, payloads, now)
 
@@ -499,6 +504,17 @@ class DiodeReceiver:
             self._bound_held(session, now)
         return True
 
+    def _finished(self, session: Session, sequence: int, count: int) -> bool:
+        """Whether block ``sequence`` is released, done or given up already; then the ``count`` fragments
+        that came for it are surplus, or late for a block given up, and counted as such."""
+        if sequence >= session.next_sequence and sequence not in session.done:
+            return False
+        if sequence in session.given_up:
+            self._late(session, sequence, count)
+        else:
+            self.stats.surplus += count
+        return True
+
     def _add(
         self, session: Session, sequence: int, flags: int, k: int, m: int, first: int, payloads: list[bytes], now: float
     ) -> Assembly | None:
@@ -507,11 +523,7 @@ class DiodeReceiver:
         for fragments, None once it is complete or not wanted (already done, given up, inconsistent)."""
         stats = self.stats
         count = len(payloads)
-        if sequence < session.next_sequence or sequence in session.done:
-            if sequence in session.given_up:
-                self._late(session, sequence, count)
-            else:
-                stats.surplus += count
+        if self._finished(session, sequence, count):
             return None
         if sequence >= session.known_sent:
             self._sent_up_to(session, sequence + 1, now)
@@ -556,7 +568,9 @@ class DiodeReceiver:
                 return None
         return assembly
 
-    def _handle_python(self, view: memoryview, starts: list[int], sizes: list[int], count: int, now: float) -> None:
+    def _handle_python(
+        self, view: memoryview, starts: Sequence[int], sizes: Sequence[int], count: int, now: float
+    ) -> None:
         """The reference implementation of the hot path, for where the C speedups are not built.
 
         Everything a datagram needs is inline here (no header object, no call per datagram while

@@ -176,6 +176,56 @@ run_close(Run *run, PyObject *items)
     return failed;
 }
 
+/* A list of indices given to parse_batch: a sequence of Python integers, or a buffer of signed 64-bit
+ * integers (array('q'), which recv_batch fills without an object per datagram). */
+typedef struct {
+    PyObject *fast;      /* the sequence's fast form, or NULL for a buffer */
+    Py_buffer view;      /* the buffer, when view.obj is set */
+    const int64_t *data; /* its entries */
+    Py_ssize_t length;
+} IndexList;
+
+static int
+index_list_open(IndexList *list, PyObject *object, const char *what)
+{
+    memset(list, 0, sizeof *list);
+    if (!PyList_Check(object) && !PyTuple_Check(object) && PyObject_CheckBuffer(object)) {
+        if (PyObject_GetBuffer(object, &list->view, PyBUF_FORMAT | PyBUF_C_CONTIGUOUS) < 0)
+            return -1;
+        const char *format = list->view.format ? list->view.format : "B";
+        if (list->view.itemsize != (Py_ssize_t)sizeof(int64_t) || (strcmp(format, "q") != 0 && strcmp(format, "l") != 0)) {
+            PyBuffer_Release(&list->view);
+            PyErr_Format(PyExc_TypeError, "parse_batch: %s must be a sequence of integers or an array('q')", what);
+            return -1;
+        }
+        list->data = list->view.buf;
+        list->length = list->view.len / (Py_ssize_t)sizeof(int64_t);
+        return 0;
+    }
+    list->fast = PySequence_Fast(object, "parse_batch: starts and sizes must be sequences");
+    if (list->fast == NULL)
+        return -1;
+    list->length = PySequence_Fast_GET_SIZE(list->fast);
+    return 0;
+}
+
+/* Entry i (i < length); -1 with an exception set when a sequence holds something that is not an integer. */
+static Py_ssize_t
+index_list_get(const IndexList *list, Py_ssize_t i)
+{
+    if (list->fast == NULL)
+        return (Py_ssize_t)list->data[i];
+    return PyLong_AsSsize_t(PySequence_Fast_GET_ITEM(list->fast, i));
+}
+
+static void
+index_list_close(IndexList *list)
+{
+    Py_CLEAR(list->fast);
+    if (list->view.obj != NULL)
+        PyBuffer_Release(&list->view);
+}
+
 /*
  * parse_batch(buffer, starts, sizes, count, limit) -> (received_bytes, rejected, items)
  *
@@ -197,7 +247,8 @@ Mac_parse_batch(MacObject *self, PyObject *args)
     PyObject *starts, *sizes;
     if (!PyArg_ParseTuple(args, "y*OOnn:parse_batch", &buffer, &starts, &sizes, &count, &limit))
         return NULL;
-    PyObject *result = NULL, *items = NULL, *sizes_fast = NULL, *starts_fast = NULL;
+    PyObject *result = NULL, *items = NULL;
+    IndexList starts_list = {0}, sizes_list = {0}; /* closing one never opened does nothing */
     Py_ssize_t *at = NULL, *length_of = NULL;
     unsigned char *mac_ok = NULL;
     Run run;
@@ -205,11 +256,12 @@ Mac_parse_batch(MacObject *self, PyObject *args)
     unsigned long long rejected[R_COUNT] = {0};
     long long received = 0;
 
-    sizes_fast = PySequence_Fast(sizes, "parse_batch: sizes must be a sequence");
-    starts_fast = PySequence_Fast(starts, "parse_batch: starts must be a sequence");
-    if (sizes_fast == NULL || starts_fast == NULL)
+    /* starts and sizes: lists of integers, or array('q') as recv_batch fills them (no object per entry). */
+    if (index_list_open(&starts_list, starts, "starts") < 0)
         goto done;
-    if (count < 0 || count > PySequence_Fast_GET_SIZE(sizes_fast) || count > PySequence_Fast_GET_SIZE(starts_fast)) {
+    if (index_list_open(&sizes_list, sizes, "sizes") < 0)
+        goto done;
+    if (count < 0 || count > sizes_list.length || count > starts_list.length) {
         PyErr_SetString(PyExc_ValueError, "parse_batch: count exceeds starts or sizes");
         goto done;
     }
@@ -227,14 +279,14 @@ Mac_parse_batch(MacObject *self, PyObject *args)
     /* First pass: the checks before the MAC, in their documented order. */
     Py_ssize_t candidates = 0;
     for (Py_ssize_t i = 0; i < count; i++) {
-        Py_ssize_t size = PyLong_AsSsize_t(PySequence_Fast_GET_ITEM(sizes_fast, i));
+        Py_ssize_t size = index_list_get(&sizes_list, i);
         if (size == -1 && PyErr_Occurred())
             goto done;
         if (size < OVERHEAD || size > limit) {
             rejected[R_SHORT - 1]++;
             continue;
         }
-        Py_ssize_t start = PyLong_AsSsize_t(PySequence_Fast_GET_ITEM(starts_fast, i));
+        Py_ssize_t start = index_list_get(&starts_list, i);
         if (start == -1 && PyErr_Occurred())
             goto done;
         /* Not start + size > buffer.len: that overflows for a start near the top of the range. */
@@ -340,8 +392,8 @@ done:
     PyMem_Free(length_of);
     PyMem_Free(mac_ok);
     Py_XDECREF(items);
-    Py_XDECREF(sizes_fast);
-    Py_XDECREF(starts_fast);
+    index_list_close(&sizes_list);
+    index_list_close(&starts_list);
     PyBuffer_Release(&buffer);
     return result;
 }
@@ -393,7 +445,7 @@ static PyMethodDef speedups_methods[] = {
      "sockaddr, runs of equal length as one segmented message if segment; how many datagrams left "
      "(0 when the socket's queue is full)."},
     {"recv_batch", speedups_recv_batch, METH_VARARGS,
-     "recv_batch(fd, buffer, slot, count) -> (starts, sizes)\n\n"
+     "recv_batch(fd, buffer, slot, count[, starts, sizes]) -> (starts, sizes) or count\n\n"
      "recvmmsg up to count messages, message i at i * slot, cut into datagrams where the kernel "
      "coalesced them; empty lists when none is queued."},
     {"enable_coalescing", speedups_enable_coalescing, METH_VARARGS,

@@ -121,23 +121,54 @@ done:
 }
 
 /*
- * recv_batch(fd, buffer, slot, count) -> (starts, sizes)
+ * recv_batch(fd, buffer, slot, count[, starts, sizes]) -> (starts, sizes) or count
  *
  * recvmmsg up to ``count`` messages, message i into buffer[i * slot : (i + 1) * slot]. Each message is
  * one datagram, or (UDP_GRO) a run of datagrams of the size its control message gives, the last one
- * possibly shorter. Returns where each datagram starts in the buffer and its size: -1 for a message
+ * possibly shorter. Gives where each datagram starts in the buffer and its size: -1 for a message
  * the kernel truncated (longer than slot: it cannot be ours), and a message whose segment size is
  * below the smallest datagram of ours counts as one datagram of size -1. Empty lists: none queued.
+ *
+ * With ``starts`` and ``sizes`` (writable buffers of signed 64-bit integers, array('q'), each with room
+ * for recv_capacity(slot, count) entries) they are filled in place and the number of datagrams is
+ * returned: no Python integer per datagram, which at a few hundred thousand datagrams a second is
+ * a measurable share of the receiver (docs/bench/diode.md); parse_batch reads the same buffers.
  */
+/* The most datagrams one recv_batch can give: every message cut into segments no smaller than ours. */
+static Py_ssize_t
+recv_capacity(Py_ssize_t slot, Py_ssize_t count)
+{
+    return count * (slot / OVERHEAD + 1);
+}
+
+/* A writable buffer of 64-bit signed integers (array('q') or alike), at least ``need`` of them. */
+static int
+get_index_buffer(PyObject *object, Py_buffer *view, Py_ssize_t need, const char *what)
+{
+    if (PyObject_GetBuffer(object, view, PyBUF_WRITABLE | PyBUF_FORMAT | PyBUF_C_CONTIGUOUS) < 0)
+        return -1;
+    const char *format = view->format ? view->format : "B";
+    if (view->itemsize != (Py_ssize_t)sizeof(int64_t) || (strcmp(format, "q") != 0 && strcmp(format, "l") != 0) ||
+        view->len / view->itemsize < need) {
+        PyErr_Format(PyExc_ValueError, "recv_batch: %s must be an array('q') of at least %zd entries", what, need);
+        PyBuffer_Release(view);
+        return -1;
+    }
+    return 0;
+}
+
 PyObject *
 speedups_recv_batch(PyObject *module, PyObject *args)
 {
     int fd;
-    Py_buffer buffer;
+    Py_buffer buffer, starts_out = {0}, sizes_out = {0};
     Py_ssize_t slot, count;
-    if (!PyArg_ParseTuple(args, "iw*nn:recv_batch", &fd, &buffer, &slot, &count))
+    PyObject *starts_arg = NULL, *sizes_arg = NULL;
+    if (!PyArg_ParseTuple(args, "iw*nn|OO:recv_batch", &fd, &buffer, &slot, &count, &starts_arg, &sizes_arg))
         return NULL;
     PyObject *result = NULL, *starts = NULL, *sizes = NULL;
+    int64_t *start_at = NULL, *size_at = NULL;
+    Py_ssize_t filled = 0, capacity = 0;
     struct mmsghdr messages[1024];
     struct iovec vectors[1024];
     union {
@@ -147,6 +178,19 @@ speedups_recv_batch(PyObject *module, PyObject *args)
     if (count < 1 || count > 1024 || slot < 1 || slot > buffer.len / count) { /* count * slot could overflow */
         PyErr_SetString(PyExc_ValueError, "recv_batch: count and slot do not fit the buffer");
         goto done;
+    }
+    if ((starts_arg == NULL) != (sizes_arg == NULL)) {
+        PyErr_SetString(PyExc_TypeError, "recv_batch: give both starts and sizes, or neither");
+        goto done;
+    }
+    if (starts_arg != NULL) {
+        capacity = recv_capacity(slot, count);
+        if (get_index_buffer(starts_arg, &starts_out, capacity, "starts") < 0)
+            goto done;
+        if (get_index_buffer(sizes_arg, &sizes_out, capacity, "sizes") < 0)
+            goto done;
+        start_at = starts_out.buf;
+        size_at = sizes_out.buf;
     }
     memset(messages, 0, sizeof(struct mmsghdr) * (size_t)count);
     for (Py_ssize_t i = 0; i < count; i++) {
@@ -169,10 +213,12 @@ speedups_recv_batch(PyObject *module, PyObject *args)
             goto done;
         }
     }
-    starts = PyList_New(0);
-    sizes = PyList_New(0);
-    if (starts == NULL || sizes == NULL)
-        goto done;
+    if (start_at == NULL) {
+        starts = PyList_New(0);
+        sizes = PyList_New(0);
+        if (starts == NULL || sizes == NULL)
+            goto done;
+    }
     for (int i = 0; i < got; i++) {
         struct msghdr *header = &messages[i].msg_hdr;
         Py_ssize_t total = (Py_ssize_t)messages[i].msg_len, base = i * slot, segment = total;
@@ -192,20 +238,35 @@ speedups_recv_batch(PyObject *module, PyObject *args)
         Py_ssize_t position = 0;
         do {
             Py_ssize_t size = total < 0 ? -1 : (total - position < segment ? total - position : segment);
-            PyObject *start = PyLong_FromSsize_t(base + position), *length = PyLong_FromSsize_t(size);
-            int failed = start == NULL || length == NULL || PyList_Append(starts, start) < 0 ||
-                         PyList_Append(sizes, length) < 0;
-            Py_XDECREF(start);
-            Py_XDECREF(length);
-            if (failed)
-                goto done;
+            if (start_at != NULL) {
+                /* segment >= OVERHEAD and total <= slot: at most slot / OVERHEAD + 1 per message. */
+                if (filled >= capacity) {
+                    PyErr_SetString(PyExc_RuntimeError, "recv_batch: more datagrams than the arrays hold");
+                    goto done;
+                }
+                start_at[filled] = base + position;
+                size_at[filled++] = size;
+            }
+            else {
+                PyObject *start = PyLong_FromSsize_t(base + position), *length = PyLong_FromSsize_t(size);
+                int failed = start == NULL || length == NULL || PyList_Append(starts, start) < 0 ||
+                             PyList_Append(sizes, length) < 0;
+                Py_XDECREF(start);
+                Py_XDECREF(length);
+                if (failed)
+                    goto done;
+            }
             position += segment;
         } while (total > 0 && position < total);
     }
-    result = PyTuple_Pack(2, starts, sizes);
+    result = start_at != NULL ? PyLong_FromSsize_t(filled) : PyTuple_Pack(2, starts, sizes);
 done:
     Py_XDECREF(starts);
     Py_XDECREF(sizes);
+    if (starts_out.obj != NULL)
+        PyBuffer_Release(&starts_out);
+    if (sizes_out.obj != NULL)
+        PyBuffer_Release(&sizes_out);
     PyBuffer_Release(&buffer);
     return result;
 }
