@@ -10,7 +10,8 @@
  *   0  recv_batch then parse_batch: the input, cut into datagrams (2-byte length prefixes), goes through
  *      a real datagram socket pair, recvmmsg (recv_batch) and the checks (parse_batch); with bit 7 of the
  *      selector set, every datagram is first sealed with the key, so that the checks after the MAC see
- *      authentic but arbitrary headers and payloads.
+ *      authentic but arbitrary headers and payloads. Selectors 0, 10, 20, ... pass the positions as
+ *      lists; 5, 15, 25, ... as the array('q') buffers the receiver has recv_batch fill in place.
  *   1  join_fragments(data, size, k)
  *   2  Coder.encode, then Coder.decode_tables and Coder.rebuild after losing fragments (a bitmask from
  *      the input): the block must come back byte for byte; then with one byte of a fragment changed
@@ -36,6 +37,7 @@ PyMODINIT_FUNC PyInit__speedups(void);
 #define SLOT 1473
 #define MAX_INDEX 255
 
+static PyObject *starts_array, *sizes_array; /* array('q'), room for every datagram of one recv_batch */
 static PyObject *module, *mac, *coder, *columns_decode, *columns_inspect, *columns_error, *columns_summary,
     *blocks_decode, *blocks_error;
 static long qualities;
@@ -84,6 +86,17 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
     Py_DECREF(quality);
     blocks_decode = attribute("otseam.diode.blocks", "decode");
     blocks_error = attribute("otseam.diode.blocks", "BlockError");
+    PyObject *array_type = attribute("array", "array");
+    PyObject *zeros = PyBytes_FromStringAndSize(NULL, 8 * 64 * (SLOT / OVERHEAD + 1));
+    if (zeros == NULL)
+        fail("zeros");
+    memset(PyBytes_AS_STRING(zeros), 0, (size_t)PyBytes_GET_SIZE(zeros));
+    starts_array = PyObject_CallFunction(array_type, "sO", "q", zeros);
+    sizes_array = PyObject_CallFunction(array_type, "sO", "q", zeros);
+    Py_DECREF(zeros);
+    Py_DECREF(array_type);
+    if (starts_array == NULL || sizes_array == NULL)
+        fail("array('q')");
     if (socketpair(AF_UNIX, SOCK_DGRAM, 0, pair) < 0)
         abort();
     int size = 4 << 20;
@@ -109,7 +122,7 @@ expect(PyObject *result)
 }
 
 static void
-receive_and_check(const uint8_t *data, size_t size, int seal)
+receive_and_check(const uint8_t *data, size_t size, int seal, int arrays)
 {
     uint8_t datagram[4096];
     size_t at = 0;
@@ -136,12 +149,25 @@ receive_and_check(const uint8_t *data, size_t size, int seal)
     if (buffer == NULL)
         fail("buffer");
     for (;;) {
-        PyObject *got = PyObject_CallMethod(module, "recv_batch", "iOnn", pair[1], buffer, (Py_ssize_t)SLOT,
-                                            (Py_ssize_t)64);
-        if (got == NULL)
-            fail("recv_batch");
-        PyObject *starts = PyTuple_GET_ITEM(got, 0), *sizes = PyTuple_GET_ITEM(got, 1);
-        Py_ssize_t count = PyList_GET_SIZE(starts);
+        PyObject *got, *starts, *sizes;
+        Py_ssize_t count;
+        if (arrays) {
+            got = PyObject_CallMethod(module, "recv_batch", "iOnnOO", pair[1], buffer, (Py_ssize_t)SLOT,
+                                      (Py_ssize_t)64, starts_array, sizes_array);
+            if (got == NULL)
+                fail("recv_batch into arrays");
+            count = PyLong_AsSsize_t(got);
+            starts = starts_array;
+            sizes = sizes_array;
+        }
+        else {
+            got = PyObject_CallMethod(module, "recv_batch", "iOnn", pair[1], buffer, (Py_ssize_t)SLOT, (Py_ssize_t)64);
+            if (got == NULL)
+                fail("recv_batch");
+            starts = PyTuple_GET_ITEM(got, 0);
+            sizes = PyTuple_GET_ITEM(got, 1);
+            count = PyList_GET_SIZE(starts);
+        }
         if (count == 0) {
             Py_DECREF(got);
             break;
@@ -283,7 +309,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size--;
     switch (target % 5) {
     case 0:
-        receive_and_check(data, size, flag);
+        receive_and_check(data, size, flag, (target / 5) % 2);
         break;
     case 1:
         if (size >= 3)

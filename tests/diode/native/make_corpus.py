@@ -47,6 +47,8 @@ def main() -> None:
         datagrams = wire.pack_block(KEY, 0, k, m, 77, sequence, fragments)
         seeds.append(bytes([0]) + framed([beacon_datagram, *datagrams[:8]]))  # authentic as sent
         seeds.append(bytes([0x80]) + framed([beacon_datagram, *datagrams[:8]]))  # resealed by the harness
+        seeds.append(bytes([5]) + framed([beacon_datagram, *datagrams[:8]]))  # positions in array('q')
+        seeds.append(bytes([0x85]) + framed([beacon_datagram, *datagrams[:8]]))
         joined = b"".join(fragments)
         size = len(fragments[0])
         seeds.append(bytes([1]) + (size - 1).to_bytes(2, "big") + bytes([k - 1]) + joined[: 8 * size])
