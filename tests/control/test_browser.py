@@ -275,11 +275,12 @@ async def test_the_console_end_to_end(node: Node, page: Page) -> None:
 
     # An alarm, acknowledged with a comment.
     await page.click("text=Alerts & inventory")
-    button = page.locator("button[data-ack]").first
-    await expect(button).to_be_visible(timeout=30_000)
-    offset = await button.get_attribute("data-ack")
+    first = page.locator("button[data-ack]").first
+    await expect(first).to_be_visible(timeout=30_000)
+    offset = await first.get_attribute("data-ack")
+    # That alert's own button: new alerts may have pushed it down the list since (`first` would move).
     await page.fill(f'[data-ack-comment="{offset}"]', "level checked on site")
-    await button.click()
+    await page.locator(f'button[data-ack="{offset}"]').click()
     await expect(page.locator("#alerts")).to_contain_text("olga: level checked on site")
     # The capture source's alerts carry their ATT&CK for ICS technique; unknown assets come first.
     await expect(page.locator("#alerts")).to_contain_text("T0855")

@@ -383,6 +383,11 @@ async function alertsPage(view, page) {
     }
     $("alerts-waiting").hidden = true;
     const alerts = await api("GET", `/alerts?limit=200${$("unacked").checked ? "&unacknowledged=true" : ""}`);
+    // The person may have started typing while the list was fetched: their comment wins over the list.
+    if (!force && writing()) {
+      $("alerts-waiting").hidden = false;
+      return;
+    }
     $("alerts").innerHTML = alerts.items.length
       ? table(
           ["Time", "Severity", "ATT&CK", "Source", "Message", "Acknowledged"],
