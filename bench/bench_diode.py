@@ -18,8 +18,8 @@ twice (its default redundancy) and --max-bitrate 3 Gbit/s (no effective limit).
 Before every transfer, of either tool, the bench touches and frees about three times the payload of memory
 (--cold leaves that out). On a virtual machine the first write to a guest page the host has never
 backed costs a fault in the host, and a receiver's fresh page-cache pages are such pages until the
-machine has used its memory once: writing 300 MB to a new file here took 0.6-1.0 CPU-s of system
-time cold and 0.05-0.14 s after the same amount had been touched and freed (docs/bench/diode.md).
+machine has used its memory once: writing 300 MB to a new file here took 0.4-1.0 CPU-s of system
+time cold and 0.05-0.14 s, mostly, after 2 GB had been touched and freed (docs/bench/diode.md).
 Which tool meets that cost first would otherwise depend on the order of the runs, not on the tool.
 
 Figures per run: goodput (payload bits per second, from the sender's first datagram to the last
