@@ -7,7 +7,7 @@ the end of a run in the controller) and, in the next run, hands the files out lo
 has not seen yet go first too, as they may be long. The tests of a file keep their order.
 
 A fresh clone has no cache: it starts from the times shipped in ``file-seconds.json`` (without them
-the first run took 6 min 20 s instead of about 4, the two-minute fleet file being handed out late).
+its first run hands the two-minute fleet file out late; docs/testing.md has the figures).
 Refresh that file from the cache of a whole run with ``python -m tests.support.ordering``.
 """
 
