@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import cast
 
@@ -320,15 +321,15 @@ async def test_the_replica_refuses_every_value_once_the_sender_is_gone_despite_r
 
     answer: tuple[int, str] = (1, "")
 
-    async def poll_until(check: object, within: float) -> None:
-        nonlocal answer
-        deadline = time.monotonic() + within
-        while time.monotonic() < deadline:
+    async def poll_until(check: Callable[[tuple[int, str]], bool], within: float) -> None:
+        async def answered() -> bool:
+            nonlocal answer
             answer = await served()
-            if check(answer):  # type: ignore[operator]
-                return
-            await asyncio.sleep(0.05)
-        raise AssertionError(f"the replica still answers {answer}")
+            return check(answer)
+
+        await wait_until_async(
+            answered, "the replica's answer", within, interval=0.05, detail=lambda: f"it still answers {answer}"
+        )
 
     await poll_until(lambda a: values(a[1]) == {100: "42.5"}, within=15)
     await sender.close()

@@ -15,7 +15,6 @@ import json
 import secrets
 import signal
 import sys
-import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from otseam.runtime.sinkrunner import SinkStats, run_sink
 from otseam.sinks.diode_send import DiodeSendSink
 from tests.diode.harness import read_all
 from tests.support.servers import free_port
+from tests.support.wait import wait_until_async
 
 SEAM = str(Path(sys.executable).parent / "seam")
 
@@ -64,14 +64,8 @@ def health(port: int) -> dict[str, Any] | None:
 
 
 async def until(condition: Any, within: float, what: str) -> Any:
-    deadline = time.monotonic() + within
-    while True:
-        value = await asyncio.to_thread(condition)
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.1)
+    """The suite's wait, with ``condition`` (a blocking HTTP read) run in a thread."""
+    return await wait_until_async(lambda: asyncio.to_thread(condition), what, within, interval=0.1)
 
 
 async def test_a_gap_from_a_receiver_restart_is_replayed_and_every_sample_lands_once(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from otseam.core.records import Batch, Event, Quality, Sample, Severity
 from otseam.journal import Journal
 from otseam.sinks import opcua_server
 from otseam.sinks.opcua_server import units
+from tests.support.wait import wait_until_async
 
 from .support import CONTRACT, PASSWORD, Pki, contract, historian, make_pki, port, running, secure_options
 
@@ -145,14 +146,10 @@ async def test_subscriptions_see_every_change(tmp_path: Path, pki: Pki) -> None:
         now = time.time()
         for i in range(5):
             await sink.deliver(batch([Sample("plc1/level", float(i), Quality.GOOD, now + i, now)], i + 1))
-        deadline = time.monotonic() + 10
-        while 4.0 not in handler.values and time.monotonic() < deadline:
-            await _sleep()
+        await wait_until_async(
+            lambda: 4.0 in handler.values, "the fifth change notified", detail=lambda: handler.values
+        )
         assert [v for v in handler.values if v is not None][-5:] == [0.0, 1.0, 2.0, 3.0, 4.0]
-
-
-async def _sleep() -> None:
-    await asyncio.sleep(0.02)
 
 
 async def test_every_write_type_service_is_refused_and_audited_in_the_journal(tmp_path: Path, pki: Pki) -> None:

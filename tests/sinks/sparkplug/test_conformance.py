@@ -29,6 +29,7 @@ from otseam.protocols.sparkplug import codec
 from otseam.sinks import sparkplug
 from otseam.sinks.mqtt_common import parse_mqtt_options
 from tests.support import servers
+from tests.support.wait import wait_until_async
 
 from . import wire
 from .support import Capture, Captured, contract, publish_raw, tahu_decode
@@ -58,14 +59,6 @@ def _batch(records: list[Any], first: int) -> Batch:
     return Batch("j", list(range(first, first + len(records))), records)
 
 
-async def _wait(predicate: Any, what: str, within: float = 15.0) -> None:
-    deadline = time.monotonic() + within
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not met within {within}s")
-        await asyncio.sleep(0.02)
-
-
 async def _edge_sessions(tmp: Path, broker: servers.Mosquitto, cap: Capture, evidence: Evidence) -> None:
     async with wire.relay(broker.port) as relay:
         sink = _sink(tmp, relay.port)
@@ -90,16 +83,16 @@ async def _edge_sessions(tmp: Path, broker: servers.Mosquitto, cap: Capture, evi
             1, [codec.encode_plain_metric("Node Control/Rebirth", codec.BOOLEAN, True, 1)], 0
         )
         publish_raw(broker.port, f"spBv1.0/{GROUP}/NCMD/{EDGE}", rebirth)
-        await _wait(lambda: len(cap.of("NBIRTH")) == 2, "the rebirth")
+        await wait_until_async(lambda: len(cap.of("NBIRTH")) == 2, "the rebirth")
         await sink.deliver(_batch([Sample("plc1/level", 1.75, Quality.GOOD, now + 1, now)], 8))
         await sink.close()
-        await _wait(lambda: len(cap.of("NDEATH")) == 2, "the NDEATH and the Will")
+        await wait_until_async(lambda: len(cap.of("NDEATH")) == 2, "the NDEATH and the Will")
 
         sink = _sink(tmp, relay.port, mqtt_version="3.1.1")
         await sink.start()
         await sink.deliver(_batch([Sample("plc1/level", 2.0, Quality.GOOD, now + 2, now)], 9))
         await sink.close()
-        await _wait(lambda: len(cap.of("NDEATH")) == 3, "the 3.1.1 NDEATH")
+        await wait_until_async(lambda: len(cap.of("NDEATH")) == 3, "the 3.1.1 NDEATH")
         evidence.edge = list(relay.sessions)
 
 
@@ -122,7 +115,7 @@ async def _host_session(tmp: Path, broker: servers.Mosquitto, evidence: Evidence
         def ncmds() -> list[wire.Publish]:
             return [p for s in relay.sessions for p in s.publishes() if "/NCMD/" in p.topic]
 
-        await _wait(lambda: len(state_publishes()) >= 2 and ncmds(), "the host's answers")
+        await wait_until_async(lambda: len(state_publishes()) >= 2 and ncmds(), "the host's answers")
         evidence.host_republished_online = json.loads(state_publishes()[1].payload)["online"] is True
         app.stop()
         await task
