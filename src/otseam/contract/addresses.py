@@ -33,7 +33,7 @@ ADDRESS_EXAMPLES: dict[str, str] = {
 }
 
 #: Only names that can be a driver package are imported: the name comes straight from the file.
-_MODULE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+_MODULE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}\Z")
 
 
 @functools.lru_cache(maxsize=64)

@@ -45,7 +45,7 @@ Ask = Callable[[str, str], str]
 #: Says something to the person answering (section headings, corrections).
 Say = Callable[[str], None]
 
-_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
+_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}\Z")
 
 
 class AnswersEnded(Exception):

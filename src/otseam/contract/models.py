@@ -26,7 +26,7 @@ from pydantic import (
 
 from otseam.contract.units import format_duration, parse_duration, parse_rate, parse_size, parse_window
 
-_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
+_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}\Z")
 
 
 def _check_id(value: str) -> str:

@@ -28,7 +28,7 @@ from pydantic import BaseModel, ValidationError
 
 #: kind as written in the contract's section → package folder under otseam/.
 KINDS = {"devices": "drivers", "sinks": "sinks", "sources": "sources"}
-_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}\Z")
 
 M = TypeVar("M", bound=BaseModel)
 

@@ -88,7 +88,7 @@ MODBUS_TABLES: dict[str, str] = {
     "hr": "holding register",
     "ir": "input register",
 }
-_MODBUS = re.compile(r"^(co|di|hr|ir):(\d{1,5})(?:\.(\d{1,2}))?$")
+_MODBUS = re.compile(r"^(co|di|hr|ir):(\d{1,5})(?:\.(\d{1,2}))?\Z")
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +134,7 @@ def parse_modbus_address(text: object) -> ModbusAddress:
 # --- OPC UA node ids --------------------------------------------------------------------------------
 
 _NODEID = re.compile(r"^(?:ns=(\d{1,5});)?(i|s|g|b)=(.+)$", re.DOTALL)
-_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\Z")
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,8 +171,8 @@ def parse_node_id(text: object) -> NodeId:
 # --- command windows --------------------------------------------------------------------------------
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-_TIME_RANGE = re.compile(r"^(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})$")
-_DAY_LIST = re.compile(r"^[A-Za-z]{3}(?:\s*-\s*[A-Za-z]{3})?(?:\s*,\s*[A-Za-z]{3}(?:\s*-\s*[A-Za-z]{3})?)*$")
+_TIME_RANGE = re.compile(r"^(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\Z")
+_DAY_LIST = re.compile(r"^[A-Za-z]{3}(?:\s*-\s*[A-Za-z]{3})?(?:\s*,\s*[A-Za-z]{3}(?:\s*-\s*[A-Za-z]{3})?)*\Z")
 
 
 @dataclass(frozen=True, slots=True)

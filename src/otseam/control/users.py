@@ -34,11 +34,11 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 
 from otseam.control.roles import Permission, Role
 
-USERNAME = re.compile(r"^[a-z][a-z0-9_.-]{1,63}$")
+USERNAME = re.compile(r"^[a-z][a-z0-9_.-]{1,63}\Z")
 #: IEC 62443-3-3 SR 1.7 asks for configurable strength; length is what matters most (NIST SP 800-63B).
 MIN_PASSWORD = 12
 MAX_PASSWORD = 1024
-TOKEN = re.compile(r"^seam_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$")
+TOKEN = re.compile(r"^seam_([0-9a-f]{16})_([A-Za-z0-9_-]{43})\Z")
 
 _hasher = PasswordHasher()
 

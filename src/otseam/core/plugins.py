@@ -115,7 +115,7 @@ def beside_contract(path: str, contract_path: str) -> str:
     return str(Path(contract_path).parent / path)
 
 
-_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+_NAME = re.compile(r"^[a-z][a-z0-9_]*\Z")
 
 
 class PluginNotFound(LookupError):

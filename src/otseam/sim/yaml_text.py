@@ -11,8 +11,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-_PLAIN = re.compile(r"^[A-Za-z](?:[A-Za-z0-9 _./()+,%'-]|:(?=[^ ]))*(?<![ :])$")
-_UNIT_VALUE = re.compile(r"^\d+(?:\.\d+)?(?:ms|s|min|h|d|/s|/min|/h|/d|GiB|MiB|KiB|GB|MB|KB|B)$")
+_PLAIN = re.compile(r"^[A-Za-z](?:[A-Za-z0-9 _./()+,%'-]|:(?=[^ ]))*(?<![ :])\Z")
+_UNIT_VALUE = re.compile(r"^\d+(?:\.\d+)?(?:ms|s|min|h|d|/s|/min|/h|/d|GiB|MiB|KiB|GB|MB|KB|B)\Z")
 _RESERVED = {"true", "false", "yes", "no", "on", "off", "null", "y", "n"}
 
 

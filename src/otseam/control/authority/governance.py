@@ -34,7 +34,7 @@ from otseam.core.records import Severity
 MARKER = "governance.on"
 #: The contract text this node last accepted with governance on.
 IN_FORCE = "in-force.yaml"
-_REVISION = re.compile(r"^r?(\d{1,9})$")
+_REVISION = re.compile(r"^r?(\d{1,9})\Z")
 
 
 class GovernanceError(Exception):

@@ -19,7 +19,7 @@ from typing import Any
 from otseam.audit.files import atomic_write, locked
 from otseam.control.authority.document import CommandRequest
 
-_ID = re.compile(r"^[0-9a-f]{16}$")
+_ID = re.compile(r"^[0-9a-f]{16}\Z")
 log = logging.getLogger("otseam.control.authority")
 
 

@@ -14,8 +14,8 @@ from pydantic import BaseModel, BeforeValidator, Field, field_validator, model_v
 from otseam.contract.option_types import ExistingFile, Flag, PluginOptions, Seconds, Whole
 
 #: A subject token: what NATS allows in one token and we allow in a prefix (no wildcards, no dots).
-_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_SERVER = re.compile(r"^(nats|tls)://[^\s/]+:\d{1,5}$")
+_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")
+_SERVER = re.compile(r"^(nats|tls)://[^\s/]+:\d{1,5}\Z")
 
 
 class TlsOptions(BaseModel, extra="forbid", frozen=True):

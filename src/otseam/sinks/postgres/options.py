@@ -8,7 +8,7 @@ from pydantic import Field, field_validator, model_validator
 
 from otseam.contract.option_types import PluginOptions, Text, Whole
 
-_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,40}$")
+_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,40}\Z")
 
 
 class PostgresConfigError(ValueError):

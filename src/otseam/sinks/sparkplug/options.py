@@ -10,8 +10,9 @@ from pydantic import Field, field_validator
 from otseam.contract.option_types import Flag, Seconds, Whole
 from otseam.sinks.mqtt_common.options import MqttOptions
 
-#: Sparkplug ids are topic levels: no MQTT wildcards, no level separator, not empty.
-_SPARKPLUG_ID = re.compile(r"^[^/+#]{1,128}$")
+#: Sparkplug ids are topic levels: no MQTT wildcards, no level separator, not empty, and no control
+#: characters (MQTT 3.1.1 section 1.5.3: topic names SHOULD NOT hold U+0001-U+001F or U+007F-U+009F).
+_SPARKPLUG_ID = re.compile(r"^[^/+#\x00-\x1f\x7f-\x9f]{1,128}\Z")
 
 
 class Options(MqttOptions):
@@ -36,5 +37,5 @@ class Options(MqttOptions):
     @classmethod
     def _topic_level(cls, value: str | None) -> str | None:
         if value is not None and not _SPARKPLUG_ID.match(value):
-            raise ValueError(f"{value!r} must be 1 to 128 characters without '/', '+' or '#'")
+            raise ValueError(f"{value!r} must be 1 to 128 characters without '/', '+', '#' or control characters")
         return value

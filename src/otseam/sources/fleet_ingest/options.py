@@ -9,8 +9,8 @@ from pydantic import Field, field_validator, model_validator
 from otseam.contract.option_types import Seconds, Text, Whole
 from otseam.sinks.nats.options import ConnectionOptions
 
-_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,40}$")
-_STREAM = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,40}\Z")
+_STREAM = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")
 
 
 class Options(ConnectionOptions):
