@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -51,6 +52,20 @@ def test_duplicate_key() -> None:
     assert line == line_of(text, "protocols: [modbus]")
     assert "duplicate key" in message
     assert "once" in hint
+
+
+def test_an_anchor_defined_twice_is_refused_where_it_is_defined_again() -> None:
+    """Valid YAML (an alias takes the latest anchor of its name), but in a contract a mistake; ruamel
+    only printed a warning with its own file paths on stderr, which must not reach the operator."""
+    text = replace_once("    protocols: [opcua]\n", "    protocols: &p [opcua]\n") + "x-notes: &p [modbus]\n"
+    with warnings.catch_warnings(record=True) as leaked:
+        warnings.simplefilter("always")
+        [(line, column, message, hint)] = problems_of(text)
+    assert leaked == []
+    first = line_of(text, "protocols: &p")
+    assert (line, column) == (line_of(text, "x-notes: &p"), 10)
+    assert message == f"YAML: the anchor &p is defined a second time (first at line {first}, column 16)"
+    assert "its own name" in hint
 
 
 def test_unknown_key_suggests_the_right_one() -> None:

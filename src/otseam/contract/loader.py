@@ -13,6 +13,7 @@ import re
 import stat
 import types
 import typing
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.error import MarkedYAMLError, ReusedAnchorWarning, YAMLError
 
 from otseam.contract import plugin_options
 from otseam.contract.addresses import address_hint, check_address
@@ -433,7 +434,13 @@ def _read_yaml(text: str, file: str) -> Any:
     yaml = YAML(typ="rt")
     yaml.allow_duplicate_keys = False
     try:
-        return yaml.load(text)
+        with warnings.catch_warnings():
+            # ruamel only warns, on stderr with its own file paths; in a contract an alias that means
+            # "whichever anchor of that name came last" is a mistake to fix, like a duplicate key.
+            warnings.simplefilter("error", ReusedAnchorWarning)
+            return yaml.load(text)
+    except ReusedAnchorWarning as exc:
+        raise ContractError([_reused_anchor(file, str(exc))]) from None
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
@@ -453,6 +460,27 @@ def _read_yaml(text: str, file: str) -> Any:
         raise ContractError(
             [Problem(file, 1, 1, f"YAML that cannot be a contract: {exc}", "use plain keys (text) and values")]
         ) from None
+
+
+_ANCHOR_REPORT = re.compile(
+    r"duplicate anchor '(?P<name>[^']*)'.*?line (?P<l1>\d+), column (?P<c1>\d+).*?line (?P<l2>\d+), column (?P<c2>\d+)",
+    re.DOTALL,
+)
+
+
+def _reused_anchor(file: str, report: str) -> Problem:
+    """ruamel's warning text names both places; the problem points at the second."""
+    found = _ANCHOR_REPORT.search(report)
+    if found is None:
+        return Problem(file, 1, 1, "YAML: an anchor is defined twice", "give each anchor (&name) its own name")
+    name = found["name"]
+    return Problem(
+        file,
+        int(found["l2"]),
+        int(found["c2"]),
+        f"YAML: the anchor &{name} is defined a second time (first at line {found['l1']}, column {found['c1']})",
+        f"give each anchor its own name: an alias *{name} would mean whichever came last",
+    )
 
 
 def parse_text(
