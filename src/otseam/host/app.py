@@ -42,7 +42,7 @@ from otseam.protocols.sparkplug.codec import (
     metric_value,
 )
 from otseam.sinks.mqtt_common import BrokerAddress, MqttSettings, make_client
-from otseam.sinks.mqtt_common.sockets import release_stale_writer, socket_fd
+from otseam.sinks.mqtt_common.sockets import disconnect_reason, release_stale_writer, socket_fd
 
 log = logging.getLogger(__name__)
 
@@ -242,6 +242,7 @@ class HostApp:
                 fd = socket_fd(client)
                 await self._run_session(client, stamp, broker)
         finally:
+            disconnect_reason(client)
             release_stale_writer(client, fd)
 
     async def _run_session(self, client: aiomqtt.Client, stamp: int, broker: BrokerAddress) -> None:

@@ -13,7 +13,7 @@ import logging
 import aiomqtt
 
 from otseam.sinks.mqtt_common.settings import MqttSettings, make_client
-from otseam.sinks.mqtt_common.sockets import release_stale_writer, socket_fd
+from otseam.sinks.mqtt_common.sockets import disconnect_reason, release_stale_writer, socket_fd
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,7 @@ class MqttConnection:
         if client is not None:
             with contextlib.suppress(Exception):
                 await client.__aexit__(None, None, None)
+            disconnect_reason(client)
             release_stale_writer(client, self._fd)
 
     async def close(self) -> None:

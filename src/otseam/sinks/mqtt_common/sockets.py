@@ -1,10 +1,15 @@
-"""A workaround for aiomqtt 2.5 after a connection breaks.
+"""Two workarounds for aiomqtt 2.5 after a connection breaks.
 
 When paho closes a broken socket, aiomqtt removes the socket's reader from the event loop but not a
 writer it registered for pending output. The loop then still holds a writer for that file descriptor
 number; the next connection, which often gets the same number, has its events routed to the dead
 client and stalls. After every session we remove such a writer, but only if it belongs to our own
 (dead) client, so another client in the same event loop that reuses the number is never touched.
+
+aiomqtt also keeps an unexpected disconnection as the exception of a private future that its
+``__aexit__`` returns early on without reading. When the client is collected, asyncio logs "Future
+exception was never retrieved" with the future's repr, in the middle of the node's log and long after
+the outage it belongs to. :func:`disconnect_reason` reads it, which is all asyncio asks.
 """
 
 from __future__ import annotations
@@ -45,3 +50,12 @@ def _cell(cell: Any) -> Any:
         return cell.cell_contents
     except ValueError:
         return None
+
+
+def disconnect_reason(client: aiomqtt.Client) -> BaseException | None:
+    """Why the broker or the network ended ``client``'s connection (None if it ended cleanly or not yet);
+    reading it marks it retrieved."""
+    future = getattr(client, "_disconnected", None)
+    if isinstance(future, asyncio.Future) and future.done() and not future.cancelled():
+        return future.exception()
+    return None

@@ -40,7 +40,7 @@ from otseam.core.records import Batch, Event, Severity
 from otseam.protocols.sparkplug.codec import PayloadError, decode_payload
 from otseam.sinks.mqtt_common import BrokerAddress, make_client
 from otseam.sinks.mqtt_common.publish import disconnect_with_will, publish_all
-from otseam.sinks.mqtt_common.sockets import release_stale_writer, socket_fd
+from otseam.sinks.mqtt_common.sockets import disconnect_reason, release_stale_writer, socket_fd
 from otseam.sinks.sparkplug.bdseq import BdSeqStore
 from otseam.sinks.sparkplug.model import REBIRTH, EdgeModel, Message, ms
 from otseam.sinks.sparkplug.settings import SparkplugOptions
@@ -252,6 +252,7 @@ class SparkplugSink:
                 fd = socket_fd(client)
                 await self._run_session(client, broker)
         finally:
+            disconnect_reason(client)
             release_stale_writer(client, fd)
 
     async def _run_session(self, client: aiomqtt.Client, broker: BrokerAddress) -> None:
