@@ -273,3 +273,18 @@ def test_alerts_fold_repeats() -> None:
     monitor = run(conv.frames)
     assert rules_of(monitor) == ["MB-003"]
     assert monitor.detector.alerts[0].folded == 29
+
+
+def test_writes_to_two_ports_of_one_host_are_two_alerts() -> None:
+    """Two Modbus services on one address (a gateway's ports) are two targets: a write to the second is
+    its own alert, not a fold into the first's, which would name the wrong port."""
+    policy = Policy()
+    policy.add_masters([MASTER])
+    frames: list[bytes] = []
+    for sport, cport in ((502, 40000), (503, 40001), (502, 40002)):
+        conv = Conversation(client=ROGUE, server=PLC, sport=sport, cport=cport).handshake()
+        exchange(conv, b"\x06\x00\x01\x00\x07")
+        frames += conv.frames
+    monitor = run(frames, policy)
+    writes = [a for a in monitor.detector.alerts if a.rule.id == "MB-001"]
+    assert [(a.dport, a.folded) for a in writes] == [(502, 1), (503, 0)]

@@ -8,9 +8,10 @@ The ids never change meaning once published (a SOC writes suppressions against t
 retired keeps its id unused. Rules that need to know who may talk to whom (MB-001, MB-002, MB-020 to
 MB-022, UA-001) stay silent without an allow-list; all the others work on any capture.
 
-Repeated alerts are folded: the same rule for the same pair of hosts (and unit, function) fires once per
-``SUPPRESS_SECONDS`` of capture time, and the number folded is counted, so a scan of ten thousand
-requests is one alert that says so rather than ten thousand lines.
+Repeated alerts are folded: the same rule for the same client and server (its address and port: two
+Modbus services on one gateway are two targets), unit and function fires once per ``SUPPRESS_SECONDS``
+of capture time, and the number folded is counted, so a scan of ten thousand requests is one alert that
+says so rather than ten thousand lines. A write to one port is never hidden in the alert of another.
 """
 
 from __future__ import annotations
@@ -158,9 +159,17 @@ class Detector:
     ) -> None:
         rule = RULES[rule_id]
         # Malformed frames and unassigned codes fold per host pair: a fuzzer or a function-code scan
-        # is one finding, not one per code it tried.
-        folded_function = None if rule_id in _FOLD_PER_PAIR else function
-        fold_key = (rule_id, ends.client, ends.server, unit, folded_function, key)
+        # is one finding, not one per code or port it tried.
+        per_pair = rule_id in _FOLD_PER_PAIR
+        fold_key = (
+            rule_id,
+            ends.client,
+            ends.server,
+            None if per_pair else ends.sport,
+            unit,
+            None if per_pair else function,
+            key,
+        )
         previous = self._last.get(fold_key)
         if previous is not None and ts - previous.ts < SUPPRESS_SECONDS:
             previous.folded += 1
