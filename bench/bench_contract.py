@@ -4,10 +4,12 @@
 
 A size is DEVICESxPOINTS: the example contract of `seam init` with its pump PLC copied DEVICES times,
 each copy carrying POINTS points. There is no second implementation of Seam's rules to race against, so
-the peer figure is the floor every tool reading the same file pays: parsing the YAML alone, with
-ruamel.yaml's round-trip loader (which keeps line numbers, as we must) and its safe loader (which
-does not; pure Python here, as no C YAML library is installed). Figures are CPU time of this process,
-the best of --repeat runs (at most two for files over 10,000 lines), in milliseconds.
+the peer figure is what every tool reading the same file pays for the YAML alone: ruamel.yaml's
+round-trip loader (keeps line numbers; what Seam's loader used before it composed the nodes itself),
+its safe loader in pure Python, and its safe loader through libyaml (ruamel.yaml.clib; no line numbers
+kept). "seam load" is the whole loader: YAML through libyaml with every key's position, the models and
+the address checks. Figures are CPU time of this process, the best of --repeat runs (at most two for
+files over 10,000 lines), in milliseconds.
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ from __future__ import annotations
 import argparse
 import copy
 import io
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from ruamel.yaml import YAML
@@ -25,6 +29,9 @@ from otseam.contract.doc import render_html
 from otseam.contract.init import example_text
 from otseam.contract.loader import parse_text
 from otseam.contract.rules import run
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.machine import describe
 
 
 def build(devices: int, points: int) -> str:
@@ -85,17 +92,19 @@ def measure(devices: int, points: int, repeat: int) -> str:
     t = best_ms(
         {
             "rt": lambda: YAML(typ="rt").load(text),
-            "safe": lambda: YAML(typ="safe").load(text),
+            "safe": lambda: YAML(typ="safe", pure=True).load(text),
+            "libyaml": lambda: YAML(typ="safe", pure=False).load(text),
             "load": lambda: parse_text(text),
             "check": lambda: run(loaded),
             "doc": lambda: render_html(loaded, findings),
         },
         repeat,
     )
-    rt, safe, load, check, doc = t["rt"], t["safe"], t["load"], t["check"], t["doc"]
+    rt, safe, libyaml = t["rt"], t["safe"], t["libyaml"]
+    load, check, doc = t["load"], t["check"], t["doc"]
     total = len(loaded.contract.point_keys())
     return (
-        f"{f'{devices} x {points} ({total})':>17} {lines:>7} | {rt:>12.1f}ms {safe:>10.1f}ms | "
+        f"{f'{devices} x {points} ({total})':>17} {lines:>7} | {rt:>12.1f}ms {safe:>10.1f}ms {libyaml:>11.1f}ms | "
         f"{load:>7.1f}ms {check:>5.1f}ms {doc:>5.1f}ms {load + check:>8.1f}ms {len(findings):>8}"
     )
 
@@ -107,9 +116,10 @@ def main() -> None:
     args = parser.parse_args()
 
     header = (
-        f"{'devices x points':>17} {'lines':>7} | {'peer: rt parse':>14} {'peer: safe':>12} | "
+        f"{'devices x points':>17} {'lines':>7} | {'peer: rt parse':>14} {'peer: safe':>12} {'safe libyaml':>13} | "
         f"{'seam load':>9} {'check':>7} {'doc':>7} {'load+check':>10} {'findings':>8}"
     )
+    print(describe())
     print(header)
     print("-" * len(header))
     for size in args.sizes.split(","):

@@ -13,18 +13,14 @@ import re
 import stat
 import types
 import typing
-import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
-from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import MarkedYAMLError, ReusedAnchorWarning, YAMLError
 
-from otseam.contract import plugin_options
+from otseam.contract import plugin_options, yamltext
 from otseam.contract.addresses import address_hint, check_address
 from otseam.contract.models import Contract
 
@@ -69,6 +65,11 @@ class SourceMap:
 
     file: str
     positions: dict[PathKey, Position] = field(default_factory=dict)
+    #: Where each scalar value of a mapping starts, for positions inside a value (a formula).
+    values: dict[PathKey, Position] = field(default_factory=dict)
+
+    def value_at(self, path: Sequence[str | int]) -> Position | None:
+        return self.values.get(tuple(path))
 
     def locate(self, path: Sequence[str | int]) -> Position:
         """The position of ``path``, or of its nearest ancestor that has one."""
@@ -93,74 +94,8 @@ class LoadedContract:
         return self.source.locate(path)
 
 
-#: A contract for a large plant has a few hundred thousand nodes. Past this, the file is an alias bomb
-#: (anchors referring to anchors, a small file expanding to billions of nodes) and is refused before
-#: anything is expanded.
-MAX_NODES = 1_000_000
-
 #: A contract for a large plant is a few megabytes at most; past this the file is refused unread.
 MAX_BYTES = 16 * 1024 * 1024
-
-
-class _TooLarge(Exception):
-    pass
-
-
-class _Cyclic(Exception):
-    pass
-
-
-def _expanded_size(node: Any, memo: dict[int, int], active: set[int]) -> int:
-    """How many nodes ``node`` becomes once aliases are expanded, counted without expanding them."""
-    if not isinstance(node, dict | list):
-        return 1
-    key = id(node)
-    if key in memo:
-        return memo[key]
-    if key in active:
-        raise _Cyclic
-    active.add(key)
-    children = node.values() if isinstance(node, dict) else node
-    total = 1 + sum(_expanded_size(child, memo, active) for child in children)
-    active.discard(key)
-    if total > MAX_NODES:
-        raise _TooLarge
-    memo[key] = total
-    return total
-
-
-def _walk(node: Any, path: PathKey, out: dict[PathKey, Position], seen: set[int]) -> None:
-    # A container reached again through an alias is not walked again: its positions are those of the
-    # anchor, and elements below the alias are located at the alias itself.
-    if isinstance(node, CommentedMap | CommentedSeq):
-        if id(node) in seen:
-            return
-        seen.add(id(node))
-    if isinstance(node, CommentedMap):
-        for key in node:
-            try:
-                line, col = node.lc.key(key)
-            except (KeyError, TypeError):
-                continue
-            out[(*path, str(key))] = Position(line + 1, col + 1)
-            _walk(node[key], (*path, str(key)), out, seen)
-    elif isinstance(node, CommentedSeq):
-        for index, item in enumerate(node):
-            try:
-                line, col = node.lc.item(index)
-            except (KeyError, TypeError, IndexError):
-                continue
-            out[(*path, index)] = Position(line + 1, col + 1)
-            _walk(item, (*path, index), out, seen)
-
-
-def _plain(node: Any) -> Any:
-    """ruamel's round-trip containers → plain dicts and lists for pydantic (sizes checked beforehand)."""
-    if isinstance(node, dict):
-        return {str(k): _plain(v) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_plain(v) for v in node]
-    return node
 
 
 # Field aliases in the models (Python name → YAML key) so error paths name what the user wrote.
@@ -413,7 +348,7 @@ def _bad_text(node: Any, path: PathKey, source: SourceMap, out: list[Problem]) -
             )
 
 
-def _read_yaml(text: str, file: str) -> Any:
+def _read_yaml(text: str, file: str) -> yamltext.Document:
     if len(text) > MAX_BYTES:
         raise ContractError(
             [Problem(file, 1, 1, "the contract text is far larger than any contract", "check the input")]
@@ -431,56 +366,10 @@ def _read_yaml(text: str, file: str) -> Any:
                 )
             ]
         )
-    yaml = YAML(typ="rt")
-    yaml.allow_duplicate_keys = False
     try:
-        with warnings.catch_warnings():
-            # ruamel only warns, on stderr with its own file paths; in a contract an alias that means
-            # "whichever anchor of that name came last" is a mistake to fix, like a duplicate key.
-            warnings.simplefilter("error", ReusedAnchorWarning)
-            return yaml.load(text)
-    except ReusedAnchorWarning as exc:
-        raise ContractError([_reused_anchor(file, str(exc))]) from None
-    except MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        problem = (exc.problem or exc.context or "invalid YAML").strip()
-        hint = "check indentation (spaces, not tabs) and quoting around this position"
-        if "duplicate" in problem.lower() or "found duplicate key" in str(exc):
-            hint = "each key may appear once in a mapping: remove or rename the repeated key"
-            problem = "duplicate key"
-        raise ContractError([Problem(file, line, col, f"YAML syntax: {problem}", hint)]) from None
-    except YAMLError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "invalid YAML"
-        raise ContractError([Problem(file, 1, 1, f"YAML syntax: {first}", "fix the YAML syntax")]) from None
-    except RecursionError:
-        raise ContractError([Problem(file, 1, 1, "the YAML is nested too deeply", "flatten the structure")]) from None
-    except (TypeError, ValueError, AttributeError) as exc:
-        # ruamel raises these for valid-looking YAML it cannot represent, e.g. a list used as a key.
-        raise ContractError(
-            [Problem(file, 1, 1, f"YAML that cannot be a contract: {exc}", "use plain keys (text) and values")]
-        ) from None
-
-
-_ANCHOR_REPORT = re.compile(
-    r"duplicate anchor '(?P<name>[^']*)'.*?line (?P<l1>\d+), column (?P<c1>\d+).*?line (?P<l2>\d+), column (?P<c2>\d+)",
-    re.DOTALL,
-)
-
-
-def _reused_anchor(file: str, report: str) -> Problem:
-    """ruamel's warning text names both places; the problem points at the second."""
-    found = _ANCHOR_REPORT.search(report)
-    if found is None:
-        return Problem(file, 1, 1, "YAML: an anchor is defined twice", "give each anchor (&name) its own name")
-    name = found["name"]
-    return Problem(
-        file,
-        int(found["l2"]),
-        int(found["c2"]),
-        f"YAML: the anchor &{name} is defined a second time (first at line {found['l1']}, column {found['c1']})",
-        f"give each anchor its own name: an alias *{name} would mean whichever came last",
-    )
+        return yamltext.read(text)
+    except yamltext.YamlProblem as exc:
+        raise ContractError([Problem(file, exc.line, exc.column, exc.message, exc.hint)]) from None
 
 
 def parse_text(
@@ -491,25 +380,13 @@ def parse_text(
     ``environment``: also check that the files and environment variables plugin options name exist
     here, as the plugins will when they start (:func:`load` does, for a contract on this machine): for
     the plugins placed on ``node``, or on every node of a contract with at most one."""
-    raw = _read_yaml(text, file)
-    positions: dict[PathKey, Position] = {(): Position(1, 1)}
-    try:
-        _expanded_size(raw, {}, set())
-        _walk(raw, (), positions, set())
-        data = _plain(raw)
-    except _Cyclic:
-        raise ContractError(
-            [
-                Problem(
-                    file, 1, 1, "an anchor refers to itself", "a contract cannot contain recursive aliases (&x ... *x)"
-                )
-            ]
-        ) from None
-    except (_TooLarge, RecursionError):
-        raise ContractError(
-            [Problem(file, 1, 1, "the contract expands to too many elements", "avoid chains of YAML aliases")]
-        ) from None
-    source = SourceMap(file, positions)
+    document = _read_yaml(text, file)
+    raw = data = document.data
+    source = SourceMap(
+        file,
+        {path: Position(*place) for path, place in document.keys.items()},
+        {path: Position(*place) for path, place in document.values.items()},
+    )
     if raw is None:
         raise ContractError([Problem(file, 1, 1, "the contract is empty", "run 'seam init' for an example")])
     if not isinstance(raw, dict):

@@ -22,15 +22,17 @@ def _value_position(loaded: LoadedContract, problem: ComputeProblem) -> tuple[in
     """Where character ``problem.pos`` of the expression is in the file (1-based line and column)."""
     if problem.pos is None or not loaded.text:
         return None
-    node = loaded.raw
     parts: list[str | int] = ["computed", problem.index, *problem.where.split(".")]
+    place = loaded.source.value_at(parts)
+    expression: object = loaded.raw
     try:
-        for part in parts[:-1]:
-            node = node[part]
-        line, column = node.lc.value(parts[-1])
-        expression = node[parts[-1]]
-    except (KeyError, IndexError, TypeError, AttributeError):
+        for part in parts:
+            expression = expression[part]  # type: ignore[index]
+    except (KeyError, IndexError, TypeError):
         return None
+    if place is None:
+        return None
+    line, column = place.line - 1, place.column - 1
     if not isinstance(expression, str):
         return None
     # The character's line within the expression, and its offset on that line.
