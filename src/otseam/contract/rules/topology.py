@@ -64,10 +64,12 @@ def sink_data_zones(contract: Contract, sink: SinkSpec) -> set[str]:
 
         found_lineage = lineage(contract)
         keys = keys + [s for k in computed if k in found_lineage for s in found_lineage[k].sources]
-    for key in keys:
-        found = contract.find_point(key)
-        if found:
-            zones.add(found[0].zone)
+    # One pass over the devices, not a search per key: a sink of every point made this rule quadratic.
+    zone_of: dict[str, str] = {}
+    for device in contract.devices:
+        for point in device.points:
+            zone_of.setdefault(device.key(point), device.zone)
+    zones.update(zone_of[key] for key in keys if key in zone_of)
     return zones
 
 
