@@ -81,9 +81,9 @@ _DOCUMENT_START = re.compile(r"^---", re.MULTILINE)
 
 
 def _refuse_other_versions(text: str) -> None:
-    """A contract is YAML 1.2, where ``yes``, ``on`` and ``08:00`` are text. libyaml does not switch to
-    the rules of 1.1 when a document asks for them (the pure-Python parser does): rather than read one
-    file two ways, a ``%YAML`` directive for another version is refused."""
+    """A contract is YAML 1.2, where ``yes``, ``on`` and ``08:00`` are text. One file that asked for 1.1
+    would read ``on`` as true where every other contract reads it as text, and libyaml would not switch
+    rules at all: a ``%YAML`` directive for another version is refused."""
     start = _DOCUMENT_START.search(text)
     if start is None:
         return  # directives come before an explicit '---' only
@@ -98,12 +98,13 @@ def _refuse_other_versions(text: str) -> None:
             )
 
 
-#: What libyaml reads differently from YAML 1.2, or not at all, begins with one of these: node properties
-#: (anchors, aliases, tags; libyaml allows fewer characters in their names), a complex key, a directive,
-#: a block scalar header, a tab (libyaml takes one inside plain text, where ruamel refuses it). A file with none of them is read by libyaml exactly as by the pure parser (a
-#: property-based test holds the two to that); any other file, and any file libyaml refuses (it also
-#: refuses ``[08:00]``, which YAML 1.2 allows), is read by the pure parser, whose reading and wording
-#: decide. Quoted text may match too: that costs speed, never a different reading.
+#: What libyaml reads differently from YAML 1.2, or not at all, begins with one of these: node
+#: properties (anchors, aliases, tags; libyaml allows fewer characters in their names), a complex key,
+#: a directive, a block scalar header, a tab (libyaml takes one inside plain text, where ruamel refuses
+#: it). A file with none of them is read by libyaml exactly as by the pure parser (a property-based test
+#: holds the two to that); any other file, and any file libyaml refuses (it also refuses ``[08:00]``,
+#: which YAML 1.2 allows), is read by the pure parser, whose reading and wording decide. Quoted text may
+#: match too: that costs speed, never a different reading.
 _BEYOND_LIBYAML = re.compile(
     r"(?:^|[\s\[\]{},])(?:[&*][^\s]|!|\?)"
     r"|^%|\t"
