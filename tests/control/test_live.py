@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from otseam.control.live import MAX_BYTES, Subscriber, values_message
 from otseam.core.records import Quality, Sample
@@ -65,3 +66,32 @@ def test_values_travel_in_groups_sharing_quality_and_timestamps_and_a_non_finite
     ]
     slow = json.loads(values_message("values", samples, 8).split(b"data: ", 1)[1])
     assert slow[2] == [int(Quality.GOOD), 12.0, 12.5, ["d/d"], [None]]
+
+
+def test_with_no_stream_open_the_hub_indexes_events_and_reads_no_values(tmp_path: Path) -> None:
+    """A console nobody watches costs nothing per sample: batches move the offset, events still reach the
+    alerts index, and no value is read out of a batch (columns included) until a stream opens."""
+    from otseam.control.events import EventStore
+    from otseam.control.live import LiveHub
+    from otseam.core.columns import SampleColumns, encode
+    from otseam.core.records import Event, Severity
+
+    hub = LiveHub(None, EventStore(tmp_path))  # type: ignore[arg-type]  # the view is read for snapshots only
+    samples = [Sample(f"plc/p{i}", float(i), Quality.GOOD, 1.0, 1.0) for i in range(50)]
+    alert = Event(2.0, "alert", "MB-001", Severity.HIGH, "write from an unlisted master", {})
+    columns = SampleColumns(encode("plc", list(range(50, 60)), samples[:10]), 10)
+
+    def feed(first: int) -> None:
+        hub._take(first, samples)
+        hub._take(first + 50, [alert, columns])
+        hub._drain()
+
+    feed(1)
+    assert hub.offset == 61 and hub.samples == 0
+    assert [e["source"] for e in hub.events.list().items] == ["MB-001"]
+
+    stream = hub.subscribe(None)
+    feed(62)
+    assert hub.offset == 122 and hub.samples == 50
+    sent = stream.take().decode()
+    assert "event: values" in sent and '"plc/p49"' in sent and "event: events" in sent

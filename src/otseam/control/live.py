@@ -171,6 +171,9 @@ class LiveHub:
         #: Counters shown by /api/v1/health (and so by the benchmark).
         self.batches = 0
         self.messages = 0
+        #: Samples read out of batches for the streams; none while no stream is open (a node whose
+        #: console nobody watches spends nothing on values, only on indexing events).
+        self.samples = 0
         self.resyncs = 0
         #: CPU-seconds of the event loop's thread spent on live updates: taking and encoding batches, and
         #: (added by the stream handlers) writing them. Shown by /api/v1/health, read by the benchmark.
@@ -296,7 +299,8 @@ class LiveHub:
         inbox = self._inbox
         if not inbox:
             return
-        latest: dict[str, Sample] = {}
+        # A stream opened later starts from the view's snapshot, not from these values.
+        latest: dict[str, Sample] | None = {} if self.subscribers else None
         events: list[tuple[int, Event]] = []
         last = self.offset
         while inbox:
@@ -304,7 +308,8 @@ class LiveHub:
             self.batches += 1
             if set(map(type, records)) == {Sample}:
                 # The common case, a driver's batch: no Python work per sample.
-                latest.update(zip(map(_point_of, records), records, strict=True))  # type: ignore[arg-type]
+                if latest is not None:
+                    latest.update(zip(map(_point_of, records), records, strict=True))  # type: ignore[arg-type]
                 last = first + len(records) - 1
             else:
                 last = self._sort(first, records, latest, events)
@@ -314,26 +319,30 @@ class LiveHub:
             self._index(fresh)
             self._send_events(fresh)
         if latest and self.subscribers:
+            self.samples += len(latest)
             self._send_values(latest)
 
     @staticmethod
     def _sort(
         first: int,
         records: Sequence[Record | SampleColumns],
-        latest: dict[str, Sample],
+        latest: dict[str, Sample] | None,
         events: list[tuple[int, Event]],
     ) -> int:
-        """A batch of mixed records into latest values and events; returns its last offset."""
+        """A batch of mixed records into latest values (unless None: no stream wants them) and events;
+        returns its last offset."""
         offset = first
         for record in records:
             if isinstance(record, SampleColumns):
-                for sample in decode_columns(record.payload).records:
-                    if isinstance(sample, Sample):
-                        latest[sample[0]] = sample
+                if latest is not None:
+                    for sample in decode_columns(record.payload).records:
+                        if isinstance(sample, Sample):
+                            latest[sample[0]] = sample
                 offset += record.count
                 continue
             if record.__class__ is Sample:
-                latest[record[0]] = record
+                if latest is not None:
+                    latest[record[0]] = record
             elif isinstance(record, Event):
                 events.append((offset, record))
             offset += 1

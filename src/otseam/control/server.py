@@ -808,6 +808,7 @@ class ControlPlane:
             "live_offset": self.hub.offset,
             "streams": len(self.hub.subscribers),
             "messages": self.hub.messages,
+            "samples": self.hub.samples,
             "resyncs": self.hub.resyncs,
             "cpu_seconds": round(self.hub.cpu, 3),
             "interval": round(self.hub.interval, 3),
