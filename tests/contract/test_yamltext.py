@@ -221,9 +221,9 @@ def test_aliases_expand_and_merge_keys_merge(pure: bool) -> None:
         ("a: 1\n---\nb: 2\n", (2, 1), "YAML syntax"),
         ("%YAML 1.1\n---\na: yes\n", (1, 1), "asks for YAML 1.1"),
         ("d:\n  <<: [1]\n", (2, 8), "merges mappings only"),
-        ("a: -_\n", (1, 4), "'-_' reads as a int but is not one"),
-        ("a: 0x_\n", (1, 4), "reads as a int"),
-        ("a: ._\n", (1, 4), "reads as a float"),
+        ("a: -_\n", (1, 4), "'-_' looks like a whole number but is not one"),
+        ("a: 0x_\n", (1, 4), "looks like a whole number"),
+        ("a: ._\n", (1, 4), "looks like a number"),
     ],
 )
 def test_unfit_yaml_is_refused_at_its_place(pure: bool, text: str, where: tuple[int, int], words: str) -> None:

@@ -61,24 +61,28 @@ class ContractError(Exception):
 
 @dataclass(slots=True)
 class SourceMap:
-    """Positions of every mapping key and sequence item, by path from the document root."""
+    """Positions of every mapping key and sequence item, by path from the document root. Kept as the
+    reader's (line, column) pairs: a large contract has hundreds of thousands, and only the few a
+    problem names become :class:`Position` s."""
 
     file: str
-    positions: dict[PathKey, Position] = field(default_factory=dict)
+    positions: dict[PathKey, tuple[int, int]] = field(default_factory=dict)
     #: Where each scalar value of a mapping starts, for positions inside a value (a formula).
-    values: dict[PathKey, Position] = field(default_factory=dict)
+    values: dict[PathKey, tuple[int, int]] = field(default_factory=dict)
 
     def value_at(self, path: Sequence[str | int]) -> Position | None:
-        return self.values.get(tuple(path))
+        place = self.values.get(tuple(path))
+        return Position(*place) if place is not None else None
 
     def locate(self, path: Sequence[str | int]) -> Position:
         """The position of ``path``, or of its nearest ancestor that has one."""
         key = tuple(path)
+        positions = self.positions
         while key:
-            if key in self.positions:
-                return self.positions[key]
+            if key in positions:
+                return Position(*positions[key])
             key = key[:-1]
-        return self.positions.get((), Position(1, 1))
+        return Position(*positions.get((), (1, 1)))
 
 
 @dataclass(slots=True)
@@ -382,11 +386,7 @@ def parse_text(
     the plugins placed on ``node``, or on every node of a contract with at most one."""
     document = _read_yaml(text, file)
     raw = data = document.data
-    source = SourceMap(
-        file,
-        {path: Position(*place) for path, place in document.keys.items()},
-        {path: Position(*place) for path, place in document.values.items()},
-    )
+    source = SourceMap(file, document.keys, document.values)
     if raw is None:
         raise ContractError([Problem(file, 1, 1, "the contract is empty", "run 'seam init' for an example")])
     if not isinstance(raw, dict):

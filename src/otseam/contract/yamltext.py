@@ -33,6 +33,13 @@ MAX_NODES = 1_000_000
 
 _TAG = "tag:yaml.org,2002:"
 _STR, _MAP, _SEQ, _MERGE = _TAG + "str", _TAG + "map", _TAG + "seq", _TAG + "merge"
+_KIND_NAMES = {
+    _TAG + "int": "a whole number",
+    _TAG + "float": "a number",
+    _TAG + "bool": "a boolean",
+    _TAG + "null": "a null",
+    _TAG + "timestamp": "a date or time",
+}
 _SCALAR_TAGS = frozenset(_TAG + name for name in ("str", "int", "float", "bool", "null", "timestamp"))
 
 
@@ -209,13 +216,13 @@ class _Builder:
             raise _tag_problem(node)
         try:
             return self._scalars.construct_object(node)
-        except (ConstructorError, ValueError, IndexError, OverflowError) as exc:
+        except (ConstructorError, ValueError, IndexError, OverflowError):
             # ruamel's own constructors fail on some plain scalars its resolver calls numbers ("-_").
-            kind = tag.rsplit(":", 1)[-1]
+            kind = _KIND_NAMES.get(tag, "value")
             raise YamlProblem(
                 *_place(node),
-                f"YAML: {node.value!r} reads as a {kind} but is not one ({exc.__class__.__name__})",
-                f"quote it if it is text ('{node.value}'), or write the {kind} in full",
+                f"YAML: {node.value!r} looks like {kind} but is not one",
+                f"quote it if it is text ('{node.value}'), or write the {kind.split(' ', 1)[1]} in full",
             ) from None
 
     def build(self, node: Node, path: PathKey) -> Any:
