@@ -197,7 +197,9 @@ def test_parse_batch_returns_or_refuses_inconsistent_arguments_whatever_it_is_gi
     counted = [s for s in sizes[: max(count, 0)] if wire.OVERHEAD <= s <= limit]
     assert received == sum(counted)  # every datagram within the limit lies inside the buffer, or it raised
     assert len(rejected) == 5 and sum(rejected) <= count
-    assert all(item[0] in (wire.ITEM_RUN, wire.ITEM_BEACON, wire.ITEM_FOREIGN_BEACON) for item in items)
+    assert all(
+        item[0] in (wire.ITEM_RUN, wire.ITEM_BEACON, wire.ITEM_FOREIGN_BEACON, wire.ITEM_BLOCK) for item in items
+    )
 
 
 def test_parse_batch_refuses_a_count_beyond_its_lists_and_a_datagram_past_the_buffer() -> None:
@@ -641,6 +643,43 @@ def test_authentic_blocks_that_do_not_decode_are_counted_and_reported_on_every_p
     assert counters["bad_blocks"] == 4 and counters["records"] == 60
     assert [r for r in written if isinstance(r, Sample)] == good + good
     assert [r.kind for r in written if isinstance(r, Event)].count("diode.bad_block") == 4
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 64 * 1426), st.sampled_from(["whole", "no first", "short", "torn header"]))
+def test_a_run_holding_every_data_fragment_comes_as_the_block_and_only_then(size: int, case: str) -> None:
+    """parse_batch hands a run over as the block itself (ITEM_BLOCK, copied once, the parity not at all)
+    exactly when the run starts at fragment 0, holds all k data fragments, and their headers agree on a
+    length they carry; the block is then what join_fragments makes of the same fragments. Otherwise the
+    run comes as before, its payloads joined (ITEM_RUN), for the general path to judge."""
+    module = compiled()
+    sealer, fec = module.Mac(KEY), Fec(diode_settings().fec)
+    block = bytes((i * 31 + size) % 251 for i in range(size))
+    k, m, fragments = fec.encode(block)
+    if case == "torn header" and k > 1:  # sealed as sent, but fragment 1 claims another length
+        fragments[1] = (size + 1).to_bytes(4, "big") + fragments[1][4:]
+    slot = len(fragments[0]) + wire.OVERHEAD
+    buffer = bytearray(slot * (k + m))
+    lengths = sealer.pack_block(buffer, slot, 0, k, m, SESSION, 5, fragments)
+    keep = list(range(k + m))
+    if case == "no first":
+        keep = keep[1:]
+    elif case == "short":
+        keep = keep[: k - 1]
+    starts, sizes = [i * slot for i in keep], [lengths[i] for i in keep]
+    _, rejected, items = sealer.parse_batch(buffer, starts, sizes, len(keep), slot)
+    assert rejected == (0, 0, 0, 0, 0)
+    if not keep:
+        assert items == []
+        return
+    (item,) = items
+    whole = case == "whole" or (case == "torn header" and k == 1)
+    if whole:
+        assert item == (wire.ITEM_BLOCK, SESSION, 5, 0, k, m, k + m, block)
+        assert item[7] == module.join_fragments(b"".join(fragments), len(fragments[0]), k)
+    else:
+        assert item[0] == wire.ITEM_RUN
+        assert item[6:] == (keep[0], len(fragments[0]), b"".join(fragments[i] for i in keep))
 
 
 @settings(max_examples=60, deadline=None)

@@ -17,6 +17,7 @@ BEACON_PAYLOAD: int
 ITEM_RUN: int
 ITEM_BEACON: int
 ITEM_FOREIGN_BEACON: int
+ITEM_BLOCK: int
 
 class Mac:
     def __init__(self, key: Buffer) -> None: ...

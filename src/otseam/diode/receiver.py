@@ -34,7 +34,7 @@ from otseam.core.records import Event, Quality, Record, Sample, Severity
 from otseam.diode import blocks, mmsg, wire
 from otseam.diode.config import DiodeSettings
 from otseam.diode.dedup import OffsetSet
-from otseam.diode.fec import Fec
+from otseam.diode.fec import FRAGMENT_HEADER, Fec
 from otseam.diode.metrics import ReceiverStats
 
 log = logging.getLogger(__name__)
@@ -101,7 +101,7 @@ _SHORT, _MAGIC, _VERSION, _MAC, _MALFORMED = (
 )
 #: The order of the counts the C checker returns, and the kinds of items it returns.
 _REASONS = (_SHORT, _MAGIC, _VERSION, _MAC, _MALFORMED)
-_ITEM_RUN, _ITEM_BEACON = wire.ITEM_RUN, wire.ITEM_BEACON
+_ITEM_RUN, _ITEM_BEACON, _ITEM_BLOCK = wire.ITEM_RUN, wire.ITEM_BEACON, wire.ITEM_BLOCK
 _NOT_HISTORY = wire.FLAG_SNAPSHOT | wire.FLAG_REPLAY
 
 
@@ -401,7 +401,9 @@ class DiodeReceiver:
             self._mac_failed(rejected_counts[3], None, now)
         for item in items:
             tag = item[0]
-            if tag == _ITEM_RUN:
+            if tag == _ITEM_BLOCK:
+                self._block(*item[1:], now=now)  # type: ignore[misc]
+            elif tag == _ITEM_RUN:
                 self._run(*item[1:], now=now)  # type: ignore[misc]
             elif tag == _ITEM_BEACON:
                 self._beacon(item[1], item[2], item[3], now)
@@ -451,6 +453,20 @@ class DiodeReceiver:
             "the OT side" if known else "this receiver",
         )
 
+    def _fragments_of(self, session_id: int, k: int, m: int, count: int, now: float) -> Session | None:
+        """The synchronised session ``count`` authentic fragments of a k + m block belong to, or None when
+        they are not to be used (counted as unsynchronised, or as malformed for a shape this receiver's
+        configuration does not make)."""
+        session = self.sessions.get(session_id)
+        if session is None or not session.matched:
+            self.stats.unsynchronised += count
+            return None
+        session.last_heard = now
+        if k > self._max_k or m != self._parity[k]:
+            self.stats.rejected[_MALFORMED] += count
+            return None
+        return session
+
     def _run(
         self,
         session_id: int,
@@ -466,15 +482,9 @@ class DiodeReceiver:
         """Authentic fragments ``first``, ``first + 1``, ... of one block, ``size`` bytes each, that arrived
         one after the other (the C checker groups them and joins their payloads): the same decisions
         :meth:`_handle_python` takes per datagram."""
-        stats = self.stats
         count = len(joined) // size
-        session = self.sessions.get(session_id)
-        if session is None or not session.matched:
-            stats.unsynchronised += count
-            return
-        session.last_heard = now
-        if k > self._max_k or m != self._parity[k]:
-            stats.rejected[_MALFORMED] += count
+        session = self._fragments_of(session_id, k, m, count, now)
+        if session is None:
             return
         if first == 0 and count >= k and self._whole(session, sequence, flags, k, size, joined, now):
             return
@@ -482,6 +492,32 @@ class DiodeReceiver:
             return
         payloads = [joined[i : i + size] for i in range(0, len(joined), size)]
         self._add(session, sequence, flags, k, m, first, payloads, now)
+
+    def _block(
+        self, session_id: int, sequence: int, flags: int, k: int, m: int, count: int, block: bytes, now: float
+    ) -> None:
+        """A run of ``count`` authentic fragments that held every data fragment of block ``sequence``,
+        handed over by the C checker as the block itself (the usual case): the decisions :meth:`_run`
+        and :meth:`_whole` take for the same fragments, without their payloads."""
+        session = self._fragments_of(session_id, k, m, count, now)
+        if session is None or self._finished(session, sequence, count):
+            return
+        stats = self.stats
+        assembly = session.pending.get(sequence)
+        if assembly is not None:
+            if assembly.k != k or assembly.flags != flags:  # what _add concludes of the whole run
+                stats.rejected[_MALFORMED] += count
+                return
+            # Part of it came in an earlier read (a block split between two reads, or a fragment lost):
+            # the general path completes the assembly with the data fragments, as the sender cut them
+            # (the last one padded with zeros). The run's parity after them would not be used.
+            data = -(-len(block) // k)
+            header = len(block).to_bytes(FRAGMENT_HEADER, "big")
+            fragments = [header + block[i * data : (i + 1) * data].ljust(data, b"\0") for i in range(k)]
+            stats.surplus += count - k
+            self._add(session, sequence, flags, k, m, 0, fragments, now)
+            return
+        self._whole_block(session, sequence, flags, block, count - k, now)
 
     def _whole(self, session: Session, sequence: int, flags: int, k: int, size: int, joined: bytes, now: float) -> bool:
         """The usual case: every data fragment of a block not seen before, in one run. The block is the
@@ -492,17 +528,22 @@ class DiodeReceiver:
         block = self._join(joined, size, k)
         if block is None:  # headers that do not fit together: the general path says what it makes of them
             return False
+        self._whole_block(session, sequence, flags, block, len(joined) // size - k, now)
+        return True
+
+    def _whole_block(self, session: Session, sequence: int, flags: int, block: bytes, surplus: int, now: float) -> None:
+        """Block ``sequence``, neither released nor done nor pending, arrived whole: held, then released
+        with whatever is now in order."""
         if sequence >= session.known_sent:
             self._sent_up_to(session, sequence + 1, now)
         if sequence > session.whole_below:
             self._sent_whole_below(session, sequence, now)
-        self.stats.surplus += len(joined) // size - k
+        self.stats.surplus += surplus
         self.stats.direct += 1
         session.done[sequence] = (flags, block)
         self._release(session, now)
         if len(session.pending) + len(session.done) > MAX_PENDING:
             self._bound_held(session, now)
-        return True
 
     def _finished(self, session: Session, sequence: int, count: int) -> bool:
         """Whether block ``sequence`` is released, done or given up already; then the ``count`` fragments

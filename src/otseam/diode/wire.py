@@ -259,12 +259,14 @@ def peek_beacon_fingerprint(data: bytes | memoryview) -> bytes | None:
 # --- the compiled hot path ---------------------------------------------------------------------------
 
 
-#: What the C checker's ``parse_batch`` returns, item by item (see ``speedups/_speedups.c``).
-ITEM_RUN, ITEM_BEACON, ITEM_FOREIGN_BEACON = 1, 2, 3
+#: What the C checker's ``parse_batch`` returns, item by item (see ``speedups/_speedups.c``): a run of
+#: fragments with their payloads joined; a beacon; the fingerprint a beacon that failed the MAC claims;
+#: a run that held every data fragment of its block, as the block itself.
+ITEM_RUN, ITEM_BEACON, ITEM_FOREIGN_BEACON, ITEM_BLOCK = 1, 2, 3, 4
 
 
 #: The shape of the C module's functions this file calls (its SPEEDUPS_API).
-SPEEDUPS_API = 5
+SPEEDUPS_API = 6
 
 
 def _load_speedups() -> ModuleType | None:
@@ -281,9 +283,20 @@ def _load_speedups() -> ModuleType | None:
         _speedups.ITEM_RUN,
         _speedups.ITEM_BEACON,
         _speedups.ITEM_FOREIGN_BEACON,
+        getattr(_speedups, "ITEM_BLOCK", None),
         getattr(_speedups, "FRAGMENT_HEADER", None),
     )
-    expected = (SPEEDUPS_API, VERSION, HEADER_SIZE, MAC_SIZE, BEACON.size, ITEM_RUN, ITEM_BEACON, ITEM_FOREIGN_BEACON)
+    expected = (
+        SPEEDUPS_API,
+        VERSION,
+        HEADER_SIZE,
+        MAC_SIZE,
+        BEACON.size,
+        ITEM_RUN,
+        ITEM_BEACON,
+        ITEM_FOREIGN_BEACON,
+        ITEM_BLOCK,
+    )
     if built != (*expected, FRAGMENT_HEADER):
         raise ImportError(
             f"otseam.diode._speedups was built for another wire layout or API {built}: reinstall Seam to rebuild it"

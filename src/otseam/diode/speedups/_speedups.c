@@ -153,24 +153,63 @@ typedef struct {
     const unsigned char *payload[MAX_FRAGMENTS];
 } Run;
 
+/* The block carried by a run that holds every data fragment of its block (fragments 0 .. k-1, parity
+ * perhaps after them), copied once out of the datagrams without the fragment headers; NULL without an
+ * exception when their headers do not agree on a block length these fragments carry (the checks of
+ * join_fragments, which the general path then applies to the run). */
+static PyObject *
+run_block(const Run *run)
+{
+    if (run->first != 0 || run->count < run->k || run->size <= FRAGMENT_HEADER)
+        return NULL;
+    uint64_t data = (uint64_t)(run->size - FRAGMENT_HEADER), original = load32(run->payload[0]);
+    if (original < 1 || (original - 1) / (uint64_t)run->k + 1 != data)
+        return NULL;
+    for (int i = 1; i < run->k; i++)
+        if (load32(run->payload[i]) != original)
+            return NULL;
+    PyObject *block = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)original);
+    if (block == NULL)
+        return NULL;
+    char *out = PyBytes_AS_STRING(block);
+    uint64_t left = original;
+    for (int i = 0; i < run->k && left; i++) {
+        size_t part = left < data ? (size_t)left : (size_t)data;
+        memcpy(out, run->payload[i] + FRAGMENT_HEADER, part);
+        out += part;
+        left -= part;
+    }
+    return block;
+}
+
 static int
 run_close(Run *run, PyObject *items)
 {
     if (!run->open)
         return 0;
     run->open = 0;
-    /* count <= MAX_FRAGMENTS and size <= 0xffff: the product cannot overflow. */
-    PyObject *joined = PyBytes_FromStringAndSize(NULL, run->count * run->size);
-    if (joined == NULL)
-        return -1;
-    char *out = PyBytes_AS_STRING(joined);
-    for (Py_ssize_t i = 0; i < run->count; i++)
-        memcpy(out + i * run->size, run->payload[i], (size_t)run->size);
-    PyObject *item = Py_BuildValue("(iKKiiiinN)", ITEM_RUN, (unsigned long long)run->session,
-                                   (unsigned long long)run->sequence, run->flags, run->k, run->m, run->first,
-                                   run->size, joined);
+    PyObject *item;
+    PyObject *block = run_block(run);
+    if (block != NULL) { /* the usual case: one copy, and none of the parity that came with it */
+        item = Py_BuildValue("(iKKiiinN)", ITEM_BLOCK, (unsigned long long)run->session,
+                             (unsigned long long)run->sequence, run->flags, run->k, run->m, run->count, block);
+    }
+    else {
+        if (PyErr_Occurred())
+            return -1;
+        /* count <= MAX_FRAGMENTS and size <= 0xffff: the product cannot overflow. */
+        PyObject *joined = PyBytes_FromStringAndSize(NULL, run->count * run->size);
+        if (joined == NULL)
+            return -1;
+        char *out = PyBytes_AS_STRING(joined);
+        for (Py_ssize_t i = 0; i < run->count; i++)
+            memcpy(out + i * run->size, run->payload[i], (size_t)run->size);
+        item = Py_BuildValue("(iKKiiiinN)", ITEM_RUN, (unsigned long long)run->session,
+                             (unsigned long long)run->sequence, run->flags, run->k, run->m, run->first, run->size,
+                             joined);
+    }
     if (item == NULL)
-        return -1; /* Py_BuildValue's N took joined, even when it failed */
+        return -1; /* Py_BuildValue's N took the bytes, even when it failed */
     int failed = PyList_Append(items, item);
     Py_DECREF(item);
     return failed;
@@ -482,6 +521,7 @@ PyInit__speedups(void)
         PyModule_AddIntConstant(module, "MAC_SIZE", MAC_SIZE) < 0 ||
         PyModule_AddIntConstant(module, "BEACON_PAYLOAD", BEACON_PAYLOAD) < 0 ||
         PyModule_AddIntConstant(module, "ITEM_RUN", ITEM_RUN) < 0 ||
+        PyModule_AddIntConstant(module, "ITEM_BLOCK", ITEM_BLOCK) < 0 ||
         PyModule_AddIntConstant(module, "ITEM_BEACON", ITEM_BEACON) < 0 ||
         PyModule_AddIntConstant(module, "ITEM_FOREIGN_BEACON", ITEM_FOREIGN_BEACON) < 0) {
         Py_DECREF(module);

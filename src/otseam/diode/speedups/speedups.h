@@ -37,11 +37,12 @@ enum { R_SHORT = 1, R_MAGIC, R_VERSION, R_MAC, R_MALFORMED, R_COUNT = R_MALFORME
 
 /* What wire.py expects of this module's functions; raised whenever one of them changes shape
  * (2: runs carry their payloads joined; join_fragments. 3: Coder.rebuild. 4: Seam's own fragment
- * header, ISA-L linked, HMAC through EVP_MAC. 5: AES-256-GCM tags with per-session keys). */
-#define SPEEDUPS_API 5
+ * header, ISA-L linked, HMAC through EVP_MAC. 5: AES-256-GCM tags with per-session keys. 6: a run that
+ * holds a whole block comes as the block, ITEM_BLOCK). */
+#define SPEEDUPS_API 6
 
 /* Items parse_batch returns, in arrival order. */
-enum { ITEM_RUN = 1, ITEM_BEACON = 2, ITEM_FOREIGN_BEACON = 3 };
+enum { ITEM_RUN = 1, ITEM_BEACON = 2, ITEM_FOREIGN_BEACON = 3, ITEM_BLOCK = 4 };
 
 static inline uint64_t
 load64(const unsigned char *p)
