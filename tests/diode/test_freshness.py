@@ -7,7 +7,6 @@ Real sockets on loopback: a sender, a tap that forwards its datagrams to the rec
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import secrets
@@ -15,7 +14,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -360,13 +358,42 @@ async def test_the_replica_refuses_every_value_once_the_sender_is_gone_despite_r
 SEAM = str(Path(sys.executable).parent / "seam")
 
 
-def _flood(address: tuple[str, int], datagrams: list[bytes], stop: threading.Event, rounds: list[int]) -> None:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        while not stop.is_set():
-            for datagram in datagrams:
-                with contextlib.suppress(OSError):
-                    sock.sendto(datagram, address)
-            rounds[0] += 1
+#: A flooder, as a process of its own: it sends the datagrams of a file (each behind a 2-byte length)
+#: round after round until killed, and says so after its 200th round.
+_FLOODER = """
+import socket, sys
+host, port, data = sys.argv[1], int(sys.argv[2]), open(sys.argv[3], "rb").read()
+datagrams, i = [], 0
+while i < len(data):
+    size = int.from_bytes(data[i : i + 2], "big")
+    datagrams.append(data[i + 2 : i + 2 + size])
+    i += 2 + size
+sock, rounds = socket.socket(socket.AF_INET, socket.SOCK_DGRAM), 0
+while True:
+    for datagram in datagrams:
+        try:
+            sock.sendto(datagram, (host, port))
+        except OSError:
+            pass
+    rounds += 1
+    if rounds == 200:
+        print("flooding", flush=True)
+"""
+
+
+def _flood(port: int, datagrams: list[bytes], path: Path, count: int) -> list[subprocess.Popen[str]]:
+    """``count`` flooder processes sending ``datagrams`` to 127.0.0.1:``port``, each past its 200th round
+    when this returns: together they send faster than one receiver reads, whatever the machine."""
+    path.write_bytes(b"".join(len(d).to_bytes(2, "big") + d for d in datagrams))
+    flooders = [
+        subprocess.Popen(
+            [sys.executable, "-c", _FLOODER, "127.0.0.1", str(port), str(path)], stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(count)
+    ]
+    for flooder in flooders:
+        assert flooder.stdout is not None and flooder.stdout.readline() == "flooding\n"
+    return flooders
 
 
 @pytest.mark.parametrize("state", ["idle", "flooded with forgeries", "an absurd gap, flooded with authentic data"])
@@ -410,19 +437,16 @@ def test_sigterm_stops_the_receiver_within_5_seconds(tmp_path: Path, state: str)
         # Fragments of blocks far beyond the gap, each a block begun and never completed.
         for sequence in range(2**40 + 10, 2**40 + 200):
             datagrams += wire.pack_block(key, 0, 8, 3, 7, sequence, [bytes(100)])[:1]
-    stop = threading.Event()
-    rounds = [0]
-    flooder = threading.Thread(target=_flood, args=(("127.0.0.1", port), datagrams, stop, rounds), daemon=True)
-    if datagrams:
-        flooder.start()
-        deadline = time.monotonic() + 30
-        while rounds[0] < 200 and time.monotonic() < deadline:  # the receiver is under the flood
-            time.sleep(0.01)
+    # Two flooders, each on a core of its own if it can: the receiver cannot keep up, and its socket
+    # never empties while they run (its tick once read until it did, and SIGTERM waited for that).
+    flooders = _flood(port, datagrams, tmp_path / "flood", 2) if datagrams else []
     try:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=5)
     finally:
-        stop.set()
+        for flooder in flooders:
+            flooder.kill()
+            flooder.wait()
         if process.poll() is None:
             process.kill()
             process.wait()

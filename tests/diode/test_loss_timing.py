@@ -90,6 +90,20 @@ def test_a_block_sent_whole_is_given_up_after_the_reorder_window_not_the_block_t
     assert (gap.data["first"], gap.data["last"]) == (1, 1)
 
 
+def test_a_tick_that_could_not_empty_the_socket_gives_nothing_up(journal: Journal) -> None:
+    """The tick loop reads the socket for one tick at most; when the socket still holds datagrams after
+    that (a sender above what the receiver sustains), their blocks may be among them: nothing is given
+    up for lost until a tick finds the socket empty."""
+    receiver = receiver_for(journal, block_timeout="30s", reorder_window="20ms")
+    feed(receiver, block(0, 1)[0], T0)
+    feed_all_but_too_many(receiver, 1, T0)
+    feed(receiver, block(2, 41)[0], T0 + 0.001)
+    receiver.tick(T0 + 0.5, check_losses=False)
+    assert receiver.stats.lost == 0 and samples_written(journal) == [float(o) for o in range(1, 21)]
+    receiver.tick(T0 + 0.5)
+    assert receiver.stats.lost == 1
+
+
 def test_a_block_still_arriving_waits_the_whole_block_timeout(journal: Journal) -> None:
     """Nothing later has arrived: the rest of the block may still be on its way (a sender paused in the
     middle of it), so the reorder window does not apply."""

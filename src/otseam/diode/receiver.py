@@ -952,18 +952,28 @@ class DiodeReceiver:
             try:
                 # Datagrams still queued in the socket are not lost: read them all before any
                 # block is given up for lost (a busy event loop must never look like a lossy link).
+                # Bounded: a socket that refills faster than it is read (a sender above what this
+                # receiver sustains, or a flood) must not hold the event loop, and with it SIGTERM,
+                # the state saves and every other task, for as long as it lasts.
+                until = time.monotonic() + TICK
+                emptied = True
                 while self._drain() >= DRAIN_LIMIT:
-                    pass
+                    if time.monotonic() >= until:
+                        emptied = False
+                        break
                 now = time.monotonic()
-                self.tick(now)
+                self.tick(now, check_losses=emptied)
                 if now - saved >= 1.0:
                     self._save_state()
                     saved = now
             except Exception:  # a bug here must be seen, but must not stop the receiver
                 log.exception("diode receiver tick failed")
 
-    def tick(self, now: float) -> None:
-        self._check_losses(now)
+    def tick(self, now: float, check_losses: bool = True) -> None:
+        """The time-driven decisions. ``check_losses`` is False while the socket still holds datagrams
+        this tick could not read: blocks are not given up for lost while their fragments may be queued."""
+        if check_losses:
+            self._check_losses(now)
         if self._open_gaps and time.monotonic() - self._open_gaps[0].declared >= GAP_BOUND_WAIT:
             self._bound_gaps(None)  # nothing has followed them yet: reported with the upper bound open
         for session in list(self.sessions.values()):
