@@ -33,7 +33,7 @@ from tests.control.authority.servers import mbpoll
 from tests.control.node import PASSWORD, Client
 from tests.control.test_browser import page, shot, shots  # noqa: F401 (fixtures)
 from tests.core.seamrun import SeamRun
-from tests.support.servers import free_port
+from tests.support.servers import free_port, free_ports
 from tests.support.wait import wait_until
 
 APPROVERS = {"engineer": "ot-control", "owner": "seam-owner"}
@@ -109,7 +109,7 @@ def plant_contract(modbus_port: int, command_port: int, diode_port: int) -> str:
 
 
 def prepare_site(workdir: Path, modbus_port: int) -> None:
-    command_port, diode_port = free_port(), free_port()
+    command_port, diode_port = free_ports(2)
     (workdir / "seam.yaml").write_text(plant_contract(modbus_port, command_port, diode_port))
     write_new_key(workdir / "seam-diode.key")
     pki.make_ca(workdir / "tls")

@@ -21,7 +21,7 @@ from pathlib import Path
 import nats
 from nats.js.api import ExternalStream, RetentionPolicy, StorageType, StreamConfig, StreamSource
 
-from tests.support.servers import NatsServer, free_port, nats_config
+from tests.support.servers import NatsServer, free_ports, nats_config
 from tests.support.wait import wait_until, wait_until_async
 
 HUB_DOMAIN = "hub"
@@ -96,8 +96,8 @@ class Fleet:
 
 
 def _hub(workdir: Path, size: int) -> list[NatsServer]:
-    cluster_ports = [free_port() for _ in range(size)]
-    leaf_ports = [free_port() for _ in range(size)]
+    ports = free_ports(3 * size)  # each server's clients, routes and leaf nodes: all different
+    client_ports, cluster_ports, leaf_ports = ports[:size], ports[size : 2 * size], ports[2 * size :]
     servers = []
     for index in range(size):
         routes = ", ".join(f'"nats-route://127.0.0.1:{p}"' for i, p in enumerate(cluster_ports) if i != index)
@@ -106,7 +106,7 @@ def _hub(workdir: Path, size: int) -> list[NatsServer]:
             f'cluster {{ name: hub, listen: "127.0.0.1:{cluster_ports[index]}", routes: [{routes}] }}\n'
             f'leafnodes {{ listen: "127.0.0.1:{leaf_ports[index]}" }}\n'
         )
-        server = nats_config(workdir, f"hub{index + 1}", body)
+        server = nats_config(workdir, f"hub{index + 1}", body, client_ports[index])
         server.leaf_port = leaf_ports[index]  # type: ignore[attr-defined]
         servers.append(server)
     return servers
@@ -121,7 +121,8 @@ def fleet(site_names: list[str], hub_size: int = 3) -> Iterator[Fleet]:
         for server in running.hub:
             server.start()
         for name in site_names:
-            relays = [Relay(free_port(), server.leaf_port) for server in running.hub]  # type: ignore[attr-defined]
+            leaf_ports = [server.leaf_port for server in running.hub]  # type: ignore[attr-defined]
+            relays = [Relay(listen, port) for listen, port in zip(free_ports(len(leaf_ports)), leaf_ports, strict=True)]
             remotes = ", ".join(f'"nats-leaf://127.0.0.1:{relay.listen}"' for relay in relays)
             body = (
                 f'jetstream {{ store_dir: "{workdir / name}", domain: {name} }}\n'

@@ -24,6 +24,19 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
         return int(sock.getsockname()[1])
 
 
+def free_ports(count: int) -> list[int]:
+    """``count`` different ports nobody listens on right now. Calls of free_port one after the other
+    can return the same port twice (each is released before the next is picked): a server given one of
+    them for two listeners then fails to start."""
+    with contextlib.ExitStack() as held:
+        ports = []
+        for _ in range(count):
+            sock = held.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            sock.bind(("127.0.0.1", 0))
+            ports.append(int(sock.getsockname()[1]))
+        return ports
+
+
 def wait_for_port(
     port: int, host: str = "127.0.0.1", timeout: float = DEFAULT_WITHIN, process: subprocess.Popen[Any] | None = None
 ) -> None:

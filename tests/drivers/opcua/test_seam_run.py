@@ -12,7 +12,7 @@ from pathlib import Path
 from otseam.diode.config import write_new_key
 from otseam.sim.contract import DIODE_KEY
 from tests.core.seamrun import SeamRun, metric
-from tests.support.servers import free_port, wait_for_port
+from tests.support.servers import free_ports, wait_for_port
 
 SEAM = [sys.executable, "-m", "otseam.cli"]
 
@@ -31,7 +31,7 @@ def history(workdir: Path, point: str) -> list[dict[str, object]]:
 
 
 def test_seam_run_records_the_sims_opcua_values(tmp_path: Path) -> None:
-    modbus_port, opcua_port = free_port(), free_port()
+    modbus_port, opcua_port = free_ports(2)
     sim_args = [sys.executable, "-m", "otseam.cli", "sim", "--modbus-port", str(modbus_port)]
     sim_args += ["--opcua-port", str(opcua_port), "--tick", "200ms"]
     printed = subprocess.run([*sim_args, "--contract"], capture_output=True, text=True, timeout=60, check=True)
