@@ -293,9 +293,7 @@ class DiodeReceiver:
                 await self._tick
         if self._sock is not None:
             asyncio.get_running_loop().remove_reader(self._sock.fileno())
-            until = time.monotonic() + CLOSE_DRAIN  # a socket that keeps filling must not hold SIGTERM up
-            while self._drain() >= DRAIN_LIMIT and time.monotonic() < until:
-                pass
+            self._read_queued(CLOSE_DRAIN)  # a socket that keeps filling must not hold SIGTERM up
             if self._paused is not None:  # the drain above may have paused the (no longer watched) socket
                 self._paused.cancel()
                 self._paused = None
@@ -347,6 +345,17 @@ class DiodeReceiver:
         elif self._out and count < DRAIN_LIMIT and self._idle_flush is None and self._paused is None:
             self._idle_flush = asyncio.get_running_loop().call_later(FLUSH_IDLE, self._flush)
         return count
+
+    def _read_queued(self, within: float) -> bool:
+        """Read what is queued in the socket, for ``within`` seconds at most; whether it ran dry. Bounded:
+        a socket that refills faster than it is read (a sender above what this receiver sustains, or a
+        flood) must not hold the event loop, and with it SIGTERM, the state saves and every other task,
+        for as long as that lasts."""
+        until = time.monotonic() + within
+        while self._drain() >= DRAIN_LIMIT:
+            if time.monotonic() >= until:
+                return False
+        return True
 
     def _resume(self) -> None:
         """The end of a pause (RECEIVE_PAUSE): read what came meanwhile, write what is pending, and watch the
@@ -952,15 +961,7 @@ class DiodeReceiver:
             try:
                 # Datagrams still queued in the socket are not lost: read them all before any
                 # block is given up for lost (a busy event loop must never look like a lossy link).
-                # Bounded: a socket that refills faster than it is read (a sender above what this
-                # receiver sustains, or a flood) must not hold the event loop, and with it SIGTERM,
-                # the state saves and every other task, for as long as it lasts.
-                until = time.monotonic() + TICK
-                emptied = True
-                while self._drain() >= DRAIN_LIMIT:
-                    if time.monotonic() >= until:
-                        emptied = False
-                        break
+                emptied = self._read_queued(TICK)
                 now = time.monotonic()
                 self.tick(now, check_losses=emptied)
                 if now - saved >= 1.0:
@@ -1023,9 +1024,9 @@ class DiodeReceiver:
     def _loss_due(self) -> None:
         self._loss_timer = None
         try:
-            # What is queued in the socket is not lost: read it all first (_drain then checks, once dry).
-            while self._drain() >= DRAIN_LIMIT:
-                pass
+            # What is queued in the socket is not lost: read it first (_drain then checks, once dry;
+            # a socket still full after a tick is checked by a later tick or read, once it is not).
+            self._read_queued(TICK)
             if self._out:
                 self._flush()
         except Exception:  # a bug here must be seen, but must not stop the receiver
