@@ -490,12 +490,11 @@ class DiodeReceiver:
     ) -> None:
         """Authentic fragments ``first``, ``first + 1``, ... of one block, ``size`` bytes each, that arrived
         one after the other (the C checker groups them and joins their payloads): the same decisions
-        :meth:`_handle_python` takes per datagram."""
+        :meth:`_handle_python` takes per datagram. A run that holds a whole block comes as the block
+        (:meth:`_block`); one that reaches here does not, or its fragment headers disagree."""
         count = len(joined) // size
         session = self._fragments_of(session_id, k, m, count, now)
         if session is None:
-            return
-        if first == 0 and count >= k and self._whole(session, sequence, flags, k, size, joined, now):
             return
         if self._finished(session, sequence, count):  # the parity after a whole block, usually: no copies
             return
@@ -507,7 +506,7 @@ class DiodeReceiver:
     ) -> None:
         """A run of ``count`` authentic fragments that held every data fragment of block ``sequence``,
         handed over by the C checker as the block itself (the usual case): the decisions :meth:`_run`
-        and :meth:`_whole` take for the same fragments, without their payloads."""
+        takes for the same fragments, without their payloads."""
         session = self._fragments_of(session_id, k, m, count, now)
         if session is None or self._finished(session, sequence, count):
             return
@@ -527,18 +526,6 @@ class DiodeReceiver:
             self._add(session, sequence, flags, k, m, 0, fragments, now)
             return
         self._whole_block(session, sequence, flags, block, count - k, now)
-
-    def _whole(self, session: Session, sequence: int, flags: int, k: int, size: int, joined: bytes, now: float) -> bool:
-        """The usual case: every data fragment of a block not seen before, in one run. The block is the
-        data fragments joined, without an assembly or a bytes object per fragment; what :meth:`_add`
-        and :meth:`_complete` would conclude from the same fragments. False to take the general path."""
-        if sequence < session.next_sequence or sequence in session.done or sequence in session.pending:
-            return False
-        block = self._join(joined, size, k)
-        if block is None:  # headers that do not fit together: the general path says what it makes of them
-            return False
-        self._whole_block(session, sequence, flags, block, len(joined) // size - k, now)
-        return True
 
     def _whole_block(self, session: Session, sequence: int, flags: int, block: bytes, surplus: int, now: float) -> None:
         """Block ``sequence``, neither released nor done nor pending, arrived whole: held, then released
