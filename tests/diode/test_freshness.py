@@ -391,9 +391,17 @@ def _flood(port: int, datagrams: list[bytes], path: Path, count: int) -> list[su
         )
         for _ in range(count)
     ]
-    for flooder in flooders:
-        assert flooder.stdout is not None and flooder.stdout.readline() == "flooding\n"
+    started = all(flooder.stdout is not None and flooder.stdout.readline() == "flooding\n" for flooder in flooders)
+    if not started:  # one died before its 200th round: none is left behind
+        _stop(flooders)
+        pytest.fail("a flooder did not start")
     return flooders
+
+
+def _stop(processes: list[subprocess.Popen[str]]) -> None:
+    for process in processes:
+        process.kill()
+        process.wait()
 
 
 @pytest.mark.parametrize("state", ["idle", "flooded with forgeries", "an absurd gap, flooded with authentic data"])
@@ -439,14 +447,13 @@ def test_sigterm_stops_the_receiver_within_5_seconds(tmp_path: Path, state: str)
             datagrams += wire.pack_block(key, 0, 8, 3, 7, sequence, [bytes(100)])[:1]
     # Two flooders, each on a core of its own if it can: the receiver cannot keep up, and its socket
     # never empties while they run (its tick once read until it did, and SIGTERM waited for that).
-    flooders = _flood(port, datagrams, tmp_path / "flood", 2) if datagrams else []
+    flooders: list[subprocess.Popen[str]] = []
     try:
+        flooders = _flood(port, datagrams, tmp_path / "flood", 2) if datagrams else []
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=5)
     finally:
-        for flooder in flooders:
-            flooder.kill()
-            flooder.wait()
+        _stop(flooders)
         if process.poll() is None:
             process.kill()
             process.wait()
