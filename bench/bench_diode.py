@@ -53,6 +53,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "src"))
 
+from bench.machine import returns_freed_memory  # noqa: E402
+
 BIN = Path(sys.executable).parent
 SEAM_RATE = "1.8Gbit/s"  # the default --rate: below what the receiver sustains here, as a deployment sets it
 PYDIODE_BITRATE = str(3_000_000_000)
@@ -484,6 +486,8 @@ def main() -> int:
         RELAY_OPTIONS.append("--relay-one-by-one")
     print(f"machine: {os.cpu_count()} cores; load: {Path('/proc/loadavg').read_text().split()[:3]}", flush=True)
     print(f"CPU: {cpu_description()}", flush=True)
+    if returns_freed_memory():  # see bench/machine.py and docs/bench/diode.md: quote medians of several runs
+        print("memory: this machine's balloon returns freed memory to the host; single runs swing", flush=True)
     print(f"started {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}", flush=True)
     print(f"Seam: rate limit {args.rate}, kernel offload {'off' if args.no_offload else 'on'}, "
           f"datagrams of {args.datagram} bytes", flush=True)  # fmt: skip
