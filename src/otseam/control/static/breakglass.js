@@ -72,8 +72,13 @@ async function breakGlassPage(view, page) {
     const input = form.querySelector(".bg-observed");
     if (seen !== null && seen !== undefined && !input.dataset.touched) input.value = fmtValue(seen);
   };
-  const draw = async () => {
-    listed = await api("GET", "/breakglass");
+  // `unlessBusy`: an automatic redraw gives way to a value typed or a key file picked while its fetch was
+  // under way (checked again once the answer is in, not only before asking): replacing the form then
+  // emptied the new value, and the browser refused the write the person then sent as incomplete.
+  const draw = async (unlessBusy = false) => {
+    const fresh = await api("GET", "/breakglass");
+    if (unlessBusy && busy()) return;
+    listed = fresh;
     $("bg-sessions").innerHTML = listed.items.length ? listed.items.map(card).join("") : `<p class="muted">No break-glass sessions on this node.</p>`;
     for (const form of document.querySelectorAll(".bg-write")) observedNow(form);
   };
@@ -101,9 +106,9 @@ async function breakGlassPage(view, page) {
     } catch (error) { out.textContent = error.message; }
   });
   page.onValues = () => { for (const form of document.querySelectorAll(".bg-write")) observedNow(form); };
-  page.onEvents = (events) => { if (!busy() && events.some((e) => e.kind.startsWith("audit.breakglass") || e.kind.startsWith("audit.command"))) draw().catch(() => {}); };
-  await draw();
-  every(5000, () => (busy() ? undefined : draw()));  // a session ends with time, not with an event
+  page.onEvents = (events) => { if (!busy() && events.some((e) => e.kind.startsWith("audit.breakglass") || e.kind.startsWith("audit.command"))) draw(true).catch(() => {}); };
+  await draw(true);
+  every(5000, () => (busy() ? undefined : draw(true)));  // a session ends with time, not with an event
 }
 
 pages.breakglass = breakGlassPage;
