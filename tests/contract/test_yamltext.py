@@ -224,6 +224,8 @@ def test_aliases_expand_and_merge_keys_merge(pure: bool) -> None:
         ("a: -_\n", (1, 4), "'-_' looks like a whole number but is not one"),
         ("a: 0x_\n", (1, 4), "looks like a whole number"),
         ("a: ._\n", (1, 4), "looks like a number"),
+        ("a: !!bool maybe\n", (1, 4), "'maybe' looks like a boolean but is not one"),
+        ("a: !!timestamp 2020-13-45\n", (1, 4), "looks like a date or time"),
     ],
 )
 def test_unfit_yaml_is_refused_at_its_place(pure: bool, text: str, where: tuple[int, int], words: str) -> None:

@@ -33,12 +33,13 @@ MAX_NODES = 1_000_000
 
 _TAG = "tag:yaml.org,2002:"
 _STR, _MAP, _SEQ, _MERGE = _TAG + "str", _TAG + "map", _TAG + "seq", _TAG + "merge"
-_KIND_NAMES = {
-    _TAG + "int": "a whole number",
-    _TAG + "float": "a number",
-    _TAG + "bool": "a boolean",
-    _TAG + "null": "a null",
-    _TAG + "timestamp": "a date or time",
+#: What a scalar that failed to construct looked like, and how to write one that does.
+_KINDS = {
+    _TAG + "int": ("whole number", "write the whole number in full"),
+    _TAG + "float": ("number", "write the number in full"),
+    _TAG + "bool": ("boolean", "write true or false"),
+    _TAG + "null": ("null", "write null"),
+    _TAG + "timestamp": ("date or time", "write it as 2026-12-08 or 2026-12-08T06:30:00Z"),
 }
 _SCALAR_TAGS = frozenset(_TAG + name for name in ("str", "int", "float", "bool", "null", "timestamp"))
 
@@ -216,13 +217,14 @@ class _Builder:
             raise _tag_problem(node)
         try:
             return self._scalars.construct_object(node)
-        except (ConstructorError, ValueError, IndexError, OverflowError):
-            # ruamel's own constructors fail on some plain scalars its resolver calls numbers ("-_").
-            kind = _KIND_NAMES.get(tag, "value")
+        except (ConstructorError, ValueError, IndexError, OverflowError, KeyError):
+            # ruamel's own constructors fail on some plain scalars its resolver calls numbers ("-_"), and
+            # its boolean constructor looks an explicitly tagged value up in a table ("!!bool maybe").
+            kind, how = _KINDS.get(tag, ("value", "write it in full"))
             raise YamlProblem(
                 *_place(node),
-                f"YAML: {node.value!r} looks like {kind} but is not one",
-                f"quote it if it is text ('{node.value}'), or write the {kind.split(' ', 1)[1]} in full",
+                f"YAML: {node.value!r} looks like a {kind} but is not one",
+                f"quote it if it is text ('{node.value}'), or {how}",
             ) from None
 
     def build(self, node: Node, path: PathKey) -> Any:
