@@ -3,8 +3,9 @@
 `seam sim` serves the plant over Modbus; the OT edge node polls it. On the edge node's console (Debian's
 chromium, driven by Playwright) the OT control engineer opens a break-glass session with a reason,
 signing it with their key file in the browser (the file is never uploaded); the alert shows among the
-console's alerts; they write a new chlorine dose through the session, outside the command's window and
-without a second person; mbpoll reads the new value from the PLC. Then the seam owner closes the review
+console's alerts; they write a new chlorine dose through the session from a second tab, outside the
+command's window and without a second person, and the first tab shows the write too; mbpoll reads the
+new value from the PLC. Then the seam owner closes the review
 with a note and their own signature, and the audit page shows the chain verified with both records.
 Screenshots: SEAM_CONSOLE_SHOTS.
 """
@@ -67,8 +68,16 @@ async def test_one_ot_person_writes_through_break_glass_and_the_seam_owner_revie
         await expect(card).to_be_visible(timeout=15_000)
         await expect(card).to_contain_text("chlorine residual low")
         await expect(card.locator(".bg-observed")).to_have_value("1.200", timeout=30_000)  # the live value
-        await card.locator(".bg-value").fill("1.4")
-        await card.locator(".bg-write button[type=submit]").click()
+        # The write is made from a second tab of the same person; the first, its value seen now filled in
+        # from the live values, shows the write too (a live event redraws it: that value is not typing).
+        other = await page.context.new_page()
+        await other.goto(base + "/#/breakglass")
+        other_card = other.locator(".breakglass[data-active=true]")
+        await expect(other_card.locator(".bg-observed")).to_have_value("1.200", timeout=30_000)
+        await other_card.locator(".bg-value").fill("1.4")
+        await other_card.locator(".bg-write button[type=submit]").click()
+        await expect(other_card.locator(".bg-writes")).to_contain_text("executed", timeout=30_000)
+        await other.close()
         await expect(card.locator(".bg-writes")).to_contain_text("executed", timeout=30_000)
         await asyncio.to_thread(wait_until, lambda: mbpoll(sim, 3, 4, 1, "4") == ["140"], "the new dose in the PLC", 10)
         await expect(card).to_contain_text("Review open")

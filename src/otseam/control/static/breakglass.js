@@ -63,8 +63,11 @@ async function breakGlassPage(view, page) {
       <p class="bg-writes">Writes: ${writes}</p>
       ${s.active && mine ? writeForm(s) : ""}${review}<p class="error request-error" role="alert"></p></div>`;
   };
-  // Automatic refreshes never wipe a key file picked or a value being typed.
-  const busy = () => [...document.querySelectorAll("#bg-sessions input")].some((i) => (i.type === "file" ? i.files.length : i.value));
+  // Automatic refreshes never wipe a key file picked or a value being typed. The value seen now is filled
+  // in by the page from the live values: it counts only once the person has changed it, or the card of
+  // an active session would never be redrawn (not when it expires, not when another write is made).
+  const typed = (i) => i.value && (!i.classList.contains("bg-observed") || i.dataset.touched);
+  const busy = () => [...document.querySelectorAll("#bg-sessions input")].some((i) => (i.type === "file" ? i.files.length : typed(i)));
   const observedNow = (form) => {
     const c = commands.find((x) => x.id === form.querySelector(".bg-command").value);
     const live = c && state.values.get(c.point);
